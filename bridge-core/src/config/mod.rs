@@ -1,0 +1,164 @@
+//! The bridge's configuration (`bridge.toml`, the contract in DESIGN.md) in its
+//! checked form. `load` parses the file with unknown keys refused, validates every
+//! value (reporting all problems at once with file:line:column) and loads the mapping
+//! files it names. Secrets are only references here; `SecretRef::resolve` reads them.
+
+mod load;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+pub use load::{load, parse};
+
+use crate::mapping::Mapping;
+use crate::model::{ConflictPolicy, Timestamp};
+use crate::schedule::Schedule;
+use crate::vocab::{SourceKind, TicketKind};
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from; relative paths in it are relative to its directory.
+    pub file: PathBuf,
+    pub store: StoreConfig,
+    pub server: ServerConfig,
+    pub http: HttpConfig,
+    pub sources: Vec<SourceConfig>,
+    pub ticket_systems: Vec<TicketSystemConfig>,
+    pub syncs: Vec<SyncConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Absolute, or resolved against the config file's directory.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Health, metrics and the read-only dashboard; port 0 picks a free port.
+    pub listen: Option<SocketAddr>,
+}
+
+/// Settings for every remote call.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Extra trusted CA certificates (PEM), resolved against the config's directory.
+    pub ca_bundle: Option<PathBuf>,
+    pub proxy: Option<String>,
+    pub timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { ca_bundle: None, proxy: None, timeout: Duration::from_secs(30) }
+    }
+}
+
+/// Where a secret comes from. Never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    Env(String),
+    File(PathBuf),
+}
+
+impl SecretRef {
+    /// Reads the secret. The error names the variable or file, never a value.
+    pub fn resolve(&self) -> Result<SecretString, String> {
+        match self {
+            SecretRef::Env(var) => match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Ok(SecretString::from(v)),
+                Ok(_) => Err(format!("environment variable {var} is empty")),
+                Err(_) => Err(format!("environment variable {var} is not set")),
+            },
+            SecretRef::File(path) => match std::fs::read_to_string(path) {
+                Ok(v) if !v.trim().is_empty() => Ok(SecretString::from(v.trim().to_string())),
+                Ok(_) => Err(format!("secret file {} is empty", path.display())),
+                Err(e) => Err(format!("cannot read secret file {}: {e}", path.display())),
+            },
+        }
+    }
+}
+
+/// A `[[source]]`.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub name: String,
+    pub kind: SourceKind,
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: SecretRef,
+    /// Entra ID authority, `https://login.microsoftonline.com` by default.
+    pub authority_host: String,
+    /// `https://graph.microsoft.com` / `https://management.azure.com` by default.
+    pub base_url: String,
+    /// Token scope, `<base_url>/.default` by default.
+    pub scope: String,
+    /// Sentinel only.
+    pub workspace: Option<SentinelWorkspace>,
+    /// Sentinel only: the ARM `api-version`.
+    pub api_version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelWorkspace {
+    pub subscription_id: String,
+    pub resource_group: String,
+    pub workspace_name: String,
+}
+
+/// A `[[ticket_system]]`.
+#[derive(Debug, Clone)]
+pub struct TicketSystemConfig {
+    pub name: String,
+    pub kind: TicketKind,
+    pub base_url: String,
+    pub auth: TicketAuth,
+    /// Jira only.
+    pub project_key: Option<String>,
+    /// Jira only, `Task` by default.
+    pub issue_type: Option<String>,
+    pub mapping: Mapping,
+}
+
+/// How the bridge signs in to a ticket system.
+#[derive(Debug, Clone)]
+pub enum TicketAuth {
+    /// Jira Cloud: `email` + `api_token`, sent as HTTP Basic.
+    JiraToken { email: String, api_token: SecretRef },
+    /// ServiceNow and generic: `username` + `password`, sent as HTTP Basic.
+    Basic { username: String, password: SecretRef },
+    /// Generic: a bearer token.
+    Bearer { token: SecretRef },
+}
+
+/// A `[[sync]]` pair.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    pub source: String,
+    pub tickets: String,
+    pub schedule: Schedule,
+    pub conflict: ConflictPolicy,
+    /// How far back the first run reaches.
+    pub since: Timestamp,
+}
+
+impl SyncConfig {
+    /// The pair's name in the store, the ledger and the logs: `<source>-><tickets>`.
+    pub fn pair_name(&self) -> String {
+        format!("{}->{}", self.source, self.tickets)
+    }
+}
+
+impl Config {
+    pub fn source(&self, name: &str) -> Option<&SourceConfig> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+
+    pub fn ticket_system(&self, name: &str) -> Option<&TicketSystemConfig> {
+        self.ticket_systems.iter().find(|t| t.name == name)
+    }
+}

@@ -1,0 +1,14 @@
+//! bridge-core: the domain, the admin's config and mapping, the pure reconcile
+//! engine and scheduler, and the store and ledger. It knows nothing of HTTP: the
+//! remote systems are reached through the traits in [`ports`], which the
+//! `connectors` crate implements.
+
+pub mod config;
+pub mod diag;
+pub mod ledger;
+pub mod mapping;
+pub mod model;
+pub mod ports;
+pub mod schedule;
+pub mod store;
+pub mod vocab;

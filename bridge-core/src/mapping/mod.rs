@@ -1,0 +1,139 @@
+//! The admin's field mapping (mapping TOML v1, documented in `mappings/README.md`),
+//! in its checked form: which incident values go to which ticket attributes and
+//! back, through templates and value maps, and what is written back to the incident.
+//! `load` parses and validates a file; everything here is pure.
+
+mod load;
+mod template;
+
+use std::path::PathBuf;
+
+pub use load::{load, parse};
+pub use template::{Template, TemplateContext};
+
+use crate::model::{ConflictPolicy, IncidentSnapshot};
+use crate::vocab::{SourceKind, TicketKind};
+
+/// A checked mapping file.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    pub file: PathBuf,
+    /// The incident vocabulary the file was written for (`source = "graph"`).
+    pub source_kind: SourceKind,
+    /// The ticket vocabulary it targets (`tickets = "jira"`).
+    pub ticket_kind: TicketKind,
+    /// Field rules in file order; names are unique.
+    pub fields: Vec<FieldRule>,
+    /// Labels put on every ticket the bridge creates, rendered from the incident.
+    pub labels: Vec<Template>,
+    /// Incidents in these statuses get no new ticket (one already linked keeps syncing).
+    pub skip_create_statuses: Vec<String>,
+    pub write_back: WriteBack,
+}
+
+/// How one mapped field flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Both,
+    ToTicket,
+    ToIncident,
+}
+
+impl Flow {
+    pub fn to_ticket(self) -> bool {
+        matches!(self, Flow::Both | Flow::ToTicket)
+    }
+    pub fn to_incident(self) -> bool {
+        matches!(self, Flow::Both | Flow::ToIncident)
+    }
+}
+
+/// Where the incident side of a field comes from.
+#[derive(Debug, Clone)]
+pub enum IncidentSide {
+    /// An incident attribute, read and (if the flow allows) written.
+    Attr(String),
+    /// A template over the incident; only flows to the ticket.
+    Template(Template),
+}
+
+/// One mapped field.
+#[derive(Debug, Clone)]
+pub struct FieldRule {
+    pub name: String,
+    pub incident: IncidentSide,
+    /// The ticket attribute.
+    pub ticket: String,
+    pub flow: Flow,
+    /// Incident value → ticket value; `None` copies the value as it is.
+    pub to_ticket: Option<ValueMap>,
+    /// Ticket value → incident value; `None` copies the value as it is.
+    pub to_incident: Option<ValueMap>,
+    /// Overrides the pair's conflict policy for this field.
+    pub conflict: Option<ConflictPolicy>,
+}
+
+impl FieldRule {
+    /// The incident side's current value.
+    pub fn incident_value(&self, incident: &IncidentSnapshot, source: &str) -> Option<String> {
+        match &self.incident {
+            IncidentSide::Attr(name) => incident.attrs.get(name).cloned(),
+            IncidentSide::Template(t) => {
+                Some(t.render(&TemplateContext { source, incident: Some(incident), ticket: None }))
+            }
+        }
+    }
+
+    /// The incident attribute this rule writes, if any.
+    pub fn incident_attr(&self) -> Option<&str> {
+        match &self.incident {
+            IncidentSide::Attr(name) => Some(name),
+            IncidentSide::Template(_) => None,
+        }
+    }
+
+    /// What the ticket should hold for an incident value.
+    pub fn map_to_ticket(&self, value: Option<&str>) -> Option<String> {
+        map_value(self.to_ticket.as_ref(), value)
+    }
+
+    /// What the incident should hold for a ticket value.
+    pub fn map_to_incident(&self, value: Option<&str>) -> Option<String> {
+        map_value(self.to_incident.as_ref(), value)
+    }
+}
+
+fn map_value(map: Option<&ValueMap>, value: Option<&str>) -> Option<String> {
+    match (map, value) {
+        (_, None) => None,
+        (None, Some(v)) => Some(v.to_string()),
+        (Some(m), Some(v)) => m.get(v).map(str::to_string),
+    }
+}
+
+/// A value map. Keys match case-insensitively (the remote APIs' label and status
+/// names are compared that way); `default` catches values the entries do not name.
+#[derive(Debug, Clone, Default)]
+pub struct ValueMap {
+    pub entries: Vec<(String, String)>,
+    pub default: Option<String>,
+}
+
+impl ValueMap {
+    pub fn get(&self, value: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(value))
+            .map(|(_, v)| v.as_str())
+            .or(self.default.as_deref())
+    }
+}
+
+/// What the bridge writes to the incident once its ticket exists.
+#[derive(Debug, Clone, Default)]
+pub struct WriteBack {
+    /// Tags added to the incident (`customTags` / labels), e.g. `ticket:{ticket.key}`.
+    pub tags: Vec<Template>,
+    /// A comment added to the incident, e.g. `Jira issue {ticket.key}: {ticket.url}`.
+    pub comment: Option<Template>,
+}

@@ -1,0 +1,96 @@
+//! The traits the engine drives and the connectors implement: an incident source, a
+//! ticket system, and the typed error both return. `bridge-core` defines them so
+//! that it never depends on HTTP; `connectors` implements them.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::model::{
+    Comment, Correlation, IncidentSnapshot, IncidentUpdate, Page, TicketCreate, TicketSnapshot,
+    TicketUpdate, Timestamp,
+};
+
+/// What went wrong talking to a remote system, in the terms the scheduler branches on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Network trouble, timeouts, 5xx: worth retrying later.
+    Transient,
+    /// 429 (or 503 with `Retry-After`): wait at least this long.
+    RateLimited(Option<Duration>),
+    /// Credentials refused or a permission is missing (401/403).
+    Auth,
+    /// The record does not exist (or is not visible to us).
+    NotFound,
+    /// A concurrent change (Sentinel stale etag, Jira 409): re-read and re-plan.
+    Conflict,
+    /// The remote refused the request itself (400, 422, data policy): retrying as-is is useless.
+    Permanent,
+    /// The remote answered with something we cannot parse.
+    InvalidPayload,
+}
+
+impl ErrorKind {
+    pub fn is_retryable(self) -> bool {
+        matches!(self, ErrorKind::Transient | ErrorKind::RateLimited(_) | ErrorKind::Conflict)
+    }
+}
+
+/// A connector failure. The message never carries a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectorError {
+    pub kind: ErrorKind,
+    /// The remote system (`graph`, `jira`, …) or the configured name.
+    pub system: String,
+    pub message: String,
+}
+
+impl ConnectorError {
+    pub fn new(kind: ErrorKind, system: impl Into<String>, message: impl Into<String>) -> Self {
+        ConnectorError { kind, system: system.into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for ConnectorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.system, self.message)
+    }
+}
+
+impl std::error::Error for ConnectorError {}
+
+pub type ConnectorResult<T> = Result<T, ConnectorError>;
+
+/// A place incidents come from: Microsoft Graph security incidents or Sentinel.
+#[async_trait]
+pub trait IncidentSource: Send + Sync {
+    /// The first page of incidents modified at or after `since`.
+    async fn changed_since(&self, since: Timestamp) -> ConnectorResult<Page<IncidentSnapshot>>;
+    /// The page behind a next link returned by this source, requested exactly as given.
+    async fn next_page(&self, next: &str) -> ConnectorResult<Page<IncidentSnapshot>>;
+    async fn get(&self, id: &str) -> ConnectorResult<IncidentSnapshot>;
+    /// Applies the update and returns the incident as it is afterwards.
+    async fn update(&self, id: &str, update: &IncidentUpdate) -> ConnectorResult<IncidentSnapshot>;
+    async fn add_comment(&self, id: &str, text: &str) -> ConnectorResult<()>;
+}
+
+/// A place tickets live: Jira, ServiceNow or a generic REST system.
+#[async_trait]
+pub trait TicketSystem: Send + Sync {
+    /// The first page of the bridge's tickets modified at or after `since`.
+    async fn changed_since(&self, since: Timestamp) -> ConnectorResult<Page<TicketSnapshot>>;
+    /// The page behind a next link returned by this system, requested exactly as given.
+    async fn next_page(&self, next: &str) -> ConnectorResult<Page<TicketSnapshot>>;
+    /// The ticket the bridge created for this incident, if any (used to adopt
+    /// instead of duplicating after a crash or a lost response).
+    async fn find_by_correlation(
+        &self,
+        correlation: &Correlation,
+    ) -> ConnectorResult<Option<TicketSnapshot>>;
+    async fn create(&self, ticket: &TicketCreate) -> ConnectorResult<TicketSnapshot>;
+    async fn get(&self, key: &str) -> ConnectorResult<TicketSnapshot>;
+    /// Applies the update and returns the ticket as it is afterwards.
+    async fn update(&self, key: &str, update: &TicketUpdate) -> ConnectorResult<TicketSnapshot>;
+    async fn add_comment(&self, key: &str, text: &str) -> ConnectorResult<Comment>;
+}

@@ -1,0 +1,112 @@
+//! Persistence behind a trait: the mapping table (links with their baselines),
+//! watermarks, the outbox of intended remote writes, and the hash-chained ledger.
+//! `SqliteStore` is the embedded default; the trait is what a PostgreSQL store
+//! will implement for several replicas.
+
+mod sqlite;
+
+use std::fmt;
+
+pub use sqlite::SqliteStore;
+
+use crate::ledger::{LedgerEntry, LedgerFilter, LedgerRecord, VerifyReport};
+use crate::model::{Link, Timestamp};
+
+/// A store failure: the database could not be read or written.
+#[derive(Debug)]
+pub enum StoreError {
+    Sqlite(rusqlite::Error),
+    /// The database holds something this version cannot read.
+    Corrupt(String),
+    Io(std::io::Error),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Sqlite(e) => write!(f, "database error: {e}"),
+            StoreError::Corrupt(m) => write!(f, "database content is not readable: {m}"),
+            StoreError::Io(e) => write!(f, "database file error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e)
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Which side of a pair a watermark belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Incidents,
+    Tickets,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Incidents => "incidents",
+            Side::Tickets => "tickets",
+        }
+    }
+}
+
+/// A remote write the bridge intends to make, committed before it is attempted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    pub pair: String,
+    pub incident_id: String,
+    /// What kind of action (`create_ticket`, `update_ticket`, …).
+    pub kind: String,
+    /// The action itself, as JSON, so it can be re-run after a crash.
+    pub payload: String,
+    pub created: Timestamp,
+}
+
+/// The outbox row id of an intent.
+pub type IntentId = i64;
+
+/// Everything the engine keeps between runs.
+pub trait Store: Send + Sync {
+    fn link(&self, pair: &str, incident_id: &str) -> StoreResult<Option<Link>>;
+    fn link_by_ticket(&self, pair: &str, ticket_key: &str) -> StoreResult<Option<Link>>;
+    /// The links of the given incidents that exist (in any order).
+    fn links_for_incidents(&self, pair: &str, incident_ids: &[String]) -> StoreResult<Vec<Link>>;
+    /// All links, of one pair or of all, ordered by pair then incident id.
+    fn links(&self, pair: Option<&str>) -> StoreResult<Vec<Link>>;
+
+    fn watermark(&self, pair: &str, side: Side) -> StoreResult<Option<Timestamp>>;
+    fn set_watermark(&self, pair: &str, side: Side, at: Timestamp) -> StoreResult<()>;
+
+    /// Commits an intent to the outbox before its remote write is attempted.
+    fn begin_intent(&self, intent: &Intent) -> StoreResult<IntentId>;
+    /// Intents whose outcome is unknown (the process stopped between begin and finish).
+    fn pending_intents(&self) -> StoreResult<Vec<(IntentId, Intent)>>;
+    /// In one transaction: upserts the link (if any), appends the ledger records and
+    /// removes the intent from the outbox.
+    fn finish_intent(
+        &self,
+        id: IntentId,
+        link: Option<&Link>,
+        ledger: &[LedgerRecord],
+    ) -> StoreResult<()>;
+    /// Upserts a link and appends ledger records in one transaction, with no intent
+    /// (a baseline that changed without a remote write).
+    fn save_link(&self, link: &Link, ledger: &[LedgerRecord]) -> StoreResult<()>;
+
+    fn append_ledger(&self, records: &[LedgerRecord]) -> StoreResult<()>;
+    /// Ledger entries in sequence order, streamed to `each` (the ledger can be large).
+    fn for_each_ledger_entry(
+        &self,
+        filter: &LedgerFilter,
+        each: &mut dyn FnMut(LedgerEntry) -> StoreResult<()>,
+    ) -> StoreResult<()>;
+    /// Re-computes the hash chain from the first entry and reports the first break.
+    fn verify_ledger(&self) -> StoreResult<VerifyReport>;
+}

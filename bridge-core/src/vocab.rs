@@ -1,0 +1,198 @@
+//! What each kind of remote system calls its attributes, which of them the bridge can
+//! write, and the closed sets of values an attribute can take. Mapping validation
+//! checks every value map against these sets, so a value the mapping does not cover
+//! is an error when the file is loaded, not a surprise at run time.
+
+use serde::{Deserialize, Serialize};
+
+/// The kinds of `[[source]]` (a closed set: a new one is a new variant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Graph,
+    Sentinel,
+}
+
+/// The kinds of `[[ticket_system]]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TicketKind {
+    Servicenow,
+    Jira,
+    Generic,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Graph => "graph",
+            SourceKind::Sentinel => "sentinel",
+        }
+    }
+}
+
+impl TicketKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketKind::Servicenow => "servicenow",
+            TicketKind::Jira => "jira",
+            TicketKind::Generic => "generic",
+        }
+    }
+}
+
+/// One attribute of an incident or a ticket, in the domain's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttrSpec {
+    pub name: &'static str,
+    /// The bridge may change it through the API.
+    pub writable: bool,
+    /// The closed set of values, or `None` for free text / instance-defined values.
+    pub values: Option<&'static [&'static str]>,
+    /// Values that may be read but never written (Graph forbids clients to set `redirected`).
+    pub read_only_values: &'static [&'static str],
+}
+
+const fn attr(name: &'static str, writable: bool) -> AttrSpec {
+    AttrSpec { name, writable, values: None, read_only_values: &[] }
+}
+
+const fn closed(name: &'static str, writable: bool, values: &'static [&'static str]) -> AttrSpec {
+    AttrSpec { name, writable, values: Some(values), read_only_values: &[] }
+}
+
+/// Graph `incidentStatus`.
+pub const GRAPH_STATUS: &[&str] =
+    &["active", "resolved", "inProgress", "redirected", "awaitingAction", "unknownFutureValue"];
+/// Graph `alertSeverity`.
+pub const GRAPH_SEVERITY: &[&str] =
+    &["unknown", "informational", "low", "medium", "high", "unknownFutureValue"];
+/// Graph `alertClassification`.
+pub const GRAPH_CLASSIFICATION: &[&str] = &[
+    "unknown",
+    "falsePositive",
+    "truePositive",
+    "informationalExpectedActivity",
+    "unknownFutureValue",
+];
+/// Graph `alertDetermination`, with the resource doc's names (the update doc's
+/// synonyms are accepted on read and normalised by the connector).
+pub const GRAPH_DETERMINATION: &[&str] = &[
+    "unknown",
+    "apt",
+    "malware",
+    "securityPersonnel",
+    "securityTesting",
+    "unwantedSoftware",
+    "other",
+    "multiStagedAttack",
+    "compromisedUser",
+    "phishing",
+    "maliciousUserActivity",
+    "clean",
+    "insufficientData",
+    "confirmedUserActivity",
+    "lineOfBusinessApplication",
+    "unknownFutureValue",
+];
+
+const GRAPH_ATTRS: &[AttrSpec] = &[
+    attr("title", false),
+    attr("description", false),
+    AttrSpec {
+        name: "status",
+        writable: true,
+        values: Some(GRAPH_STATUS),
+        read_only_values: &["redirected", "awaitingAction", "unknownFutureValue"],
+    },
+    closed("severity", false, GRAPH_SEVERITY),
+    closed("classification", true, GRAPH_CLASSIFICATION),
+    closed("determination", true, GRAPH_DETERMINATION),
+    attr("assigned_to", true),
+];
+
+/// Sentinel `IncidentStatus`, `IncidentSeverity`, `IncidentClassification`.
+pub const SENTINEL_STATUS: &[&str] = &["New", "Active", "Closed"];
+pub const SENTINEL_SEVERITY: &[&str] = &["High", "Medium", "Low", "Informational"];
+pub const SENTINEL_CLASSIFICATION: &[&str] =
+    &["Undetermined", "TruePositive", "BenignPositive", "FalsePositive"];
+pub const SENTINEL_CLASSIFICATION_REASON: &[&str] =
+    &["SuspiciousActivity", "SuspiciousButExpected", "IncorrectAlertLogic", "InaccurateData"];
+
+const SENTINEL_ATTRS: &[AttrSpec] = &[
+    attr("title", true),
+    attr("description", true),
+    closed("status", true, SENTINEL_STATUS),
+    closed("severity", true, SENTINEL_SEVERITY),
+    closed("classification", true, SENTINEL_CLASSIFICATION),
+    closed("classification_reason", true, SENTINEL_CLASSIFICATION_REASON),
+    attr("classification_comment", true),
+    attr("assigned_to", true),
+];
+
+/// Jira status categories (`statusCategory.key`): the ticket's `status` attribute.
+pub const JIRA_STATUS_CATEGORY: &[&str] = &["new", "indeterminate", "done"];
+
+const JIRA_ATTRS: &[AttrSpec] = &[
+    attr("summary", true),
+    attr("description", true),
+    closed("status", true, JIRA_STATUS_CATEGORY),
+    attr("status_name", false),
+    attr("priority", true),
+    attr("resolution", true),
+    attr("assignee", true),
+];
+
+/// ServiceNow `state` codes.
+pub const SERVICENOW_STATE: &[&str] = &["1", "2", "3", "6", "7", "8"];
+
+const SERVICENOW_ATTRS: &[AttrSpec] = &[
+    attr("summary", true),
+    attr("description", true),
+    closed("status", true, SERVICENOW_STATE),
+    closed("impact", true, &["1", "2", "3"]),
+    closed("urgency", true, &["1", "2", "3"]),
+    attr("priority", false),
+    attr("close_code", true),
+    attr("close_notes", true),
+    attr("hold_reason", true),
+    attr("assignee", true),
+    attr("assignment_group", true),
+];
+
+const GENERIC_ATTRS: &[AttrSpec] = &[
+    attr("summary", true),
+    attr("description", true),
+    attr("status", true),
+    attr("priority", true),
+    attr("resolution", true),
+    attr("assignee", true),
+];
+
+pub fn incident_attrs(kind: SourceKind) -> &'static [AttrSpec] {
+    match kind {
+        SourceKind::Graph => GRAPH_ATTRS,
+        SourceKind::Sentinel => SENTINEL_ATTRS,
+    }
+}
+
+pub fn ticket_attrs(kind: TicketKind) -> &'static [AttrSpec] {
+    match kind {
+        TicketKind::Jira => JIRA_ATTRS,
+        TicketKind::Servicenow => SERVICENOW_ATTRS,
+        TicketKind::Generic => GENERIC_ATTRS,
+    }
+}
+
+/// Looks an attribute up by name.
+pub fn find(attrs: &'static [AttrSpec], name: &str) -> Option<&'static AttrSpec> {
+    attrs.iter().find(|a| a.name == name)
+}
+
+/// The template variables an incident offers to ticket templates
+/// (`{incident.title}`, …), besides its attributes.
+pub const INCIDENT_TEMPLATE_VARS: &[&str] =
+    &["id", "display_id", "url", "provider_url", "source", "created", "modified"];
+
+/// The template variables a ticket offers to write-back templates (`{ticket.key}`, …).
+pub const TICKET_TEMPLATE_VARS: &[&str] = &["key", "id", "url", "system"];
