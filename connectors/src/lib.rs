@@ -1,1 +1,6 @@
+//! connectors: one module per remote system, each with the client that implements
+//! a `bridge-core` port and the simulator that stands in for the real API in tests,
+//! the demo and benchmarks; plus the shared HTTP layer and the simulator kit.
 
+pub mod http;
+pub mod simkit;

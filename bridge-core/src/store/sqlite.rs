@@ -1,0 +1,3 @@
+//! Placeholder until the SQLite store lands.
+#[derive(Debug)]
+pub struct SqliteStore;
