@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bridge_core::ports::{ConnectorError, ConnectorResult, ErrorKind};
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
@@ -61,7 +61,9 @@ pub fn build_client(settings: &HttpSettings) -> Result<reqwest::Client, String> 
         // that what `check` shows is what runs.
         None => builder = builder.no_proxy(),
     }
-    builder.build().map_err(|e| format!("cannot build the HTTP client: {e}"))
+    builder
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
 /// Where bearer tokens come from (Entra ID through azure_identity, in production).
@@ -77,7 +79,10 @@ pub trait TokenProvider: Send + Sync {
 #[derive(Clone)]
 pub enum Auth {
     None,
-    Basic { username: String, password: SecretString },
+    Basic {
+        username: String,
+        password: SecretString,
+    },
     Bearer(Arc<dyn TokenProvider>),
 }
 
@@ -163,12 +168,24 @@ pub struct Request {
 
 impl Request {
     pub fn get(url: Url) -> Request {
-        Request { method: Method::GET, url, body: None, headers: Vec::new(), idempotent: true }
+        Request {
+            method: Method::GET,
+            url,
+            body: None,
+            headers: Vec::new(),
+            idempotent: true,
+        }
     }
 
     pub fn with_body(method: Method, url: Url, body: serde_json::Value) -> Request {
         let idempotent = method != Method::POST;
-        Request { method, url, body: Some(body), headers: Vec::new(), idempotent }
+        Request {
+            method,
+            url,
+            body: Some(body),
+            headers: Vec::new(),
+            idempotent,
+        }
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Request {
@@ -220,14 +237,19 @@ impl Api {
 
     /// `path` (no leading slash) joined to the base URL.
     pub fn url(&self, path: &str) -> Url {
-        self.base.join(path.trim_start_matches('/')).expect("a relative path joins onto an absolute URL")
+        self.base
+            .join(path.trim_start_matches('/'))
+            .expect("a relative path joins onto an absolute URL")
     }
 
     /// A next-page link as returned by the API, accepted only if it points at the
     /// configured scheme, host and port: a token is never sent anywhere else.
     pub fn next_link(&self, link: &str) -> ConnectorResult<Url> {
         let url = Url::parse(link).map_err(|e| {
-            self.error(ErrorKind::InvalidPayload, format!("next link is not a URL ({e})"))
+            self.error(
+                ErrorKind::InvalidPayload,
+                format!("next link is not a URL ({e})"),
+            )
         })?;
         if url.scheme() != self.base.scheme()
             || url.host_str() != self.base.host_str()
@@ -311,14 +333,19 @@ impl Api {
 
     /// Exponential backoff with full jitter, capped.
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self.retry.base_delay.saturating_mul(1u32 << attempt.min(16));
+        let exp = self
+            .retry
+            .base_delay
+            .saturating_mul(1u32 << attempt.min(16));
         let cap = exp.min(self.retry.max_delay);
         cap.mul_f64(0.5 + fastrand::f64() * 0.5)
     }
 
     /// One attempt. The error side says whether the request may have reached the server.
     async fn send_once(&self, request: &Request) -> Result<Response, (ConnectorError, bool)> {
-        let mut builder = self.client.request(request.method.clone(), request.url.clone());
+        let mut builder = self
+            .client
+            .request(request.method.clone(), request.url.clone());
         match &self.auth {
             Auth::None => {}
             Auth::Basic { username, password } => {
@@ -328,7 +355,10 @@ impl Api {
                 let token = provider.token().await.map_err(|e| (e, false))?;
                 let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
                     .map_err(|_| {
-                        (self.error(ErrorKind::Auth, "the token is not a valid header value"), false)
+                        (
+                            self.error(ErrorKind::Auth, "the token is not a valid header value"),
+                            false,
+                        )
                     })?;
                 value.set_sensitive(true);
                 builder = builder.header(AUTHORIZATION, value);
@@ -343,14 +373,24 @@ impl Api {
         }
         let response = builder.send().await.map_err(|e| {
             let sent = !e.is_connect();
-            (self.error(ErrorKind::Transient, describe_transport_error(&e)), sent)
+            (
+                self.error(ErrorKind::Transient, describe_transport_error(&e)),
+                sent,
+            )
         })?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = response.bytes().await.map_err(|e| {
-            (self.error(ErrorKind::Transient, describe_transport_error(&e)), true)
+            (
+                self.error(ErrorKind::Transient, describe_transport_error(&e)),
+                true,
+            )
         })?;
-        Ok(Response { status, headers, body })
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
     }
 
     fn status_error(
@@ -368,7 +408,9 @@ impl Api {
             _ => ErrorKind::Permanent,
         };
         let detail = (self.error_message)(body).unwrap_or_else(|| {
-            String::from_utf8_lossy(&body[..body.len().min(200)]).trim().to_string()
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+                .trim()
+                .to_string()
         });
         let message = if detail.is_empty() {
             format!("HTTP {status}")
@@ -434,8 +476,14 @@ mod tests {
 
     #[test]
     fn retry_after_whole_fractional_and_garbage() {
-        assert_eq!(parse_retry_after(&headers("3")), Some(Duration::from_secs(3)));
-        assert_eq!(parse_retry_after(&headers("0.25")), Some(Duration::from_millis(250)));
+        assert_eq!(
+            parse_retry_after(&headers("3")),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            parse_retry_after(&headers("0.25")),
+            Some(Duration::from_millis(250))
+        );
         assert_eq!(parse_retry_after(&headers("soon")), None);
         assert_eq!(parse_retry_after(&headers("-1")), None);
         assert_eq!(parse_retry_after(&HeaderMap::new()), None);
@@ -444,12 +492,24 @@ mod tests {
     #[test]
     fn next_links_only_on_the_configured_host() {
         let client = build_client(&HttpSettings::default()).unwrap();
-        let api = Api::new("graph", "http://127.0.0.1:8080/v1.0", client, Auth::None, |_| None)
-            .unwrap();
-        assert!(api.next_link("http://127.0.0.1:8080/v1.0/x?$skip=50").is_ok());
+        let api = Api::new(
+            "graph",
+            "http://127.0.0.1:8080/v1.0",
+            client,
+            Auth::None,
+            |_| None,
+        )
+        .unwrap();
+        assert!(
+            api.next_link("http://127.0.0.1:8080/v1.0/x?$skip=50")
+                .is_ok()
+        );
         assert!(api.next_link("http://evil.example/v1.0/x").is_err());
         assert!(api.next_link("http://127.0.0.1:9090/v1.0/x").is_err());
         assert!(api.next_link("https://127.0.0.1:8080/v1.0/x").is_err());
-        assert_eq!(api.url("security/incidents").as_str(), "http://127.0.0.1:8080/v1.0/security/incidents");
+        assert_eq!(
+            api.url("security/incidents").as_str(),
+            "http://127.0.0.1:8080/v1.0/security/incidents"
+        );
     }
 }

@@ -2,5 +2,8 @@
 //! a `bridge-core` port and the simulator that stands in for the real API in tests,
 //! the demo and benchmarks; plus the shared HTTP layer and the simulator kit.
 
+pub mod auth;
+pub mod graph;
 pub mod http;
+pub mod jira;
 pub mod simkit;

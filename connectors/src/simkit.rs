@@ -9,12 +9,12 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -175,14 +175,15 @@ impl SimTls {
         let ca_key = KeyPair::generate().map_err(err)?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "itsm-bridge simulator CA");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "itsm-bridge simulator CA");
         let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
 
         let key = KeyPair::generate().map_err(err)?;
-        let params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                .map_err(err)?;
+        let params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .map_err(err)?;
         let cert = params.signed_by(&key, &issuer).map_err(err)?;
 
         let chain = vec![cert.der().clone()];
@@ -192,7 +193,10 @@ impl SimTls {
             .with_no_client_auth()
             .with_single_cert(chain, private_key)
             .map_err(|e| format!("simulator TLS config: {e}"))?;
-        Ok(SimTls { ca_pem: ca_cert.pem(), config: Arc::new(config) })
+        Ok(SimTls {
+            ca_pem: ca_cert.pem(),
+            config: Arc::new(config),
+        })
     }
 }
 
@@ -213,7 +217,9 @@ impl SimServer {
 
 /// Serves `router` on `listener` until shut down; TLS when `tls` is given.
 pub async fn serve(listener: TcpListener, router: Router, tls: Option<SimTls>) -> SimServer {
-    let addr = listener.local_addr().expect("a bound listener has an address");
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
     let (stop, mut stopped) = watch::channel(false);
     let base_url = match &tls {
         Some(_) => format!("https://localhost:{}", addr.port()),
@@ -243,7 +249,9 @@ pub async fn serve(listener: TcpListener, router: Router, tls: Option<SimTls>) -
                     let acceptor = acceptor.clone();
                     let router = router.clone();
                     tokio::spawn(async move {
-                        let Ok(stream) = acceptor.accept(stream).await else { return };
+                        let Ok(stream) = acceptor.accept(stream).await else {
+                            return;
+                        };
                         let service = hyper_util::service::TowerToHyperService::new(router);
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
@@ -253,7 +261,11 @@ pub async fn serve(listener: TcpListener, router: Router, tls: Option<SimTls>) -
             });
         }
     }
-    SimServer { addr, base_url, stop }
+    SimServer {
+        addr,
+        base_url,
+        stop,
+    }
 }
 
 /// Binds `127.0.0.1:port` (0 picks a free port).

@@ -1,0 +1,2 @@
+//! Entra ID tokens. (Being written.)
+pub mod registry;
