@@ -26,7 +26,10 @@ impl Schedule {
             ));
         }
         let cron = Cron::from_str(text).map_err(|e| format!("invalid cron line `{text}`: {e}"))?;
-        Ok(Schedule { text: text.to_string(), cron })
+        Ok(Schedule {
+            text: text.to_string(),
+            cron,
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -58,7 +61,11 @@ impl Scheduler {
     pub fn new(schedules: Vec<Schedule>, now: Timestamp) -> Scheduler {
         let jobs = schedules
             .into_iter()
-            .map(|schedule| Job { schedule, next_due: Some(now), running: false })
+            .map(|schedule| Job {
+                schedule,
+                next_due: Some(now),
+                running: false,
+            })
             .collect();
         Scheduler { jobs }
     }
@@ -92,7 +99,11 @@ impl Scheduler {
 
     /// When the driver must wake next, if any job is waiting.
     pub fn poll_deadline(&self) -> Option<Timestamp> {
-        self.jobs.iter().filter(|j| !j.running).filter_map(|j| j.next_due).min()
+        self.jobs
+            .iter()
+            .filter(|j| !j.running)
+            .filter_map(|j| j.next_due)
+            .min()
     }
 }
 
@@ -134,9 +145,16 @@ mod tests {
 
     #[test]
     fn runs_at_start_then_on_schedule_never_twice_at_once() {
-        let mut s = Scheduler::new(vec![Schedule::parse("*/30 * * * * *").unwrap()], at(10, 0, 5));
+        let mut s = Scheduler::new(
+            vec![Schedule::parse("*/30 * * * * *").unwrap()],
+            at(10, 0, 5),
+        );
         assert_eq!(s.poll_due(at(10, 0, 5)), vec![0]);
-        assert_eq!(s.poll_due(at(10, 0, 6)), Vec::<usize>::new(), "still running");
+        assert_eq!(
+            s.poll_due(at(10, 0, 6)),
+            Vec::<usize>::new(),
+            "still running"
+        );
         assert_eq!(s.poll_deadline(), None);
         s.handle_done(0, at(10, 0, 7), None);
         assert_eq!(s.poll_deadline(), Some(at(10, 0, 30)));

@@ -1,3 +1,1350 @@
-//! Placeholder until the SQLite store lands.
-#[derive(Debug)]
-pub struct SqliteStore;
+//! The embedded store: [`SqliteStore`], the [`Store`] on one SQLite file
+//! (rusqlite, bundled SQLite), and the small migration runner that brings the
+//! file's schema up to date from `migrations/*.sql`, embedded at build time and
+//! counted in `PRAGMA user_version`.
+//!
+//! Timestamps are stored as RFC 3339 UTC text with exactly six fractional digits
+//! ([`ledger::canonical_time`]), so text order is time order; anything finer
+//! than a microsecond is truncated. Enumerations are stored as their snake_case
+//! names and checked when read: a value this version does not know is
+//! [`StoreError::Corrupt`], never a silent default.
+//!
+//! Every write that must be atomic (finishing an intent, saving a link with its
+//! ledger records, appending to the ledger) runs in one `BEGIN IMMEDIATE`
+//! transaction, which also serialises the ledger's sequence numbers and hash
+//! chain between processes sharing the file.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params, params_from_iter};
+use serde::Serialize;
+
+use super::{Intent, IntentId, Side, Store, StoreError, StoreResult};
+use crate::ledger::{
+    self, ChainVerifier, GENESIS_HASH, LedgerEntry, LedgerFilter, LedgerRecord, Outcome,
+    VerifyReport,
+};
+use crate::model::{Baseline, Direction, FieldChange, Link, LinkState, Timestamp};
+
+/// The schema migrations, in order: entry `i` takes the database from
+/// `user_version` `i` to `i + 1`. Append only; never edit or reorder.
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_init",
+    include_str!("../../../migrations/0001_init.sql"),
+)];
+
+/// How long a statement waits for another process's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most bound parameters one statement gets (SQLite's historical limit is 999).
+const MAX_PARAMS_PER_STATEMENT: usize = 500;
+
+const LINK_COLUMNS: &str = "pair, incident_id, incident_display_id, incident_url, ticket_key, \
+     ticket_id, ticket_url, state, baseline, written_back, incident_modified, ticket_modified, \
+     created, updated";
+
+const LEDGER_COLUMNS: &str = "seq, time, pair, direction, action, incident_id, ticket_key, \
+     changes, outcome, detail, prev_hash, hash";
+
+/// The [`Store`] on one SQLite database (a file, or memory for tests).
+///
+/// One connection behind a mutex: calls are serialised within the process, and
+/// SQLite's locking (WAL mode, a busy timeout) handles other processes, such as
+/// `itsm-bridge ledger list` reading while the daemon runs.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it to the
+    /// current schema.
+    ///
+    /// Missing parent directories are created. A new database file is created
+    /// readable and writable by its owner only (0600 on unix; SQLite gives its
+    /// `-wal` and `-shm` files the same mode). A database written by a newer
+    /// itsm-bridge (a schema version this build does not know) is refused with
+    /// [`StoreError::Corrupt`].
+    pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        create_private_file(path)?;
+        let conn = Connection::open(path)?;
+        SqliteStore::init(conn, true)
+    }
+
+    /// A fresh database in memory, for tests and `--dry-run`.
+    pub fn open_in_memory() -> StoreResult<SqliteStore> {
+        SqliteStore::init(Connection::open_in_memory()?, false)
+    }
+
+    fn init(mut conn: Connection, on_disk: bool) -> StoreResult<SqliteStore> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // WAL lets readers (the CLI, the dashboard) run beside the daemon's writes;
+        // with WAL, synchronous=NORMAL is durable across application crashes and
+        // only risks the last transactions on power loss, never corruption.
+        let journal_mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        if on_disk && !journal_mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(
+                journal_mode = %journal_mode,
+                "the store could not switch to WAL mode; readers may block the daemon"
+            );
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The connection. A panic while it was held (in a `for_each_ledger_entry`
+    /// callback, say) leaves it usable: any open transaction was rolled back when
+    /// the panic dropped it, so poisoning is ignored.
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Creates `path` with owner-only permissions if it does not exist, so SQLite
+/// opens a private file instead of creating one with the process umask.
+fn create_private_file(path: &Path) -> StoreResult<()> {
+    let io_error = |action: &str, target: &Path, e: std::io::Error| {
+        StoreError::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot {action} {}: {e}", target.display()),
+        ))
+    };
+    if let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent).map_err(|e| io_error("create directory", parent, e))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        // SQLite treats an empty file as an empty database.
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io_error("create database file", path, e)),
+    }
+}
+
+/// Applies the migrations the database has not seen yet, each in its own
+/// transaction together with the `user_version` bump.
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let known = MIGRATIONS.len() as i64;
+    // Checked outside a write transaction first, so an up-to-date database (or a
+    // read-only copy handed to an auditor) is opened without taking a write lock.
+    if schema_version(conn)? == known {
+        return Ok(());
+    }
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Read again under the write lock: another process may have migrated.
+        let version = schema_version(&tx)?;
+        if version == known {
+            return Ok(());
+        }
+        // `schema_version` has ruled out anything outside 0..known.
+        let (name, sql) = MIGRATIONS[version as usize];
+        if let Err(e) = tx.execute_batch(sql) {
+            tracing::error!(migration = name, error = %e, "store migration failed");
+            return Err(e.into());
+        }
+        tx.pragma_update(None, "user_version", version + 1)?;
+        tx.commit()?;
+        tracing::info!(
+            migration = name,
+            version = version + 1,
+            "applied store migration"
+        );
+    }
+}
+
+/// The database's schema version, refused if this build cannot handle it.
+fn schema_version(conn: &Connection) -> StoreResult<i64> {
+    let known = MIGRATIONS.len() as i64;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version > known {
+        return Err(StoreError::Corrupt(format!(
+            "database schema version {version} is newer than this itsm-bridge supports \
+             ({known}); upgrade itsm-bridge"
+        )));
+    }
+    if version < 0 {
+        return Err(StoreError::Corrupt(format!(
+            "database schema version {version} is not one itsm-bridge ever wrote; \
+             is this an itsm-bridge database?"
+        )));
+    }
+    Ok(version)
+}
+
+fn time_text(time: &Timestamp) -> String {
+    ledger::canonical_time(time)
+}
+
+fn parse_time(column: &str, text: &str) -> Result<Timestamp, String> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|e| format!("{column} {text:?} is not an RFC 3339 time: {e}"))
+}
+
+fn to_json<T: Serialize>(value: &T, what: &str) -> StoreResult<String> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Corrupt(format!("cannot encode {what} as JSON: {e}")))
+}
+
+fn parse_link_state(text: &str) -> Option<LinkState> {
+    match text {
+        "active" => Some(LinkState::Active),
+        "merged" => Some(LinkState::Merged),
+        _ => None,
+    }
+}
+
+fn parse_direction(text: &str) -> Option<Direction> {
+    match text {
+        "to_ticket" => Some(Direction::ToTicket),
+        "to_incident" => Some(Direction::ToIncident),
+        _ => None,
+    }
+}
+
+fn parse_outcome(text: &str) -> Option<Outcome> {
+    match text {
+        "ok" => Some(Outcome::Ok),
+        "failed" => Some(Outcome::Failed),
+        "skipped" => Some(Outcome::Skipped),
+        _ => None,
+    }
+}
+
+/// Decodes a row selected with [`LINK_COLUMNS`].
+fn link_from_row(row: &Row<'_>) -> StoreResult<Link> {
+    let pair: String = row.get(0)?;
+    let incident_id: String = row.get(1)?;
+    let corrupt = |what: String| StoreError::Corrupt(format!("link {pair} {incident_id}: {what}"));
+    let state_text: String = row.get(7)?;
+    let state = parse_link_state(&state_text)
+        .ok_or_else(|| corrupt(format!("unknown state {state_text:?}")))?;
+    let baseline_text: String = row.get(8)?;
+    let baseline: Baseline = serde_json::from_str(&baseline_text)
+        .map_err(|e| corrupt(format!("the baseline is not readable: {e}")))?;
+    let time = |index: usize, column: &str| -> StoreResult<Timestamp> {
+        let text: String = row.get(index)?;
+        parse_time(column, &text).map_err(corrupt)
+    };
+    let incident_modified = time(10, "incident_modified")?;
+    let ticket_modified = time(11, "ticket_modified")?;
+    let created = time(12, "created")?;
+    let updated = time(13, "updated")?;
+    Ok(Link {
+        incident_display_id: row.get(2)?,
+        incident_url: row.get(3)?,
+        ticket_key: row.get(4)?,
+        ticket_id: row.get(5)?,
+        ticket_url: row.get(6)?,
+        state,
+        baseline,
+        written_back: row.get(9)?,
+        incident_modified,
+        ticket_modified,
+        created,
+        updated,
+        pair,
+        incident_id,
+    })
+}
+
+/// Decodes a row selected with [`LEDGER_COLUMNS`]; the error says what is wrong
+/// with it (for `verify_ledger`, a break in the chain rather than a failure).
+fn ledger_entry_from_row(row: &Row<'_>) -> Result<LedgerEntry, String> {
+    let text = |index: usize| row.get::<_, String>(index).map_err(|e| e.to_string());
+    let optional_text = |index: usize| {
+        row.get::<_, Option<String>>(index)
+            .map_err(|e| e.to_string())
+    };
+
+    let seq: i64 = row.get(0).map_err(|e| e.to_string())?;
+    let time = parse_time("time", &text(1)?)?;
+    let direction = match optional_text(3)? {
+        None => None,
+        Some(name) => {
+            Some(parse_direction(&name).ok_or_else(|| format!("unknown direction {name:?}"))?)
+        }
+    };
+    let changes: Vec<FieldChange> = serde_json::from_str(&text(7)?)
+        .map_err(|e| format!("changes are not a list of field changes: {e}"))?;
+    let outcome_name = text(8)?;
+    let outcome =
+        parse_outcome(&outcome_name).ok_or_else(|| format!("unknown outcome {outcome_name:?}"))?;
+    Ok(LedgerEntry {
+        seq,
+        record: LedgerRecord {
+            time,
+            pair: text(2)?,
+            direction,
+            action: text(4)?,
+            incident_id: text(5)?,
+            ticket_key: optional_text(6)?,
+            changes,
+            outcome,
+            detail: optional_text(9)?,
+        },
+        prev_hash: text(10)?,
+        hash: text(11)?,
+    })
+}
+
+/// Inserts or replaces the link of (`link.pair`, `link.incident_id`).
+fn upsert_link(conn: &Connection, link: &Link) -> StoreResult<()> {
+    let baseline = to_json(&link.baseline, "the link baseline")?;
+    let mut statement = conn.prepare_cached(&format!(
+        "INSERT INTO links ({LINK_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+         ON CONFLICT (pair, incident_id) DO UPDATE SET
+             incident_display_id = excluded.incident_display_id,
+             incident_url = excluded.incident_url,
+             ticket_key = excluded.ticket_key,
+             ticket_id = excluded.ticket_id,
+             ticket_url = excluded.ticket_url,
+             state = excluded.state,
+             baseline = excluded.baseline,
+             written_back = excluded.written_back,
+             incident_modified = excluded.incident_modified,
+             ticket_modified = excluded.ticket_modified,
+             created = excluded.created,
+             updated = excluded.updated"
+    ))?;
+    statement.execute(params![
+        link.pair,
+        link.incident_id,
+        link.incident_display_id,
+        link.incident_url,
+        link.ticket_key,
+        link.ticket_id,
+        link.ticket_url,
+        link.state.as_str(),
+        baseline,
+        link.written_back,
+        time_text(&link.incident_modified),
+        time_text(&link.ticket_modified),
+        time_text(&link.created),
+        time_text(&link.updated),
+    ])?;
+    Ok(())
+}
+
+/// Appends `records` after the current last entry. Must run inside a write
+/// (`IMMEDIATE`) transaction so that reading the chain's head and appending to
+/// it cannot interleave with another writer.
+fn append_ledger_in(conn: &Connection, records: &[LedgerRecord]) -> StoreResult<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let head: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    let (mut seq, mut prev_hash) = head.unwrap_or_else(|| (0, GENESIS_HASH.to_owned()));
+    let mut insert = conn.prepare_cached(&format!(
+        "INSERT INTO ledger ({LEDGER_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+    ))?;
+    for record in records {
+        seq += 1;
+        let hash = ledger::entry_hash(&prev_hash, seq, record);
+        let changes = to_json(&record.changes, "the ledger changes")?;
+        insert.execute(params![
+            seq,
+            ledger::canonical_time(&record.time),
+            record.pair,
+            record.direction.map(Direction::as_str),
+            record.action,
+            record.incident_id,
+            record.ticket_key,
+            changes,
+            record.outcome.as_str(),
+            record.detail,
+            prev_hash,
+            hash,
+        ])?;
+        prev_hash = hash;
+    }
+    Ok(())
+}
+
+fn where_clause(conditions: &[&str]) -> String {
+    if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    }
+}
+
+impl Store for SqliteStore {
+    fn link(&self, pair: &str, incident_id: &str) -> StoreResult<Option<Link>> {
+        let conn = self.conn();
+        let mut statement = conn.prepare_cached(&format!(
+            "SELECT {LINK_COLUMNS} FROM links WHERE pair = ?1 AND incident_id = ?2"
+        ))?;
+        let mut rows = statement.query(params![pair, incident_id])?;
+        rows.next()?.map(link_from_row).transpose()
+    }
+
+    /// If several links of the pair carry the key, the active one wins, then the
+    /// most recently updated.
+    fn link_by_ticket(&self, pair: &str, ticket_key: &str) -> StoreResult<Option<Link>> {
+        let conn = self.conn();
+        let mut statement = conn.prepare_cached(&format!(
+            "SELECT {LINK_COLUMNS} FROM links WHERE pair = ?1 AND ticket_key = ?2
+             ORDER BY state = 'active' DESC, updated DESC LIMIT 1"
+        ))?;
+        let mut rows = statement.query(params![pair, ticket_key])?;
+        rows.next()?.map(link_from_row).transpose()
+    }
+
+    fn links_for_incidents(&self, pair: &str, incident_ids: &[String]) -> StoreResult<Vec<Link>> {
+        // Deduplicated, so an id repeated across two chunks yields its link once.
+        let unique: Vec<&str> = incident_ids
+            .iter()
+            .map(String::as_str)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let conn = self.conn();
+        let mut links = Vec::with_capacity(unique.len());
+        // One parameter per statement is the pair.
+        for chunk in unique.chunks(MAX_PARAMS_PER_STATEMENT - 1) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {LINK_COLUMNS} FROM links WHERE pair = ? AND incident_id IN ({placeholders})"
+            ))?;
+            let mut rows = statement.query(params_from_iter(
+                std::iter::once(pair).chain(chunk.iter().copied()),
+            ))?;
+            while let Some(row) = rows.next()? {
+                links.push(link_from_row(row)?);
+            }
+        }
+        Ok(links)
+    }
+
+    fn links(&self, pair: Option<&str>) -> StoreResult<Vec<Link>> {
+        let conn = self.conn();
+        // Two statements rather than `?1 IS NULL OR pair = ?1`, which the planner
+        // cannot serve from the primary key index.
+        let (mut statement, values) = match pair {
+            Some(pair) => (
+                conn.prepare_cached(&format!(
+                    "SELECT {LINK_COLUMNS} FROM links WHERE pair = ?1 ORDER BY pair, incident_id"
+                ))?,
+                vec![pair],
+            ),
+            None => (
+                conn.prepare_cached(&format!(
+                    "SELECT {LINK_COLUMNS} FROM links ORDER BY pair, incident_id"
+                ))?,
+                vec![],
+            ),
+        };
+        let mut rows = statement.query(params_from_iter(values))?;
+        let mut links = Vec::new();
+        while let Some(row) = rows.next()? {
+            links.push(link_from_row(row)?);
+        }
+        Ok(links)
+    }
+
+    fn watermark(&self, pair: &str, side: Side) -> StoreResult<Option<Timestamp>> {
+        let conn = self.conn();
+        let text: Option<String> = conn
+            .prepare_cached("SELECT at FROM watermarks WHERE pair = ?1 AND side = ?2")?
+            .query_row(params![pair, side.as_str()], |row| row.get(0))
+            .optional()?;
+        text.map(|text| {
+            parse_time("at", &text).map_err(|e| {
+                StoreError::Corrupt(format!("watermark {pair} {}: {e}", side.as_str()))
+            })
+        })
+        .transpose()
+    }
+
+    fn set_watermark(&self, pair: &str, side: Side, at: Timestamp) -> StoreResult<()> {
+        let conn = self.conn();
+        conn.prepare_cached(
+            "INSERT INTO watermarks (pair, side, at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (pair, side) DO UPDATE SET at = excluded.at",
+        )?
+        .execute(params![pair, side.as_str(), time_text(&at)])?;
+        Ok(())
+    }
+
+    fn begin_intent(&self, intent: &Intent) -> StoreResult<IntentId> {
+        let conn = self.conn();
+        conn.prepare_cached(
+            "INSERT INTO outbox (pair, incident_id, kind, payload, created)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            intent.pair,
+            intent.incident_id,
+            intent.kind,
+            intent.payload,
+            time_text(&intent.created),
+        ])?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Oldest first, the order they were begun in.
+    fn pending_intents(&self) -> StoreResult<Vec<(IntentId, Intent)>> {
+        let conn = self.conn();
+        let mut statement = conn.prepare_cached(
+            "SELECT id, pair, incident_id, kind, payload, created FROM outbox ORDER BY id",
+        )?;
+        let mut rows = statement.query([])?;
+        let mut intents = Vec::new();
+        while let Some(row) = rows.next()? {
+            let id: IntentId = row.get(0)?;
+            let created_text: String = row.get(5)?;
+            let created = parse_time("created", &created_text)
+                .map_err(|e| StoreError::Corrupt(format!("intent {id}: {e}")))?;
+            let intent = Intent {
+                pair: row.get(1)?,
+                incident_id: row.get(2)?,
+                kind: row.get(3)?,
+                payload: row.get(4)?,
+                created,
+            };
+            intents.push((id, intent));
+        }
+        Ok(intents)
+    }
+
+    /// Fails, changing nothing, if intent `id` is not in the outbox (it was
+    /// finished already): finishing twice would record its effect twice.
+    fn finish_intent(
+        &self,
+        id: IntentId,
+        link: Option<&Link>,
+        ledger: &[LedgerRecord],
+    ) -> StoreResult<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let removed = tx
+            .prepare_cached("DELETE FROM outbox WHERE id = ?1")?
+            .execute([id])?;
+        if removed == 0 {
+            return Err(StoreError::Corrupt(format!(
+                "intent {id} is not in the outbox; it was finished already or never begun"
+            )));
+        }
+        if let Some(link) = link {
+            upsert_link(&tx, link)?;
+        }
+        append_ledger_in(&tx, ledger)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn save_link(&self, link: &Link, ledger: &[LedgerRecord]) -> StoreResult<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        upsert_link(&tx, link)?;
+        append_ledger_in(&tx, ledger)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn append_ledger(&self, records: &[LedgerRecord]) -> StoreResult<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        append_ledger_in(&tx, records)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Reads inside one read transaction (a consistent snapshot) and holds the
+    /// store while `each` runs, so `each` must not call back into this store. An
+    /// entry that cannot be decoded ends the listing with [`StoreError::Corrupt`]
+    /// (`verify_ledger` says more).
+    fn for_each_ledger_entry(
+        &self,
+        filter: &LedgerFilter,
+        each: &mut dyn FnMut(LedgerEntry) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        let mut conditions: Vec<&str> = Vec::new();
+        let mut values: Vec<Value> = Vec::new();
+        if let Some(pair) = &filter.pair {
+            conditions.push("pair = ?");
+            values.push(Value::Text(pair.clone()));
+        }
+        if let Some(incident_id) = &filter.incident_id {
+            conditions.push("incident_id = ?");
+            values.push(Value::Text(incident_id.clone()));
+        }
+        if let Some(since) = &filter.since {
+            // Fixed-width UTC text: string order is time order.
+            conditions.push("time >= ?");
+            values.push(Value::Text(time_text(since)));
+        }
+
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        if let Some(limit) = filter.limit {
+            // The newest `limit` matches are those from the limit-th newest on; find
+            // its seq first so the listing itself streams oldest first.
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let first: Option<i64> = tx.query_row(
+                &format!(
+                    "SELECT MIN(seq) FROM (SELECT seq FROM ledger{} ORDER BY seq DESC LIMIT ?)",
+                    where_clause(&conditions)
+                ),
+                params_from_iter(values.iter().cloned().chain([Value::Integer(limit)])),
+                |row| row.get(0),
+            )?;
+            let Some(first) = first else {
+                return Ok(());
+            };
+            conditions.push("seq >= ?");
+            values.push(Value::Integer(first));
+        }
+
+        let mut statement = tx.prepare(&format!(
+            "SELECT {LEDGER_COLUMNS} FROM ledger{} ORDER BY seq",
+            where_clause(&conditions)
+        ))?;
+        let mut rows = statement.query(params_from_iter(values))?;
+        while let Some(row) = rows.next()? {
+            let seq: i64 = row.get(0)?;
+            let entry = ledger_entry_from_row(row).map_err(|reason| {
+                StoreError::Corrupt(format!(
+                    "ledger entry {seq}: {reason}; run `itsm-bridge ledger verify`"
+                ))
+            })?;
+            each(entry)?;
+        }
+        Ok(())
+    }
+
+    /// Streams the whole ledger through a [`ChainVerifier`]. A row that cannot be
+    /// decoded is a break in the chain, not an error.
+    fn verify_ledger(&self) -> StoreResult<VerifyReport> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut statement =
+            tx.prepare(&format!("SELECT {LEDGER_COLUMNS} FROM ledger ORDER BY seq"))?;
+        let mut rows = statement.query([])?;
+        let mut verifier = ChainVerifier::new();
+        while let Some(row) = rows.next()? {
+            // `seq` is the rowid: always an integer.
+            let seq: i64 = row.get(0)?;
+            match ledger_entry_from_row(row) {
+                Ok(entry) => verifier.check(&entry),
+                Err(reason) => {
+                    let hash = row.get::<_, Option<String>>(11).ok().flatten();
+                    verifier.undecodable(seq, hash.as_deref(), &reason);
+                }
+            }
+        }
+        Ok(verifier.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::model::{Agreed, ConflictNote, ConflictPolicy};
+
+    fn at(seconds: i64) -> Timestamp {
+        Utc.with_ymd_and_hms(2026, 11, 1, 8, 0, 0).unwrap() + chrono::Duration::seconds(seconds)
+    }
+
+    fn link(pair: &str, incident_id: &str, ticket_key: &str) -> Link {
+        let mut baseline = Baseline::new();
+        baseline.insert(
+            "status".to_owned(),
+            Agreed {
+                incident: Some("active".to_owned()),
+                ticket: Some("In Progress".to_owned()),
+            },
+        );
+        baseline.insert(
+            "assignee".to_owned(),
+            Agreed {
+                incident: None,
+                ticket: None,
+            },
+        );
+        Link {
+            pair: pair.to_owned(),
+            incident_id: incident_id.to_owned(),
+            incident_display_id: format!("#{incident_id}"),
+            incident_url: format!("https://security.microsoft.com/incidents/{incident_id}"),
+            ticket_key: ticket_key.to_owned(),
+            ticket_id: format!("id-{ticket_key}"),
+            ticket_url: format!("https://acme.atlassian.net/browse/{ticket_key}"),
+            state: LinkState::Active,
+            baseline,
+            written_back: true,
+            incident_modified: at(10) + chrono::Duration::microseconds(123_456),
+            ticket_modified: at(20),
+            created: at(0),
+            updated: at(30),
+        }
+    }
+
+    fn record(pair: &str, incident_id: &str, seconds: i64) -> LedgerRecord {
+        LedgerRecord {
+            time: at(seconds),
+            pair: pair.to_owned(),
+            direction: Some(Direction::ToTicket),
+            action: "update_ticket".to_owned(),
+            incident_id: incident_id.to_owned(),
+            ticket_key: Some("SEC-1".to_owned()),
+            changes: vec![FieldChange {
+                field: "status".to_owned(),
+                old: Some("new".to_owned()),
+                new: Some("active".to_owned()),
+                conflict: Some(ConflictNote {
+                    policy: ConflictPolicy::SourceWins,
+                    incident_value: Some("active".to_owned()),
+                    ticket_value: None,
+                }),
+            }],
+            outcome: Outcome::Ok,
+            detail: None,
+        }
+    }
+
+    fn intent(incident_id: &str) -> Intent {
+        Intent {
+            pair: "defender->jira".to_owned(),
+            incident_id: incident_id.to_owned(),
+            kind: "create_ticket".to_owned(),
+            payload: r#"{"summary":"x"}"#.to_owned(),
+            created: at(5),
+        }
+    }
+
+    fn entries(store: &SqliteStore, filter: &LedgerFilter) -> Vec<LedgerEntry> {
+        let mut out = Vec::new();
+        store
+            .for_each_ledger_entry(filter, &mut |entry| {
+                out.push(entry);
+                Ok(())
+            })
+            .unwrap();
+        out
+    }
+
+    fn store_with_ledger(count: i64) -> SqliteStore {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let records: Vec<_> = (0..count)
+            .map(|i| record("defender->jira", "1", i))
+            .collect();
+        store.append_ledger(&records).unwrap();
+        store
+    }
+
+    fn drop_ledger_triggers(store: &SqliteStore) {
+        store
+            .conn()
+            .execute_batch("DROP TRIGGER ledger_no_update; DROP TRIGGER ledger_no_delete;")
+            .unwrap();
+    }
+
+    fn user_version(store: &SqliteStore) -> i64 {
+        store
+            .conn()
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn store_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<SqliteStore>();
+    }
+
+    #[test]
+    fn migrations_apply_and_reopen_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bridge.db");
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(user_version(&store), MIGRATIONS.len() as i64);
+        let journal_mode: String = store
+            .conn()
+            .pragma_query_value(None, "journal_mode", |row| row.get(0))
+            .unwrap();
+        assert_eq!(journal_mode, "wal");
+        store
+            .save_link(&link("defender->jira", "1", "SEC-1"), &[])
+            .unwrap();
+        drop(store);
+
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(user_version(&store), MIGRATIONS.len() as i64);
+        assert!(store.link("defender->jira", "1").unwrap().is_some());
+    }
+
+    #[test]
+    fn newer_schema_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bridge.db");
+        drop(SqliteStore::open(&path).unwrap());
+        let newer = MIGRATIONS.len() as i64 + 1;
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", newer)
+            .unwrap();
+
+        let error = SqliteStore::open(&path).unwrap_err();
+        let StoreError::Corrupt(message) = error else {
+            panic!("expected Corrupt, got {error:?}")
+        };
+        assert_eq!(
+            message,
+            format!(
+                "database schema version {newer} is newer than this itsm-bridge supports ({}); \
+                 upgrade itsm-bridge",
+                MIGRATIONS.len()
+            )
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn database_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bridge.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store.append_ledger(&[record("p", "1", 0)]).unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        // SQLite gives the write-ahead log the database file's mode.
+        let wal = dir.path().join("bridge.db-wal");
+        assert!(
+            wal.exists(),
+            "WAL mode keeps a -wal file while the store is open"
+        );
+        assert_eq!(mode(&wal), 0o600);
+    }
+
+    #[test]
+    fn parent_directories_are_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state").join("nested").join("bridge.db");
+        SqliteStore::open(&path).unwrap();
+        assert!(path.is_file());
+    }
+
+    #[test]
+    fn link_round_trips_with_its_baseline() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let original = link("defender->jira", "41877", "SEC-42");
+        store.save_link(&original, &[]).unwrap();
+        assert_eq!(
+            store.link("defender->jira", "41877").unwrap(),
+            Some(original)
+        );
+        assert_eq!(store.link("defender->jira", "41878").unwrap(), None);
+        assert_eq!(store.link("sentinel->jira", "41877").unwrap(), None);
+    }
+
+    #[test]
+    fn saving_a_link_again_replaces_it() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let mut changed = link("defender->jira", "41877", "SEC-42");
+        store.save_link(&changed, &[]).unwrap();
+        changed.state = LinkState::Merged;
+        changed.written_back = false;
+        changed.baseline.insert(
+            "severity".to_owned(),
+            Agreed {
+                incident: Some("high".to_owned()),
+                ticket: Some("P2".to_owned()),
+            },
+        );
+        changed.updated = at(99);
+        store.save_link(&changed, &[]).unwrap();
+        assert_eq!(store.links(None).unwrap(), vec![changed]);
+    }
+
+    #[test]
+    fn link_by_ticket_finds_the_link() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let wanted = link("defender->jira", "1", "SEC-1");
+        store.save_link(&wanted, &[]).unwrap();
+        store
+            .save_link(&link("defender->jira", "2", "SEC-2"), &[])
+            .unwrap();
+        store
+            .save_link(&link("sentinel->jira", "3", "SEC-1"), &[])
+            .unwrap();
+        assert_eq!(
+            store.link_by_ticket("defender->jira", "SEC-1").unwrap(),
+            Some(wanted)
+        );
+        assert_eq!(
+            store.link_by_ticket("defender->jira", "SEC-3").unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn link_by_ticket_prefers_the_active_link() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let mut merged = link("defender->jira", "1", "SEC-1");
+        merged.state = LinkState::Merged;
+        merged.updated = at(500);
+        let active = link("defender->jira", "2", "SEC-1");
+        store.save_link(&merged, &[]).unwrap();
+        store.save_link(&active, &[]).unwrap();
+        assert_eq!(
+            store.link_by_ticket("defender->jira", "SEC-1").unwrap(),
+            Some(active)
+        );
+    }
+
+    #[test]
+    fn links_are_ordered_by_pair_then_incident() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        for (pair, id) in [("b", "2"), ("a", "2"), ("b", "1"), ("a", "1")] {
+            store.save_link(&link(pair, id, "SEC-1"), &[]).unwrap();
+        }
+        let keys = |links: Vec<Link>| -> Vec<(String, String)> {
+            links.into_iter().map(|l| (l.pair, l.incident_id)).collect()
+        };
+        let all = keys(store.links(None).unwrap());
+        let expected = [("a", "1"), ("a", "2"), ("b", "1"), ("b", "2")]
+            .map(|(p, i)| (p.to_owned(), i.to_owned()));
+        assert_eq!(all, expected);
+        assert_eq!(keys(store.links(Some("b")).unwrap()), expected[2..]);
+    }
+
+    #[test]
+    fn links_for_incidents_spans_several_statements() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        {
+            let mut conn = store.conn();
+            let tx = conn.transaction().unwrap();
+            for i in 0..1200 {
+                upsert_link(&tx, &link("defender->jira", &i.to_string(), "SEC-1")).unwrap();
+                upsert_link(&tx, &link("other->jira", &i.to_string(), "SEC-1")).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        // 0..1100 exist, 5000.. do not, and some ids are asked for twice.
+        let mut ids: Vec<String> = (0..1100).map(|i| i.to_string()).collect();
+        ids.extend((5000..5100).map(|i| i.to_string()));
+        ids.extend((0..10).map(|i| i.to_string()));
+        let found = store.links_for_incidents("defender->jira", &ids).unwrap();
+        let found: BTreeSet<String> = found
+            .into_iter()
+            .inspect(|l| assert_eq!(l.pair, "defender->jira"))
+            .map(|l| l.incident_id)
+            .collect();
+        let expected: BTreeSet<String> = (0..1100).map(|i| i.to_string()).collect();
+        assert_eq!(found, expected);
+        assert!(
+            store
+                .links_for_incidents("defender->jira", &[])
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn links_for_incidents_returns_each_link_once() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        store.save_link(&link("p", "7", "SEC-7"), &[]).unwrap();
+        let ids: Vec<String> = std::iter::repeat_n("7".to_owned(), 1500).collect();
+        assert_eq!(store.links_for_incidents("p", &ids).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn watermarks_round_trip_per_pair_and_side() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        assert_eq!(store.watermark("p", Side::Incidents).unwrap(), None);
+        store.set_watermark("p", Side::Incidents, at(1)).unwrap();
+        store.set_watermark("p", Side::Tickets, at(2)).unwrap();
+        store.set_watermark("q", Side::Incidents, at(3)).unwrap();
+        store.set_watermark("p", Side::Incidents, at(4)).unwrap();
+        assert_eq!(store.watermark("p", Side::Incidents).unwrap(), Some(at(4)));
+        assert_eq!(store.watermark("p", Side::Tickets).unwrap(), Some(at(2)));
+        assert_eq!(store.watermark("q", Side::Incidents).unwrap(), Some(at(3)));
+        assert_eq!(store.watermark("q", Side::Tickets).unwrap(), None);
+    }
+
+    #[test]
+    fn intents_begin_pending_finish() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let first = store.begin_intent(&intent("1")).unwrap();
+        let second = store.begin_intent(&intent("2")).unwrap();
+        assert_eq!(
+            store.pending_intents().unwrap(),
+            vec![(first, intent("1")), (second, intent("2"))]
+        );
+
+        let created = link("defender->jira", "1", "SEC-1");
+        let mut done = record("defender->jira", "1", 6);
+        done.action = "create_ticket".to_owned();
+        store
+            .finish_intent(first, Some(&created), std::slice::from_ref(&done))
+            .unwrap();
+
+        assert_eq!(
+            store.pending_intents().unwrap(),
+            vec![(second, intent("2"))]
+        );
+        assert_eq!(store.link("defender->jira", "1").unwrap(), Some(created));
+        let ledger = entries(&store, &LedgerFilter::default());
+        assert_eq!(ledger.len(), 1);
+        assert_eq!(ledger[0].record, done);
+
+        // A failed write finishes with a ledger entry and no link.
+        let mut failed = record("defender->jira", "2", 7);
+        failed.outcome = Outcome::Failed;
+        failed.detail = Some("jira answered 400".to_owned());
+        store.finish_intent(second, None, &[failed]).unwrap();
+        assert!(store.pending_intents().unwrap().is_empty());
+        assert_eq!(store.link("defender->jira", "2").unwrap(), None);
+        assert!(store.verify_ledger().unwrap().is_intact());
+    }
+
+    #[test]
+    fn intent_ids_are_never_reused() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let first = store.begin_intent(&intent("1")).unwrap();
+        store.finish_intent(first, None, &[]).unwrap();
+        let second = store.begin_intent(&intent("1")).unwrap();
+        assert!(second > first);
+    }
+
+    #[test]
+    fn finishing_an_unknown_intent_changes_nothing() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let id = store.begin_intent(&intent("1")).unwrap();
+        store.finish_intent(id, None, &[]).unwrap();
+        let again = store.finish_intent(
+            id,
+            Some(&link("defender->jira", "1", "SEC-1")),
+            &[record("defender->jira", "1", 0)],
+        );
+        assert!(matches!(again, Err(StoreError::Corrupt(_))), "{again:?}");
+        assert_eq!(store.link("defender->jira", "1").unwrap(), None);
+        assert_eq!(store.verify_ledger().unwrap().entries, 0);
+    }
+
+    #[test]
+    fn finish_intent_is_all_or_nothing() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let id = store.begin_intent(&intent("1")).unwrap();
+        // Make the ledger append, the last step, fail.
+        store
+            .conn()
+            .execute_batch(
+                "CREATE TEMP TRIGGER fail_append BEFORE INSERT ON ledger
+                 BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;",
+            )
+            .unwrap();
+        let result = store.finish_intent(
+            id,
+            Some(&link("defender->jira", "1", "SEC-1")),
+            &[record("defender->jira", "1", 0)],
+        );
+        assert!(matches!(result, Err(StoreError::Sqlite(_))), "{result:?}");
+        assert_eq!(
+            store.pending_intents().unwrap().len(),
+            1,
+            "the intent is still pending"
+        );
+        assert_eq!(
+            store.link("defender->jira", "1").unwrap(),
+            None,
+            "no link was written"
+        );
+
+        store
+            .conn()
+            .execute_batch("DROP TRIGGER fail_append")
+            .unwrap();
+        store.finish_intent(id, None, &[]).unwrap();
+    }
+
+    #[test]
+    fn ledger_appends_chain_and_verify() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        assert_eq!(
+            store.verify_ledger().unwrap(),
+            VerifyReport {
+                entries: 0,
+                head: GENESIS_HASH.to_owned(),
+                first_break: None
+            }
+        );
+        store
+            .append_ledger(&[record("p", "1", 0), record("p", "2", 1)])
+            .unwrap();
+        store
+            .save_link(&link("p", "1", "SEC-1"), &[record("p", "1", 2)])
+            .unwrap();
+        let id = store.begin_intent(&intent("3")).unwrap();
+        let mut bare = record("p", "3", 3);
+        bare.direction = None;
+        bare.ticket_key = None;
+        bare.changes.clear();
+        bare.outcome = Outcome::Skipped;
+        bare.detail = Some("nothing to do".to_owned());
+        store
+            .finish_intent(id, None, std::slice::from_ref(&bare))
+            .unwrap();
+
+        let all = entries(&store, &LedgerFilter::default());
+        assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert_eq!(all[0].prev_hash, GENESIS_HASH);
+        for pair in all.windows(2) {
+            assert_eq!(pair[1].prev_hash, pair[0].hash);
+        }
+        assert_eq!(all[3].record, bare);
+        let report = store.verify_ledger().unwrap();
+        assert!(report.is_intact(), "{report:?}");
+        assert_eq!(report.entries, 4);
+        assert_eq!(report.head, all[3].hash);
+    }
+
+    #[test]
+    fn ledger_time_finer_than_a_microsecond_still_verifies() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let mut fine = record("p", "1", 0);
+        fine.time += chrono::Duration::nanoseconds(1_234_567);
+        store.append_ledger(&[fine]).unwrap();
+        assert!(store.verify_ledger().unwrap().is_intact());
+        let stored = entries(&store, &LedgerFilter::default());
+        assert_eq!(
+            stored[0].record.time,
+            at(0) + chrono::Duration::microseconds(1_234)
+        );
+    }
+
+    #[test]
+    fn ledger_refuses_update_and_delete() {
+        let store = store_with_ledger(2);
+        let conn = store.conn();
+        for sql in [
+            "UPDATE ledger SET detail = 'x' WHERE seq = 1",
+            "DELETE FROM ledger WHERE seq = 2",
+        ] {
+            let error = conn.execute(sql, []).unwrap_err();
+            assert!(
+                error.to_string().contains("the ledger is append-only"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn verify_reports_a_changed_field() {
+        let store = store_with_ledger(3);
+        drop_ledger_triggers(&store);
+        store
+            .conn()
+            .execute("UPDATE ledger SET detail = 'x' WHERE seq = 2", [])
+            .unwrap();
+        let report = store.verify_ledger().unwrap();
+        let (seq, reason) = report.first_break.expect("a break");
+        assert_eq!(seq, 2);
+        assert!(reason.contains("altered"), "{reason}");
+        assert_eq!(report.entries, 3);
+    }
+
+    #[test]
+    fn verify_reports_a_deleted_entry() {
+        let store = store_with_ledger(3);
+        drop_ledger_triggers(&store);
+        store
+            .conn()
+            .execute("DELETE FROM ledger WHERE seq = 2", [])
+            .unwrap();
+        let report = store.verify_ledger().unwrap();
+        let (seq, reason) = report.first_break.expect("a break");
+        assert_eq!(seq, 2);
+        assert!(reason.contains("missing"), "{reason}");
+    }
+
+    #[test]
+    fn verify_reports_a_changed_hash() {
+        let store = store_with_ledger(3);
+        drop_ledger_triggers(&store);
+        store
+            .conn()
+            .execute(
+                "UPDATE ledger SET hash = lower(hex(randomblob(32))) WHERE seq = 2",
+                [],
+            )
+            .unwrap();
+        assert_eq!(
+            store.verify_ledger().unwrap().first_break.map(|b| b.0),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn verify_reports_an_unreadable_entry() {
+        let store = store_with_ledger(3);
+        drop_ledger_triggers(&store);
+        store
+            .conn()
+            .execute("UPDATE ledger SET outcome = 'maybe' WHERE seq = 3", [])
+            .unwrap();
+        let report = store.verify_ledger().unwrap();
+        let (seq, reason) = report.first_break.expect("a break");
+        assert_eq!(seq, 3);
+        assert!(reason.contains("maybe"), "{reason}");
+
+        // Listing stops at the unreadable entry with an error.
+        let result = store.for_each_ledger_entry(&LedgerFilter::default(), &mut |_| Ok(()));
+        assert!(matches!(result, Err(StoreError::Corrupt(_))), "{result:?}");
+    }
+
+    #[test]
+    fn verify_ignores_json_layout() {
+        // The hash covers the canonical encoding, not the stored JSON text.
+        let store = store_with_ledger(1);
+        drop_ledger_triggers(&store);
+        store
+            .conn()
+            .execute(
+                "UPDATE ledger SET changes = json_pretty(changes) WHERE seq = 1",
+                [],
+            )
+            .unwrap();
+        assert!(store.verify_ledger().unwrap().is_intact());
+    }
+
+    #[test]
+    fn ledger_listing_honours_the_filter() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let records = [
+            record("a", "1", 0),
+            record("b", "1", 10),
+            record("a", "2", 20),
+            record("a", "1", 30),
+            record("b", "2", 40),
+        ];
+        store.append_ledger(&records).unwrap();
+        let seqs = |filter: LedgerFilter| -> Vec<i64> {
+            entries(&store, &filter)
+                .into_iter()
+                .map(|e| e.seq)
+                .collect()
+        };
+        assert_eq!(seqs(LedgerFilter::default()), [1, 2, 3, 4, 5]);
+        assert_eq!(
+            seqs(LedgerFilter {
+                pair: Some("a".into()),
+                ..Default::default()
+            }),
+            [1, 3, 4]
+        );
+        assert_eq!(
+            seqs(LedgerFilter {
+                incident_id: Some("2".into()),
+                ..Default::default()
+            }),
+            [3, 5]
+        );
+        assert_eq!(
+            seqs(LedgerFilter {
+                since: Some(at(20)),
+                ..Default::default()
+            }),
+            [3, 4, 5]
+        );
+        assert_eq!(
+            seqs(LedgerFilter {
+                limit: Some(2),
+                ..Default::default()
+            }),
+            [4, 5]
+        );
+        assert_eq!(
+            seqs(LedgerFilter {
+                limit: Some(0),
+                ..Default::default()
+            }),
+            Vec::<i64>::new()
+        );
+        assert_eq!(
+            seqs(LedgerFilter {
+                limit: Some(99),
+                ..Default::default()
+            }),
+            [1, 2, 3, 4, 5]
+        );
+        assert_eq!(
+            seqs(LedgerFilter {
+                pair: Some("a".into()),
+                incident_id: Some("1".into()),
+                since: Some(at(1)),
+                limit: Some(1),
+            }),
+            [4]
+        );
+        assert_eq!(
+            seqs(LedgerFilter {
+                pair: Some("a".into()),
+                limit: Some(2),
+                ..Default::default()
+            }),
+            [3, 4]
+        );
+        assert_eq!(
+            seqs(LedgerFilter {
+                pair: Some("none".into()),
+                limit: Some(2),
+                ..Default::default()
+            }),
+            Vec::<i64>::new()
+        );
+    }
+
+    #[test]
+    fn ledger_listing_stops_at_the_callbacks_error() {
+        let store = store_with_ledger(3);
+        let mut seen = 0;
+        let result = store.for_each_ledger_entry(&LedgerFilter::default(), &mut |_| {
+            seen += 1;
+            Err(StoreError::Corrupt("stop".to_owned()))
+        });
+        assert!(result.is_err());
+        assert_eq!(seen, 1);
+    }
+}

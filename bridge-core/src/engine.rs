@@ -1,0 +1,822 @@
+//! The engine: the imperative shell around `reconcile`. One `run_cycle` polls a
+//! pair's incident source and ticket system from their watermarks (with an overlap
+//! window), streams the incidents page by page through `reconcile`, and carries the
+//! plan out through the outbox: each remote write is committed as an intent first,
+//! and its link baseline and ledger entry are committed together after it succeeded.
+//! A failed action is recorded and isolated; the watermark stays behind it so the
+//! next cycle sees it again.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::Duration;
+use serde::Serialize;
+
+use crate::ledger::{LedgerRecord, Outcome};
+use crate::mapping::Mapping;
+use crate::model::{
+    Baseline, ConflictPolicy, Direction, FieldChange, IncidentSnapshot, IncidentUpdate, Link,
+    LinkState, TicketSnapshot, Timestamp,
+};
+use crate::ports::{ConnectorError, IncidentSource, TicketSystem};
+use crate::reconcile::{self, Action, Input, PairSpec, Plan};
+use crate::store::{Intent, IntentId, Side, Store, StoreError};
+
+/// Where the engine gets the time. The real one reads the system clock; tests pass
+/// their own.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        chrono::Utc::now()
+    }
+}
+
+/// Everything needed to drive one `[[sync]]` pair.
+#[derive(Clone)]
+pub struct PairRuntime {
+    /// `<source>-><ticket_system>`.
+    pub pair: String,
+    /// The `[[source]]` name.
+    pub source_name: String,
+    pub source: Arc<dyn IncidentSource>,
+    pub tickets: Arc<dyn TicketSystem>,
+    pub mapping: Arc<Mapping>,
+    pub policy: ConflictPolicy,
+    /// Where the first poll starts.
+    pub since: Timestamp,
+    /// Each poll starts this far before the watermark (clock skew, lagging indexes).
+    pub overlap: Duration,
+    /// How long a create whose outcome is unknown waits for the ticket system's
+    /// search index before the bridge concludes the ticket was not created.
+    pub adopt_after: Duration,
+}
+
+impl std::fmt::Debug for PairRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PairRuntime")
+            .field("pair", &self.pair)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one cycle did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CycleReport {
+    pub pair: String,
+    pub incidents_seen: usize,
+    pub tickets_seen: usize,
+    pub tickets_created: usize,
+    pub tickets_adopted: usize,
+    pub tickets_updated: usize,
+    pub incidents_updated: usize,
+    pub write_backs: usize,
+    pub conflicts: usize,
+    pub failed: usize,
+    /// In a dry run: what would have been done.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub planned: Vec<Action>,
+}
+
+impl CycleReport {
+    pub fn writes(&self) -> usize {
+        self.tickets_created + self.tickets_updated + self.incidents_updated + self.write_backs
+    }
+}
+
+/// A cycle that could not run: the store failed, or a poll failed (nothing after
+/// the failed page was planned; the watermark did not move).
+#[derive(Debug)]
+pub enum EngineError {
+    Store(StoreError),
+    Poll(ConnectorError),
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::Store(e) => write!(f, "{e}"),
+            EngineError::Poll(e) => write!(f, "polling failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+impl From<StoreError> for EngineError {
+    fn from(e: StoreError) -> Self {
+        EngineError::Store(e)
+    }
+}
+
+impl From<ConnectorError> for EngineError {
+    fn from(e: ConnectorError) -> Self {
+        EngineError::Poll(e)
+    }
+}
+
+/// Runs one sync cycle of a pair.
+pub async fn run_cycle(
+    rt: &PairRuntime,
+    store: &dyn Store,
+    clock: &dyn Clock,
+    dry_run: bool,
+) -> Result<CycleReport, EngineError> {
+    let mut cycle = Cycle {
+        rt,
+        store,
+        clock,
+        dry_run,
+        report: CycleReport {
+            pair: rt.pair.clone(),
+            ..CycleReport::default()
+        },
+        held_back: HashSet::new(),
+        incident_floor: None,
+        ticket_floor: None,
+    };
+    cycle.recover().await?;
+
+    let incident_mark = store
+        .watermark(&rt.pair, Side::Incidents)?
+        .unwrap_or(rt.since);
+    let ticket_mark = store
+        .watermark(&rt.pair, Side::Tickets)?
+        .unwrap_or(rt.since);
+    let incident_from = (incident_mark - rt.overlap).max(rt.since);
+    let ticket_from = (ticket_mark - rt.overlap).max(rt.since);
+
+    // Changed tickets first, kept by key: usually few, and an incident page needs
+    // its tickets' current state for a true three-way diff.
+    let mut held: BTreeMap<String, TicketSnapshot> = BTreeMap::new();
+    let mut max_ticket = ticket_mark;
+    let mut page = rt.tickets.changed_since(ticket_from).await?;
+    loop {
+        for ticket in page.items {
+            cycle.report.tickets_seen += 1;
+            max_ticket = max_ticket.max(ticket.modified);
+            let newer = held
+                .get(&ticket.key)
+                .is_none_or(|h| h.modified < ticket.modified);
+            if newer && store.link_by_ticket(&rt.pair, &ticket.key)?.is_some() {
+                held.insert(ticket.key.clone(), ticket);
+            }
+        }
+        match page.next {
+            Some(next) => page = rt.tickets.next_page(&next).await?,
+            None => break,
+        }
+    }
+
+    let mut max_incident = incident_mark;
+    let mut page = rt.source.changed_since(incident_from).await?;
+    loop {
+        let incidents: Vec<IncidentSnapshot> = dedup_incidents(page.items)
+            .into_iter()
+            .filter(|i| !cycle.held_back.contains(&i.id))
+            .collect();
+        cycle.report.incidents_seen += incidents.len();
+        for i in &incidents {
+            max_incident = max_incident.max(i.modified);
+        }
+        let ids: Vec<String> = incidents.iter().map(|i| i.id.clone()).collect();
+        let links = store.links_for_incidents(&rt.pair, &ids)?;
+        let tickets: Vec<TicketSnapshot> = links
+            .iter()
+            .filter_map(|l| held.remove(&l.ticket_key))
+            .collect();
+        cycle
+            .reconcile_and_apply(&incidents, &tickets, links)
+            .await?;
+        match page.next {
+            Some(next) => page = rt.source.next_page(&next).await?,
+            None => break,
+        }
+    }
+
+    // Tickets whose incidents did not change.
+    let tickets: Vec<TicketSnapshot> = held.into_values().collect();
+    for chunk in tickets.chunks(200) {
+        let mut links = Vec::with_capacity(chunk.len());
+        for t in chunk {
+            if let Some(link) = store.link_by_ticket(&rt.pair, &t.key)? {
+                links.push(link);
+            }
+        }
+        cycle.reconcile_and_apply(&[], chunk, links).await?;
+    }
+
+    if !dry_run {
+        let incident_to = cycle
+            .incident_floor
+            .map_or(max_incident, |f| f.min(max_incident));
+        let ticket_to = cycle.ticket_floor.map_or(max_ticket, |f| f.min(max_ticket));
+        store.set_watermark(&rt.pair, Side::Incidents, incident_to.max(incident_mark))?;
+        store.set_watermark(&rt.pair, Side::Tickets, ticket_to.max(ticket_mark))?;
+    }
+    Ok(cycle.report)
+}
+
+/// Pages can repeat an incident (overlap, a list that shifted while paging): keep
+/// the newest version of each.
+fn dedup_incidents(items: Vec<IncidentSnapshot>) -> Vec<IncidentSnapshot> {
+    let mut by_id: HashMap<String, IncidentSnapshot> = HashMap::with_capacity(items.len());
+    for i in items {
+        match by_id.get(&i.id) {
+            Some(seen) if seen.modified >= i.modified => {}
+            _ => {
+                by_id.insert(i.id.clone(), i);
+            }
+        }
+    }
+    let mut out: Vec<IncidentSnapshot> = by_id.into_values().collect();
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}
+
+struct Cycle<'a> {
+    rt: &'a PairRuntime,
+    store: &'a dyn Store,
+    clock: &'a dyn Clock,
+    dry_run: bool,
+    report: CycleReport,
+    /// Incidents not planned this cycle (a create still waiting to be adopted).
+    held_back: HashSet<String>,
+    /// The oldest modification time of anything that failed: the watermark stays there.
+    incident_floor: Option<Timestamp>,
+    ticket_floor: Option<Timestamp>,
+}
+
+impl Cycle<'_> {
+    fn spec(&self) -> PairSpec<'_> {
+        PairSpec {
+            pair: &self.rt.pair,
+            source: &self.rt.source_name,
+            mapping: &self.rt.mapping,
+            policy: self.rt.policy,
+        }
+    }
+
+    /// A ledger record for this pair, now; callers fill in what happened.
+    fn record(
+        &self,
+        action: &str,
+        direction: Option<Direction>,
+        incident_id: &str,
+        ticket_key: Option<&str>,
+    ) -> LedgerRecord {
+        LedgerRecord {
+            time: self.clock.now(),
+            pair: self.rt.pair.clone(),
+            direction,
+            action: action.to_string(),
+            incident_id: incident_id.to_string(),
+            ticket_key: ticket_key.map(str::to_string),
+            changes: Vec::new(),
+            outcome: Outcome::Ok,
+            detail: None,
+        }
+    }
+
+    /// Re-runs the intents a previous process left behind.
+    async fn recover(&mut self) -> Result<(), EngineError> {
+        if self.dry_run {
+            return Ok(());
+        }
+        for (id, intent) in self.store.pending_intents()? {
+            if intent.pair != self.rt.pair {
+                continue;
+            }
+            let action: Option<Action> = serde_json::from_str(&intent.payload).ok();
+            match action {
+                Some(Action::CreateTicket {
+                    incident,
+                    create,
+                    baseline,
+                }) => {
+                    if self.clock.now() - intent.created < self.rt.adopt_after {
+                        // The ticket system's search may not show it yet: wait.
+                        self.held_back.insert(incident.id.clone());
+                        self.incident_floor = min_time(self.incident_floor, incident.modified);
+                        continue;
+                    }
+                    self.create_ticket(Some(id), *incident, create, baseline)
+                        .await?;
+                }
+                _ => {
+                    // Updates are re-planned from fresh reads: the poll will see both
+                    // sides as they are now and the baseline as it was.
+                    let record = LedgerRecord { changes: Vec::new(), outcome: Outcome::Skipped, detail: Some("interrupted before its outcome was recorded; re-planned from fresh reads".into()), ..self.record(&intent.kind, None, &intent.incident_id, None) };
+                    self.store.finish_intent(id, None, &[record])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn reconcile_and_apply(
+        &mut self,
+        incidents: &[IncidentSnapshot],
+        tickets: &[TicketSnapshot],
+        links: Vec<Link>,
+    ) -> Result<(), EngineError> {
+        let plan: Plan = reconcile::reconcile(
+            self.spec(),
+            Input {
+                incidents,
+                tickets,
+                links: &links,
+            },
+        );
+        if self.dry_run {
+            self.report.planned.extend(plan.actions);
+            return Ok(());
+        }
+        let mut links: HashMap<String, Link> = links
+            .into_iter()
+            .map(|l| (l.incident_id.clone(), l))
+            .collect();
+        for action in plan.actions {
+            self.apply(action, &mut links).await?;
+        }
+        Ok(())
+    }
+
+    async fn begin(&self, action: &Action) -> Result<IntentId, StoreError> {
+        self.store.begin_intent(&Intent {
+            pair: self.rt.pair.clone(),
+            incident_id: action.incident_id().to_string(),
+            kind: action.kind().to_string(),
+            payload: serde_json::to_string(action).expect("actions serialize"),
+            created: self.clock.now(),
+        })
+    }
+
+    async fn apply(
+        &mut self,
+        action: Action,
+        links: &mut HashMap<String, Link>,
+    ) -> Result<(), EngineError> {
+        match action {
+            Action::CreateTicket {
+                incident,
+                create,
+                baseline,
+            } => {
+                let intent = self
+                    .begin(&Action::CreateTicket {
+                        incident: incident.clone(),
+                        create: create.clone(),
+                        baseline: baseline.clone(),
+                    })
+                    .await?;
+                if let Some(link) = self
+                    .create_ticket(Some(intent), *incident, create, baseline)
+                    .await?
+                {
+                    links.insert(link.incident_id.clone(), link);
+                }
+            }
+            action @ Action::WriteBack { .. } => {
+                let Some(link) = links.get(action.incident_id()).cloned() else {
+                    return Ok(());
+                };
+                if let Some(link) = self.write_back(link, action, None).await? {
+                    links.insert(link.incident_id.clone(), link);
+                }
+            }
+            action @ (Action::UpdateTicket { .. } | Action::UpdateIncident { .. }) => {
+                let Some(link) = links.get(action.incident_id()).cloned() else {
+                    return Ok(());
+                };
+                if let Some(link) = self.update(link, action).await? {
+                    links.insert(link.incident_id.clone(), link);
+                }
+            }
+            Action::RecordBaseline {
+                incident_id,
+                ticket_key,
+                changes,
+                baseline,
+                incident_modified,
+                ticket_modified,
+                note,
+            } => {
+                let Some(mut link) = links.get(&incident_id).cloned() else {
+                    return Ok(());
+                };
+                link.baseline.extend(baseline);
+                advance(
+                    &mut link,
+                    incident_modified,
+                    ticket_modified,
+                    self.clock.now(),
+                );
+                let records = if changes.is_empty() && note.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![LedgerRecord {
+                        changes,
+                        outcome: Outcome::Ok,
+                        detail: (!note.is_empty()).then_some(note),
+                        ..self.record("record_baseline", None, &incident_id, Some(&ticket_key))
+                    }]
+                };
+                self.store.save_link(&link, &records)?;
+                links.insert(incident_id, link);
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates (or adopts) the ticket of a new incident, then writes back.
+    async fn create_ticket(
+        &mut self,
+        intent: Option<IntentId>,
+        incident: IncidentSnapshot,
+        create: crate::model::TicketCreate,
+        baseline: Baseline,
+    ) -> Result<Option<Link>, EngineError> {
+        let tickets = &self.rt.tickets;
+        let found = match tickets.find_by_correlation(&create.correlation).await {
+            Ok(found) => found,
+            Err(e) => return self.fail_create(intent, &incident, e).await,
+        };
+        let (ticket, adopted) = match found {
+            Some(t) => (t, true),
+            None => match tickets.create(&create).await {
+                Ok(t) => (t, false),
+                Err(e) => return self.fail_create(intent, &incident, e).await,
+            },
+        };
+        let now = self.clock.now();
+        let mut baseline = baseline;
+        for rule in &self.rt.mapping.fields {
+            let entry = baseline.entry(rule.name.clone()).or_default();
+            entry.ticket = ticket.attrs.get(&rule.ticket).cloned();
+        }
+        let link = Link {
+            pair: self.rt.pair.clone(),
+            incident_id: incident.id.clone(),
+            incident_display_id: incident.display_id.clone(),
+            incident_url: incident.web_url.clone(),
+            ticket_key: ticket.key.clone(),
+            ticket_id: ticket.id.clone(),
+            ticket_url: ticket.url.clone(),
+            state: LinkState::Active,
+            baseline,
+            written_back: false,
+            incident_modified: incident.modified,
+            ticket_modified: ticket.modified,
+            created: now,
+            updated: now,
+        };
+        let changes = create
+            .attrs
+            .iter()
+            .map(|(k, v)| FieldChange {
+                field: k.clone(),
+                old: None,
+                new: Some(v.clone()),
+                conflict: None,
+            })
+            .collect();
+        let (action, detail) = if adopted {
+            (
+                "adopt_ticket",
+                Some(format!(
+                    "found {} by its correlation id; not created again",
+                    ticket.key
+                )),
+            )
+        } else {
+            ("create_ticket", None)
+        };
+        let record = LedgerRecord {
+            changes,
+            outcome: Outcome::Ok,
+            detail,
+            ..self.record(
+                action,
+                Some(Direction::ToTicket),
+                &incident.id,
+                Some(&ticket.key),
+            )
+        };
+        match intent {
+            Some(id) => self.store.finish_intent(id, Some(&link), &[record])?,
+            None => self.store.save_link(&link, &[record])?,
+        }
+        if adopted {
+            self.report.tickets_adopted += 1;
+        } else {
+            self.report.tickets_created += 1;
+        }
+        tracing::info!(pair = %self.rt.pair, incident = %incident.id, ticket = %ticket.key, adopted, "ticket linked");
+
+        let write_back = reconcile::plan_write_back(self.spec(), &link, Some(&incident));
+        match write_back {
+            Some(action) => Ok(self
+                .write_back(link.clone(), action, Some(&incident))
+                .await?
+                .or(Some(link))),
+            None => Ok(Some(link)),
+        }
+    }
+
+    async fn fail_create(
+        &mut self,
+        intent: Option<IntentId>,
+        incident: &IncidentSnapshot,
+        error: ConnectorError,
+    ) -> Result<Option<Link>, EngineError> {
+        tracing::warn!(pair = %self.rt.pair, incident = %incident.id, error = %error, "ticket create failed");
+        self.report.failed += 1;
+        self.incident_floor = min_time(self.incident_floor, incident.modified);
+        let record = LedgerRecord {
+            changes: Vec::new(),
+            outcome: Outcome::Failed,
+            detail: Some(error.to_string()),
+            ..self.record(
+                "create_ticket",
+                Some(Direction::ToTicket),
+                &incident.id,
+                None,
+            )
+        };
+        match intent {
+            Some(id) => self.store.finish_intent(id, None, &[record])?,
+            None => self.store.append_ledger(&[record])?,
+        }
+        Ok(None)
+    }
+
+    /// Adds the ticket's tags and comment to the incident. The comment is not added
+    /// twice: the incident as returned by the tag update (or re-read) is checked first.
+    async fn write_back(
+        &mut self,
+        mut link: Link,
+        action: Action,
+        incident: Option<&IncidentSnapshot>,
+    ) -> Result<Option<Link>, EngineError> {
+        let Action::WriteBack {
+            incident_id,
+            ticket_key,
+            tags,
+            comment,
+        } = &action
+        else {
+            return Ok(None);
+        };
+        let intent = self.begin(&action).await?;
+        let source = &self.rt.source;
+        let result: Result<Vec<FieldChange>, ConnectorError> = async {
+            let mut changes = Vec::new();
+            let mut current = incident.cloned();
+            if !tags.is_empty() {
+                let update = IncidentUpdate {
+                    set: BTreeMap::new(),
+                    add_tags: tags.clone(),
+                };
+                current = Some(source.update(incident_id, &update).await?);
+                changes.push(FieldChange {
+                    field: "tags".into(),
+                    old: None,
+                    new: Some(tags.join(", ")),
+                    conflict: None,
+                });
+            }
+            if let Some(text) = comment {
+                let current = match current {
+                    Some(c) => c,
+                    None => source.get(incident_id).await?,
+                };
+                if !current.comments.iter().any(|c| &c.text == text) {
+                    source.add_comment(incident_id, text).await?;
+                    changes.push(FieldChange {
+                        field: "comment".into(),
+                        old: None,
+                        new: Some(text.clone()),
+                        conflict: None,
+                    });
+                }
+            }
+            Ok(changes)
+        }
+        .await;
+        match result {
+            Ok(changes) => {
+                link.written_back = true;
+                link.updated = self.clock.now();
+                let record = LedgerRecord {
+                    changes,
+                    outcome: Outcome::Ok,
+                    detail: None,
+                    ..self.record(
+                        "write_back",
+                        Some(Direction::ToIncident),
+                        incident_id,
+                        Some(ticket_key),
+                    )
+                };
+                self.store.finish_intent(intent, Some(&link), &[record])?;
+                self.report.write_backs += 1;
+                Ok(Some(link))
+            }
+            Err(e) => {
+                tracing::warn!(pair = %self.rt.pair, incident = %incident_id, error = %e, "write-back failed");
+                self.report.failed += 1;
+                let record = LedgerRecord {
+                    changes: Vec::new(),
+                    outcome: Outcome::Failed,
+                    detail: Some(e.to_string()),
+                    ..self.record(
+                        "write_back",
+                        Some(Direction::ToIncident),
+                        incident_id,
+                        Some(ticket_key),
+                    )
+                };
+                self.store.finish_intent(intent, None, &[record])?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Updates one side and records the other side's new agreement.
+    async fn update(
+        &mut self,
+        mut link: Link,
+        action: Action,
+    ) -> Result<Option<Link>, EngineError> {
+        let intent = self.begin(&action).await?;
+        let now = self.clock.now();
+        let (direction, changes, result) = match &action {
+            Action::UpdateTicket {
+                ticket_key,
+                update,
+                changes,
+                baseline,
+                incident_modified,
+                ticket_modified,
+                ..
+            } => {
+                let result = self.rt.tickets.update(ticket_key, update).await.map(|t| {
+                    let mut baseline = baseline.clone();
+                    let detail = read_back(
+                        &self.rt.mapping,
+                        &mut baseline,
+                        |rule| t.attrs.get(&rule.ticket).cloned(),
+                        |a| &mut a.ticket,
+                    );
+                    link.baseline.extend(baseline);
+                    advance(
+                        &mut link,
+                        *incident_modified,
+                        Some(ticket_modified.map_or(t.modified, |m| m.max(t.modified))),
+                        now,
+                    );
+                    link.ticket_modified = link.ticket_modified.max(t.modified);
+                    detail
+                });
+                (Direction::ToTicket, changes.clone(), result)
+            }
+            Action::UpdateIncident {
+                incident_id,
+                update,
+                changes,
+                baseline,
+                incident_modified,
+                ticket_modified,
+                ..
+            } => {
+                let result = self.rt.source.update(incident_id, update).await.map(|i| {
+                    let mut baseline = baseline.clone();
+                    let source = self.rt.source_name.as_str();
+                    let detail = read_back(
+                        &self.rt.mapping,
+                        &mut baseline,
+                        |rule| rule.incident_value(&i, source),
+                        |a| &mut a.incident,
+                    );
+                    link.baseline.extend(baseline);
+                    advance(
+                        &mut link,
+                        Some(incident_modified.map_or(i.modified, |m| m.max(i.modified))),
+                        *ticket_modified,
+                        now,
+                    );
+                    link.incident_modified = link.incident_modified.max(i.modified);
+                    detail
+                });
+                (Direction::ToIncident, changes.clone(), result)
+            }
+            _ => return Ok(None),
+        };
+        let conflicts = changes.iter().filter(|c| c.conflict.is_some()).count();
+        match result {
+            Ok(detail) => {
+                let record = LedgerRecord {
+                    changes,
+                    outcome: Outcome::Ok,
+                    detail,
+                    ..self.record(
+                        action.kind(),
+                        Some(direction),
+                        &link.incident_id,
+                        Some(&link.ticket_key),
+                    )
+                };
+                self.store.finish_intent(intent, Some(&link), &[record])?;
+                self.report.conflicts += conflicts;
+                match direction {
+                    Direction::ToTicket => self.report.tickets_updated += 1,
+                    Direction::ToIncident => self.report.incidents_updated += 1,
+                }
+                Ok(Some(link))
+            }
+            Err(e) => {
+                tracing::warn!(pair = %self.rt.pair, incident = %link.incident_id, ticket = %link.ticket_key, error = %e, "{} failed", action.kind());
+                self.report.failed += 1;
+                if let Action::UpdateTicket {
+                    incident_modified,
+                    ticket_modified,
+                    ..
+                }
+                | Action::UpdateIncident {
+                    incident_modified,
+                    ticket_modified,
+                    ..
+                } = &action
+                {
+                    if let Some(m) = incident_modified {
+                        self.incident_floor = min_time(self.incident_floor, *m);
+                    }
+                    if let Some(m) = ticket_modified {
+                        self.ticket_floor = min_time(self.ticket_floor, *m);
+                    }
+                }
+                let record = LedgerRecord {
+                    changes,
+                    outcome: Outcome::Failed,
+                    detail: Some(e.to_string()),
+                    ..self.record(
+                        action.kind(),
+                        Some(direction),
+                        &link.incident_id,
+                        Some(&link.ticket_key),
+                    )
+                };
+                self.store.finish_intent(intent, None, &[record])?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Replaces the written side of each baseline entry with what the remote system
+/// holds after the write, and says where that differs from what was asked.
+fn read_back(
+    mapping: &Mapping,
+    baseline: &mut Baseline,
+    observed: impl Fn(&crate::mapping::FieldRule) -> Option<String>,
+    side: impl Fn(&mut crate::model::Agreed) -> &mut Option<String>,
+) -> Option<String> {
+    let mut kept = Vec::new();
+    for rule in &mapping.fields {
+        if let Some(agreed) = baseline.get_mut(&rule.name) {
+            let now = observed(rule);
+            let slot = side(agreed);
+            if *slot != now {
+                kept.push(format!("{} stayed {:?} (asked {:?})", rule.name, now, slot));
+                *slot = now;
+            }
+        }
+    }
+    (!kept.is_empty()).then(|| kept.join("; "))
+}
+
+fn advance(
+    link: &mut Link,
+    incident: Option<Timestamp>,
+    ticket: Option<Timestamp>,
+    now: Timestamp,
+) {
+    if let Some(m) = incident {
+        link.incident_modified = link.incident_modified.max(m);
+    }
+    if let Some(m) = ticket {
+        link.ticket_modified = link.ticket_modified.max(m);
+    }
+    link.updated = now;
+}
+
+fn min_time(current: Option<Timestamp>, t: Timestamp) -> Option<Timestamp> {
+    Some(current.map_or(t, |c| c.min(t)))
+}

@@ -1,0 +1,562 @@
+//! Reconciliation: a pure function from what changed on both sides, the existing
+//! links with their last-agreed baselines and the mapping, to a sorted plan of
+//! actions. It never awaits, never reads the clock, never touches the store: the
+//! engine gathers the input and carries the plan out.
+//!
+//! Per mapped field it runs a three-way diff against the baseline: a value changed
+//! on one side only flows to the other (if the field's flow allows it); changed on
+//! both sides to values that do not correspond is a conflict, settled by the field's
+//! or the pair's policy and recorded; the bridge's own writes come back equal to the
+//! baseline, so nothing echoes.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::mapping::{FieldRule, Mapping, TemplateContext};
+use crate::model::{
+    Agreed, Baseline, ConflictNote, ConflictPolicy, Correlation, FieldChange, IncidentSnapshot,
+    IncidentUpdate, Link, LinkState, TicketCreate, TicketSnapshot, TicketUpdate, Timestamp,
+};
+
+/// The pair being reconciled.
+#[derive(Debug, Clone, Copy)]
+pub struct PairSpec<'a> {
+    /// `<source>-><ticket_system>`.
+    pub pair: &'a str,
+    /// The `[[source]]` name (it goes into correlation ids and templates).
+    pub source: &'a str,
+    pub mapping: &'a Mapping,
+    pub policy: ConflictPolicy,
+}
+
+/// What changed, and the links that concern it. Snapshots that are not newer than
+/// what their link last synced from are ignored (overlap windows and lagging
+/// search indexes return old versions).
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub incidents: &'a [IncidentSnapshot],
+    pub tickets: &'a [TicketSnapshot],
+    pub links: &'a [Link],
+}
+
+/// The plan: actions sorted by incident id, then by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+}
+
+/// One thing to do. Each carries the baseline entries to record once it succeeded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    /// A new incident: create its ticket (or adopt the one already there).
+    CreateTicket {
+        incident: Box<IncidentSnapshot>,
+        create: TicketCreate,
+        baseline: Baseline,
+    },
+    /// Write the ticket key back to the incident (tags and a comment).
+    WriteBack {
+        incident_id: String,
+        ticket_key: String,
+        tags: Vec<String>,
+        comment: Option<String>,
+    },
+    UpdateTicket {
+        incident_id: String,
+        ticket_key: String,
+        update: TicketUpdate,
+        changes: Vec<FieldChange>,
+        baseline: Baseline,
+        incident_modified: Option<Timestamp>,
+        ticket_modified: Option<Timestamp>,
+    },
+    UpdateIncident {
+        incident_id: String,
+        ticket_key: String,
+        update: IncidentUpdate,
+        changes: Vec<FieldChange>,
+        baseline: Baseline,
+        incident_modified: Option<Timestamp>,
+        ticket_modified: Option<Timestamp>,
+    },
+    /// No remote write: the baseline moves (a change that needs no sync, or both
+    /// sides already agree).
+    RecordBaseline {
+        incident_id: String,
+        ticket_key: String,
+        changes: Vec<FieldChange>,
+        baseline: Baseline,
+        incident_modified: Option<Timestamp>,
+        ticket_modified: Option<Timestamp>,
+        note: String,
+    },
+}
+
+impl Action {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::CreateTicket { .. } => "create_ticket",
+            Action::WriteBack { .. } => "write_back",
+            Action::UpdateTicket { .. } => "update_ticket",
+            Action::UpdateIncident { .. } => "update_incident",
+            Action::RecordBaseline { .. } => "record_baseline",
+        }
+    }
+
+    pub fn incident_id(&self) -> &str {
+        match self {
+            Action::CreateTicket { incident, .. } => &incident.id,
+            Action::WriteBack { incident_id, .. }
+            | Action::UpdateTicket { incident_id, .. }
+            | Action::UpdateIncident { incident_id, .. }
+            | Action::RecordBaseline { incident_id, .. } => incident_id,
+        }
+    }
+
+    /// Whether the action writes to a remote system.
+    pub fn is_remote_write(&self) -> bool {
+        !matches!(self, Action::RecordBaseline { .. })
+    }
+
+    fn order(&self) -> u8 {
+        match self {
+            Action::CreateTicket { .. } => 0,
+            Action::WriteBack { .. } => 1,
+            Action::UpdateTicket { .. } => 2,
+            Action::UpdateIncident { .. } => 3,
+            Action::RecordBaseline { .. } => 4,
+        }
+    }
+}
+
+/// Reconciles one batch.
+pub fn reconcile(pair: PairSpec<'_>, input: Input<'_>) -> Plan {
+    let links: HashMap<&str, &Link> = input
+        .links
+        .iter()
+        .map(|l| (l.incident_id.as_str(), l))
+        .collect();
+    let by_ticket: HashMap<&str, &Link> = input
+        .links
+        .iter()
+        .map(|l| (l.ticket_key.as_str(), l))
+        .collect();
+
+    // Pair up each link's fresh snapshots.
+    let mut work: BTreeMap<&str, (Option<&IncidentSnapshot>, Option<&TicketSnapshot>)> =
+        BTreeMap::new();
+    let mut actions = Vec::new();
+    for incident in input.incidents {
+        match links.get(incident.id.as_str()) {
+            Some(link) => {
+                if incident.modified > link.incident_modified {
+                    work.entry(link.incident_id.as_str()).or_default().0 = Some(incident);
+                }
+            }
+            None => actions.extend(plan_create(pair, incident)),
+        }
+    }
+    for ticket in input.tickets {
+        if let Some(link) = by_ticket.get(ticket.key.as_str())
+            && ticket.modified > link.ticket_modified
+        {
+            work.entry(link.incident_id.as_str()).or_default().1 = Some(ticket);
+        }
+    }
+
+    for (incident_id, (incident, ticket)) in work {
+        let link = links[incident_id];
+        if link.state != LinkState::Active {
+            continue;
+        }
+        if !link.written_back {
+            actions.extend(plan_write_back(pair, link, incident));
+        }
+        actions.extend(plan_link(pair, link, incident, ticket));
+    }
+
+    actions.sort_by(|a, b| {
+        a.incident_id()
+            .cmp(b.incident_id())
+            .then(a.order().cmp(&b.order()))
+    });
+    Plan { actions }
+}
+
+/// A new incident: its ticket, rendered from the mapping.
+fn plan_create(pair: PairSpec<'_>, incident: &IncidentSnapshot) -> Option<Action> {
+    let status = incident
+        .attrs
+        .get("status")
+        .map(String::as_str)
+        .unwrap_or_default();
+    if pair
+        .mapping
+        .skip_create_statuses
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(status))
+    {
+        return None;
+    }
+    let mut attrs = BTreeMap::new();
+    let mut baseline = Baseline::new();
+    for rule in &pair.mapping.fields {
+        let incident_value = rule.incident_value(incident, pair.source);
+        let ticket_value = if rule.flow.to_ticket() {
+            rule.map_to_ticket(incident_value.as_deref())
+        } else {
+            None
+        };
+        if let Some(v) = &ticket_value {
+            attrs.insert(rule.ticket.clone(), v.clone());
+        }
+        baseline.insert(
+            rule.name.clone(),
+            Agreed {
+                incident: incident_value,
+                ticket: ticket_value,
+            },
+        );
+    }
+    let ctx = TemplateContext {
+        source: pair.source,
+        incident: Some(incident),
+        ticket: None,
+    };
+    let mut labels: Vec<String> = Vec::new();
+    for label in &pair.mapping.labels {
+        let l = label.render(&ctx);
+        if !l.is_empty() && !labels.contains(&l) {
+            labels.push(l);
+        }
+    }
+    Some(Action::CreateTicket {
+        incident: Box::new(incident.clone()),
+        create: TicketCreate {
+            correlation: Correlation::new(pair.source, incident.id.clone()),
+            attrs,
+            labels,
+        },
+        baseline,
+    })
+}
+
+/// What the mapping writes back to an incident once its ticket exists.
+pub fn plan_write_back(
+    pair: PairSpec<'_>,
+    link: &Link,
+    incident: Option<&IncidentSnapshot>,
+) -> Option<Action> {
+    let wb = &pair.mapping.write_back;
+    if wb.tags.is_empty() && wb.comment.is_none() {
+        return None;
+    }
+    let ticket = link_ticket(link);
+    let ctx = TemplateContext {
+        source: pair.source,
+        incident,
+        ticket: Some(&ticket),
+    };
+    let tags: Vec<String> = wb
+        .tags
+        .iter()
+        .map(|t| t.render(&ctx))
+        .filter(|t| !t.is_empty())
+        .filter(|t| incident.is_none_or(|i| !i.tags.iter().any(|x| x.eq_ignore_ascii_case(t))))
+        .collect();
+    let comment = wb.comment.as_ref().map(|c| c.render(&ctx)).filter(|c| {
+        !c.is_empty() && incident.is_none_or(|i| !i.comments.iter().any(|x| x.text == *c))
+    });
+    Some(Action::WriteBack {
+        incident_id: link.incident_id.clone(),
+        ticket_key: link.ticket_key.clone(),
+        tags,
+        comment,
+    })
+}
+
+/// The ticket as a link remembers it (enough for write-back templates).
+fn link_ticket(link: &Link) -> TicketSnapshot {
+    TicketSnapshot {
+        key: link.ticket_key.clone(),
+        id: link.ticket_id.clone(),
+        url: link.ticket_url.clone(),
+        created: link.created,
+        modified: link.ticket_modified,
+        attrs: BTreeMap::new(),
+        labels: Vec::new(),
+        correlation: None,
+        comments: Vec::new(),
+    }
+}
+
+/// Which side won a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Winner {
+    Incident,
+    Ticket,
+}
+
+/// The three-way diff of one link.
+fn plan_link(
+    pair: PairSpec<'_>,
+    link: &Link,
+    incident: Option<&IncidentSnapshot>,
+    ticket: Option<&TicketSnapshot>,
+) -> Vec<Action> {
+    let mut ticket_update = TicketUpdate::default();
+    let mut ticket_changes = Vec::new();
+    let mut ticket_baseline = Baseline::new();
+    let mut incident_update = IncidentUpdate::default();
+    let mut incident_changes = Vec::new();
+    let mut incident_baseline = Baseline::new();
+    let mut recorded_changes = Vec::new();
+    let mut recorded_baseline = Baseline::new();
+    let mut notes = Vec::new();
+
+    for rule in &pair.mapping.fields {
+        let known = link.baseline.get(&rule.name);
+        let base = known.cloned().unwrap_or_default();
+        let inc_now = match incident {
+            Some(i) => rule.incident_value(i, pair.source),
+            None => base.incident.clone(),
+        };
+        let tic_now = match ticket {
+            Some(t) => t.attrs.get(&rule.ticket).cloned(),
+            None => base.ticket.clone(),
+        };
+        let (inc_changed, tic_changed) = match known {
+            Some(b) => (inc_now != b.incident, tic_now != b.ticket),
+            // A field added to the mapping after the link was made: bring it in step.
+            None => (rule.flow.to_ticket(), !rule.flow.to_ticket()),
+        };
+        if !inc_changed && !tic_changed {
+            continue;
+        }
+
+        let winner = match (inc_changed, tic_changed) {
+            (true, false) => Some(Winner::Incident),
+            (false, true) => Some(Winner::Ticket),
+            _ => None,
+        };
+        let mut conflict = None;
+        let winner = match winner {
+            Some(w) => w,
+            None if corresponds(rule, inc_now.as_deref(), tic_now.as_deref()) => {
+                recorded_changes.push(FieldChange {
+                    field: rule.name.clone(),
+                    old: base.ticket.clone(),
+                    new: tic_now.clone(),
+                    conflict: None,
+                });
+                recorded_baseline.insert(
+                    rule.name.clone(),
+                    Agreed {
+                        incident: inc_now,
+                        ticket: tic_now,
+                    },
+                );
+                notes.push(format!(
+                    "{}: both sides changed to matching values",
+                    rule.name
+                ));
+                continue;
+            }
+            None => {
+                let policy = rule.conflict.unwrap_or(pair.policy);
+                let w = settle(rule, policy, incident, ticket);
+                conflict = Some(ConflictNote {
+                    policy,
+                    incident_value: inc_now.clone(),
+                    ticket_value: tic_now.clone(),
+                });
+                w
+            }
+        };
+
+        match winner {
+            Winner::Incident if rule.flow.to_ticket() => {
+                let desired = rule.map_to_ticket(inc_now.as_deref());
+                if inc_now.is_some() && desired.is_none() {
+                    notes.push(format!(
+                        "{}: no ticket value is mapped for {:?}",
+                        rule.name, inc_now
+                    ));
+                    recorded_baseline.insert(
+                        rule.name.clone(),
+                        Agreed {
+                            incident: inc_now,
+                            ticket: tic_now,
+                        },
+                    );
+                } else if desired == tic_now {
+                    recorded_baseline.insert(
+                        rule.name.clone(),
+                        Agreed {
+                            incident: inc_now,
+                            ticket: tic_now,
+                        },
+                    );
+                } else {
+                    ticket_update
+                        .set
+                        .insert(rule.ticket.clone(), desired.clone());
+                    ticket_changes.push(FieldChange {
+                        field: rule.name.clone(),
+                        old: tic_now,
+                        new: desired.clone(),
+                        conflict,
+                    });
+                    ticket_baseline.insert(
+                        rule.name.clone(),
+                        Agreed {
+                            incident: inc_now,
+                            ticket: desired,
+                        },
+                    );
+                }
+            }
+            Winner::Ticket if rule.flow.to_incident() && rule.incident_attr().is_some() => {
+                let attr = rule.incident_attr().expect("checked above");
+                let desired = rule.map_to_incident(tic_now.as_deref());
+                if tic_now.is_some() && desired.is_none() {
+                    notes.push(format!(
+                        "{}: no incident value is mapped for {:?}",
+                        rule.name, tic_now
+                    ));
+                    recorded_baseline.insert(
+                        rule.name.clone(),
+                        Agreed {
+                            incident: inc_now,
+                            ticket: tic_now,
+                        },
+                    );
+                } else if desired == inc_now {
+                    recorded_baseline.insert(
+                        rule.name.clone(),
+                        Agreed {
+                            incident: inc_now,
+                            ticket: tic_now,
+                        },
+                    );
+                } else {
+                    incident_update
+                        .set
+                        .insert(attr.to_string(), desired.clone());
+                    incident_changes.push(FieldChange {
+                        field: rule.name.clone(),
+                        old: inc_now,
+                        new: desired.clone(),
+                        conflict,
+                    });
+                    incident_baseline.insert(
+                        rule.name.clone(),
+                        Agreed {
+                            incident: desired,
+                            ticket: tic_now,
+                        },
+                    );
+                }
+            }
+            // The change went against the field's flow: accept it where it was made.
+            _ => {
+                let (side, old, new) = if inc_changed {
+                    ("incident", base.incident.clone(), inc_now.clone())
+                } else {
+                    ("ticket", base.ticket.clone(), tic_now.clone())
+                };
+                notes.push(format!(
+                    "{}: changed on the {side}, which this field does not sync from",
+                    rule.name
+                ));
+                recorded_changes.push(FieldChange {
+                    field: rule.name.clone(),
+                    old,
+                    new,
+                    conflict,
+                });
+                recorded_baseline.insert(
+                    rule.name.clone(),
+                    Agreed {
+                        incident: inc_now,
+                        ticket: tic_now,
+                    },
+                );
+            }
+        }
+    }
+
+    let incident_modified = incident.map(|i| i.modified);
+    let ticket_modified = ticket.map(|t| t.modified);
+    let mut actions = Vec::new();
+    if !ticket_update.is_empty() {
+        actions.push(Action::UpdateTicket {
+            incident_id: link.incident_id.clone(),
+            ticket_key: link.ticket_key.clone(),
+            update: ticket_update,
+            changes: ticket_changes,
+            baseline: ticket_baseline,
+            incident_modified,
+            ticket_modified,
+        });
+    }
+    if !incident_update.is_empty() {
+        actions.push(Action::UpdateIncident {
+            incident_id: link.incident_id.clone(),
+            ticket_key: link.ticket_key.clone(),
+            update: incident_update,
+            changes: incident_changes,
+            baseline: incident_baseline,
+            incident_modified,
+            ticket_modified,
+        });
+    }
+    let moved = incident_modified.is_some_and(|m| m > link.incident_modified)
+        || ticket_modified.is_some_and(|m| m > link.ticket_modified);
+    if !recorded_baseline.is_empty() || (actions.is_empty() && moved) {
+        actions.push(Action::RecordBaseline {
+            incident_id: link.incident_id.clone(),
+            ticket_key: link.ticket_key.clone(),
+            changes: recorded_changes,
+            baseline: recorded_baseline,
+            incident_modified,
+            ticket_modified,
+            note: notes.join("; "),
+        });
+    }
+    actions
+}
+
+/// Whether two values already say the same thing through the field's maps.
+fn corresponds(rule: &FieldRule, incident: Option<&str>, ticket: Option<&str>) -> bool {
+    (rule.flow.to_ticket() && rule.map_to_ticket(incident).as_deref() == ticket)
+        || (rule.flow.to_incident() && rule.map_to_incident(ticket).as_deref() == incident)
+}
+
+/// Settles a conflict; a one-way field always goes its way.
+fn settle(
+    rule: &FieldRule,
+    policy: ConflictPolicy,
+    incident: Option<&IncidentSnapshot>,
+    ticket: Option<&TicketSnapshot>,
+) -> Winner {
+    if !rule.flow.to_incident() || rule.incident_attr().is_none() {
+        return Winner::Incident;
+    }
+    if !rule.flow.to_ticket() {
+        return Winner::Ticket;
+    }
+    match policy {
+        ConflictPolicy::SourceWins => Winner::Incident,
+        ConflictPolicy::TicketWins => Winner::Ticket,
+        ConflictPolicy::NewestWins => match (incident, ticket) {
+            (Some(i), Some(t)) if t.modified > i.modified => Winner::Ticket,
+            _ => Winner::Incident,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,567 @@
+//! Reconcile tests read as situations: an incident comes in, a ticket goes out.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use proptest::prelude::*;
+
+use super::*;
+use crate::mapping::{Flow, IncidentSide, Template, ValueMap, WriteBack};
+use crate::model::{Attrs, Direction};
+use crate::vocab::{GRAPH_CLASSIFICATION, GRAPH_SEVERITY, GRAPH_STATUS, SourceKind, TicketKind};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 8, 0, 0).unwrap()
+}
+
+fn vmap(pairs: &[(&str, &str)], default: Option<&str>) -> Option<ValueMap> {
+    Some(ValueMap {
+        entries: pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
+        default: default.map(str::to_string),
+    })
+}
+
+fn rule(name: &str, incident: &str, ticket: &str, flow: Flow) -> FieldRule {
+    FieldRule {
+        name: name.into(),
+        incident: IncidentSide::Attr(incident.into()),
+        ticket: ticket.into(),
+        flow,
+        to_ticket: None,
+        to_incident: None,
+        conflict: None,
+    }
+}
+
+/// The shape of mappings/jira.toml, built by hand so these tests stand alone.
+fn mapping() -> Mapping {
+    let attrs = [
+        "title",
+        "severity",
+        "status",
+        "classification",
+        "assigned_to",
+    ];
+    let summary =
+        Template::parse("[Defender #{incident.id}] {incident.title}", &attrs, false).unwrap();
+    let mut priority = rule("priority", "severity", "priority", Flow::ToTicket);
+    priority.to_ticket = vmap(
+        &[
+            ("high", "Highest"),
+            ("medium", "High"),
+            ("low", "Medium"),
+            ("informational", "Low"),
+        ],
+        Some("Medium"),
+    );
+    let mut status = rule("status", "status", "status", Flow::Both);
+    status.to_ticket = vmap(
+        &[
+            ("active", "new"),
+            ("inProgress", "indeterminate"),
+            ("awaitingAction", "indeterminate"),
+            ("resolved", "done"),
+            ("redirected", "done"),
+            ("unknownFutureValue", "new"),
+        ],
+        None,
+    );
+    status.to_incident = vmap(
+        &[
+            ("new", "active"),
+            ("indeterminate", "inProgress"),
+            ("done", "resolved"),
+        ],
+        None,
+    );
+    let mut classification = rule("classification", "classification", "resolution", Flow::Both);
+    classification.to_incident = vmap(
+        &[("Done", "truePositive"), ("Won't Do", "falsePositive")],
+        Some("unknown"),
+    );
+    classification.to_ticket = vmap(&[("falsePositive", "Won't Do")], Some("Done"));
+    Mapping {
+        file: PathBuf::from("jira.toml"),
+        source_kind: SourceKind::Graph,
+        ticket_kind: TicketKind::Jira,
+        fields: vec![
+            FieldRule {
+                name: "summary".into(),
+                incident: IncidentSide::Template(summary),
+                ticket: "summary".into(),
+                flow: Flow::ToTicket,
+                to_ticket: None,
+                to_incident: None,
+                conflict: None,
+            },
+            priority,
+            status,
+            classification,
+            rule("assignee", "assigned_to", "assignee", Flow::ToTicket),
+        ],
+        labels: vec![Template::parse("soc", &attrs, false).unwrap()],
+        skip_create_statuses: vec!["resolved".into(), "redirected".into()],
+        write_back: WriteBack {
+            tags: vec![Template::parse("ticket:{ticket.key}", &attrs, true).unwrap()],
+            comment: Some(
+                Template::parse("Jira {ticket.key}: {ticket.url}", &attrs, true).unwrap(),
+            ),
+        },
+    }
+}
+
+fn pair(mapping: &Mapping, policy: ConflictPolicy) -> PairSpec<'_> {
+    PairSpec {
+        pair: "defender->jira",
+        source: "defender",
+        mapping,
+        policy,
+    }
+}
+
+fn incident(id: &str, status: &str, severity: &str, modified: DateTime<Utc>) -> IncidentSnapshot {
+    let mut attrs = Attrs::new();
+    attrs.insert("title".into(), format!("Incident {id}"));
+    attrs.insert("status".into(), status.into());
+    attrs.insert("severity".into(), severity.into());
+    attrs.insert("classification".into(), "unknown".into());
+    IncidentSnapshot {
+        id: id.into(),
+        display_id: id.into(),
+        web_url: format!("https://security.microsoft.com/incidents/{id}"),
+        provider_url: None,
+        created: t0(),
+        modified,
+        attrs,
+        tags: vec![],
+        redirect_to: None,
+        comments: vec![],
+        etag: None,
+    }
+}
+
+/// The ticket as the bridge would have created it for `incident`.
+fn ticket_for(plan: &Plan, key: &str, modified: DateTime<Utc>) -> (TicketSnapshot, Baseline) {
+    let Action::CreateTicket {
+        create, baseline, ..
+    } = &plan.actions[0]
+    else {
+        panic!("expected a create, got {plan:?}");
+    };
+    let ticket = TicketSnapshot {
+        key: key.into(),
+        id: "10000".into(),
+        url: format!("https://jira.example/browse/{key}"),
+        created: t0(),
+        modified,
+        attrs: create.attrs.clone(),
+        labels: create.labels.clone(),
+        correlation: Some(create.correlation.clone()),
+        comments: vec![],
+    };
+    (ticket, baseline.clone())
+}
+
+fn link(incident: &IncidentSnapshot, ticket: &TicketSnapshot, baseline: Baseline) -> Link {
+    Link {
+        pair: "defender->jira".into(),
+        incident_id: incident.id.clone(),
+        incident_display_id: incident.display_id.clone(),
+        incident_url: incident.web_url.clone(),
+        ticket_key: ticket.key.clone(),
+        ticket_id: ticket.id.clone(),
+        ticket_url: ticket.url.clone(),
+        state: LinkState::Active,
+        baseline,
+        written_back: true,
+        incident_modified: incident.modified,
+        ticket_modified: ticket.modified,
+        created: t0(),
+        updated: t0(),
+    }
+}
+
+/// An incident and its ticket, in step.
+fn synced(status: &str) -> (IncidentSnapshot, TicketSnapshot, Link, Mapping) {
+    let m = mapping();
+    let inc = incident("41877", status, "high", t0());
+    let plan = reconcile(
+        pair(&m, ConflictPolicy::NewestWins),
+        Input {
+            incidents: std::slice::from_ref(&inc),
+            tickets: &[],
+            links: &[],
+        },
+    );
+    let (ticket, baseline) = ticket_for(&plan, "SEC-1", t0());
+    let link = link(&inc, &ticket, baseline);
+    (inc, ticket, link, m)
+}
+
+#[test]
+fn a_new_incident_creates_one_ticket_rendered_from_the_mapping() {
+    let m = mapping();
+    let inc = incident("41877", "inProgress", "high", t0());
+    let plan = reconcile(
+        pair(&m, ConflictPolicy::NewestWins),
+        Input {
+            incidents: &[inc],
+            tickets: &[],
+            links: &[],
+        },
+    );
+    assert_eq!(plan.actions.len(), 1);
+    let Action::CreateTicket {
+        create, baseline, ..
+    } = &plan.actions[0]
+    else {
+        panic!()
+    };
+    assert_eq!(create.correlation, Correlation::new("defender", "41877"));
+    assert_eq!(create.attrs["summary"], "[Defender #41877] Incident 41877");
+    assert_eq!(create.attrs["priority"], "Highest");
+    assert_eq!(create.attrs["status"], "indeterminate");
+    assert_eq!(
+        create.attrs["resolution"], "Done",
+        "classification unknown maps through the default"
+    );
+    assert!(
+        !create.attrs.contains_key("assignee"),
+        "no assignee, nothing set"
+    );
+    assert_eq!(create.labels, vec!["soc".to_string()]);
+    assert_eq!(
+        baseline["status"],
+        Agreed {
+            incident: Some("inProgress".into()),
+            ticket: Some("indeterminate".into())
+        }
+    );
+}
+
+#[test]
+fn resolved_incidents_get_no_new_ticket() {
+    let m = mapping();
+    let inc = incident("1", "resolved", "low", t0());
+    let plan = reconcile(
+        pair(&m, ConflictPolicy::NewestWins),
+        Input {
+            incidents: &[inc],
+            tickets: &[],
+            links: &[],
+        },
+    );
+    assert!(plan.actions.is_empty());
+}
+
+#[test]
+fn an_incident_status_change_flows_to_the_ticket() {
+    let (mut inc, _ticket, link, m) = synced("active");
+    inc.attrs.insert("status".into(), "inProgress".into());
+    inc.modified = t0() + Duration::minutes(1);
+    let plan = reconcile(
+        pair(&m, ConflictPolicy::NewestWins),
+        Input {
+            incidents: &[inc],
+            tickets: &[],
+            links: &[link],
+        },
+    );
+    assert_eq!(plan.actions.len(), 1, "{plan:?}");
+    let Action::UpdateTicket {
+        update,
+        changes,
+        baseline,
+        ..
+    } = &plan.actions[0]
+    else {
+        panic!("{plan:?}")
+    };
+    assert_eq!(update.set["status"], Some("indeterminate".into()));
+    assert_eq!(changes[0].field, "status");
+    assert_eq!(changes[0].old.as_deref(), Some("new"));
+    assert_eq!(baseline["status"].incident.as_deref(), Some("inProgress"));
+}
+
+#[test]
+fn resolving_the_ticket_resolves_the_incident_with_a_classification() {
+    let (_inc, mut ticket, link, m) = synced("active");
+    ticket.attrs.insert("status".into(), "done".into());
+    ticket.attrs.insert("resolution".into(), "Won't Do".into());
+    ticket.modified = t0() + Duration::minutes(2);
+    let plan = reconcile(
+        pair(&m, ConflictPolicy::NewestWins),
+        Input {
+            incidents: &[],
+            tickets: &[ticket],
+            links: &[link],
+        },
+    );
+    assert_eq!(plan.actions.len(), 1, "{plan:?}");
+    let Action::UpdateIncident { update, .. } = &plan.actions[0] else {
+        panic!("{plan:?}")
+    };
+    assert_eq!(update.set["status"], Some("resolved".into()));
+    assert_eq!(update.set["classification"], Some("falsePositive".into()));
+}
+
+#[test]
+fn the_bridges_own_write_does_not_echo_back() {
+    let (mut inc, ticket, link, m) = synced("active");
+    inc.attrs.insert("status".into(), "inProgress".into());
+    inc.modified = t0() + Duration::minutes(1);
+    let spec = pair(&m, ConflictPolicy::NewestWins);
+    let plan = reconcile(
+        spec,
+        Input {
+            incidents: &[inc.clone()],
+            tickets: &[],
+            links: std::slice::from_ref(&link),
+        },
+    );
+    let Action::UpdateTicket { baseline, .. } = &plan.actions[0] else {
+        panic!()
+    };
+    // The bridge wrote the ticket; the link now holds the new baseline.
+    let mut after = link.clone();
+    after.baseline.extend(baseline.clone());
+    after.incident_modified = inc.modified;
+    let mut ticket = ticket;
+    ticket.attrs.insert("status".into(), "indeterminate".into());
+    ticket.modified = t0() + Duration::minutes(1);
+    after.ticket_modified = ticket.modified;
+    let again = reconcile(
+        spec,
+        Input {
+            incidents: &[inc.clone()],
+            tickets: &[ticket.clone()],
+            links: &[after.clone()],
+        },
+    );
+    assert!(again.actions.is_empty(), "{again:?}");
+    // The next poll sees the ticket's write as a newer version: still nothing to write.
+    ticket.modified = t0() + Duration::minutes(3);
+    let later = reconcile(
+        spec,
+        Input {
+            incidents: &[],
+            tickets: &[ticket],
+            links: &[after],
+        },
+    );
+    assert!(
+        later.actions.iter().all(|a| !a.is_remote_write()),
+        "{later:?}"
+    );
+}
+
+#[test]
+fn stale_snapshots_from_a_lagging_index_are_ignored() {
+    let (_inc, mut ticket, mut link, m) = synced("active");
+    link.ticket_modified = t0() + Duration::minutes(5);
+    ticket.attrs.insert("status".into(), "done".into());
+    ticket.modified = t0() + Duration::minutes(4);
+    let plan = reconcile(
+        pair(&m, ConflictPolicy::NewestWins),
+        Input {
+            incidents: &[],
+            tickets: &[ticket],
+            links: &[link],
+        },
+    );
+    assert!(plan.actions.is_empty(), "{plan:?}");
+}
+
+fn conflict(policy: ConflictPolicy, ticket_newer: bool) -> Plan {
+    let (mut inc, mut ticket, link, m) = synced("active");
+    inc.attrs.insert("status".into(), "inProgress".into());
+    ticket.attrs.insert("status".into(), "done".into());
+    let (i, t) = if ticket_newer { (1, 2) } else { (2, 1) };
+    inc.modified = t0() + Duration::minutes(i);
+    ticket.modified = t0() + Duration::minutes(t);
+    reconcile(
+        pair(&m, policy),
+        Input {
+            incidents: &[inc],
+            tickets: &[ticket],
+            links: &[link],
+        },
+    )
+}
+
+fn written(plan: &Plan) -> Vec<(&'static str, String, Option<String>)> {
+    let mut out = Vec::new();
+    for a in &plan.actions {
+        match a {
+            Action::UpdateTicket { changes, .. } | Action::UpdateIncident { changes, .. } => {
+                for c in changes {
+                    assert!(
+                        c.conflict.is_some(),
+                        "a conflict is recorded with both values"
+                    );
+                    out.push((a.kind(), c.field.clone(), c.new.clone()));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn conflicts_are_settled_by_the_pair_policy() {
+    assert_eq!(
+        written(&conflict(ConflictPolicy::SourceWins, true)),
+        vec![(
+            "update_ticket",
+            "status".into(),
+            Some("indeterminate".into())
+        )]
+    );
+    assert_eq!(
+        written(&conflict(ConflictPolicy::TicketWins, false)),
+        vec![("update_incident", "status".into(), Some("resolved".into()))]
+    );
+    assert_eq!(
+        written(&conflict(ConflictPolicy::NewestWins, true)),
+        vec![("update_incident", "status".into(), Some("resolved".into()))]
+    );
+    assert_eq!(
+        written(&conflict(ConflictPolicy::NewestWins, false)),
+        vec![(
+            "update_ticket",
+            "status".into(),
+            Some("indeterminate".into())
+        )]
+    );
+}
+
+#[test]
+fn a_per_field_policy_overrides_the_pair() {
+    let (mut inc, mut ticket, link, mut m) = synced("active");
+    m.fields
+        .iter_mut()
+        .find(|f| f.name == "status")
+        .unwrap()
+        .conflict = Some(ConflictPolicy::TicketWins);
+    inc.attrs.insert("status".into(), "inProgress".into());
+    ticket.attrs.insert("status".into(), "done".into());
+    inc.modified = t0() + Duration::minutes(3);
+    ticket.modified = t0() + Duration::minutes(1);
+    let plan = reconcile(
+        pair(&m, ConflictPolicy::SourceWins),
+        Input {
+            incidents: &[inc],
+            tickets: &[ticket],
+            links: &[link],
+        },
+    );
+    assert_eq!(
+        written(&plan),
+        vec![("update_incident", "status".into(), Some("resolved".into()))]
+    );
+}
+
+#[test]
+fn edits_against_a_one_way_field_are_recorded_not_synced() {
+    let (_inc, mut ticket, link, m) = synced("active");
+    ticket.attrs.insert("priority".into(), "Low".into());
+    ticket.modified = t0() + Duration::minutes(1);
+    let plan = reconcile(
+        pair(&m, ConflictPolicy::NewestWins),
+        Input {
+            incidents: &[],
+            tickets: &[ticket],
+            links: &[link],
+        },
+    );
+    assert_eq!(plan.actions.len(), 1);
+    let Action::RecordBaseline {
+        changes, baseline, ..
+    } = &plan.actions[0]
+    else {
+        panic!("{plan:?}")
+    };
+    assert_eq!(changes[0].new.as_deref(), Some("Low"));
+    assert_eq!(baseline["priority"].ticket.as_deref(), Some("Low"));
+}
+
+#[test]
+fn a_link_not_yet_written_back_gets_its_write_back() {
+    let (mut inc, _ticket, mut link, m) = synced("active");
+    link.written_back = false;
+    inc.modified = t0() + Duration::minutes(1);
+    inc.tags = vec!["TICKET:SEC-1".into()];
+    let plan = reconcile(
+        pair(&m, ConflictPolicy::NewestWins),
+        Input {
+            incidents: &[inc],
+            tickets: &[],
+            links: &[link],
+        },
+    );
+    let Action::WriteBack { tags, comment, .. } = &plan.actions[0] else {
+        panic!("{plan:?}")
+    };
+    assert!(
+        tags.is_empty(),
+        "the tag is already there (compared case-insensitively)"
+    );
+    assert_eq!(
+        comment.as_deref(),
+        Some("Jira SEC-1: https://jira.example/browse/SEC-1")
+    );
+}
+
+#[test]
+fn plans_are_sorted_by_incident_then_kind() {
+    let m = mapping();
+    let incidents = vec![
+        incident("9", "active", "low", t0()),
+        incident("10", "active", "low", t0()),
+    ];
+    let plan = reconcile(
+        pair(&m, ConflictPolicy::NewestWins),
+        Input {
+            incidents: &incidents,
+            tickets: &[],
+            links: &[],
+        },
+    );
+    let ids: Vec<&str> = plan.actions.iter().map(Action::incident_id).collect();
+    assert_eq!(ids, vec!["10", "9"]);
+    assert_eq!(Direction::ToTicket.as_str(), "to_ticket");
+}
+
+proptest! {
+    /// Reconciling a pair that is already in step yields no remote write, however
+    /// the incident looks and whenever either side was last touched.
+    #[test]
+    fn an_already_synced_pair_yields_no_writes(
+        status in prop::sample::select(GRAPH_STATUS.iter().copied().filter(|s| *s != "resolved" && *s != "redirected").collect::<Vec<_>>()),
+        severity in prop::sample::select(GRAPH_SEVERITY.to_vec()),
+        classification in prop::sample::select(GRAPH_CLASSIFICATION.to_vec()),
+        assignee in prop::option::of("[a-z]{1,8}@contoso\\.com"),
+        title in "\\PC{0,40}",
+        inc_later in 0i64..5,
+        tic_later in 0i64..5,
+        policy in prop::sample::select(vec![ConflictPolicy::SourceWins, ConflictPolicy::TicketWins, ConflictPolicy::NewestWins]),
+    ) {
+        let m = mapping();
+        let mut inc = incident("7", status, severity, t0());
+        inc.attrs.insert("classification".into(), classification.into());
+        inc.attrs.insert("title".into(), title);
+        if let Some(a) = assignee { inc.attrs.insert("assigned_to".into(), a); }
+        let spec = pair(&m, policy);
+        let plan = reconcile(spec, Input { incidents: &[inc.clone()], tickets: &[], links: &[] });
+        let (mut ticket, baseline) = ticket_for(&plan, "SEC-7", t0());
+        let link = link(&inc, &ticket, baseline);
+        inc.modified = t0() + Duration::seconds(inc_later);
+        ticket.modified = t0() + Duration::seconds(tic_later);
+        let again = reconcile(spec, Input { incidents: &[inc], tickets: &[ticket], links: &[link] });
+        prop_assert!(again.actions.iter().all(|a| !a.is_remote_write()), "{:?}", again);
+    }
+}
