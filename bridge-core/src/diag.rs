@@ -19,7 +19,14 @@ impl fmt::Display for Diagnostic {
         if self.line == 0 {
             write!(f, "{}: {}", self.file.display(), self.message)
         } else {
-            write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.column, self.message)
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.column,
+                self.message
+            )
         }
     }
 }
@@ -54,7 +61,11 @@ pub struct Reporter<'a> {
 
 impl<'a> Reporter<'a> {
     pub fn new(file: &'a Path, text: &'a str) -> Self {
-        Reporter { file, text, diagnostics: Vec::new() }
+        Reporter {
+            file,
+            text,
+            diagnostics: Vec::new(),
+        }
     }
 
     /// Records a problem at a byte offset into the text.
@@ -83,7 +94,9 @@ impl<'a> Reporter<'a> {
     }
 
     pub fn into_error(self) -> InputError {
-        InputError { diagnostics: self.diagnostics }
+        InputError {
+            diagnostics: self.diagnostics,
+        }
     }
 }
 
@@ -120,6 +133,9 @@ mod tests {
     fn diagnostics_print_file_line_column() {
         let mut r = Reporter::new(Path::new("bridge.toml"), "x\ny = 2");
         r.at(2, "unknown key `y`");
-        assert_eq!(r.into_error().to_string(), "bridge.toml:2:1: unknown key `y`");
+        assert_eq!(
+            r.into_error().to_string(),
+            "bridge.toml:2:1: unknown key `y`"
+        );
     }
 }

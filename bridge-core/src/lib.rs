@@ -5,12 +5,12 @@
 
 pub mod config;
 pub mod diag;
+pub mod engine;
 pub mod ledger;
 pub mod mapping;
 pub mod model;
-pub mod reconcile;
 pub mod ports;
-pub mod engine;
+pub mod reconcile;
 pub mod schedule;
 pub mod store;
 pub mod vocab;

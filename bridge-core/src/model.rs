@@ -84,7 +84,10 @@ pub struct Correlation {
 
 impl Correlation {
     pub fn new(source: impl Into<String>, incident_id: impl Into<String>) -> Self {
-        Correlation { source: source.into(), incident_id: incident_id.into() }
+        Correlation {
+            source: source.into(),
+            incident_id: incident_id.into(),
+        }
     }
 }
 

@@ -33,7 +33,10 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     pub fn is_retryable(self) -> bool {
-        matches!(self, ErrorKind::Transient | ErrorKind::RateLimited(_) | ErrorKind::Conflict)
+        matches!(
+            self,
+            ErrorKind::Transient | ErrorKind::RateLimited(_) | ErrorKind::Conflict
+        )
     }
 }
 
@@ -48,7 +51,11 @@ pub struct ConnectorError {
 
 impl ConnectorError {
     pub fn new(kind: ErrorKind, system: impl Into<String>, message: impl Into<String>) -> Self {
-        ConnectorError { kind, system: system.into(), message: message.into() }
+        ConnectorError {
+            kind,
+            system: system.into(),
+            message: message.into(),
+        }
     }
 }
 

@@ -54,19 +54,41 @@ pub struct AttrSpec {
 }
 
 const fn attr(name: &'static str, writable: bool) -> AttrSpec {
-    AttrSpec { name, writable, values: None, read_only_values: &[] }
+    AttrSpec {
+        name,
+        writable,
+        values: None,
+        read_only_values: &[],
+    }
 }
 
 const fn closed(name: &'static str, writable: bool, values: &'static [&'static str]) -> AttrSpec {
-    AttrSpec { name, writable, values: Some(values), read_only_values: &[] }
+    AttrSpec {
+        name,
+        writable,
+        values: Some(values),
+        read_only_values: &[],
+    }
 }
 
 /// Graph `incidentStatus`.
-pub const GRAPH_STATUS: &[&str] =
-    &["active", "resolved", "inProgress", "redirected", "awaitingAction", "unknownFutureValue"];
+pub const GRAPH_STATUS: &[&str] = &[
+    "active",
+    "resolved",
+    "inProgress",
+    "redirected",
+    "awaitingAction",
+    "unknownFutureValue",
+];
 /// Graph `alertSeverity`.
-pub const GRAPH_SEVERITY: &[&str] =
-    &["unknown", "informational", "low", "medium", "high", "unknownFutureValue"];
+pub const GRAPH_SEVERITY: &[&str] = &[
+    "unknown",
+    "informational",
+    "low",
+    "medium",
+    "high",
+    "unknownFutureValue",
+];
 /// Graph `alertClassification`.
 pub const GRAPH_CLASSIFICATION: &[&str] = &[
     "unknown",
@@ -114,10 +136,18 @@ const GRAPH_ATTRS: &[AttrSpec] = &[
 /// Sentinel `IncidentStatus`, `IncidentSeverity`, `IncidentClassification`.
 pub const SENTINEL_STATUS: &[&str] = &["New", "Active", "Closed"];
 pub const SENTINEL_SEVERITY: &[&str] = &["High", "Medium", "Low", "Informational"];
-pub const SENTINEL_CLASSIFICATION: &[&str] =
-    &["Undetermined", "TruePositive", "BenignPositive", "FalsePositive"];
-pub const SENTINEL_CLASSIFICATION_REASON: &[&str] =
-    &["SuspiciousActivity", "SuspiciousButExpected", "IncorrectAlertLogic", "InaccurateData"];
+pub const SENTINEL_CLASSIFICATION: &[&str] = &[
+    "Undetermined",
+    "TruePositive",
+    "BenignPositive",
+    "FalsePositive",
+];
+pub const SENTINEL_CLASSIFICATION_REASON: &[&str] = &[
+    "SuspiciousActivity",
+    "SuspiciousButExpected",
+    "IncorrectAlertLogic",
+    "InaccurateData",
+];
 
 const SENTINEL_ATTRS: &[AttrSpec] = &[
     attr("title", true),
@@ -125,7 +155,11 @@ const SENTINEL_ATTRS: &[AttrSpec] = &[
     closed("status", true, SENTINEL_STATUS),
     closed("severity", true, SENTINEL_SEVERITY),
     closed("classification", true, SENTINEL_CLASSIFICATION),
-    closed("classification_reason", true, SENTINEL_CLASSIFICATION_REASON),
+    closed(
+        "classification_reason",
+        true,
+        SENTINEL_CLASSIFICATION_REASON,
+    ),
     attr("classification_comment", true),
     attr("assigned_to", true),
 ];
@@ -191,8 +225,15 @@ pub fn find(attrs: &'static [AttrSpec], name: &str) -> Option<&'static AttrSpec>
 
 /// The template variables an incident offers to ticket templates
 /// (`{incident.title}`, …), besides its attributes.
-pub const INCIDENT_TEMPLATE_VARS: &[&str] =
-    &["id", "display_id", "url", "provider_url", "source", "created", "modified"];
+pub const INCIDENT_TEMPLATE_VARS: &[&str] = &[
+    "id",
+    "display_id",
+    "url",
+    "provider_url",
+    "source",
+    "created",
+    "modified",
+];
 
 /// The template variables a ticket offers to write-back templates (`{ticket.key}`, …).
 pub const TICKET_TEMPLATE_VARS: &[&str] = &["key", "id", "url", "system"];

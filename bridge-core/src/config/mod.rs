@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-pub use load::{load, parse};
+pub use load::{check_secrets, load, parse};
 
 use crate::mapping::Mapping;
 use crate::model::{ConflictPolicy, Timestamp};
@@ -54,7 +54,11 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { ca_bundle: None, proxy: None, timeout: Duration::from_secs(30) }
+        HttpConfig {
+            ca_bundle: None,
+            proxy: None,
+            timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -130,7 +134,10 @@ pub enum TicketAuth {
     /// Jira Cloud: `email` + `api_token`, sent as HTTP Basic.
     JiraToken { email: String, api_token: SecretRef },
     /// ServiceNow and generic: `username` + `password`, sent as HTTP Basic.
-    Basic { username: String, password: SecretRef },
+    Basic {
+        username: String,
+        password: SecretRef,
+    },
     /// Generic: a bearer token.
     Bearer { token: SecretRef },
 }

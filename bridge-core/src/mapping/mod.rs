@@ -78,9 +78,11 @@ impl FieldRule {
     pub fn incident_value(&self, incident: &IncidentSnapshot, source: &str) -> Option<String> {
         match &self.incident {
             IncidentSide::Attr(name) => incident.attrs.get(name).cloned(),
-            IncidentSide::Template(t) => {
-                Some(t.render(&TemplateContext { source, incident: Some(incident), ticket: None }))
-            }
+            IncidentSide::Template(t) => Some(t.render(&TemplateContext {
+                source,
+                incident: Some(incident),
+                ticket: None,
+            })),
         }
     }
 

@@ -93,7 +93,10 @@ impl Template {
         if !literal.is_empty() {
             parts.push(Part::Text(literal));
         }
-        Ok(Template { source: text.to_string(), parts })
+        Ok(Template {
+            source: text.to_string(),
+            parts,
+        })
     }
 
     /// The template as written.
@@ -144,7 +147,10 @@ fn parse_placeholder(
         }
         let mut known: Vec<&str> = INCIDENT_TEMPLATE_VARS.to_vec();
         known.extend_from_slice(incident_attrs);
-        return Err(format!("unknown variable `{{{name}}}`; the incident offers: {}", known.join(", ")));
+        return Err(format!(
+            "unknown variable `{{{name}}}`; the incident offers: {}",
+            known.join(", ")
+        ));
     }
     if let Some(var) = name.strip_prefix("ticket.") {
         if !allow_ticket {
@@ -160,7 +166,9 @@ fn parse_placeholder(
             TICKET_TEMPLATE_VARS.join(", ")
         ));
     }
-    Err(format!("unknown placeholder `{{{name}}}`; write `{{incident.<name>}}` or `{{ticket.<name>}}`"))
+    Err(format!(
+        "unknown placeholder `{{{name}}}`; write `{{incident.<name>}}` or `{{ticket.<name>}}`"
+    ))
 }
 
 fn incident_var(incident: &IncidentSnapshot, source: &str, name: &str) -> String {
@@ -201,10 +209,14 @@ mod tests {
 
     #[test]
     fn renders_incident_variables_and_escaped_braces() {
-        let t = Template::parse("[#{incident.id}] {incident.title} {{x}}", &["title"], false)
-            .unwrap();
+        let t =
+            Template::parse("[#{incident.id}] {incident.title} {{x}}", &["title"], false).unwrap();
         let i = incident();
-        let ctx = TemplateContext { source: "defender", incident: Some(&i), ticket: None };
+        let ctx = TemplateContext {
+            source: "defender",
+            incident: Some(&i),
+            ticket: None,
+        };
         assert_eq!(t.render(&ctx), "[#41877] Phish {x}");
     }
 
@@ -212,13 +224,21 @@ mod tests {
     fn unknown_variable_points_at_its_brace() {
         let err = Template::parse("ab {incident.nope}", &["title"], false).unwrap_err();
         assert_eq!(err.offset, 3);
-        assert!(err.message.contains("unknown variable `{incident.nope}`"), "{}", err.message);
+        assert!(
+            err.message.contains("unknown variable `{incident.nope}`"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
     fn ticket_variables_only_where_allowed() {
         assert!(Template::parse("{ticket.key}", &[], false).is_err());
-        assert!(Template::parse("ticket:{ticket.key}", &[], true).unwrap().uses_ticket());
+        assert!(
+            Template::parse("ticket:{ticket.key}", &[], true)
+                .unwrap()
+                .uses_ticket()
+        );
         assert!(Template::parse("{oops", &[], true).is_err());
         assert!(Template::parse("oops}", &[], true).is_err());
     }
