@@ -18,6 +18,7 @@ use crate::model::{
     Agreed, Baseline, ConflictNote, ConflictPolicy, Correlation, FieldChange, IncidentSnapshot,
     IncidentUpdate, Link, LinkState, TicketCreate, TicketSnapshot, TicketUpdate, Timestamp,
 };
+use crate::vocab::incident_attrs;
 
 /// The pair being reconciled.
 #[derive(Debug, Clone, Copy)]
@@ -315,6 +316,7 @@ fn plan_link(
     let mut recorded_changes = Vec::new();
     let mut recorded_baseline = Baseline::new();
     let mut notes = Vec::new();
+    let mut pending_ticket = Vec::new();
 
     for rule in &pair.mapping.fields {
         let known = link.baseline.get(&rule.name);
@@ -333,6 +335,15 @@ fn plan_link(
             None => (rule.flow.to_ticket(), !rule.flow.to_ticket()),
         };
         if !inc_changed && !tic_changed {
+            // Unchanged, but maybe never agreed (a value the other side could not take
+            // at the time, like a Jira resolution on an open issue): carried along
+            // with the next write to that side.
+            if rule.flow.to_ticket() {
+                let desired = rule.map_to_ticket(inc_now.as_deref());
+                if desired.is_some() && desired != tic_now {
+                    pending_ticket.push((rule, inc_now.clone(), tic_now.clone(), desired));
+                }
+            }
             continue;
         }
 
@@ -421,7 +432,19 @@ fn plan_link(
             Winner::Ticket if rule.flow.to_incident() && rule.incident_attr().is_some() => {
                 let attr = rule.incident_attr().expect("checked above");
                 let desired = rule.map_to_incident(tic_now.as_deref());
-                if tic_now.is_some() && desired.is_none() {
+                let closed = crate::vocab::find(incident_attrs(pair.mapping.source_kind), attr)
+                    .is_some_and(|a| a.values.is_some());
+                if desired.is_none() && closed {
+                    // Emptied on the ticket (a Jira reopen clears the resolution): an
+                    // enumerated incident attribute keeps its value.
+                    recorded_baseline.insert(
+                        rule.name.clone(),
+                        Agreed {
+                            incident: inc_now,
+                            ticket: tic_now,
+                        },
+                    );
+                } else if tic_now.is_some() && desired.is_none() {
                     notes.push(format!(
                         "{}: no incident value is mapped for {:?}",
                         rule.name, tic_now
@@ -485,6 +508,30 @@ fn plan_link(
                     },
                 );
             }
+        }
+    }
+
+    if !ticket_update.is_empty() {
+        for (rule, inc_now, tic_now, desired) in pending_ticket {
+            if ticket_update.set.contains_key(&rule.ticket) {
+                continue;
+            }
+            ticket_update
+                .set
+                .insert(rule.ticket.clone(), desired.clone());
+            ticket_changes.push(FieldChange {
+                field: rule.name.clone(),
+                old: tic_now,
+                new: desired.clone(),
+                conflict: None,
+            });
+            ticket_baseline.insert(
+                rule.name.clone(),
+                Agreed {
+                    incident: inc_now,
+                    ticket: desired,
+                },
+            );
         }
     }
 

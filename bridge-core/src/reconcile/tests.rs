@@ -565,3 +565,54 @@ proptest! {
         prop_assert!(again.actions.iter().all(|a| !a.is_remote_write()), "{:?}", again);
     }
 }
+
+#[test]
+fn a_value_the_ticket_could_not_take_is_sent_with_the_next_write() {
+    // The analyst classified the incident while its issue was open; Jira kept no
+    // resolution on the open issue. When the incident is resolved, the resolution
+    // travels with the transition.
+    let (mut inc, _ticket, mut link, m) = synced("active");
+    inc.attrs
+        .insert("classification".into(), "falsePositive".into());
+    link.baseline.insert(
+        "classification".into(),
+        Agreed {
+            incident: Some("falsePositive".into()),
+            ticket: None,
+        },
+    );
+    inc.attrs.insert("status".into(), "resolved".into());
+    inc.modified = t0() + Duration::minutes(1);
+    let plan = reconcile(
+        pair(&m, ConflictPolicy::NewestWins),
+        Input {
+            incidents: &[inc],
+            tickets: &[],
+            links: &[link],
+        },
+    );
+    let Action::UpdateTicket { update, .. } = &plan.actions[0] else {
+        panic!("{plan:?}")
+    };
+    assert_eq!(update.set["status"], Some("done".into()));
+    assert_eq!(update.set["resolution"], Some("Won't Do".into()));
+}
+
+#[test]
+fn a_reopened_ticket_does_not_clear_the_incident_classification() {
+    let (_inc, mut ticket, link, m) = synced("active");
+    ticket.attrs.remove("resolution");
+    ticket.modified = t0() + Duration::minutes(1);
+    let plan = reconcile(
+        pair(&m, ConflictPolicy::NewestWins),
+        Input {
+            incidents: &[],
+            tickets: &[ticket],
+            links: &[link],
+        },
+    );
+    assert!(
+        plan.actions.iter().all(|a| !a.is_remote_write()),
+        "{plan:?}"
+    );
+}
