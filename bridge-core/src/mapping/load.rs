@@ -910,14 +910,18 @@ impl Checker<'_> {
     fn target_value(&mut self, dir: &str, to: &End, v: &Spanned<String>) -> Option<String> {
         let value = v.get_ref();
         if value.is_empty() {
-            self.r.at(
-                v.span().start,
-                format!(
-                    "a {dir} value cannot be empty; give the {} value to write",
-                    to.role
-                ),
-            );
-            return None;
+            // "" leaves the attribute empty; an enumerated one always has a value.
+            if to.spec.values.is_some() {
+                self.r.at(
+                    v.span().start,
+                    format!(
+                        "a {dir} value cannot be empty for the {} attribute `{}`, which always has a value; give one of its values",
+                        to.role, to.spec.name
+                    ),
+                );
+                return None;
+            }
+            return Some(String::new());
         }
         let value = match to.spec.values {
             Some(values) => match find_ci(values, value) {

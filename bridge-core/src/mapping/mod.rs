@@ -109,12 +109,14 @@ fn map_value(map: Option<&ValueMap>, value: Option<&str>) -> Option<String> {
     match (map, value) {
         (_, None) => None,
         (None, Some(v)) => Some(v.to_string()),
-        (Some(m), Some(v)) => m.get(v).map(str::to_string),
+        // A map entry of "" means: leave the attribute empty.
+        (Some(m), Some(v)) => m.get(v).filter(|v| !v.is_empty()).map(str::to_string),
     }
 }
 
 /// A value map. Keys match case-insensitively (the remote APIs' label and status
 /// names are compared that way); `default` catches values the entries do not name.
+/// A value of `""` leaves the target attribute empty.
 #[derive(Debug, Clone, Default)]
 pub struct ValueMap {
     pub entries: Vec<(String, String)>,

@@ -178,8 +178,8 @@ fn incident_var(incident: &IncidentSnapshot, source: &str, name: &str) -> String
         "url" => incident.web_url.clone(),
         "provider_url" => incident.provider_url.clone().unwrap_or_default(),
         "source" => source.to_string(),
-        "created" => incident.created.to_rfc3339(),
-        "modified" => incident.modified.to_rfc3339(),
+        "created" => incident.created.format("%Y-%m-%d %H:%M UTC").to_string(),
+        "modified" => incident.modified.format("%Y-%m-%d %H:%M UTC").to_string(),
         attr => incident.attrs.get(attr).cloned().unwrap_or_default(),
     }
 }
