@@ -308,7 +308,16 @@ impl Api {
                         _ => return Err(error),
                     }
                 }
-                Err((error, sent)) => (error, request.idempotent || !sent, None),
+                // Transport trouble, or the token could not be had: only what may
+                // pass on its own is tried again (never refused credentials).
+                Err((error, sent)) => {
+                    let wait = match error.kind {
+                        ErrorKind::RateLimited(wait) => wait,
+                        _ => None,
+                    };
+                    let retry = error.kind.is_retryable() && (request.idempotent || !sent);
+                    (error, retry, wait)
+                }
             };
             if last || !may_retry {
                 return Err(error);

@@ -1,2 +1,649 @@
-//! Entra ID tokens. (Being written.)
+//! Entra ID tokens for the Microsoft sources: [`EntraTokenProvider`] wraps
+//! azure_identity's `ClientSecretCredential`, sends its requests through the bridge's
+//! own reqwest client (so `[http]` proxy, CA bundle and timeout apply to token
+//! requests too) and turns its errors into [`ConnectorError`]s that carry Entra's
+//! `error` and AADSTS code but never the secret. Also the token endpoint simulator
+//! ([`sim`]) and the registry of issued tokens the other simulators check
+//! ([`registry`]).
+
 pub mod registry;
+pub mod sim;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use azure_core::Bytes;
+use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
+use azure_core::credentials::{Secret, TokenCredential, TokenRequestOptions};
+use azure_core::http::policies::{Policy, PolicyResult};
+use azure_core::http::{
+    AsyncRawResponse, ClientMethodOptions, ClientOptions, Context, ExponentialRetryOptions,
+    Request, RetryOptions, Transport, headers,
+};
+use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
+use bridge_core::ports::{ConnectorError, ConnectorResult, ErrorKind};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::http::TokenProvider;
+
+/// The `system` named in errors from the token endpoint.
+const SYSTEM: &str = "entra";
+
+/// Bearer tokens from Entra ID with a client secret (client-credentials grant).
+///
+/// azure_identity caches the token and fetches a new one five minutes before it
+/// expires. Its cache cannot be cleared, so [`TokenProvider::invalidate`] replaces
+/// the whole credential; the new one shares the same reqwest client (and pool).
+pub struct EntraTokenProvider {
+    authority_host: String,
+    tenant_id: String,
+    client_id: String,
+    client_secret: SecretString,
+    scope: String,
+    client_options: ClientOptions,
+    credential: Mutex<Arc<ClientSecretCredential>>,
+}
+
+impl std::fmt::Debug for EntraTokenProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EntraTokenProvider")
+            .field("authority_host", &self.authority_host)
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// The credential's own retries (429, 5xx, connection errors): few and short,
+/// because the bridge's HTTP layer and the scheduler retry on top of them.
+fn default_retry() -> RetryOptions {
+    RetryOptions::exponential(ExponentialRetryOptions {
+        initial_delay: azure_core::time::Duration::milliseconds(200),
+        max_retries: 3,
+        max_total_elapsed: azure_core::time::Duration::seconds(15),
+        max_delay: azure_core::time::Duration::seconds(2),
+    })
+}
+
+impl EntraTokenProvider {
+    /// A provider for `scope` (e.g. `https://graph.microsoft.com/.default`) whose
+    /// token requests go through `client`. Checks the settings but makes no request.
+    pub fn new(
+        authority_host: &str,
+        tenant_id: &str,
+        client_id: &str,
+        client_secret: SecretString,
+        scope: String,
+        client: reqwest::Client,
+    ) -> ConnectorResult<EntraTokenProvider> {
+        let config_error =
+            |message: String| ConnectorError::new(ErrorKind::Permanent, SYSTEM, message);
+        let url = url::Url::parse(authority_host).map_err(|e| {
+            config_error(format!(
+                "authority_host is not a URL ({e}): set it to e.g. https://login.microsoftonline.com"
+            ))
+        })?;
+        if url.scheme() != "https" {
+            return Err(config_error(format!(
+                "authority_host must use https (got {}://{}): Entra ID is only reachable over TLS",
+                url.scheme(),
+                url.host_str().unwrap_or("")
+            )));
+        }
+        if scope.trim().is_empty() {
+            return Err(config_error(
+                "scope is empty: set it to <base_url>/.default".into(),
+            ));
+        }
+        let mut cloud = CustomConfiguration::default();
+        cloud.authority_host = authority_host.trim_end_matches('/').to_string();
+        let client_options = ClientOptions {
+            cloud: Some(Arc::new(CloudConfiguration::Custom(cloud))),
+            transport: Some(Transport::new(Arc::new(client))),
+            retry: default_retry(),
+            per_try_policies: vec![Arc::new(CaptureErrors)],
+            ..Default::default()
+        };
+        let credential =
+            build_credential(tenant_id, client_id, &client_secret, client_options.clone())?;
+        Ok(EntraTokenProvider {
+            authority_host: authority_host.to_string(),
+            tenant_id: tenant_id.to_string(),
+            client_id: client_id.to_string(),
+            client_secret,
+            scope,
+            client_options,
+            credential: Mutex::new(credential),
+        })
+    }
+
+    /// Replaces the credential's retry policy (tests use `RetryOptions::none()`).
+    pub fn with_retry(mut self, retry: RetryOptions) -> ConnectorResult<EntraTokenProvider> {
+        self.client_options.retry = retry;
+        let credential = self.fresh_credential()?;
+        *self.credential.get_mut().expect("entra credential") = credential;
+        Ok(self)
+    }
+
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    fn fresh_credential(&self) -> ConnectorResult<Arc<ClientSecretCredential>> {
+        build_credential(
+            &self.tenant_id,
+            &self.client_id,
+            &self.client_secret,
+            self.client_options.clone(),
+        )
+    }
+
+    fn current(&self) -> Arc<ClientSecretCredential> {
+        self.credential.lock().expect("entra credential").clone()
+    }
+}
+
+fn build_credential(
+    tenant_id: &str,
+    client_id: &str,
+    client_secret: &SecretString,
+    client_options: ClientOptions,
+) -> ConnectorResult<Arc<ClientSecretCredential>> {
+    let config_error = |message: String| ConnectorError::new(ErrorKind::Permanent, SYSTEM, message);
+    if tenant_id.is_empty()
+        || !tenant_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+    {
+        return Err(config_error(format!(
+            "tenant_id {tenant_id:?} is not a tenant id or domain: copy the directory (tenant) id from the app registration"
+        )));
+    }
+    if client_id.is_empty() {
+        return Err(config_error("client_id is empty".into()));
+    }
+    if client_secret.expose_secret().is_empty() {
+        return Err(config_error("client_secret is empty".into()));
+    }
+    ClientSecretCredential::new(
+        tenant_id,
+        client_id.to_string(),
+        Secret::new(client_secret.expose_secret().to_string()),
+        Some(ClientSecretCredentialOptions { client_options }),
+    )
+    .map_err(|e| config_error(format!("cannot set up the Entra ID credential: {e}")))
+}
+
+#[async_trait]
+impl TokenProvider for EntraTokenProvider {
+    async fn token(&self) -> ConnectorResult<SecretString> {
+        let credential = self.current();
+        // The capture policy leaves Entra's error response here (see `CaptureErrors`).
+        let slot = Arc::new(CapturedError::default());
+        let options = TokenRequestOptions {
+            method_options: ClientMethodOptions {
+                context: Context::new().with_value(slot.clone()),
+            },
+        };
+        match credential
+            .get_token(&[self.scope.as_str()], Some(options))
+            .await
+        {
+            Ok(token) => Ok(SecretString::from(token.token.secret().to_string())),
+            Err(error) => {
+                let captured = slot.0.lock().expect("captured entra error").take();
+                let error = describe_error(&error, captured, &self.authority_host, &self.tenant_id);
+                Err(redact(error, self.client_secret.expose_secret()))
+            }
+        }
+    }
+
+    async fn invalidate(&self) {
+        match self.fresh_credential() {
+            Ok(credential) => *self.credential.lock().expect("entra credential") = credential,
+            // The settings were checked in `new`, so this does not happen.
+            Err(error) => {
+                tracing::warn!(error = %error.message, "cannot rebuild the Entra ID credential")
+            }
+        }
+    }
+}
+
+/// An error response from the token endpoint, as it came over the wire.
+#[derive(Debug, Clone)]
+struct ErrorResponse {
+    status: u16,
+    retry_after: Option<String>,
+    body: Bytes,
+}
+
+/// Where [`CaptureErrors`] leaves the last error response of one `get_token` call.
+#[derive(Debug, Default)]
+struct CapturedError(Mutex<Option<ErrorResponse>>);
+
+/// A per-try pipeline policy that keeps a copy of every non-2xx response in the
+/// call's [`CapturedError`] slot. azure_identity 1.0 cannot read a real Entra error
+/// body: it borrows `error_description` as `&str`, which serde_json refuses for a
+/// string with escapes, and Entra's always holds `\r\n` before its Trace ID line. The
+/// SDK then reports only a JSON error and drops the status and body; this copy is
+/// what the bridge's error message is made from.
+#[derive(Debug)]
+struct CaptureErrors;
+
+#[async_trait]
+impl Policy for CaptureErrors {
+    async fn send(
+        &self,
+        ctx: &Context,
+        request: &mut Request,
+        next: &[Arc<dyn Policy>],
+    ) -> PolicyResult {
+        let response = next[0].send(ctx, request, &next[1..]).await?;
+        let Some(slot) = ctx.value::<Arc<CapturedError>>() else {
+            return Ok(response);
+        };
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let (status, response_headers, body) = response.deconstruct();
+        let body = body.collect().await?;
+        *slot.0.lock().expect("captured entra error") = Some(ErrorResponse {
+            status: u16::from(status),
+            retry_after: response_headers.get_optional_string(&headers::RETRY_AFTER),
+            body: body.clone(),
+        });
+        Ok(AsyncRawResponse::from_bytes(status, response_headers, body))
+    }
+}
+
+/// Entra's error body, as much of it as an error message needs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct EntraErrorBody {
+    error: String,
+    error_description: String,
+    error_codes: Vec<i64>,
+    trace_id: String,
+    correlation_id: String,
+}
+
+/// What to tell the admin for the AADSTS codes that mean a setting is wrong.
+fn hint(code: i64) -> Option<&'static str> {
+    Some(match code {
+        7000215 => {
+            "check client_secret: it must be the secret's value, not its id, and not expired"
+        }
+        7000216 => "set client_secret",
+        700016 => "check client_id and tenant_id: the app is not registered in that tenant",
+        90002 => "check tenant_id and authority_host",
+        70011 | 28000 | 500011 => "check scope: it must be <resource>/.default for one resource",
+        _ => return None,
+    })
+}
+
+/// Turns a failed `get_token` into a `ConnectorError`: an answer from Entra becomes
+/// `Auth` (400/401/403), `RateLimited` (429), `Transient` (5xx) or `Permanent`; a
+/// network or TLS failure becomes `Transient`.
+fn describe_error(
+    error: &azure_core::Error,
+    captured: Option<ErrorResponse>,
+    authority_host: &str,
+    tenant_id: &str,
+) -> ConnectorError {
+    use azure_core::error::ErrorKind as AzureKind;
+    let prefix = format!("token request to {authority_host} for tenant {tenant_id} failed");
+
+    // azure_identity wraps the pipeline's error in a `Credential` error; walk down.
+    let mut from_sdk = None;
+    let mut transport = false;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    let mut deepest = error.to_string();
+    while let Some(e) = source {
+        if let Some(azure) = e.downcast_ref::<azure_core::Error>() {
+            match azure.kind() {
+                AzureKind::HttpResponse {
+                    status,
+                    raw_response: Some(raw),
+                    ..
+                } if from_sdk.is_none() => {
+                    from_sdk = Some(ErrorResponse {
+                        status: u16::from(*status),
+                        retry_after: raw.headers().get_optional_string(&headers::RETRY_AFTER),
+                        body: Bytes::copy_from_slice(raw.body().as_ref()),
+                    });
+                }
+                AzureKind::Io | AzureKind::Connection => transport = true,
+                _ => {}
+            }
+        }
+        deepest = e.to_string();
+        source = e.source();
+    }
+
+    if let Some(response) = captured.or(from_sdk) {
+        return describe_response(&prefix, &response);
+    }
+    if transport {
+        return ConnectorError::new(
+            ErrorKind::Transient,
+            SYSTEM,
+            format!("{prefix}: could not reach the token endpoint ({deepest})"),
+        );
+    }
+    // A failure inside the SDK (say, a 200 whose body is not a token): worth another
+    // try later.
+    ConnectorError::new(
+        ErrorKind::Transient,
+        SYSTEM,
+        format!(
+            "{prefix}: {}",
+            error.to_string().lines().next().unwrap_or("")
+        ),
+    )
+}
+
+fn describe_response(prefix: &str, response: &ErrorResponse) -> ConnectorError {
+    let status = response.status;
+    let retry_after = response
+        .retry_after
+        .as_deref()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64);
+    let kind = match status {
+        400 | 401 | 403 => ErrorKind::Auth,
+        429 => ErrorKind::RateLimited(retry_after),
+        500..=599 => ErrorKind::Transient,
+        _ => ErrorKind::Permanent,
+    };
+    let mut message = format!("{prefix}: HTTP {status}");
+    match serde_json::from_slice::<EntraErrorBody>(&response.body) {
+        Ok(body) => {
+            if !body.error.is_empty() {
+                message.push_str(&format!(" {}", body.error));
+            }
+            // The description's first line holds the AADSTS code and text; the trace
+            // and correlation ids follow on lines of their own.
+            let description = body.error_description.lines().next().unwrap_or("").trim();
+            if !description.is_empty() {
+                message.push_str(&format!(": {description}"));
+            }
+            let ids: Vec<String> = [
+                ("trace id", &body.trace_id),
+                ("correlation id", &body.correlation_id),
+            ]
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+            if !ids.is_empty() {
+                message.push_str(&format!(" ({})", ids.join(", ")));
+            }
+            if let Some(hint) = body.error_codes.first().copied().and_then(hint) {
+                message.push_str(&format!("; {hint}"));
+            }
+        }
+        // Not Entra's JSON: a proxy's error page, say.
+        Err(_) => {
+            let text = String::from_utf8_lossy(&response.body[..response.body.len().min(200)]);
+            let text = text.trim();
+            if !text.is_empty() {
+                message.push_str(&format!(": {text}"));
+            }
+        }
+    }
+    ConnectorError::new(kind, SYSTEM, message)
+}
+
+/// Belt and braces: a secret never leaves in an error message, whatever the server
+/// or the SDK put in it.
+fn redact(mut error: ConnectorError, secret: &str) -> ConnectorError {
+    if !secret.is_empty() && error.message.contains(secret) {
+        error.message = error.message.replace(secret, "[redacted]");
+    }
+    error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::registry::TokenRegistry;
+    use super::sim::TokenSim;
+    use super::*;
+    use crate::http::{HttpSettings, build_client};
+    use crate::simkit::{Fault, SimTls, bind_loopback};
+    use azure_core::http::FixedRetryOptions;
+
+    const TENANT: &str = "0b3c6f0e-1d2a-4e9c-9a7b-2f6d3c1e9e9c";
+    const CLIENT: &str = "11111111-1111-1111-1111-111111111111";
+    const SECRET: &str = "Qx8~correct.horse-battery_staple";
+    const GRAPH: &str = "https://graph.microsoft.com";
+
+    async fn start() -> (TokenSim, reqwest::Client) {
+        let tls = SimTls::generate().unwrap();
+        let listener = bind_loopback(0).await.unwrap();
+        let sim = TokenSim::start(listener, TokenRegistry::new(), tls.clone()).await;
+        sim.register_app(TENANT, CLIENT, SECRET);
+        // The production path: the simulator's CA is trusted through `[http] ca_bundle`.
+        let client = build_client(&HttpSettings {
+            ca_bundle_pem: Some(tls.ca_pem.as_bytes().to_vec()),
+            ..Default::default()
+        })
+        .unwrap();
+        (sim, client)
+    }
+
+    fn provider(
+        sim: &TokenSim,
+        client: reqwest::Client,
+        secret: &str,
+        scope: &str,
+    ) -> EntraTokenProvider {
+        EntraTokenProvider::new(
+            &sim.authority_host(),
+            TENANT,
+            CLIENT,
+            SecretString::from(secret.to_string()),
+            scope.to_string(),
+            client,
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn gets_caches_and_refreshes_a_token() {
+        let (sim, client) = start().await;
+        let provider = provider(&sim, client, SECRET, &format!("{GRAPH}/.default"));
+
+        let token = provider.token().await.unwrap();
+        let header = format!("Bearer {}", token.expose_secret());
+        assert_eq!(sim.registry.check(Some(&header), GRAPH), Ok(()));
+        assert!(
+            sim.registry
+                .check(Some(&header), "https://management.azure.com")
+                .is_err()
+        );
+        assert_eq!(sim.kit.request_count(), 1);
+        let requests = sim.kit.requests();
+        assert_eq!(requests[0].method, "POST");
+        assert_eq!(requests[0].path, format!("/{TENANT}/oauth2/v2.0/token"));
+
+        // Served from the credential's cache.
+        let again = provider.token().await.unwrap();
+        assert_eq!(again.expose_secret(), token.expose_secret());
+        assert_eq!(sim.kit.request_count(), 1);
+
+        // After a 401 somewhere else the next token is a fresh one.
+        provider.invalidate().await;
+        let fresh = provider.token().await.unwrap();
+        assert_eq!(sim.kit.request_count(), 2);
+        assert_ne!(fresh.expose_secret(), token.expose_secret());
+        let header = format!("Bearer {}", fresh.expose_secret());
+        assert_eq!(sim.registry.check(Some(&header), GRAPH), Ok(()));
+
+        // The Debug output holds no secret.
+        assert!(!format!("{provider:?}").contains(SECRET));
+        sim.shutdown();
+    }
+
+    // Also the guard for `CaptureErrors`: azure_identity 1.0 alone reports a JSON
+    // error here, without the status or the AADSTS code.
+    #[tokio::test]
+    async fn wrong_secret_is_an_auth_error_without_the_secret() {
+        let (sim, client) = start().await;
+        let wrong = "Zz9~not-the-right-one.secret_value";
+        let provider = provider(&sim, client, wrong, &format!("{GRAPH}/.default"));
+        let error = provider.token().await.unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Auth, "{error}");
+        let text = error.to_string();
+        assert!(text.contains("AADSTS7000215"), "{text}");
+        assert!(text.contains("invalid_client"), "{text}");
+        assert!(text.contains("HTTP 401"), "{text}");
+        assert!(text.contains("client_secret"), "{text}");
+        assert!(!text.contains(wrong), "{text}");
+        assert!(!text.contains(SECRET), "{text}");
+        assert!(!format!("{error:?}").contains(wrong));
+        // 4xx is not retried by the credential.
+        assert_eq!(sim.kit.request_count(), 1);
+        sim.shutdown();
+    }
+
+    #[tokio::test]
+    async fn unknown_scope_and_unknown_tenant_are_auth_errors() {
+        let (sim, client) = start().await;
+        let provider_ = provider(
+            &sim,
+            client.clone(),
+            SECRET,
+            "https://vault.azure.net/.default",
+        );
+        let error = provider_.token().await.unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Auth);
+        assert!(error.message.contains("AADSTS70011"), "{error}");
+        assert!(error.message.contains("invalid_scope"), "{error}");
+
+        let other_tenant = EntraTokenProvider::new(
+            &sim.authority_host(),
+            "contoso.example",
+            CLIENT,
+            SecretString::from(SECRET.to_string()),
+            format!("{GRAPH}/.default"),
+            client,
+        )
+        .unwrap();
+        let error = other_tenant.token().await.unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Auth);
+        assert!(error.message.contains("AADSTS90002"), "{error}");
+        assert!(error.message.contains("tenant_id"), "{error}");
+        sim.shutdown();
+    }
+
+    #[tokio::test]
+    async fn throttling_and_server_errors_are_retryable() {
+        let (sim, client) = start().await;
+        let provider = provider(&sim, client, SECRET, &format!("{GRAPH}/.default"))
+            .with_retry(RetryOptions::none())
+            .unwrap();
+        let fault = |status: u16, retry_after: Option<&str>, body: &str| Fault {
+            method: None,
+            path_contains: "/oauth2/v2.0/token".into(),
+            times: 1,
+            status,
+            retry_after: retry_after.map(str::to_string),
+            body: body.into(),
+        };
+
+        sim.kit.inject(fault(429, Some("7"), "{}"));
+        let error = provider.token().await.unwrap_err();
+        assert_eq!(
+            error.kind,
+            ErrorKind::RateLimited(Some(Duration::from_secs(7))),
+            "{error}"
+        );
+
+        // A proxy's HTML error page: the status survives, the SDK's JSON error does not.
+        sim.kit
+            .inject(fault(502, None, "<html><body>bad gateway</body></html>"));
+        let error = provider.token().await.unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Transient, "{error}");
+        assert!(error.message.contains("HTTP 502"), "{error}");
+        assert!(error.message.contains("bad gateway"), "{error}");
+
+        // The next call goes through.
+        let token = provider.token().await.unwrap();
+        let header = format!("Bearer {}", token.expose_secret());
+        assert_eq!(sim.registry.check(Some(&header), GRAPH), Ok(()));
+        assert_eq!(sim.kit.request_count(), 3);
+        sim.shutdown();
+    }
+
+    #[tokio::test]
+    async fn the_credential_retries_server_errors_itself() {
+        let (sim, client) = start().await;
+        let provider = provider(&sim, client, SECRET, &format!("{GRAPH}/.default"))
+            .with_retry(RetryOptions::fixed(FixedRetryOptions {
+                delay: azure_core::time::Duration::milliseconds(1),
+                max_retries: 2,
+                ..Default::default()
+            }))
+            .unwrap();
+        sim.kit.inject(Fault {
+            method: None,
+            path_contains: "/oauth2/v2.0/token".into(),
+            times: 1,
+            status: 503,
+            retry_after: None,
+            body: "{}".into(),
+        });
+        provider.token().await.unwrap();
+        assert_eq!(sim.kit.request_count(), 2);
+        sim.shutdown();
+    }
+
+    #[tokio::test]
+    async fn tls_is_verified_by_default() {
+        let (sim, _) = start().await;
+        // A client without the simulator's CA in its bundle must refuse the server.
+        let untrusting = build_client(&HttpSettings::default()).unwrap();
+        let provider = provider(&sim, untrusting, SECRET, &format!("{GRAPH}/.default"))
+            .with_retry(RetryOptions::none())
+            .unwrap();
+        let error = provider.token().await.unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Transient, "{error}");
+        assert!(error.message.contains("could not reach"), "{error}");
+        assert!(!error.message.contains(SECRET));
+        assert_eq!(sim.kit.request_count(), 0);
+        sim.shutdown();
+    }
+
+    #[tokio::test]
+    async fn rejects_bad_settings() {
+        let client = build_client(&HttpSettings::default()).unwrap();
+        let make = |authority: &str, tenant: &str, secret: &str| {
+            EntraTokenProvider::new(
+                authority,
+                tenant,
+                CLIENT,
+                SecretString::from(secret.to_string()),
+                format!("{GRAPH}/.default"),
+                client.clone(),
+            )
+        };
+        let error = make("http://127.0.0.1:8080", TENANT, SECRET).unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Permanent);
+        assert!(
+            error.message.contains("authority_host must use https"),
+            "{error}"
+        );
+        let error = make("login.microsoftonline.com", TENANT, SECRET).unwrap_err();
+        assert!(error.message.contains("authority_host"), "{error}");
+        let error = make("https://login.microsoftonline.com", "not a tenant", SECRET).unwrap_err();
+        assert!(error.message.contains("tenant_id"), "{error}");
+        let error = make("https://login.microsoftonline.com", TENANT, "").unwrap_err();
+        assert!(error.message.contains("client_secret"), "{error}");
+        assert!(make("https://login.microsoftonline.com/", TENANT, SECRET).is_ok());
+    }
+}
