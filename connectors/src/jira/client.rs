@@ -1,0 +1,1594 @@
+//! The Jira Cloud client: [`JiraTickets`] implements the engine's `TicketSystem`
+//! port over REST v3 (`/rest/api/3/...`, HTTP Basic with email + API token).
+//! Changes are polled with `POST /search/jql` on the `updated` field and paged with
+//! `nextPageToken`; the correlation lives in a label (`itsm-bridge:<source>:<id>`,
+//! searchable) and an entity property (authoritative, not searchable); status moves
+//! only through the transitions the issue offers, looked up every time because
+//! transition ids differ per workflow. Every literal put into JQL is quoted and
+//! escaped, because project keys and incident ids are not ours to trust.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bridge_core::model::{
+    Comment, Correlation, Page, TicketCreate, TicketSnapshot, TicketUpdate, Timestamp,
+};
+use bridge_core::ports::{ConnectorError, ConnectorResult, ErrorKind, TicketSystem};
+use bridge_core::vocab::JIRA_STATUS_CATEGORY;
+use chrono::Timelike;
+use reqwest::Method;
+use secrecy::SecretString;
+use serde_json::{Map, Value, json};
+use url::Url;
+
+use super::adf::text_to_adf;
+use super::wire::{
+    self, CommentPage, CreatedIssue, IssueBean, MARKER_LABEL, MAX_LABEL_LEN, PROPERTY_KEY,
+    SearchResponse, Transition, TransitionsResponse, User, WireComment,
+};
+use crate::http::{Api, Auth, Request};
+
+pub use super::wire::error_message;
+
+/// The system name in errors and logs.
+pub const SYSTEM: &str = "jira";
+
+/// The fields every search asks for (search returns only ids otherwise).
+pub const SEARCH_FIELDS: &[&str] = &[
+    "summary",
+    "description",
+    "status",
+    "priority",
+    "resolution",
+    "assignee",
+    "labels",
+    "created",
+    "updated",
+];
+
+/// Search page size: Jira's default, and well under its cap for many fields.
+const PAGE_SIZE: u32 = 50;
+/// Comment page size when an issue has more comments than it embeds.
+const COMMENT_PAGE_SIZE: u32 = 100;
+
+/// The attributes the bridge may write on a Jira issue.
+const WRITABLE: &[&str] = &[
+    "summary",
+    "description",
+    "status",
+    "priority",
+    "resolution",
+    "assignee",
+];
+
+/// Builds the [`Api`] for a Jira site: `base_url` is the site
+/// (`https://acme.atlassian.net`), signed with HTTP Basic `email:api_token`.
+pub fn jira_api(
+    base_url: &str,
+    client: reqwest::Client,
+    email: impl Into<String>,
+    api_token: SecretString,
+) -> Result<Api, String> {
+    Api::new(
+        SYSTEM,
+        base_url,
+        client,
+        Auth::Basic {
+            username: email.into(),
+            password: api_token,
+        },
+        error_message,
+    )
+}
+
+/// A JQL string literal: double-quoted, with `"` and `\` backslash-escaped and
+/// control characters written as escapes, so no value can end the literal early
+/// and add clauses of its own.
+pub fn jql_string(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A JQL date literal for `since`, floored to the minute (JQL's precision).
+/// JQL reads it in the calling user's time zone: the bridge's Jira account should
+/// use UTC, or the engine's overlap window must cover the offset.
+pub fn jql_minute(since: Timestamp) -> String {
+    let floored = since
+        .with_second(0)
+        .and_then(|t| t.with_nanosecond(0))
+        .unwrap_or(since);
+    floored.format("%Y-%m-%d %H:%M").to_string()
+}
+
+/// The JQL that lists the bridge's issues in `project_key` updated at or after `since`.
+pub fn changed_since_jql(project_key: &str, since: Timestamp) -> String {
+    format!(
+        "project = {} AND labels = {} AND updated >= {} ORDER BY updated ASC, key ASC",
+        jql_string(project_key),
+        jql_string(MARKER_LABEL),
+        jql_string(&jql_minute(since)),
+    )
+}
+
+/// The JQL that finds the issue carrying `label` in `project_key`.
+pub fn correlation_jql(project_key: &str, label: &str) -> String {
+    format!(
+        "project = {} AND labels = {} ORDER BY key ASC",
+        jql_string(project_key),
+        jql_string(label),
+    )
+}
+
+/// Jira Cloud as a ticket system for one project.
+pub struct JiraTickets {
+    api: Api,
+    project_key: String,
+    issue_type: String,
+    /// email (lowercase) → accountId, for `assignee`. Only hits are cached, so a
+    /// user added later is found on the next write.
+    accounts: Mutex<HashMap<String, String>>,
+    /// The account's time zone has been looked at (see `check_time_zone`).
+    time_zone_checked: AtomicBool,
+}
+
+impl std::fmt::Debug for JiraTickets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JiraTickets")
+            .field("api", &self.api)
+            .field("project_key", &self.project_key)
+            .field("issue_type", &self.issue_type)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a transition should do with the `resolution` field, if its screen has it.
+enum ResolutionOnScreen {
+    Leave,
+    Set(String),
+    Clear,
+}
+
+impl JiraTickets {
+    /// `api`'s base is the Jira site URL, signed with `Auth::Basic { email, api_token }`
+    /// and reading errors with [`error_message`] (see [`jira_api`]).
+    pub fn new(api: Api, project_key: String, issue_type: String) -> JiraTickets {
+        JiraTickets {
+            api,
+            project_key,
+            issue_type,
+            accounts: Mutex::new(HashMap::new()),
+            time_zone_checked: AtomicBool::new(false),
+        }
+    }
+
+    pub fn project_key(&self) -> &str {
+        &self.project_key
+    }
+
+    fn err(&self, kind: ErrorKind, message: impl Into<String>) -> ConnectorError {
+        self.api.error(kind, message)
+    }
+
+    fn permanent(&self, message: impl Into<String>) -> ConnectorError {
+        self.err(ErrorKind::Permanent, message)
+    }
+
+    /// `<base>/rest/api/3/<segments…>`, each segment percent-encoded (an issue key
+    /// cannot smuggle `/`, `?` or `#` into the path).
+    fn rest(&self, segments: &[&str]) -> Url {
+        let mut url = self.api.base().clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty()
+                .extend(["rest", "api", "3"])
+                .extend(segments);
+        }
+        url
+    }
+
+    fn snapshot(&self, issue: &IssueBean) -> ConnectorResult<TicketSnapshot> {
+        wire::to_snapshot(issue, self.api.base())
+            .map_err(|e| self.err(ErrorKind::InvalidPayload, e))
+    }
+
+    async fn search(&self, jql: &str, token: Option<&str>) -> ConnectorResult<SearchResponse> {
+        let mut body = json!({
+            "jql": jql,
+            "maxResults": PAGE_SIZE,
+            "fields": SEARCH_FIELDS,
+        });
+        if let Some(token) = token {
+            body["nextPageToken"] = json!(token);
+        }
+        // A search changes nothing: safe to repeat although it is a POST.
+        let request =
+            Request::with_body(Method::POST, self.rest(&["search", "jql"]), body).idempotent(true);
+        self.api.send(request).await?.json(self.api.system())
+    }
+
+    fn page(&self, jql: &str, response: SearchResponse) -> ConnectorResult<Page<TicketSnapshot>> {
+        let items = response
+            .issues
+            .iter()
+            .map(|i| self.snapshot(i))
+            .collect::<ConnectorResult<Vec<_>>>()?;
+        let next = match (response.is_last, response.next_page_token) {
+            (Some(true), _) | (_, None) => None,
+            (_, Some(token)) if token.is_empty() => None,
+            // The token only means something with the same JQL: carry both.
+            (_, Some(token)) => Some(format!("{}|{token}", URL_SAFE_NO_PAD.encode(jql))),
+        };
+        Ok(Page { items, next })
+    }
+
+    /// The issue as it is now, with all its comments.
+    async fn read(&self, key: &str) -> ConnectorResult<TicketSnapshot> {
+        let mut url = self.rest(&["issue", key]);
+        let fields = format!("{},comment", SEARCH_FIELDS.join(","));
+        url.query_pairs_mut().append_pair("fields", &fields);
+        let mut issue: IssueBean = self.api.get_json(url).await?;
+        if let Some(page) = issue.fields.comment.as_mut() {
+            let total = page.total.unwrap_or(0) as usize;
+            if total > page.comments.len() {
+                page.comments = self.all_comments(key).await?;
+            }
+        }
+        self.snapshot(&issue)
+    }
+
+    /// Every comment, oldest first, through the comment endpoint's offset paging.
+    async fn all_comments(&self, key: &str) -> ConnectorResult<Vec<WireComment>> {
+        let mut comments = Vec::new();
+        loop {
+            let mut url = self.rest(&["issue", key, "comment"]);
+            url.query_pairs_mut()
+                .append_pair("startAt", &comments.len().to_string())
+                .append_pair("maxResults", &COMMENT_PAGE_SIZE.to_string())
+                .append_pair("orderBy", "created");
+            let page: CommentPage = self.api.get_json(url).await?;
+            let got = page.comments.len();
+            comments.extend(page.comments);
+            let total = page.total.unwrap_or(0) as usize;
+            if got == 0 || comments.len() >= total {
+                return Ok(comments);
+            }
+        }
+    }
+
+    /// The accountId of the user with this email, if Jira knows one.
+    async fn account_id(&self, email: &str) -> ConnectorResult<Option<String>> {
+        let cache_key = email.to_lowercase();
+        if let Some(id) = self.accounts.lock().expect("account cache").get(&cache_key) {
+            return Ok(Some(id.clone()));
+        }
+        let mut url = self.rest(&["user", "search"]);
+        url.query_pairs_mut().append_pair("query", email);
+        let users: Vec<User> = self.api.get_json(url).await?;
+        let exact = users.iter().find(|u| {
+            u.email_address
+                .as_deref()
+                .is_some_and(|e| e.eq_ignore_ascii_case(email))
+        });
+        // Email addresses can be hidden by privacy settings; then a single match
+        // for the full address is the user.
+        let found = exact.or(match users.as_slice() {
+            [only] if only.email_address.is_none() => Some(only),
+            _ => None,
+        });
+        let id = found.map(|u| u.account_id.clone());
+        if let Some(id) = &id {
+            self.accounts
+                .lock()
+                .expect("account cache")
+                .insert(cache_key, id.clone());
+        }
+        Ok(id)
+    }
+
+    /// `{"accountId": …}` for the email, or `None` (logged) when no user has it.
+    async fn assignee_field(&self, key: &str, email: &str) -> ConnectorResult<Option<Value>> {
+        match self.account_id(email).await? {
+            Some(id) => Ok(Some(json!({ "accountId": id }))),
+            None => {
+                tracing::warn!(
+                    system = self.api.system(),
+                    issue = key,
+                    assignee = email,
+                    "no Jira user has this email address; leaving the assignee unchanged"
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// JQL reads date literals in the calling user's time zone, and the bridge
+    /// writes them in UTC. Once per client, look the account's zone up and warn
+    /// when it is not UTC: west of UTC, updates in the offset would be missed.
+    async fn check_time_zone(&self) {
+        if self.time_zone_checked.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Myself {
+            time_zone: Option<String>,
+        }
+        match self.api.get_json::<Myself>(self.rest(&["myself"])).await {
+            Ok(Myself {
+                time_zone: Some(zone),
+            }) if !matches!(
+                zone.as_str(),
+                "UTC" | "Etc/UTC" | "GMT" | "Etc/GMT" | "Etc/UCT" | "UCT" | "Etc/Zulu" | "Zulu"
+            ) =>
+            {
+                tracing::warn!(
+                    system = self.api.system(),
+                    time_zone = %zone,
+                    "the Jira account's time zone is not UTC, and JQL reads dates in it: \
+                     set the account's time zone to UTC, or widen the polling overlap by \
+                     the zone's offset"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(system = self.api.system(), error = %e, "could not read the Jira account's time zone");
+            }
+        }
+    }
+
+    fn check_attr(&self, name: &str) -> ConnectorResult<()> {
+        if WRITABLE.contains(&name) {
+            Ok(())
+        } else {
+            Err(self.permanent(format!(
+                "attribute {name:?} cannot be written to Jira (writable: {})",
+                WRITABLE.join(", ")
+            )))
+        }
+    }
+
+    fn check_status(&self, status: &str) -> ConnectorResult<String> {
+        JIRA_STATUS_CATEGORY
+            .iter()
+            .find(|c| c.eq_ignore_ascii_case(status))
+            .map(|c| c.to_string())
+            .ok_or_else(|| {
+                self.permanent(format!(
+                    "status {status:?} is not a Jira status category (use new, indeterminate or done)"
+                ))
+            })
+    }
+
+    fn check_label(&self, label: &str) -> ConnectorResult<()> {
+        if label.is_empty()
+            || label.chars().any(char::is_whitespace)
+            || label.chars().count() > MAX_LABEL_LEN
+        {
+            return Err(self.permanent(format!(
+                "label {label:?} is not a valid Jira label (no whitespace, 1 to {MAX_LABEL_LEN} characters)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Moves the issue to a status in category `target` through one of the
+    /// transitions it offers now. Returns whether the transition carried the
+    /// resolution field.
+    async fn transition_to(
+        &self,
+        key: &str,
+        target: &str,
+        resolution: ResolutionOnScreen,
+    ) -> ConnectorResult<bool> {
+        let mut url = self.rest(&["issue", key, "transitions"]);
+        url.query_pairs_mut()
+            .append_pair("expand", "transitions.fields");
+        let offered: TransitionsResponse = self.api.get_json(url).await?;
+        let transition = choose_transition(&offered.transitions, target).ok_or_else(|| {
+            let available: Vec<String> = offered
+                .transitions
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{} → {} ({})",
+                        t.name.as_deref().unwrap_or(&t.id),
+                        t.to.name,
+                        t.to.status_category.key
+                    )
+                })
+                .collect();
+            self.permanent(format!(
+                "no transition of {key} leads to a status in category {target:?} \
+                 (available: {}); add one to the workflow or map the status differently",
+                if available.is_empty() {
+                    "none".to_string()
+                } else {
+                    available.join(", ")
+                }
+            ))
+        })?;
+        let on_screen = transition
+            .fields
+            .as_ref()
+            .is_some_and(|f| f.contains_key("resolution"));
+        let mut body = json!({ "transition": { "id": transition.id } });
+        let mut carried = false;
+        if on_screen {
+            match resolution {
+                ResolutionOnScreen::Leave => {}
+                ResolutionOnScreen::Set(name) => {
+                    body["fields"] = json!({ "resolution": { "name": name } });
+                    carried = true;
+                }
+                ResolutionOnScreen::Clear => {
+                    body["fields"] = json!({ "resolution": null });
+                    carried = true;
+                }
+            }
+        }
+        tracing::debug!(
+            system = self.api.system(),
+            issue = key,
+            transition = %transition.id,
+            to = %transition.to.name,
+            "transitioning"
+        );
+        let request = Request::with_body(
+            Method::POST,
+            self.rest(&["issue", key, "transitions"]),
+            body,
+        );
+        self.api.send(request).await?;
+        Ok(carried)
+    }
+
+    async fn edit(&self, key: &str, body: Value) -> ConnectorResult<()> {
+        let request = Request::with_body(Method::PUT, self.rest(&["issue", key]), body);
+        self.api.send(request).await?;
+        Ok(())
+    }
+
+    /// Moves a fresh issue to the status category the create asked for.
+    async fn settle_new_issue(
+        &self,
+        key: &str,
+        ticket: &TicketCreate,
+        target: Option<&str>,
+    ) -> ConnectorResult<TicketSnapshot> {
+        let snapshot = self.read(key).await?;
+        let Some(target) = target else {
+            return Ok(snapshot);
+        };
+        let current = snapshot.attrs.get("status").map(String::as_str);
+        if current.is_some_and(|c| c.eq_ignore_ascii_case(target)) {
+            return Ok(snapshot);
+        }
+        let resolution = match (target, ticket.attrs.get("resolution")) {
+            ("done", Some(r)) => ResolutionOnScreen::Set(r.clone()),
+            _ => ResolutionOnScreen::Leave,
+        };
+        self.transition_to(key, target, resolution).await?;
+        self.read(key).await
+    }
+}
+
+/// The transition to a status in category `target`: one named like the category's
+/// usual status ("To Do", "In Progress", "Done") if there is one, else the first.
+pub fn choose_transition<'a>(
+    transitions: &'a [Transition],
+    target: &str,
+) -> Option<&'a Transition> {
+    let preferred = match target {
+        "new" => "To Do",
+        "indeterminate" => "In Progress",
+        "done" => "Done",
+        _ => "",
+    };
+    let candidates: Vec<&Transition> = transitions
+        .iter()
+        .filter(|t| t.is_available != Some(false))
+        .filter(|t| t.to.status_category.key.eq_ignore_ascii_case(target))
+        .collect();
+    candidates
+        .iter()
+        .find(|t| t.to.name.eq_ignore_ascii_case(preferred))
+        .or(candidates.first())
+        .copied()
+}
+
+fn same_name(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+#[async_trait]
+impl TicketSystem for JiraTickets {
+    async fn changed_since(&self, since: Timestamp) -> ConnectorResult<Page<TicketSnapshot>> {
+        self.check_time_zone().await;
+        let jql = changed_since_jql(&self.project_key, since);
+        let response = self.search(&jql, None).await?;
+        self.page(&jql, response)
+    }
+
+    async fn next_page(&self, next: &str) -> ConnectorResult<Page<TicketSnapshot>> {
+        let malformed = || {
+            self.err(
+                ErrorKind::InvalidPayload,
+                "next-page token was not made by the Jira connector",
+            )
+        };
+        let (jql, token) = next.split_once('|').ok_or_else(malformed)?;
+        let jql = URL_SAFE_NO_PAD
+            .decode(jql)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(malformed)?;
+        let response = self.search(&jql, Some(token)).await?;
+        self.page(&jql, response)
+    }
+
+    async fn find_by_correlation(
+        &self,
+        correlation: &Correlation,
+    ) -> ConnectorResult<Option<TicketSnapshot>> {
+        let label = wire::correlation_label(correlation).map_err(|e| self.permanent(e))?;
+        let jql = correlation_jql(&self.project_key, &label);
+        let response = self.search(&jql, None).await?;
+        // Trust, but verify: only an issue that really carries the label counts.
+        let mut found = Vec::new();
+        for issue in &response.issues {
+            let carries = issue
+                .fields
+                .labels
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .any(|l| l.eq_ignore_ascii_case(&label));
+            if carries {
+                found.push(self.snapshot(issue)?);
+            } else {
+                tracing::warn!(
+                    system = self.api.system(),
+                    issue = issue.key.as_deref().unwrap_or(&issue.id),
+                    label = %label,
+                    "search returned an issue without the correlation label; ignoring it"
+                );
+            }
+        }
+        if found.len() > 1 {
+            tracing::warn!(
+                system = self.api.system(),
+                label = %label,
+                issues = ?found.iter().map(|s| s.key.as_str()).collect::<Vec<_>>(),
+                "several issues carry one correlation label; adopting the oldest"
+            );
+        }
+        Ok(found.into_iter().next())
+    }
+
+    async fn create(&self, ticket: &TicketCreate) -> ConnectorResult<TicketSnapshot> {
+        let label = wire::correlation_label(&ticket.correlation).map_err(|e| self.permanent(e))?;
+        for name in ticket.attrs.keys() {
+            self.check_attr(name)?;
+        }
+        let target = ticket
+            .attrs
+            .get("status")
+            .map(|s| self.check_status(s))
+            .transpose()?;
+        let mut labels: Vec<String> = Vec::new();
+        for l in ticket
+            .labels
+            .iter()
+            .map(String::as_str)
+            .chain([MARKER_LABEL, label.as_str()])
+        {
+            self.check_label(l)?;
+            if !labels.iter().any(|x| x == l) {
+                labels.push(l.to_string());
+            }
+        }
+
+        let mut fields = Map::new();
+        fields.insert("project".into(), json!({ "key": self.project_key }));
+        fields.insert("issuetype".into(), json!({ "name": self.issue_type }));
+        if let Some(summary) = ticket.attrs.get("summary") {
+            fields.insert("summary".into(), json!(summary));
+        }
+        if let Some(description) = ticket.attrs.get("description") {
+            fields.insert("description".into(), text_to_adf(description));
+        }
+        if let Some(priority) = ticket.attrs.get("priority") {
+            fields.insert("priority".into(), json!({ "name": priority }));
+        }
+        if let Some(email) = ticket.attrs.get("assignee")
+            && let Some(assignee) = self.assignee_field(&label, email).await?
+        {
+            fields.insert("assignee".into(), assignee);
+        }
+        fields.insert("labels".into(), json!(labels));
+        let body = json!({
+            "fields": fields,
+            "properties": [{
+                "key": PROPERTY_KEY,
+                "value": {
+                    "source": ticket.correlation.source,
+                    "incidentId": ticket.correlation.incident_id,
+                },
+            }],
+        });
+        // Not idempotent: a lost response must be settled by searching for the
+        // correlation label, never by posting again.
+        let request = Request::with_body(Method::POST, self.rest(&["issue"]), body);
+        let created: CreatedIssue = self.api.send(request).await?.json(self.api.system())?;
+        tracing::info!(system = self.api.system(), issue = %created.key, label = %label, "created issue");
+        self.settle_new_issue(&created.key, ticket, target.as_deref())
+            .await
+            .map_err(|e| ConnectorError {
+                message: format!(
+                    "created {} but could not finish setting it up: {}",
+                    created.key, e.message
+                ),
+                ..e
+            })
+    }
+
+    async fn get(&self, key: &str) -> ConnectorResult<TicketSnapshot> {
+        self.read(key).await
+    }
+
+    async fn update(&self, key: &str, update: &TicketUpdate) -> ConnectorResult<TicketSnapshot> {
+        // Validate everything before the first write.
+        for name in update.set.keys() {
+            self.check_attr(name)?;
+        }
+        for label in &update.add_labels {
+            self.check_label(label)?;
+        }
+        let target = match update.set.get("status") {
+            Some(Some(status)) => Some(self.check_status(status)?),
+            Some(None) => return Err(self.permanent("a Jira status cannot be cleared")),
+            None => None,
+        };
+        let resolution = update.set.get("resolution").cloned();
+
+        let mut fields = Map::new();
+        for (name, value) in &update.set {
+            let value = match (name.as_str(), value) {
+                ("summary", v) => json!(v),
+                ("description", Some(text)) => text_to_adf(text),
+                ("priority", Some(p)) => json!({ "name": p }),
+                ("assignee", Some(email)) => match self.assignee_field(key, email).await? {
+                    Some(v) => v,
+                    None => continue,
+                },
+                ("description" | "priority" | "assignee", None) => Value::Null,
+                _ => continue, // status and resolution: below
+            };
+            fields.insert(name.clone(), value);
+        }
+        let mut body = Map::new();
+        if !fields.is_empty() {
+            body.insert("fields".into(), Value::Object(fields));
+        }
+        if !update.add_labels.is_empty() {
+            let adds: Vec<Value> = update
+                .add_labels
+                .iter()
+                .map(|l| json!({ "add": l }))
+                .collect();
+            body.insert("update".into(), json!({ "labels": adds }));
+        }
+        if !body.is_empty() {
+            self.edit(key, Value::Object(body)).await?;
+        }
+
+        if target.is_none() && resolution.is_none() {
+            return self.read(key).await;
+        }
+        let mut current = self.read(key).await?;
+        let mut carried = false;
+        if let Some(target) = target.as_deref() {
+            let from = current.attrs.get("status").cloned();
+            let from = from.as_deref();
+            if !from.is_some_and(|f| f.eq_ignore_ascii_case(target)) {
+                let on_screen = match (target, &resolution) {
+                    ("done", Some(Some(r))) => ResolutionOnScreen::Set(r.clone()),
+                    (t, Some(None)) | (t, None) if t != "done" && from == Some("done") => {
+                        ResolutionOnScreen::Clear
+                    }
+                    _ => ResolutionOnScreen::Leave,
+                };
+                carried = self.transition_to(key, target, on_screen).await? && resolution.is_some();
+                current = self.read(key).await?;
+            }
+        }
+        // Jira counts any issue with a resolution as resolved: a resolution is only
+        // written on a done issue (an open one keeps none; the engine carries the
+        // wanted value along with the later move to done).
+        let done = current.attrs.get("status").is_some_and(|s| s == "done");
+        if let Some(want) = resolution
+            && !carried
+            && done
+            && !same_name(
+                current.attrs.get("resolution").map(String::as_str),
+                want.as_deref(),
+            )
+        {
+            let value = match want {
+                Some(name) => json!({ "name": name }),
+                None => Value::Null,
+            };
+            self.edit(key, json!({ "fields": { "resolution": value } }))
+                .await?;
+            current = self.read(key).await?;
+        }
+        Ok(current)
+    }
+
+    async fn add_comment(&self, key: &str, text: &str) -> ConnectorResult<Comment> {
+        let request = Request::with_body(
+            Method::POST,
+            self.rest(&["issue", key, "comment"]),
+            json!({ "body": text_to_adf(text) }),
+        );
+        let comment: WireComment = self.api.send(request).await?.json(self.api.system())?;
+        wire::to_comment(&comment).map_err(|e| self.err(ErrorKind::InvalidPayload, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bridge_core::model::Attrs;
+    use reqwest::StatusCode;
+
+    use super::*;
+    use crate::http::{HttpSettings, RetryPolicy, build_client};
+    use crate::jira::sim::{JiraSim, Workflow, jql};
+    use crate::simkit::{Fault, bind_loopback};
+
+    const EMAIL: &str = "bridge@acme.example";
+    const TOKEN: &str = "jira-api-token";
+
+    async fn start() -> JiraSim {
+        let sim = JiraSim::start(bind_loopback(0).await.unwrap()).await;
+        sim.set_credentials(EMAIL, TOKEN);
+        sim.add_user(EMAIL, "ITSM Bridge");
+        sim.add_project("SEC", Workflow::standard());
+        sim
+    }
+
+    fn tickets_with(sim: &JiraSim, project: &str, token: &str) -> JiraTickets {
+        let client = build_client(&HttpSettings::default()).unwrap();
+        let api = Api::new(
+            "jira",
+            &sim.base_url(),
+            client,
+            Auth::Basic {
+                username: EMAIL.into(),
+                password: SecretString::from(token),
+            },
+            error_message,
+        )
+        .unwrap()
+        .with_retry(RetryPolicy {
+            base_delay: Duration::from_millis(5),
+            ..RetryPolicy::default()
+        });
+        JiraTickets::new(api, project.into(), "Task".into())
+    }
+
+    fn tickets(sim: &JiraSim) -> JiraTickets {
+        tickets_with(sim, "SEC", TOKEN)
+    }
+
+    fn ticket(source: &str, id: &str, attrs: &[(&str, &str)]) -> TicketCreate {
+        TicketCreate {
+            correlation: Correlation::new(source, id),
+            attrs: attrs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Attrs>(),
+            labels: vec!["soc".into()],
+        }
+    }
+
+    fn set(pairs: &[(&str, Option<&str>)]) -> TicketUpdate {
+        TicketUpdate {
+            set: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+                .collect(),
+            add_labels: Vec::new(),
+        }
+    }
+
+    /// A search straight against the simulator, bypassing the client.
+    async fn raw_search(sim: &JiraSim, body: Value) -> (StatusCode, Value) {
+        let response = build_client(&HttpSettings::default())
+            .unwrap()
+            .post(format!("{}/rest/api/3/search/jql", sim.base_url()))
+            .basic_auth(EMAIL, Some(TOKEN))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap())
+    }
+
+    fn keys(issues: &Value) -> Vec<String> {
+        issues["issues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["key"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn jql_strings_escape_hostile_values() {
+        let hostile = [
+            "plain",
+            "",
+            "\" OR project != \"SEC",
+            "x\"OR\"labels\"!=\"zz",
+            "trailing backslash \\",
+            "\\\" OR 1=1 OR \"",
+            "it's 'quoted'",
+            "line\nbreak\r\tand\u{1}control",
+            "ünïcödé ✓ 🚨",
+            "ORDER BY key DESC",
+        ];
+        for value in hostile {
+            let literal = jql_string(value);
+            // One string token that decodes back to the value, whatever it holds.
+            assert_eq!(
+                jql::tokenize(&literal).unwrap(),
+                vec![jql::Tok::Str(value.to_string())],
+                "{literal}"
+            );
+            let query = jql::parse(&format!("labels = {literal} ORDER BY key ASC")).unwrap();
+            assert_eq!(
+                query.filter,
+                Some(jql::Expr::Clause {
+                    field: "labels".into(),
+                    op: jql::Op::Eq,
+                    values: vec![value.to_string()],
+                })
+            );
+        }
+        assert_eq!(jql_string("a\"b\\c"), r#""a\"b\\c""#);
+    }
+
+    #[test]
+    fn changed_since_jql_floors_to_the_minute() {
+        let since = chrono::DateTime::parse_from_rfc3339("2026-11-01T08:00:59.999Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(
+            changed_since_jql("SEC", since),
+            r#"project = "SEC" AND labels = "itsm-bridge" AND updated >= "2026-11-01 08:00" ORDER BY updated ASC, key ASC"#
+        );
+    }
+
+    #[tokio::test]
+    async fn create_then_get_round_trips_fields_labels_and_property() {
+        let sim = start().await;
+        let jira = tickets(&sim);
+        let t = ticket(
+            "defender",
+            "41877",
+            &[
+                ("summary", "[Defender #41877] Suspicious sign-in"),
+                (
+                    "description",
+                    "Severity: High\n\nSource: https://security.microsoft.com/incidents/41877",
+                ),
+                ("priority", "High"),
+            ],
+        );
+        let created = jira.create(&t).await.unwrap();
+        assert_eq!(created.key, "SEC-1");
+        assert_eq!(created.id, "10000");
+        assert_eq!(created.url, format!("{}/browse/SEC-1", sim.base_url()));
+        assert_eq!(
+            created.attrs["summary"],
+            "[Defender #41877] Suspicious sign-in"
+        );
+        assert_eq!(created.attrs["description"], t.attrs["description"]);
+        assert_eq!(created.attrs["priority"], "High");
+        assert_eq!(created.attrs["status"], "new");
+        assert_eq!(created.attrs["status_name"], "To Do");
+        assert!(!created.attrs.contains_key("resolution"));
+        assert!(!created.attrs.contains_key("assignee"));
+        assert_eq!(
+            created.labels,
+            vec!["soc", "itsm-bridge", "itsm-bridge:defender:41877"]
+        );
+        assert_eq!(created.correlation, Some(t.correlation.clone()));
+
+        let got = jira.get("SEC-1").await.unwrap();
+        assert_eq!(got, created);
+
+        let stored = sim.issue("SEC-1").unwrap();
+        assert_eq!(
+            stored.properties["itsm-bridge"],
+            json!({"source": "defender", "incidentId": "41877"})
+        );
+        assert_eq!(stored.description.unwrap()["type"], "doc");
+        assert_eq!(stored.issue_type, "Task");
+        // The create was one POST, never repeated.
+        let posts = sim
+            .kit
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == "/rest/api/3/issue")
+            .count();
+        assert_eq!(posts, 1);
+    }
+
+    #[tokio::test]
+    async fn assignee_is_looked_up_by_email_once_and_unknown_users_stay_unassigned() {
+        let sim = start().await;
+        sim.add_user("ann@acme.example", "Ann Analyst");
+        let jira = tickets(&sim);
+        let a = jira
+            .create(&ticket(
+                "defender",
+                "1",
+                &[("summary", "a"), ("assignee", "Ann@acme.example")],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(a.attrs["assignee"], "ann@acme.example");
+        let b = jira
+            .create(&ticket(
+                "defender",
+                "2",
+                &[("summary", "b"), ("assignee", "ann@acme.example")],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(b.attrs["assignee"], "ann@acme.example");
+        let lookups = |sim: &JiraSim| {
+            sim.kit
+                .requests()
+                .iter()
+                .filter(|r| r.path == "/rest/api/3/user/search")
+                .count()
+        };
+        assert_eq!(lookups(&sim), 1, "the accountId is cached");
+
+        let c = jira
+            .create(&ticket(
+                "defender",
+                "3",
+                &[("summary", "c"), ("assignee", "nobody@acme.example")],
+            ))
+            .await
+            .unwrap();
+        assert!(!c.attrs.contains_key("assignee"));
+
+        let unassigned = jira
+            .update("SEC-1", &set(&[("assignee", None)]))
+            .await
+            .unwrap();
+        assert!(!unassigned.attrs.contains_key("assignee"));
+    }
+
+    #[tokio::test]
+    async fn find_by_correlation_finds_the_ticket_and_not_another_incident() {
+        let sim = start().await;
+        let jira = tickets(&sim);
+        jira.create(&ticket("defender", "41877", &[("summary", "x")]))
+            .await
+            .unwrap();
+        jira.create(&ticket("sentinel", "41877", &[("summary", "y")]))
+            .await
+            .unwrap();
+        let found = jira
+            .find_by_correlation(&Correlation::new("defender", "41877"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.key, "SEC-1");
+        assert_eq!(
+            found.correlation,
+            Some(Correlation::new("defender", "41877"))
+        );
+        let other = jira
+            .find_by_correlation(&Correlation::new("sentinel", "41877"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(other.key, "SEC-2");
+        assert_eq!(
+            jira.find_by_correlation(&Correlation::new("defender", "41878"))
+                .await
+                .unwrap(),
+            None
+        );
+        // A prefix of an id is another id.
+        assert_eq!(
+            jira.find_by_correlation(&Correlation::new("defender", "4187"))
+                .await
+                .unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn index_lag_hides_fresh_issues_until_reconciled_or_indexed() {
+        let sim = start().await;
+        // Long enough that a slow machine cannot outrun it; `pass_index_time`
+        // stands in for waiting.
+        sim.set_index_lag(Duration::from_secs(30));
+        let jira = tickets(&sim);
+        let c = Correlation::new("defender", "7");
+        let created = jira
+            .create(&ticket("defender", "7", &[("summary", "fresh")]))
+            .await
+            .unwrap();
+        // Read-your-write by key, but not by search.
+        assert_eq!(jira.get("SEC-1").await.unwrap().attrs["summary"], "fresh");
+        assert_eq!(jira.find_by_correlation(&c).await.unwrap(), None);
+        let jql = correlation_jql("SEC", "itsm-bridge:defender:7");
+        let (status, body) = raw_search(&sim, json!({"jql": jql, "fields": ["summary"]})).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(keys(&body).is_empty());
+        let (_, body) = raw_search(
+            &sim,
+            json!({"jql": jql, "fields": ["summary"], "reconcileIssues": [created.id.parse::<u64>().unwrap()]}),
+        )
+        .await;
+        assert_eq!(keys(&body), vec!["SEC-1"]);
+
+        // Once the lag has passed, search sees it …
+        sim.pass_index_time(Duration::from_secs(31));
+        assert_eq!(
+            jira.find_by_correlation(&c).await.unwrap().unwrap().key,
+            "SEC-1"
+        );
+        // … and a later edit shows up in search only after the lag again.
+        sim.edit_as_analyst("SEC-1", "summary", json!("edited"))
+            .unwrap();
+        let stale = jira.find_by_correlation(&c).await.unwrap().unwrap();
+        assert_eq!(stale.attrs["summary"], "fresh");
+        let (_, body) = raw_search(
+            &sim,
+            json!({"jql": jql, "fields": ["summary"], "reconcileIssues": ["SEC-1"]}),
+        )
+        .await;
+        assert_eq!(body["issues"][0]["fields"]["summary"], "edited");
+        sim.pass_index_time(Duration::from_secs(31));
+        let fresh = jira.find_by_correlation(&c).await.unwrap().unwrap();
+        assert_eq!(fresh.attrs["summary"], "edited");
+    }
+
+    #[tokio::test]
+    async fn status_moves_through_looked_up_transitions_in_two_projects() {
+        let sim = start().await;
+        sim.add_project("OPS", Workflow::standard());
+        let transition_ids = |project: &str| {
+            let sim = &sim;
+            let project = project.to_string();
+            async move {
+                let issue = sim
+                    .issues()
+                    .into_iter()
+                    .find(|i| i.project == project)
+                    .unwrap();
+                let response = build_client(&HttpSettings::default())
+                    .unwrap()
+                    .get(format!(
+                        "{}/rest/api/3/issue/{}/transitions",
+                        sim.base_url(),
+                        issue.key
+                    ))
+                    .basic_auth(EMAIL, Some(TOKEN))
+                    .send()
+                    .await
+                    .unwrap();
+                let body: Value = response.json().await.unwrap();
+                body["transitions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t["id"].as_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+            }
+        };
+        for project in ["SEC", "OPS"] {
+            let jira = tickets_with(&sim, project, TOKEN);
+            let created = jira
+                .create(&ticket("defender", project, &[("summary", "s")]))
+                .await
+                .unwrap();
+            let done = jira
+                .update(
+                    &created.key,
+                    &set(&[("status", Some("done")), ("resolution", Some("Won't Do"))]),
+                )
+                .await
+                .unwrap();
+            assert_eq!(done.attrs["status"], "done", "{project}");
+            assert_eq!(done.attrs["status_name"], "Done");
+            assert_eq!(done.attrs["resolution"], "Won't Do");
+            assert!(done.modified > created.modified);
+        }
+        let sec = transition_ids("SEC").await;
+        let ops = transition_ids("OPS").await;
+        assert_eq!(sec.len(), 1);
+        assert_ne!(sec, ops, "transition ids differ between projects");
+
+        // Created straight into a status: new → indeterminate right after the create.
+        let jira = tickets(&sim);
+        let started = jira
+            .create(&ticket(
+                "defender",
+                "started",
+                &[("summary", "s"), ("status", "indeterminate")],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(started.attrs["status"], "indeterminate");
+        assert_eq!(started.attrs["status_name"], "In Progress");
+        // Created as done with a resolution.
+        let closed = jira
+            .create(&ticket(
+                "defender",
+                "closed",
+                &[
+                    ("summary", "s"),
+                    ("status", "done"),
+                    ("resolution", "Duplicate"),
+                ],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(closed.attrs["status"], "done");
+        assert_eq!(closed.attrs["resolution"], "Duplicate");
+        // Done without a resolution given: the workflow's default.
+        let plain = jira
+            .update(&started.key, &set(&[("status", Some("done"))]))
+            .await
+            .unwrap();
+        assert_eq!(plain.attrs["resolution"], "Done");
+    }
+
+    #[tokio::test]
+    async fn reopen_clears_resolution() {
+        let sim = start().await;
+        sim.add_project("REO", Workflow::with_reopen_screen());
+        for project in ["SEC", "REO"] {
+            let jira = tickets_with(&sim, project, TOKEN);
+            let created = jira
+                .create(&ticket("defender", project, &[("summary", "s")]))
+                .await
+                .unwrap();
+            let key = created.key;
+            jira.update(
+                &key,
+                &set(&[("status", Some("done")), ("resolution", Some("Won't Do"))]),
+            )
+            .await
+            .unwrap();
+            let reopened = jira
+                .update(&key, &set(&[("status", Some("new"))]))
+                .await
+                .unwrap();
+            assert_eq!(reopened.attrs["status"], "new", "{project}");
+            assert_eq!(reopened.attrs["status_name"], "To Do");
+            assert!(!reopened.attrs.contains_key("resolution"), "{project}");
+            assert_eq!(sim.issue(&key).unwrap().resolution, None);
+            assert_eq!(sim.issue(&key).unwrap().resolution_date, None);
+        }
+        // Changing the resolution of a done issue is an edit, not a transition.
+        let jira = tickets(&sim);
+        jira.update("SEC-1", &set(&[("status", Some("done"))]))
+            .await
+            .unwrap();
+        let changed = jira
+            .update("SEC-1", &set(&[("resolution", Some("Declined"))]))
+            .await
+            .unwrap();
+        assert_eq!(changed.attrs["status"], "done");
+        assert_eq!(changed.attrs["resolution"], "Declined");
+    }
+
+    #[tokio::test]
+    async fn an_open_issue_never_gets_a_resolution() {
+        let sim = start().await;
+        let jira = tickets(&sim);
+        let created = jira
+            .create(&ticket("defender", "SEC", &[("summary", "s")]))
+            .await
+            .unwrap();
+        let after = jira
+            .update(&created.key, &set(&[("resolution", Some("Won't Do"))]))
+            .await
+            .unwrap();
+        assert_eq!(after.attrs["status"], "new");
+        assert!(!after.attrs.contains_key("resolution"));
+        assert_eq!(sim.issue(&created.key).unwrap().resolution, None);
+    }
+
+    #[tokio::test]
+    async fn a_status_no_transition_reaches_is_a_permanent_error() {
+        let sim = start().await;
+        let mut workflow = Workflow::standard();
+        // Only To Do → In Progress → Done: no shortcut to done.
+        workflow.transitions.retain(|t| t.id != 21);
+        sim.add_project("STEP", workflow);
+        let jira = tickets_with(&sim, "STEP", TOKEN);
+        let created = jira
+            .create(&ticket("defender", "1", &[("summary", "s")]))
+            .await
+            .unwrap();
+        let err = jira
+            .update(&created.key, &set(&[("status", Some("done"))]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Permanent);
+        assert!(
+            err.message
+                .contains("no transition of STEP-1 leads to a status in category \"done\"")
+                && err
+                    .message
+                    .contains("Start Progress → In Progress (indeterminate)"),
+            "{}",
+            err.message
+        );
+        // Nothing was transitioned.
+        assert_eq!(sim.issue("STEP-1").unwrap().status, "To Do");
+    }
+
+    #[tokio::test]
+    async fn update_edits_fields_and_adds_labels() {
+        let sim = start().await;
+        let jira = tickets(&sim);
+        jira.create(&ticket(
+            "defender",
+            "1",
+            &[("summary", "old"), ("description", "old text")],
+        ))
+        .await
+        .unwrap();
+        let update = TicketUpdate {
+            set: [
+                ("summary".to_string(), Some("new".to_string())),
+                ("description".to_string(), Some("new\ntext".to_string())),
+                ("priority".to_string(), Some("Highest".to_string())),
+            ]
+            .into(),
+            add_labels: vec!["merged-into-SEC-9".into()],
+        };
+        let updated = jira.update("SEC-1", &update).await.unwrap();
+        assert_eq!(updated.attrs["summary"], "new");
+        assert_eq!(updated.attrs["description"], "new\ntext");
+        assert_eq!(updated.attrs["priority"], "Highest");
+        assert!(updated.labels.contains(&"merged-into-SEC-9".to_string()));
+        assert!(
+            updated
+                .labels
+                .contains(&"itsm-bridge:defender:1".to_string())
+        );
+
+        let cleared = jira
+            .update("SEC-1", &set(&[("description", None)]))
+            .await
+            .unwrap();
+        assert!(!cleared.attrs.contains_key("description"));
+
+        let err = jira
+            .update("SEC-1", &set(&[("priority", Some("Urgent"))]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Permanent);
+        assert!(err.message.contains("priority"), "{}", err.message);
+
+        let err = jira.get("SEC-99").await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::NotFound);
+        assert!(
+            err.message.contains("Issue does not exist"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_requests_are_refused_before_anything_is_sent() {
+        let sim = start().await;
+        let jira = tickets(&sim);
+        jira.create(&ticket("defender", "1", &[("summary", "s")]))
+            .await
+            .unwrap();
+        sim.kit.clear_log();
+        let cases = [
+            set(&[("status_name", Some("Done"))]),
+            set(&[("colour", Some("red"))]),
+            set(&[("status", Some("closed"))]),
+            set(&[("status", None)]),
+            TicketUpdate {
+                set: Default::default(),
+                add_labels: vec!["has space".into()],
+            },
+        ];
+        for update in cases {
+            let err = jira.update("SEC-1", &update).await.unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Permanent, "{update:?}");
+        }
+        for bad in [
+            ticket("defender", "has space", &[("summary", "s")]),
+            ticket("Defender", "1", &[("summary", "s")]),
+            ticket("defender", "1", &[("summary", "s"), ("status_name", "x")]),
+        ] {
+            let err = jira.create(&bad).await.unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Permanent, "{bad:?}");
+        }
+        assert_eq!(sim.kit.request_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn changed_since_pages_through_120_issues_exactly_once() {
+        let sim = start().await;
+        let jira = tickets(&sim);
+        let since = chrono::Utc::now() - chrono::Duration::minutes(1);
+        for n in 0..120 {
+            jira.create(&ticket("defender", &n.to_string(), &[("summary", "s")]))
+                .await
+                .unwrap();
+        }
+        let mut page = jira.changed_since(since).await.unwrap();
+        let mut seen = Vec::new();
+        let mut pages = 0;
+        loop {
+            pages += 1;
+            seen.extend(page.items.iter().map(|t| t.key.clone()));
+            let Some(next) = page.next else { break };
+            page = jira.next_page(&next).await.unwrap();
+        }
+        assert_eq!(pages, 3);
+        assert_eq!(seen.len(), 120);
+        let unique: std::collections::BTreeSet<_> = seen.iter().collect();
+        assert_eq!(unique.len(), 120);
+        // Oldest update first.
+        assert_eq!(seen.first().unwrap(), "SEC-1");
+        assert_eq!(seen.last().unwrap(), "SEC-120");
+        assert!(jira.next_page("not-a-token").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn changed_since_filters_older_updates_and_other_issues() {
+        let sim = start().await;
+        let jira = tickets(&sim);
+        for n in 1..=3 {
+            jira.create(&ticket("defender", &n.to_string(), &[("summary", "s")]))
+                .await
+                .unwrap();
+        }
+        // An issue that is not the bridge's (no marker label).
+        sim.edit_as_analyst("SEC-3", "labels", json!(["unrelated"]))
+            .unwrap();
+        let base = jql_minute_floor(chrono::Utc::now() - chrono::Duration::hours(2));
+        sim.backdate("SEC-1", base - chrono::Duration::hours(1))
+            .unwrap();
+        sim.backdate("SEC-2", base + chrono::Duration::seconds(30))
+            .unwrap();
+        // 45 s past the minute: floored, so SEC-2 (30 s past) is still in.
+        let page = jira
+            .changed_since(base + chrono::Duration::seconds(45))
+            .await
+            .unwrap();
+        let keys: Vec<&str> = page.items.iter().map(|t| t.key.as_str()).collect();
+        assert_eq!(keys, vec!["SEC-2"]);
+        assert_eq!(page.next, None);
+
+        let page = jira
+            .changed_since(base - chrono::Duration::days(1))
+            .await
+            .unwrap();
+        let keys: Vec<&str> = page.items.iter().map(|t| t.key.as_str()).collect();
+        assert_eq!(keys, vec!["SEC-1", "SEC-2"]);
+    }
+
+    fn jql_minute_floor(t: Timestamp) -> Timestamp {
+        t.with_second(0).unwrap().with_nanosecond(0).unwrap()
+    }
+
+    #[tokio::test]
+    async fn hostile_correlation_id_cannot_widen_the_search() {
+        let sim = start().await;
+        let jira = tickets(&sim);
+        jira.create(&ticket("defender", "1", &[("summary", "s")]))
+            .await
+            .unwrap();
+        let hostile = "x\"OR\"labels\"!=\"zz";
+        // Pasted into JQL unescaped, the id would match every issue …
+        let naive = format!(
+            "project = \"SEC\" AND labels = \"itsm-bridge:defender:{hostile}\" ORDER BY key ASC"
+        );
+        let (status, body) = raw_search(&sim, json!({"jql": naive, "fields": ["labels"]})).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(keys(&body), vec!["SEC-1"], "the attack works on naive JQL");
+        // … but the client's JQL keeps it one label value.
+        let label = wire::correlation_label(&Correlation::new("defender", hostile)).unwrap();
+        let (status, body) = raw_search(
+            &sim,
+            json!({"jql": correlation_jql("SEC", &label), "fields": ["labels"]}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(keys(&body).is_empty());
+        assert_eq!(
+            jira.find_by_correlation(&Correlation::new("defender", hostile))
+                .await
+                .unwrap(),
+            None
+        );
+        // A ticket with that very id is found, and only it.
+        jira.create(&ticket("defender", hostile, &[("summary", "h")]))
+            .await
+            .unwrap();
+        let found = jira
+            .find_by_correlation(&Correlation::new("defender", hostile))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.key, "SEC-2");
+        assert_eq!(
+            found.correlation,
+            Some(Correlation::new("defender", hostile))
+        );
+    }
+
+    #[tokio::test]
+    async fn hostile_project_key_cannot_widen_the_search() {
+        let sim = start().await;
+        tickets(&sim)
+            .create(&ticket("defender", "1", &[("summary", "s")]))
+            .await
+            .unwrap();
+        for project in ["SEC\" OR project != \"X", "SEC\\", "SEC\" OR \"1\" = \"1"] {
+            let jira = tickets_with(&sim, project, TOKEN);
+            let err = jira
+                .changed_since(chrono::Utc::now() - chrono::Duration::hours(1))
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Permanent, "{project}");
+            assert!(
+                err.message
+                    .contains("does not exist for the field 'project'"),
+                "{}",
+                err.message
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_credentials_are_an_auth_error() {
+        let sim = start().await;
+        let jira = tickets_with(&sim, "SEC", "wrong-token");
+        let err = jira.get("SEC-1").await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Auth);
+        assert!(
+            err.message
+                .contains("Client must be authenticated to access this resource."),
+            "{}",
+            err.message
+        );
+        assert!(!err.message.contains("wrong-token"));
+        let err = jira.changed_since(chrono::Utc::now()).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Auth);
+    }
+
+    #[tokio::test]
+    async fn scripted_429_with_retry_after_is_retried_for_a_get() {
+        let sim = start().await;
+        let jira = tickets(&sim);
+        jira.create(&ticket("defender", "1", &[("summary", "s")]))
+            .await
+            .unwrap();
+        sim.kit.clear_log();
+        sim.kit.inject(Fault {
+            method: Some(Method::GET),
+            path_contains: "/rest/api/3/issue/SEC-1".into(),
+            times: 1,
+            status: 429,
+            retry_after: Some("1".into()),
+            body: r#"{"errorMessages":["Rate limit exceeded."],"errors":{}}"#.into(),
+        });
+        let started = std::time::Instant::now();
+        let got = jira.get("SEC-1").await.unwrap();
+        assert_eq!(got.key, "SEC-1");
+        assert!(
+            started.elapsed() >= Duration::from_millis(900),
+            "Retry-After honoured"
+        );
+        let statuses: Vec<u16> = sim.kit.requests().iter().map(|r| r.status).collect();
+        assert_eq!(statuses, vec![429, 200]);
+    }
+
+    #[tokio::test]
+    async fn a_create_that_gets_a_500_is_not_retried() {
+        let sim = start().await;
+        let jira = tickets(&sim);
+        sim.kit.inject(Fault {
+            method: Some(Method::POST),
+            path_contains: "/rest/api/3/issue".into(),
+            times: 1,
+            status: 500,
+            retry_after: None,
+            body: r#"{"errorMessages":["Internal server error"],"errors":{}}"#.into(),
+        });
+        let err = jira
+            .create(&ticket("defender", "1", &[("summary", "s")]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Transient);
+        let posts = sim
+            .kit
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == "/rest/api/3/issue")
+            .count();
+        assert_eq!(posts, 1);
+        assert!(sim.issues().is_empty());
+    }
+
+    #[tokio::test]
+    async fn comments_are_added_as_adf_and_read_back_in_full() {
+        let sim = start().await;
+        let jira = tickets(&sim);
+        jira.create(&ticket("defender", "1", &[("summary", "s")]))
+            .await
+            .unwrap();
+        let comment = jira
+            .add_comment(
+                "SEC-1",
+                "Incident closed in Defender.\n\nClassification: truePositive",
+            )
+            .await
+            .unwrap();
+        assert!(comment.id.is_some());
+        assert_eq!(comment.author.as_deref(), Some("ITSM Bridge"));
+        assert_eq!(
+            comment.text,
+            "Incident closed in Defender.\n\nClassification: truePositive"
+        );
+        assert_eq!(sim.issue("SEC-1").unwrap().comments[0].body["type"], "doc");
+        for n in 0..25 {
+            sim.comment_as_analyst("SEC-1", "Ann Analyst", &format!("note {n}"))
+                .unwrap();
+        }
+        let got = jira.get("SEC-1").await.unwrap();
+        assert_eq!(got.comments.len(), 26);
+        assert_eq!(got.comments[0], comment);
+        assert_eq!(got.comments[25].text, "note 24");
+        assert_eq!(got.comments[25].author.as_deref(), Some("Ann Analyst"));
+        // Comments bump `updated`, so the engine's poll sees them.
+        assert!(got.modified >= got.comments[25].created);
+    }
+}
