@@ -1,1 +1,244 @@
-fn main() {}
+//! The `itsm-bridge` command line: argument parsing, wiring and exit codes. No sync
+//! logic lives here; it loads the config, builds the connectors, opens the store
+//! and hands them to `bridge-core`'s engine.
+//!
+//! Exit codes: 0 success, 1 a runtime failure, 2 bad input (config, mapping, arguments).
+
+mod cmd;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Keeps Microsoft Defender XDR / Sentinel incidents and ITSM tickets in step.
+#[derive(Debug, Parser)]
+#[command(name = "itsm-bridge", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole job on the built-in simulators: no setup, no network.
+    Demo {
+        /// Where the demo's database goes (its config and CA are written beside it).
+        #[arg(long, default_value = "itsm-bridge-demo/demo.db")]
+        db: PathBuf,
+    },
+    /// Run the bridge: every [[sync]] pair on its schedule.
+    Run {
+        #[arg(long, default_value = "bridge.toml")]
+        config: PathBuf,
+        /// Run each pair once and exit.
+        #[arg(long)]
+        once: bool,
+        /// Plan and print, write nothing (implies --once).
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Validate the config and its mapping files; exit 2 on any problem.
+    Check {
+        #[arg(long, default_value = "bridge.toml")]
+        config: PathBuf,
+    },
+    /// Show the mapping table: which incident is linked to which ticket.
+    Links {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List, export or verify the sync ledger.
+    Ledger {
+        #[command(subcommand)]
+        action: LedgerCommand,
+    },
+    /// Serve the simulators on loopback until interrupted.
+    Sim {
+        #[arg(long, default_value_t = 0)]
+        graph: u16,
+        #[arg(long, default_value_t = 0)]
+        jira: u16,
+        /// The Entra ID token endpoint (TLS).
+        #[arg(long, default_value_t = 0)]
+        login: u16,
+        /// Seed this many incidents.
+        #[arg(long, default_value_t = 60)]
+        incidents: usize,
+        /// Write a ready-to-run bridge.toml (and its CA, secrets and mapping) into this directory.
+        #[arg(long)]
+        write_config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+#[group(required = false, multiple = false)]
+struct DbArgs {
+    /// Read the database named by this config's [store] path.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Read this database file.
+    #[arg(long)]
+    db: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// Print ledger entries, oldest first.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        pair: Option<String>,
+        #[arg(long)]
+        incident: Option<String>,
+        /// Only the newest N entries.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Write every entry with its hashes, for auditors.
+    Export {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+        format: Format,
+    },
+    /// Re-compute the hash chain; exit 1 if any entry was altered, removed or reordered.
+    Verify {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Csv,
+    Jsonl,
+}
+
+/// How a command failed, which decides the exit code.
+#[derive(Debug)]
+enum Failure {
+    /// Bad input: exit 2.
+    Input(String),
+    /// Anything else: exit 1.
+    Runtime(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Runtime(e)
+    }
+}
+
+impl From<bridge_core::store::StoreError> for Failure {
+    fn from(e: bridge_core::store::StoreError) -> Self {
+        Failure::Runtime(e.into())
+    }
+}
+
+type CmdResult = Result<ExitCode, Failure>;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(dispatch(cli.command));
+    match result {
+        Ok(code) => code,
+        Err(Failure::Input(message)) => {
+            eprintln!("{message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> CmdResult {
+    match command {
+        Command::Demo { db } => cmd::demo::run(&db).await,
+        Command::Run {
+            config,
+            once,
+            dry_run,
+        } => cmd::run::run(&config, once || dry_run, dry_run).await,
+        Command::Check { config } => cmd::check::run(&config),
+        Command::Links { db, json } => cmd::links::run(&db.resolve()?, json),
+        Command::Ledger { action } => match action {
+            LedgerCommand::List {
+                db,
+                pair,
+                incident,
+                limit,
+            } => cmd::ledger::list(&db.resolve()?, pair, incident, limit),
+            LedgerCommand::Export { db, format } => {
+                cmd::ledger::export(&db.resolve()?, matches!(format, Format::Csv))
+            }
+            LedgerCommand::Verify { db } => cmd::ledger::verify(&db.resolve()?),
+        },
+        Command::Sim {
+            graph,
+            jira,
+            login,
+            incidents,
+            write_config,
+        } => {
+            cmd::sim::run(
+                cmd::sim::Ports { graph, jira, login },
+                incidents,
+                write_config,
+            )
+            .await
+        }
+    }
+}
+
+impl DbArgs {
+    /// The database file: `--db`, or the `[store] path` of `--config` (default bridge.toml).
+    fn resolve(&self) -> Result<PathBuf, Failure> {
+        if let Some(db) = &self.db {
+            return Ok(db.clone());
+        }
+        let config = self
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("bridge.toml"));
+        let config = cmd::load_config(&config)?;
+        Ok(config.store.path)
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` sets the level (default: info for the bridge).
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("warn,itsm_bridge=info,bridge_core=info,connectors=info")
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -7,3 +7,5 @@ pub mod graph;
 pub mod http;
 pub mod jira;
 pub mod simkit;
+pub mod sims;
+pub mod wiring;

@@ -1,0 +1,2423 @@
+//! [`GraphSim`]: a strict stand-in for Graph's security incidents API on loopback
+//! (API.md §2). It checks every bearer token against the [`TokenRegistry`], serves
+//! `GET /v1.0/security/incidents` with `$filter`/`$top` (≤ 50)/`$skip`/`$count`/
+//! `$expand=alerts` and opaque `$skiptoken` next links, hides `awaitingAction` unless
+//! asked for with `Prefer: include-unknown-enum-members`, validates PATCH bodies as
+//! the update doc describes, appends comments, and answers errors with Graph's body.
+//! State lives in memory; tests and the demo play Defender through the admin API
+//! (Rust methods, or HTTP under `/_sim/` without auth).
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bridge_core::vocab::{GRAPH_CLASSIFICATION, GRAPH_SEVERITY, GRAPH_STATUS};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use tokio::net::TcpListener;
+use url::Url;
+
+use super::convert::{canonical_determination, canonical_enum};
+use super::wire::{
+    self, AlertComment, ErrorBody, ErrorDetail, INCIDENT_TYPE, Incident, InnerError,
+};
+use crate::auth::registry::TokenRegistry;
+use crate::simkit::{self, Fault, SimKit, SimServer};
+
+mod filter;
+
+use filter::{Clause, parse_filter};
+
+/// Who the simulator says made the changes that came through the API
+/// (`lastModifiedBy`, a new comment's `createdByDisplayName`).
+pub const APP_NAME: &str = "itsm-bridge";
+/// `lastModifiedBy` after a change made through the admin API (Defender's own side).
+pub const DEFENDER_NAME: &str = "Microsoft Defender XDR";
+pub const DEFAULT_AUDIENCE: &str = "https://graph.microsoft.com";
+/// `$top` above this is a 400 (API.md §2.2); also the default page size.
+pub const MAX_TOP: usize = 50;
+/// The first id handed out by `seed_incident`.
+pub const FIRST_ID: u64 = 41000;
+/// How many frozen result lists (one per multi-page listing) are kept for `$skiptoken`.
+const MAX_SNAPSHOTS: usize = 64;
+const PREFER_UNKNOWN_ENUMS: &str = "include-unknown-enum-members";
+const STATUS_SET_BY_SERVICE: &[&str] = &["redirected", "awaitingAction", "unknownFutureValue"];
+/// Properties the incident has but a PATCH may not set (API.md §2.2 lists the writable ones).
+const READ_ONLY_PROPERTIES: &[&str] = &[
+    "id",
+    "displayName",
+    "description",
+    "summary",
+    "severity",
+    "systemTags",
+    "comments",
+    "resolvingComment",
+    "redirectIncidentId",
+    "incidentWebUrl",
+    "tenantId",
+    "createdDateTime",
+    "lastUpdateDateTime",
+    "lastModifiedBy",
+    "alerts",
+];
+const JSON_CONTENT_TYPE: &str = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8";
+
+// ---------------------------------------------------------------------------------
+// The simulator's incidents
+
+/// One incident as the simulator stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimIncident {
+    pub id: String,
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    pub summary: Option<String>,
+    /// camelCase `incidentStatus`, `awaitingAction` included (hidden on the wire
+    /// unless the request prefers unknown enum members).
+    pub status: String,
+    pub severity: String,
+    pub classification: Option<String>,
+    pub determination: Option<String>,
+    pub assigned_to: Option<String>,
+    pub custom_tags: Vec<String>,
+    pub system_tags: Vec<String>,
+    pub comments: Vec<SimComment>,
+    pub resolving_comment: Option<String>,
+    pub redirect_incident_id: Option<String>,
+    pub created: DateTime<Utc>,
+    /// `lastUpdateDateTime`; strictly increases with every change.
+    pub updated: DateTime<Utc>,
+    pub last_modified_by: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimComment {
+    pub comment: String,
+    pub author: String,
+    pub created: DateTime<Utc>,
+}
+
+impl SimIncident {
+    /// The incident as Graph sends it. Without `include_unknown_enums` an
+    /// `awaitingAction` status reads `unknownFutureValue`.
+    pub fn to_wire(&self, tenant_id: &str, include_unknown_enums: bool) -> Incident {
+        let status = if self.status == "awaitingAction" && !include_unknown_enums {
+            "unknownFutureValue".to_string()
+        } else {
+            self.status.clone()
+        };
+        Incident {
+            odata_context: None,
+            odata_type: Some(INCIDENT_TYPE.to_string()),
+            id: Some(self.id.clone()),
+            display_name: self.display_name.clone(),
+            description: self.description.clone(),
+            summary: self.summary.clone(),
+            status: Some(status),
+            severity: Some(self.severity.clone()),
+            classification: self.classification.clone(),
+            determination: self.determination.clone(),
+            assigned_to: self.assigned_to.clone(),
+            custom_tags: self.custom_tags.clone(),
+            system_tags: self.system_tags.clone(),
+            comments: self
+                .comments
+                .iter()
+                .map(|c| AlertComment {
+                    comment: Some(c.comment.clone()),
+                    created_by_display_name: Some(c.author.clone()),
+                    created_date_time: Some(wire::format_timestamp(&c.created)),
+                })
+                .collect(),
+            resolving_comment: self.resolving_comment.clone(),
+            redirect_incident_id: self.redirect_incident_id.clone(),
+            incident_web_url: Some(format!(
+                "https://security.microsoft.com/incidents/{}?tid={tenant_id}",
+                self.id
+            )),
+            tenant_id: Some(tenant_id.to_string()),
+            created_date_time: Some(wire::format_timestamp(&self.created)),
+            last_update_date_time: Some(wire::format_timestamp(&self.updated)),
+            last_modified_by: self.last_modified_by.clone(),
+            alerts: None,
+        }
+    }
+}
+
+/// A new incident for [`GraphSim::seed_incident`] (or `POST /_sim/incidents`, whose
+/// JSON uses these names in camelCase). Without times the incident is created now;
+/// an unset `updated` equals `created` and vice versa.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct SeedIncident {
+    /// An explicit id; by default the next sequential number from [`FIRST_ID`].
+    pub id: Option<String>,
+    #[serde(alias = "displayName")]
+    pub title: String,
+    pub description: Option<String>,
+    pub summary: Option<String>,
+    pub status: String,
+    pub severity: String,
+    pub classification: Option<String>,
+    pub determination: Option<String>,
+    pub assigned_to: Option<String>,
+    pub custom_tags: Vec<String>,
+    pub system_tags: Vec<String>,
+    pub comments: Vec<SeedComment>,
+    pub resolving_comment: Option<String>,
+    pub redirect_incident_id: Option<String>,
+    pub created: Option<DateTime<Utc>>,
+    pub updated: Option<DateTime<Utc>>,
+    pub last_modified_by: Option<String>,
+}
+
+impl Default for SeedIncident {
+    fn default() -> Self {
+        SeedIncident {
+            id: None,
+            title: "Suspicious activity".into(),
+            description: None,
+            summary: None,
+            status: "active".into(),
+            severity: "medium".into(),
+            classification: Some("unknown".into()),
+            determination: Some("unknown".into()),
+            assigned_to: None,
+            custom_tags: Vec::new(),
+            system_tags: Vec::new(),
+            comments: Vec::new(),
+            resolving_comment: None,
+            redirect_incident_id: None,
+            created: None,
+            updated: None,
+            last_modified_by: None,
+        }
+    }
+}
+
+impl SeedIncident {
+    pub fn new(title: impl Into<String>) -> SeedIncident {
+        SeedIncident {
+            title: title.into(),
+            ..SeedIncident::default()
+        }
+    }
+
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+
+    pub fn status(mut self, status: impl Into<String>) -> Self {
+        self.status = status.into();
+        self
+    }
+
+    pub fn severity(mut self, severity: impl Into<String>) -> Self {
+        self.severity = severity.into();
+        self
+    }
+
+    pub fn classification(mut self, classification: impl Into<String>) -> Self {
+        self.classification = Some(classification.into());
+        self
+    }
+
+    pub fn determination(mut self, determination: impl Into<String>) -> Self {
+        self.determination = Some(determination.into());
+        self
+    }
+
+    pub fn assigned_to(mut self, upn: impl Into<String>) -> Self {
+        self.assigned_to = Some(upn.into());
+        self
+    }
+
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.custom_tags.push(tag.into());
+        self
+    }
+
+    pub fn comment(mut self, author: impl Into<String>, text: impl Into<String>) -> Self {
+        self.comments.push(SeedComment {
+            author: author.into(),
+            text: text.into(),
+            created: None,
+        });
+        self
+    }
+
+    pub fn created(mut self, at: DateTime<Utc>) -> Self {
+        self.created = Some(at);
+        self
+    }
+
+    pub fn updated(mut self, at: DateTime<Utc>) -> Self {
+        self.updated = Some(at);
+        self
+    }
+}
+
+/// A comment written on Defender's side.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedComment {
+    #[serde(default = "default_author")]
+    pub author: String,
+    #[serde(alias = "comment")]
+    pub text: String,
+    /// Defaults to the incident's creation time (seed) or now (change).
+    #[serde(default)]
+    pub created: Option<DateTime<Utc>>,
+}
+
+fn default_author() -> String {
+    "SOC Analyst".into()
+}
+
+/// A change made on Defender's side (`PATCH /_sim/incidents/{id}`): any field,
+/// any status (`redirected`, `awaitingAction` included). Absent fields are kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct DefenderChange {
+    #[serde(alias = "displayName")]
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub summary: Option<String>,
+    pub status: Option<String>,
+    pub severity: Option<String>,
+    pub classification: Option<String>,
+    pub determination: Option<String>,
+    /// `null` unassigns.
+    #[serde(deserialize_with = "some_even_if_null")]
+    pub assigned_to: Option<Option<String>>,
+    pub custom_tags: Option<Vec<String>>,
+    pub system_tags: Option<Vec<String>>,
+    pub resolving_comment: Option<String>,
+    /// Sets `status` to `redirected` too.
+    pub redirect_incident_id: Option<String>,
+    pub comment: Option<SeedComment>,
+}
+
+fn some_even_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// Requests allowed per app, in fixed windows (API.md §2.6 suggests 50/min, 1,500/h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_minute: u32,
+    pub per_hour: u32,
+}
+
+impl RateLimit {
+    /// The limits documented for the older Defender XDR incidents API.
+    pub const DEFENDER_API: RateLimit = RateLimit {
+        per_minute: 50,
+        per_hour: 1500,
+    };
+}
+
+// ---------------------------------------------------------------------------------
+// State
+
+#[derive(Debug)]
+struct Snapshot {
+    id: u64,
+    fingerprint: u64,
+    ids: Vec<String>,
+}
+
+#[derive(Debug)]
+struct RateWindows {
+    limit: RateLimit,
+    minute: (Instant, u32),
+    hour: (Instant, u32),
+}
+
+#[derive(Debug)]
+struct SimState {
+    incidents: HashMap<String, SimIncident>,
+    next_id: u64,
+    /// The last `lastUpdateDateTime` handed out: the next one is strictly later.
+    last_stamp: Option<DateTime<Utc>>,
+    snapshots: VecDeque<Snapshot>,
+    next_snapshot: u64,
+    audience: String,
+    empty_pages: bool,
+    reject_skip_with_token: bool,
+    live_paging: bool,
+    rate: Option<RateWindows>,
+}
+
+impl SimState {
+    fn new() -> SimState {
+        SimState {
+            incidents: HashMap::new(),
+            next_id: FIRST_ID,
+            last_stamp: None,
+            snapshots: VecDeque::new(),
+            next_snapshot: 1,
+            audience: DEFAULT_AUDIENCE.to_string(),
+            empty_pages: false,
+            reject_skip_with_token: true,
+            live_paging: false,
+            rate: None,
+        }
+    }
+
+    /// Now, at Graph's precision, and strictly after every stamp issued before.
+    fn stamp(&mut self) -> DateTime<Utc> {
+        let now = wire::truncate_timestamp(simkit::now());
+        let at = match self.last_stamp {
+            Some(last) if now <= last => last + chrono::Duration::nanoseconds(100),
+            _ => now,
+        };
+        self.last_stamp = Some(at);
+        at
+    }
+
+    fn observe(&mut self, at: DateTime<Utc>) {
+        if self.last_stamp.is_none_or(|last| at > last) {
+            self.last_stamp = Some(at);
+        }
+    }
+
+    fn seed(&mut self, seed: SeedIncident) -> Result<String, String> {
+        let status = canonical_enum(GRAPH_STATUS, &seed.status)
+            .ok_or_else(|| format!("`{}` is not an incident status", seed.status))?;
+        let severity = canonical_enum(GRAPH_SEVERITY, &seed.severity)
+            .ok_or_else(|| format!("`{}` is not a severity", seed.severity))?;
+        let classification = seed
+            .classification
+            .as_deref()
+            .map(|c| {
+                canonical_enum(GRAPH_CLASSIFICATION, c)
+                    .ok_or_else(|| format!("`{c}` is not a classification"))
+            })
+            .transpose()?;
+        let determination = seed
+            .determination
+            .as_deref()
+            .map(|d| {
+                canonical_determination(d).ok_or_else(|| format!("`{d}` is not a determination"))
+            })
+            .transpose()?;
+        let id = match seed.id {
+            Some(id) if id.trim().is_empty() => return Err("the id is empty".into()),
+            Some(id) if self.incidents.contains_key(&id) => {
+                return Err(format!("incident {id} already exists"));
+            }
+            Some(id) => {
+                if let Ok(n) = id.parse::<u64>() {
+                    self.next_id = self.next_id.max(n.saturating_add(1));
+                }
+                id
+            }
+            None => {
+                while self.incidents.contains_key(&self.next_id.to_string()) {
+                    self.next_id += 1;
+                }
+                self.next_id += 1;
+                (self.next_id - 1).to_string()
+            }
+        };
+        let (created, updated) = match (seed.created, seed.updated) {
+            (None, None) => {
+                let now = self.stamp();
+                (now, now)
+            }
+            (Some(c), None) => (c, c),
+            (None, Some(u)) => (u, u),
+            (Some(c), Some(u)) => (c, u),
+        };
+        let created = wire::truncate_timestamp(created);
+        let updated = wire::truncate_timestamp(updated);
+        self.observe(updated);
+        let comments = seed
+            .comments
+            .into_iter()
+            .map(|c| SimComment {
+                comment: c.text,
+                author: c.author,
+                created: wire::truncate_timestamp(c.created.unwrap_or(created)),
+            })
+            .collect();
+        let incident = SimIncident {
+            id: id.clone(),
+            display_name: Some(seed.title),
+            description: seed.description,
+            summary: seed.summary,
+            status: status.to_string(),
+            severity: severity.to_string(),
+            classification: classification.map(str::to_string),
+            determination: determination.map(str::to_string),
+            assigned_to: seed.assigned_to,
+            custom_tags: seed.custom_tags,
+            system_tags: seed.system_tags,
+            comments,
+            resolving_comment: seed.resolving_comment,
+            redirect_incident_id: seed.redirect_incident_id,
+            created,
+            updated,
+            last_modified_by: seed.last_modified_by,
+        };
+        self.incidents.insert(id.clone(), incident);
+        Ok(id)
+    }
+
+    /// Applies `f` as a change made on Defender's side and bumps the incident.
+    fn change(&mut self, id: &str, f: impl FnOnce(&mut SimIncident)) -> Option<SimIncident> {
+        let at = self.stamp();
+        self.change_at(id, at, f)
+    }
+
+    fn change_at(
+        &mut self,
+        id: &str,
+        at: DateTime<Utc>,
+        f: impl FnOnce(&mut SimIncident),
+    ) -> Option<SimIncident> {
+        let incident = self.incidents.get_mut(id)?;
+        incident.last_modified_by = Some(DEFENDER_NAME.to_string());
+        f(incident);
+        incident.updated = at;
+        Some(incident.clone())
+    }
+
+    fn apply_defender_change(
+        &mut self,
+        id: &str,
+        change: DefenderChange,
+    ) -> Result<SimIncident, String> {
+        if !self.incidents.contains_key(id) {
+            return Err(format!("incident {id} does not exist"));
+        }
+        let status = change
+            .status
+            .as_deref()
+            .map(|s| {
+                canonical_enum(GRAPH_STATUS, s)
+                    .ok_or_else(|| format!("`{s}` is not an incident status"))
+            })
+            .transpose()?;
+        let severity = change
+            .severity
+            .as_deref()
+            .map(|s| {
+                canonical_enum(GRAPH_SEVERITY, s).ok_or_else(|| format!("`{s}` is not a severity"))
+            })
+            .transpose()?;
+        let classification = change
+            .classification
+            .as_deref()
+            .map(|c| {
+                canonical_enum(GRAPH_CLASSIFICATION, c)
+                    .ok_or_else(|| format!("`{c}` is not a classification"))
+            })
+            .transpose()?;
+        let determination = change
+            .determination
+            .as_deref()
+            .map(|d| {
+                canonical_determination(d).ok_or_else(|| format!("`{d}` is not a determination"))
+            })
+            .transpose()?;
+        let at = self.stamp();
+        let changed = self.change_at(id, at, move |incident| {
+            if let Some(title) = change.title {
+                incident.display_name = Some(title);
+            }
+            if let Some(description) = change.description {
+                incident.description = Some(description);
+            }
+            if let Some(summary) = change.summary {
+                incident.summary = Some(summary);
+            }
+            if let Some(status) = status {
+                incident.status = status.to_string();
+                if status != "redirected" {
+                    incident.redirect_incident_id = None;
+                }
+            }
+            if let Some(target) = change.redirect_incident_id {
+                incident.redirect_incident_id = Some(target);
+                if status.is_none() {
+                    incident.status = "redirected".to_string();
+                }
+            }
+            if let Some(severity) = severity {
+                incident.severity = severity.to_string();
+            }
+            if let Some(classification) = classification {
+                incident.classification = Some(classification.to_string());
+            }
+            if let Some(determination) = determination {
+                incident.determination = Some(determination.to_string());
+            }
+            if let Some(assigned_to) = change.assigned_to {
+                incident.assigned_to = assigned_to;
+            }
+            if let Some(tags) = change.custom_tags {
+                incident.custom_tags = tags;
+            }
+            if let Some(tags) = change.system_tags {
+                incident.system_tags = tags;
+            }
+            if let Some(resolving) = change.resolving_comment {
+                incident.resolving_comment = Some(resolving);
+            }
+            if let Some(comment) = change.comment {
+                incident.comments.push(SimComment {
+                    comment: comment.text,
+                    author: comment.author,
+                    created: wire::truncate_timestamp(comment.created.unwrap_or(at)),
+                });
+            }
+        });
+        changed.ok_or_else(|| format!("incident {id} does not exist"))
+    }
+
+    /// The ids matching `filter`, most recently updated first (ties: higher id first).
+    fn query(&self, filter: &[Clause]) -> Vec<String> {
+        let mut matching: Vec<&SimIncident> = self
+            .incidents
+            .values()
+            .filter(|incident| filter.iter().all(|clause| clause.matches(incident)))
+            .collect();
+        matching.sort_by(|a, b| {
+            b.updated
+                .cmp(&a.updated)
+                .then_with(|| id_order(&b.id).cmp(&id_order(&a.id)))
+        });
+        matching.into_iter().map(|i| i.id.clone()).collect()
+    }
+
+    fn keep_snapshot(&mut self, fingerprint: u64, ids: Vec<String>) -> u64 {
+        let id = self.next_snapshot;
+        self.next_snapshot += 1;
+        if self.snapshots.len() >= MAX_SNAPSHOTS {
+            self.snapshots.pop_front();
+        }
+        self.snapshots.push_back(Snapshot {
+            id,
+            fingerprint,
+            ids,
+        });
+        id
+    }
+
+    /// `Some(retry after)` when the request is over the configured rate limit.
+    fn over_rate_limit(&mut self) -> Option<Duration> {
+        let rate = self.rate.as_mut()?;
+        let now = Instant::now();
+        let minute = Duration::from_secs(60);
+        let hour = Duration::from_secs(3600);
+        if now.duration_since(rate.minute.0) >= minute {
+            rate.minute = (now, 0);
+        }
+        if now.duration_since(rate.hour.0) >= hour {
+            rate.hour = (now, 0);
+        }
+        if rate.minute.1 >= rate.limit.per_minute {
+            return Some(minute.saturating_sub(now.duration_since(rate.minute.0)));
+        }
+        if rate.hour.1 >= rate.limit.per_hour {
+            return Some(hour.saturating_sub(now.duration_since(rate.hour.0)));
+        }
+        rate.minute.1 += 1;
+        rate.hour.1 += 1;
+        None
+    }
+}
+
+/// Orders numeric ids as numbers (a shorter id is a smaller number).
+fn id_order(id: &str) -> (usize, &str) {
+    (id.len(), id)
+}
+
+struct Shared {
+    state: Mutex<SimState>,
+    registry: Arc<TokenRegistry>,
+    kit: Arc<SimKit>,
+    tenant_id: String,
+    /// Used for links when a request carries no usable `Host` header.
+    base_url: String,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, SimState> {
+        self.state.lock().expect("graph sim state")
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The simulator and its admin API
+
+/// The Graph security incidents simulator.
+pub struct GraphSim {
+    pub server: SimServer,
+    pub kit: Arc<SimKit>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for GraphSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphSim")
+            .field("base_url", &self.server.base_url)
+            .field("tenant_id", &self.shared.tenant_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GraphSim {
+    /// Serves the simulator (plain HTTP) on `listener` until [`GraphSim::shutdown`].
+    pub async fn start(
+        listener: TcpListener,
+        registry: Arc<TokenRegistry>,
+        tenant_id: &str,
+    ) -> GraphSim {
+        let addr = listener
+            .local_addr()
+            .expect("a bound listener has an address");
+        let kit = SimKit::new();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(SimState::new()),
+            registry,
+            kit: kit.clone(),
+            tenant_id: tenant_id.to_string(),
+            base_url: format!("http://127.0.0.1:{}", addr.port()),
+        });
+        let router = Router::new()
+            .route("/v1.0/security/incidents", get(list_incidents))
+            .route(
+                "/v1.0/security/incidents/{id}",
+                get(get_incident).patch(patch_incident),
+            )
+            .route("/v1.0/security/incidents/{id}/comments", post(post_comment))
+            .route("/_sim/incidents", get(admin_list).post(admin_seed))
+            .route("/_sim/incidents/{id}", get(admin_get).patch(admin_change))
+            .route("/_sim/requests", get(admin_requests))
+            .fallback(unknown_route)
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(middleware::from_fn_with_state(shared.clone(), guard))
+            .with_state(shared.clone());
+        let router = simkit::with_kit(router, kit.clone());
+        let server = simkit::serve(listener, router, None).await;
+        GraphSim {
+            server,
+            kit,
+            shared,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`: the client's `base_url` (the API lives under `/v1.0`).
+    pub fn base_url(&self) -> String {
+        self.server.base_url.clone()
+    }
+
+    pub fn tenant_id(&self) -> &str {
+        &self.shared.tenant_id
+    }
+
+    pub fn shutdown(&self) {
+        self.server.shutdown();
+    }
+
+    /// The token audience accepted (default `https://graph.microsoft.com`).
+    pub fn audience(&self) -> String {
+        self.shared.lock().audience.clone()
+    }
+
+    pub fn set_audience(&self, audience: &str) {
+        self.shared.lock().audience = audience.to_string();
+    }
+
+    /// Every other page of a multi-page listing comes back empty (with a next link).
+    pub fn set_empty_pages(&self, on: bool) {
+        self.shared.lock().empty_pages = on;
+    }
+
+    /// Refuse a `$skiptoken` request that also carries `$skip` (a rebuilt link); on
+    /// by default.
+    pub fn set_reject_skip_with_token(&self, on: bool) {
+        self.shared.lock().reject_skip_with_token = on;
+    }
+
+    /// By default a multi-page listing pages through the result list frozen at its
+    /// first page (each incident exactly once, as it is when its page is served).
+    /// Live paging re-runs the query for every page, so an incident updated while
+    /// a listing runs moves to the front and the offsets shift under the client.
+    pub fn set_live_paging(&self, on: bool) {
+        self.shared.lock().live_paging = on;
+    }
+
+    /// Answers 429 with `Retry-After` beyond these limits; `None` (the default) lifts them.
+    pub fn set_rate_limit(&self, limit: Option<RateLimit>) {
+        let now = Instant::now();
+        self.shared.lock().rate = limit.map(|limit| RateWindows {
+            limit,
+            minute: (now, 0),
+            hour: (now, 0),
+        });
+    }
+
+    /// Adds an incident; returns its id. Panics on an invalid seed (a test bug).
+    pub fn seed_incident(&self, seed: SeedIncident) -> String {
+        self.try_seed_incident(seed)
+            .unwrap_or_else(|e| panic!("graph sim: bad seed: {e}"))
+    }
+
+    pub fn try_seed_incident(&self, seed: SeedIncident) -> Result<String, String> {
+        self.shared.lock().seed(seed)
+    }
+
+    pub fn incident(&self, id: &str) -> Option<SimIncident> {
+        self.shared.lock().incidents.get(id).cloned()
+    }
+
+    /// The incident's JSON as a client that prefers unknown enum members sees it.
+    pub fn incident_json(&self, id: &str) -> Option<serde_json::Value> {
+        let incident = self.incident(id)?;
+        Some(to_json(&incident.to_wire(&self.shared.tenant_id, true)))
+    }
+
+    /// All incidents, by id.
+    pub fn incidents(&self) -> Vec<SimIncident> {
+        let mut all: Vec<_> = self.shared.lock().incidents.values().cloned().collect();
+        all.sort_by(|a, b| id_order(&a.id).cmp(&id_order(&b.id)));
+        all
+    }
+
+    /// Changes an incident as Defender (or an analyst in the portal) would: no
+    /// validation, `lastModifiedBy` set to Defender unless `f` sets it, and
+    /// `lastUpdateDateTime` bumped. `None` if there is no such incident.
+    pub fn update_as_defender(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut SimIncident),
+    ) -> Option<SimIncident> {
+        self.shared.lock().change(id, f)
+    }
+
+    /// A validated change on Defender's side (what `PATCH /_sim/incidents/{id}` does).
+    pub fn apply_defender_change(
+        &self,
+        id: &str,
+        change: DefenderChange,
+    ) -> Result<SimIncident, String> {
+        self.shared.lock().apply_defender_change(id, change)
+    }
+
+    /// Any `incidentStatus`, `awaitingAction` and `redirected` included.
+    pub fn set_status(&self, id: &str, status: &str) -> bool {
+        self.apply(
+            id,
+            DefenderChange {
+                status: Some(status.into()),
+                ..DefenderChange::default()
+            },
+        )
+    }
+
+    pub fn set_severity(&self, id: &str, severity: &str) -> bool {
+        self.apply(
+            id,
+            DefenderChange {
+                severity: Some(severity.into()),
+                ..DefenderChange::default()
+            },
+        )
+    }
+
+    pub fn set_title(&self, id: &str, title: &str) -> bool {
+        self.apply(
+            id,
+            DefenderChange {
+                title: Some(title.into()),
+                ..DefenderChange::default()
+            },
+        )
+    }
+
+    pub fn assign(&self, id: &str, upn: &str) -> bool {
+        self.apply(
+            id,
+            DefenderChange {
+                assigned_to: Some(Some(upn.into())),
+                ..DefenderChange::default()
+            },
+        )
+    }
+
+    pub fn add_comment_as(&self, id: &str, author: &str, text: &str) -> bool {
+        self.apply(
+            id,
+            DefenderChange {
+                comment: Some(SeedComment {
+                    author: author.into(),
+                    text: text.into(),
+                    created: None,
+                }),
+                ..DefenderChange::default()
+            },
+        )
+    }
+
+    /// Merges `source_id` into `target_id` as Defender's correlation does: the source
+    /// becomes `redirected` with `redirectIncidentId`, and the target (which absorbed
+    /// the alerts) is bumped too.
+    pub fn redirect(&self, source_id: &str, target_id: &str) -> bool {
+        let mut state = self.shared.lock();
+        if !state.incidents.contains_key(target_id) {
+            return false;
+        }
+        let target = target_id.to_string();
+        let moved = state.change(source_id, move |incident| {
+            incident.status = "redirected".into();
+            incident.redirect_incident_id = Some(target);
+        });
+        moved.is_some() && state.change(target_id, |_| {}).is_some()
+    }
+
+    fn apply(&self, id: &str, change: DefenderChange) -> bool {
+        self.apply_defender_change(id, change).is_ok()
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Errors
+
+/// A Graph error answer: status plus `{"error":{code,message,innerError}}`.
+#[derive(Debug, Clone)]
+pub struct GraphError {
+    pub status: StatusCode,
+    /// Boxed: handlers pass these around in `Result`s.
+    pub body: Box<ErrorBody>,
+}
+
+impl GraphError {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> GraphError {
+        let request_id = request_id();
+        GraphError {
+            status,
+            body: Box::new(ErrorBody {
+                error: ErrorDetail {
+                    code: code.to_string(),
+                    message: message.into(),
+                    details: None,
+                    inner_error: Some(InnerError {
+                        code: None,
+                        date: Some(Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string()),
+                        request_id: Some(request_id.clone()),
+                        client_request_id: Some(request_id),
+                        status: None,
+                    }),
+                },
+            }),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> GraphError {
+        GraphError::new(StatusCode::BAD_REQUEST, "BadRequest", message)
+    }
+
+    /// The `$top` > 50 answer, exactly as integrators logged it (empty code, `details`).
+    fn top_exceeded(value: &str) -> GraphError {
+        let mut error = GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "",
+            format!(
+                "The query specified in the URI is not valid. The limit of '{MAX_TOP}' for Top query has been exceeded. The value from the incoming request is '{value}'."
+            ),
+        );
+        error.body.error.details = Some(Vec::new());
+        error
+    }
+
+    fn not_found(id: &str) -> GraphError {
+        GraphError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("Incident with id '{id}' was not found."),
+        )
+    }
+}
+
+impl IntoResponse for GraphError {
+    fn into_response(self) -> Response {
+        json_response(self.status, &self.body)
+    }
+}
+
+/// A Graph error response (every handler answers errors through this shape).
+pub fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
+    GraphError::new(status, code, message).into_response()
+}
+
+/// Graph's 429 body (`TooManyRequests`, inner code `429`).
+pub fn throttle_body() -> String {
+    let mut error = GraphError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "TooManyRequests",
+        "Please retry again later.",
+    );
+    if let Some(inner) = error.body.error.inner_error.as_mut() {
+        inner.code = Some("429".into());
+        inner.status = Some("429".into());
+    }
+    serde_json::to_string(&error.body).expect("an error body serialises")
+}
+
+/// A scripted throttle: the next `times` incident API requests answer 429 with
+/// this `Retry-After` (Graph sends fractional seconds, e.g. `2.128`).
+pub fn throttle_fault(times: u32, retry_after: &str) -> Fault {
+    Fault {
+        method: None,
+        path_contains: "/v1.0/security/incidents".into(),
+        times,
+        status: 429,
+        retry_after: Some(retry_after.to_string()),
+        body: throttle_body(),
+    }
+}
+
+fn request_id() -> String {
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        fastrand::u32(..),
+        fastrand::u16(..),
+        fastrand::u16(..0x1000),
+        0x8000 | fastrand::u16(..0x4000),
+        fastrand::u64(..1 << 48)
+    )
+}
+
+fn to_json<T: Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).expect("simulator JSON serialises")
+}
+
+fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    let body = serde_json::to_vec(body).expect("simulator JSON serialises");
+    (status, [(header::CONTENT_TYPE, JSON_CONTENT_TYPE)], body).into_response()
+}
+
+// ---------------------------------------------------------------------------------
+// Request plumbing
+
+/// Token check (and the optional rate limit) for everything but `/_sim/`.
+async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    if request.uri().path().starts_with("/_sim") {
+        return next.run(request).await;
+    }
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let throttled = {
+        let mut state = shared.lock();
+        if let Err(problem) = shared.registry.check(authorization, &state.audience) {
+            drop(state);
+            return GraphError::new(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                problem.message(),
+            )
+            .into_response();
+        }
+        state.over_rate_limit()
+    };
+    if let Some(wait) = throttled {
+        let mut response = (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::CONTENT_TYPE, JSON_CONTENT_TYPE)],
+            throttle_body(),
+        )
+            .into_response();
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_str(&seconds.to_string()).expect("digits are a header value"),
+        );
+        return response;
+    }
+    next.run(request).await
+}
+
+fn wants_unknown_enums(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case(PREFER_UNKNOWN_ENUMS))
+}
+
+/// Where links in answers point: the host the client called (as Graph's links name
+/// the host it was called on), else the address the simulator listens on.
+fn link_base(shared: &Shared, headers: &HeaderMap) -> String {
+    headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        })
+        .map(|h| format!("http://{h}"))
+        .unwrap_or_else(|| shared.base_url.clone())
+}
+
+/// The query's options, in order, with `$` option names checked for duplicates.
+fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, GraphError> {
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let mut seen = Vec::new();
+    for (name, _) in &pairs {
+        if name.starts_with('$') {
+            let lower = name.to_ascii_lowercase();
+            if seen.contains(&lower) {
+                return Err(GraphError::bad_request(format!(
+                    "Query option '{name}' was specified more than once, but it must be specified at most once."
+                )));
+            }
+            seen.push(lower);
+        }
+    }
+    Ok(pairs)
+}
+
+fn expand_alerts(value: &str) -> Result<bool, GraphError> {
+    for item in value.split(',').map(str::trim) {
+        if !item.eq_ignore_ascii_case("alerts") {
+            return Err(GraphError::bad_request(format!(
+                "Could not find a property named '{item}' on type 'microsoft.graph.security.incident'."
+            )));
+        }
+    }
+    Ok(true)
+}
+
+fn unsupported_option(name: &str) -> GraphError {
+    GraphError::bad_request(format!("The query parameter '{name}' is not supported."))
+}
+
+fn non_negative(name: &str, value: &str) -> Result<usize, GraphError> {
+    value.trim().parse::<usize>().map_err(|_| {
+        GraphError::bad_request(format!(
+            "Invalid value '{value}' for {name} query option found. The {name} query option requires a non-negative integer value."
+        ))
+    })
+}
+
+// ---------------------------------------------------------------------------------
+// Listing and $skiptoken
+
+/// What a `$skiptoken` encodes (opaque to clients).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SkipToken {
+    offset: usize,
+    /// The frozen result list; 0 under live paging.
+    snapshot: u64,
+    /// The query the token belongs to.
+    fingerprint: u64,
+    /// The empty page before this offset was already served (`set_empty_pages`).
+    empty_served: bool,
+}
+
+impl SkipToken {
+    fn encode(&self) -> String {
+        let raw = format!(
+            "v1.{}.{}.{:x}.{}",
+            self.offset, self.snapshot, self.fingerprint, self.empty_served as u8
+        );
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    fn decode(token: &str) -> Option<SkipToken> {
+        let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(token.trim()).ok()?).ok()?;
+        let mut parts = raw.split('.');
+        if parts.next()? != "v1" {
+            return None;
+        }
+        let offset = parts.next()?.parse().ok()?;
+        let snapshot = parts.next()?.parse().ok()?;
+        let fingerprint = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let empty_served = match parts.next()? {
+            "0" => false,
+            "1" => true,
+            _ => return None,
+        };
+        parts.next().is_none().then_some(SkipToken {
+            offset,
+            snapshot,
+            fingerprint,
+            empty_served,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct ListQuery {
+    pairs: Vec<(String, String)>,
+    filter: Vec<Clause>,
+    top: usize,
+    skip: Option<usize>,
+    count: bool,
+    expand_alerts: bool,
+    token: Option<SkipToken>,
+    fingerprint: u64,
+}
+
+fn is_paging_option(name: &str) -> bool {
+    name.eq_ignore_ascii_case("$skip") || name.eq_ignore_ascii_case("$skiptoken")
+}
+
+fn parse_list_query(raw: Option<&str>) -> Result<ListQuery, GraphError> {
+    let pairs = query_pairs(raw)?;
+    let mut query = ListQuery {
+        pairs: Vec::new(),
+        filter: Vec::new(),
+        top: MAX_TOP,
+        skip: None,
+        count: false,
+        expand_alerts: false,
+        token: None,
+        fingerprint: 0,
+    };
+    for (name, value) in &pairs {
+        if !name.starts_with('$') {
+            continue; // non-OData parameters are ignored, as OData services do
+        }
+        match name.to_ascii_lowercase().as_str() {
+            "$filter" => query.filter = parse_filter(value)?,
+            "$top" => {
+                let top = non_negative("$top", value)?;
+                if top > MAX_TOP {
+                    return Err(GraphError::top_exceeded(value.trim()));
+                }
+                query.top = top;
+            }
+            "$skip" => query.skip = Some(non_negative("$skip", value)?),
+            "$count" => {
+                query.count = match value.to_ascii_lowercase().as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(GraphError::bad_request(format!(
+                            "'{value}' is not a valid count option."
+                        )));
+                    }
+                }
+            }
+            "$expand" => query.expand_alerts = expand_alerts(value)?,
+            "$skiptoken" => {
+                query.token = Some(SkipToken::decode(value).ok_or_else(|| {
+                    GraphError::bad_request("The $skiptoken value is not valid.")
+                })?);
+            }
+            _ => return Err(unsupported_option(name)),
+        }
+    }
+    let mut hasher = DefaultHasher::new();
+    let mut canonical: Vec<(String, &String)> = pairs
+        .iter()
+        .filter(|(name, _)| !is_paging_option(name))
+        .map(|(name, value)| (name.to_ascii_lowercase(), value))
+        .collect();
+    canonical.sort();
+    canonical.hash(&mut hasher);
+    query.fingerprint = hasher.finish();
+    query.pairs = pairs;
+    Ok(query)
+}
+
+fn next_link(base: &str, pairs: &[(String, String)], token: SkipToken) -> String {
+    let mut url = Url::parse(&format!("{base}/v1.0/security/incidents"))
+        .expect("the simulator's base URL is a URL");
+    {
+        let mut query = url.query_pairs_mut();
+        for (name, value) in pairs.iter().filter(|(name, _)| !is_paging_option(name)) {
+            query.append_pair(name, value);
+        }
+        query.append_pair("$skiptoken", &token.encode());
+    }
+    url.to_string()
+}
+
+#[derive(Debug, Serialize)]
+struct ListBody {
+    #[serde(rename = "@odata.context")]
+    context: String,
+    #[serde(rename = "@odata.count", skip_serializing_if = "Option::is_none")]
+    count: Option<usize>,
+    value: Vec<Incident>,
+    #[serde(rename = "@odata.nextLink", skip_serializing_if = "Option::is_none")]
+    next_link: Option<String>,
+}
+
+fn list(
+    shared: &Shared,
+    raw: Option<&str>,
+    prefer: bool,
+    base: &str,
+) -> Result<ListBody, GraphError> {
+    let query = parse_list_query(raw)?;
+    let mut state = shared.lock();
+    let context = format!("{base}/v1.0/$metadata#security/incidents");
+    let (ids, offset, snapshot) = match query.token {
+        None => (state.query(&query.filter), query.skip.unwrap_or(0), None),
+        Some(token) => {
+            if query.skip.is_some() && state.reject_skip_with_token {
+                return Err(GraphError::bad_request(
+                    "$skip cannot be combined with $skiptoken: request the @odata.nextLink exactly as returned.",
+                ));
+            }
+            if token.fingerprint != query.fingerprint {
+                return Err(GraphError::bad_request(
+                    "The $skiptoken does not belong to this query: request the @odata.nextLink exactly as returned.",
+                ));
+            }
+            let ids = if token.snapshot == 0 {
+                state.query(&query.filter)
+            } else {
+                state
+                    .snapshots
+                    .iter()
+                    .find(|s| s.id == token.snapshot && s.fingerprint == token.fingerprint)
+                    .map(|s| s.ids.clone())
+                    .ok_or_else(|| {
+                        GraphError::bad_request(
+                            "The $skiptoken has expired; start the listing again.",
+                        )
+                    })?
+            };
+            (ids, token.offset, Some(token.snapshot))
+        }
+    };
+    if let Some(token) = query.token
+        && state.empty_pages
+        && !token.empty_served
+    {
+        let token = SkipToken {
+            empty_served: true,
+            ..token
+        };
+        return Ok(ListBody {
+            context,
+            count: None,
+            value: Vec::new(),
+            next_link: Some(next_link(base, &query.pairs, token)),
+        });
+    }
+    let start = offset.min(ids.len());
+    let end = (start + query.top).min(ids.len());
+    let next = if end < ids.len() && query.top > 0 {
+        let snapshot = match snapshot {
+            Some(s) => s,
+            None if state.live_paging => 0,
+            None => state.keep_snapshot(query.fingerprint, ids.clone()),
+        };
+        Some(SkipToken {
+            offset: end,
+            snapshot,
+            fingerprint: query.fingerprint,
+            empty_served: false,
+        })
+    } else {
+        None
+    };
+    let value = ids[start..end]
+        .iter()
+        .filter_map(|id| state.incidents.get(id))
+        .map(|incident| {
+            let mut wire = incident.to_wire(&shared.tenant_id, prefer);
+            if query.expand_alerts {
+                wire.alerts = Some(Vec::new());
+            }
+            wire
+        })
+        .collect();
+    Ok(ListBody {
+        context,
+        count: (query.count && query.token.is_none()).then_some(ids.len()),
+        value,
+        next_link: next.map(|token| next_link(base, &query.pairs, token)),
+    })
+}
+
+// ---------------------------------------------------------------------------------
+// Handlers: the Graph API
+
+async fn list_incidents(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let base = link_base(&shared, &headers);
+    match list(
+        &shared,
+        raw.as_deref(),
+        wants_unknown_enums(&headers),
+        &base,
+    ) {
+        Ok(body) => json_response(StatusCode::OK, &body),
+        Err(error) => error.into_response(),
+    }
+}
+
+fn entity(shared: &Shared, incident: &SimIncident, headers: &HeaderMap) -> Incident {
+    let mut wire = incident.to_wire(&shared.tenant_id, wants_unknown_enums(headers));
+    wire.odata_context = Some(format!(
+        "{}/v1.0/$metadata#security/incidents/$entity",
+        link_base(shared, headers)
+    ));
+    wire
+}
+
+async fn get_incident(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, GraphError> {
+    let mut expand = false;
+    for (name, value) in query_pairs(raw.as_deref())? {
+        match name.to_ascii_lowercase().as_str() {
+            "$expand" => expand = expand_alerts(&value)?,
+            n if n.starts_with('$') => return Err(unsupported_option(&name)),
+            _ => {}
+        }
+    }
+    let incident = shared
+        .lock()
+        .incidents
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| GraphError::not_found(&id))?;
+    let mut wire = entity(&shared, &incident, &headers);
+    if expand {
+        wire.alerts = Some(Vec::new());
+    }
+    Ok(json_response(StatusCode::OK, &wire))
+}
+
+/// The body as a JSON object, or Graph's 400/415.
+fn json_object(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<serde_json::Map<String, serde_json::Value>, GraphError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        return Err(GraphError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            "Content-Type must be application/json.",
+        ));
+    }
+    match serde_json::from_slice(body) {
+        Ok(serde_json::Value::Object(object)) => Ok(object),
+        _ => Err(GraphError::bad_request(
+            "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid JSON format.",
+        )),
+    }
+}
+
+fn property_error(property: &str, type_name: &str) -> GraphError {
+    GraphError::bad_request(format!(
+        "The property '{property}' does not exist on type '{type_name}'. Make sure to only use property names that are defined by the type or mark the type as open type."
+    ))
+}
+
+fn enum_error(value: &serde_json::Value, type_name: &str) -> GraphError {
+    let literal = value
+        .as_str()
+        .map_or_else(|| value.to_string(), str::to_string);
+    GraphError::bad_request(format!(
+        "Cannot convert the literal '{literal}' to the expected type 'microsoft.graph.security.{type_name}'."
+    ))
+}
+
+/// A writable enum value: a string naming a member (case-insensitively) that a
+/// client may set, or `null` when the property is nullable.
+fn writable_enum(
+    value: &serde_json::Value,
+    type_name: &str,
+    nullable: bool,
+    lookup: impl Fn(&str) -> Option<&'static str>,
+) -> Result<Option<&'static str>, GraphError> {
+    match value {
+        serde_json::Value::Null if nullable => Ok(None),
+        serde_json::Value::String(text) => match lookup(text) {
+            Some("unknownFutureValue") | None => Err(enum_error(value, type_name)),
+            Some(member) => Ok(Some(member)),
+        },
+        _ => Err(enum_error(value, type_name)),
+    }
+}
+
+/// A validated PATCH body: `Some` for each property being set.
+#[derive(Debug, Default)]
+struct IncidentPatch {
+    status: Option<&'static str>,
+    classification: Option<Option<&'static str>>,
+    determination: Option<Option<&'static str>>,
+    assigned_to: Option<Option<String>>,
+    custom_tags: Option<Vec<String>>,
+}
+
+fn parse_patch(
+    body: &serde_json::Map<String, serde_json::Value>,
+) -> Result<IncidentPatch, GraphError> {
+    let mut patch = IncidentPatch::default();
+    for (key, value) in body {
+        match key.as_str() {
+            "@odata.type" => {
+                let ok = value
+                    .as_str()
+                    .is_some_and(|t| t.trim_start_matches('#') == &INCIDENT_TYPE[1..]);
+                if !ok {
+                    return Err(GraphError::bad_request(format!(
+                        "The @odata.type '{value}' does not match 'microsoft.graph.security.incident'."
+                    )));
+                }
+            }
+            "status" => {
+                let status = writable_enum(value, "incidentStatus", false, |s| {
+                    canonical_enum(GRAPH_STATUS, s)
+                })?
+                .expect("status is not nullable");
+                if STATUS_SET_BY_SERVICE.contains(&status) {
+                    return Err(GraphError::bad_request(format!(
+                        "The status '{status}' is set by the service and cannot be set by a client."
+                    )));
+                }
+                patch.status = Some(status);
+            }
+            "classification" => {
+                patch.classification =
+                    Some(writable_enum(value, "alertClassification", true, |c| {
+                        canonical_enum(GRAPH_CLASSIFICATION, c)
+                    })?);
+            }
+            "determination" => {
+                patch.determination = Some(writable_enum(
+                    value,
+                    "alertDetermination",
+                    true,
+                    canonical_determination,
+                )?);
+            }
+            "assignedTo" => {
+                patch.assigned_to = Some(match value {
+                    serde_json::Value::Null => None,
+                    serde_json::Value::String(s) if s.is_empty() => None,
+                    serde_json::Value::String(s) => Some(s.clone()),
+                    other => {
+                        return Err(GraphError::bad_request(format!(
+                            "Cannot convert the literal '{other}' to the expected type 'Edm.String'."
+                        )));
+                    }
+                });
+            }
+            "customTags" => {
+                let tags = value
+                    .as_array()
+                    .and_then(|items| {
+                        items
+                            .iter()
+                            .map(|t| t.as_str().map(str::to_string))
+                            .collect::<Option<Vec<_>>>()
+                    })
+                    .ok_or_else(|| {
+                        GraphError::bad_request(
+                            "Cannot convert the value of 'customTags' to the expected type 'Collection(Edm.String)'.",
+                        )
+                    })?;
+                patch.custom_tags = Some(tags);
+            }
+            read_only if READ_ONLY_PROPERTIES.contains(&read_only) => {
+                return Err(GraphError::bad_request(format!(
+                    "The property '{read_only}' is read-only and cannot be set."
+                )));
+            }
+            unknown => return Err(property_error(unknown, "microsoft.graph.security.incident")),
+        }
+    }
+    Ok(patch)
+}
+
+async fn patch_incident(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, GraphError> {
+    let object = json_object(&headers, &body)?;
+    let patch = parse_patch(&object)?;
+    let incident = {
+        let mut state = shared.lock();
+        if !state.incidents.contains_key(&id) {
+            return Err(GraphError::not_found(&id));
+        }
+        let changes = object.keys().any(|k| k != "@odata.type");
+        let at = changes.then(|| state.stamp());
+        let incident = state.incidents.get_mut(&id).expect("checked above");
+        if let Some(status) = patch.status {
+            incident.status = status.to_string();
+            incident.redirect_incident_id = None;
+        }
+        if let Some(classification) = patch.classification {
+            incident.classification = classification.map(str::to_string);
+        }
+        if let Some(determination) = patch.determination {
+            incident.determination = determination.map(str::to_string);
+        }
+        if let Some(assigned_to) = patch.assigned_to {
+            incident.assigned_to = assigned_to;
+        }
+        if let Some(tags) = patch.custom_tags {
+            incident.custom_tags = tags;
+        }
+        if let Some(at) = at {
+            incident.updated = at;
+            incident.last_modified_by = Some(APP_NAME.to_string());
+        }
+        incident.clone()
+    };
+    Ok(json_response(
+        StatusCode::OK,
+        &entity(&shared, &incident, &headers),
+    ))
+}
+
+async fn post_comment(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, GraphError> {
+    let object = json_object(&headers, &body)?;
+    let mut text = None;
+    for (key, value) in &object {
+        match key.as_str() {
+            "@odata.type" => {
+                let ok = value
+                    .as_str()
+                    .is_some_and(|t| t.trim_start_matches('#') == wire::COMMENT_TYPE);
+                if !ok {
+                    return Err(GraphError::bad_request(format!(
+                        "The @odata.type '{value}' does not match '{}'.",
+                        wire::COMMENT_TYPE
+                    )));
+                }
+            }
+            "comment" => match value.as_str() {
+                Some(t) if !t.trim().is_empty() => text = Some(t.to_string()),
+                _ => {
+                    return Err(GraphError::bad_request(
+                        "The comment must be a non-empty string.",
+                    ));
+                }
+            },
+            unknown => return Err(property_error(unknown, wire::COMMENT_TYPE)),
+        }
+    }
+    let text =
+        text.ok_or_else(|| GraphError::bad_request("The property 'comment' is required."))?;
+    let comments = {
+        let mut state = shared.lock();
+        if !state.incidents.contains_key(&id) {
+            return Err(GraphError::not_found(&id));
+        }
+        let at = state.stamp();
+        let incident = state.incidents.get_mut(&id).expect("checked above");
+        incident.comments.push(SimComment {
+            comment: text,
+            author: APP_NAME.to_string(),
+            created: at,
+        });
+        incident.updated = at;
+        incident.last_modified_by = Some(APP_NAME.to_string());
+        incident.to_wire(&shared.tenant_id, true).comments
+    };
+    let body = serde_json::json!({
+        "@odata.context": format!(
+            "{}/v1.0/$metadata#Collection(microsoft.graph.security.alertComment)",
+            link_base(&shared, &headers)
+        ),
+        "value": comments,
+    });
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+async fn unknown_route(request: Request) -> Response {
+    let path = request.uri().path();
+    if path.starts_with("/_sim") {
+        return graph_error(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "No such simulator admin route.",
+        );
+    }
+    let segment = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+    graph_error(
+        StatusCode::BAD_REQUEST,
+        "BadRequest",
+        &format!("Resource not found for the segment '{segment}'."),
+    )
+}
+
+async fn method_not_allowed(method: Method) -> Response {
+    graph_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "BadRequest",
+        &format!("The HTTP method '{method}' is not supported on this resource."),
+    )
+}
+
+// ---------------------------------------------------------------------------------
+// Handlers: the admin surface under /_sim/ (no auth)
+
+fn admin_error(status: StatusCode, message: String) -> Response {
+    graph_error(status, "SimulatorAdmin", &message)
+}
+
+async fn admin_list(State(shared): State<Arc<Shared>>) -> Response {
+    let mut all: Vec<SimIncident> = shared.lock().incidents.values().cloned().collect();
+    all.sort_by(|a, b| id_order(&a.id).cmp(&id_order(&b.id)));
+    let value: Vec<Incident> = all
+        .iter()
+        .map(|i| i.to_wire(&shared.tenant_id, true))
+        .collect();
+    json_response(StatusCode::OK, &serde_json::json!({ "value": value }))
+}
+
+async fn admin_get(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    match shared.lock().incidents.get(&id) {
+        Some(incident) => json_response(StatusCode::OK, &incident.to_wire(&shared.tenant_id, true)),
+        None => admin_error(
+            StatusCode::NOT_FOUND,
+            format!("incident {id} does not exist"),
+        ),
+    }
+}
+
+async fn admin_seed(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let seed: SeedIncident = match serde_json::from_slice(&body) {
+        Ok(seed) => seed,
+        Err(e) => return admin_error(StatusCode::BAD_REQUEST, format!("bad seed: {e}")),
+    };
+    let mut state = shared.lock();
+    match state.seed(seed) {
+        Ok(id) => json_response(
+            StatusCode::CREATED,
+            &state.incidents[&id].to_wire(&shared.tenant_id, true),
+        ),
+        Err(e) => admin_error(StatusCode::BAD_REQUEST, format!("bad seed: {e}")),
+    }
+}
+
+async fn admin_change(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let change: DefenderChange = match serde_json::from_slice(&body) {
+        Ok(change) => change,
+        Err(e) => return admin_error(StatusCode::BAD_REQUEST, format!("bad change: {e}")),
+    };
+    let mut state = shared.lock();
+    if !state.incidents.contains_key(&id) {
+        return admin_error(
+            StatusCode::NOT_FOUND,
+            format!("incident {id} does not exist"),
+        );
+    }
+    match state.apply_defender_change(&id, change) {
+        Ok(incident) => json_response(StatusCode::OK, &incident.to_wire(&shared.tenant_id, true)),
+        Err(e) => admin_error(StatusCode::BAD_REQUEST, format!("bad change: {e}")),
+    }
+}
+
+async fn admin_requests(State(shared): State<Arc<Shared>>) -> Response {
+    let log: Vec<serde_json::Value> = shared
+        .kit
+        .requests()
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({
+                "method": r.method,
+                "path": r.path,
+                "query": r.query,
+                "status": r.status,
+            })
+        })
+        .collect();
+    json_response(StatusCode::OK, &log)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use reqwest::Method;
+    use serde_json::json;
+
+    use super::*;
+    use crate::graph::testkit::{Harness, TENANT, harness};
+
+    const LIST: &str = "/v1.0/security/incidents";
+
+    fn error_code(body: &serde_json::Value) -> &str {
+        body["error"]["code"].as_str().unwrap_or("<none>")
+    }
+
+    #[tokio::test]
+    async fn graph_sim_top_over_50_is_the_exact_400() {
+        let h = harness().await;
+        let (status, body) = h.get(&format!("{LIST}?$top=100")).await;
+        assert_eq!(status, 400);
+        let error = &body["error"];
+        assert_eq!(error["code"], "");
+        assert_eq!(
+            error["message"],
+            "The query specified in the URI is not valid. The limit of '50' for Top query has been exceeded. The value from the incoming request is '100'."
+        );
+        assert_eq!(error["details"], json!([]));
+        let inner = &error["innerError"];
+        assert!(inner["date"].is_string());
+        assert!(inner["request-id"].is_string());
+        assert!(inner["client-request-id"].is_string());
+        assert_eq!(h.get(&format!("{LIST}?$top=50")).await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn graph_sim_hides_awaiting_action_without_prefer() {
+        let h = harness().await;
+        let id = h
+            .sim
+            .seed_incident(SeedIncident::new("x").status("awaitingAction"));
+        let (_, plain) = h.get(&format!("{LIST}/{id}")).await;
+        assert_eq!(plain["status"], "unknownFutureValue");
+        let (_, listed) = h.get(LIST).await;
+        assert_eq!(listed["value"][0]["status"], "unknownFutureValue");
+        let (_, preferred) = h
+            .raw(Method::GET, &format!("{LIST}/{id}"), true, None)
+            .await;
+        assert_eq!(preferred["status"], "awaitingAction");
+        assert_eq!(h.sim.incident(&id).unwrap().status, "awaitingAction");
+    }
+
+    #[tokio::test]
+    async fn graph_sim_serves_the_documented_shapes() {
+        let h = harness().await;
+        let id = h.sim.seed_incident(
+            SeedIncident::new("Multi-stage incident")
+                .severity("high")
+                .assigned_to("soc-bot@contoso.com")
+                .tag("ticket:SEC-1042")
+                .comment("Incident Sync App", "Ticket SEC-1042 opened")
+                .created(Utc.with_ymd_and_hms(2025, 5, 2, 7, 58, 40).unwrap()),
+        );
+        assert_eq!(id, FIRST_ID.to_string());
+        let (status, body) = h.get(&format!("{LIST}/{id}?$expand=alerts")).await;
+        assert_eq!(status, 200);
+        let base = h.sim.base_url();
+        assert_eq!(
+            body["@odata.context"],
+            format!("{base}/v1.0/$metadata#security/incidents/$entity")
+        );
+        assert_eq!(body["@odata.type"], "#microsoft.graph.security.incident");
+        assert_eq!(body["displayName"], "Multi-stage incident");
+        assert_eq!(body["severity"], "high");
+        assert_eq!(body["classification"], "unknown");
+        assert_eq!(body["description"], serde_json::Value::Null);
+        assert_eq!(body["redirectIncidentId"], serde_json::Value::Null);
+        assert_eq!(body["customTags"], json!(["ticket:SEC-1042"]));
+        assert_eq!(body["alerts"], json!([]));
+        assert_eq!(body["tenantId"], TENANT);
+        assert_eq!(
+            body["incidentWebUrl"],
+            format!("https://security.microsoft.com/incidents/{id}?tid={TENANT}")
+        );
+        assert_eq!(body["createdDateTime"], "2025-05-02T07:58:40.0000000Z");
+        assert_eq!(
+            body["comments"][0],
+            json!({"comment": "Ticket SEC-1042 opened", "createdByDisplayName": "Incident Sync App", "createdDateTime": "2025-05-02T07:58:40.0000000Z"})
+        );
+
+        let (status, body) = h.get(&format!("{LIST}?$count=true&$top=1")).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            body["@odata.context"],
+            format!("{base}/v1.0/$metadata#security/incidents")
+        );
+        assert_eq!(body["@odata.count"], 1);
+        assert!(body.get("@odata.nextLink").is_none());
+        assert!(body["value"][0].get("alerts").is_none());
+
+        let (status, body) = h.get(&format!("{LIST}/123")).await;
+        assert_eq!((status, error_code(&body)), (404, "NotFound"));
+    }
+
+    #[tokio::test]
+    async fn graph_sim_refuses_what_graph_does_not_document() {
+        let h = harness().await;
+        for (query, needle) in [
+            (
+                "$orderby=lastUpdateDateTime%20asc",
+                "'$orderby' is not supported",
+            ),
+            ("$select=id", "'$select' is not supported"),
+            ("$top=ten", "non-negative integer"),
+            ("$top=5&$TOP=6", "more than once"),
+            ("$expand=evidence", "'evidence'"),
+            ("$count=yes", "not a valid count option"),
+            ("$skiptoken=garbage", "$skiptoken"),
+            (
+                "$filter=displayName%20eq%20'x'",
+                "cannot be used in a $filter",
+            ),
+            (
+                "$filter=title%20eq%20'x'",
+                "Could not find a property named 'title'",
+            ),
+            (
+                "$filter=lastUpdateDateTime%20ge%20'2026-11-01T00:00:00Z'",
+                "incompatible types",
+            ),
+            ("$filter=status%20eq%20active", "quote strings"),
+            ("$filter=status%20eq%20'bogus'", "not a valid enumeration"),
+            ("$filter=status%20gt%20'active'", "cannot be applied"),
+            (
+                "$filter=status%20eq%20'active'%20or%20status%20eq%20'resolved'",
+                "'or' is not supported",
+            ),
+            ("$filter=(status%20eq%20'active')", "parentheses"),
+            (
+                "$filter=lastUpdateDateTime%20ge",
+                "expected 'property operator value'",
+            ),
+        ] {
+            let (status, body) = h.get(&format!("{LIST}?{query}")).await;
+            assert_eq!(status, 400, "{query}");
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(message.contains(needle), "{query}: {message}");
+        }
+        let (status, body) = h.get("/v1.0/security/alerts_v2x").await;
+        assert_eq!((status, error_code(&body)), (400, "BadRequest"));
+    }
+
+    #[tokio::test]
+    async fn graph_sim_filters_by_time_status_and_assignee() {
+        let h = harness().await;
+        let at = |d| Utc.with_ymd_and_hms(2026, 11, d, 0, 0, 0).unwrap();
+        let a = h
+            .sim
+            .seed_incident(SeedIncident::new("a").updated(at(1)).status("resolved"));
+        let b = h.sim.seed_incident(
+            SeedIncident::new("b")
+                .updated(at(2))
+                .assigned_to("o'neil@x"),
+        );
+        let c = h.sim.seed_incident(SeedIncident::new("c").updated(at(3)));
+        let ids = |body: serde_json::Value| -> Vec<String> {
+            body["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        for (filter, expected) in [
+            ("lastUpdateDateTime ge 2026-11-02T00:00:00Z", vec![&c, &b]),
+            ("lastUpdateDateTime gt 2026-11-02T00:00:00Z", vec![&c]),
+            (
+                "lastUpdateDateTime le 2026-11-02T00:00:00.0000000Z",
+                vec![&b, &a],
+            ),
+            ("lastUpdateDateTime lt 2026-11-02T00:00:00Z", vec![&a]),
+            ("status eq 'Resolved'", vec![&a]),
+            (
+                "status eq 'active' and lastUpdateDateTime ge 2026-11-01T00:00:00Z",
+                vec![&c, &b],
+            ),
+            ("assignedTo eq 'o''neil@x'", vec![&b]),
+            ("assignedTo eq null", vec![&c, &a]),
+            ("determination eq 'notMalicious'", vec![]),
+            ("createdDateTime ge 2026-11-03T00:00:00+00:00", vec![&c]),
+        ] {
+            let mut url = Url::parse(&format!("{}{LIST}", h.sim.base_url())).unwrap();
+            url.query_pairs_mut().append_pair("$filter", filter);
+            let path = format!("{LIST}?{}", url.query().unwrap());
+            let (status, body) = h.get(&path).await;
+            assert_eq!(status, 200, "{filter}: {body}");
+            let expected: Vec<String> = expected.into_iter().cloned().collect();
+            assert_eq!(ids(body), expected, "{filter}");
+        }
+    }
+
+    /// Follows next links from `first`, returning the ids of each page.
+    async fn pages(h: &Harness, first: &str) -> Vec<Vec<String>> {
+        let mut pages = Vec::new();
+        let (status, mut body) = h.get(first).await;
+        assert_eq!(status, 200, "{body}");
+        loop {
+            pages.push(
+                body["value"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i["id"].as_str().unwrap().to_string())
+                    .collect(),
+            );
+            let Some(next) = body["@odata.nextLink"].as_str() else {
+                break;
+            };
+            let path = next
+                .strip_prefix(&h.sim.base_url())
+                .expect("a link on the sim");
+            let (status, next_body) = h.get(path).await;
+            assert_eq!(status, 200, "{next_body}");
+            body = next_body;
+        }
+        pages
+    }
+
+    #[tokio::test]
+    async fn graph_sim_next_links_are_opaque_and_checked() {
+        let h = harness().await;
+        for i in 0..7 {
+            h.sim.seed_incident(SeedIncident::new(format!("{i}")));
+        }
+        let (_, body) = h.get(&format!("{LIST}?$top=3&$count=true")).await;
+        assert_eq!(body["@odata.count"], 7);
+        let next = body["@odata.nextLink"].as_str().unwrap().to_string();
+        assert!(next.starts_with(&format!("{}/v1.0/security/incidents?", h.sim.base_url())));
+        assert!(
+            next.contains("%24top=3") && next.contains("%24count=true"),
+            "{next}"
+        );
+        assert!(next.contains("%24skiptoken="), "{next}");
+        let path = next.strip_prefix(&h.sim.base_url()).unwrap();
+        let (status, second) = h.get(path).await;
+        assert_eq!(status, 200);
+        assert!(second.get("@odata.count").is_none());
+
+        // A client that rebuilds the link is caught.
+        let (status, body) = h.get(&format!("{path}&$skip=3")).await;
+        assert_eq!(status, 400);
+        assert!(body["error"]["message"].as_str().unwrap().contains("$skip"));
+        let rebuilt = path.replace("%24top=3", "%24top=4");
+        let (status, body) = h.get(&rebuilt).await;
+        assert_eq!(status, 400);
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("does not belong")
+        );
+        h.sim.set_reject_skip_with_token(false);
+        assert_eq!(h.get(&format!("{path}&$skip=3")).await.0, 200);
+
+        let all = pages(&h, &format!("{LIST}?$top=3")).await;
+        assert_eq!(all.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 3, 1]);
+        let skipped = pages(&h, &format!("{LIST}?$top=3&$skip=5")).await;
+        assert_eq!(
+            skipped,
+            vec![
+                all[1][2..]
+                    .iter()
+                    .chain(&all[2])
+                    .cloned()
+                    .collect::<Vec<_>>()
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn graph_sim_pages_are_stable_unless_live_paging() {
+        let h = harness().await;
+        let ids: Vec<String> = (0..6)
+            .map(|i| h.sim.seed_incident(SeedIncident::new(format!("{i}"))))
+            .collect();
+        // Newest first: 6th, 5th, … The listing's result list is frozen at page one.
+        let (_, first) = h.get(&format!("{LIST}?$top=3")).await;
+        let next = first["@odata.nextLink"].as_str().unwrap().to_string();
+        assert!(h.sim.set_title(&ids[0], "touched while paging"));
+        let path = next.strip_prefix(&h.sim.base_url()).unwrap();
+        let (_, second) = h.get(path).await;
+        let second: Vec<&str> = second["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(second, vec![&ids[2], &ids[1], &ids[0]]);
+
+        // Live paging re-runs the query: the touched incident jumps to the front
+        // and the offsets shift, as with plain $skip paging.
+        h.sim.set_live_paging(true);
+        let (_, first) = h.get(&format!("{LIST}?$top=3")).await;
+        let next = first["@odata.nextLink"].as_str().unwrap().to_string();
+        assert!(h.sim.set_title(&ids[1], "touched again"));
+        let path = next.strip_prefix(&h.sim.base_url()).unwrap();
+        let (_, second) = h.get(path).await;
+        let first: Vec<&str> = first["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap())
+            .collect();
+        let second: Vec<&str> = second["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(first, vec![&ids[0], &ids[5], &ids[4]]);
+        // ids[4] comes again, and ids[1] (now first) is never seen.
+        assert_eq!(second, vec![&ids[4], &ids[3], &ids[2]]);
+    }
+
+    #[tokio::test]
+    async fn graph_sim_empty_pages_keep_their_next_link() {
+        let h = harness().await;
+        for i in 0..5 {
+            h.sim.seed_incident(SeedIncident::new(format!("{i}")));
+        }
+        h.sim.set_empty_pages(true);
+        let sizes: Vec<usize> = pages(&h, &format!("{LIST}?$top=2"))
+            .await
+            .iter()
+            .map(Vec::len)
+            .collect();
+        assert_eq!(sizes, vec![2, 0, 2, 0, 1]);
+    }
+
+    #[tokio::test]
+    async fn graph_sim_patch_validates_like_the_update_doc() {
+        let h = harness().await;
+        let id = h.sim.seed_incident(SeedIncident::new("x").tag("keep"));
+        let path = format!("{LIST}/{id}");
+        for (body, needle) in [
+            (json!({"status": "redirected"}), "set by the service"),
+            (json!({"status": "awaitingAction"}), "set by the service"),
+            (json!({"status": "unknownFutureValue"}), "Cannot convert"),
+            (json!({"status": "closed"}), "incidentStatus"),
+            (json!({"status": null}), "incidentStatus"),
+            (json!({"classification": "bogus"}), "alertClassification"),
+            (json!({"severity": "high"}), "read-only"),
+            (json!({"displayName": "y"}), "read-only"),
+            (json!({"resolvingComment": "y"}), "read-only"),
+            (json!({"Status": "active"}), "does not exist"),
+            (json!({"customTags": "one"}), "Collection(Edm.String)"),
+            (json!({"assignedTo": 3}), "Edm.String"),
+            (json!(["status"]), "Unable to read JSON"),
+        ] {
+            let (status, reply) = h.raw(Method::PATCH, &path, false, Some(body.clone())).await;
+            assert_eq!(status, 400, "{body}");
+            assert_eq!(error_code(&reply), "BadRequest", "{body}");
+            let message = reply["error"]["message"].as_str().unwrap();
+            assert!(message.contains(needle), "{body}: {message}");
+        }
+        // Nothing above changed the incident.
+        assert_eq!(h.sim.incident(&id).unwrap().last_modified_by, None);
+
+        let (status, reply) = h
+            .raw(
+                Method::PATCH,
+                &path,
+                false,
+                Some(json!({
+                    "status": "Resolved",
+                    "classification": "TruePositive",
+                    "determination": "MultiStagedAttack",
+                    "customTags": ["keep", "ticket:SEC-9"],
+                })),
+            )
+            .await;
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(reply["status"], "resolved");
+        assert_eq!(reply["classification"], "truePositive");
+        assert_eq!(reply["determination"], "multiStagedAttack");
+        assert_eq!(reply["customTags"], json!(["keep", "ticket:SEC-9"]));
+        assert_eq!(reply["lastModifiedBy"], APP_NAME);
+        let (_, reply) = h
+            .raw(
+                Method::PATCH,
+                &path,
+                false,
+                Some(json!({"determination": "notEnoughDataToValidate"})),
+            )
+            .await;
+        assert_eq!(reply["determination"], "insufficientData");
+
+        let (status, reply) = h
+            .raw(
+                Method::PATCH,
+                &format!("{LIST}/4"),
+                false,
+                Some(json!({"status": "active"})),
+            )
+            .await;
+        assert_eq!((status, error_code(&reply)), (404, "NotFound"));
+        let (status, _) = h.raw(Method::DELETE, &path, false, None).await;
+        assert_eq!(status, 405);
+    }
+
+    #[tokio::test]
+    async fn graph_sim_comment_post_returns_the_whole_list() {
+        let h = harness().await;
+        let id = h
+            .sim
+            .seed_incident(SeedIncident::new("x").comment("Analyst", "first"));
+        let before = h.sim.incident(&id).unwrap().updated;
+        let path = format!("{LIST}/{id}/comments");
+        let body =
+            json!({"@odata.type": "microsoft.graph.security.alertComment", "comment": "second"});
+        let (status, reply) = h.raw(Method::POST, &path, false, Some(body)).await;
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(
+            reply["@odata.context"],
+            format!(
+                "{}/v1.0/$metadata#Collection(microsoft.graph.security.alertComment)",
+                h.sim.base_url()
+            )
+        );
+        let comments = reply["value"].as_array().unwrap();
+        assert_eq!(comments.len(), 2);
+        assert_eq!(comments[1]["comment"], "second");
+        assert_eq!(comments[1]["createdByDisplayName"], APP_NAME);
+        assert!(h.sim.incident(&id).unwrap().updated > before);
+
+        for body in [
+            json!({"comment": ""}),
+            json!({"text": "x"}),
+            json!({"@odata.type": "x", "comment": "y"}),
+        ] {
+            let (status, _) = h.raw(Method::POST, &path, false, Some(body.clone())).await;
+            assert_eq!(status, 400, "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn graph_sim_requires_a_graph_token() {
+        let h = harness().await;
+        let url = format!("{}{LIST}", h.sim.base_url());
+        let response = h.http.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 401);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "InvalidAuthenticationToken");
+        assert_eq!(body["error"]["message"], "Access token is empty.");
+        assert!(body["error"]["innerError"]["request-id"].is_string());
+
+        let (arm, _) = h.registry.issue("https://management.azure.com");
+        let response = h.http.get(&url).bearer_auth(arm).send().await.unwrap();
+        assert_eq!(response.status(), 401);
+
+        // A sovereign cloud's audience.
+        h.sim.set_audience("https://graph.microsoft.us");
+        assert_eq!(h.get(LIST).await.0, 401);
+        let (us, _) = h.registry.issue("https://graph.microsoft.us");
+        let response = h.http.get(&url).bearer_auth(us).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(h.sim.audience(), "https://graph.microsoft.us");
+    }
+
+    #[tokio::test]
+    async fn graph_sim_rate_limit_answers_429_with_retry_after() {
+        let h = harness().await;
+        h.sim.set_rate_limit(Some(RateLimit {
+            per_minute: 2,
+            per_hour: 100,
+        }));
+        assert_eq!(h.get(LIST).await.0, 200);
+        assert_eq!(h.get(LIST).await.0, 200);
+        let url = format!("{}{LIST}", h.sim.base_url());
+        let response = h.http.get(&url).bearer_auth(&h.token).send().await.unwrap();
+        assert_eq!(response.status(), 429);
+        let retry_after: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&retry_after));
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "TooManyRequests");
+        assert_eq!(body["error"]["innerError"]["code"], "429");
+        h.sim.set_rate_limit(None);
+        assert_eq!(h.get(LIST).await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn graph_sim_updates_in_one_instant_still_move_forward() {
+        let h = harness().await;
+        let id = h.sim.seed_incident(SeedIncident::new("x"));
+        let mut last = h.sim.incident(&id).unwrap().updated;
+        for i in 0..200 {
+            let after = h
+                .sim
+                .update_as_defender(&id, |inc| inc.display_name = Some(format!("{i}")))
+                .unwrap();
+            assert!(after.updated > last);
+            assert_eq!(after.last_modified_by.as_deref(), Some(DEFENDER_NAME));
+            last = after.updated;
+        }
+        let wire = h.sim.incident_json(&id).unwrap();
+        let text = wire["lastUpdateDateTime"].as_str().unwrap();
+        assert_eq!(text.len(), "2025-05-02T08:11:04.6033333Z".len(), "{text}");
+        assert_eq!(wire::parse_timestamp(text), Some(last));
+    }
+
+    #[tokio::test]
+    async fn graph_sim_admin_rust_api() {
+        let h = harness().await;
+        let a = h.sim.seed_incident(SeedIncident::new("a"));
+        let b = h.sim.seed_incident(SeedIncident::new("b").id("50000"));
+        let c = h.sim.seed_incident(SeedIncident::new("c"));
+        assert_eq!(
+            (a.as_str(), b.as_str(), c.as_str()),
+            ("41000", "50000", "50001")
+        );
+        assert!(
+            h.sim
+                .try_seed_incident(SeedIncident::new("d").severity("huge"))
+                .is_err()
+        );
+        assert!(
+            h.sim
+                .try_seed_incident(SeedIncident::new("d").id("50000"))
+                .is_err()
+        );
+
+        assert!(h.sim.set_status(&a, "InProgress"));
+        assert!(!h.sim.set_status(&a, "closed"));
+        assert!(h.sim.set_severity(&a, "low"));
+        assert!(h.sim.set_title(&a, "renamed"));
+        assert!(h.sim.assign(&a, "analyst@contoso.com"));
+        assert!(h.sim.add_comment_as(&a, "Analyst", "looking"));
+        assert!(!h.sim.set_title("1", "nope"));
+        let inc = h.sim.incident(&a).unwrap();
+        assert_eq!(inc.status, "inProgress");
+        assert_eq!(inc.severity, "low");
+        assert_eq!(inc.display_name.as_deref(), Some("renamed"));
+        assert_eq!(inc.assigned_to.as_deref(), Some("analyst@contoso.com"));
+        assert_eq!(inc.comments[0].author, "Analyst");
+
+        let target_before = h.sim.incident(&c).unwrap().updated;
+        assert!(h.sim.redirect(&a, &c));
+        let inc = h.sim.incident(&a).unwrap();
+        assert_eq!(inc.status, "redirected");
+        assert_eq!(inc.redirect_incident_id.as_deref(), Some(c.as_str()));
+        assert!(h.sim.incident(&c).unwrap().updated > target_before);
+        assert!(!h.sim.redirect(&a, "404"));
+
+        let ids: Vec<String> = h.sim.incidents().into_iter().map(|i| i.id).collect();
+        assert_eq!(ids, vec![a, b, c]);
+    }
+
+    #[tokio::test]
+    async fn graph_sim_admin_http_surface_needs_no_token() {
+        let h = harness().await;
+        let base = h.sim.base_url();
+        let response = h
+            .http
+            .post(format!("{base}/_sim/incidents"))
+            .json(&json!({"displayName": "seeded over HTTP", "severity": "High", "status": "awaitingAction", "customTags": ["t"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let seeded: serde_json::Value = response.json().await.unwrap();
+        let id = seeded["id"].as_str().unwrap().to_string();
+        assert_eq!(seeded["status"], "awaitingAction");
+        assert_eq!(seeded["severity"], "high");
+
+        let response = h
+            .http
+            .patch(format!("{base}/_sim/incidents/{id}"))
+            .json(&json!({"status": "redirected", "redirectIncidentId": "41999", "assignedTo": null, "comment": {"author": "Defender Experts", "text": "merged"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let changed: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(changed["status"], "redirected");
+        assert_eq!(changed["redirectIncidentId"], "41999");
+        assert_eq!(
+            changed["comments"][0]["createdByDisplayName"],
+            "Defender Experts"
+        );
+        assert_eq!(changed["lastModifiedBy"], DEFENDER_NAME);
+
+        let response = h
+            .http
+            .patch(format!("{base}/_sim/incidents/{id}"))
+            .json(&json!({"colour": "red"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+
+        h.get(LIST).await;
+        let listed: serde_json::Value = h
+            .http
+            .get(format!("{base}/_sim/incidents"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(listed["value"].as_array().unwrap().len(), 1);
+        let log: serde_json::Value = h
+            .http
+            .get(format!("{base}/_sim/requests"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            log,
+            json!([{"method": "GET", "path": LIST, "query": null, "status": 200}])
+        );
+    }
+
+    #[test]
+    fn graph_sim_skiptokens_round_trip() {
+        let token = SkipToken {
+            offset: 150,
+            snapshot: 7,
+            fingerprint: 0xdead_beef,
+            empty_served: true,
+        };
+        assert_eq!(SkipToken::decode(&token.encode()), Some(token));
+        assert_eq!(SkipToken::decode("djEuMS4x"), None);
+    }
+}

@@ -1,0 +1,175 @@
+//! Builds the connectors a config describes: one shared HTTP client, a token
+//! provider per Microsoft source, one client per source and ticket system, and
+//! a `PairRuntime` per `[[sync]]`. This is where secrets are read.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bridge_core::config::{Config, HttpConfig, SourceConfig, TicketAuth, TicketSystemConfig};
+use bridge_core::engine::PairRuntime;
+use bridge_core::ports::{IncidentSource, TicketSystem};
+use bridge_core::vocab::{SourceKind, TicketKind};
+use secrecy::SecretString;
+
+use crate::auth::EntraTokenProvider;
+use crate::graph::GraphSource;
+use crate::http::{Api, Auth, HttpSettings, build_client};
+use crate::jira::JiraTickets;
+
+/// Why the connectors could not be built. `Input` problems (a missing secret, an
+/// unreadable CA bundle, a kind this version cannot drive) are the admin's to fix.
+#[derive(Debug)]
+pub enum BuildError {
+    Input(String),
+}
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BuildError::Input(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+fn input(message: impl Into<String>) -> BuildError {
+    BuildError::Input(message.into())
+}
+
+/// Reads `[http]` into settings for the client (the CA bundle is read here).
+pub fn http_settings(http: &HttpConfig) -> Result<HttpSettings, BuildError> {
+    let ca_bundle_pem = match &http.ca_bundle {
+        Some(path) => Some(std::fs::read(path).map_err(|e| {
+            input(format!(
+                "[http] ca_bundle {}: cannot read it: {e}",
+                path.display()
+            ))
+        })?),
+        None => None,
+    };
+    Ok(HttpSettings {
+        ca_bundle_pem,
+        proxy: http.proxy.clone(),
+        timeout: Some(http.timeout),
+    })
+}
+
+/// Every `[[sync]]` pair, ready to run.
+pub fn build_pairs(config: &Config) -> Result<Vec<PairRuntime>, BuildError> {
+    let client = build_client(&http_settings(&config.http)?).map_err(input)?;
+    let mut sources: HashMap<&str, Arc<dyn IncidentSource>> = HashMap::new();
+    let mut tickets: HashMap<&str, Arc<dyn TicketSystem>> = HashMap::new();
+    let mut pairs = Vec::new();
+    for sync in &config.syncs {
+        let source_config = config
+            .source(&sync.source)
+            .expect("validated by the config loader");
+        let ticket_config = config
+            .ticket_system(&sync.tickets)
+            .expect("validated by the config loader");
+        let source = match sources.get(source_config.name.as_str()) {
+            Some(s) => s.clone(),
+            None => {
+                let s = build_source(source_config, client.clone())?;
+                sources.insert(&source_config.name, s.clone());
+                s
+            }
+        };
+        let ticket_system = match tickets.get(ticket_config.name.as_str()) {
+            Some(t) => t.clone(),
+            None => {
+                let t = build_tickets(ticket_config, client.clone())?;
+                tickets.insert(&ticket_config.name, t.clone());
+                t
+            }
+        };
+        pairs.push(PairRuntime {
+            pair: sync.pair_name(),
+            source_name: sync.source.clone(),
+            source,
+            tickets: ticket_system,
+            mapping: Arc::new(ticket_config.mapping.clone()),
+            policy: sync.conflict,
+            since: sync.since,
+            overlap: chrono::Duration::minutes(5),
+            adopt_after: chrono::Duration::seconds(30),
+        });
+    }
+    Ok(pairs)
+}
+
+fn secret(
+    owner: &str,
+    key: &str,
+    r: &bridge_core::config::SecretRef,
+) -> Result<SecretString, BuildError> {
+    r.resolve()
+        .map_err(|e| input(format!("{owner}: {key}: {e}")))
+}
+
+fn build_source(
+    config: &SourceConfig,
+    client: reqwest::Client,
+) -> Result<Arc<dyn IncidentSource>, BuildError> {
+    let owner = format!("[[source]] {}", config.name);
+    match config.kind {
+        SourceKind::Graph => {
+            let secret = secret(&owner, "client_secret", &config.client_secret)?;
+            let tokens = EntraTokenProvider::new(
+                &config.authority_host,
+                &config.tenant_id,
+                &config.client_id,
+                secret,
+                config.scope.clone(),
+                client.clone(),
+            )
+            .map_err(|e| input(format!("{owner}: {}", e.message)))?;
+            let api = Api::new(
+                config.name.clone(),
+                &config.base_url,
+                client,
+                Auth::Bearer(Arc::new(tokens)),
+                crate::graph::error_message,
+            )
+            .map_err(|e| input(format!("{owner}: {e}")))?;
+            Ok(Arc::new(GraphSource::new(api)))
+        }
+        SourceKind::Sentinel => Err(input(format!(
+            "{owner}: kind = \"sentinel\" is not supported by this version yet; use kind = \"graph\""
+        ))),
+    }
+}
+
+fn build_tickets(
+    config: &TicketSystemConfig,
+    client: reqwest::Client,
+) -> Result<Arc<dyn TicketSystem>, BuildError> {
+    let owner = format!("[[ticket_system]] {}", config.name);
+    match config.kind {
+        TicketKind::Jira => {
+            let TicketAuth::JiraToken { email, api_token } = &config.auth else {
+                return Err(input(format!("{owner}: jira needs email and api_token")));
+            };
+            let password = secret(&owner, "api_token", api_token)?;
+            let api = Api::new(
+                config.name.clone(),
+                &config.base_url,
+                client,
+                Auth::Basic {
+                    username: email.clone(),
+                    password,
+                },
+                crate::jira::error_message,
+            )
+            .map_err(|e| input(format!("{owner}: {e}")))?;
+            let project = config.project_key.clone().unwrap_or_default();
+            let issue_type = config.issue_type.clone().unwrap_or_else(|| "Task".into());
+            Ok(Arc::new(JiraTickets::new(api, project, issue_type)))
+        }
+        TicketKind::Servicenow | TicketKind::Generic => Err(input(format!(
+            "{owner}: kind = \"{}\" is not supported by this version yet; use kind = \"jira\"",
+            config.kind.as_str()
+        ))),
+    }
+}

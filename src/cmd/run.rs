@@ -1,0 +1,166 @@
+//! `itsm-bridge run`: every `[[sync]]` pair on its schedule (or once), until
+//! interrupted. The loop is thin: the `Scheduler` says which pairs are due and when
+//! to wake; the engine runs a pair's cycle.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use bridge_core::config;
+use bridge_core::engine::{self, CycleReport, PairRuntime, SystemClock};
+use bridge_core::schedule::Scheduler;
+use bridge_core::store::{SqliteStore, Store};
+use connectors::wiring;
+
+use crate::{CmdResult, Failure};
+
+pub async fn run(path: &Path, once: bool, dry_run: bool) -> CmdResult {
+    let config = super::load_config(path)?;
+    config::check_secrets(&config).map_err(|e| Failure::Input(e.to_string()))?;
+    let pairs = wiring::build_pairs(&config).map_err(|e| Failure::Input(e.to_string()))?;
+    let store: Arc<dyn Store> = if dry_run && !config.store.path.exists() {
+        Arc::new(SqliteStore::open_in_memory()?)
+    } else {
+        Arc::new(SqliteStore::open(&config.store.path)?)
+    };
+    if once {
+        let reports = run_once(&pairs, store.as_ref(), dry_run).await;
+        let mut ok = true;
+        for report in &reports {
+            match report {
+                Ok(r) => {
+                    print_report(r, dry_run);
+                    ok &= r.failed == 0;
+                }
+                Err((pair, e)) => {
+                    eprintln!("{pair}: {e}");
+                    ok = false;
+                }
+            }
+        }
+        return Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+
+    let schedules = config.syncs.iter().map(|s| s.schedule.clone()).collect();
+    let mut scheduler = Scheduler::new(schedules, chrono::Utc::now());
+    tracing::info!(pairs = pairs.len(), db = %config.store.path.display(), "itsm-bridge running");
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let now = chrono::Utc::now();
+        for job in scheduler.poll_due(now) {
+            let pair = &pairs[job];
+            let retry = match engine::run_cycle(pair, store.as_ref(), &SystemClock, false).await {
+                Ok(report) => {
+                    log_report(&report);
+                    None
+                }
+                Err(e) => {
+                    tracing::error!(pair = %pair.pair, error = %e, "cycle failed; retrying in 30s");
+                    Some(chrono::Duration::seconds(30))
+                }
+            };
+            scheduler.handle_done(job, chrono::Utc::now(), retry);
+        }
+        let wait = scheduler
+            .poll_deadline()
+            .map(|t| (t - chrono::Utc::now()).to_std().unwrap_or_default())
+            .unwrap_or(std::time::Duration::from_secs(3600));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = &mut shutdown => {
+                tracing::info!("stopping");
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
+}
+
+/// Runs every pair's cycle once, in order.
+pub async fn run_once(
+    pairs: &[PairRuntime],
+    store: &dyn Store,
+    dry_run: bool,
+) -> Vec<Result<CycleReport, (String, engine::EngineError)>> {
+    let mut out = Vec::new();
+    for pair in pairs {
+        out.push(
+            engine::run_cycle(pair, store, &SystemClock, dry_run)
+                .await
+                .map_err(|e| (pair.pair.clone(), e)),
+        );
+    }
+    out
+}
+
+fn log_report(r: &CycleReport) {
+    tracing::info!(
+        pair = %r.pair,
+        incidents = r.incidents_seen,
+        tickets = r.tickets_seen,
+        created = r.tickets_created,
+        adopted = r.tickets_adopted,
+        tickets_updated = r.tickets_updated,
+        incidents_updated = r.incidents_updated,
+        write_backs = r.write_backs,
+        conflicts = r.conflicts,
+        failed = r.failed,
+        "cycle done"
+    );
+}
+
+pub fn print_report(r: &CycleReport, dry_run: bool) {
+    println!(
+        "{}: {} incident(s) and {} ticket(s) changed; {} ticket(s) created, {} adopted, {} updated; {} incident(s) updated, {} written back; {} conflict(s), {} failed",
+        r.pair,
+        r.incidents_seen,
+        r.tickets_seen,
+        r.tickets_created,
+        r.tickets_adopted,
+        r.tickets_updated,
+        r.incidents_updated,
+        r.write_backs,
+        r.conflicts,
+        r.failed
+    );
+    if dry_run {
+        if r.planned.is_empty() {
+            println!("  (dry run) nothing to do");
+        }
+        for action in &r.planned {
+            println!(
+                "  (dry run) {} incident {}",
+                action.kind(),
+                action.incident_id()
+            );
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
