@@ -151,7 +151,9 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_logging();
+    // The demo tells its own story on stdout; its logs stay quiet unless asked for.
+    let quiet = matches!(cli.command, Command::Demo { .. });
+    init_logging(quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -230,15 +232,21 @@ impl DbArgs {
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` sets the level (default: info for the bridge).
-fn init_logging() {
+/// Logs go to stderr; `RUST_LOG` sets the level (default: info for the bridge,
+/// warnings only when `quiet`).
+fn init_logging(quiet: bool) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new("warn,itsm_bridge=info,bridge_core=info,connectors=info")
-    });
+    let default = if quiet {
+        "warn"
+    } else {
+        "warn,itsm_bridge=info,bridge_core=info,connectors=info"
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

@@ -640,7 +640,7 @@ impl TicketSystem for JiraTickets {
         // correlation label, never by posting again.
         let request = Request::with_body(Method::POST, self.rest(&["issue"]), body);
         let created: CreatedIssue = self.api.send(request).await?.json(self.api.system())?;
-        tracing::info!(system = self.api.system(), issue = %created.key, label = %label, "created issue");
+        tracing::debug!(system = self.api.system(), issue = %created.key, label = %label, "created issue");
         self.settle_new_issue(&created.key, ticket, target.as_deref())
             .await
             .map_err(|e| ConnectorError {

@@ -1,0 +1,257 @@
+//! Defender (Graph) incidents ⇄ Jira issues, end to end: the real binary against
+//! the simulators. Each test reads as a situation an ops team would recognise.
+
+mod common;
+
+use common::{Env, assert_success, stderr, stdout};
+use connectors::jira::adf::adf_to_text;
+use connectors::sims::{ANALYSTS, GRAPH_CLIENT_SECRET, JIRA_API_TOKEN, TENANT_ID};
+
+fn open_incident_ids(env: &Env) -> Vec<String> {
+    env.sims
+        .graph
+        .incidents()
+        .into_iter()
+        .filter(|i| i.status != "resolved")
+        .map(|i| i.id)
+        .collect()
+}
+
+#[test]
+fn a_backlog_larger_than_two_pages_gets_exactly_one_issue_per_open_incident() {
+    let env = Env::start(120);
+    env.sync();
+
+    let open = open_incident_ids(&env);
+    assert_eq!(open.len(), 108, "the seed resolves every tenth incident");
+    let issues = env.sims.jira.issues();
+    assert_eq!(
+        issues.len(),
+        open.len(),
+        "one issue per open incident, none for resolved ones"
+    );
+    for id in &open {
+        let label = format!("itsm-bridge:defender:{id}");
+        let mine: Vec<_> = issues
+            .iter()
+            .filter(|i| i.labels.contains(&label))
+            .collect();
+        assert_eq!(mine.len(), 1, "incident {id} has exactly one issue");
+        let issue = mine[0];
+        let description = adf_to_text(issue.description.as_ref().expect("a description"));
+        let url = format!("https://security.microsoft.com/incidents/{id}?tid={TENANT_ID}");
+        assert!(
+            description.contains(&url),
+            "the issue links the incident: {description}"
+        );
+
+        let incident = env.sims.graph.incident(id).unwrap();
+        let tag = format!("ticket:{}", issue.key);
+        assert!(
+            incident.custom_tags.contains(&tag),
+            "{id} tags: {:?}",
+            incident.custom_tags
+        );
+        assert!(
+            incident
+                .comments
+                .iter()
+                .any(|c| c.comment.contains(&issue.key) && c.comment.contains("/browse/")),
+            "{id} carries a comment with the issue link"
+        );
+    }
+    let list_pages = env
+        .sims
+        .graph
+        .kit
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/v1.0/security/incidents")
+        .count();
+    assert!(
+        list_pages >= 3,
+        "120 incidents take 3 pages of 50, got {list_pages}"
+    );
+
+    let verify = env.bridge(&["ledger", "verify", "--db", env.db_arg()]);
+    assert_success(&verify);
+    assert!(stdout(&verify).contains("ledger intact"));
+}
+
+#[test]
+fn a_run_with_nothing_changed_writes_nothing() {
+    let env = Env::start(12);
+    env.sync();
+    let ledger_before = env.ledger_len();
+    let seen = (
+        env.sims.graph.kit.request_count(),
+        env.sims.jira.kit.request_count(),
+    );
+
+    env.sync();
+
+    let writes = |log: Vec<connectors::simkit::LoggedRequest>, from: usize| {
+        log.into_iter()
+            .skip(from)
+            .filter(|r| r.method != "GET" && !r.path.ends_with("/search/jql"))
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        writes(env.sims.graph.kit.requests(), seen.0),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        writes(env.sims.jira.kit.requests(), seen.1),
+        Vec::<String>::new()
+    );
+    assert_eq!(env.ledger_len(), ledger_before, "nothing new in the ledger");
+}
+
+#[test]
+fn resolving_the_issue_in_jira_resolves_the_incident_with_a_classification() {
+    let env = Env::start(4);
+    env.sync();
+    let id = open_incident_ids(&env)[0].clone();
+    let key = env.ticket_of(&id).expect("the incident is linked");
+
+    env.sims
+        .jira
+        .transition_as_analyst(&key, "Done", Some("Won't Do"))
+        .unwrap();
+    env.sync();
+
+    let incident = env.sims.graph.incident(&id).unwrap();
+    assert_eq!(incident.status, "resolved");
+    assert_eq!(incident.classification.as_deref(), Some("falsePositive"));
+    let list = env.bridge(&["ledger", "list", "--db", env.db_arg(), "--incident", &id]);
+    assert!(
+        stdout(&list).contains("update_incident"),
+        "{}",
+        stdout(&list)
+    );
+
+    // And back: the analyst reopens it; the incident becomes active again.
+    env.sims
+        .jira
+        .transition_as_analyst(&key, "To Do", None)
+        .unwrap();
+    env.sync();
+    let incident = env.sims.graph.incident(&id).unwrap();
+    assert_eq!(incident.status, "active");
+    assert_eq!(
+        incident.classification.as_deref(),
+        Some("falsePositive"),
+        "a reopen keeps the verdict"
+    );
+}
+
+#[test]
+fn title_severity_status_and_assignee_changes_on_the_incident_flow_to_the_issue() {
+    let env = Env::start(4);
+    env.sync();
+    let id = open_incident_ids(&env)[0].clone();
+    let key = env.ticket_of(&id).unwrap();
+    let analyst = ANALYSTS[2].0;
+
+    env.sims
+        .graph
+        .set_title(&id, "Cobalt Strike beacon on WS-0311");
+    env.sims.graph.set_severity(&id, "high");
+    env.sims.graph.set_status(&id, "inProgress");
+    env.sims.graph.assign(&id, analyst);
+    env.sync();
+
+    let issue = env.sims.jira.issue(&key).unwrap();
+    assert_eq!(
+        issue.summary,
+        format!("[Defender #{id}] Cobalt Strike beacon on WS-0311")
+    );
+    assert_eq!(issue.priority, "Highest");
+    assert_eq!(issue.status_category, "indeterminate");
+    let assignee =
+        env.sims.jira.issue_json(&key).unwrap()["fields"]["assignee"]["emailAddress"].clone();
+    assert_eq!(assignee, analyst);
+
+    // Resolved in Defender: the issue is closed with the verdict as its resolution.
+    env.sims.graph.update_as_defender(&id, |i| {
+        i.status = "resolved".into();
+        i.classification = Some("falsePositive".into());
+    });
+    env.sync();
+    let issue = env.sims.jira.issue(&key).unwrap();
+    assert_eq!(issue.status_category, "done");
+    assert_eq!(issue.resolution.as_deref(), Some("Won't Do"));
+}
+
+#[test]
+fn a_dry_run_plans_but_writes_nothing() {
+    let env = Env::start(5);
+    let out = env.bridge(&["run", "--dry-run", "--config", env.config.to_str().unwrap()]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("(dry run) create_ticket"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(env.sims.jira.issues().is_empty());
+    assert!(!env.db.exists(), "a dry run creates no database");
+}
+
+#[test]
+fn links_show_the_mapping_table() {
+    let env = Env::start(3);
+    env.sync();
+    let out = env.bridge(&["links", "--db", env.db_arg()]);
+    assert_success(&out);
+    let text = stdout(&out);
+    for issue in env.sims.jira.issues() {
+        assert!(text.contains(&issue.key), "{text}");
+    }
+    assert!(text.contains("3 link(s)"), "{text}");
+}
+
+#[test]
+fn an_altered_ledger_row_fails_verification() {
+    let env = Env::start(3);
+    env.sync();
+    assert_success(&env.bridge(&["ledger", "verify", "--db", env.db_arg()]));
+
+    let conn = rusqlite::Connection::open(&env.db).unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER ledger_no_update; UPDATE ledger SET detail = 'nothing to see' WHERE seq = 2;",
+    )
+    .unwrap();
+    drop(conn);
+
+    let out = env.bridge(&["ledger", "verify", "--db", env.db_arg()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("BROKEN at entry 2"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn secrets_never_reach_the_output_even_at_trace_level() {
+    let env = Env::start(3);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_itsm-bridge"))
+        .args(["run", "--once", "--config", env.config.to_str().unwrap()])
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(all.len() > 1000, "trace logging produced output");
+    for secret in [GRAPH_CLIENT_SECRET, JIRA_API_TOKEN] {
+        assert!(!all.contains(secret), "a secret leaked into the output");
+    }
+    let db = std::fs::read(&env.db).unwrap();
+    for secret in [GRAPH_CLIENT_SECRET, JIRA_API_TOKEN] {
+        assert!(
+            !db.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "a secret leaked into the database"
+        );
+    }
+}
