@@ -18,7 +18,7 @@ use crate::model::{
     Baseline, ConflictPolicy, Direction, FieldChange, IncidentSnapshot, IncidentUpdate, Link,
     LinkState, TicketSnapshot, Timestamp,
 };
-use crate::ports::{ConnectorError, IncidentSource, TicketSystem};
+use crate::ports::{ConnectorError, ErrorKind, IncidentSource, TicketSystem};
 use crate::reconcile::{self, Action, Input, PairSpec, Plan};
 use crate::store::{Intent, IntentId, Side, Store, StoreError};
 
@@ -452,6 +452,11 @@ impl Cycle<'_> {
             Some(t) => (t, true),
             None => match tickets.create(&create).await {
                 Ok(t) => (t, false),
+                // The request may have reached the ticket system: whether the ticket
+                // exists is unknown until its search index has caught up.
+                Err(e) if e.kind == ErrorKind::Transient && intent.is_some() => {
+                    return self.create_outcome_unknown(&incident, e);
+                }
                 Err(e) => return self.fail_create(intent, &incident, e).await,
             },
         };
@@ -528,6 +533,34 @@ impl Cycle<'_> {
                 .or(Some(link))),
             None => Ok(Some(link)),
         }
+    }
+
+    /// Leaves the create's intent pending: a later cycle looks the ticket up by its
+    /// correlation id (once the search index can show it) and adopts it, or creates
+    /// it then. Nothing after this incident's watermark is given up meanwhile.
+    fn create_outcome_unknown(
+        &mut self,
+        incident: &IncidentSnapshot,
+        error: ConnectorError,
+    ) -> Result<Option<Link>, EngineError> {
+        tracing::warn!(pair = %self.rt.pair, incident = %incident.id, error = %error, "ticket create outcome unknown; will look for it before trying again");
+        self.report.failed += 1;
+        self.held_back.insert(incident.id.clone());
+        self.incident_floor = min_time(self.incident_floor, incident.modified);
+        let record = LedgerRecord {
+            outcome: Outcome::Failed,
+            detail: Some(format!(
+                "{error}; the ticket may exist: it will be looked up by correlation id before any new attempt"
+            )),
+            ..self.record(
+                "create_ticket",
+                Some(Direction::ToTicket),
+                &incident.id,
+                None,
+            )
+        };
+        self.store.append_ledger(&[record])?;
+        Ok(None)
     }
 
     async fn fail_create(
@@ -820,3 +853,6 @@ fn advance(
 fn min_time(current: Option<Timestamp>, t: Timestamp) -> Option<Timestamp> {
     Some(current.map_or(t, |c| c.min(t)))
 }
+
+#[cfg(test)]
+mod tests;

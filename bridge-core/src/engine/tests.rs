@@ -1,0 +1,481 @@
+//! Engine tests against in-memory fakes of both sides and a virtual clock: the
+//! outbox, adoption after a lost answer, and watermarks that wait for failures.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{TimeZone, Utc};
+
+use super::*;
+use crate::mapping::{Flow, IncidentSide, Template, ValueMap, WriteBack};
+use crate::model::{Attrs, Comment, Correlation, Page, TicketCreate, TicketUpdate};
+use crate::ports::ConnectorResult;
+use crate::store::SqliteStore;
+use crate::vocab::{SourceKind, TicketKind};
+
+struct FakeClock(Mutex<Timestamp>);
+
+impl FakeClock {
+    fn new() -> FakeClock {
+        FakeClock(Mutex::new(
+            Utc.with_ymd_and_hms(2026, 11, 22, 8, 0, 0).unwrap(),
+        ))
+    }
+    fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// Both remote systems' shared sense of time: every write moves it on a second.
+#[derive(Default)]
+struct Remote {
+    now: Mutex<i64>,
+}
+
+impl Remote {
+    fn tick(&self) -> Timestamp {
+        let mut n = self.now.lock().unwrap();
+        *n += 1;
+        Utc.timestamp_opt(1_790_000_000 + *n, 0).unwrap()
+    }
+}
+
+#[derive(Default)]
+struct FakeSource {
+    remote: std::sync::Arc<Remote>,
+    incidents: Mutex<BTreeMap<String, IncidentSnapshot>>,
+}
+
+impl FakeSource {
+    fn add(&self, id: &str, status: &str) {
+        let mut attrs = Attrs::new();
+        attrs.insert("title".into(), format!("Incident {id}"));
+        attrs.insert("status".into(), status.into());
+        let at = self.remote.tick();
+        self.incidents.lock().unwrap().insert(
+            id.into(),
+            IncidentSnapshot {
+                id: id.into(),
+                display_id: id.into(),
+                web_url: format!("https://security.example/incidents/{id}"),
+                provider_url: None,
+                created: at,
+                modified: at,
+                attrs,
+                tags: vec![],
+                redirect_to: None,
+                comments: vec![],
+                etag: None,
+            },
+        );
+    }
+}
+
+#[async_trait]
+impl IncidentSource for FakeSource {
+    async fn changed_since(&self, since: Timestamp) -> ConnectorResult<Page<IncidentSnapshot>> {
+        let items = self
+            .incidents
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|i| i.modified >= since)
+            .cloned()
+            .collect();
+        Ok(Page { items, next: None })
+    }
+    async fn next_page(&self, _: &str) -> ConnectorResult<Page<IncidentSnapshot>> {
+        unreachable!("one page")
+    }
+    async fn get(&self, id: &str) -> ConnectorResult<IncidentSnapshot> {
+        Ok(self.incidents.lock().unwrap()[id].clone())
+    }
+    async fn update(&self, id: &str, u: &IncidentUpdate) -> ConnectorResult<IncidentSnapshot> {
+        let mut all = self.incidents.lock().unwrap();
+        let i = all.get_mut(id).unwrap();
+        for (k, v) in &u.set {
+            match v {
+                Some(v) => i.attrs.insert(k.clone(), v.clone()),
+                None => i.attrs.remove(k),
+            };
+        }
+        i.tags.extend(u.add_tags.iter().cloned());
+        i.modified = self.remote.tick();
+        Ok(i.clone())
+    }
+    async fn add_comment(&self, id: &str, text: &str) -> ConnectorResult<()> {
+        let at = self.remote.tick();
+        let mut all = self.incidents.lock().unwrap();
+        let i = all.get_mut(id).unwrap();
+        i.comments.push(Comment {
+            id: None,
+            author: None,
+            created: at,
+            text: text.into(),
+        });
+        i.modified = at;
+        Ok(())
+    }
+}
+
+/// What the next create or update does.
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    /// The ticket is created, but the answer is lost (a timeout).
+    CreatedButLost,
+    /// Refused outright.
+    Refused,
+}
+
+#[derive(Default)]
+struct FakeTickets {
+    remote: std::sync::Arc<Remote>,
+    tickets: Mutex<BTreeMap<String, TicketSnapshot>>,
+    create_faults: Mutex<Vec<Fault>>,
+    update_faults: Mutex<Vec<Fault>>,
+    creates: Mutex<usize>,
+}
+
+impl FakeTickets {
+    fn count(&self) -> usize {
+        self.tickets.lock().unwrap().len()
+    }
+}
+
+#[async_trait]
+impl TicketSystem for FakeTickets {
+    async fn changed_since(&self, since: Timestamp) -> ConnectorResult<Page<TicketSnapshot>> {
+        let items = self
+            .tickets
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|t| t.modified >= since)
+            .cloned()
+            .collect();
+        Ok(Page { items, next: None })
+    }
+    async fn next_page(&self, _: &str) -> ConnectorResult<Page<TicketSnapshot>> {
+        unreachable!("one page")
+    }
+    async fn find_by_correlation(
+        &self,
+        c: &Correlation,
+    ) -> ConnectorResult<Option<TicketSnapshot>> {
+        Ok(self
+            .tickets
+            .lock()
+            .unwrap()
+            .values()
+            .find(|t| t.correlation.as_ref() == Some(c))
+            .cloned())
+    }
+    async fn create(&self, t: &TicketCreate) -> ConnectorResult<TicketSnapshot> {
+        *self.creates.lock().unwrap() += 1;
+        let fault = self.create_faults.lock().unwrap().pop();
+        if fault == Some(Fault::Refused) {
+            return Err(ConnectorError::new(ErrorKind::Permanent, "fake", "refused"));
+        }
+        let at = self.remote.tick();
+        let n = self.tickets.lock().unwrap().len() + 1;
+        let ticket = TicketSnapshot {
+            key: format!("SEC-{n}"),
+            id: n.to_string(),
+            url: format!("https://tickets.example/SEC-{n}"),
+            created: at,
+            modified: at,
+            attrs: t.attrs.clone(),
+            labels: t.labels.clone(),
+            correlation: Some(t.correlation.clone()),
+            comments: vec![],
+        };
+        self.tickets
+            .lock()
+            .unwrap()
+            .insert(ticket.key.clone(), ticket.clone());
+        match fault {
+            Some(Fault::CreatedButLost) => Err(ConnectorError::new(
+                ErrorKind::Transient,
+                "fake",
+                "timed out",
+            )),
+            _ => Ok(ticket),
+        }
+    }
+    async fn get(&self, key: &str) -> ConnectorResult<TicketSnapshot> {
+        Ok(self.tickets.lock().unwrap()[key].clone())
+    }
+    async fn update(&self, key: &str, u: &TicketUpdate) -> ConnectorResult<TicketSnapshot> {
+        if self.update_faults.lock().unwrap().pop().is_some() {
+            return Err(ConnectorError::new(ErrorKind::Permanent, "fake", "refused"));
+        }
+        let at = self.remote.tick();
+        let mut all = self.tickets.lock().unwrap();
+        let t = all.get_mut(key).unwrap();
+        for (k, v) in &u.set {
+            match v {
+                Some(v) => t.attrs.insert(k.clone(), v.clone()),
+                None => t.attrs.remove(k),
+            };
+        }
+        t.modified = at;
+        Ok(t.clone())
+    }
+    async fn add_comment(&self, _: &str, text: &str) -> ConnectorResult<Comment> {
+        Ok(Comment {
+            id: None,
+            author: None,
+            created: self.remote.tick(),
+            text: text.into(),
+        })
+    }
+}
+
+fn mapping() -> Mapping {
+    let summary = Template::parse("{incident.title}", &["title"], false).unwrap();
+    Mapping {
+        file: PathBuf::from("test.toml"),
+        source_kind: SourceKind::Graph,
+        ticket_kind: TicketKind::Jira,
+        fields: vec![
+            FieldRule {
+                name: "summary".into(),
+                incident: IncidentSide::Template(summary),
+                ticket: "summary".into(),
+                flow: Flow::ToTicket,
+                to_ticket: None,
+                to_incident: None,
+                conflict: None,
+            },
+            FieldRule {
+                name: "status".into(),
+                incident: IncidentSide::Attr("status".into()),
+                ticket: "status".into(),
+                flow: Flow::Both,
+                to_ticket: Some(ValueMap {
+                    entries: vec![
+                        ("active".into(), "new".into()),
+                        ("resolved".into(), "done".into()),
+                    ],
+                    default: Some("new".into()),
+                }),
+                to_incident: Some(ValueMap {
+                    entries: vec![
+                        ("new".into(), "active".into()),
+                        ("done".into(), "resolved".into()),
+                    ],
+                    default: None,
+                }),
+                conflict: None,
+            },
+        ],
+        labels: vec![],
+        skip_create_statuses: vec![],
+        write_back: WriteBack {
+            tags: vec![Template::parse("ticket:{ticket.key}", &[], true).unwrap()],
+            comment: None,
+        },
+    }
+}
+
+use crate::mapping::FieldRule;
+
+struct World {
+    source: std::sync::Arc<FakeSource>,
+    tickets: std::sync::Arc<FakeTickets>,
+    store: SqliteStore,
+    clock: FakeClock,
+    rt: PairRuntime,
+}
+
+fn world() -> World {
+    let remote = std::sync::Arc::new(Remote::default());
+    let source = std::sync::Arc::new(FakeSource {
+        remote: remote.clone(),
+        ..FakeSource::default()
+    });
+    let tickets = std::sync::Arc::new(FakeTickets {
+        remote,
+        ..FakeTickets::default()
+    });
+    let rt = PairRuntime {
+        pair: "defender->jira".into(),
+        source_name: "defender".into(),
+        source: source.clone(),
+        tickets: tickets.clone(),
+        mapping: std::sync::Arc::new(mapping()),
+        policy: ConflictPolicy::NewestWins,
+        since: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+        overlap: Duration::minutes(5),
+        adopt_after: Duration::seconds(30),
+    };
+    World {
+        source,
+        tickets,
+        store: SqliteStore::open_in_memory().unwrap(),
+        clock: FakeClock::new(),
+        rt,
+    }
+}
+
+impl World {
+    async fn cycle(&self) -> CycleReport {
+        run_cycle(&self.rt, &self.store, &self.clock, false)
+            .await
+            .unwrap()
+    }
+    fn ledger_actions(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.store
+            .for_each_ledger_entry(&Default::default(), &mut |e| {
+                out.push(format!("{} {}", e.record.action, e.record.outcome.as_str()));
+                Ok(())
+            })
+            .unwrap();
+        out
+    }
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_was_lost_is_adopted_never_duplicated() {
+    let w = world();
+    w.source.add("1", "active");
+    w.tickets
+        .create_faults
+        .lock()
+        .unwrap()
+        .push(Fault::CreatedButLost);
+
+    let first = w.cycle().await;
+    assert_eq!((first.tickets_created, first.failed), (0, 1));
+    assert_eq!(
+        w.tickets.count(),
+        1,
+        "the ticket exists, the bridge does not know it yet"
+    );
+    assert_eq!(
+        w.store.pending_intents().unwrap().len(),
+        1,
+        "the intent stays pending"
+    );
+
+    // Within the search index's lag the bridge waits instead of creating again.
+    w.clock.advance(Duration::seconds(10));
+    let waiting = w.cycle().await;
+    assert_eq!(waiting.tickets_created + waiting.tickets_adopted, 0);
+    assert_eq!(*w.tickets.creates.lock().unwrap(), 1);
+
+    w.clock.advance(Duration::seconds(30));
+    let adopted = w.cycle().await;
+    assert_eq!(adopted.tickets_adopted, 1);
+    assert_eq!(w.tickets.count(), 1, "no duplicate");
+    assert_eq!(*w.tickets.creates.lock().unwrap(), 1);
+    assert!(w.store.pending_intents().unwrap().is_empty());
+    let link = w.store.link("defender->jira", "1").unwrap().unwrap();
+    assert_eq!(link.ticket_key, "SEC-1");
+    assert!(
+        w.source.incidents.lock().unwrap()["1"]
+            .tags
+            .contains(&"ticket:SEC-1".to_string())
+    );
+    assert!(w.ledger_actions().contains(&"adopt_ticket ok".to_string()));
+    assert!(w.store.verify_ledger().unwrap().is_intact());
+}
+
+#[tokio::test]
+async fn a_refused_create_is_retried_next_cycle_because_the_watermark_waits() {
+    let w = world();
+    w.source.add("1", "active");
+    w.source.add("2", "active");
+    w.tickets.create_faults.lock().unwrap().push(Fault::Refused);
+
+    let first = w.cycle().await;
+    assert_eq!((first.tickets_created, first.failed), (1, 1));
+    let second = w.cycle().await;
+    assert_eq!(
+        second.tickets_created, 1,
+        "the refused incident is tried again"
+    );
+    assert_eq!(w.tickets.count(), 2);
+    let third = w.cycle().await;
+    assert_eq!(third.writes(), 0, "then nothing is left to do");
+}
+
+#[tokio::test]
+async fn a_failed_update_is_retried_and_then_the_pair_is_quiet() {
+    let w = world();
+    w.source.add("1", "active");
+    w.cycle().await;
+    w.source
+        .incidents
+        .lock()
+        .unwrap()
+        .get_mut("1")
+        .unwrap()
+        .attrs
+        .insert("status".into(), "resolved".into());
+    w.source
+        .incidents
+        .lock()
+        .unwrap()
+        .get_mut("1")
+        .unwrap()
+        .modified = w.source.remote.tick();
+    w.tickets.update_faults.lock().unwrap().push(Fault::Refused);
+
+    let failed = w.cycle().await;
+    assert_eq!((failed.tickets_updated, failed.failed), (0, 1));
+    let retried = w.cycle().await;
+    assert_eq!(retried.tickets_updated, 1);
+    assert_eq!(
+        w.tickets.tickets.lock().unwrap()["SEC-1"].attrs["status"],
+        "done"
+    );
+    assert_eq!(w.cycle().await.writes(), 0);
+}
+
+#[tokio::test]
+async fn an_update_interrupted_by_a_crash_is_replanned_from_fresh_reads() {
+    let w = world();
+    w.source.add("1", "active");
+    w.cycle().await;
+    w.store
+        .begin_intent(&Intent {
+            pair: "defender->jira".into(),
+            incident_id: "1".into(),
+            kind: "update_ticket".into(),
+            payload: "{}".into(),
+            created: w.clock.now(),
+        })
+        .unwrap();
+    w.cycle().await;
+    assert!(w.store.pending_intents().unwrap().is_empty());
+    assert!(
+        w.ledger_actions()
+            .contains(&"update_ticket skipped".to_string())
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_plans_without_writing_or_moving_watermarks() {
+    let w = world();
+    w.source.add("1", "active");
+    let report = run_cycle(&w.rt, &w.store, &w.clock, true).await.unwrap();
+    assert_eq!(report.planned.len(), 1);
+    assert_eq!(w.tickets.count(), 0);
+    assert_eq!(
+        w.store
+            .watermark("defender->jira", Side::Incidents)
+            .unwrap(),
+        None
+    );
+    assert!(w.ledger_actions().is_empty());
+}
