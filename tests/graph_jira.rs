@@ -255,3 +255,28 @@ fn secrets_never_reach_the_output_even_at_trace_level() {
         );
     }
 }
+
+#[test]
+fn the_daemon_syncs_on_start_and_stops_cleanly_on_sigterm() {
+    let env = Env::start(6);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_itsm-bridge"))
+        .args(["run", "--config", env.config.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let open = open_incident_ids(&env).len();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while env.sims.jira.issues().len() < open && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let synced = env.sims.jira.issues().len();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert_eq!(synced, open, "the first cycle runs at start");
+    assert_eq!(status.code(), Some(0), "SIGTERM is a clean stop");
+}

@@ -45,14 +45,13 @@ pub async fn run(path: &Path, once: bool, dry_run: bool) -> CmdResult {
         });
     }
 
+    // Signals are caught from here on: a stop during a cycle lets it finish.
+    let mut stop = stop_signal().map_err(anyhow::Error::from)?;
     let schedules = config.syncs.iter().map(|s| s.schedule.clone()).collect();
     let mut scheduler = Scheduler::new(schedules, chrono::Utc::now());
     tracing::info!(pairs = pairs.len(), db = %config.store.path.display(), "itsm-bridge running");
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
     loop {
-        let now = chrono::Utc::now();
-        for job in scheduler.poll_due(now) {
+        for job in scheduler.poll_due(chrono::Utc::now()) {
             let pair = &pairs[job];
             let retry = match engine::run_cycle(pair, store.as_ref(), &SystemClock, false).await {
                 Ok(report) => {
@@ -65,6 +64,13 @@ pub async fn run(path: &Path, once: bool, dry_run: bool) -> CmdResult {
                 }
             };
             scheduler.handle_done(job, chrono::Utc::now(), retry);
+            if *stop.borrow() {
+                break;
+            }
+        }
+        if *stop.borrow() {
+            tracing::info!("stopping");
+            return Ok(ExitCode::SUCCESS);
         }
         let wait = scheduler
             .poll_deadline()
@@ -72,10 +78,7 @@ pub async fn run(path: &Path, once: bool, dry_run: bool) -> CmdResult {
             .unwrap_or(std::time::Duration::from_secs(3600));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = &mut shutdown => {
-                tracing::info!("stopping");
-                return Ok(ExitCode::SUCCESS);
-            }
+            _ = stop.changed() => {}
         }
     }
 }
@@ -141,26 +144,20 @@ pub fn print_report(r: &CycleReport, dry_run: bool) {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Turns true on Ctrl-C or SIGTERM. The handlers are installed before this returns.
+fn stop_signal() -> std::io::Result<tokio::sync::watch::Receiver<bool>> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::spawn(async move {
+        #[cfg(unix)]
         tokio::select! {
-            _ = ctrl_c => {}
+            _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        let _ = tx.send(true);
+    });
+    Ok(rx)
 }
