@@ -45,6 +45,8 @@ pub struct PairRuntime {
     pub pair: String,
     /// The `[[source]]` name.
     pub source_name: String,
+    /// The source's tenant or workspace, which qualifies correlation ids.
+    pub correlation_scope: String,
     pub source: Arc<dyn IncidentSource>,
     pub tickets: Arc<dyn TicketSystem>,
     pub mapping: Arc<Mapping>,
@@ -258,6 +260,7 @@ impl Cycle<'_> {
         PairSpec {
             pair: &self.rt.pair,
             source: &self.rt.source_name,
+            scope: &self.rt.correlation_scope,
             mapping: &self.rt.mapping,
             policy: self.rt.policy,
         }

@@ -73,12 +73,17 @@ pub struct TicketSnapshot {
     pub comments: Vec<Comment>,
 }
 
-/// Identifies an incident across systems: the `[[source]]` name plus the source's
-/// incident id. Stored on the ticket (a Jira label, ServiceNow `correlation_id`) so a
-/// ticket created before a crash can be found and adopted instead of duplicated.
+/// Identifies an incident across systems: the `[[source]]` name, the tenant or
+/// workspace it lives in, and the source's incident id. Stored on the ticket (a Jira
+/// label, ServiceNow `correlation_id`) so a ticket created before a crash can be
+/// found and adopted instead of duplicated, and so two workspaces never collide.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Correlation {
     pub source: String,
+    /// The Entra tenant (Graph) or the workspace (Sentinel); empty where a ticket
+    /// system's representation does not carry it.
+    #[serde(default)]
+    pub scope: String,
     pub incident_id: String,
 }
 
@@ -86,8 +91,14 @@ impl Correlation {
     pub fn new(source: impl Into<String>, incident_id: impl Into<String>) -> Self {
         Correlation {
             source: source.into(),
+            scope: String::new(),
             incident_id: incident_id.into(),
         }
+    }
+
+    pub fn with_scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = scope.into();
+        self
     }
 }
 

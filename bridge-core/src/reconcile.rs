@@ -27,6 +27,8 @@ pub struct PairSpec<'a> {
     pub pair: &'a str,
     /// The `[[source]]` name (it goes into correlation ids and templates).
     pub source: &'a str,
+    /// The tenant or workspace of the source (it qualifies correlation ids).
+    pub scope: &'a str,
     pub mapping: &'a Mapping,
     pub policy: ConflictPolicy,
 }
@@ -236,7 +238,7 @@ fn plan_create(pair: PairSpec<'_>, incident: &IncidentSnapshot) -> Option<Action
     Some(Action::CreateTicket {
         incident: Box::new(incident.clone()),
         create: TicketCreate {
-            correlation: Correlation::new(pair.source, incident.id.clone()),
+            correlation: Correlation::new(pair.source, incident.id.clone()).with_scope(pair.scope),
             attrs,
             labels,
         },

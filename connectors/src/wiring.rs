@@ -87,6 +87,7 @@ pub fn build_pairs(config: &Config) -> Result<Vec<PairRuntime>, BuildError> {
         pairs.push(PairRuntime {
             pair: sync.pair_name(),
             source_name: sync.source.clone(),
+            correlation_scope: correlation_scope(source_config),
             source,
             tickets: ticket_system,
             mapping: Arc::new(ticket_config.mapping.clone()),
@@ -97,6 +98,17 @@ pub fn build_pairs(config: &Config) -> Result<Vec<PairRuntime>, BuildError> {
         });
     }
     Ok(pairs)
+}
+
+/// What qualifies a source's incident ids: its tenant, or its workspace.
+fn correlation_scope(config: &SourceConfig) -> String {
+    match &config.workspace {
+        Some(w) => format!(
+            "{}/{}/{}",
+            w.subscription_id, w.resource_group, w.workspace_name
+        ),
+        None => config.tenant_id.clone(),
+    }
 }
 
 fn secret(

@@ -309,6 +309,7 @@ fn world() -> World {
     let rt = PairRuntime {
         pair: "defender->jira".into(),
         source_name: "defender".into(),
+        correlation_scope: "tenant-1".into(),
         source: source.clone(),
         tickets: tickets.clone(),
         mapping: std::sync::Arc::new(mapping()),

@@ -117,6 +117,7 @@ fn pair(mapping: &Mapping, policy: ConflictPolicy) -> PairSpec<'_> {
     PairSpec {
         pair: "defender->jira",
         source: "defender",
+        scope: "tenant-1",
         mapping,
         policy,
     }
@@ -220,7 +221,10 @@ fn a_new_incident_creates_one_ticket_rendered_from_the_mapping() {
     else {
         panic!()
     };
-    assert_eq!(create.correlation, Correlation::new("defender", "41877"));
+    assert_eq!(
+        create.correlation,
+        Correlation::new("defender", "41877").with_scope("tenant-1")
+    );
     assert_eq!(create.attrs["summary"], "[Defender #41877] Incident 41877");
     assert_eq!(create.attrs["priority"], "Highest");
     assert_eq!(create.attrs["status"], "indeterminate");
