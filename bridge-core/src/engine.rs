@@ -346,7 +346,7 @@ impl Cycle<'_> {
             .map(|l| (l.incident_id.clone(), l))
             .collect();
         for action in plan.actions {
-            self.apply(action, &mut links).await?;
+            self.apply(action, &mut links, true).await?;
         }
         Ok(())
     }
@@ -361,10 +361,14 @@ impl Cycle<'_> {
         })
     }
 
+    /// Carries out one action. A concurrent change on the remote side (a stale
+    /// etag, a conflicting edit) makes the engine re-read both sides and re-plan
+    /// the link once, when `replan` allows.
     async fn apply(
         &mut self,
         action: Action,
         links: &mut HashMap<String, Link>,
+        replan: bool,
     ) -> Result<(), EngineError> {
         match action {
             Action::CreateTicket {
@@ -398,8 +402,12 @@ impl Cycle<'_> {
                 let Some(link) = links.get(action.incident_id()).cloned() else {
                     return Ok(());
                 };
-                if let Some(link) = self.update(link, action).await? {
-                    links.insert(link.incident_id.clone(), link);
+                match self.update(link, action, replan).await? {
+                    Applied::Done(link) => {
+                        links.insert(link.incident_id.clone(), link);
+                    }
+                    Applied::Failed => {}
+                    Applied::Conflict(link) => Box::pin(self.replan(link, links)).await?,
                 }
             }
             Action::RecordBaseline {
@@ -690,7 +698,8 @@ impl Cycle<'_> {
         &mut self,
         mut link: Link,
         action: Action,
-    ) -> Result<Option<Link>, EngineError> {
+        replan: bool,
+    ) -> Result<Applied, EngineError> {
         let intent = self.begin(&action).await?;
         let now = self.clock.now();
         let (direction, changes, result) = match &action {
@@ -753,7 +762,7 @@ impl Cycle<'_> {
                 });
                 (Direction::ToIncident, changes.clone(), result)
             }
-            _ => return Ok(None),
+            _ => return Ok(Applied::Failed),
         };
         let conflicts = changes.iter().filter(|c| c.conflict.is_some()).count();
         match result {
@@ -775,7 +784,23 @@ impl Cycle<'_> {
                     Direction::ToTicket => self.report.tickets_updated += 1,
                     Direction::ToIncident => self.report.incidents_updated += 1,
                 }
-                Ok(Some(link))
+                Ok(Applied::Done(link))
+            }
+            Err(e) if e.kind == ErrorKind::Conflict && replan => {
+                tracing::info!(pair = %self.rt.pair, incident = %link.incident_id, ticket = %link.ticket_key, error = %e, "concurrent change; re-reading both sides");
+                let record = LedgerRecord {
+                    changes,
+                    outcome: Outcome::Skipped,
+                    detail: Some(format!("{e}; re-read both sides and re-planned")),
+                    ..self.record(
+                        action.kind(),
+                        Some(direction),
+                        &link.incident_id,
+                        Some(&link.ticket_key),
+                    )
+                };
+                self.store.finish_intent(intent, None, &[record])?;
+                Ok(Applied::Conflict(link))
             }
             Err(e) => {
                 tracing::warn!(pair = %self.rt.pair, incident = %link.incident_id, ticket = %link.ticket_key, error = %e, "{} failed", action.kind());
@@ -810,10 +835,49 @@ impl Cycle<'_> {
                     )
                 };
                 self.store.finish_intent(intent, None, &[record])?;
-                Ok(None)
+                Ok(Applied::Failed)
             }
         }
     }
+
+    /// Re-reads both sides of a link and carries out what a fresh plan says, once.
+    async fn replan(
+        &mut self,
+        link: Link,
+        links: &mut HashMap<String, Link>,
+    ) -> Result<(), EngineError> {
+        let incident = self.rt.source.get(&link.incident_id).await;
+        let ticket = self.rt.tickets.get(&link.ticket_key).await;
+        let (incident, ticket) = match (incident, ticket) {
+            (Ok(i), Ok(t)) => (i, t),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(pair = %self.rt.pair, incident = %link.incident_id, error = %e, "re-read failed");
+                self.report.failed += 1;
+                self.incident_floor = min_time(self.incident_floor, link.incident_modified);
+                return Ok(());
+            }
+        };
+        let plan = reconcile::reconcile(
+            self.spec(),
+            Input {
+                incidents: std::slice::from_ref(&incident),
+                tickets: std::slice::from_ref(&ticket),
+                links: std::slice::from_ref(&link),
+            },
+        );
+        for action in plan.actions {
+            self.apply(action, links, false).await?;
+        }
+        Ok(())
+    }
+}
+
+/// How an update ended.
+enum Applied {
+    Done(Link),
+    Failed,
+    /// The remote side changed concurrently: nothing was written.
+    Conflict(Link),
 }
 
 /// Replaces the written side of each baseline entry with what the remote system

@@ -52,6 +52,8 @@ impl Remote {
 struct FakeSource {
     remote: std::sync::Arc<Remote>,
     incidents: Mutex<BTreeMap<String, IncidentSnapshot>>,
+    /// The next update meets a concurrent edit (as a stale Sentinel etag would).
+    race_next_update: Mutex<bool>,
 }
 
 impl FakeSource {
@@ -101,6 +103,16 @@ impl IncidentSource for FakeSource {
     async fn update(&self, id: &str, u: &IncidentUpdate) -> ConnectorResult<IncidentSnapshot> {
         let mut all = self.incidents.lock().unwrap();
         let i = all.get_mut(id).unwrap();
+        if std::mem::take(&mut *self.race_next_update.lock().unwrap()) {
+            i.attrs
+                .insert("title".into(), "Renamed by an analyst meanwhile".into());
+            i.modified = self.remote.tick();
+            return Err(ConnectorError::new(
+                ErrorKind::Conflict,
+                "fake",
+                "stale etag",
+            ));
+        }
         for (k, v) in &u.set {
             match v {
                 Some(v) => i.attrs.insert(k.clone(), v.clone()),
@@ -479,4 +491,42 @@ async fn a_dry_run_plans_without_writing_or_moving_watermarks() {
         None
     );
     assert!(w.ledger_actions().is_empty());
+}
+
+#[tokio::test]
+async fn a_concurrent_change_makes_the_engine_re_read_and_re_plan() {
+    let w = world();
+    w.source.add("1", "active");
+    w.cycle().await;
+    {
+        let mut tickets = w.tickets.tickets.lock().unwrap();
+        let t = tickets.get_mut("SEC-1").unwrap();
+        t.attrs.insert("status".into(), "done".into());
+        t.modified = w.tickets.remote.tick();
+    }
+    *w.source.race_next_update.lock().unwrap() = true;
+
+    let report = w.cycle().await;
+    assert_eq!(report.incidents_updated, 1, "{report:?}");
+    let incident = w.source.incidents.lock().unwrap()["1"].clone();
+    assert_eq!(incident.attrs["status"], "resolved");
+    assert_eq!(
+        incident.attrs["title"], "Renamed by an analyst meanwhile",
+        "the concurrent edit survives"
+    );
+    assert_eq!(
+        w.tickets.tickets.lock().unwrap()["SEC-1"].attrs["summary"],
+        "Renamed by an analyst meanwhile",
+        "and is synced in the re-plan"
+    );
+    let actions = w.ledger_actions();
+    assert!(
+        actions.contains(&"update_incident skipped".to_string()),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"update_incident ok".to_string()),
+        "{actions:?}"
+    );
+    assert_eq!(w.cycle().await.writes(), 0);
 }
