@@ -224,16 +224,18 @@ pub fn find(attrs: &'static [AttrSpec], name: &str) -> Option<&'static AttrSpec>
 }
 
 /// The template variables an incident offers to ticket templates
-/// (`{incident.title}`, …), besides its attributes.
+/// (`{incident.title}`, …), besides its attributes. `link` is the Defender portal
+/// link when the incident has one (`provider_url`), its own `url` otherwise.
 pub const INCIDENT_TEMPLATE_VARS: &[&str] = &[
     "id",
     "display_id",
     "url",
     "provider_url",
+    "link",
     "source",
     "created",
     "modified",
 ];
 
 /// The template variables a ticket offers to write-back templates (`{ticket.key}`, …).
-pub const TICKET_TEMPLATE_VARS: &[&str] = &["key", "id", "url", "system"];
+pub const TICKET_TEMPLATE_VARS: &[&str] = &["key", "id", "url"];

@@ -1374,10 +1374,10 @@ mod tests {
                 "{BASE}\n[[field]]\ntemplate = \"Sev {{incident.sev}} at {{incident.url}}\"\nticket = \"description\"\n\n[create]\nlabels = [\"soc\", \"t-{{ticket.key}}\", \"two words\"]\n\n[write_back]\ntags = [\"ticket:{{ticket.kee}}\"]\ncomment = \"\"\"\nopened {{ticket.key}} {{oops}}\"\"\"\n"
             ),
             &[
-                "11:17: unknown variable `{incident.sev}`; the incident offers: id, display_id, url, provider_url, source, created, modified, title, description, status, severity, classification, determination, assigned_to",
+                "11:17: unknown variable `{incident.sev}`; the incident offers: id, display_id, url, provider_url, link, source, created, modified, title, description, status, severity, classification, determination, assigned_to",
                 "15:21: `{ticket.key}` is not available here: the ticket does not exist yet when this template is rendered",
                 "15:36: Jira labels cannot contain spaces; write `two-words`",
-                "18:17: unknown variable `{ticket.kee}`; the ticket offers: key, id, url, system",
+                "18:17: unknown variable `{ticket.kee}`; the ticket offers: key, id, url",
                 "20:21: unknown placeholder `{oops}`; write `{incident.<name>}` or `{ticket.<name>}`",
             ],
         );

@@ -177,6 +177,11 @@ fn incident_var(incident: &IncidentSnapshot, source: &str, name: &str) -> String
         "display_id" => incident.display_id.clone(),
         "url" => incident.web_url.clone(),
         "provider_url" => incident.provider_url.clone().unwrap_or_default(),
+        "link" => incident
+            .provider_url
+            .clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| incident.web_url.clone()),
         "source" => source.to_string(),
         "created" => incident.created.format("%Y-%m-%d %H:%M UTC").to_string(),
         "modified" => incident.modified.format("%Y-%m-%d %H:%M UTC").to_string(),
@@ -218,6 +223,23 @@ mod tests {
             ticket: None,
         };
         assert_eq!(t.render(&ctx), "[#41877] Phish {x}");
+    }
+
+    #[test]
+    fn link_prefers_the_defender_portal() {
+        let t = Template::parse("{incident.link}", &[], false).unwrap();
+        let mut i = incident();
+        let ctx = |i: &IncidentSnapshot| {
+            t.render(&TemplateContext {
+                source: "s",
+                incident: Some(i),
+                ticket: None,
+            })
+        };
+        assert_eq!(ctx(&i), "https://security.microsoft.com/incidents/41877");
+        i.web_url = "https://portal.azure.com/#asset/x".into();
+        i.provider_url = Some("https://security.microsoft.com/incidents/9".into());
+        assert_eq!(ctx(&i), "https://security.microsoft.com/incidents/9");
     }
 
     #[test]
