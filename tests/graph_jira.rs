@@ -280,3 +280,31 @@ fn the_daemon_syncs_on_start_and_stops_cleanly_on_sigterm() {
     assert_eq!(synced, open, "the first cycle runs at start");
     assert_eq!(status.code(), Some(0), "SIGTERM is a clean stop");
 }
+
+#[test]
+fn an_incident_that_always_fails_is_set_aside_while_the_others_sync() {
+    let env = Env::start(6);
+    let bad = open_incident_ids(&env)[0].clone();
+    env.sims.graph.kit.inject(connectors::simkit::Fault {
+        method: Some(axum::http::Method::PATCH),
+        path_contains: format!("/security/incidents/{bad}"),
+        times: 1000,
+        status: 400,
+        retry_after: None,
+        body: r#"{"error":{"code":"BadRequest","message":"Invalid property value."}}"#.into(),
+    });
+
+    let out = env.bridge(&["run", "--once", "--config", env.config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "a failed action makes --once exit 1");
+    for id in open_incident_ids(&env).iter().filter(|id| **id != bad) {
+        let tags = env.sims.graph.incident(id).unwrap().custom_tags;
+        assert!(tags.iter().any(|t| t.starts_with("ticket:")), "{id} was written back");
+    }
+    let links = env.bridge(&["links", "--db", env.db_arg()]);
+    let text = stdout(&links);
+    assert!(text.contains("Failing"), "{text}");
+    assert!(text.contains(&bad) && text.contains("write_back") && text.contains("Invalid property value"), "{text}");
+
+    // The next run does not hammer it again before its delay, and the rest is quiet.
+    env.sync();
+}

@@ -3,10 +3,11 @@
 //! window), streams the incidents page by page through `reconcile`, and carries the
 //! plan out through the outbox: each remote write is committed as an intent first,
 //! and its link baseline and ledger entry are committed together after it succeeded.
-//! A failed action is recorded and isolated; the watermark stays behind it so the
-//! next cycle sees it again.
+//! A failed action is recorded and isolated: its incident goes to the dead letters
+//! and is retried on its own, from fresh reads, with a growing delay, while the
+//! watermark moves on so one bad record never holds the pair back.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::Duration;
@@ -20,7 +21,7 @@ use crate::model::{
 };
 use crate::ports::{ConnectorError, ErrorKind, IncidentSource, TicketSystem};
 use crate::reconcile::{self, Action, Input, PairSpec, Plan};
-use crate::store::{Intent, IntentId, Side, Store, StoreError};
+use crate::store::{DeadLetter, Intent, IntentId, Side, Store, StoreError};
 
 /// Where the engine gets the time. The real one reads the system clock; tests pass
 /// their own.
@@ -80,7 +81,10 @@ pub struct CycleReport {
     pub incidents_updated: usize,
     pub write_backs: usize,
     pub conflicts: usize,
+    /// Actions that failed; their incidents wait in the dead letters for a retry.
     pub failed: usize,
+    /// Dead-lettered incidents that synced this time.
+    pub recovered: usize,
     /// In a dry run: what would have been done.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub planned: Vec<Action>,
@@ -140,10 +144,23 @@ pub async fn run_cycle(
             ..CycleReport::default()
         },
         held_back: HashSet::new(),
-        incident_floor: None,
-        ticket_floor: None,
+        retry: BTreeSet::new(),
+        touched: HashSet::new(),
+        failed: HashSet::new(),
     };
     cycle.recover().await?;
+    // Incidents whose sync keeps failing wait out their delay; those due are
+    // retried from fresh reads after the poll.
+    let now = clock.now();
+    let mut due = Vec::new();
+    for letter in store.dead_letters(Some(&rt.pair), None)? {
+        if letter.next_attempt <= now {
+            due.push(letter.incident_id.clone());
+            cycle.retry.insert(letter.incident_id);
+        } else {
+            cycle.held_back.insert(letter.incident_id);
+        }
+    }
 
     let incident_mark = store
         .watermark(&rt.pair, Side::Incidents)?
@@ -188,6 +205,7 @@ pub async fn run_cycle(
             max_incident = max_incident.max(i.modified);
         }
         let ids: Vec<String> = incidents.iter().map(|i| i.id.clone()).collect();
+        cycle.touched.extend(ids.iter().cloned());
         let links = store.links_for_incidents(&rt.pair, &ids)?;
         let tickets: Vec<TicketSnapshot> = links
             .iter()
@@ -207,22 +225,56 @@ pub async fn run_cycle(
     for chunk in tickets.chunks(200) {
         let mut links = Vec::with_capacity(chunk.len());
         for t in chunk {
-            if let Some(link) = store.link_by_ticket(&rt.pair, &t.key)? {
+            if let Some(link) = store.link_by_ticket(&rt.pair, &t.key)?
+                && !cycle.held_back.contains(&link.incident_id)
+            {
+                cycle.touched.insert(link.incident_id.clone());
                 links.push(link);
             }
         }
-        cycle.reconcile_and_apply(&[], chunk, links).await?;
+        let chunk: Vec<TicketSnapshot> = chunk
+            .iter()
+            .filter(|t| links.iter().any(|l| l.ticket_key == t.key))
+            .cloned()
+            .collect();
+        cycle.reconcile_and_apply(&[], &chunk, links).await?;
+    }
+
+    // Due retries the poll did not bring: re-read both sides.
+    let retry: Vec<String> = std::mem::take(&mut cycle.retry)
+        .into_iter()
+        .filter(|id| !cycle.touched.contains(id))
+        .collect();
+    for incident_id in retry {
+        cycle.touched.insert(incident_id.clone());
+        cycle.resync(&incident_id).await?;
     }
 
     if !dry_run {
-        let incident_to = cycle
-            .incident_floor
-            .map_or(max_incident, |f| f.min(max_incident));
-        let ticket_to = cycle.ticket_floor.map_or(max_ticket, |f| f.min(max_ticket));
-        store.set_watermark(&rt.pair, Side::Incidents, incident_to.max(incident_mark))?;
-        store.set_watermark(&rt.pair, Side::Tickets, ticket_to.max(ticket_mark))?;
+        for id in due {
+            if cycle.touched.contains(&id) && !cycle.failed.contains(&id) {
+                store.clear_failure(&rt.pair, &id)?;
+                cycle.report.recovered += 1;
+            }
+        }
+        // The watermark never waits for a failed incident: it is retried on its own.
+        store.set_watermark(&rt.pair, Side::Incidents, max_incident.max(incident_mark))?;
+        store.set_watermark(&rt.pair, Side::Tickets, max_ticket.max(ticket_mark))?;
     }
     Ok(cycle.report)
+}
+
+/// How long a failing incident waits before its next retry: a minute, doubling
+/// with each failure in a row, at most an hour, never less than the remote's
+/// `Retry-After`.
+fn retry_delay(attempts: u32, error: &ConnectorError) -> Duration {
+    let base = Duration::minutes(1 << attempts.saturating_sub(1).min(6)).min(Duration::hours(1));
+    match error.kind {
+        ErrorKind::RateLimited(Some(wait)) => {
+            base.max(Duration::from_std(wait).unwrap_or(Duration::hours(1)))
+        }
+        _ => base,
+    }
 }
 
 /// Pages can repeat an incident (overlap, a list that shifted while paging): keep
@@ -248,11 +300,15 @@ struct Cycle<'a> {
     clock: &'a dyn Clock,
     dry_run: bool,
     report: CycleReport,
-    /// Incidents not planned this cycle (a create still waiting to be adopted).
+    /// Incidents not planned this cycle: a create still waiting to be adopted, or a
+    /// dead letter whose retry is not due yet.
     held_back: HashSet<String>,
-    /// The oldest modification time of anything that failed: the watermark stays there.
-    incident_floor: Option<Timestamp>,
-    ticket_floor: Option<Timestamp>,
+    /// Incidents to re-read at the end of the cycle if the poll did not bring them.
+    retry: BTreeSet<String>,
+    /// Incidents planned this cycle.
+    touched: HashSet<String>,
+    /// Incidents with a failed action this cycle.
+    failed: HashSet<String>,
 }
 
 impl Cycle<'_> {
@@ -306,9 +362,10 @@ impl Cycle<'_> {
                     if self.clock.now() - intent.created < self.rt.adopt_after {
                         // The ticket system's search may not show it yet: wait.
                         self.held_back.insert(incident.id.clone());
-                        self.incident_floor = min_time(self.incident_floor, incident.modified);
                         continue;
                     }
+                    // Whatever the incident did meanwhile is read afresh afterwards.
+                    self.retry.insert(incident.id.clone());
                     self.create_ticket(Some(id), *incident, create, baseline)
                         .await?;
                 }
@@ -557,7 +614,6 @@ impl Cycle<'_> {
         tracing::warn!(pair = %self.rt.pair, incident = %incident.id, error = %error, "ticket create outcome unknown; will look for it before trying again");
         self.report.failed += 1;
         self.held_back.insert(incident.id.clone());
-        self.incident_floor = min_time(self.incident_floor, incident.modified);
         let record = LedgerRecord {
             outcome: Outcome::Failed,
             detail: Some(format!(
@@ -582,7 +638,7 @@ impl Cycle<'_> {
     ) -> Result<Option<Link>, EngineError> {
         tracing::warn!(pair = %self.rt.pair, incident = %incident.id, error = %error, "ticket create failed");
         self.report.failed += 1;
-        self.incident_floor = min_time(self.incident_floor, incident.modified);
+        self.note_failure(&incident.id, None, "create_ticket", &error)?;
         let record = LedgerRecord {
             changes: Vec::new(),
             outcome: Outcome::Failed,
@@ -676,6 +732,7 @@ impl Cycle<'_> {
             Err(e) => {
                 tracing::warn!(pair = %self.rt.pair, incident = %incident_id, error = %e, "write-back failed");
                 self.report.failed += 1;
+                self.note_failure(incident_id, Some(ticket_key), "write_back", &e)?;
                 let record = LedgerRecord {
                     changes: Vec::new(),
                     outcome: Outcome::Failed,
@@ -805,24 +862,8 @@ impl Cycle<'_> {
             Err(e) => {
                 tracing::warn!(pair = %self.rt.pair, incident = %link.incident_id, ticket = %link.ticket_key, error = %e, "{} failed", action.kind());
                 self.report.failed += 1;
-                if let Action::UpdateTicket {
-                    incident_modified,
-                    ticket_modified,
-                    ..
-                }
-                | Action::UpdateIncident {
-                    incident_modified,
-                    ticket_modified,
-                    ..
-                } = &action
-                {
-                    if let Some(m) = incident_modified {
-                        self.incident_floor = min_time(self.incident_floor, *m);
-                    }
-                    if let Some(m) = ticket_modified {
-                        self.ticket_floor = min_time(self.ticket_floor, *m);
-                    }
-                }
+                let (incident_id, ticket_key) = (link.incident_id.clone(), link.ticket_key.clone());
+                self.note_failure(&incident_id, Some(&ticket_key), action.kind(), &e)?;
                 let record = LedgerRecord {
                     changes,
                     outcome: Outcome::Failed,
@@ -840,6 +881,61 @@ impl Cycle<'_> {
         }
     }
 
+    /// Sets a failing incident aside: counted in the dead letters, retried after a
+    /// delay that grows with each failure in a row.
+    fn note_failure(
+        &mut self,
+        incident_id: &str,
+        ticket_key: Option<&str>,
+        action: &str,
+        error: &ConnectorError,
+    ) -> Result<(), EngineError> {
+        self.failed.insert(incident_id.to_string());
+        let now = self.clock.now();
+        let letter = DeadLetter {
+            pair: self.rt.pair.clone(),
+            incident_id: incident_id.to_string(),
+            ticket_key: ticket_key.map(str::to_string),
+            action: action.to_string(),
+            last_error: error.to_string(),
+            attempts: 1,
+            first_failed: now,
+            last_failed: now,
+            next_attempt: now + retry_delay(1, error),
+        };
+        let stored = self.store.record_failure(&letter)?;
+        if stored.attempts > 1 {
+            let at = now + retry_delay(stored.attempts, error);
+            self.store.schedule_retry(&self.rt.pair, incident_id, at)?;
+        }
+        Ok(())
+    }
+
+    /// Re-reads an incident (and its ticket) and reconciles them.
+    async fn resync(&mut self, incident_id: &str) -> Result<(), EngineError> {
+        let incident = match self.rt.source.get(incident_id).await {
+            Ok(i) => i,
+            Err(e) => {
+                self.report.failed += 1;
+                return self.note_failure(incident_id, None, "re-read", &e);
+            }
+        };
+        let link = self.store.link(&self.rt.pair, incident_id)?;
+        let mut tickets = Vec::new();
+        if let Some(l) = &link {
+            match self.rt.tickets.get(&l.ticket_key).await {
+                Ok(t) => tickets.push(t),
+                Err(e) => {
+                    self.report.failed += 1;
+                    return self.note_failure(incident_id, Some(&l.ticket_key), "re-read", &e);
+                }
+            }
+        }
+        let links: Vec<Link> = link.into_iter().collect();
+        self.reconcile_and_apply(std::slice::from_ref(&incident), &tickets, links)
+            .await
+    }
+
     /// Re-reads both sides of a link and carries out what a fresh plan says, once.
     async fn replan(
         &mut self,
@@ -853,7 +949,7 @@ impl Cycle<'_> {
             (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(pair = %self.rt.pair, incident = %link.incident_id, error = %e, "re-read failed");
                 self.report.failed += 1;
-                self.incident_floor = min_time(self.incident_floor, link.incident_modified);
+                self.note_failure(&link.incident_id, Some(&link.ticket_key), "re-read", &e)?;
                 return Ok(());
             }
         };
@@ -915,10 +1011,6 @@ fn advance(
         link.ticket_modified = link.ticket_modified.max(m);
     }
     link.updated = now;
-}
-
-fn min_time(current: Option<Timestamp>, t: Timestamp) -> Option<Timestamp> {
-    Some(current.map_or(t, |c| c.min(t)))
 }
 
 #[cfg(test)]

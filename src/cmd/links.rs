@@ -1,4 +1,5 @@
-//! `itsm-bridge links`: the mapping table.
+//! `itsm-bridge links`: the mapping table, and the incidents whose sync keeps
+//! failing (the dead letters), each with its next retry and last error.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -11,12 +12,16 @@ use crate::output::Table;
 pub fn run(db: &Path, json: bool) -> CmdResult {
     let store = super::open_existing_store(db)?;
     let links = store.links(None)?;
+    let failing = store.dead_letters(None, None)?;
     if json {
         for link in &links {
             println!(
                 "{}",
                 serde_json::to_string(link).map_err(anyhow::Error::from)?
             );
+        }
+        for letter in &failing {
+            println!("{}", serde_json::json!({ "dead_letter": letter }));
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -49,5 +54,29 @@ pub fn run(db: &Path, json: bool) -> CmdResult {
     }
     print!("{table}");
     println!("{} link(s)", links.len());
+    if !failing.is_empty() {
+        println!("\nFailing, retried on their own with a growing delay:");
+        let mut table = Table::new(&[
+            "pair",
+            "incident",
+            "ticket",
+            "action",
+            "attempts",
+            "next try",
+            "last error",
+        ]);
+        for letter in &failing {
+            table.row(vec![
+                letter.pair.clone(),
+                letter.incident_id.clone(),
+                letter.ticket_key.clone().unwrap_or_default(),
+                letter.action.clone(),
+                letter.attempts.to_string(),
+                letter.next_attempt.format("%Y-%m-%d %H:%M:%S").to_string(),
+                letter.last_error.clone(),
+            ]);
+        }
+        print!("{table}");
+    }
     Ok(ExitCode::SUCCESS)
 }

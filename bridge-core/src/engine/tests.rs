@@ -404,7 +404,7 @@ async fn a_create_whose_answer_was_lost_is_adopted_never_duplicated() {
 }
 
 #[tokio::test]
-async fn a_refused_create_is_retried_next_cycle_because_the_watermark_waits() {
+async fn a_refused_create_waits_in_the_dead_letters_while_the_pair_moves_on() {
     let w = world();
     w.source.add("1", "active");
     w.source.add("2", "active");
@@ -412,29 +412,24 @@ async fn a_refused_create_is_retried_next_cycle_because_the_watermark_waits() {
 
     let first = w.cycle().await;
     assert_eq!((first.tickets_created, first.failed), (1, 1));
-    let second = w.cycle().await;
+    let letters = w.store.dead_letters(Some("defender->jira"), None).unwrap();
+    assert_eq!(letters.len(), 1);
     assert_eq!(
-        second.tickets_created, 1,
-        "the refused incident is tried again"
+        (letters[0].incident_id.as_str(), letters[0].attempts),
+        ("1", 1)
     );
-    assert_eq!(w.tickets.count(), 2);
-    let third = w.cycle().await;
-    assert_eq!(third.writes(), 0, "then nothing is left to do");
-}
+    let mark = w
+        .store
+        .watermark("defender->jira", Side::Incidents)
+        .unwrap()
+        .unwrap();
+    let failing = w.source.incidents.lock().unwrap()["1"].modified;
+    assert!(
+        mark > failing,
+        "the watermark moved past the failing incident"
+    );
 
-#[tokio::test]
-async fn a_failed_update_is_retried_and_then_the_pair_is_quiet() {
-    let w = world();
-    w.source.add("1", "active");
-    w.cycle().await;
-    w.source
-        .incidents
-        .lock()
-        .unwrap()
-        .get_mut("1")
-        .unwrap()
-        .attrs
-        .insert("status".into(), "resolved".into());
+    // Not retried before its delay, even when the incident changes meanwhile.
     w.source
         .incidents
         .lock()
@@ -442,17 +437,67 @@ async fn a_failed_update_is_retried_and_then_the_pair_is_quiet() {
         .get_mut("1")
         .unwrap()
         .modified = w.source.remote.tick();
+    assert_eq!(w.cycle().await.tickets_created, 0);
+
+    w.clock.advance(Duration::seconds(61));
+    let retried = w.cycle().await;
+    assert_eq!((retried.tickets_created, retried.recovered), (1, 1));
+    assert_eq!(w.tickets.count(), 2);
+    assert!(w.store.dead_letters(None, None).unwrap().is_empty());
+    assert_eq!(w.cycle().await.writes(), 0, "then nothing is left to do");
+}
+
+#[tokio::test]
+async fn a_failed_update_is_retried_from_fresh_reads_after_its_delay() {
+    let w = world();
+    w.source.add("1", "active");
+    w.cycle().await;
+    {
+        let mut all = w.source.incidents.lock().unwrap();
+        let i = all.get_mut("1").unwrap();
+        i.attrs.insert("status".into(), "resolved".into());
+        i.modified = w.source.remote.tick();
+    }
     w.tickets.update_faults.lock().unwrap().push(Fault::Refused);
 
     let failed = w.cycle().await;
     assert_eq!((failed.tickets_updated, failed.failed), (0, 1));
+    // The poll no longer brings the incident (the watermark moved past it); the
+    // retry re-reads it once due.
+    w.clock.advance(Duration::seconds(61));
     let retried = w.cycle().await;
-    assert_eq!(retried.tickets_updated, 1);
+    assert_eq!(
+        (retried.tickets_updated, retried.recovered),
+        (1, 1),
+        "{retried:?}"
+    );
     assert_eq!(
         w.tickets.tickets.lock().unwrap()["SEC-1"].attrs["status"],
         "done"
     );
     assert_eq!(w.cycle().await.writes(), 0);
+}
+
+#[tokio::test]
+async fn a_persistent_failure_backs_off_longer_each_time() {
+    let w = world();
+    w.source.add("1", "active");
+    for _ in 0..3 {
+        w.tickets.create_faults.lock().unwrap().push(Fault::Refused);
+    }
+    w.cycle().await;
+    w.clock.advance(Duration::seconds(61));
+    w.cycle().await;
+    let letter = &w.store.dead_letters(None, None).unwrap()[0];
+    assert_eq!(letter.attempts, 2);
+    assert_eq!(letter.next_attempt - w.clock.now(), Duration::minutes(2));
+    w.clock.advance(Duration::seconds(61));
+    w.cycle().await;
+    assert_eq!(
+        w.store.dead_letters(None, None).unwrap()[0].attempts,
+        2,
+        "not due yet"
+    );
 }
 
 #[tokio::test]

@@ -69,6 +69,21 @@ pub struct Intent {
     pub created: Timestamp,
 }
 
+/// An incident whose sync keeps failing: set aside so the pair moves on, retried
+/// on its own with a growing delay.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeadLetter {
+    pub pair: String,
+    pub incident_id: String,
+    pub ticket_key: Option<String>,
+    pub action: String,
+    pub last_error: String,
+    pub attempts: u32,
+    pub first_failed: Timestamp,
+    pub last_failed: Timestamp,
+    pub next_attempt: Timestamp,
+}
+
 /// The outbox row id of an intent.
 pub type IntentId = i64;
 
@@ -99,6 +114,20 @@ pub trait Store: Send + Sync {
     /// Upserts a link and appends ledger records in one transaction, with no intent
     /// (a baseline that changed without a remote write).
     fn save_link(&self, link: &Link, ledger: &[LedgerRecord]) -> StoreResult<()>;
+
+    /// Records a failed sync of one incident (inserting or counting one more
+    /// attempt) and returns the row as it now stands. `next_attempt` is only used
+    /// for a new row; `schedule_retry` sets it for later ones.
+    fn record_failure(&self, failure: &DeadLetter) -> StoreResult<DeadLetter>;
+    fn schedule_retry(&self, pair: &str, incident_id: &str, at: Timestamp) -> StoreResult<()>;
+    /// Forgets a failure once the incident synced; true if there was one.
+    fn clear_failure(&self, pair: &str, incident_id: &str) -> StoreResult<bool>;
+    /// Dead letters of one pair or all, optionally only those due by a time.
+    fn dead_letters(
+        &self,
+        pair: Option<&str>,
+        due_by: Option<Timestamp>,
+    ) -> StoreResult<Vec<DeadLetter>>;
 
     fn append_ledger(&self, records: &[LedgerRecord]) -> StoreResult<()>;
     /// Ledger entries in sequence order, streamed to `each` (the ledger can be large).

@@ -24,7 +24,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params, params_from_iter};
 use serde::Serialize;
 
-use super::{Intent, IntentId, Side, Store, StoreError, StoreResult};
+use super::{DeadLetter, Intent, IntentId, Side, Store, StoreError, StoreResult};
 use crate::ledger::{
     self, ChainVerifier, GENESIS_HASH, LedgerEntry, LedgerFilter, LedgerRecord, Outcome,
     VerifyReport,
@@ -33,10 +33,16 @@ use crate::model::{Baseline, Direction, FieldChange, Link, LinkState, Timestamp}
 
 /// The schema migrations, in order: entry `i` takes the database from
 /// `user_version` `i` to `i + 1`. Append only; never edit or reorder.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_init",
-    include_str!("../../../migrations/0001_init.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init",
+        include_str!("../../../migrations/0001_init.sql"),
+    ),
+    (
+        "0002_dead_letters",
+        include_str!("../../../migrations/0002_dead_letters.sql"),
+    ),
+];
 
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -576,6 +582,75 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn record_failure(&self, failure: &DeadLetter) -> StoreResult<DeadLetter> {
+        let conn = self.conn();
+        conn.prepare_cached(
+            "INSERT INTO dead_letters (pair, incident_id, ticket_key, action, last_error,
+                                       attempts, first_failed, last_failed, next_attempt)
+             VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6, ?7)
+             ON CONFLICT (pair, incident_id) DO UPDATE SET
+                 ticket_key = coalesce(excluded.ticket_key, ticket_key),
+                 action = excluded.action,
+                 last_error = excluded.last_error,
+                 attempts = attempts + 1,
+                 last_failed = excluded.last_failed",
+        )?
+        .execute(params![
+            failure.pair,
+            failure.incident_id,
+            failure.ticket_key,
+            failure.action,
+            failure.last_error,
+            time_text(&failure.last_failed),
+            time_text(&failure.next_attempt),
+        ])?;
+        let stored = conn
+            .prepare_cached(&format!(
+                "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE pair = ?1 AND incident_id = ?2"
+            ))?
+            .query_row(params![failure.pair, failure.incident_id], |row| {
+                Ok(dead_letter_from_row(row))
+            })??;
+        Ok(stored)
+    }
+
+    fn schedule_retry(&self, pair: &str, incident_id: &str, at: Timestamp) -> StoreResult<()> {
+        self.conn()
+            .prepare_cached(
+                "UPDATE dead_letters SET next_attempt = ?3 WHERE pair = ?1 AND incident_id = ?2",
+            )?
+            .execute(params![pair, incident_id, time_text(&at)])?;
+        Ok(())
+    }
+
+    fn clear_failure(&self, pair: &str, incident_id: &str) -> StoreResult<bool> {
+        let n = self
+            .conn()
+            .prepare_cached("DELETE FROM dead_letters WHERE pair = ?1 AND incident_id = ?2")?
+            .execute(params![pair, incident_id])?;
+        Ok(n > 0)
+    }
+
+    fn dead_letters(
+        &self,
+        pair: Option<&str>,
+        due_by: Option<Timestamp>,
+    ) -> StoreResult<Vec<DeadLetter>> {
+        let conn = self.conn();
+        let mut statement = conn.prepare_cached(&format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters
+             WHERE (?1 IS NULL OR pair = ?1) AND (?2 IS NULL OR next_attempt <= ?2)
+             ORDER BY pair, next_attempt, incident_id"
+        ))?;
+        let due = due_by.map(|t| time_text(&t));
+        let mut rows = statement.query(params![pair, due])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(dead_letter_from_row(row)?);
+        }
+        Ok(out)
+    }
+
     fn append_ledger(&self, records: &[LedgerRecord]) -> StoreResult<()> {
         if records.is_empty() {
             return Ok(());
@@ -672,6 +747,27 @@ impl Store for SqliteStore {
         }
         Ok(verifier.finish())
     }
+}
+
+const DEAD_LETTER_COLUMNS: &str = "pair, incident_id, ticket_key, action, last_error, attempts, \
+     first_failed, last_failed, next_attempt";
+
+fn dead_letter_from_row(row: &rusqlite::Row<'_>) -> StoreResult<DeadLetter> {
+    let time = |i: usize, name: &str| -> StoreResult<Timestamp> {
+        let text: String = row.get(i)?;
+        parse_time(name, &text).map_err(|e| StoreError::Corrupt(format!("dead letter {name}: {e}")))
+    };
+    Ok(DeadLetter {
+        pair: row.get(0)?,
+        incident_id: row.get(1)?,
+        ticket_key: row.get(2)?,
+        action: row.get(3)?,
+        last_error: row.get(4)?,
+        attempts: row.get::<_, i64>(5)? as u32,
+        first_failed: time(6, "first_failed")?,
+        last_failed: time(7, "last_failed")?,
+        next_attempt: time(8, "next_attempt")?,
+    })
 }
 
 #[cfg(test)]
@@ -987,6 +1083,54 @@ mod tests {
         store.save_link(&link("p", "7", "SEC-7"), &[]).unwrap();
         let ids: Vec<String> = std::iter::repeat_n("7".to_owned(), 1500).collect();
         assert_eq!(store.links_for_incidents("p", &ids).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn dead_letters_count_attempts_and_come_due() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let letter = DeadLetter {
+            pair: "p".into(),
+            incident_id: "7".into(),
+            ticket_key: None,
+            action: "create_ticket".into(),
+            last_error: "jira: HTTP 500".into(),
+            attempts: 1,
+            first_failed: at(0),
+            last_failed: at(0),
+            next_attempt: at(60),
+        };
+        assert_eq!(store.record_failure(&letter).unwrap().attempts, 1);
+        let again = DeadLetter {
+            ticket_key: Some("SEC-1".into()),
+            last_failed: at(70),
+            ..letter.clone()
+        };
+        let stored = store.record_failure(&again).unwrap();
+        assert_eq!(
+            (stored.attempts, stored.first_failed, stored.last_failed),
+            (2, at(0), at(70))
+        );
+        assert_eq!(stored.ticket_key.as_deref(), Some("SEC-1"));
+        assert_eq!(
+            stored.next_attempt,
+            at(60),
+            "a later failure keeps the schedule until told"
+        );
+        store.schedule_retry("p", "7", at(190)).unwrap();
+        assert!(
+            store
+                .dead_letters(Some("p"), Some(at(100)))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store.dead_letters(Some("p"), Some(at(190))).unwrap().len(),
+            1
+        );
+        assert_eq!(store.dead_letters(Some("other"), None).unwrap().len(), 0);
+        assert!(store.clear_failure("p", "7").unwrap());
+        assert!(!store.clear_failure("p", "7").unwrap());
+        assert!(store.dead_letters(None, None).unwrap().is_empty());
     }
 
     #[test]
