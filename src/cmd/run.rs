@@ -117,18 +117,30 @@ fn log_report(r: &CycleReport) {
 }
 
 pub fn print_report(r: &CycleReport, dry_run: bool) {
+    let mut done = Vec::new();
+    for (n, what) in [
+        (r.tickets_created, "ticket(s) created"),
+        (r.tickets_adopted, "adopted"),
+        (r.tickets_updated, "ticket(s) updated"),
+        (r.incidents_updated, "incident(s) updated"),
+        (r.write_backs, "written back"),
+        (r.conflicts, "conflict(s) settled"),
+        (r.recovered, "recovered from earlier failures"),
+        (r.failed, "FAILED"),
+    ] {
+        if n > 0 {
+            done.push(format!("{n} {what}"));
+        }
+    }
+    if done.is_empty() {
+        done.push("nothing to write".into());
+    }
     println!(
-        "{}: {} incident(s) and {} ticket(s) changed; {} ticket(s) created, {} adopted, {} updated; {} incident(s) updated, {} written back; {} conflict(s), {} failed",
+        "{}: read {} incident(s) and {} ticket(s); {}",
         r.pair,
         r.incidents_seen,
         r.tickets_seen,
-        r.tickets_created,
-        r.tickets_adopted,
-        r.tickets_updated,
-        r.incidents_updated,
-        r.write_backs,
-        r.conflicts,
-        r.failed
+        done.join(", ")
     );
     if dry_run {
         if r.planned.is_empty() {
