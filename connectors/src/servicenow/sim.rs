@@ -1,0 +1,2550 @@
+//! A strict ServiceNow Table API simulator on loopback. Tables: `incident` (with
+//! the baseline business rules and data policies that matter to the bridge),
+//! `sys_journal_field` (work notes and comments), `sys_choice` (the Utah+ close
+//! codes by default), `sys_user` and `sys_user_group`. It speaks the Table API as
+//! API.md §5 describes it: every value a string; reference fields as
+//! `{link, value}` or bare with `sysparm_exclude_reference_link=true`; display
+//! values with `sysparm_display_value=true|all`; dot-walked `sysparm_fields`
+//! (`assigned_to.email`); encoded queries (`=`, `!=`, `>=`, `<=`, `>`, `<`,
+//! `STARTSWITH`, `ENDSWITH`, `LIKE`, `NOTLIKE`, `IN`, `NOT IN`, `ISEMPTY`,
+//! `ISNOTEMPTY`, `^`, `^OR`, `^NQ`, `ORDERBY`, `ORDERBYDESC`) where — as on a real
+//! instance — a condition on an unknown field is silently dropped; offset paging
+//! with `Link` (first/prev/next/last, absolute on the simulator's host) and
+//! `X-Total-Count`; HTTP Basic and OAuth client credentials (`/oauth_token.do`);
+//! an hourly per-user rate limit (off by default); and ServiceNow's error bodies.
+//!
+//! **Time.** `sys_updated_on` has second precision. A write to a record at or
+//! before its previous `sys_updated_on` gets that time plus one second, so each
+//! record's changes are strictly ordered in time (different records may share a
+//! second, as on a real instance). Real instances do not do that: two writes to a
+//! record within a second share a time there, and only `sys_mod_count` tells them
+//! apart. [`ServiceNowSim::set_strict_timestamps`]`(false)` gives that behaviour.
+//!
+//! **Rules on `incident` writes** (web service writes and the analyst API; not
+//! [`ServiceNowSim::set_state`], which acts like a server script): state 3 needs
+//! `hold_reason`; states 6 and 7 need `close_code` and `close_notes` (403 "Data
+//! Policy Exception"); choice fields take only their choices (`close_code`: the
+//! active `sys_choice` rows); `priority` is calculated from impact × urgency;
+//! `incident_state` mirrors `state`; writing `work_notes` or `comments` appends a
+//! `sys_journal_field` row and the field reads back as `""`; an update that changes
+//! nothing is not a write (no new `sys_updated_on`).
+//!
+//! Tests and the demo drive the analyst side through [`ServiceNowSim`]'s methods
+//! and under `/_sim/` (no auth).
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
+use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
+
+use super::wire::{ErrorBody, TIME_FORMAT};
+use crate::simkit::{self, SimKit, SimServer};
+
+/// A record as stored: every value a string.
+pub type SimRecord = BTreeMap<String, String>;
+
+/// Close codes of Utah and later releases (the default `sys_choice` rows).
+pub const CLOSE_CODES_UTAH: &[&str] = &[
+    "Duplicate",
+    "Known error",
+    "No resolution provided",
+    "Resolved by caller",
+    "Resolved by change",
+    "Resolved by problem",
+    "Resolved by request",
+    "Solution provided",
+    "Workaround provided",
+    "User error",
+];
+
+/// Close codes of releases before Utah.
+pub const CLOSE_CODES_LEGACY: &[&str] = &[
+    "Solved (Work Around)",
+    "Solved (Permanently)",
+    "Solved Remotely (Work Around)",
+    "Solved Remotely (Permanently)",
+    "Not Solved (Not Reproducible)",
+    "Not Solved (Too Costly)",
+    "Closed/Resolved by Caller",
+];
+
+/// Who the analyst API writes as.
+pub const ANALYST: &str = "analyst";
+
+const UNAUTHENTICATED: (&str, &str) = (
+    "User Not Authenticated",
+    "Required to provide Auth information",
+);
+const NO_RECORD: (&str, &str) = (
+    "No Record found",
+    "Record doesn't exist or ACL restricts the record retrieval",
+);
+
+// ---------------------------------------------------------------------------------
+// Tables
+
+struct TableDef {
+    name: &'static str,
+    fields: &'static [&'static str],
+    /// Reference fields and the table they point into.
+    references: &'static [(&'static str, &'static str)],
+    /// The field a reference to this table displays.
+    display: &'static str,
+}
+
+impl TableDef {
+    fn has(&self, field: &str) -> bool {
+        self.fields.contains(&field)
+    }
+
+    fn reference(&self, field: &str) -> Option<&'static str> {
+        self.references
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, t)| *t)
+    }
+}
+
+const INCIDENT_COLUMNS: &[&str] = &[
+    "sys_id",
+    "number",
+    "short_description",
+    "description",
+    "state",
+    "incident_state",
+    "impact",
+    "urgency",
+    "priority",
+    "severity",
+    "hold_reason",
+    "close_code",
+    "close_notes",
+    "work_notes",
+    "comments",
+    "correlation_id",
+    "correlation_display",
+    "assignment_group",
+    "assigned_to",
+    "caller_id",
+    "opened_by",
+    "resolved_by",
+    "closed_by",
+    "category",
+    "subcategory",
+    "contact_type",
+    "active",
+    "opened_at",
+    "resolved_at",
+    "closed_at",
+    "sys_class_name",
+    "sys_created_on",
+    "sys_created_by",
+    "sys_updated_on",
+    "sys_updated_by",
+    "sys_mod_count",
+];
+
+const INCIDENT: TableDef = TableDef {
+    name: "incident",
+    fields: INCIDENT_COLUMNS,
+    references: &[
+        ("assigned_to", "sys_user"),
+        ("assignment_group", "sys_user_group"),
+        ("caller_id", "sys_user"),
+        ("opened_by", "sys_user"),
+        ("resolved_by", "sys_user"),
+        ("closed_by", "sys_user"),
+    ],
+    display: "number",
+};
+
+const JOURNAL: TableDef = TableDef {
+    name: "sys_journal_field",
+    fields: &[
+        "sys_id",
+        "name",
+        "element",
+        "element_id",
+        "value",
+        "sys_created_on",
+        "sys_created_by",
+    ],
+    references: &[],
+    display: "value",
+};
+
+const CHOICE: TableDef = TableDef {
+    name: "sys_choice",
+    fields: &[
+        "sys_id",
+        "name",
+        "element",
+        "value",
+        "label",
+        "sequence",
+        "inactive",
+        "language",
+        "sys_created_on",
+        "sys_updated_on",
+    ],
+    references: &[],
+    display: "label",
+};
+
+const USER: TableDef = TableDef {
+    name: "sys_user",
+    fields: &[
+        "sys_id",
+        "user_name",
+        "name",
+        "email",
+        "active",
+        "time_zone",
+        "sys_created_on",
+        "sys_updated_on",
+    ],
+    references: &[],
+    display: "name",
+};
+
+const GROUP: TableDef = TableDef {
+    name: "sys_user_group",
+    fields: &[
+        "sys_id",
+        "name",
+        "description",
+        "active",
+        "sys_created_on",
+        "sys_updated_on",
+    ],
+    references: &[],
+    display: "name",
+};
+
+const TABLES: &[&TableDef] = &[&INCIDENT, &JOURNAL, &CHOICE, &USER, &GROUP];
+
+fn table_def(name: &str) -> Option<&'static TableDef> {
+    TABLES.iter().copied().find(|t| t.name == name)
+}
+
+/// Fields a client cannot set on an incident (the instance computes them).
+const SYSTEM_SET: &[&str] = &[
+    "sys_id",
+    "number",
+    "priority",
+    "incident_state",
+    "active",
+    "opened_at",
+    "opened_by",
+    "resolved_at",
+    "resolved_by",
+    "closed_at",
+    "closed_by",
+    "sys_class_name",
+    "sys_created_on",
+    "sys_created_by",
+    "sys_updated_on",
+    "sys_updated_by",
+    "sys_mod_count",
+];
+
+const JOURNAL_ELEMENTS: &[&str] = &["work_notes", "comments"];
+const STATES: &[&str] = &["1", "2", "3", "6", "7", "8"];
+const HOLD_REASONS: &[&str] = &["1", "3", "4", "5"];
+
+/// The labels of the incident's choice fields.
+fn choice_label(field: &str, value: &str) -> Option<&'static str> {
+    let label = match (field, value) {
+        ("state" | "incident_state", "1") => "New",
+        ("state" | "incident_state", "2") => "In Progress",
+        ("state" | "incident_state", "3") => "On Hold",
+        ("state" | "incident_state", "6") => "Resolved",
+        ("state" | "incident_state", "7") => "Closed",
+        ("state" | "incident_state", "8") => "Canceled",
+        ("impact" | "urgency", "1") => "1 - High",
+        ("impact" | "urgency", "2") => "2 - Medium",
+        ("impact" | "urgency", "3") => "3 - Low",
+        ("priority", "1") => "1 - Critical",
+        ("priority", "2") => "2 - High",
+        ("priority", "3") => "3 - Moderate",
+        ("priority", "4") => "4 - Low",
+        ("priority", "5") => "5 - Planning",
+        ("hold_reason", "1") => "Awaiting Caller",
+        ("hold_reason", "3") => "Awaiting Problem",
+        ("hold_reason", "4") => "Awaiting Vendor",
+        ("hold_reason", "5") => "Awaiting Change",
+        _ => return None,
+    };
+    Some(label)
+}
+
+/// The baseline priority matrix (impact × urgency → priority).
+pub fn priority(impact: &str, urgency: &str) -> &'static str {
+    let n = |s: &str| {
+        s.parse::<u8>()
+            .ok()
+            .filter(|n| (1..=3).contains(n))
+            .unwrap_or(3)
+    };
+    match n(impact) + n(urgency) {
+        2 => "1",
+        3 => "2",
+        4 => "3",
+        5 => "4",
+        _ => "5",
+    }
+}
+
+fn field_label(field: &str) -> &str {
+    match field {
+        "close_code" => "Resolution code",
+        "close_notes" => "Resolution notes",
+        "hold_reason" => "On hold reason",
+        "state" => "State",
+        "impact" => "Impact",
+        "urgency" => "Urgency",
+        other => other,
+    }
+}
+
+fn field(record: &SimRecord, name: &str) -> String {
+    record.get(name).cloned().unwrap_or_default()
+}
+
+fn new_sys_id() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
+fn now_second() -> NaiveDateTime {
+    let now = simkit::now();
+    now.with_nanosecond(0).unwrap_or(now).naive_utc()
+}
+
+// ---------------------------------------------------------------------------------
+// Encoded queries
+
+/// The encoded-query subset the simulator understands. Parsing never fails: like
+/// the instance, it drops what it cannot read.
+pub mod encoded {
+    use std::cmp::Ordering;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Op {
+        Eq,
+        Ne,
+        Ge,
+        Le,
+        Gt,
+        Lt,
+        StartsWith,
+        EndsWith,
+        Like,
+        NotLike,
+        In,
+        NotIn,
+        IsEmpty,
+        IsNotEmpty,
+    }
+
+    /// `<field><op><value>`.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Condition {
+        pub field: String,
+        pub op: Op,
+        pub value: String,
+    }
+
+    /// `^NQ`-separated groups (any matches) of `^`-joined terms (all match), each
+    /// term a list of `^OR` alternatives (one matches); then the sort keys.
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct Query {
+        pub groups: Vec<Vec<Vec<Condition>>>,
+        /// `(field, descending)`.
+        pub order: Vec<(String, bool)>,
+    }
+
+    const OPS: &[(&str, Op)] = &[
+        ("!=", Op::Ne),
+        (">=", Op::Ge),
+        ("<=", Op::Le),
+        ("=", Op::Eq),
+        (">", Op::Gt),
+        ("<", Op::Lt),
+        ("STARTSWITH", Op::StartsWith),
+        ("ENDSWITH", Op::EndsWith),
+        ("NOTLIKE", Op::NotLike),
+        ("NOT LIKE", Op::NotLike),
+        ("DOESNOTCONTAIN", Op::NotLike),
+        ("LIKE", Op::Like),
+        ("CONTAINS", Op::Like),
+        ("NOT IN", Op::NotIn),
+        ("IN", Op::In),
+        ("ISNOTEMPTY", Op::IsNotEmpty),
+        ("ISEMPTY", Op::IsEmpty),
+    ];
+
+    /// One condition, or `None` when the text is not one.
+    pub fn condition(text: &str) -> Option<Condition> {
+        let end = text
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.'))
+            .unwrap_or(text.len());
+        let (field, rest) = text.split_at(end);
+        if field.is_empty() {
+            return None;
+        }
+        let (symbol, op) = OPS.iter().find(|(s, _)| rest.starts_with(s))?;
+        Some(Condition {
+            field: field.to_string(),
+            op: *op,
+            value: rest[symbol.len()..].to_string(),
+        })
+    }
+
+    /// Parses `sysparm_query`. `^` always separates (encoded queries have no escape
+    /// for it).
+    pub fn parse(input: &str) -> Query {
+        let mut query = Query::default();
+        let mut group: Vec<Vec<Condition>> = Vec::new();
+        for (i, token) in input.split('^').enumerate() {
+            if token.is_empty() || token == "EQ" {
+                continue;
+            }
+            if let Some(field) = token.strip_prefix("ORDERBYDESC") {
+                query.order.push((field.to_string(), true));
+                continue;
+            }
+            if let Some(field) = token.strip_prefix("ORDERBY") {
+                query.order.push((field.to_string(), false));
+                continue;
+            }
+            if i > 0
+                && let Some(rest) = token.strip_prefix("NQ")
+            {
+                query.groups.push(std::mem::take(&mut group));
+                group.extend(condition(rest).map(|c| vec![c]));
+                continue;
+            }
+            if i > 0
+                && let Some(rest) = token.strip_prefix("OR")
+            {
+                if let Some(c) = condition(rest) {
+                    match group.last_mut() {
+                        Some(alternatives) => alternatives.push(c),
+                        None => group.push(vec![c]),
+                    }
+                }
+                continue;
+            }
+            group.extend(condition(token).map(|c| vec![c]));
+        }
+        query.groups.push(group);
+        query
+    }
+
+    /// Numbers compare as numbers, everything else as text (the fixed-width
+    /// `yyyy-MM-dd HH:mm:ss` compares correctly as text).
+    pub fn compare(a: &str, b: &str) -> Ordering {
+        match (a.parse::<i64>(), b.parse::<i64>()) {
+            (Ok(x), Ok(y)) => x.cmp(&y),
+            _ => a.cmp(b),
+        }
+    }
+
+    impl Op {
+        /// Whether a field holding `actual` passes `<op><value>`.
+        pub fn test(self, actual: &str, value: &str) -> bool {
+            match self {
+                Op::Eq => actual == value,
+                Op::Ne => actual != value,
+                Op::Ge => !actual.is_empty() && compare(actual, value) != Ordering::Less,
+                Op::Le => !actual.is_empty() && compare(actual, value) != Ordering::Greater,
+                Op::Gt => !actual.is_empty() && compare(actual, value) == Ordering::Greater,
+                Op::Lt => !actual.is_empty() && compare(actual, value) == Ordering::Less,
+                Op::StartsWith => actual.starts_with(value),
+                Op::EndsWith => actual.ends_with(value),
+                Op::Like => actual.to_lowercase().contains(&value.to_lowercase()),
+                Op::NotLike => !actual.to_lowercase().contains(&value.to_lowercase()),
+                Op::In => value.split(',').any(|v| v == actual),
+                Op::NotIn => !value.split(',').any(|v| v == actual),
+                Op::IsEmpty => actual.is_empty(),
+                Op::IsNotEmpty => !actual.is_empty(),
+            }
+        }
+    }
+}
+
+use encoded::{Condition, Query};
+
+// ---------------------------------------------------------------------------------
+// State
+
+#[derive(Debug, Clone)]
+struct OAuthClient {
+    client_id: String,
+    secret: String,
+    user: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RateWindow {
+    start: i64,
+    count: u32,
+}
+
+#[derive(Debug)]
+struct SimState {
+    base_url: String,
+    credentials: Option<(String, String)>,
+    oauth_clients: Vec<OAuthClient>,
+    /// access token → (user, expiry).
+    tokens: HashMap<String, (String, Instant)>,
+    token_lifetime: Duration,
+    tables: HashMap<&'static str, Vec<SimRecord>>,
+    next_number: u64,
+    strict_timestamps: bool,
+    rate_limit: Option<u32>,
+    rate_windows: HashMap<String, RateWindow>,
+    /// Fields whose query conditions are dropped (an ACL'd or renamed column).
+    unqueryable: Vec<String>,
+    /// A business rule that starts every new incident in state 1.
+    insert_as_new: bool,
+}
+
+/// A refusal in ServiceNow's error shape.
+#[derive(Debug)]
+struct SnError {
+    status: StatusCode,
+    message: String,
+    detail: Option<String>,
+}
+
+impl SnError {
+    fn new(status: StatusCode, message: impl Into<String>, detail: Option<String>) -> SnError {
+        SnError {
+            status,
+            message: message.into(),
+            detail,
+        }
+    }
+
+    fn bad(message: impl Into<String>, detail: impl Into<String>) -> SnError {
+        SnError::new(StatusCode::BAD_REQUEST, message, Some(detail.into()))
+    }
+
+    fn not_found() -> SnError {
+        SnError::new(
+            StatusCode::NOT_FOUND,
+            NO_RECORD.0,
+            Some(NO_RECORD.1.to_string()),
+        )
+    }
+
+    fn refused(detail: impl Into<String>) -> SnError {
+        SnError::new(
+            StatusCode::FORBIDDEN,
+            "Operation Failed",
+            Some(detail.into()),
+        )
+    }
+
+    fn summary(&self) -> String {
+        match &self.detail {
+            Some(d) => format!("{}: {d}", self.message),
+            None => self.message.clone(),
+        }
+    }
+}
+
+impl IntoResponse for SnError {
+    fn into_response(self) -> Response {
+        json_response(
+            self.status,
+            serde_json::to_value(ErrorBody::new(self.message, self.detail)).unwrap_or_default(),
+        )
+    }
+}
+
+fn json_response(status: StatusCode, value: Value) -> Response {
+    (status, axum::Json(value)).into_response()
+}
+
+/// How a write is checked: web services and analysts meet the data policies;
+/// server scripts (`set_state`) do not.
+#[derive(Debug, Clone, Copy)]
+struct WriteMode {
+    input_display: bool,
+    policies: bool,
+}
+
+impl SimState {
+    fn new() -> SimState {
+        let mut state = SimState {
+            base_url: String::new(),
+            credentials: None,
+            oauth_clients: Vec::new(),
+            tokens: HashMap::new(),
+            token_lifetime: Duration::from_secs(1800),
+            tables: HashMap::new(),
+            next_number: 10001,
+            strict_timestamps: true,
+            rate_limit: None,
+            rate_windows: HashMap::new(),
+            unqueryable: Vec::new(),
+            insert_as_new: false,
+        };
+        state.set_close_codes(CLOSE_CODES_UTAH);
+        state
+    }
+
+    fn rows(&self, table: &str) -> &[SimRecord] {
+        self.tables
+            .get(table)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    fn rows_mut(&mut self, table: &'static str) -> &mut Vec<SimRecord> {
+        self.tables.entry(table).or_default()
+    }
+
+    fn find(&self, table: &str, sys_id: &str) -> Option<usize> {
+        self.rows(table)
+            .iter()
+            .position(|r| r.get("sys_id").map(String::as_str) == Some(sys_id))
+    }
+
+    fn incident_by_number(&self, number: &str) -> Option<usize> {
+        self.rows("incident")
+            .iter()
+            .position(|r| r.get("number").map(String::as_str) == Some(number))
+    }
+
+    fn user_by_name(&self, user_name: &str) -> Option<&SimRecord> {
+        self.rows("sys_user")
+            .iter()
+            .find(|u| u.get("user_name").map(String::as_str) == Some(user_name))
+    }
+
+    fn user_sys_id(&self, user_name: &str) -> String {
+        self.user_by_name(user_name)
+            .and_then(|u| u.get("sys_id").cloned())
+            .unwrap_or_default()
+    }
+
+    fn insert_plain(&mut self, table: &'static str, fields: &[(&str, &str)]) -> String {
+        let sys_id = new_sys_id();
+        let t = now_second().format(TIME_FORMAT).to_string();
+        let mut record: SimRecord = table_def(table)
+            .map(|d| {
+                d.fields
+                    .iter()
+                    .map(|f| (f.to_string(), String::new()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        record.insert("sys_id".into(), sys_id.clone());
+        for f in ["sys_created_on", "sys_updated_on"] {
+            if record.contains_key(f) {
+                record.insert(f.into(), t.clone());
+            }
+        }
+        for (k, v) in fields {
+            record.insert(k.to_string(), v.to_string());
+        }
+        self.rows_mut(table).push(record);
+        sys_id
+    }
+
+    fn set_close_codes(&mut self, codes: &[&str]) {
+        self.rows_mut("sys_choice").retain(|r| {
+            !(r.get("name").map(String::as_str) == Some("incident")
+                && r.get("element").map(String::as_str) == Some("close_code"))
+        });
+        for (i, code) in codes.iter().enumerate() {
+            let sequence = (i * 10).to_string();
+            self.insert_plain(
+                "sys_choice",
+                &[
+                    ("name", "incident"),
+                    ("element", "close_code"),
+                    ("value", code),
+                    ("label", code),
+                    ("sequence", &sequence),
+                    ("inactive", "false"),
+                    ("language", "en"),
+                ],
+            );
+        }
+    }
+
+    fn close_codes(&self) -> Vec<String> {
+        self.rows("sys_choice")
+            .iter()
+            .filter(|r| {
+                r.get("name").map(String::as_str) == Some("incident")
+                    && r.get("element").map(String::as_str) == Some("close_code")
+                    && r.get("inactive").map(String::as_str) != Some("true")
+            })
+            .filter_map(|r| r.get("value").cloned())
+            .collect()
+    }
+
+    /// The value behind a field path (`assigned_to.email` walks the reference);
+    /// `None` when the path names no field.
+    fn resolve(&self, table: &TableDef, record: &SimRecord, path: &str) -> Option<String> {
+        match path.split_once('.') {
+            None => table
+                .has(path)
+                .then(|| record.get(path).cloned().unwrap_or_default()),
+            Some((head, rest)) => {
+                let target = table_def(table.reference(head)?)?;
+                let id = record.get(head).cloned().unwrap_or_default();
+                match self.find(target.name, &id) {
+                    Some(i) => self.resolve(target, &self.rows(target.name)[i], rest),
+                    None => self
+                        .resolve(target, &SimRecord::new(), rest)
+                        .map(|_| String::new()),
+                }
+            }
+        }
+    }
+
+    fn queryable(&self, table: &TableDef, field: &str) -> bool {
+        let head = field.split('.').next().unwrap_or(field);
+        !self.unqueryable.iter().any(|f| f == head)
+            && self.resolve(table, &SimRecord::new(), field).is_some()
+    }
+
+    fn matches(&self, table: &TableDef, record: &SimRecord, query: &Query) -> bool {
+        let test = |c: &Condition| {
+            let actual = self.resolve(table, record, &c.field).unwrap_or_default();
+            c.op.test(&actual, &c.value)
+        };
+        query.groups.iter().any(|group| {
+            group.iter().all(|alternatives| {
+                // A condition on a field the table lacks is dropped, silently.
+                let usable: Vec<&Condition> = alternatives
+                    .iter()
+                    .filter(|c| self.queryable(table, &c.field))
+                    .collect();
+                usable.is_empty() || usable.into_iter().any(test)
+            })
+        })
+    }
+
+    /// The display value of a field.
+    fn display(&self, table: &TableDef, field: &str, value: &str) -> String {
+        if let Some(target) = table.reference(field).and_then(table_def) {
+            return self
+                .find(target.name, value)
+                .and_then(|i| self.rows(target.name)[i].get(target.display).cloned())
+                .unwrap_or_default();
+        }
+        if table.name == "incident"
+            && let Some(label) = choice_label(field, value)
+        {
+            return label.to_string();
+        }
+        value.to_string()
+    }
+
+    fn link_to(&self, table: &str, sys_id: &str) -> String {
+        format!("{}/api/now/table/{table}/{sys_id}", self.base_url)
+    }
+
+    fn render(&self, table: &TableDef, record: &SimRecord, params: &Params) -> Value {
+        let all: Vec<String>;
+        let fields: &[String] = match &params.fields {
+            Some(f) => f,
+            None => {
+                all = table.fields.iter().map(|f| f.to_string()).collect();
+                &all
+            }
+        };
+        let mut out = Map::new();
+        for field in fields {
+            let Some(value) = self.resolve(table, record, field) else {
+                continue; // invalid fields are ignored
+            };
+            let reference = table.reference(field).filter(|_| !value.is_empty());
+            let link = reference
+                .filter(|_| !params.exclude_links)
+                .map(|t| self.link_to(t, &value));
+            let rendered = match params.display {
+                DisplayMode::Raw => match link {
+                    Some(link) => json!({ "link": link, "value": value }),
+                    None => Value::String(value),
+                },
+                DisplayMode::Display => {
+                    let display = self.display(table, field, &value);
+                    match link {
+                        Some(link) => json!({ "link": link, "display_value": display }),
+                        None => Value::String(display),
+                    }
+                }
+                DisplayMode::All => {
+                    let mut both = json!({
+                        "display_value": self.display(table, field, &value),
+                        "value": value,
+                    });
+                    if let Some(link) = link {
+                        both["link"] = Value::String(link);
+                    }
+                    both
+                }
+            };
+            out.insert(field.clone(), rendered);
+        }
+        Value::Object(out)
+    }
+
+    /// The next `sys_updated_on` of a record last written at `previous`.
+    fn next_time(&self, previous: Option<&str>) -> NaiveDateTime {
+        let now = now_second();
+        if self.strict_timestamps
+            && let Some(prev) =
+                previous.and_then(|p| NaiveDateTime::parse_from_str(p, TIME_FORMAT).ok())
+            && now <= prev
+        {
+            return prev + chrono::Duration::seconds(1);
+        }
+        now
+    }
+
+    /// Inserts (`index = None`) or updates an incident from a request body.
+    /// Returns the record's index.
+    fn write_incident(
+        &mut self,
+        index: Option<usize>,
+        body: &Map<String, Value>,
+        caller: &str,
+        mode: WriteMode,
+    ) -> Result<usize, SnError> {
+        let old = index.map(|i| self.rows("incident")[i].clone());
+        let mut record = match &old {
+            Some(r) => r.clone(),
+            None => {
+                let mut r: SimRecord = INCIDENT
+                    .fields
+                    .iter()
+                    .map(|f| (f.to_string(), String::new()))
+                    .collect();
+                r.insert("sys_id".into(), new_sys_id());
+                r.insert("state".into(), "1".into());
+                r.insert("impact".into(), "3".into());
+                r.insert("urgency".into(), "3".into());
+                r.insert("severity".into(), "3".into());
+                r.insert("sys_class_name".into(), "incident".into());
+                r
+            }
+        };
+        let mut notes: Vec<(String, String)> = Vec::new();
+        for (field, value) in body {
+            let text = match value {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                Value::Null => String::new(),
+                Value::Object(o) => match o.get("value") {
+                    Some(Value::String(s)) => s.clone(),
+                    _ => {
+                        return Err(SnError::bad(
+                            "Exception while reading request",
+                            format!("Invalid value for field {field}"),
+                        ));
+                    }
+                },
+                Value::Array(_) => {
+                    return Err(SnError::bad(
+                        "Exception while reading request",
+                        format!("Invalid value for field {field}"),
+                    ));
+                }
+            };
+            if JOURNAL_ELEMENTS.contains(&field.as_str()) {
+                if !text.trim().is_empty() {
+                    notes.push((field.clone(), text));
+                }
+                continue;
+            }
+            // Unknown fields and the ones the instance sets itself are ignored.
+            if !INCIDENT.has(field) || SYSTEM_SET.contains(&field.as_str()) {
+                continue;
+            }
+            let text = match INCIDENT.reference(field).and_then(table_def) {
+                Some(target) if mode.input_display && !text.is_empty() => self
+                    .rows(target.name)
+                    .iter()
+                    .find(|r| r.get(target.display) == Some(&text))
+                    .and_then(|r| r.get("sys_id").cloned())
+                    .unwrap_or(text),
+                _ => text,
+            };
+            record.insert(field.clone(), text);
+        }
+
+        if old.is_none() && self.insert_as_new {
+            record.insert("state".into(), "1".into());
+        }
+        let state = field(&record, "state");
+        if mode.policies {
+            let get = |f: &str| field(&record, f);
+            for (field, allowed) in [
+                ("state", STATES),
+                ("impact", &["1", "2", "3"][..]),
+                ("urgency", &["1", "2", "3"][..]),
+            ] {
+                let v = get(field);
+                if !allowed.contains(&v.as_str()) {
+                    return Err(SnError::refused(format!(
+                        "Invalid choice value '{v}' for {} ({field})",
+                        field_label(field)
+                    )));
+                }
+            }
+            let hold = get("hold_reason");
+            if !hold.is_empty() && !HOLD_REASONS.contains(&hold.as_str()) {
+                return Err(SnError::refused(format!(
+                    "Invalid choice value '{hold}' for On hold reason (hold_reason)"
+                )));
+            }
+            let code = get("close_code");
+            if !code.is_empty() && !self.close_codes().contains(&code) {
+                return Err(SnError::refused(format!(
+                    "Invalid choice value '{code}' for Resolution code (close_code)"
+                )));
+            }
+            let mandatory: &[&str] = match state.as_str() {
+                "3" => &["hold_reason"],
+                "6" | "7" => &["close_code", "close_notes"],
+                _ => &[],
+            };
+            let missing: Vec<&str> = mandatory
+                .iter()
+                .filter(|f| get(f).trim().is_empty())
+                .map(|f| field_label(f))
+                .collect();
+            if !missing.is_empty() {
+                return Err(SnError::refused(format!(
+                    "Data Policy Exception: The following fields are mandatory: {}",
+                    missing.join(", ")
+                )));
+            }
+        }
+
+        let t = self
+            .next_time(
+                old.as_ref()
+                    .and_then(|o| o.get("sys_updated_on"))
+                    .map(String::as_str),
+            )
+            .format(TIME_FORMAT)
+            .to_string();
+        let caller_id = self.user_sys_id(caller);
+        // Business rules.
+        let priority = priority(&field(&record, "impact"), &field(&record, "urgency"));
+        record.insert("priority".into(), priority.into());
+        record.insert("incident_state".into(), state.clone());
+        record.insert(
+            "active".into(),
+            (!matches!(state.as_str(), "7" | "8")).to_string(),
+        );
+        if state != "3" {
+            record.insert("hold_reason".into(), String::new());
+        }
+        match state.as_str() {
+            "6" | "7" => {
+                if field(&record, "resolved_at").is_empty() {
+                    record.insert("resolved_at".into(), t.clone());
+                    record.insert("resolved_by".into(), caller_id.clone());
+                }
+                if state == "7" && field(&record, "closed_at").is_empty() {
+                    record.insert("closed_at".into(), t.clone());
+                    record.insert("closed_by".into(), caller_id.clone());
+                }
+            }
+            "8" => {}
+            _ => {
+                for f in ["resolved_at", "resolved_by", "closed_at", "closed_by"] {
+                    record.insert(f.into(), String::new());
+                }
+            }
+        }
+        for f in JOURNAL_ELEMENTS {
+            record.insert(f.to_string(), String::new());
+        }
+
+        // An update that changes nothing is not a write.
+        if let Some(old) = &old
+            && notes.is_empty()
+            && *old == record
+        {
+            return Ok(index.expect("an update has an index"));
+        }
+        record.insert("sys_updated_on".into(), t.clone());
+        record.insert("sys_updated_by".into(), caller.to_string());
+        match &old {
+            Some(old) => {
+                let count = old
+                    .get("sys_mod_count")
+                    .and_then(|c| c.parse::<u64>().ok())
+                    .unwrap_or(0);
+                record.insert("sys_mod_count".into(), (count + 1).to_string());
+            }
+            None => {
+                let number = format!("INC{:07}", self.next_number);
+                self.next_number += 1;
+                record.insert("number".into(), number);
+                record.insert("sys_created_on".into(), t.clone());
+                record.insert("sys_created_by".into(), caller.to_string());
+                record.insert("opened_at".into(), t.clone());
+                record.insert("opened_by".into(), caller_id);
+                record.insert("sys_mod_count".into(), "0".into());
+            }
+        }
+        let sys_id = record.get("sys_id").cloned().unwrap_or_default();
+        for (element, value) in notes {
+            let row: SimRecord = [
+                ("sys_id", new_sys_id()),
+                ("name", "incident".to_string()),
+                ("element", element),
+                ("element_id", sys_id.clone()),
+                ("value", value),
+                ("sys_created_on", t.clone()),
+                ("sys_created_by", caller.to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+            self.rows_mut("sys_journal_field").push(row);
+        }
+        let rows = self.rows_mut("incident");
+        Ok(match index {
+            Some(i) => {
+                rows[i] = record;
+                i
+            }
+            None => {
+                rows.push(record);
+                rows.len() - 1
+            }
+        })
+    }
+
+    /// The analyst API: applies what `edit` changed as a web service write would.
+    fn analyst_edit(
+        &mut self,
+        number: &str,
+        author: &str,
+        edit: impl FnOnce(&mut SimRecord),
+        policies: bool,
+    ) -> Result<(), String> {
+        let i = self
+            .incident_by_number(number)
+            .ok_or_else(|| format!("no incident {number}"))?;
+        let before = self.rows("incident")[i].clone();
+        let mut after = before.clone();
+        edit(&mut after);
+        let body: Map<String, Value> = after
+            .iter()
+            .filter(|(k, v)| before.get(*k) != Some(*v))
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        let mode = WriteMode {
+            input_display: false,
+            policies,
+        };
+        self.write_incident(Some(i), &body, author, mode)
+            .map(|_| ())
+            .map_err(|e| e.summary())
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Request parameters
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DisplayMode {
+    Raw,
+    Display,
+    All,
+}
+
+#[derive(Debug, Clone)]
+struct Params {
+    pairs: Vec<(String, String)>,
+    query: Query,
+    fields: Option<Vec<String>>,
+    limit: usize,
+    offset: usize,
+    display: DisplayMode,
+    exclude_links: bool,
+    input_display: bool,
+    no_count: bool,
+    suppress_pagination: bool,
+}
+
+/// The default `sysparm_limit`.
+pub const DEFAULT_LIMIT: usize = 10_000;
+
+impl Params {
+    fn parse(query: &Option<String>) -> Params {
+        let pairs: Vec<(String, String)> =
+            url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
+        let get = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let flag = |name: &str| get(name).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let fields = get("sysparm_fields").map(|f| {
+            f.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        });
+        let display = match get("sysparm_display_value")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("true") => DisplayMode::Display,
+            Some("all") => DisplayMode::All,
+            _ => DisplayMode::Raw,
+        };
+        Params {
+            query: encoded::parse(get("sysparm_query").unwrap_or("")),
+            fields: fields.filter(|f| !f.is_empty()),
+            limit: get("sysparm_limit")
+                .and_then(|v| v.parse::<usize>().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(DEFAULT_LIMIT),
+            offset: get("sysparm_offset")
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0),
+            display,
+            exclude_links: flag("sysparm_exclude_reference_link"),
+            input_display: flag("sysparm_input_display_value"),
+            no_count: flag("sysparm_no_count"),
+            suppress_pagination: flag("sysparm_suppress_pagination_header"),
+            pairs,
+        }
+    }
+
+    /// This request's URL with another offset, for the `Link` header.
+    fn page_link(&self, base: &str, path: &str, offset: usize, rel: &str) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        query
+            .append_pair("sysparm_offset", &offset.to_string())
+            .append_pair("sysparm_limit", &self.limit.to_string());
+        for (k, v) in &self.pairs {
+            if k != "sysparm_offset" && k != "sysparm_limit" {
+                query.append_pair(k, v);
+            }
+        }
+        format!("<{base}{path}?{}>;rel=\"{rel}\"", query.finish())
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The server
+
+struct Sim {
+    state: Mutex<SimState>,
+    kit: Arc<SimKit>,
+}
+
+impl Sim {
+    fn lock(&self) -> MutexGuard<'_, SimState> {
+        self.state.lock().expect("servicenow sim state")
+    }
+}
+
+type Shared = Arc<Sim>;
+
+/// The user a request authenticated as (`user_name`).
+#[derive(Debug, Clone)]
+struct Caller(String);
+
+/// A running ServiceNow simulator.
+pub struct ServiceNowSim {
+    pub server: SimServer,
+    pub kit: Arc<SimKit>,
+    sim: Shared,
+}
+
+impl std::fmt::Debug for ServiceNowSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceNowSim")
+            .field("base_url", &self.server.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceNowSim {
+    /// Serves the simulator on `listener` (plain HTTP). It starts with the Utah+
+    /// close codes and no users, incidents or credentials: until
+    /// [`ServiceNowSim::set_credentials`] (or an OAuth client) is set, every API
+    /// request is refused with 401.
+    pub async fn start(listener: TcpListener) -> ServiceNowSim {
+        let kit = SimKit::new();
+        let sim: Shared = Arc::new(Sim {
+            state: Mutex::new(SimState::new()),
+            kit: kit.clone(),
+        });
+        let api = Router::new()
+            .route("/api/now/{*rest}", any(table_api))
+            .route("/oauth_token.do", post(oauth_token))
+            .route("/_sim/incidents", get(admin_incidents))
+            .route("/_sim/incidents/{number}/resolve", post(admin_resolve))
+            .route("/_sim/requests", get(admin_requests))
+            .fallback(no_route)
+            .layer(middleware::from_fn_with_state(sim.clone(), guard))
+            .with_state(sim.clone());
+        let router = simkit::with_kit(api, kit.clone());
+        let server = simkit::serve(listener, router, None).await;
+        sim.lock().base_url = server.base_url.clone();
+        ServiceNowSim { server, kit, sim }
+    }
+
+    pub fn base_url(&self) -> String {
+        self.server.base_url.clone()
+    }
+
+    pub fn shutdown(&self) {
+        self.server.shutdown();
+    }
+
+    /// The one user name + password accepted (HTTP Basic). The user is added to
+    /// `sys_user` if it is not there.
+    pub fn set_credentials(&self, user_name: &str, password: &str) {
+        let mut state = self.sim.lock();
+        state.credentials = Some((user_name.to_string(), password.to_string()));
+        if state.user_by_name(user_name).is_none() {
+            state.insert_plain(
+                "sys_user",
+                &[
+                    ("user_name", user_name),
+                    ("name", user_name),
+                    ("active", "true"),
+                    ("time_zone", "GMT"),
+                ],
+            );
+        }
+    }
+
+    /// An OAuth application whose client-credentials tokens act as `user_name`.
+    pub fn set_oauth_client(&self, client_id: &str, client_secret: &str, user_name: &str) {
+        let mut state = self.sim.lock();
+        state.oauth_clients.retain(|c| c.client_id != client_id);
+        state.oauth_clients.push(OAuthClient {
+            client_id: client_id.to_string(),
+            secret: client_secret.to_string(),
+            user: user_name.to_string(),
+        });
+        if state.user_by_name(user_name).is_none() {
+            state.insert_plain(
+                "sys_user",
+                &[
+                    ("user_name", user_name),
+                    ("name", user_name),
+                    ("active", "true"),
+                ],
+            );
+        }
+    }
+
+    /// How long issued access tokens live (default 30 minutes).
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.sim.lock().token_lifetime = lifetime;
+    }
+
+    /// Forgets every issued token (as if they all expired).
+    pub fn expire_tokens(&self) {
+        self.sim.lock().tokens.clear();
+    }
+
+    /// Adds a `sys_user`; returns its sys_id.
+    pub fn add_user(&self, user_name: &str, name: &str, email: &str) -> String {
+        self.sim.lock().insert_plain(
+            "sys_user",
+            &[
+                ("user_name", user_name),
+                ("name", name),
+                ("email", email),
+                ("active", "true"),
+                ("time_zone", "GMT"),
+            ],
+        )
+    }
+
+    /// Adds a `sys_user_group`; returns its sys_id.
+    pub fn add_group(&self, name: &str) -> String {
+        self.sim
+            .lock()
+            .insert_plain("sys_user_group", &[("name", name), ("active", "true")])
+    }
+
+    /// Replaces the active close codes (e.g. with [`CLOSE_CODES_LEGACY`]).
+    pub fn set_close_codes(&self, codes: &[&str]) {
+        self.sim.lock().set_close_codes(codes);
+    }
+
+    /// Allows `per_hour` API requests per user per hour (429 beyond, with
+    /// `Retry-After` and `X-RateLimit-*`); `None` (the default) lifts the limit.
+    pub fn set_rate_limit(&self, per_hour: Option<u32>) {
+        let mut state = self.sim.lock();
+        state.rate_limit = per_hour;
+        state.rate_windows.clear();
+    }
+
+    /// `true` (the default): a record's writes within one second still get
+    /// strictly increasing `sys_updated_on`; `false`: they share the second, as on
+    /// a real instance.
+    pub fn set_strict_timestamps(&self, strict: bool) {
+        self.sim.lock().strict_timestamps = strict;
+    }
+
+    /// Query conditions on `field` are dropped from now on, as an instance does
+    /// for a field it does not know or the caller may not read.
+    pub fn ignore_query_field(&self, field: &str) {
+        self.sim.lock().unqueryable.push(field.to_string());
+    }
+
+    /// `true`: a business rule starts every new incident in state 1 (New),
+    /// whatever the insert asked for, as some instances do. Default `false`.
+    pub fn set_new_incidents_start_new(&self, on: bool) {
+        self.sim.lock().insert_as_new = on;
+    }
+
+    pub fn incident(&self, number: &str) -> Option<SimRecord> {
+        let state = self.sim.lock();
+        state
+            .incident_by_number(number)
+            .map(|i| state.rows("incident")[i].clone())
+    }
+
+    pub fn incidents(&self) -> Vec<SimRecord> {
+        self.sim.lock().rows("incident").to_vec()
+    }
+
+    /// The incident's journal (work notes and comments), oldest first.
+    pub fn journal(&self, number: &str) -> Vec<SimRecord> {
+        let state = self.sim.lock();
+        let Some(i) = state.incident_by_number(number) else {
+            return Vec::new();
+        };
+        let sys_id = state.rows("incident")[i]["sys_id"].clone();
+        state
+            .rows("sys_journal_field")
+            .iter()
+            .filter(|r| r.get("element_id") == Some(&sys_id))
+            .cloned()
+            .collect()
+    }
+
+    /// Creates an incident as an analyst would (not the bridge's: no correlation
+    /// id unless given). Returns its number.
+    pub fn create_as_analyst(&self, fields: &[(&str, &str)]) -> Result<String, String> {
+        let mut state = self.sim.lock();
+        let body: Map<String, Value> = fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+            .collect();
+        let mode = WriteMode {
+            input_display: false,
+            policies: true,
+        };
+        let i = state
+            .write_incident(None, &body, ANALYST, mode)
+            .map_err(|e| e.summary())?;
+        Ok(state.rows("incident")[i]["number"].clone())
+    }
+
+    /// Edits an incident as an analyst would in the form: `edit` changes the
+    /// fields, then the change is saved with the business rules and data policies.
+    pub fn update_as_analyst(
+        &self,
+        number: &str,
+        edit: impl FnOnce(&mut SimRecord),
+    ) -> Result<(), String> {
+        self.sim.lock().analyst_edit(number, ANALYST, edit, true)
+    }
+
+    /// Resolves an incident (state 6) with a close code and notes.
+    pub fn resolve_as_analyst(
+        &self,
+        number: &str,
+        close_code: &str,
+        close_notes: &str,
+    ) -> Result<(), String> {
+        self.update_as_analyst(number, |r| {
+            r.insert("state".into(), "6".into());
+            r.insert("close_code".into(), close_code.into());
+            r.insert("close_notes".into(), close_notes.into());
+        })
+    }
+
+    /// Adds a work note by `author` (a user name).
+    pub fn add_work_note_as(&self, number: &str, author: &str, text: &str) -> Result<(), String> {
+        self.sim.lock().analyst_edit(
+            number,
+            author,
+            |r| {
+                r.insert("work_notes".into(), text.into());
+            },
+            true,
+        )
+    }
+
+    /// Sets the state as a server script would: the business rules run, the data
+    /// policies do not.
+    pub fn set_state(&self, number: &str, state: &str) -> Result<(), String> {
+        self.sim.lock().analyst_edit(
+            number,
+            ANALYST,
+            |r| {
+                r.insert("state".into(), state.into());
+            },
+            false,
+        )
+    }
+
+    /// Test hook: pretends the incident was last written at `updated` (and
+    /// created no later).
+    pub fn backdate(&self, number: &str, updated: DateTime<Utc>) -> Result<(), String> {
+        let mut state = self.sim.lock();
+        let i = state
+            .incident_by_number(number)
+            .ok_or_else(|| format!("no incident {number}"))?;
+        let t = updated.naive_utc().format(TIME_FORMAT).to_string();
+        let record = &mut state.rows_mut("incident")[i];
+        if record.get("sys_created_on").is_some_and(|c| *c > t) {
+            record.insert("sys_created_on".into(), t.clone());
+        }
+        record.insert("sys_updated_on".into(), t);
+        Ok(())
+    }
+}
+
+/// Authentication (Basic or an OAuth bearer token) and the hourly rate limit on
+/// every API request.
+async fn guard(State(sim): State<Shared>, mut request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    if path.starts_with("/_sim") || path == "/oauth_token.do" {
+        return next.run(request).await;
+    }
+    let user = {
+        let mut state = sim.lock();
+        let headers = request.headers();
+        let basic = basic_credentials(headers).filter(|(u, p)| {
+            state
+                .credentials
+                .as_ref()
+                .is_some_and(|(cu, cp)| cu == u && cp == p)
+        });
+        let bearer = bearer_token(headers).and_then(|t| {
+            let now = Instant::now();
+            state.tokens.retain(|_, (_, expiry)| *expiry > now);
+            state.tokens.get(&t).map(|(user, _)| user.clone())
+        });
+        match basic.map(|(u, _)| u).or(bearer) {
+            Some(user) => user,
+            None => {
+                let mut response = SnError::new(
+                    StatusCode::UNAUTHORIZED,
+                    UNAUTHENTICATED.0,
+                    Some(UNAUTHENTICATED.1.to_string()),
+                )
+                .into_response();
+                response.headers_mut().insert(
+                    "www-authenticate",
+                    HeaderValue::from_static("BASIC realm=\"Service-now\""),
+                );
+                return response;
+            }
+        }
+    };
+    let limit = {
+        let mut state = sim.lock();
+        match state.rate_limit {
+            None => None,
+            Some(limit) => {
+                let now = Utc::now().timestamp();
+                let window = state
+                    .rate_windows
+                    .entry(user.clone())
+                    .or_insert(RateWindow {
+                        start: now,
+                        count: 0,
+                    });
+                if now >= window.start + 3600 {
+                    *window = RateWindow {
+                        start: now,
+                        count: 0,
+                    };
+                }
+                let reset = window.start + 3600;
+                if window.count >= limit {
+                    let mut response = SnError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "Rate limit exceeded",
+                        Some(format!(
+                            "Rate limit of {limit} requests per hour for Table API exceeded"
+                        )),
+                    )
+                    .into_response();
+                    rate_headers(response.headers_mut(), limit, reset);
+                    let wait = (reset - now).max(1).to_string();
+                    if let Ok(v) = HeaderValue::from_str(&wait) {
+                        response.headers_mut().insert("retry-after", v);
+                    }
+                    return response;
+                }
+                window.count += 1;
+                Some((limit, reset))
+            }
+        }
+    };
+    request.extensions_mut().insert(Caller(user));
+    let mut response = next.run(request).await;
+    if let Some((limit, reset)) = limit {
+        rate_headers(response.headers_mut(), limit, reset);
+    }
+    response
+}
+
+fn rate_headers(headers: &mut HeaderMap, limit: u32, reset: i64) {
+    for (name, value) in [
+        ("x-ratelimit-limit", limit.to_string()),
+        ("x-ratelimit-reset", reset.to_string()),
+        (
+            "x-ratelimit-rule",
+            "d3b1a2c4e5f60718293a4b5c6d7e8f90".to_string(),
+        ),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+}
+
+async fn no_route() -> Response {
+    SnError::new(
+        StatusCode::BAD_REQUEST,
+        "Requested URI does not represent any resource",
+        None,
+    )
+    .into_response()
+}
+
+type Reply = Result<Response, SnError>;
+
+/// `/api/now/[v1|v2/]table/{table}[/{sys_id}]`.
+async fn table_api(
+    State(sim): State<Shared>,
+    method: Method,
+    Path(rest): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    caller: Option<axum::Extension<Caller>>,
+    body: Bytes,
+) -> Reply {
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let segments = match segments.as_slice() {
+        ["v1" | "v2", "table", rest @ ..] | ["table", rest @ ..] => rest.to_vec(),
+        _ => return Ok(no_route().await),
+    };
+    let (table, sys_id) = match segments.as_slice() {
+        [table] => (*table, None),
+        [table, sys_id] => (*table, Some(*sys_id)),
+        _ => return Ok(no_route().await),
+    };
+    let Some(def) = table_def(table) else {
+        return Err(SnError::bad(
+            format!("Invalid table {table}"),
+            format!("Invalid table {table}"),
+        ));
+    };
+    let params = Params::parse(&query);
+    let caller = caller.map(|c| c.0.0.clone()).unwrap_or_default();
+    let path = format!("/api/now/{rest}");
+    match (method.as_str(), sys_id) {
+        ("GET", None) => Ok(list(&sim, def, &params, &path)),
+        ("GET", Some(id)) => {
+            let state = sim.lock();
+            let i = state.find(def.name, id).ok_or_else(SnError::not_found)?;
+            let value = state.render(def, &state.rows(def.name)[i], &params);
+            Ok(json_response(StatusCode::OK, json!({ "result": value })))
+        }
+        ("POST", None) => {
+            writable(def, "Insert")?;
+            let body = parse_body(&headers, &body)?;
+            let mut state = sim.lock();
+            let mode = WriteMode {
+                input_display: params.input_display,
+                policies: true,
+            };
+            let i = state.write_incident(None, &body, &caller, mode)?;
+            let record = state.rows("incident")[i].clone();
+            let location = state.link_to("incident", &record["sys_id"]);
+            let mut response = answer(&state, &headers, StatusCode::CREATED, &record, &params);
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert("location", v);
+            }
+            Ok(response)
+        }
+        ("PATCH" | "PUT", Some(id)) => {
+            writable(def, "Update")?;
+            let body = parse_body(&headers, &body)?;
+            let mut state = sim.lock();
+            let i = state.find("incident", id).ok_or_else(SnError::not_found)?;
+            let mode = WriteMode {
+                input_display: params.input_display,
+                policies: true,
+            };
+            let i = state.write_incident(Some(i), &body, &caller, mode)?;
+            let record = state.rows("incident")[i].clone();
+            Ok(answer(&state, &headers, StatusCode::OK, &record, &params))
+        }
+        ("DELETE", Some(id)) => {
+            writable(def, "Delete")?;
+            let mut state = sim.lock();
+            let i = state.find("incident", id).ok_or_else(SnError::not_found)?;
+            state.rows_mut("incident").remove(i);
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        _ => Err(SnError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not Supported",
+            Some(format!("{method} is not supported on this resource")),
+        )),
+    }
+}
+
+/// Only `incident` takes writes here; other tables refuse as an ACL would.
+fn writable(def: &TableDef, operation: &str) -> Result<(), SnError> {
+    if def.name == "incident" {
+        Ok(())
+    } else {
+        Err(SnError::refused(format!(
+            "ACL Exception {operation} Failed due to security constraints"
+        )))
+    }
+}
+
+fn answer(
+    state: &SimState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    record: &SimRecord,
+    params: &Params,
+) -> Response {
+    let quiet = headers
+        .get("x-no-response-body")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if quiet {
+        return status.into_response();
+    }
+    let value = state.render(&INCIDENT, record, params);
+    json_response(status, json!({ "result": value }))
+}
+
+/// A JSON object body; an array acts on its first record only (KB0534905).
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, SnError> {
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .to_ascii_lowercase()
+        .contains("application/json")
+    {
+        return Err(SnError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported Media Type",
+            Some(format!(
+                "Content-Type {content_type:?} is not supported; send application/json"
+            )),
+        ));
+    }
+    let invalid = || {
+        SnError::bad(
+            "Exception while reading request",
+            "The payload is not valid JSON.",
+        )
+    };
+    match serde_json::from_slice::<Value>(body).map_err(|_| invalid())? {
+        Value::Object(map) => Ok(map),
+        Value::Array(items) => match items.into_iter().next() {
+            Some(Value::Object(map)) => Ok(map),
+            _ => Err(invalid()),
+        },
+        _ => Err(invalid()),
+    }
+}
+
+fn list(sim: &Sim, def: &TableDef, params: &Params, path: &str) -> Response {
+    let state = sim.lock();
+    let mut rows: Vec<&SimRecord> = state
+        .rows(def.name)
+        .iter()
+        .filter(|r| state.matches(def, r, &params.query))
+        .collect();
+    let order: Vec<&(String, bool)> = params
+        .query
+        .order
+        .iter()
+        .filter(|(f, _)| state.resolve(def, &SimRecord::new(), f).is_some())
+        .collect();
+    rows.sort_by(|a, b| {
+        for (field, descending) in &order {
+            let x = state.resolve(def, a, field).unwrap_or_default();
+            let y = state.resolve(def, b, field).unwrap_or_default();
+            let o = encoded::compare(&x, &y);
+            let o = if *descending { o.reverse() } else { o };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        Ordering::Equal
+    });
+    let total = rows.len();
+    let start = params.offset.min(total);
+    let end = params.offset.saturating_add(params.limit).min(total);
+    let result: Vec<Value> = rows[start..end]
+        .iter()
+        .map(|r| state.render(def, r, params))
+        .collect();
+    let mut response = json_response(StatusCode::OK, json!({ "result": result }));
+    if !params.no_count && !params.suppress_pagination {
+        let base = state.base_url.as_str();
+        let limit = params.limit;
+        let mut links = vec![params.page_link(base, path, 0, "first")];
+        if params.offset > 0 {
+            links.push(params.page_link(base, path, params.offset.saturating_sub(limit), "prev"));
+        }
+        if params.offset.saturating_add(limit) < total {
+            links.push(params.page_link(base, path, params.offset + limit, "next"));
+        }
+        let last = if total == 0 {
+            0
+        } else {
+            (total - 1) / limit * limit
+        };
+        links.push(params.page_link(base, path, last, "last"));
+        let headers = response.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&links.join(",")) {
+            headers.insert("link", v);
+        }
+        headers.insert("x-total-count", HeaderValue::from(total));
+    }
+    response
+}
+
+/// `POST /oauth_token.do` with `grant_type=client_credentials`.
+async fn oauth_token(State(sim): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let form_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let refuse = |status: StatusCode, error: &str, description: &str| {
+        json_response(
+            status,
+            json!({ "error": error, "error_description": description }),
+        )
+    };
+    if !form_type {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "form body expected",
+        );
+    }
+    if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "only client_credentials is enabled",
+        );
+    }
+    let mut state = sim.lock();
+    let client = state.oauth_clients.iter().find(|c| {
+        Some(&c.client_id) == form.get("client_id") && Some(&c.secret) == form.get("client_secret")
+    });
+    let Some(client) = client.cloned() else {
+        return refuse(StatusCode::UNAUTHORIZED, "server_error", "access_denied");
+    };
+    let token = format!("{}{}", new_sys_id(), new_sys_id());
+    let lifetime = state.token_lifetime;
+    state
+        .tokens
+        .insert(token.clone(), (client.user, Instant::now() + lifetime));
+    json_response(
+        StatusCode::OK,
+        json!({
+            "access_token": token,
+            "scope": "useraccount",
+            "token_type": "Bearer",
+            "expires_in": lifetime.as_secs().saturating_sub(1),
+        }),
+    )
+}
+
+async fn admin_incidents(State(sim): State<Shared>) -> Response {
+    let state = sim.lock();
+    let all: Vec<Value> = state.rows("incident").iter().map(|r| json!(r)).collect();
+    json_response(StatusCode::OK, Value::Array(all))
+}
+
+async fn admin_resolve(
+    State(sim): State<Shared>,
+    Path(number): Path<String>,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let field = |name: &str| {
+        body.get(name)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let (code, notes) = (field("close_code"), field("close_notes"));
+    let result = sim.lock().analyst_edit(
+        &number,
+        ANALYST,
+        |r| {
+            r.insert("state".into(), "6".into());
+            r.insert("close_code".into(), code);
+            r.insert("close_notes".into(), notes);
+        },
+        true,
+    );
+    match result {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => SnError::bad("Resolve failed", e).into_response(),
+    }
+}
+
+async fn admin_requests(State(sim): State<Shared>) -> Response {
+    let log: Vec<Value> = sim
+        .kit
+        .requests()
+        .into_iter()
+        .map(|r| json!({"method": r.method, "path": r.path, "query": r.query, "status": r.status}))
+        .collect();
+    json_response(StatusCode::OK, Value::Array(log))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encoded::{Op, parse};
+    use super::*;
+    use crate::simkit::bind_loopback;
+
+    const USER: &str = "bridge";
+    const PASSWORD: &str = "snow-password";
+
+    async fn start() -> ServiceNowSim {
+        let sim = ServiceNowSim::start(bind_loopback(0).await.unwrap()).await;
+        sim.set_credentials(USER, PASSWORD);
+        sim
+    }
+
+    struct Answer {
+        status: u16,
+        headers: reqwest::header::HeaderMap,
+        body: Value,
+    }
+
+    async fn call(sim: &ServiceNowSim, method: Method, path: &str, body: Option<Value>) -> Answer {
+        let client = crate::http::build_client(&crate::http::HttpSettings::default()).unwrap();
+        let mut request = client
+            .request(method, format!("{}{path}", sim.base_url()))
+            .basic_auth(USER, Some(PASSWORD));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn q(query: &str) -> String {
+        url::form_urlencoded::byte_serialize(query.as_bytes()).collect()
+    }
+
+    fn numbers(body: &Value) -> Vec<String> {
+        body["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["number"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn encoded_queries_parse_into_groups_alternatives_and_order() {
+        let query = parse(
+            "active=true^stateIN1,2^ORpriority<=2^NQshort_descriptionLIKEvpn^ORDERBYsys_updated_on^ORDERBYDESCnumber",
+        );
+        assert_eq!(query.groups.len(), 2);
+        assert_eq!(query.groups[0].len(), 2);
+        assert_eq!(query.groups[0][1].len(), 2);
+        assert_eq!(query.groups[0][1][0].op, Op::In);
+        assert_eq!(query.groups[0][1][1].field, "priority");
+        assert_eq!(query.groups[0][1][1].op, Op::Le);
+        assert_eq!(query.groups[1][0][0].value, "vpn");
+        assert_eq!(
+            query.order,
+            vec![
+                ("sys_updated_on".to_string(), false),
+                ("number".to_string(), true)
+            ]
+        );
+        let c = encoded::condition("correlation_idSTARTSWITHitsm-bridge:").unwrap();
+        assert_eq!(
+            (c.field.as_str(), c.op, c.value.as_str()),
+            ("correlation_id", Op::StartsWith, "itsm-bridge:")
+        );
+        let c = encoded::condition("sys_updated_on>=2025-05-02 08:00:00").unwrap();
+        assert_eq!((c.op, c.value.as_str()), (Op::Ge, "2025-05-02 08:00:00"));
+        assert_eq!(encoded::condition("=x"), None);
+        assert_eq!(encoded::condition("fieldWHATEVERx"), None);
+        // `^` always separates: a value cannot hold one.
+        let query = parse("correlation_id=a^NQsys_id!=0");
+        assert_eq!(query.groups.len(), 2);
+        assert!(Op::Ge.test("2025-05-02 08:00:01", "2025-05-02 08:00:00"));
+        assert!(!Op::Ge.test("", "2025-05-02 08:00:00"));
+        assert!(Op::Lt.test("9", "10"), "numbers compare as numbers");
+    }
+
+    #[test]
+    fn priority_follows_the_baseline_matrix() {
+        let table = [
+            ("1", "1", "1"),
+            ("1", "2", "2"),
+            ("2", "1", "2"),
+            ("1", "3", "3"),
+            ("2", "2", "3"),
+            ("3", "1", "3"),
+            ("2", "3", "4"),
+            ("3", "2", "4"),
+            ("3", "3", "5"),
+        ];
+        for (impact, urgency, want) in table {
+            assert_eq!(priority(impact, urgency), want, "{impact}x{urgency}");
+        }
+    }
+
+    #[tokio::test]
+    async fn create_returns_201_location_strings_and_calculated_fields() {
+        let sim = start().await;
+        let a = call(
+            &sim,
+            Method::POST,
+            "/api/now/table/incident",
+            Some(json!({"short_description":"s","impact":1,"urgency":"2","priority":"5","number":"X1","bogus":"ignored"})),
+        )
+        .await;
+        assert_eq!(a.status, 201);
+        let r = &a.body["result"];
+        let sys_id = r["sys_id"].as_str().unwrap().to_string();
+        assert!(super::super::wire::is_sys_id(&sys_id));
+        assert_eq!(
+            a.headers["location"].to_str().unwrap(),
+            format!("{}/api/now/table/incident/{sys_id}", sim.base_url())
+        );
+        assert_eq!(r["number"], "INC0010001");
+        assert_eq!(r["impact"], "1");
+        assert_eq!(r["priority"], "2", "calculated, not taken from the body");
+        assert_eq!(r["state"], "1");
+        assert_eq!(r["incident_state"], "1");
+        assert_eq!(r["sys_mod_count"], "0");
+        assert_eq!(r["active"], "true");
+        assert!(r.get("bogus").is_none());
+        // The default reference shape: {link, value}; "" when empty.
+        assert_eq!(
+            r["opened_by"]["value"],
+            sim.incidents()[0]["opened_by"].as_str()
+        );
+        assert!(
+            r["opened_by"]["link"]
+                .as_str()
+                .unwrap()
+                .contains("/api/now/table/sys_user/")
+        );
+        assert_eq!(r["assigned_to"], "");
+
+        // An array body acts on its first record only; the v2 path works too.
+        let a = call(
+            &sim,
+            Method::POST,
+            "/api/now/v2/table/incident",
+            Some(json!([{"short_description":"first"},{"short_description":"second"}])),
+        )
+        .await;
+        assert_eq!(a.status, 201);
+        assert_eq!(a.body["result"]["short_description"], "first");
+        assert_eq!(sim.incidents().len(), 2);
+
+        let a = call(
+            &sim,
+            Method::GET,
+            "/api/now/table/incident/0123456789abcdef0123456789abcdef",
+            None,
+        )
+        .await;
+        assert_eq!(a.status, 404);
+        assert_eq!(
+            a.body,
+            json!({"error":{"message":"No Record found","detail":"Record doesn't exist or ACL restricts the record retrieval"},"status":"failure"})
+        );
+        // PUT updates like PATCH; DELETE answers 204 and the record is gone.
+        let path = format!("/api/now/table/incident/{sys_id}");
+        let a = call(&sim, Method::PUT, &path, Some(json!({"urgency":"1"}))).await;
+        assert_eq!(
+            (a.status, a.body["result"]["priority"].as_str()),
+            (200, Some("1"))
+        );
+        let a = call(&sim, Method::POST, &path, Some(json!({}))).await;
+        assert_eq!(a.status, 405);
+        let a = call(&sim, Method::DELETE, &path, None).await;
+        assert_eq!(a.status, 204);
+        let a = call(&sim, Method::GET, &path, None).await;
+        assert_eq!(a.status, 404);
+        let a = call(&sim, Method::GET, "/api/now/table/nope", None).await;
+        assert_eq!(a.status, 400);
+        assert_eq!(a.body["status"], "failure");
+    }
+
+    #[tokio::test]
+    async fn writes_need_a_json_content_type_and_body() {
+        let sim = start().await;
+        let client = crate::http::build_client(&crate::http::HttpSettings::default()).unwrap();
+        let response = client
+            .post(format!("{}/api/now/table/incident", sim.base_url()))
+            .basic_auth(USER, Some(PASSWORD))
+            .header("content-type", "text/plain")
+            .body("short_description=x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 415);
+        let response = client
+            .post(format!("{}/api/now/table/incident", sim.base_url()))
+            .basic_auth(USER, Some(PASSWORD))
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 400);
+        assert!(sim.incidents().is_empty());
+    }
+
+    #[tokio::test]
+    async fn data_policies_guard_resolve_close_and_hold() {
+        let sim = start().await;
+        let number = sim
+            .create_as_analyst(&[("short_description", "s")])
+            .unwrap();
+        let sys_id = sim.incident(&number).unwrap()["sys_id"].clone();
+        let path = format!("/api/now/table/incident/{sys_id}");
+        let a = call(&sim, Method::PATCH, &path, Some(json!({"state":"6"}))).await;
+        assert_eq!(a.status, 403);
+        assert_eq!(
+            a.body,
+            json!({"error":{"message":"Operation Failed","detail":"Data Policy Exception: The following fields are mandatory: Resolution code, Resolution notes"},"status":"failure"})
+        );
+        let a = call(
+            &sim,
+            Method::PATCH,
+            &path,
+            Some(json!({"state":"7","close_code":"Solution provided"})),
+        )
+        .await;
+        assert_eq!(a.status, 403);
+        assert!(
+            a.body["error"]["detail"]
+                .as_str()
+                .unwrap()
+                .ends_with("mandatory: Resolution notes")
+        );
+        let a = call(&sim, Method::PATCH, &path, Some(json!({"state":"3"}))).await;
+        assert_eq!(a.status, 403);
+        assert!(
+            a.body["error"]["detail"]
+                .as_str()
+                .unwrap()
+                .ends_with("On hold reason")
+        );
+        let a = call(
+            &sim,
+            Method::PATCH,
+            &path,
+            Some(json!({"state":"6","close_code":"Solved (Permanently)","close_notes":"n"})),
+        )
+        .await;
+        assert_eq!(a.status, 403, "a legacy code is not a Utah choice");
+        assert_eq!(
+            sim.incident(&number).unwrap()["state"],
+            "1",
+            "nothing was saved"
+        );
+
+        let a = call(
+            &sim,
+            Method::PATCH,
+            &path,
+            Some(json!({"state":"3","hold_reason":"4"})),
+        )
+        .await;
+        assert_eq!(a.status, 200);
+        assert_eq!(a.body["result"]["hold_reason"], "4");
+        let a = call(
+            &sim,
+            Method::PATCH,
+            &path,
+            Some(json!({"state":"6","close_code":"Solution provided","close_notes":"done"})),
+        )
+        .await;
+        assert_eq!(a.status, 200);
+        let r = &a.body["result"];
+        assert_eq!(
+            (r["state"].as_str(), r["incident_state"].as_str()),
+            (Some("6"), Some("6"))
+        );
+        assert_eq!(r["hold_reason"], "", "leaving On Hold clears the reason");
+        assert_ne!(r["resolved_at"], "");
+        assert_eq!(r["sys_mod_count"], "2");
+
+        sim.set_close_codes(CLOSE_CODES_LEGACY);
+        let choices = call(
+            &sim,
+            Method::GET,
+            &format!(
+                "/api/now/table/sys_choice?sysparm_query={}&sysparm_fields=value",
+                q("name=incident^element=close_code^inactive=false")
+            ),
+            None,
+        )
+        .await;
+        let values: Vec<&str> = choices.body["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["value"].as_str().unwrap())
+            .collect();
+        assert_eq!(values, CLOSE_CODES_LEGACY);
+        // A script is not held by data policies.
+        let other = sim
+            .create_as_analyst(&[("short_description", "t")])
+            .unwrap();
+        sim.set_state(&other, "7").unwrap();
+        assert_eq!(sim.incident(&other).unwrap()["active"], "false");
+        assert!(
+            sim.resolve_as_analyst(&other, "Solution provided", "x")
+                .is_err()
+        );
+        sim.resolve_as_analyst(&other, "Solved (Permanently)", "x")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn journal_fields_append_and_read_back_empty() {
+        let sim = start().await;
+        let number = sim
+            .create_as_analyst(&[("short_description", "s")])
+            .unwrap();
+        let sys_id = sim.incident(&number).unwrap()["sys_id"].clone();
+        let path = format!("/api/now/table/incident/{sys_id}");
+        let a = call(
+            &sim,
+            Method::PATCH,
+            &path,
+            Some(json!({"work_notes":"first"})),
+        )
+        .await;
+        assert_eq!(a.body["result"]["work_notes"], "");
+        call(
+            &sim,
+            Method::PATCH,
+            &path,
+            Some(json!({"comments":"visible","work_notes":"second"})),
+        )
+        .await;
+        sim.add_work_note_as(&number, "ana", "third").unwrap();
+        let query = q(&format!(
+            "name=incident^element_id={sys_id}^elementINwork_notes,comments^ORDERBYsys_created_on"
+        ));
+        let a = call(
+            &sim,
+            Method::GET,
+            &format!("/api/now/table/sys_journal_field?sysparm_query={query}"),
+            None,
+        )
+        .await;
+        let rows = a.body["result"].as_array().unwrap();
+        let values: Vec<&str> = rows.iter().map(|r| r["value"].as_str().unwrap()).collect();
+        assert_eq!(values.len(), 4);
+        assert_eq!(values[0], "first");
+        assert_eq!(values[3], "third");
+        assert_eq!(rows[3]["sys_created_by"], "ana");
+        assert_eq!(rows[0]["sys_created_by"], USER);
+        let incident = sim.incident(&number).unwrap();
+        assert_eq!(incident["work_notes"], "");
+        assert_eq!(incident["sys_mod_count"], "3");
+        // Times of one record strictly increase, so the journal is in write order.
+        let times: Vec<&str> = rows
+            .iter()
+            .map(|r| r["sys_created_on"].as_str().unwrap())
+            .collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]));
+        assert!(times[0] < times[3]);
+        // A no-op update is not a write.
+        let before = sim.incident(&number).unwrap();
+        call(
+            &sim,
+            Method::PATCH,
+            &path,
+            Some(json!({"short_description":"s"})),
+        )
+        .await;
+        assert_eq!(sim.incident(&number).unwrap(), before);
+    }
+
+    #[tokio::test]
+    async fn lists_page_with_link_and_total_and_ignore_unknown_fields() {
+        let sim = start().await;
+        for n in 0..5 {
+            sim.create_as_analyst(&[
+                ("short_description", &format!("s{n}")),
+                ("correlation_id", &format!("c{n}")),
+            ])
+            .unwrap();
+        }
+        let a = call(
+            &sim,
+            Method::GET,
+            &format!("/api/now/table/incident?sysparm_query={}&sysparm_limit=2&sysparm_offset=2&sysparm_fields=number", q("ORDERBYnumber")),
+            None,
+        )
+        .await;
+        assert_eq!(numbers(&a.body), vec!["INC0010003", "INC0010004"]);
+        assert_eq!(a.headers["x-total-count"], "5");
+        let link = a.headers["link"].to_str().unwrap();
+        let rels = super::super::wire::parse_link_header(link);
+        let rel = |name: &str| {
+            rels.iter()
+                .find(|(r, _)| r == name)
+                .map(|(_, u)| u.clone())
+                .unwrap()
+        };
+        assert!(rel("next").starts_with(&format!(
+            "{}/api/now/table/incident?sysparm_offset=4&sysparm_limit=2",
+            sim.base_url()
+        )));
+        assert!(rel("prev").contains("sysparm_offset=0"));
+        assert!(rel("last").contains("sysparm_offset=4"));
+        assert!(rel("first").contains("sysparm_fields=number"));
+        // Suppressed on request.
+        let a = call(
+            &sim,
+            Method::GET,
+            "/api/now/table/incident?sysparm_limit=2&sysparm_no_count=true",
+            None,
+        )
+        .await;
+        assert!(a.headers.get("link").is_none() && a.headers.get("x-total-count").is_none());
+        // An unknown field drops its condition: everything matches.
+        let a = call(
+            &sim,
+            Method::GET,
+            &format!(
+                "/api/now/table/incident?sysparm_query={}&sysparm_fields=number",
+                q("corelation_id=c1")
+            ),
+            None,
+        )
+        .await;
+        assert_eq!(numbers(&a.body).len(), 5);
+        let a = call(
+            &sim,
+            Method::GET,
+            &format!(
+                "/api/now/table/incident?sysparm_query={}&sysparm_fields=number,nonsense",
+                q("correlation_id=c1^ORcorrelation_id=c3")
+            ),
+            None,
+        )
+        .await;
+        assert_eq!(numbers(&a.body), vec!["INC0010002", "INC0010004"]);
+        assert!(a.body["result"][0].get("nonsense").is_none());
+        // ^NQ starts an alternative query.
+        let a = call(
+            &sim,
+            Method::GET,
+            &format!(
+                "/api/now/table/incident?sysparm_query={}&sysparm_fields=number",
+                q("correlation_id=c1^NQshort_descriptionLIKES4^ORDERBYDESCnumber")
+            ),
+            None,
+        )
+        .await;
+        assert_eq!(numbers(&a.body), vec!["INC0010005", "INC0010002"]);
+        // The default limit is 10000.
+        let a = call(&sim, Method::GET, "/api/now/table/incident", None).await;
+        assert!(
+            a.headers["link"]
+                .to_str()
+                .unwrap()
+                .contains("sysparm_limit=10000")
+        );
+    }
+
+    #[tokio::test]
+    async fn display_values_and_dot_walked_fields() {
+        let sim = start().await;
+        let ana = sim.add_user("ana.ruiz", "Ana Ruiz", "ana@contoso.com");
+        let soc = sim.add_group("SOC");
+        let number = sim
+            .create_as_analyst(&[
+                ("short_description", "s"),
+                ("assigned_to", &ana),
+                ("assignment_group", &soc),
+                ("state", "2"),
+            ])
+            .unwrap();
+        let fields = "number,state,assigned_to,assigned_to.email,assignment_group.name";
+        let get = |mode: &str| {
+            let sim = &sim;
+            let path = format!(
+                "/api/now/table/incident?sysparm_query={}&sysparm_fields={fields}&{mode}",
+                q(&format!("number={number}"))
+            );
+            async move { call(sim, Method::GET, &path, None).await.body["result"][0].clone() }
+        };
+        let raw = get("sysparm_exclude_reference_link=true").await;
+        assert_eq!(raw["assigned_to"], ana.as_str());
+        assert_eq!(raw["assigned_to.email"], "ana@contoso.com");
+        assert_eq!(raw["assignment_group.name"], "SOC");
+        let display = get("sysparm_display_value=true&sysparm_exclude_reference_link=true").await;
+        assert_eq!(display["state"], "In Progress");
+        assert_eq!(display["assigned_to"], "Ana Ruiz");
+        let all = get("sysparm_display_value=all").await;
+        assert_eq!(
+            all["state"],
+            json!({"display_value":"In Progress","value":"2"})
+        );
+        assert_eq!(all["assigned_to"]["display_value"], "Ana Ruiz");
+        assert_eq!(all["assigned_to"]["value"], ana.as_str());
+        assert!(all["assigned_to"]["link"].as_str().unwrap().ends_with(&ana));
+        // Queries walk references too.
+        let a = call(
+            &sim,
+            Method::GET,
+            &format!(
+                "/api/now/table/incident?sysparm_query={}",
+                q("assigned_to.email=ana@contoso.com")
+            ),
+            None,
+        )
+        .await;
+        assert_eq!(numbers(&a.body), vec![number.clone()]);
+        // sysparm_input_display_value writes a display value as its reference.
+        let sys_id = sim.incident(&number).unwrap()["sys_id"].clone();
+        let sam = sim.add_user("sam", "Sam Okafor", "sam@contoso.com");
+        let a = call(
+            &sim,
+            Method::PATCH,
+            &format!("/api/now/table/incident/{sys_id}?sysparm_input_display_value=true&sysparm_exclude_reference_link=true"),
+            Some(json!({"assigned_to":"Sam Okafor"})),
+        )
+        .await;
+        assert_eq!(a.body["result"]["assigned_to"], sam.as_str());
+    }
+
+    #[tokio::test]
+    async fn auth_rate_limits_and_oauth_tokens() {
+        let sim = start().await;
+        let client = crate::http::build_client(&crate::http::HttpSettings::default()).unwrap();
+        let url = format!("{}/api/now/table/incident", sim.base_url());
+        let response = client
+            .get(&url)
+            .basic_auth(USER, Some("wrong"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 401);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            body,
+            json!({"error":{"message":"User Not Authenticated","detail":"Required to provide Auth information"},"status":"failure"})
+        );
+
+        sim.set_rate_limit(Some(2));
+        for _ in 0..2 {
+            let a = call(&sim, Method::GET, "/api/now/table/incident", None).await;
+            assert_eq!(a.status, 200);
+            assert_eq!(a.headers["x-ratelimit-limit"], "2");
+        }
+        let a = call(&sim, Method::GET, "/api/now/table/incident", None).await;
+        assert_eq!(a.status, 429);
+        let wait: u64 = a.headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((3500..=3600).contains(&wait), "{wait}");
+        assert!(
+            a.headers.contains_key("x-ratelimit-reset")
+                && a.headers.contains_key("x-ratelimit-rule")
+        );
+        assert_eq!(a.body["error"]["message"], "Rate limit exceeded");
+        sim.set_rate_limit(None);
+
+        sim.set_oauth_client("cid", "csecret", "bridge.oauth");
+        let token = |secret: &str| {
+            let form =
+                format!("grant_type=client_credentials&client_id=cid&client_secret={secret}");
+            client
+                .post(format!("{}/oauth_token.do", sim.base_url()))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form)
+                .send()
+        };
+        assert_eq!(token("nope").await.unwrap().status().as_u16(), 401);
+        let body: Value = token("csecret").await.unwrap().json().await.unwrap();
+        assert_eq!(body["token_type"], "Bearer");
+        let access = body["access_token"].as_str().unwrap();
+        let response = client
+            .post(&url)
+            .bearer_auth(access)
+            .json(&json!({"short_description":"by oauth"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201);
+        assert_eq!(sim.incidents()[0]["sys_created_by"], "bridge.oauth");
+        sim.expire_tokens();
+        let response = client.get(&url).bearer_auth(access).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 401);
+    }
+
+    #[tokio::test]
+    async fn admin_http_resolves_and_lists() {
+        let sim = start().await;
+        let number = sim
+            .create_as_analyst(&[("short_description", "s")])
+            .unwrap();
+        let client = crate::http::build_client(&crate::http::HttpSettings::default()).unwrap();
+        let response = client
+            .post(format!(
+                "{}/_sim/incidents/{number}/resolve",
+                sim.base_url()
+            ))
+            .json(&json!({"close_code":"Solution provided","close_notes":"fixed"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 204);
+        let response = client
+            .post(format!(
+                "{}/_sim/incidents/{number}/resolve",
+                sim.base_url()
+            ))
+            .json(&json!({"close_code":"Made up","close_notes":"fixed"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 400);
+        let all: Value = client
+            .get(format!("{}/_sim/incidents", sim.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(all[0]["state"], "6");
+        assert_eq!(all[0]["close_code"], "Solution provided");
+        call(&sim, Method::GET, "/api/now/table/incident", None).await;
+        let log: Value = client
+            .get(format!("{}/_sim/requests", sim.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(log.as_array().unwrap().len(), 1);
+        assert_eq!(log[0]["path"], "/api/now/table/incident");
+    }
+
+    #[tokio::test]
+    async fn timestamps_of_one_record_strictly_increase_unless_told_otherwise() {
+        let sim = start().await;
+        let number = sim
+            .create_as_analyst(&[("short_description", "s")])
+            .unwrap();
+        let mut last = sim.incident(&number).unwrap()["sys_updated_on"].clone();
+        for n in 0..3 {
+            sim.update_as_analyst(&number, |r| {
+                r.insert("description".into(), format!("d{n}"));
+            })
+            .unwrap();
+            let now = sim.incident(&number).unwrap()["sys_updated_on"].clone();
+            assert!(now > last, "{now} after {last}");
+            last = now;
+        }
+        sim.set_strict_timestamps(false);
+        sim.backdate(&number, Utc::now() + chrono::Duration::hours(1))
+            .unwrap();
+        let future = sim.incident(&number).unwrap()["sys_updated_on"].clone();
+        sim.update_as_analyst(&number, |r| {
+            r.insert("description".into(), "later".into());
+        })
+        .unwrap();
+        assert!(sim.incident(&number).unwrap()["sys_updated_on"] < future);
+    }
+}
