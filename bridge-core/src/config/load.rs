@@ -1394,7 +1394,7 @@ since = 2026-10-01T12:00:00+02:00
         let text = "[[source]]\nname = \"d\"\nkind = \"graph\"\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = { env = \"S\" }\n\n[[ticket_system]]\nname = \"snow\"\nkind = \"generic\"\nbase_url = \"http://127.0.0.1:8080\"\ntoken = { env = \"T\" }\nmapping = \"mappings/generic.toml\"\n\n[[sync]]\nsource = \"d\"\ntickets = \"snow\"\nschedule = \"* * * * *\"\nsince = \"2026-11-01T00:00:00Z\"\n";
         std::fs::write(
             dir.path().join("mappings/generic.toml"),
-            "version = 1\nsource = \"graph\"\ntickets = \"generic\"\n[[field]]\ntemplate = \"{incident.title}\"\nticket = \"summary\"\n",
+            "version = 1\nsource = \"graph\"\ntickets = \"generic\"\n[[field]]\ntemplate = \"{incident.title}\"\nticket = \"summary\"\n[api]\ncreate = { path = \"/t\" }\nget = { path = \"/t/{id}\" }\nupdate = { path = \"/t/{id}\" }\nsearch = { path = \"/t?since={since}\" }\nfind = { path = \"/t?c={correlation}\" }\ncomment = { path = \"/t/{id}/c\", text = \"/body\" }\nitems = \"\"\nid = \"/id\"\ncreated = \"/created\"\nupdated = \"/updated\"\ncorrelation = \"/ext\"\n[api.fields]\nsummary = \"/summary\"\n",
         )
         .unwrap();
         let config = parse(&path, text).unwrap_or_else(|e| panic!("{e}"));

@@ -12,6 +12,7 @@ use std::path::Path;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::generic_api::{self, GenericApi};
 use super::{FieldRule, Flow, IncidentSide, Mapping, Template, ValueMap, WriteBack};
 use crate::diag::{InputError, Reporter, line_col};
 use crate::model::ConflictPolicy;
@@ -63,6 +64,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Mapping, InputError> {
             labels: parts.labels,
             skip_create_statuses: parts.skip_create_statuses,
             write_back: parts.write_back,
+            api: parts.api,
         }),
         _ => {
             debug_assert!(!r.is_empty(), "a mapping check failed without a diagnostic");
@@ -87,6 +89,7 @@ struct RawMapping {
     #[serde(default)]
     field: Vec<Spanned<RawField>>,
     write_back: Option<RawWriteBack>,
+    api: Option<Spanned<generic_api::RawApi>>,
 }
 
 #[derive(Deserialize)]
@@ -131,6 +134,7 @@ struct Parts {
     labels: Vec<Template>,
     skip_create_statuses: Vec<String>,
     write_back: WriteBack,
+    api: Option<GenericApi>,
 }
 
 struct Checker<'a> {
@@ -222,6 +226,7 @@ impl Checker<'_> {
             Some(wb) => self.write_back(wb),
             None => Some(WriteBack::default()),
         };
+        let api = self.api(raw);
 
         Some(Parts {
             source_kind: self.source?,
@@ -230,7 +235,50 @@ impl Checker<'_> {
             labels: labels?,
             skip_create_statuses: skip_create_statuses?,
             write_back: write_back?,
+            api: api?,
         })
+    }
+
+    /// `[api]`: required for, and only for, `tickets = "generic"`; checked with the
+    /// fields that use it. `None` when it is wrong.
+    fn api(&mut self, raw: &RawMapping) -> Option<Option<GenericApi>> {
+        let generic = self.tickets == Some(TicketKind::Generic);
+        match (&raw.api, &raw.tickets) {
+            (Some(api), Some(tickets)) if self.tickets.is_some() && !generic => {
+                self.r.at(
+                    api.span().start,
+                    format!("[api] describes a generic ticket system's REST API, and this mapping is for tickets = \"{}\"; remove it", tickets.get_ref()),
+                );
+                None
+            }
+            (Some(api), _) => {
+                let checked = generic_api::check(&mut self.r, self.text, api)?;
+                let uses: Vec<generic_api::FieldUse<'_>> = raw
+                    .field
+                    .iter()
+                    .map(|f| generic_api::FieldUse {
+                        ticket: f.get_ref().ticket.as_ref(),
+                        incident: f.get_ref().incident.as_ref(),
+                        template: f.get_ref().template.as_ref(),
+                        flow: f.get_ref().flow.as_ref(),
+                        to_ticket: f.get_ref().to_ticket.as_ref(),
+                        to_ticket_default: f.get_ref().to_ticket_default.as_ref(),
+                        to_incident: f.get_ref().to_incident.as_ref(),
+                    })
+                    .collect();
+                let labels = raw.create.as_ref().map_or(&[][..], |c| &c.labels[..]);
+                generic_api::check_uses(&mut self.r, &checked, self.source, &uses, labels)
+                    .then_some(Some(checked))
+            }
+            (None, Some(tickets)) if generic => {
+                self.r.at(
+                    tickets.span().start,
+                    "add an [api] table: a generic ticket system is described by its endpoints and JSON pointers (see mappings/README.md)",
+                );
+                None
+            }
+            (None, _) => Some(None),
+        }
     }
 
     fn source_system(&self) -> &'static str {
@@ -1055,7 +1103,7 @@ fn valid_field_name(name: &str) -> bool {
 /// The byte offset in the file of byte `offset` of a string value, whose literal
 /// (quotes included) spans `span`. Exact while the literal's text up to that point
 /// equals the value (no escapes before it); otherwise the literal's start.
-fn string_position(text: &str, span: Range<usize>, value: &str, offset: usize) -> usize {
+pub(super) fn string_position(text: &str, span: Range<usize>, value: &str, offset: usize) -> usize {
     let Some(literal) = text.get(span.clone()) else {
         return span.start;
     };
@@ -1205,7 +1253,7 @@ mod tests {
         check(
             "version = 1\nsource = \"graph\"\ntickets = \"jira\"\nfeild = 1\n",
             &[
-                "4:1: unknown key `feild`, expected one of `version`, `source`, `tickets`, `create`, `field`, `write_back`",
+                "4:1: unknown key `feild`, expected one of `version`, `source`, `tickets`, `create`, `field`, `write_back`, `api`",
             ],
         );
         check(

@@ -3,11 +3,16 @@
 //! back, through templates and value maps, and what is written back to the incident.
 //! `load` parses and validates a file; everything here is pure.
 
+mod generic_api;
 mod load;
 mod template;
 
 use std::path::PathBuf;
 
+pub use generic_api::{
+    Endpoint, GenericApi, HttpMethod, JsonPointer, NextPage, Placeholder, PointerError, TicketUrl,
+    UrlTemplate, percent_encode,
+};
 pub use load::{load, parse};
 pub use template::{Template, TemplateContext};
 
@@ -29,6 +34,9 @@ pub struct Mapping {
     /// Incidents in these statuses get no new ticket (one already linked keeps syncing).
     pub skip_create_statuses: Vec<String>,
     pub write_back: WriteBack,
+    /// The generic ticket system's API description (`[api]`); set exactly when
+    /// `ticket_kind` is `Generic`.
+    pub api: Option<GenericApi>,
 }
 
 /// How one mapped field flows.

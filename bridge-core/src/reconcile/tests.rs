@@ -110,6 +110,7 @@ fn mapping() -> Mapping {
                 Template::parse("Jira {ticket.key}: {ticket.url}", &attrs, true).unwrap(),
             ),
         },
+        api: None,
     }
 }
 

@@ -1,0 +1,925 @@
+//! The generic simulator: a plain REST ticket API on loopback, what an in-house
+//! helpdesk might offer and what the `[api]` table of `mappings/generic.toml`
+//! describes, so that the shipped example runs as it is.
+//!
+//! - `POST /api/tickets` opens a ticket (201, `Location`, the ticket);
+//!   `GET /api/tickets/{id or key}` reads one; `PATCH` changes the fields it names
+//!   (`null` clears); `PUT` replaces the writable fields (absent ones are cleared);
+//!   `GET|POST /api/tickets/{id or key}/comments` lists or adds comments.
+//! - `GET /api/tickets?updated_since=&external_id=&q=&limit=&cursor=` lists tickets,
+//!   oldest change first (`updated_at`, then `id`), `limit` per page (50 by default,
+//!   at most 100), with `{"items": [...], "next": <absolute URL or null>}` and the
+//!   same link in a `Link: <…>; rel="next"` header. `external_id` matches exactly;
+//!   `q` is a loose, case-insensitive substring search over key, summary,
+//!   description and external id.
+//! - Tickets: `id` (a number), `key` (`HD-1`), `summary`, `description`, `status`
+//!   (`open`, `in_progress`, `resolved`, `closed`), `priority` (`critical`, `high`,
+//!   `medium`, `low`), `resolution`, `assignee`, `external_id` (255 characters at
+//!   most), `labels`, `created_at`, `updated_at` (RFC 3339, milliseconds, UTC),
+//!   `web_url`, `comments`. A comment or any change moves `updated_at` on.
+//! - HTTP Basic or a bearer token, whichever is configured; nothing else gets in.
+//! - Errors are `{"error": "…"}`: 400 malformed request, 401, 404, 405, 415 body not
+//!   JSON, 422 a value the API does not take (an unknown status, field or priority).
+//!
+//! Tests and the demo act as the helpdesk's agents through the admin API on
+//! [`GenericSim`] and under `/_sim/` (no auth).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use chrono::{DateTime, SubsecRound, Utc};
+use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
+
+use crate::simkit::{self, SimKit, SimServer};
+
+/// The statuses a ticket can have.
+pub const STATUSES: &[&str] = &["open", "in_progress", "resolved", "closed"];
+/// The priorities a ticket can have (or none).
+pub const PRIORITIES: &[&str] = &["critical", "high", "medium", "low"];
+/// Page size when `limit` is not given.
+pub const DEFAULT_LIMIT: usize = 50;
+/// The largest `limit` accepted.
+pub const MAX_LIMIT: usize = 100;
+/// The longest `external_id` accepted.
+pub const MAX_EXTERNAL_ID: usize = 255;
+/// Keys are `HD-<number>`.
+pub const KEY_PREFIX: &str = "HD-";
+
+/// Fields a client may write.
+const WRITABLE: &[&str] = &[
+    "summary",
+    "description",
+    "status",
+    "priority",
+    "resolution",
+    "assignee",
+    "external_id",
+    "labels",
+];
+/// Fields only the server sets.
+const READ_ONLY: &[&str] = &[
+    "id",
+    "key",
+    "created_at",
+    "updated_at",
+    "web_url",
+    "comments",
+];
+const QUERY_PARAMS: &[&str] = &["updated_since", "external_id", "q", "limit", "cursor"];
+
+/// A comment on a ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimComment {
+    pub id: u64,
+    pub author: String,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A ticket as the simulator stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimTicket {
+    pub id: u64,
+    pub key: String,
+    pub summary: String,
+    pub description: Option<String>,
+    pub status: String,
+    pub priority: Option<String>,
+    pub resolution: Option<String>,
+    pub assignee: Option<String>,
+    pub external_id: Option<String>,
+    pub labels: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub comments: Vec<SimComment>,
+}
+
+/// How API callers must sign in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SimAuth {
+    Basic { username: String, password: String },
+    Bearer { token: String },
+}
+
+/// The author name of comments made with a bearer token.
+pub const BEARER_AUTHOR: &str = "api-client";
+
+struct SimState {
+    base_url: String,
+    tickets: Vec<SimTicket>,
+    next_id: u64,
+    next_comment_id: u64,
+    auth: Option<SimAuth>,
+}
+
+impl SimState {
+    fn find(&self, id_or_key: &str) -> Option<usize> {
+        self.tickets
+            .iter()
+            .position(|t| t.key.eq_ignore_ascii_case(id_or_key) || t.id.to_string() == id_or_key)
+    }
+
+    fn add_comment(&mut self, i: usize, author: &str, body: &str) -> SimComment {
+        let ticket = &mut self.tickets[i];
+        let created_at = stamp(Some(ticket.updated_at));
+        let comment = SimComment {
+            id: self.next_comment_id,
+            author: author.to_string(),
+            body: body.to_string(),
+            created_at,
+        };
+        self.next_comment_id += 1;
+        ticket.comments.push(comment.clone());
+        ticket.updated_at = created_at;
+        comment
+    }
+}
+
+/// Now, to the millisecond (what the API shows), and later than `after`.
+fn stamp(after: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    let now = simkit::now().trunc_subsecs(3);
+    match after {
+        Some(t) if now <= t => t + chrono::Duration::milliseconds(1),
+        _ => now,
+    }
+}
+
+fn format_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+fn comment_json(c: &SimComment) -> Value {
+    json!({
+        "id": c.id,
+        "author": c.author,
+        "body": c.body,
+        "created_at": format_time(c.created_at),
+    })
+}
+
+fn ticket_json(base_url: &str, t: &SimTicket) -> Value {
+    json!({
+        "id": t.id,
+        "key": t.key,
+        "summary": t.summary,
+        "description": t.description,
+        "status": t.status,
+        "priority": t.priority,
+        "resolution": t.resolution,
+        "assignee": t.assignee,
+        "external_id": t.external_id,
+        "labels": t.labels,
+        "created_at": format_time(t.created_at),
+        "updated_at": format_time(t.updated_at),
+        "web_url": format!("{base_url}/tickets/{}", t.key),
+        "comments": t.comments.iter().map(comment_json).collect::<Vec<_>>(),
+    })
+}
+
+// ---------------------------------------------------------------------------------
+// Errors
+
+/// An error answer: `{"error": message}`.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
+
+    fn no_ticket(id_or_key: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("ticket {id_or_key} not found"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+type Reply = Result<Response, ApiError>;
+
+fn json_response(status: StatusCode, value: Value) -> Response {
+    (status, axum::Json(value)).into_response()
+}
+
+/// The body as a JSON object (415 when it is not sent as JSON, 400 when it is not an object).
+fn parse_object(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let json = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("application/json"));
+    if !json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the body as JSON (Content-Type: application/json)",
+        ));
+    }
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::bad("the body must be a JSON object")),
+        Err(e) => Err(ApiError::bad(format!("the body is not valid JSON: {e}"))),
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Validation of written fields
+
+fn optional_text(name: &str, v: &Value) -> Result<Option<String>, ApiError> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) if s.is_empty() => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        _ => Err(ApiError::invalid(format!(
+            "`{name}` must be a string or null"
+        ))),
+    }
+}
+
+fn one_of(name: &str, v: &str, values: &[&str]) -> Result<String, ApiError> {
+    if values.contains(&v) {
+        return Ok(v.to_string());
+    }
+    let (init, last) = values.split_at(values.len() - 1);
+    Err(ApiError::invalid(format!(
+        "unknown {name} {v:?}; use {} or {}",
+        init.join(", "),
+        last[0]
+    )))
+}
+
+/// Applies a write to a ticket: `replace` (PUT) clears the writable fields the body
+/// leaves out and ignores read-only ones; otherwise (POST, PATCH) only the named
+/// fields change and naming a read-only one is an error.
+fn apply_fields(
+    ticket: &mut SimTicket,
+    body: &Map<String, Value>,
+    replace: bool,
+) -> Result<(), ApiError> {
+    for name in body.keys() {
+        if READ_ONLY.contains(&name.as_str()) {
+            if !replace {
+                return Err(ApiError::invalid(format!(
+                    "`{name}` is read-only: the server sets it"
+                )));
+            }
+        } else if !WRITABLE.contains(&name.as_str()) {
+            return Err(ApiError::invalid(format!(
+                "unknown field `{name}`; tickets have: {}",
+                WRITABLE.join(", ")
+            )));
+        }
+    }
+    if replace {
+        for required in ["summary", "status"] {
+            if !body.contains_key(required) {
+                return Err(ApiError::invalid(format!(
+                    "`{required}` is required when a ticket is replaced"
+                )));
+            }
+        }
+    }
+    for name in WRITABLE {
+        let value = match body.get(*name) {
+            Some(v) => v,
+            None if replace => &Value::Null,
+            None => continue,
+        };
+        match *name {
+            "summary" => match value.as_str().map(str::trim) {
+                Some(s) if !s.is_empty() => ticket.summary = s.to_string(),
+                _ => {
+                    return Err(ApiError::invalid("`summary` must be a non-empty string"));
+                }
+            },
+            "status" => match value.as_str() {
+                Some(s) => ticket.status = one_of("status", s, STATUSES)?,
+                None => return Err(ApiError::invalid("`status` must be a string")),
+            },
+            "priority" => {
+                ticket.priority = match optional_text("priority", value)? {
+                    Some(p) => Some(one_of("priority", &p, PRIORITIES)?),
+                    None => None,
+                }
+            }
+            "description" => ticket.description = optional_text(name, value)?,
+            "resolution" => ticket.resolution = optional_text(name, value)?,
+            "assignee" => ticket.assignee = optional_text(name, value)?,
+            "external_id" => {
+                let id = optional_text(name, value)?;
+                if id
+                    .as_ref()
+                    .is_some_and(|id| id.chars().count() > MAX_EXTERNAL_ID)
+                {
+                    return Err(ApiError::invalid(format!(
+                        "`external_id` is longer than {MAX_EXTERNAL_ID} characters"
+                    )));
+                }
+                ticket.external_id = id;
+            }
+            "labels" => {
+                let labels = match value {
+                    Value::Null => Vec::new(),
+                    Value::Array(items) => items
+                        .iter()
+                        .map(|l| match l.as_str() {
+                            Some(s) if !s.is_empty() && !s.chars().any(char::is_whitespace) => {
+                                Ok(s.to_string())
+                            }
+                            _ => Err(ApiError::invalid(
+                                "`labels` must be a list of non-empty strings without spaces",
+                            )),
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                    _ => {
+                        return Err(ApiError::invalid("`labels` must be a list of strings"));
+                    }
+                };
+                ticket.labels = labels;
+            }
+            _ => unreachable!("every writable field is handled"),
+        }
+    }
+    Ok(())
+}
+
+/// The fields an agent may change, checked as the API checks them.
+fn check_agent_edit(ticket: &SimTicket) -> Result<(), String> {
+    if ticket.summary.trim().is_empty() {
+        return Err("a ticket needs a summary".into());
+    }
+    one_of("status", &ticket.status, STATUSES).map_err(|e| e.message)?;
+    if let Some(p) = &ticket.priority {
+        one_of("priority", p, PRIORITIES).map_err(|e| e.message)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// The server
+
+struct Sim {
+    state: Mutex<SimState>,
+    kit: Arc<SimKit>,
+}
+
+impl Sim {
+    fn lock(&self) -> MutexGuard<'_, SimState> {
+        self.state.lock().expect("generic sim state")
+    }
+}
+
+type Shared = Arc<Sim>;
+
+/// Who the request signed in as, for comment authors.
+#[derive(Debug, Clone)]
+struct Caller(String);
+
+/// A running generic ticket system simulator.
+pub struct GenericSim {
+    pub server: SimServer,
+    pub kit: Arc<SimKit>,
+    sim: Shared,
+}
+
+impl std::fmt::Debug for GenericSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenericSim")
+            .field("base_url", &self.server.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GenericSim {
+    /// Serves the simulator on `listener` (plain HTTP). It starts with no tickets
+    /// and no credentials: until [`GenericSim::set_auth`] is called every API
+    /// request is refused with 401.
+    pub async fn start(listener: TcpListener) -> GenericSim {
+        let kit = SimKit::new();
+        let sim: Shared = Arc::new(Sim {
+            state: Mutex::new(SimState {
+                base_url: String::new(),
+                tickets: Vec::new(),
+                next_id: 1,
+                next_comment_id: 1,
+                auth: None,
+            }),
+            kit: kit.clone(),
+        });
+        let api = Router::new()
+            .route("/api/tickets", get(list_tickets).post(create_ticket))
+            .route(
+                "/api/tickets/{ticket}",
+                get(get_ticket)
+                    .patch(patch_ticket)
+                    .put(put_ticket)
+                    .fallback(method_not_allowed),
+            )
+            .route(
+                "/api/tickets/{ticket}/comments",
+                get(list_comments)
+                    .post(add_comment)
+                    .fallback(method_not_allowed),
+            )
+            .route("/_sim/tickets", get(admin_tickets))
+            .route("/_sim/requests", get(admin_requests))
+            .fallback(no_route)
+            .layer(middleware::from_fn_with_state(sim.clone(), guard))
+            .with_state(sim.clone());
+        let router = simkit::with_kit(api, kit.clone());
+        let server = simkit::serve(listener, router, None).await;
+        sim.lock().base_url = server.base_url.clone();
+        GenericSim { server, kit, sim }
+    }
+
+    pub fn base_url(&self) -> String {
+        self.server.base_url.clone()
+    }
+
+    pub fn shutdown(&self) {
+        self.server.shutdown();
+    }
+
+    /// The one way API callers may sign in.
+    pub fn set_auth(&self, auth: SimAuth) {
+        self.sim.lock().auth = Some(auth);
+    }
+
+    /// Accept HTTP Basic with this username and password (only).
+    pub fn set_basic_auth(&self, username: &str, password: &str) {
+        self.set_auth(SimAuth::Basic {
+            username: username.into(),
+            password: password.into(),
+        });
+    }
+
+    /// Accept this bearer token (only).
+    pub fn set_bearer_token(&self, token: &str) {
+        self.set_auth(SimAuth::Bearer {
+            token: token.into(),
+        });
+    }
+
+    /// Every ticket, oldest first.
+    pub fn tickets(&self) -> Vec<SimTicket> {
+        self.sim.lock().tickets.clone()
+    }
+
+    /// The ticket with this key (or id).
+    pub fn ticket(&self, key: &str) -> Option<SimTicket> {
+        let state = self.sim.lock();
+        state.find(key).map(|i| state.tickets[i].clone())
+    }
+
+    /// The ticket as `GET /api/tickets/{key}` shows it.
+    pub fn ticket_json(&self, key: &str) -> Option<Value> {
+        let state = self.sim.lock();
+        state
+            .find(key)
+            .map(|i| ticket_json(&state.base_url, &state.tickets[i]))
+    }
+
+    /// Opens a ticket as an agent would (no external id: not the bridge's).
+    pub fn create_as_agent(&self, summary: &str) -> SimTicket {
+        let mut state = self.sim.lock();
+        let id = state.next_id;
+        state.next_id += 1;
+        let now = stamp(None);
+        let ticket = SimTicket {
+            id,
+            key: format!("{KEY_PREFIX}{id}"),
+            summary: summary.to_string(),
+            description: None,
+            status: "open".into(),
+            priority: None,
+            resolution: None,
+            assignee: None,
+            external_id: None,
+            labels: Vec::new(),
+            created_at: now,
+            updated_at: now,
+            comments: Vec::new(),
+        };
+        state.tickets.push(ticket.clone());
+        ticket
+    }
+
+    /// Edits a ticket as an agent would in the UI: `edit` changes any field; the
+    /// result is checked like an API write (known status and priority, a summary)
+    /// and `updated_at` moves on. Returns the ticket as it is afterwards.
+    pub fn update_as_agent(
+        &self,
+        key: &str,
+        edit: impl FnOnce(&mut SimTicket),
+    ) -> Result<SimTicket, String> {
+        let mut state = self.sim.lock();
+        let i = state
+            .find(key)
+            .ok_or_else(|| format!("ticket {key} not found"))?;
+        let mut ticket = state.tickets[i].clone();
+        edit(&mut ticket);
+        check_agent_edit(&ticket)?;
+        ticket.updated_at = stamp(Some(state.tickets[i].updated_at));
+        state.tickets[i] = ticket.clone();
+        Ok(ticket)
+    }
+
+    /// Resolves a ticket with a resolution, as an agent would.
+    pub fn resolve_as_agent(&self, key: &str, resolution: &str) -> Result<SimTicket, String> {
+        self.update_as_agent(key, |t| {
+            t.status = "resolved".into();
+            t.resolution = Some(resolution.to_string());
+        })
+    }
+
+    /// Adds a comment by `author`, as an agent would.
+    pub fn comment_as_agent(
+        &self,
+        key: &str,
+        author: &str,
+        text: &str,
+    ) -> Result<SimComment, String> {
+        let mut state = self.sim.lock();
+        let i = state
+            .find(key)
+            .ok_or_else(|| format!("ticket {key} not found"))?;
+        Ok(state.add_comment(i, author, text))
+    }
+
+    /// Test hook: pretends the ticket last changed at `updated_at` (and was created
+    /// no later).
+    pub fn backdate(&self, key: &str, updated_at: DateTime<Utc>) -> Result<(), String> {
+        let mut state = self.sim.lock();
+        let i = state
+            .find(key)
+            .ok_or_else(|| format!("ticket {key} not found"))?;
+        let ticket = &mut state.tickets[i];
+        ticket.updated_at = updated_at.trunc_subsecs(3);
+        if ticket.created_at > ticket.updated_at {
+            ticket.created_at = ticket.updated_at;
+        }
+        Ok(())
+    }
+}
+
+/// Signs every API request in with the configured credentials.
+async fn guard(State(sim): State<Shared>, mut request: Request, next: Next) -> Response {
+    if request.uri().path().starts_with("/_sim") {
+        return next.run(request).await;
+    }
+    let auth = sim.lock().auth.clone();
+    let header = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let (scheme, credentials) = header.split_once(' ').unwrap_or((header, ""));
+    let caller = match &auth {
+        Some(SimAuth::Basic { username, password }) if scheme.eq_ignore_ascii_case("basic") => {
+            STANDARD
+                .decode(credentials.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|d| {
+                    let (u, p) = d.split_once(':')?;
+                    (u == username && p == password).then(|| u.to_string())
+                })
+        }
+        Some(SimAuth::Bearer { token }) if scheme.eq_ignore_ascii_case("bearer") => {
+            (credentials.trim() == token).then(|| BEARER_AUTHOR.to_string())
+        }
+        _ => None,
+    };
+    let Some(caller) = caller else {
+        let message = if header.is_empty() {
+            "authentication required"
+        } else {
+            "invalid credentials"
+        };
+        let mut response = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
+        let challenge = match auth {
+            Some(SimAuth::Bearer { .. }) => "Bearer realm=\"helpdesk\"",
+            _ => "Basic realm=\"helpdesk\"",
+        };
+        response
+            .headers_mut()
+            .insert("www-authenticate", HeaderValue::from_static(challenge));
+        return response;
+    };
+    request.extensions_mut().insert(Caller(caller));
+    next.run(request).await
+}
+
+async fn no_route(request: Request) -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no route for {} {}", request.method(), request.uri().path()),
+    )
+    .into_response()
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+    .into_response()
+}
+
+async fn create_ticket(State(sim): State<Shared>, headers: HeaderMap, body: Bytes) -> Reply {
+    let fields = parse_object(&headers, &body)?;
+    if !fields.contains_key("summary") {
+        return Err(ApiError::invalid("`summary` is required"));
+    }
+    let mut state = sim.lock();
+    let now = stamp(None);
+    let mut ticket = SimTicket {
+        id: state.next_id,
+        key: format!("{KEY_PREFIX}{}", state.next_id),
+        summary: String::new(),
+        description: None,
+        status: "open".into(),
+        priority: None,
+        resolution: None,
+        assignee: None,
+        external_id: None,
+        labels: Vec::new(),
+        created_at: now,
+        updated_at: now,
+        comments: Vec::new(),
+    };
+    apply_fields(&mut ticket, &fields, false)?;
+    state.next_id += 1;
+    let json = ticket_json(&state.base_url, &ticket);
+    let location = format!("/api/tickets/{}", ticket.key);
+    state.tickets.push(ticket);
+    let mut response = json_response(StatusCode::CREATED, json);
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert("location", v);
+    }
+    Ok(response)
+}
+
+async fn get_ticket(State(sim): State<Shared>, Path(id_or_key): Path<String>) -> Reply {
+    let state = sim.lock();
+    let i = state
+        .find(&id_or_key)
+        .ok_or_else(|| ApiError::no_ticket(&id_or_key))?;
+    Ok(json_response(
+        StatusCode::OK,
+        ticket_json(&state.base_url, &state.tickets[i]),
+    ))
+}
+
+fn write_ticket(sim: &Sim, id_or_key: &str, fields: &Map<String, Value>, replace: bool) -> Reply {
+    let mut state = sim.lock();
+    let i = state
+        .find(id_or_key)
+        .ok_or_else(|| ApiError::no_ticket(id_or_key))?;
+    let mut ticket = state.tickets[i].clone();
+    apply_fields(&mut ticket, fields, replace)?;
+    if ticket != state.tickets[i] {
+        ticket.updated_at = stamp(Some(ticket.updated_at));
+        state.tickets[i] = ticket;
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        ticket_json(&state.base_url, &state.tickets[i]),
+    ))
+}
+
+async fn patch_ticket(
+    State(sim): State<Shared>,
+    Path(id_or_key): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    let fields = parse_object(&headers, &body)?;
+    write_ticket(&sim, &id_or_key, &fields, false)
+}
+
+async fn put_ticket(
+    State(sim): State<Shared>,
+    Path(id_or_key): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    let fields = parse_object(&headers, &body)?;
+    write_ticket(&sim, &id_or_key, &fields, true)
+}
+
+async fn list_comments(State(sim): State<Shared>, Path(id_or_key): Path<String>) -> Reply {
+    let state = sim.lock();
+    let i = state
+        .find(&id_or_key)
+        .ok_or_else(|| ApiError::no_ticket(&id_or_key))?;
+    let items: Vec<Value> = state.tickets[i].comments.iter().map(comment_json).collect();
+    Ok(json_response(StatusCode::OK, json!({ "items": items })))
+}
+
+async fn add_comment(
+    State(sim): State<Shared>,
+    Path(id_or_key): Path<String>,
+    caller: Option<axum::Extension<Caller>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    let fields = parse_object(&headers, &body)?;
+    for name in fields.keys() {
+        match name.as_str() {
+            "body" => {}
+            "id" | "author" | "created_at" => {
+                return Err(ApiError::invalid(format!(
+                    "`{name}` is read-only: the server sets it"
+                )));
+            }
+            _ => {
+                return Err(ApiError::invalid(format!(
+                    "unknown field `{name}`; a comment has: body"
+                )));
+            }
+        }
+    }
+    let text = match fields.get("body").and_then(Value::as_str) {
+        Some(t) if !t.trim().is_empty() => t.to_string(),
+        _ => return Err(ApiError::invalid("`body` must be a non-empty string")),
+    };
+    let author = caller.map(|c| c.0.0.clone()).unwrap_or_default();
+    let mut state = sim.lock();
+    let i = state
+        .find(&id_or_key)
+        .ok_or_else(|| ApiError::no_ticket(&id_or_key))?;
+    let comment = state.add_comment(i, &author, &text);
+    Ok(json_response(StatusCode::CREATED, comment_json(&comment)))
+}
+
+/// A position in the listing order: after the ticket changed at `updated` with `id`.
+fn encode_cursor(updated: DateTime<Utc>, id: u64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}:{id}", updated.timestamp_millis()))
+}
+
+fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, u64)> {
+    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
+    let (millis, id) = raw.split_once(':')?;
+    Some((
+        DateTime::from_timestamp_millis(millis.parse().ok()?)?,
+        id.parse().ok()?,
+    ))
+}
+
+async fn list_tickets(State(sim): State<Shared>, RawQuery(query): RawQuery) -> Reply {
+    let pairs: Vec<(String, String)> =
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let mut params: Vec<(&str, &str)> = Vec::new();
+    for (name, value) in &pairs {
+        if !QUERY_PARAMS.contains(&name.as_str()) {
+            return Err(ApiError::bad(format!(
+                "unknown query parameter `{name}`; use updated_since, external_id, q, limit or cursor"
+            )));
+        }
+        if params.iter().any(|(n, _)| n == name) {
+            return Err(ApiError::bad(format!(
+                "query parameter `{name}` is given twice"
+            )));
+        }
+        params.push((name, value));
+    }
+    let param = |name: &str| params.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+    let since = match param("updated_since") {
+        Some(s) => Some(
+            DateTime::parse_from_rfc3339(s)
+                .map_err(|_| {
+                    ApiError::bad(format!(
+                        "`updated_since` must be an RFC 3339 time such as 2026-11-01T08:00:00Z, not {s:?}"
+                    ))
+                })?
+                .with_timezone(&Utc),
+        ),
+        None => None,
+    };
+    let limit = match param("limit") {
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad(format!(
+                    "`limit` must be a number from 1 to {MAX_LIMIT}"
+                )));
+            }
+        },
+        None => DEFAULT_LIMIT,
+    };
+    let after = match param("cursor") {
+        Some(c) => Some(
+            decode_cursor(c).ok_or_else(|| ApiError::bad("`cursor` is not one this API made"))?,
+        ),
+        None => None,
+    };
+    let external_id = param("external_id");
+    let q = param("q").map(str::to_lowercase);
+
+    let state = sim.lock();
+    let mut matching: Vec<&SimTicket> = state
+        .tickets
+        .iter()
+        .filter(|t| since.is_none_or(|s| t.updated_at >= s))
+        .filter(|t| external_id.is_none_or(|e| t.external_id.as_deref() == Some(e)))
+        .filter(|t| {
+            q.as_ref().is_none_or(|q| {
+                [
+                    Some(t.key.as_str()),
+                    Some(t.summary.as_str()),
+                    t.description.as_deref(),
+                    t.external_id.as_deref(),
+                ]
+                .into_iter()
+                .flatten()
+                .any(|text| text.to_lowercase().contains(q.as_str()))
+            })
+        })
+        .filter(|t| after.is_none_or(|a| (t.updated_at, t.id) > a))
+        .collect();
+    matching.sort_by_key(|t| (t.updated_at, t.id));
+    let more = matching.len() > limit;
+    matching.truncate(limit);
+    let items: Vec<Value> = matching
+        .iter()
+        .map(|t| ticket_json(&state.base_url, t))
+        .collect();
+    let next = match (more, matching.last()) {
+        (true, Some(last)) => {
+            let mut query = url::form_urlencoded::Serializer::new(String::new());
+            for (name, value) in &params {
+                if *name != "cursor" {
+                    query.append_pair(name, value);
+                }
+            }
+            query.append_pair("cursor", &encode_cursor(last.updated_at, last.id));
+            Some(format!("{}/api/tickets?{}", state.base_url, query.finish()))
+        }
+        _ => None,
+    };
+    let mut response = json_response(StatusCode::OK, json!({ "items": items, "next": next }));
+    if let Some(next) = &next
+        && let Ok(v) = HeaderValue::from_str(&format!("<{next}>; rel=\"next\""))
+    {
+        response.headers_mut().insert("link", v);
+    }
+    Ok(response)
+}
+
+// ---------------------------------------------------------------------------------
+// Admin HTTP
+
+async fn admin_tickets(State(sim): State<Shared>) -> Response {
+    let state = sim.lock();
+    let tickets: Vec<Value> = state
+        .tickets
+        .iter()
+        .map(|t| ticket_json(&state.base_url, t))
+        .collect();
+    json_response(StatusCode::OK, Value::Array(tickets))
+}
+
+async fn admin_requests(State(sim): State<Shared>) -> Response {
+    let log: Vec<Value> = sim
+        .kit
+        .requests()
+        .into_iter()
+        .map(|r| json!({"method": r.method, "path": r.path, "query": r.query, "status": r.status}))
+        .collect();
+    json_response(StatusCode::OK, Value::Array(log))
+}
