@@ -295,15 +295,27 @@ fn an_incident_that_always_fails_is_set_aside_while_the_others_sync() {
     });
 
     let out = env.bridge(&["run", "--once", "--config", env.config.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1), "a failed action makes --once exit 1");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed action makes --once exit 1"
+    );
     for id in open_incident_ids(&env).iter().filter(|id| **id != bad) {
         let tags = env.sims.graph.incident(id).unwrap().custom_tags;
-        assert!(tags.iter().any(|t| t.starts_with("ticket:")), "{id} was written back");
+        assert!(
+            tags.iter().any(|t| t.starts_with("ticket:")),
+            "{id} was written back"
+        );
     }
     let links = env.bridge(&["links", "--db", env.db_arg()]);
     let text = stdout(&links);
     assert!(text.contains("Failing"), "{text}");
-    assert!(text.contains(&bad) && text.contains("write_back") && text.contains("Invalid property value"), "{text}");
+    assert!(
+        text.contains(&bad)
+            && text.contains("write_back")
+            && text.contains("Invalid property value"),
+        "{text}"
+    );
 
     // The next run does not hammer it again before its delay, and the rest is quiet.
     env.sync();

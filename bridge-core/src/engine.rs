@@ -774,6 +774,8 @@ impl Cycle<'_> {
                     let detail = read_back(
                         &self.rt.mapping,
                         &mut baseline,
+                        &link.baseline,
+                        |rule| update.set.contains_key(&rule.ticket),
                         |rule| t.attrs.get(&rule.ticket).cloned(),
                         |a| &mut a.ticket,
                     );
@@ -804,6 +806,11 @@ impl Cycle<'_> {
                     let detail = read_back(
                         &self.rt.mapping,
                         &mut baseline,
+                        &link.baseline,
+                        |rule| {
+                            rule.incident_attr()
+                                .is_some_and(|a| update.set.contains_key(a))
+                        },
                         |rule| rule.incident_value(&i, source),
                         |a| &mut a.incident,
                     );
@@ -978,21 +985,36 @@ enum Applied {
 
 /// Replaces the written side of each baseline entry with what the remote system
 /// holds after the write, and says where that differs from what was asked.
+///
+/// Rules the write did not ask about but whose attribute it wrote (two rules can
+/// read one attribute: a ServiceNow close code gives both the classification and
+/// its reason) get their written side refreshed too; otherwise the next poll
+/// would take the bridge's own write for someone else's change and echo it.
 fn read_back(
     mapping: &Mapping,
     baseline: &mut Baseline,
+    link_baseline: &Baseline,
+    wrote: impl Fn(&crate::mapping::FieldRule) -> bool,
     observed: impl Fn(&crate::mapping::FieldRule) -> Option<String>,
     side: impl Fn(&mut crate::model::Agreed) -> &mut Option<String>,
 ) -> Option<String> {
     let mut kept = Vec::new();
     for rule in &mapping.fields {
-        if let Some(agreed) = baseline.get_mut(&rule.name) {
-            let now = observed(rule);
-            let slot = side(agreed);
-            if *slot != now {
-                kept.push(format!("{} stayed {:?} (asked {:?})", rule.name, now, slot));
-                *slot = now;
+        match baseline.get_mut(&rule.name) {
+            Some(agreed) => {
+                let now = observed(rule);
+                let slot = side(agreed);
+                if *slot != now {
+                    kept.push(format!("{} stayed {:?} (asked {:?})", rule.name, now, slot));
+                    *slot = now;
+                }
             }
+            None if wrote(rule) => {
+                let mut agreed = link_baseline.get(&rule.name).cloned().unwrap_or_default();
+                *side(&mut agreed) = observed(rule);
+                baseline.insert(rule.name.clone(), agreed);
+            }
+            None => {}
         }
     }
     (!kept.is_empty()).then(|| kept.join("; "))

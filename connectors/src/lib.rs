@@ -3,9 +3,12 @@
 //! the demo and benchmarks; plus the shared HTTP layer and the simulator kit.
 
 pub mod auth;
+pub mod generic;
 pub mod graph;
 pub mod http;
 pub mod jira;
+pub mod sentinel;
+pub mod servicenow;
 pub mod simkit;
 pub mod sims;
 pub mod wiring;

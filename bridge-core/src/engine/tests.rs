@@ -295,6 +295,7 @@ fn mapping() -> Mapping {
             tags: vec![Template::parse("ticket:{ticket.key}", &[], true).unwrap()],
             comment: None,
         },
+        api: None,
     }
 }
 
