@@ -310,6 +310,10 @@ struct World {
 }
 
 fn world() -> World {
+    world_with(mapping())
+}
+
+fn world_with(mapping: Mapping) -> World {
     let remote = std::sync::Arc::new(Remote::default());
     let source = std::sync::Arc::new(FakeSource {
         remote: remote.clone(),
@@ -325,7 +329,7 @@ fn world() -> World {
         correlation_scope: "tenant-1".into(),
         source: source.clone(),
         tickets: tickets.clone(),
-        mapping: std::sync::Arc::new(mapping()),
+        mapping: std::sync::Arc::new(mapping),
         policy: ConflictPolicy::NewestWins,
         since: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
         overlap: Duration::minutes(5),
@@ -575,4 +579,62 @@ async fn a_concurrent_change_makes_the_engine_re_read_and_re_plan() {
         "{actions:?}"
     );
     assert_eq!(w.cycle().await.writes(), 0);
+}
+
+#[tokio::test]
+async fn two_rules_reading_one_ticket_attribute_do_not_echo_the_bridges_write() {
+    // Like ServiceNow's close code, which gives both the classification and its reason.
+    let map = |pairs: &[(&str, &str)]| {
+        Some(ValueMap {
+            entries: pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            default: None,
+        })
+    };
+    let mut m = mapping();
+    m.fields.push(FieldRule {
+        name: "classification".into(),
+        incident: IncidentSide::Attr("classification".into()),
+        ticket: "close_code".into(),
+        flow: Flow::Both,
+        to_ticket: map(&[("FalsePositive", "Not a threat")]),
+        to_incident: map(&[("Not a threat", "FalsePositive")]),
+        conflict: None,
+    });
+    m.fields.push(FieldRule {
+        name: "reason".into(),
+        incident: IncidentSide::Attr("classification_reason".into()),
+        ticket: "close_code".into(),
+        flow: Flow::ToIncident,
+        to_ticket: None,
+        to_incident: map(&[("Not a threat", "IncorrectAlertLogic")]),
+        conflict: None,
+    });
+    let w = world_with(m);
+    w.source.add("1", "active");
+    w.cycle().await;
+    {
+        let mut all = w.source.incidents.lock().unwrap();
+        let i = all.get_mut("1").unwrap();
+        i.attrs
+            .insert("classification".into(), "FalsePositive".into());
+        i.attrs
+            .insert("classification_reason".into(), "InaccurateData".into());
+        i.modified = w.source.remote.tick();
+    }
+    assert_eq!(w.cycle().await.tickets_updated, 1);
+    assert_eq!(
+        w.tickets.tickets.lock().unwrap()["SEC-1"].attrs["close_code"],
+        "Not a threat"
+    );
+
+    let next = w.cycle().await;
+    assert_eq!(next.writes(), 0, "{next:?}");
+    let reason = w.source.incidents.lock().unwrap()["1"].attrs["classification_reason"].clone();
+    assert_eq!(
+        reason, "InaccurateData",
+        "the analyst's reason is not overwritten by an echo"
+    );
 }
