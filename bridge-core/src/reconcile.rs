@@ -123,13 +123,15 @@ impl Action {
         !matches!(self, Action::RecordBaseline { .. })
     }
 
+    /// A baseline that needs no write is recorded before the writes of the same
+    /// link, so that what a write reads back has the last word.
     fn order(&self) -> u8 {
         match self {
             Action::CreateTicket { .. } => 0,
-            Action::WriteBack { .. } => 1,
-            Action::UpdateTicket { .. } => 2,
-            Action::UpdateIncident { .. } => 3,
-            Action::RecordBaseline { .. } => 4,
+            Action::RecordBaseline { .. } => 1,
+            Action::WriteBack { .. } => 2,
+            Action::UpdateTicket { .. } => 3,
+            Action::UpdateIncident { .. } => 4,
         }
     }
 }

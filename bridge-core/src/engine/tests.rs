@@ -630,6 +630,13 @@ async fn two_rules_reading_one_ticket_attribute_do_not_echo_the_bridges_write() 
         "Not a threat"
     );
 
+    // Later, an unrelated edit on the ticket: the close code is still the bridge's own.
+    {
+        let mut tickets = w.tickets.tickets.lock().unwrap();
+        let t = tickets.get_mut("SEC-1").unwrap();
+        t.attrs.insert("priority".into(), "High".into());
+        t.modified = w.tickets.remote.tick();
+    }
     let next = w.cycle().await;
     assert_eq!(next.writes(), 0, "{next:?}");
     let reason = w.source.incidents.lock().unwrap()["1"].attrs["classification_reason"].clone();

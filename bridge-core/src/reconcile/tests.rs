@@ -508,7 +508,11 @@ fn a_link_not_yet_written_back_gets_its_write_back() {
             links: &[link],
         },
     );
-    let Action::WriteBack { tags, comment, .. } = &plan.actions[0] else {
+    let Some(Action::WriteBack { tags, comment, .. }) = plan
+        .actions
+        .iter()
+        .find(|a| matches!(a, Action::WriteBack { .. }))
+    else {
         panic!("{plan:?}")
     };
     assert!(
