@@ -56,19 +56,25 @@ enum Command {
         #[command(subcommand)]
         action: LedgerCommand,
     },
-    /// Serve the simulators on loopback until interrupted.
+    /// Serve the simulators on loopback until interrupted (0 picks a free port).
     Sim {
         #[arg(long, default_value_t = 0)]
         graph: u16,
         #[arg(long, default_value_t = 0)]
+        sentinel: u16,
+        #[arg(long, default_value_t = 0)]
+        servicenow: u16,
+        #[arg(long, default_value_t = 0)]
         jira: u16,
+        #[arg(long, default_value_t = 0)]
+        generic: u16,
         /// The Entra ID token endpoint (TLS).
         #[arg(long, default_value_t = 0)]
         login: u16,
-        /// Seed this many incidents.
+        /// Seed this many incidents in Defender and a third as many in Sentinel.
         #[arg(long, default_value_t = 60)]
         incidents: usize,
-        /// Write a ready-to-run bridge.toml (and its CA, secrets and mapping) into this directory.
+        /// Write a ready-to-run bridge.toml (and its CA, secrets and mappings) into this directory.
         #[arg(long)]
         write_config: Option<PathBuf>,
     },
@@ -202,17 +208,23 @@ async fn dispatch(command: Command) -> CmdResult {
         },
         Command::Sim {
             graph,
+            sentinel,
+            servicenow,
             jira,
+            generic,
             login,
             incidents,
             write_config,
         } => {
-            cmd::sim::run(
-                cmd::sim::Ports { graph, jira, login },
-                incidents,
-                write_config,
-            )
-            .await
+            let ports = cmd::sim::Ports {
+                login,
+                graph,
+                sentinel,
+                jira,
+                servicenow,
+                generic,
+            };
+            cmd::sim::run(ports, incidents, write_config).await
         }
     }
 }

@@ -1,8 +1,10 @@
 //! All simulators started together on loopback — the Entra ID token endpoint (TLS,
-//! with a CA made at start-up), Microsoft Graph and Jira Cloud — registered with
-//! one demo tenant, app and Jira account, seeded with realistic incidents, and the
-//! config (with its CA bundle, secret files and mapping) that points the bridge at
-//! them. `itsm-bridge demo`, `itsm-bridge sim` and the end-to-end tests use it.
+//! with a CA made at start-up), Microsoft Graph, Microsoft Sentinel, Jira Cloud,
+//! ServiceNow and a generic REST ticket system — registered with one demo tenant,
+//! its apps and accounts, seeded with realistic incidents, and the config (with its
+//! CA bundle, secret files and mappings) that points the bridge at them:
+//! Defender → Jira, Sentinel → ServiceNow and Sentinel → the generic system.
+//! `itsm-bridge demo`, `itsm-bridge sim` and the end-to-end tests use it.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -10,12 +12,18 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
+use bridge_core::config::SentinelWorkspace;
+
 use crate::auth::registry::TokenRegistry;
 use crate::auth::sim::TokenSim;
+use crate::generic::GenericSim;
 use crate::graph::GraphSim;
 use crate::graph::sim::SeedIncident;
 use crate::jira::JiraSim;
 use crate::jira::sim::Workflow;
+use crate::sentinel::SentinelSim;
+use crate::sentinel::sim::SeedIncident as SentinelSeed;
+use crate::servicenow::ServiceNowSim;
 use crate::simkit::{SimTls, bind_loopback};
 
 /// The demo tenant, app and accounts. These are simulator credentials only.
@@ -27,16 +35,31 @@ pub const JIRA_API_TOKEN: &str = "sim-jira-api-token-value";
 pub const JIRA_PROJECT: &str = "SEC";
 /// The audience Graph tokens are issued for, as in production.
 pub const GRAPH_AUDIENCE: &str = "https://graph.microsoft.com";
+pub const ARM_CLIENT_ID: &str = "7a1e5c3b-9d2f-4e8a-b6c4-0f1e2d3c4b5a";
+pub const ARM_CLIENT_SECRET: &str = "sim-arm-client-secret-value";
+/// The audience Azure Resource Manager tokens are issued for.
+pub const ARM_AUDIENCE: &str = "https://management.azure.com";
+pub const SUBSCRIPTION_ID: &str = "3b5c7d9e-1f2a-4b6c-8d0e-2f4a6b8c0d1e";
+pub const RESOURCE_GROUP: &str = "soc-rg";
+pub const WORKSPACE_NAME: &str = "soc-ws";
+pub const SERVICENOW_USER: &str = "itsm.bridge";
+pub const SERVICENOW_PASSWORD: &str = "sim-servicenow-password-value";
+pub const GENERIC_TOKEN: &str = "sim-helpdesk-api-token-value";
 
-/// The shipped Graph → Jira mapping.
+/// The shipped mappings.
 pub const JIRA_MAPPING: &str = include_str!("../../mappings/jira.toml");
+pub const SERVICENOW_MAPPING: &str = include_str!("../../mappings/servicenow.toml");
+pub const GENERIC_MAPPING: &str = include_str!("../../mappings/generic.toml");
 
 /// Ports to listen on; 0 picks a free one.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SimPorts {
     pub login: u16,
     pub graph: u16,
+    pub sentinel: u16,
     pub jira: u16,
+    pub servicenow: u16,
+    pub generic: u16,
 }
 
 /// The running simulators.
@@ -46,7 +69,19 @@ pub struct Sims {
     pub registry: Arc<TokenRegistry>,
     pub login: TokenSim,
     pub graph: GraphSim,
+    pub sentinel: SentinelSim,
     pub jira: JiraSim,
+    pub servicenow: ServiceNowSim,
+    pub generic: GenericSim,
+}
+
+/// The simulated Sentinel workspace.
+pub fn workspace() -> SentinelWorkspace {
+    SentinelWorkspace {
+        subscription_id: SUBSCRIPTION_ID.into(),
+        resource_group: RESOURCE_GROUP.into(),
+        workspace_name: WORKSPACE_NAME.into(),
+    }
 }
 
 /// Analysts known to the Jira simulator (and used as Defender assignees).
@@ -67,6 +102,7 @@ impl Sims {
         )
         .await;
         login.register_app(TENANT_ID, GRAPH_CLIENT_ID, GRAPH_CLIENT_SECRET);
+        login.register_app(TENANT_ID, ARM_CLIENT_ID, ARM_CLIENT_SECRET);
         let graph = GraphSim::start(
             bind_loopback(ports.graph).await?,
             registry.clone(),
@@ -74,19 +110,37 @@ impl Sims {
         )
         .await;
         graph.set_audience(GRAPH_AUDIENCE);
+        let sentinel = SentinelSim::start(
+            bind_loopback(ports.sentinel).await?,
+            registry.clone(),
+            workspace(),
+        )
+        .await;
+        sentinel.set_audience(ARM_AUDIENCE);
+        sentinel.set_tenant_id(TENANT_ID);
         let jira = JiraSim::start(bind_loopback(ports.jira).await?).await;
         jira.set_credentials(JIRA_EMAIL, JIRA_API_TOKEN);
         jira.add_project(JIRA_PROJECT, Workflow::standard());
         jira.add_user(JIRA_EMAIL, "itsm-bridge");
+        let servicenow = ServiceNowSim::start(bind_loopback(ports.servicenow).await?).await;
+        servicenow.set_credentials(SERVICENOW_USER, SERVICENOW_PASSWORD);
+        let generic = GenericSim::start(bind_loopback(ports.generic).await?).await;
+        generic.set_bearer_token(GENERIC_TOKEN);
         for (email, name) in ANALYSTS {
             jira.add_user(email, name);
+            sentinel.add_user(email, name);
+            let user_name = email.split('@').next().unwrap_or(email);
+            servicenow.add_user(user_name, name, email);
         }
         Ok(Sims {
             tls,
             registry,
             login,
             graph,
+            sentinel,
             jira,
+            servicenow,
+            generic,
         })
     }
 
@@ -102,6 +156,19 @@ impl Sims {
             .collect()
     }
 
+    /// Seeds `count` Sentinel incidents: most of them Defender XDR incidents synced
+    /// into the workspace (with their Defender portal link), some raised by
+    /// Sentinel's own analytics, a few already closed. Returns their ids.
+    pub fn seed_sentinel_incidents(&self, count: usize, now: DateTime<Utc>) -> Vec<String> {
+        (0..count)
+            .map(|i| {
+                let created = now - Duration::minutes(((count - i) * 11) as i64);
+                self.sentinel
+                    .seed_incident(sample_sentinel_incident(i, created))
+            })
+            .collect()
+    }
+
     /// Writes `bridge.toml` into `dir` with everything it names: the CA bundle the
     /// token endpoint's certificate chains to, the two secrets (as files, mode
     /// 0600) and the mapping. The database goes to `db`. Returns the config path.
@@ -113,7 +180,12 @@ impl Sims {
             GRAPH_CLIENT_SECRET,
         )?;
         write_private(&dir.join("secrets/jira-api-token"), JIRA_API_TOKEN)?;
+        write_private(&dir.join("secrets/arm-client-secret"), ARM_CLIENT_SECRET)?;
+        write_private(&dir.join("secrets/servicenow-password"), SERVICENOW_PASSWORD)?;
+        write_private(&dir.join("secrets/helpdesk-token"), GENERIC_TOKEN)?;
         std::fs::write(dir.join("jira.toml"), JIRA_MAPPING)?;
+        std::fs::write(dir.join("servicenow.toml"), SERVICENOW_MAPPING)?;
+        std::fs::write(dir.join("generic.toml"), GENERIC_MAPPING)?;
         let db = std::path::absolute(db)?;
         let config = format!(
             r#"# itsm-bridge config for the built-in simulators (written by itsm-bridge).
@@ -135,6 +207,19 @@ authority_host = "{login}"
 base_url = "{graph}"
 scope = "{GRAPH_AUDIENCE}/.default"
 
+[[source]]
+name = "sentinel"
+kind = "sentinel"
+tenant_id = "{TENANT_ID}"
+client_id = "{ARM_CLIENT_ID}"
+client_secret = {{ file = "secrets/arm-client-secret" }}
+authority_host = "{login}"
+base_url = "{sentinel}"
+scope = "{ARM_AUDIENCE}/.default"
+subscription_id = "{SUBSCRIPTION_ID}"
+resource_group = "{RESOURCE_GROUP}"
+workspace_name = "{WORKSPACE_NAME}"
+
 [[ticket_system]]
 name = "jira"
 kind = "jira"
@@ -145,17 +230,49 @@ project_key = "{JIRA_PROJECT}"
 issue_type = "Task"
 mapping = "jira.toml"
 
+[[ticket_system]]
+name = "servicenow"
+kind = "servicenow"
+base_url = "{servicenow}"
+username = "{SERVICENOW_USER}"
+password = {{ file = "secrets/servicenow-password" }}
+mapping = "servicenow.toml"
+
+[[ticket_system]]
+name = "helpdesk"
+kind = "generic"
+base_url = "{generic}"
+token = {{ file = "secrets/helpdesk-token" }}
+mapping = "generic.toml"
+
 [[sync]]
 source = "defender"
 tickets = "jira"
 schedule = "*/10 * * * * *"
 conflict = "newest_wins"
 since = "{since}"
+
+[[sync]]
+source = "sentinel"
+tickets = "servicenow"
+schedule = "*/10 * * * * *"
+conflict = "newest_wins"
+since = "{since}"
+
+[[sync]]
+source = "sentinel"
+tickets = "helpdesk"
+schedule = "*/15 * * * * *"
+conflict = "ticket_wins"
+since = "{since}"
 "#,
             db = toml_escape(&db.display().to_string()),
             login = self.login.authority_host(),
             graph = self.graph.base_url(),
+            sentinel = self.sentinel.base_url(),
             jira = self.jira.base_url(),
+            servicenow = self.servicenow.base_url(),
+            generic = self.generic.base_url(),
             since = (Utc::now() - Duration::days(30)).format("%Y-%m-%dT%H:%M:%SZ"),
         );
         let path = dir.join("bridge.toml");
@@ -163,20 +280,37 @@ since = "{since}"
         Ok(path)
     }
 
-    /// Requests answered so far: (token endpoint, Graph, Jira).
-    pub fn request_counts(&self) -> (usize, usize, usize) {
-        (
-            self.login.kit.request_count(),
-            self.graph.kit.request_count(),
-            self.jira.kit.request_count(),
-        )
+    /// Requests answered so far, per simulator.
+    pub fn request_counts(&self) -> RequestCounts {
+        RequestCounts {
+            login: self.login.kit.request_count(),
+            graph: self.graph.kit.request_count(),
+            sentinel: self.sentinel.kit.request_count(),
+            jira: self.jira.kit.request_count(),
+            servicenow: self.servicenow.kit.request_count(),
+            generic: self.generic.kit.request_count(),
+        }
     }
 
     pub fn shutdown(&self) {
         self.login.shutdown();
         self.graph.shutdown();
+        self.sentinel.shutdown();
         self.jira.shutdown();
+        self.servicenow.shutdown();
+        self.generic.shutdown();
     }
+}
+
+/// Requests each simulator answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestCounts {
+    pub login: usize,
+    pub graph: usize,
+    pub sentinel: usize,
+    pub jira: usize,
+    pub servicenow: usize,
+    pub generic: usize,
 }
 
 fn toml_escape(s: &str) -> String {
@@ -247,6 +381,47 @@ fn sample_incident(i: usize, created: DateTime<Utc>) -> SeedIncident {
         seed = seed.description(
             "Alerts from Microsoft Defender for Endpoint and Defender for Office 365.",
         );
+    }
+    seed
+}
+
+const SENTINEL_TITLES: &[&str] = &[
+    "Suspicious sign-in followed by mailbox rule creation",
+    "Brute force attack against Azure Portal",
+    "Rare subscription-level operations in Azure",
+    "Malicious Inbox Rule, affecting multiple users",
+    "Anomalous RDP login detected on VM-BUILD-07",
+    "Mass secret retrieval from Azure Key Vault",
+    "Multi-stage incident involving Execution & Persistence on one endpoint",
+    "Sign-ins from IPs that attempt sign-ins to disabled accounts",
+];
+
+const SENTINEL_SEVERITIES: &[&str] = &["High", "Medium", "Low", "Medium", "Informational"];
+
+fn sample_sentinel_incident(i: usize, created: DateTime<Utc>) -> SentinelSeed {
+    let title = SENTINEL_TITLES[i % SENTINEL_TITLES.len()];
+    let mut seed = SentinelSeed::new(title)
+        .severity(SENTINEL_SEVERITIES[i % SENTINEL_SEVERITIES.len()])
+        .created(created)
+        .updated(created + Duration::minutes(2));
+    seed = match i % 8 {
+        2 | 5 => seed.status("Active"),
+        7 => seed
+            .status("Closed")
+            .classification("TruePositive")
+            .classification_reason("SuspiciousActivity"),
+        _ => seed.status("New"),
+    };
+    if i % 3 == 1 {
+        seed = seed.owner(ANALYSTS[i % ANALYSTS.len()].0);
+    }
+    if i % 4 == 3 {
+        seed = seed.sentinel_native();
+    } else {
+        seed = seed.provider_incident_id((52000 + i).to_string());
+    }
+    if i % 5 == 0 {
+        seed = seed.auto_label("phishing");
     }
     seed
 }

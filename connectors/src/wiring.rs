@@ -12,9 +12,12 @@ use bridge_core::vocab::{SourceKind, TicketKind};
 use secrecy::SecretString;
 
 use crate::auth::EntraTokenProvider;
+use crate::generic::GenericTickets;
 use crate::graph::GraphSource;
 use crate::http::{Api, Auth, HttpSettings, build_client};
 use crate::jira::JiraTickets;
+use crate::sentinel::SentinelSource;
+use crate::servicenow::ServiceNowTickets;
 
 /// Why the connectors could not be built. `Input` problems (a missing secret, an
 /// unreadable CA bundle, a kind this version cannot drive) are the admin's to fix.
@@ -125,31 +128,49 @@ fn build_source(
     client: reqwest::Client,
 ) -> Result<Arc<dyn IncidentSource>, BuildError> {
     let owner = format!("[[source]] {}", config.name);
+    let secret = secret(&owner, "client_secret", &config.client_secret)?;
+    let tokens = EntraTokenProvider::new(
+        &config.authority_host,
+        &config.tenant_id,
+        &config.client_id,
+        secret,
+        config.scope.clone(),
+        client.clone(),
+    )
+    .map_err(|e| input(format!("{owner}: {}", e.message)))?;
+    let auth = Auth::Bearer(Arc::new(tokens));
     match config.kind {
         SourceKind::Graph => {
-            let secret = secret(&owner, "client_secret", &config.client_secret)?;
-            let tokens = EntraTokenProvider::new(
-                &config.authority_host,
-                &config.tenant_id,
-                &config.client_id,
-                secret,
-                config.scope.clone(),
-                client.clone(),
-            )
-            .map_err(|e| input(format!("{owner}: {}", e.message)))?;
             let api = Api::new(
                 config.name.clone(),
                 &config.base_url,
                 client,
-                Auth::Bearer(Arc::new(tokens)),
+                auth,
                 crate::graph::error_message,
             )
             .map_err(|e| input(format!("{owner}: {e}")))?;
             Ok(Arc::new(GraphSource::new(api)))
         }
-        SourceKind::Sentinel => Err(input(format!(
-            "{owner}: kind = \"sentinel\" is not supported by this version yet; use kind = \"graph\""
-        ))),
+        SourceKind::Sentinel => {
+            let workspace = config.workspace.clone().ok_or_else(|| {
+                input(format!(
+                    "{owner}: sentinel needs subscription_id, resource_group and workspace_name"
+                ))
+            })?;
+            let api = Api::new(
+                config.name.clone(),
+                &config.base_url,
+                client,
+                auth,
+                crate::sentinel::error_message,
+            )
+            .map_err(|e| input(format!("{owner}: {e}")))?;
+            Ok(Arc::new(SentinelSource::new(
+                api,
+                workspace,
+                config.api_version.clone(),
+            )))
+        }
     }
 }
 
@@ -158,30 +179,53 @@ fn build_tickets(
     client: reqwest::Client,
 ) -> Result<Arc<dyn TicketSystem>, BuildError> {
     let owner = format!("[[ticket_system]] {}", config.name);
+    let at = |e: String| input(format!("{owner}: {e}"));
+    let auth = match &config.auth {
+        TicketAuth::JiraToken { email, api_token } => Auth::Basic {
+            username: email.clone(),
+            password: secret(&owner, "api_token", api_token)?,
+        },
+        TicketAuth::Basic { username, password } => Auth::Basic {
+            username: username.clone(),
+            password: secret(&owner, "password", password)?,
+        },
+        TicketAuth::Bearer { token } => crate::generic::bearer(secret(&owner, "token", token)?),
+    };
     match config.kind {
         TicketKind::Jira => {
-            let TicketAuth::JiraToken { email, api_token } = &config.auth else {
-                return Err(input(format!("{owner}: jira needs email and api_token")));
-            };
-            let password = secret(&owner, "api_token", api_token)?;
             let api = Api::new(
                 config.name.clone(),
                 &config.base_url,
                 client,
-                Auth::Basic {
-                    username: email.clone(),
-                    password,
-                },
+                auth,
                 crate::jira::error_message,
             )
-            .map_err(|e| input(format!("{owner}: {e}")))?;
+            .map_err(at)?;
             let project = config.project_key.clone().unwrap_or_default();
             let issue_type = config.issue_type.clone().unwrap_or_else(|| "Task".into());
             Ok(Arc::new(JiraTickets::new(api, project, issue_type)))
         }
-        TicketKind::Servicenow | TicketKind::Generic => Err(input(format!(
-            "{owner}: kind = \"{}\" is not supported by this version yet; use kind = \"jira\"",
-            config.kind.as_str()
-        ))),
+        TicketKind::Servicenow => {
+            let api = Api::new(
+                config.name.clone(),
+                &config.base_url,
+                client,
+                auth,
+                crate::servicenow::error_message,
+            )
+            .map_err(at)?;
+            Ok(Arc::new(ServiceNowTickets::new(api)))
+        }
+        TicketKind::Generic => {
+            let spec = config.mapping.api.clone().ok_or_else(|| {
+                input(format!(
+                    "{owner}: its mapping has no [api] table describing the REST API"
+                ))
+            })?;
+            let api =
+                crate::generic::generic_api(config.name.clone(), &config.base_url, client, auth)
+                    .map_err(at)?;
+            Ok(Arc::new(GenericTickets::new(api, spec)))
+        }
     }
 }

@@ -1,22 +1,24 @@
 //! `itsm-bridge demo`: the whole job on the built-in simulators. It starts them
-//! in-process, seeds a realistic backlog (more than one page), writes a config for
-//! them and runs the real bridge on it: the first sync, then an analyst resolving
-//! tickets in Jira and Defender changing incidents, then a run where nothing
-//! changed. It prints the state of both sides before and after, the API calls it
-//! took, and where the database is.
+//! in-process, seeds realistic backlogs (more than one page), writes a config for
+//! them and runs the real bridge on it — Defender → Jira, Sentinel → ServiceNow and
+//! Sentinel → a generic REST helpdesk — then plays analysts working in the ticket
+//! systems and in Defender and Sentinel, and syncs until nothing is left to do. It
+//! prints both sides before and after, the API calls each pair took, and where the
+//! database is.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use bridge_core::engine::{self, CycleReport, PairRuntime, SystemClock};
 use bridge_core::store::{SqliteStore, Store};
-use connectors::sims::{SimPorts, Sims};
+use connectors::sims::{ANALYSTS, RequestCounts, SimPorts, Sims};
 use connectors::wiring;
 
 use crate::output::Table;
 use crate::{CmdResult, Failure};
 
-const BACKLOG: usize = 75;
+const DEFENDER_BACKLOG: usize = 75;
+const SENTINEL_BACKLOG: usize = 24;
 
 pub async fn run(db: &Path) -> CmdResult {
     let dir = db
@@ -36,84 +38,105 @@ pub async fn run(db: &Path) -> CmdResult {
     let sims = Sims::start(SimPorts::default())
         .await
         .map_err(anyhow::Error::from)?;
-    let ids = sims.seed_incidents(BACKLOG, chrono::Utc::now());
+    let now = chrono::Utc::now();
+    let defender = sims.seed_incidents(DEFENDER_BACKLOG, now);
+    let sentinel = sims.seed_sentinel_incidents(SENTINEL_BACKLOG, now);
     let config_path = sims.write_config(&dir, db).map_err(anyhow::Error::from)?;
     println!(
-        "Simulators on loopback: Entra ID {}, Graph {}, Jira {}",
-        sims.login.authority_host(),
-        sims.graph.base_url(),
-        sims.jira.base_url()
+        "Simulators on loopback: Entra ID, Microsoft Graph, Microsoft Sentinel, Jira, ServiceNow and a REST helpdesk."
     );
     println!(
-        "Seeded {} Defender incidents ({} already resolved). Config: {}\n",
-        ids.len(),
-        ids.len() / 10,
+        "Seeded {} Defender incidents and {} Sentinel incidents (a few already closed). Config: {}\n",
+        defender.len(),
+        sentinel.len(),
         config_path.display()
     );
 
     let config = super::load_config(&config_path)?;
     let pairs = wiring::build_pairs(&config).map_err(|e| Failure::Input(e.to_string()))?;
     let store = SqliteStore::open(&config.store.path)?;
-    let pair = &pairs[0];
 
-    println!("== 1. First sync: every open incident gets a Jira issue");
-    let first = cycle(pair, &store).await?;
-    let synced = first.tickets_created + first.tickets_adopted;
-    let (login_calls, graph_calls, jira_calls) = sims.request_counts();
-    show_sample(&sims, &store, pair, &ids[..6])?;
-
-    println!("\n== 2. Meanwhile: analysts work in Jira, Defender updates incidents");
-    let links = store.links(Some(&pair.pair))?;
-    let key_of = |id: &str| {
-        links
-            .iter()
-            .find(|l| l.incident_id == id)
-            .map(|l| l.ticket_key.clone())
-    };
-    let mut touched = Vec::new();
-    if let Some(key) = key_of(&ids[0]) {
-        sims.jira
-            .transition_as_analyst(&key, "Done", Some("Won't Do"))
-            .map_err(anyhow::Error::msg)?;
-        println!("  Jira: {key} resolved as \"Won't Do\" (a false positive)");
-        touched.push(ids[0].clone());
+    println!("== 1. First sync: every open incident gets a ticket, its key is written back");
+    let mut per_pair = Vec::new();
+    for pair in &pairs {
+        let before = sims.request_counts();
+        let report = cycle(pair, &store).await?;
+        let calls = pair_calls(&pair.pair, before, sims.request_counts());
+        per_pair.push((
+            pair.pair.clone(),
+            report.tickets_created + report.tickets_adopted,
+            calls,
+        ));
     }
-    if let Some(key) = key_of(&ids[1]) {
+    show_defender(&sims, &store, &defender[..5])?;
+    show_sentinel(&sims, &store, &sentinel[..5])?;
+
+    println!("\n== 2. Meanwhile, people work on both sides");
+    let key = |pair: &str, id: &str| store.link(pair, id).ok().flatten().map(|l| l.ticket_key);
+    let mut touched_defender = Vec::new();
+    if let Some(k) = key("defender->jira", &defender[0]) {
         sims.jira
-            .transition_as_analyst(&key, "Done", Some("Done"))
+            .transition_as_analyst(&k, "Done", Some("Won't Do"))
             .map_err(anyhow::Error::msg)?;
-        println!("  Jira: {key} resolved as \"Done\"");
-        touched.push(ids[1].clone());
+        println!("  Jira: {k} resolved as \"Won't Do\" (a false positive)");
+        touched_defender.push(defender[0].clone());
     }
-    sims.graph.set_severity(&ids[2], "high");
-    sims.graph.assign(&ids[2], connectors::sims::ANALYSTS[1].0);
+    sims.graph.set_severity(&defender[2], "high");
+    sims.graph.assign(&defender[2], ANALYSTS[1].0);
     println!(
-        "  Defender: incident {} raised to high severity and assigned to {}",
-        ids[2],
-        connectors::sims::ANALYSTS[1].0
+        "  Defender: incident {} raised to high and assigned to {}",
+        defender[2], ANALYSTS[1].0
     );
-    sims.graph.set_status(&ids[4], "inProgress");
-    println!("  Defender: incident {} moved to inProgress", ids[4]);
-    sims.graph.set_title(
-        &ids[5],
-        "Ransomware precursor: Cobalt Strike beacon on WS-0311",
-    );
-    println!("  Defender: incident {} retitled", ids[5]);
-    touched.extend([ids[2].clone(), ids[4].clone(), ids[5].clone()]);
+    sims.graph.set_status(&defender[4], "inProgress");
+    println!("  Defender: incident {} moved to inProgress", defender[4]);
+    touched_defender.extend([defender[2].clone(), defender[4].clone()]);
 
-    println!("\n== 3. Second sync: the changes cross over");
-    cycle(pair, &store).await?;
-    show_sample(&sims, &store, pair, &touched)?;
-
-    println!("\n== 4. Third sync: nothing changed, so nothing is written");
-    let before = sims.request_counts();
-    let third = cycle(pair, &store).await?;
-    let after = sims.request_counts();
+    let mut touched_sentinel = Vec::new();
+    if let Some(k) = key("sentinel->servicenow", &sentinel[0]) {
+        sims.servicenow
+            .resolve_as_analyst(
+                &k,
+                "Solution provided",
+                "Blocked the sender, purged the mailboxes.",
+            )
+            .map_err(anyhow::Error::msg)?;
+        println!("  ServiceNow: {k} resolved with \"Solution provided\"");
+        touched_sentinel.push(sentinel[0].clone());
+    }
+    if let Some(k) = key("sentinel->helpdesk", &sentinel[1]) {
+        sims.generic
+            .resolve_as_agent(&k, "false_positive")
+            .map_err(anyhow::Error::msg)?;
+        println!("  Helpdesk: {k} resolved as a false positive");
+        touched_sentinel.push(sentinel[1].clone());
+    }
+    sims.sentinel.set_severity(&sentinel[3], "High");
+    sims.sentinel.assign(&sentinel[3], Some(ANALYSTS[2].0));
     println!(
-        "  writes: {}; read requests: {} (polling only)",
-        third.writes(),
-        (after.1 - before.1) + (after.2 - before.2)
+        "  Sentinel: incident {} raised to High and assigned to {}",
+        number(&sims, &sentinel[3]),
+        ANALYSTS[2].0
     );
+    touched_sentinel.push(sentinel[3].clone());
+
+    println!("\n== 3. Syncing until both sides agree");
+    let mut round = 0;
+    loop {
+        round += 1;
+        let mut writes = 0;
+        for pair in &pairs {
+            writes += cycle(pair, &store).await?.writes();
+        }
+        if writes == 0 || round == 5 {
+            println!("  (round {round}: nothing left to write)");
+            break;
+        }
+        println!(
+            "  (round {round}: {writes} write(s); changes made by one pair can give another work)"
+        );
+    }
+    show_defender(&sims, &store, &touched_defender)?;
+    show_sentinel(&sims, &store, &touched_sentinel)?;
 
     let report = store.verify_ledger()?;
     println!(
@@ -125,10 +148,13 @@ pub async fn run(db: &Path) -> CmdResult {
             "BROKEN"
         }
     );
-    let per_incident = (graph_calls + jira_calls) as f64 / synced.max(1) as f64;
-    println!(
-        "First sync: {synced} incidents linked with {graph_calls} Graph + {jira_calls} Jira requests ({per_incident:.1} per incident) and {login_calls} token request(s)"
-    );
+    println!("API calls in the first sync, per ticket created (token requests not counted):");
+    for (pair, linked, calls) in &per_pair {
+        println!(
+            "  {pair:<22} {linked:>3} tickets, {calls:>4} requests, {:.1} per incident",
+            *calls as f64 / (*linked).max(1) as f64
+        );
+    }
     println!("\nDatabase: {}", config.store.path.display());
     println!(
         "Explore it:\n  cargo run --release -- links --db {0}\n  cargo run --release -- ledger list --db {0} --limit 20\n  cargo run --release -- ledger verify --db {0}",
@@ -142,6 +168,20 @@ pub async fn run(db: &Path) -> CmdResult {
     })
 }
 
+/// Requests a pair's two systems answered between two counts.
+fn pair_calls(pair: &str, before: RequestCounts, after: RequestCounts) -> usize {
+    let source = match pair.split("->").next() {
+        Some("defender") => after.graph - before.graph,
+        _ => after.sentinel - before.sentinel,
+    };
+    let tickets = match pair.split("->").nth(1) {
+        Some("jira") => after.jira - before.jira,
+        Some("servicenow") => after.servicenow - before.servicenow,
+        _ => after.generic - before.generic,
+    };
+    source + tickets
+}
+
 async fn cycle(pair: &PairRuntime, store: &SqliteStore) -> Result<CycleReport, Failure> {
     let report = engine::run_cycle(pair, store, &SystemClock, false)
         .await
@@ -150,37 +190,37 @@ async fn cycle(pair: &PairRuntime, store: &SqliteStore) -> Result<CycleReport, F
     Ok(report)
 }
 
-/// Prints both sides of some incidents as they are now on the simulators.
-fn show_sample(
-    sims: &Sims,
-    store: &SqliteStore,
-    pair: &PairRuntime,
-    ids: &[String],
-) -> Result<(), Failure> {
+fn number(sims: &Sims, id: &str) -> String {
+    sims.sentinel
+        .incident(id)
+        .map(|i| i.number.to_string())
+        .unwrap_or_default()
+}
+
+/// Defender incidents and their Jira issues, as they are now on the simulators.
+fn show_defender(sims: &Sims, store: &SqliteStore, ids: &[String]) -> Result<(), Failure> {
     let mut table = Table::new(&[
-        "incident",
+        "defender",
         "severity",
         "status",
         "classification",
-        "ticket",
+        "jira",
         "priority",
-        "ticket status",
+        "status",
         "resolution",
-        "incident tags",
     ]);
     for id in ids {
         let Some(incident) = sims.graph.incident(id) else {
             continue;
         };
-        let link = store.link(&pair.pair, id)?;
+        let link = store.link("defender->jira", id)?;
         let issue = link.as_ref().and_then(|l| sims.jira.issue(&l.ticket_key));
         table.row(vec![
             id.clone(),
             incident.severity.clone(),
             incident.status.clone(),
             incident.classification.clone().unwrap_or_default(),
-            link.as_ref()
-                .map(|l| l.ticket_key.clone())
+            link.map(|l| l.ticket_key)
                 .unwrap_or_else(|| "(none)".into()),
             issue
                 .as_ref()
@@ -191,11 +231,71 @@ fn show_sample(
                 .as_ref()
                 .and_then(|i| i.resolution.clone())
                 .unwrap_or_default(),
-            incident.custom_tags.join(","),
         ]);
     }
-    print!("{}", indent(&table.to_string()));
+    print!("\n{}", indent(&table.to_string()));
     Ok(())
+}
+
+/// Sentinel incidents, their ServiceNow incidents and their helpdesk tickets.
+fn show_sentinel(sims: &Sims, store: &SqliteStore, ids: &[String]) -> Result<(), Failure> {
+    let mut table = Table::new(&[
+        "sentinel",
+        "severity",
+        "status",
+        "classification",
+        "servicenow",
+        "state",
+        "close code",
+        "helpdesk",
+        "status",
+    ]);
+    for id in ids {
+        let Some(incident) = sims.sentinel.incident(id) else {
+            continue;
+        };
+        let snow = store.link("sentinel->servicenow", id)?;
+        let record = snow
+            .as_ref()
+            .and_then(|l| sims.servicenow.incident(&l.ticket_key));
+        let desk = store.link("sentinel->helpdesk", id)?;
+        let ticket = desk
+            .as_ref()
+            .and_then(|l| sims.generic.ticket(&l.ticket_key));
+        let field = |name: &str| {
+            record
+                .as_ref()
+                .and_then(|r| r.get(name).cloned())
+                .unwrap_or_default()
+        };
+        table.row(vec![
+            incident.number.to_string(),
+            incident.severity.clone(),
+            incident.status.clone(),
+            incident.classification.clone().unwrap_or_default(),
+            snow.map(|l| l.ticket_key)
+                .unwrap_or_else(|| "(none)".into()),
+            state_name(&field("state")).to_string(),
+            field("close_code"),
+            desk.map(|l| l.ticket_key)
+                .unwrap_or_else(|| "(none)".into()),
+            ticket.map(|t| t.status).unwrap_or_default(),
+        ]);
+    }
+    print!("\n{}", indent(&table.to_string()));
+    Ok(())
+}
+
+fn state_name(code: &str) -> &str {
+    match code {
+        "1" => "New",
+        "2" => "In Progress",
+        "3" => "On Hold",
+        "6" => "Resolved",
+        "7" => "Closed",
+        "8" => "Canceled",
+        other => other,
+    }
 }
 
 fn indent(s: &str) -> String {
