@@ -181,7 +181,10 @@ impl Sims {
         )?;
         write_private(&dir.join("secrets/jira-api-token"), JIRA_API_TOKEN)?;
         write_private(&dir.join("secrets/arm-client-secret"), ARM_CLIENT_SECRET)?;
-        write_private(&dir.join("secrets/servicenow-password"), SERVICENOW_PASSWORD)?;
+        write_private(
+            &dir.join("secrets/servicenow-password"),
+            SERVICENOW_PASSWORD,
+        )?;
         write_private(&dir.join("secrets/helpdesk-token"), GENERIC_TOKEN)?;
         std::fs::write(dir.join("jira.toml"), JIRA_MAPPING)?;
         std::fs::write(dir.join("servicenow.toml"), SERVICENOW_MAPPING)?;

@@ -222,6 +222,9 @@ impl Checker<'_> {
             None => (Some(Vec::new()), Some(Vec::new())),
         };
         let fields = self.fields(&raw.field);
+        if let (Some(TicketKind::Servicenow), Some(fields)) = (self.tickets, &fields) {
+            self.servicenow_resolve_path(&raw.field, fields);
+        }
         let write_back = match &raw.write_back {
             Some(wb) => self.write_back(wb),
             None => Some(WriteBack::default()),
@@ -237,6 +240,52 @@ impl Checker<'_> {
             write_back: write_back?,
             api: api?,
         })
+    }
+
+    /// ServiceNow refuses to resolve or close an incident (state 6 or 7) without a
+    /// resolution code and notes (a data policy): a mapping that can move a ticket
+    /// there must write both, or every such sync would fail at run time.
+    fn servicenow_resolve_path(&mut self, raw: &[Spanned<RawField>], fields: &[FieldRule]) {
+        let resolving = |m: &Option<ValueMap>| {
+            m.as_ref().is_some_and(|m| {
+                m.entries
+                    .iter()
+                    .map(|(_, v)| v)
+                    .chain(m.default.as_ref())
+                    .any(|v| v == "6" || v == "7")
+            })
+        };
+        let resolves = fields
+            .iter()
+            .any(|f| f.ticket == "status" && f.flow.to_ticket() && resolving(&f.to_ticket));
+        if !resolves {
+            return;
+        }
+        let writes = |attr: &str| {
+            fields
+                .iter()
+                .any(|f| f.ticket == attr && f.flow.to_ticket())
+        };
+        let missing: Vec<&str> = ["close_code", "close_notes"]
+            .into_iter()
+            .filter(|a| !writes(a))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let at = raw
+            .iter()
+            .filter_map(|f| f.get_ref().ticket.as_ref())
+            .find(|t| t.get_ref() == "status")
+            .map_or(0, |t| t.span().start);
+        self.r.at(
+            at,
+            format!(
+                "this mapping resolves ServiceNow incidents (status 6/7), which the instance refuses without a resolution code and notes, but no field writes {} to the ticket; add a [[field]] with ticket = \"{}\" flowing to the ticket",
+                missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(" or "),
+                missing[0]
+            ),
+        );
     }
 
     /// `[api]`: required for, and only for, `tickets = "generic"`; checked with the
@@ -1159,6 +1208,31 @@ mod tests {
 
     /// A small valid Graph → Jira mapping; tests append to it.
     const BASE: &str = "version = 1\nsource = \"graph\"\ntickets = \"jira\"\n\n[[field]]\nname = \"summary\"\ntemplate = \"{incident.title}\"\nticket = \"summary\"\n";
+
+    #[test]
+    fn a_servicenow_mapping_that_resolves_needs_close_code_and_notes() {
+        let shipped = include_str!("../../../mappings/servicenow.toml");
+        parse(Path::new("servicenow.toml"), shipped).unwrap_or_else(|e| panic!("{e}"));
+        let start = shipped.find("name = \"close_notes\"").unwrap();
+        let field_start = shipped[..start].rfind("[[field]]").unwrap();
+        let field_end = start + shipped[start..].find("[[field]]").unwrap();
+        let without_notes = format!("{}{}", &shipped[..field_start], &shipped[field_end..]);
+        let err = parse(Path::new("servicenow.toml"), &without_notes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no field writes `close_notes` to the ticket"),
+            "{err}"
+        );
+        let status_line = without_notes[..without_notes.find("ticket = \"status\"").unwrap()]
+            .matches('\n')
+            .count()
+            + 1;
+        assert!(
+            err.starts_with(&format!("servicenow.toml:{status_line}:")),
+            "{err}"
+        );
+    }
 
     #[test]
     fn shipped_jira_mapping_loads() {
