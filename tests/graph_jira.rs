@@ -5,7 +5,10 @@ mod common;
 
 use common::{Env, assert_success, stderr, stdout};
 use connectors::jira::adf::adf_to_text;
-use connectors::sims::{ANALYSTS, GRAPH_CLIENT_SECRET, JIRA_API_TOKEN, TENANT_ID};
+use connectors::sims::{
+    ANALYSTS, ARM_CLIENT_SECRET, GENERIC_TOKEN, GRAPH_CLIENT_SECRET, JIRA_API_TOKEN,
+    SERVICENOW_PASSWORD, TENANT_ID,
+};
 
 fn open_incident_ids(env: &Env) -> Vec<String> {
     env.sims
@@ -233,9 +236,17 @@ fn an_altered_ledger_row_fails_verification() {
     );
 }
 
+const SECRETS: [&str; 5] = [
+    GRAPH_CLIENT_SECRET,
+    ARM_CLIENT_SECRET,
+    JIRA_API_TOKEN,
+    SERVICENOW_PASSWORD,
+    GENERIC_TOKEN,
+];
+
 #[test]
 fn secrets_never_reach_the_output_even_at_trace_level() {
-    let env = Env::start(3);
+    let env = Env::start_with(3, 3);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_itsm-bridge"))
         .args(["run", "--once", "--config", env.config.to_str().unwrap()])
         .env("RUST_LOG", "trace")
@@ -244,11 +255,11 @@ fn secrets_never_reach_the_output_even_at_trace_level() {
     assert_success(&out);
     let all = format!("{}{}", stdout(&out), stderr(&out));
     assert!(all.len() > 1000, "trace logging produced output");
-    for secret in [GRAPH_CLIENT_SECRET, JIRA_API_TOKEN] {
+    for secret in SECRETS {
         assert!(!all.contains(secret), "a secret leaked into the output");
     }
     let db = std::fs::read(&env.db).unwrap();
-    for secret in [GRAPH_CLIENT_SECRET, JIRA_API_TOKEN] {
+    for secret in SECRETS {
         assert!(
             !db.windows(secret.len()).any(|w| w == secret.as_bytes()),
             "a secret leaked into the database"

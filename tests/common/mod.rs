@@ -19,8 +19,13 @@ pub struct Env {
 }
 
 impl Env {
-    /// Simulators up, `count` incidents seeded, config written.
+    /// Simulators up, `count` Defender incidents seeded, config written.
     pub fn start(count: usize) -> Env {
+        Env::start_with(count, 0)
+    }
+
+    /// Simulators up, Defender and Sentinel incidents seeded, config written.
+    pub fn start_with(defender: usize, sentinel: usize) -> Env {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -29,7 +34,8 @@ impl Env {
         let sims = runtime
             .block_on(Sims::start(SimPorts::default()))
             .expect("simulators start");
-        sims.seed_incidents(count, chrono::Utc::now());
+        sims.seed_incidents(defender, chrono::Utc::now());
+        sims.seed_sentinel_incidents(sentinel, chrono::Utc::now());
         let dir = tempfile::tempdir().expect("a temp dir");
         let db = dir.path().join("bridge.db");
         let config = sims.write_config(dir.path(), &db).expect("config written");
@@ -58,17 +64,40 @@ impl Env {
         self.db.to_str().unwrap()
     }
 
-    /// The Jira key linked to an incident, from `links --json`.
+    /// The ticket key linked to an incident in the first pair that has one, from
+    /// `links --json`.
     pub fn ticket_of(&self, incident_id: &str) -> Option<String> {
+        self.ticket_in(None, incident_id)
+    }
+
+    /// The ticket key linked to an incident in one pair (`sentinel->servicenow`).
+    pub fn ticket_in(&self, pair: Option<&str>, incident_id: &str) -> Option<String> {
+        self.links()
+            .into_iter()
+            .find(|l| l["incident_id"] == incident_id && pair.is_none_or(|p| l["pair"] == p))
+            .map(|l| l["ticket_key"].as_str().unwrap().to_string())
+    }
+
+    /// Every line of `links --json`.
+    pub fn links(&self) -> Vec<serde_json::Value> {
         let out = self.bridge(&["links", "--db", self.db_arg(), "--json"]);
         assert_success(&out);
         String::from_utf8_lossy(&out.stdout)
             .lines()
+            .map(|l| serde_json::from_str(l).expect("links --json lines are JSON"))
+            .collect()
+    }
+
+    /// (pair, incident id) → ticket key, for every link.
+    pub fn tickets_by_incident(&self) -> std::collections::HashMap<(String, String), String> {
+        self.links()
+            .into_iter()
+            .filter(|l| l.get("ticket_key").is_some())
             .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).expect("links --json lines are JSON")
+                let s = |k: &str| l[k].as_str().unwrap().to_string();
+                ((s("pair"), s("incident_id")), s("ticket_key"))
             })
-            .find(|l| l["incident_id"] == incident_id)
-            .map(|l| l["ticket_key"].as_str().unwrap().to_string())
+            .collect()
     }
 
     /// The number of ledger entries.
