@@ -2,15 +2,47 @@
 
 use std::path::Path;
 
+use bridge_core::config::{self, TicketAuth};
+
+fn example() -> (std::path::PathBuf, String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("bridge.example.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    (path, text)
+}
+
 #[test]
-fn the_example_config_and_the_shipped_mapping_load() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let config = bridge_core::config::load(&root.join("bridge.example.toml"))
-        .unwrap_or_else(|e| panic!("bridge.example.toml does not load:\n{e}"));
-    assert_eq!(config.syncs.len(), 1);
-    assert_eq!(
-        config.sources[0].scope,
-        "https://graph.microsoft.com/.default"
-    );
+fn the_example_config_and_the_shipped_mappings_load() {
+    let (path, _) = example();
+    let config =
+        config::load(&path).unwrap_or_else(|e| panic!("bridge.example.toml does not load:\n{e}"));
+    assert_eq!(config.syncs.len(), 3);
+    assert_eq!(config.sources[0].scope, "https://graph.microsoft.com/.default");
+    assert_eq!(config.sources[1].scope, "https://management.azure.com/.default");
     assert!(config.ticket_systems[0].mapping.fields.len() >= 5);
+    assert!(config.ticket_system("helpdesk").unwrap().mapping.api.is_some());
+}
+
+#[test]
+fn servicenow_can_sign_in_with_oauth_client_credentials() {
+    let (path, text) = example();
+    let oauth = text
+        .replace("username = \"itsm.bridge\"", "client_id = \"0123456789abcdef\"")
+        .replace(
+            "password = { env = \"BRIDGE_SNOW_PASSWORD\" }",
+            "client_secret = { env = \"BRIDGE_SNOW_CLIENT_SECRET\" }",
+        );
+    assert_ne!(oauth, text);
+    let parsed = config::parse(&path, &oauth).unwrap_or_else(|e| panic!("{e}"));
+    let snow = parsed.ticket_system("snow").unwrap();
+    assert!(matches!(
+        &snow.auth,
+        TicketAuth::OAuthClient { client_id, .. } if client_id == "0123456789abcdef"
+    ));
+    // Both ways of signing in at once is a mistake, named where it stands.
+    let both = oauth.replace(
+        "client_id = \"0123456789abcdef\"",
+        "client_id = \"0123456789abcdef\"\nusername = \"x\"",
+    );
+    let err = config::parse(&path, &both).unwrap_err().to_string();
+    assert!(err.contains("`username`"), "{err}");
 }

@@ -190,6 +190,19 @@ fn build_tickets(
             password: secret(&owner, "password", password)?,
         },
         TicketAuth::Bearer { token } => crate::generic::bearer(secret(&owner, "token", token)?),
+        TicketAuth::OAuthClient {
+            client_id,
+            client_secret,
+        } => {
+            let provider = crate::servicenow::ClientCredentials::new(
+                &config.base_url,
+                client.clone(),
+                client_id.clone(),
+                secret(&owner, "client_secret", client_secret)?,
+            )
+            .map_err(at)?;
+            Auth::Bearer(Arc::new(provider))
+        }
     };
     match config.kind {
         TicketKind::Jira => {

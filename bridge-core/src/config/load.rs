@@ -137,6 +137,9 @@ pub fn check_secrets(config: &Config) -> Result<(), InputError> {
             TicketAuth::JiraToken { api_token, .. } => check(owner, "api_token", api_token),
             TicketAuth::Basic { password, .. } => check(owner, "password", password),
             TicketAuth::Bearer { token } => check(owner, "token", token),
+            TicketAuth::OAuthClient { client_secret, .. } => {
+                check(owner, "client_secret", client_secret)
+            }
         }
     }
     if diagnostics.is_empty() {
@@ -220,6 +223,8 @@ struct RawTicketSystem {
     username: Text,
     password: RawSecret,
     token: RawSecret,
+    client_id: Text,
+    client_secret: RawSecret,
 }
 
 #[derive(Deserialize)]
@@ -802,6 +807,10 @@ impl Checker<'_> {
             ("password", secret_at(&raw.password)),
         ];
         let token_key = [("token", secret_at(&raw.token))];
+        let oauth_keys = [
+            ("client_id", at(&raw.client_id)),
+            ("client_secret", secret_at(&raw.client_secret)),
+        ];
 
         let before = self.r.diagnostics.len();
         let mut project_key = None;
@@ -811,6 +820,7 @@ impl Checker<'_> {
             Some(TicketKind::Jira) => {
                 self.foreign_keys(&basic_keys, "kind = \"servicenow\" or \"generic\"");
                 self.foreign_keys(&token_key, "kind = \"generic\"");
+                self.foreign_keys(&oauth_keys, "kind = \"servicenow\"");
                 let email = self.required(
                     header,
                     "email",
@@ -855,10 +865,34 @@ impl Checker<'_> {
             Some(TicketKind::Servicenow) => {
                 self.foreign_keys(&jira_keys, "kind = \"jira\"");
                 self.foreign_keys(&token_key, "kind = \"generic\"");
-                self.basic_auth(header, raw)
+                match (&raw.client_id, &raw.client_secret) {
+                    (None, None) => self.basic_auth(header, raw),
+                    (client_id, client_secret) => {
+                        // OAuth client credentials (the instance's /oauth_token.do).
+                        self.foreign_keys(&basic_keys, "Basic sign-in (without client_id)");
+                        let client_id = self.required(
+                            header,
+                            "client_id",
+                            "\"...\" (the OAuth application registry entry's client id)",
+                            client_id.as_ref(),
+                        );
+                        let client_secret = match client_secret {
+                            None => {
+                                self.r.at(header, "add client_secret = { env = \"...\" }");
+                                None
+                            }
+                            Some(s) => self.secret("client_secret", s),
+                        };
+                        Some(TicketAuth::OAuthClient {
+                            client_id: client_id?,
+                            client_secret: client_secret?,
+                        })
+                    }
+                }
             }
             Some(TicketKind::Generic) => {
                 self.foreign_keys(&jira_keys, "kind = \"jira\"");
+                self.foreign_keys(&oauth_keys, "kind = \"servicenow\"");
                 match (&raw.token, &raw.username, &raw.password) {
                     (Some(token), None, None) => self
                         .secret("token", token)

@@ -140,6 +140,11 @@ pub enum TicketAuth {
     },
     /// Generic: a bearer token.
     Bearer { token: SecretRef },
+    /// ServiceNow: OAuth client credentials against the instance's `/oauth_token.do`.
+    OAuthClient {
+        client_id: String,
+        client_secret: SecretRef,
+    },
 }
 
 /// A `[[sync]]` pair.
