@@ -16,17 +16,33 @@ fn the_example_config_and_the_shipped_mappings_load() {
     let config =
         config::load(&path).unwrap_or_else(|e| panic!("bridge.example.toml does not load:\n{e}"));
     assert_eq!(config.syncs.len(), 3);
-    assert_eq!(config.sources[0].scope, "https://graph.microsoft.com/.default");
-    assert_eq!(config.sources[1].scope, "https://management.azure.com/.default");
+    assert_eq!(
+        config.sources[0].scope,
+        "https://graph.microsoft.com/.default"
+    );
+    assert_eq!(
+        config.sources[1].scope,
+        "https://management.azure.com/.default"
+    );
     assert!(config.ticket_systems[0].mapping.fields.len() >= 5);
-    assert!(config.ticket_system("helpdesk").unwrap().mapping.api.is_some());
+    assert!(
+        config
+            .ticket_system("helpdesk")
+            .unwrap()
+            .mapping
+            .api
+            .is_some()
+    );
 }
 
 #[test]
 fn servicenow_can_sign_in_with_oauth_client_credentials() {
     let (path, text) = example();
     let oauth = text
-        .replace("username = \"itsm.bridge\"", "client_id = \"0123456789abcdef\"")
+        .replace(
+            "username = \"itsm.bridge\"",
+            "client_id = \"0123456789abcdef\"",
+        )
         .replace(
             "password = { env = \"BRIDGE_SNOW_PASSWORD\" }",
             "client_secret = { env = \"BRIDGE_SNOW_CLIENT_SECRET\" }",

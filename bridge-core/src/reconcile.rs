@@ -156,7 +156,9 @@ pub fn reconcile(pair: PairSpec<'_>, input: Input<'_>) -> Plan {
     for incident in input.incidents {
         match links.get(incident.id.as_str()) {
             Some(link) => {
-                if incident.modified > link.incident_modified {
+                // A link whose write-back was interrupted is taken up again even when
+                // the incident has not changed since.
+                if incident.modified > link.incident_modified || !link.written_back {
                     work.entry(link.incident_id.as_str()).or_default().0 = Some(incident);
                 }
             }

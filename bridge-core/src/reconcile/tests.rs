@@ -625,3 +625,20 @@ fn a_reopened_ticket_does_not_clear_the_incident_classification() {
         "{plan:?}"
     );
 }
+
+#[test]
+fn an_interrupted_write_back_is_taken_up_even_without_a_newer_incident() {
+    let (inc, _ticket, mut link, m) = synced("active");
+    link.written_back = false;
+    // The same version of the incident the link was made from.
+    let plan = reconcile(
+        pair(&m, ConflictPolicy::NewestWins),
+        Input {
+            incidents: &[inc],
+            tickets: &[],
+            links: &[link],
+        },
+    );
+    assert_eq!(plan.actions.len(), 1, "{plan:?}");
+    assert!(matches!(plan.actions[0], Action::WriteBack { .. }));
+}
