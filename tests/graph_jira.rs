@@ -331,3 +331,57 @@ fn an_incident_that_always_fails_is_set_aside_while_the_others_sync() {
     // The next run does not hammer it again before its delay, and the rest is quiet.
     env.sync();
 }
+
+#[test]
+fn defender_merging_two_incidents_closes_one_issue_and_points_it_at_the_other() {
+    let env = Env::start(6);
+    env.sync();
+    let open = open_incident_ids(&env);
+    let (source, target) = (open[0].clone(), open[1].clone());
+    let (source_key, target_key) = (
+        env.ticket_of(&source).unwrap(),
+        env.ticket_of(&target).unwrap(),
+    );
+
+    assert!(env.sims.graph.redirect(&source, &target));
+    env.sync();
+
+    let closed = env.sims.jira.issue(&source_key).unwrap();
+    assert_eq!(closed.status_category, "done");
+    let comments = |key: &str| -> Vec<String> {
+        let issue = env.sims.jira.issue_json(key).unwrap();
+        issue["fields"]["comment"]["comments"]
+            .as_array()
+            .map(|cs| cs.iter().map(|c| adf_to_text(&c["body"])).collect())
+            .unwrap_or_default()
+    };
+    assert!(
+        comments(&source_key)
+            .iter()
+            .any(|c| c.contains(&target_key)),
+        "{:?}",
+        comments(&source_key)
+    );
+    assert!(
+        comments(&target_key)
+            .iter()
+            .any(|c| c.contains(&source_key)),
+        "{:?}",
+        comments(&target_key)
+    );
+    let links = env.links();
+    let merged = links
+        .iter()
+        .find(|l| l["incident_id"] == source.as_str())
+        .unwrap();
+    assert_eq!(merged["state"], "merged");
+    assert_eq!(merged["merged_into"], target.as_str());
+    // The bridge never tries to set `redirected` itself, and nothing more happens.
+    let seen = env.sims.graph.kit.request_count();
+    env.sync();
+    assert!(
+        env.sims.graph.kit.requests()[seen..]
+            .iter()
+            .all(|r| r.method == "GET")
+    );
+}

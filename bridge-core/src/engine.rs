@@ -14,13 +14,15 @@ use chrono::Duration;
 use serde::Serialize;
 
 use crate::ledger::{LedgerRecord, Outcome};
-use crate::mapping::Mapping;
+use crate::mapping::{Mapping, MergePolicy};
 use crate::model::{
     Baseline, ConflictPolicy, Direction, FieldChange, IncidentSnapshot, IncidentUpdate, Link,
     LinkState, TicketSnapshot, Timestamp,
 };
 use crate::ports::{ConnectorError, ErrorKind, IncidentSource, TicketSystem};
-use crate::reconcile::{self, Action, Input, PairSpec, Plan};
+use crate::reconcile::{
+    self, Action, Input, PairSpec, Plan, is_redirected as is_redirected_snapshot,
+};
 use crate::store::{DeadLetter, Intent, IntentId, Side, Store, StoreError};
 
 /// Where the engine gets the time. The real one reads the system clock; tests pass
@@ -85,6 +87,8 @@ pub struct CycleReport {
     pub failed: usize,
     /// Dead-lettered incidents that synced this time.
     pub recovered: usize,
+    /// Incidents found merged into another, their tickets dealt with per the mapping.
+    pub merged: usize,
     /// In a dry run: what would have been done.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub planned: Vec<Action>,
@@ -92,7 +96,11 @@ pub struct CycleReport {
 
 impl CycleReport {
     pub fn writes(&self) -> usize {
-        self.tickets_created + self.tickets_updated + self.incidents_updated + self.write_backs
+        self.tickets_created
+            + self.tickets_updated
+            + self.incidents_updated
+            + self.write_backs
+            + self.merged
     }
 }
 
@@ -374,6 +382,8 @@ impl Cycle<'_> {
                     // sides as they are now and the baseline as it was.
                     let record = LedgerRecord { changes: Vec::new(), outcome: Outcome::Skipped, detail: Some("interrupted before its outcome was recorded; re-planned from fresh reads".into()), ..self.record(&intent.kind, None, &intent.incident_id, None) };
                     self.store.finish_intent(id, None, &[record])?;
+                    // The watermark may have moved past it: read it afresh this cycle.
+                    self.retry.insert(intent.incident_id);
                 }
             }
         }
@@ -428,11 +438,19 @@ impl Cycle<'_> {
         replan: bool,
     ) -> Result<(), EngineError> {
         match action {
+            Action::Merge {
+                incident,
+                target_id,
+            } => self.merge(*incident, target_id, links).await?,
             Action::CreateTicket {
                 incident,
                 create,
                 baseline,
             } => {
+                // A merge earlier in this plan may have made its ticket already.
+                if links.contains_key(&incident.id) {
+                    return Ok(());
+                }
                 let intent = self
                     .begin(&Action::CreateTicket {
                         incident: incident.clone(),
@@ -549,6 +567,7 @@ impl Cycle<'_> {
             ticket_modified: ticket.modified,
             created: now,
             updated: now,
+            merged_into: None,
         };
         let changes = create
             .attrs
@@ -941,6 +960,255 @@ impl Cycle<'_> {
         let links: Vec<Link> = link.into_iter().collect();
         self.reconcile_and_apply(std::slice::from_ref(&incident), &tickets, links)
             .await
+    }
+
+    /// A merged ("redirected") incident: follows the chain to the surviving incident
+    /// (bounded; a loop or a dangling end is recorded, not followed), makes sure the
+    /// survivor has a ticket, then applies the mapping's merge policy to the merged
+    /// incident's ticket and marks its link merged, so it is no longer synced.
+    async fn merge(
+        &mut self,
+        source: IncidentSnapshot,
+        target_id: Option<String>,
+        links: &mut HashMap<String, Link>,
+    ) -> Result<(), EngineError> {
+        const MAX_CHAIN: usize = 8;
+        let pair = self.rt.pair.clone();
+        let mut survivor: Option<IncidentSnapshot> = None;
+        let mut problem: Option<String> = None;
+        match target_id {
+            None => {
+                problem = Some(
+                    "the source closed it as merged without naming the incident it was merged into"
+                        .into(),
+                );
+            }
+            Some(first) => {
+                let mut chain = vec![source.id.clone()];
+                let mut next = first;
+                loop {
+                    if chain.contains(&next) {
+                        chain.push(next);
+                        problem = Some(format!("the merge chain {} loops", chain.join(" → ")));
+                        break;
+                    }
+                    if chain.len() > MAX_CHAIN {
+                        problem = Some(format!(
+                            "the merge chain {} is longer than {MAX_CHAIN}",
+                            chain.join(" → ")
+                        ));
+                        break;
+                    }
+                    match self.rt.source.get(&next).await {
+                        Ok(snapshot) => {
+                            chain.push(next.clone());
+                            match snapshot.redirect_to.clone() {
+                                Some(further) if is_redirected_snapshot(&snapshot) => {
+                                    next = further
+                                }
+                                _ => {
+                                    survivor = Some(snapshot);
+                                    break;
+                                }
+                            }
+                        }
+                        Err(e) if e.kind == ErrorKind::NotFound => {
+                            problem = Some(format!(
+                                "the merge chain {} → {next} ends at an incident that does not exist",
+                                chain.join(" → ")
+                            ));
+                            break;
+                        }
+                        Err(e) => {
+                            self.report.failed += 1;
+                            return self.note_failure(&source.id, None, "merge", &e);
+                        }
+                    }
+                }
+            }
+        }
+
+        // The survivor needs a ticket, whichever order the bridge saw things in.
+        let mut target_link = None;
+        if let Some(survivor) = &survivor {
+            target_link = match links.get(&survivor.id).cloned() {
+                Some(l) => Some(l),
+                None => self.store.link(&pair, &survivor.id)?,
+            };
+            if target_link.is_none()
+                && let Some(Action::CreateTicket {
+                    incident,
+                    create,
+                    baseline,
+                }) = reconcile::plan_create(self.spec(), survivor)
+            {
+                let action = Action::CreateTicket {
+                    incident,
+                    create,
+                    baseline,
+                };
+                let intent = self.begin(&action).await?;
+                let Action::CreateTicket {
+                    incident,
+                    create,
+                    baseline,
+                } = action
+                else {
+                    unreachable!()
+                };
+                target_link = self
+                    .create_ticket(Some(intent), *incident, create, baseline)
+                    .await?;
+            }
+            if let Some(l) = &target_link {
+                links.insert(l.incident_id.clone(), l.clone());
+            }
+        }
+        let merged_into = survivor.as_ref().map(|s| s.id.clone());
+        let where_to = match (&survivor, &target_link) {
+            (_, Some(t)) => format!(
+                "incident {} (ticket {}: {})",
+                t.incident_display_id, t.ticket_key, t.ticket_url
+            ),
+            (Some(s), None) => format!("incident {} ({})", s.display_id, s.web_url),
+            (None, None) => "another incident".to_string(),
+        };
+
+        let source_link = match links.get(&source.id).cloned() {
+            Some(l) => Some(l),
+            None => self.store.link(&pair, &source.id)?,
+        };
+        let Some(mut source_link) = source_link else {
+            // Merged before it ever had a ticket: nothing to close, and it never gets one.
+            let record = LedgerRecord {
+                outcome: if problem.is_some() {
+                    Outcome::Failed
+                } else {
+                    Outcome::Ok
+                },
+                detail: Some(match &problem {
+                    Some(p) => format!("merged before it had a ticket; {p}"),
+                    None => format!(
+                        "merged into {where_to} before it had a ticket; no ticket is made for it"
+                    ),
+                }),
+                ..self.record("merge", None, &source.id, None)
+            };
+            self.store.append_ledger(&[record])?;
+            return Ok(());
+        };
+        if source_link.state == LinkState::Merged {
+            return Ok(());
+        }
+
+        let policy = self.rt.mapping.merge;
+        let intent = self
+            .begin(&Action::Merge {
+                incident: Box::new(source.clone()),
+                target_id: merged_into.clone(),
+            })
+            .await?;
+        let mut changes = vec![FieldChange {
+            field: "link".into(),
+            old: Some("active".into()),
+            new: Some(format!(
+                "merged into {}",
+                merged_into.as_deref().unwrap_or("?")
+            )),
+            conflict: None,
+        }];
+        let mut failure = None;
+        if policy == MergePolicy::CloseAsDuplicate {
+            for action in reconcile::plan_close(self.spec(), &source_link, &source) {
+                match self.update(source_link.clone(), action, false).await? {
+                    Applied::Done(link) => source_link = link,
+                    Applied::Failed | Applied::Conflict(_) => {
+                        failure = Some("closing its ticket failed".to_string())
+                    }
+                }
+            }
+        }
+        if policy != MergePolicy::KeepOpen && failure.is_none() {
+            let label = &source.display_id;
+            let to_source = format!(
+                "[itsm-bridge] Incident {label} was merged into {where_to}. Work continues there; this ticket is no longer synced."
+            );
+            if let Err(e) = self.comment_once(&source_link.ticket_key, &to_source).await {
+                failure = Some(e.to_string());
+            } else {
+                changes.push(FieldChange {
+                    field: "comment".into(),
+                    old: None,
+                    new: Some(to_source),
+                    conflict: None,
+                });
+            }
+            if let Some(target) = &target_link {
+                let to_target = format!(
+                    "[itsm-bridge] This incident absorbed incident {label} (ticket {}: {}).",
+                    source_link.ticket_key, source_link.ticket_url
+                );
+                match self.comment_once(&target.ticket_key, &to_target).await {
+                    Err(e) => failure = Some(e.to_string()),
+                    Ok(()) => changes.push(FieldChange {
+                        field: "target_comment".into(),
+                        old: None,
+                        new: Some(to_target),
+                        conflict: None,
+                    }),
+                }
+            }
+        }
+        if let Some(error) = failure {
+            self.report.failed += 1;
+            let record = LedgerRecord {
+                changes,
+                outcome: Outcome::Failed,
+                detail: Some(error.clone()),
+                ..self.record(
+                    "merge",
+                    Some(Direction::ToTicket),
+                    &source.id,
+                    Some(&source_link.ticket_key),
+                )
+            };
+            self.store.finish_intent(intent, None, &[record])?;
+            let e = ConnectorError::new(ErrorKind::Transient, self.rt.pair.clone(), error);
+            return self.note_failure(&source.id, Some(&source_link.ticket_key), "merge", &e);
+        }
+        source_link.state = LinkState::Merged;
+        source_link.merged_into = merged_into;
+        source_link.incident_modified = source_link.incident_modified.max(source.modified);
+        source_link.updated = self.clock.now();
+        let record = LedgerRecord {
+            changes,
+            outcome: Outcome::Ok,
+            detail: Some(match &problem {
+                Some(p) => format!("policy {}; {p}", policy.as_str()),
+                None => format!("policy {}; merged into {where_to}", policy.as_str()),
+            }),
+            ..self.record(
+                "merge",
+                Some(Direction::ToTicket),
+                &source.id,
+                Some(&source_link.ticket_key),
+            )
+        };
+        self.store
+            .finish_intent(intent, Some(&source_link), &[record])?;
+        self.report.merged += 1;
+        links.insert(source_link.incident_id.clone(), source_link);
+        Ok(())
+    }
+
+    /// Adds a comment to a ticket unless the ticket already carries that exact text
+    /// (a retried merge must not say it twice).
+    async fn comment_once(&self, key: &str, text: &str) -> Result<(), ConnectorError> {
+        let ticket = self.rt.tickets.get(key).await?;
+        if ticket.comments.iter().any(|c| c.text.trim() == text.trim()) {
+            return Ok(());
+        }
+        self.rt.tickets.add_comment(key, text).await.map(|_| ())
     }
 
     /// Re-reads both sides of a link and carries out what a fresh plan says, once.

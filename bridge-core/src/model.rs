@@ -189,6 +189,9 @@ pub struct Link {
     pub ticket_modified: Timestamp,
     pub created: Timestamp,
     pub updated: Timestamp,
+    /// For a `Merged` link: the incident it was merged into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<String>,
 }
 
 /// Which way a change travels.

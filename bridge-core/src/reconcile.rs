@@ -84,6 +84,15 @@ pub enum Action {
         incident_modified: Option<Timestamp>,
         ticket_modified: Option<Timestamp>,
     },
+    /// The incident source merged ("redirected") this incident into another: the
+    /// engine follows the chain to the surviving incident, makes sure it has a
+    /// ticket, and applies the mapping's merge policy to this incident's ticket.
+    Merge {
+        incident: Box<IncidentSnapshot>,
+        /// The incident it was merged into, as the source names it (it may itself
+        /// have been merged on); `None` when the source did not say.
+        target_id: Option<String>,
+    },
     /// No remote write: the baseline moves (a change that needs no sync, or both
     /// sides already agree).
     RecordBaseline {
@@ -105,12 +114,13 @@ impl Action {
             Action::UpdateTicket { .. } => "update_ticket",
             Action::UpdateIncident { .. } => "update_incident",
             Action::RecordBaseline { .. } => "record_baseline",
+            Action::Merge { .. } => "merge",
         }
     }
 
     pub fn incident_id(&self) -> &str {
         match self {
-            Action::CreateTicket { incident, .. } => &incident.id,
+            Action::CreateTicket { incident, .. } | Action::Merge { incident, .. } => &incident.id,
             Action::WriteBack { incident_id, .. }
             | Action::UpdateTicket { incident_id, .. }
             | Action::UpdateIncident { incident_id, .. }
@@ -127,7 +137,7 @@ impl Action {
     /// link, so that what a write reads back has the last word.
     fn order(&self) -> u8 {
         match self {
-            Action::CreateTicket { .. } => 0,
+            Action::CreateTicket { .. } | Action::Merge { .. } => 0,
             Action::RecordBaseline { .. } => 1,
             Action::WriteBack { .. } => 2,
             Action::UpdateTicket { .. } => 3,
@@ -154,6 +164,20 @@ pub fn reconcile(pair: PairSpec<'_>, input: Input<'_>) -> Plan {
         BTreeMap::new();
     let mut actions = Vec::new();
     for incident in input.incidents {
+        if is_redirected(incident) {
+            // A merged incident gets no ticket of its own and is no longer diffed;
+            // one already marked merged has nothing left to do.
+            let merged = links
+                .get(incident.id.as_str())
+                .is_some_and(|l| l.state == LinkState::Merged);
+            if !merged {
+                actions.push(Action::Merge {
+                    incident: Box::new(incident.clone()),
+                    target_id: incident.redirect_to.clone(),
+                });
+            }
+            continue;
+        }
         match links.get(incident.id.as_str()) {
             Some(link) => {
                 // A link whose write-back was interrupted is taken up again even when
@@ -192,8 +216,35 @@ pub fn reconcile(pair: PairSpec<'_>, input: Input<'_>) -> Plan {
     Plan { actions }
 }
 
+/// Whether the source merged this incident into another: Graph says `redirected`
+/// (with `redirectIncidentId`); Sentinel closes it with a `Redirected` label.
+pub fn is_redirected(incident: &IncidentSnapshot) -> bool {
+    let status = incident
+        .attrs
+        .get("status")
+        .map(String::as_str)
+        .unwrap_or_default();
+    incident.redirect_to.is_some()
+        || status.eq_ignore_ascii_case("redirected")
+        || (status.eq_ignore_ascii_case("closed")
+            && incident
+                .tags
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case("redirected")))
+}
+
+/// What closing a merged incident's ticket takes: the ticket side of the field
+/// diff of the incident as the source now shows it (its status maps to a closed
+/// ticket status in the mapping).
+pub fn plan_close(pair: PairSpec<'_>, link: &Link, incident: &IncidentSnapshot) -> Vec<Action> {
+    plan_link(pair, link, Some(incident), None)
+        .into_iter()
+        .filter(|a| matches!(a, Action::UpdateTicket { .. }))
+        .collect()
+}
+
 /// A new incident: its ticket, rendered from the mapping.
-fn plan_create(pair: PairSpec<'_>, incident: &IncidentSnapshot) -> Option<Action> {
+pub fn plan_create(pair: PairSpec<'_>, incident: &IncidentSnapshot) -> Option<Action> {
     let status = incident
         .attrs
         .get("status")

@@ -125,6 +125,7 @@ pub fn print_report(r: &CycleReport, dry_run: bool) {
         (r.incidents_updated, "incident(s) updated"),
         (r.write_backs, "written back"),
         (r.conflicts, "conflict(s) settled"),
+        (r.merged, "merged incident(s) handled"),
         (r.recovered, "recovered from earlier failures"),
         (r.failed, "FAILED"),
     ] {

@@ -241,13 +241,18 @@ impl TicketSystem for FakeTickets {
         t.modified = at;
         Ok(t.clone())
     }
-    async fn add_comment(&self, _: &str, text: &str) -> ConnectorResult<Comment> {
-        Ok(Comment {
+    async fn add_comment(&self, key: &str, text: &str) -> ConnectorResult<Comment> {
+        let comment = Comment {
             id: None,
             author: None,
             created: self.remote.tick(),
             text: text.into(),
-        })
+        };
+        let mut all = self.tickets.lock().unwrap();
+        let t = all.get_mut(key).unwrap();
+        t.comments.push(comment.clone());
+        t.modified = comment.created;
+        Ok(comment)
     }
 }
 
@@ -276,6 +281,7 @@ fn mapping() -> Mapping {
                     entries: vec![
                         ("active".into(), "new".into()),
                         ("resolved".into(), "done".into()),
+                        ("redirected".into(), "done".into()),
                     ],
                     default: Some("new".into()),
                 }),
@@ -295,6 +301,7 @@ fn mapping() -> Mapping {
             tags: vec![Template::parse("ticket:{ticket.key}", &[], true).unwrap()],
             comment: None,
         },
+        merge: crate::mapping::MergePolicy::default(),
         api: None,
     }
 }
@@ -644,4 +651,136 @@ async fn two_rules_reading_one_ticket_attribute_do_not_echo_the_bridges_write() 
         reason, "InaccurateData",
         "the analyst's reason is not overwritten by an echo"
     );
+}
+
+impl FakeSource {
+    /// Defender merges `from` into `into`.
+    fn redirect(&self, from: &str, into: &str) {
+        let at = self.remote.tick();
+        let mut all = self.incidents.lock().unwrap();
+        let i = all.get_mut(from).unwrap();
+        i.attrs.insert("status".into(), "redirected".into());
+        i.redirect_to = Some(into.into());
+        i.modified = at;
+    }
+}
+
+impl World {
+    fn ticket(&self, key: &str) -> TicketSnapshot {
+        self.tickets.tickets.lock().unwrap()[key].clone()
+    }
+    fn key_of(&self, incident: &str) -> String {
+        self.store
+            .link("defender->jira", incident)
+            .unwrap()
+            .unwrap()
+            .ticket_key
+    }
+}
+
+#[tokio::test]
+async fn a_merge_after_the_first_sync_closes_the_ticket_and_points_to_the_survivor() {
+    let w = world();
+    w.source.add("1", "active");
+    w.source.add("2", "active");
+    w.cycle().await;
+    let (k1, k2) = (w.key_of("1"), w.key_of("2"));
+
+    w.source.redirect("1", "2");
+    let report = w.cycle().await;
+    assert_eq!(report.merged, 1, "{report:?}");
+
+    let closed = w.ticket(&k1);
+    assert_eq!(closed.attrs["status"], "done");
+    assert!(
+        closed.comments.iter().any(|c| c.text.contains(&k2)),
+        "{:?}",
+        closed.comments
+    );
+    let survivor = w.ticket(&k2);
+    assert!(
+        survivor.comments.iter().any(|c| c.text.contains(&k1)),
+        "{:?}",
+        survivor.comments
+    );
+    let link = w.store.link("defender->jira", "1").unwrap().unwrap();
+    assert_eq!(
+        (link.state, link.merged_into.as_deref()),
+        (LinkState::Merged, Some("2"))
+    );
+
+    // Later changes to the merged incident are not synced into its closed ticket.
+    w.source
+        .incidents
+        .lock()
+        .unwrap()
+        .get_mut("1")
+        .unwrap()
+        .modified = w.source.remote.tick();
+    assert_eq!(w.cycle().await.writes(), 0);
+    assert_eq!(w.tickets.count(), 2, "no ticket was made for anything");
+}
+
+#[tokio::test]
+async fn a_merge_seen_before_either_incident_was_synced_makes_one_ticket_for_the_survivor() {
+    let w = world();
+    w.source.add("3", "active");
+    w.source.add("4", "active");
+    w.source.redirect("3", "4");
+    let report = w.cycle().await;
+    assert_eq!(w.tickets.count(), 1, "{report:?}");
+    assert!(w.store.link("defender->jira", "3").unwrap().is_none());
+    assert!(w.store.link("defender->jira", "4").unwrap().is_some());
+    assert!(w.ledger_actions().contains(&"merge ok".to_string()));
+    assert_eq!(w.cycle().await.writes(), 0);
+}
+
+#[tokio::test]
+async fn a_merge_chain_is_followed_to_the_surviving_incident() {
+    let w = world();
+    w.source.add("5", "active");
+    w.source.add("6", "active");
+    w.cycle().await;
+    let (k5, k6) = (w.key_of("5"), w.key_of("6"));
+    w.source.add("7", "active");
+    w.source.redirect("5", "6");
+    w.source.redirect("6", "7");
+
+    w.cycle().await;
+    let k7 = w.key_of("7");
+    for k in [&k5, &k6] {
+        let t = w.ticket(k);
+        assert_eq!(t.attrs["status"], "done");
+        assert!(
+            t.comments.iter().any(|c| c.text.contains(&k7)),
+            "{k} points at {k7}: {:?}",
+            t.comments
+        );
+    }
+    for id in ["5", "6"] {
+        let link = w.store.link("defender->jira", id).unwrap().unwrap();
+        assert_eq!(link.merged_into.as_deref(), Some("7"));
+    }
+    assert_eq!(w.tickets.count(), 3);
+}
+
+#[tokio::test]
+async fn a_merge_chain_that_loops_is_recorded_not_followed_forever() {
+    let w = world();
+    w.source.add("8", "active");
+    w.source.add("9", "active");
+    w.cycle().await;
+    w.source.redirect("8", "9");
+    w.source.redirect("9", "8");
+    w.cycle().await;
+    let mut details = Vec::new();
+    w.store
+        .for_each_ledger_entry(&Default::default(), &mut |e| {
+            if e.record.action == "merge" {
+                details.push(e.record.detail.unwrap_or_default());
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert!(details.iter().any(|d| d.contains("loops")), "{details:?}");
 }

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::generic_api::{self, GenericApi};
-use super::{FieldRule, Flow, IncidentSide, Mapping, Template, ValueMap, WriteBack};
+use super::{FieldRule, Flow, IncidentSide, Mapping, MergePolicy, Template, ValueMap, WriteBack};
 use crate::diag::{InputError, Reporter, line_col};
 use crate::model::ConflictPolicy;
 use crate::vocab::{self, AttrSpec, SourceKind, TicketKind};
@@ -64,6 +64,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Mapping, InputError> {
             labels: parts.labels,
             skip_create_statuses: parts.skip_create_statuses,
             write_back: parts.write_back,
+            merge: parts.merge,
             api: parts.api,
         }),
         _ => {
@@ -89,7 +90,15 @@ struct RawMapping {
     #[serde(default)]
     field: Vec<Spanned<RawField>>,
     write_back: Option<RawWriteBack>,
+    merge: Option<RawMerge>,
     api: Option<Spanned<generic_api::RawApi>>,
+}
+
+/// `[merge]`: what happens to a ticket when its incident is merged into another.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMerge {
+    policy: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +143,7 @@ struct Parts {
     labels: Vec<Template>,
     skip_create_statuses: Vec<String>,
     write_back: WriteBack,
+    merge: MergePolicy,
     api: Option<GenericApi>,
 }
 
@@ -230,6 +240,21 @@ impl Checker<'_> {
             None => Some(WriteBack::default()),
         };
         let api = self.api(raw);
+        let merge = match raw.merge.as_ref().and_then(|m| m.policy.as_ref()) {
+            None => Some(MergePolicy::default()),
+            Some(p) => match p.get_ref().as_str() {
+                "close_as_duplicate" => Some(MergePolicy::CloseAsDuplicate),
+                "link_only" => Some(MergePolicy::LinkOnly),
+                "keep_open" => Some(MergePolicy::KeepOpen),
+                other => {
+                    self.r.at(
+                        p.span().start,
+                        format!("unknown merge policy `{other}`; write \"close_as_duplicate\", \"link_only\" or \"keep_open\""),
+                    );
+                    None
+                }
+            },
+        };
 
         Some(Parts {
             source_kind: self.source?,
@@ -238,6 +263,7 @@ impl Checker<'_> {
             labels: labels?,
             skip_create_statuses: skip_create_statuses?,
             write_back: write_back?,
+            merge: merge?,
             api: api?,
         })
     }
@@ -1327,7 +1353,7 @@ mod tests {
         check(
             "version = 1\nsource = \"graph\"\ntickets = \"jira\"\nfeild = 1\n",
             &[
-                "4:1: unknown key `feild`, expected one of `version`, `source`, `tickets`, `create`, `field`, `write_back`, `api`",
+                "4:1: unknown key `feild`, expected one of `version`, `source`, `tickets`, `create`, `field`, `write_back`, `merge`, `api`",
             ],
         );
         check(

@@ -34,9 +34,36 @@ pub struct Mapping {
     /// Incidents in these statuses get no new ticket (one already linked keeps syncing).
     pub skip_create_statuses: Vec<String>,
     pub write_back: WriteBack,
+    /// What happens to a ticket when its incident is merged into another (`[merge]`).
+    pub merge: MergePolicy,
     /// The generic ticket system's API description (`[api]`); set exactly when
     /// `ticket_kind` is `Generic`.
     pub api: Option<GenericApi>,
+}
+
+/// What the bridge does when the incident source merges ("redirects") an incident
+/// into another one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MergePolicy {
+    /// Close the merged incident's ticket as the mapping closes a redirected
+    /// incident's ticket, comment on it with a link to the surviving incident's
+    /// ticket, and comment on that ticket that it absorbed the other.
+    #[default]
+    CloseAsDuplicate,
+    /// Only the two comments; the merged incident's ticket stays as it is.
+    LinkOnly,
+    /// Nothing is written; the link is marked merged (and no longer synced).
+    KeepOpen,
+}
+
+impl MergePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MergePolicy::CloseAsDuplicate => "close_as_duplicate",
+            MergePolicy::LinkOnly => "link_only",
+            MergePolicy::KeepOpen => "keep_open",
+        }
+    }
 }
 
 /// How one mapped field flows.

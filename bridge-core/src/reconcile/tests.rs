@@ -110,6 +110,7 @@ fn mapping() -> Mapping {
                 Template::parse("Jira {ticket.key}: {ticket.url}", &attrs, true).unwrap(),
             ),
         },
+        merge: crate::mapping::MergePolicy::default(),
         api: None,
     }
 }
@@ -183,6 +184,7 @@ fn link(incident: &IncidentSnapshot, ticket: &TicketSnapshot, baseline: Baseline
         ticket_modified: ticket.modified,
         created: t0(),
         updated: t0(),
+        merged_into: None,
     }
 }
 

@@ -42,6 +42,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_dead_letters",
         include_str!("../../../migrations/0002_dead_letters.sql"),
     ),
+    (
+        "0003_merged_into",
+        include_str!("../../../migrations/0003_merged_into.sql"),
+    ),
 ];
 
 /// How long a statement waits for another process's write lock before failing.
@@ -52,7 +56,7 @@ const MAX_PARAMS_PER_STATEMENT: usize = 500;
 
 const LINK_COLUMNS: &str = "pair, incident_id, incident_display_id, incident_url, ticket_key, \
      ticket_id, ticket_url, state, baseline, written_back, incident_modified, ticket_modified, \
-     created, updated";
+     created, updated, merged_into";
 
 const LEDGER_COLUMNS: &str = "seq, time, pair, direction, action, incident_id, ticket_key, \
      changes, outcome, detail, prev_hash, hash";
@@ -261,7 +265,9 @@ fn link_from_row(row: &Row<'_>) -> StoreResult<Link> {
     let ticket_modified = time(11, "ticket_modified")?;
     let created = time(12, "created")?;
     let updated = time(13, "updated")?;
+    let merged_into: Option<String> = row.get(14)?;
     Ok(Link {
+        merged_into,
         incident_display_id: row.get(2)?,
         incident_url: row.get(3)?,
         ticket_key: row.get(4)?,
@@ -324,7 +330,7 @@ fn upsert_link(conn: &Connection, link: &Link) -> StoreResult<()> {
     let baseline = to_json(&link.baseline, "the link baseline")?;
     let mut statement = conn.prepare_cached(&format!(
         "INSERT INTO links ({LINK_COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
          ON CONFLICT (pair, incident_id) DO UPDATE SET
              incident_display_id = excluded.incident_display_id,
              incident_url = excluded.incident_url,
@@ -337,7 +343,8 @@ fn upsert_link(conn: &Connection, link: &Link) -> StoreResult<()> {
              incident_modified = excluded.incident_modified,
              ticket_modified = excluded.ticket_modified,
              created = excluded.created,
-             updated = excluded.updated"
+             updated = excluded.updated,
+             merged_into = excluded.merged_into"
     ))?;
     statement.execute(params![
         link.pair,
@@ -354,6 +361,7 @@ fn upsert_link(conn: &Connection, link: &Link) -> StoreResult<()> {
         time_text(&link.ticket_modified),
         time_text(&link.created),
         time_text(&link.updated),
+        link.merged_into,
     ])?;
     Ok(())
 }
@@ -812,6 +820,7 @@ mod tests {
             ticket_modified: at(20),
             created: at(0),
             updated: at(30),
+            merged_into: None,
         }
     }
 
