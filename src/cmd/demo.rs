@@ -89,7 +89,12 @@ pub async fn run(db: &Path) -> CmdResult {
     );
     sims.graph.set_status(&defender[4], "inProgress");
     println!("  Defender: incident {} moved to inProgress", defender[4]);
-    touched_defender.extend([defender[2].clone(), defender[4].clone()]);
+    sims.graph.redirect(&defender[3], &defender[2]);
+    println!(
+        "  Defender: correlation merged incident {} into {} (it is now `redirected`)",
+        defender[3], defender[2]
+    );
+    touched_defender.extend([defender[2].clone(), defender[3].clone(), defender[4].clone()]);
 
     let mut touched_sentinel = Vec::new();
     if let Some(k) = key("sentinel->servicenow", &sentinel[0]) {
