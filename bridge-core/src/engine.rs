@@ -89,6 +89,8 @@ pub struct CycleReport {
     pub recovered: usize,
     /// Incidents found merged into another, their tickets dealt with per the mapping.
     pub merged: usize,
+    /// Comments carried across, either way.
+    pub comments_copied: usize,
     /// In a dry run: what would have been done.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub planned: Vec<Action>,
@@ -101,6 +103,7 @@ impl CycleReport {
             + self.incidents_updated
             + self.write_backs
             + self.merged
+            + self.comments_copied
     }
 }
 
@@ -408,12 +411,157 @@ impl Cycle<'_> {
             self.report.planned.extend(plan.actions);
             return Ok(());
         }
+        // Links whose incident or ticket moved: their comments may have too.
+        let comments = self.rt.mapping.comments;
+        let mut moved = BTreeSet::new();
+        if comments.to_ticket || comments.to_incident {
+            for link in &links {
+                let incident_moved = incidents
+                    .iter()
+                    .any(|i| i.id == link.incident_id && i.modified > link.incident_modified);
+                let ticket_moved = tickets
+                    .iter()
+                    .any(|t| t.key == link.ticket_key && t.modified > link.ticket_modified);
+                if incident_moved || ticket_moved {
+                    moved.insert(link.incident_id.clone());
+                }
+            }
+        }
+        let known: HashSet<String> = links.iter().map(|l| l.incident_id.clone()).collect();
         let mut links: HashMap<String, Link> = links
             .into_iter()
             .map(|l| (l.incident_id.clone(), l))
             .collect();
         for action in plan.actions {
             self.apply(action, &mut links, true).await?;
+        }
+        if comments.to_ticket || comments.to_incident {
+            // New tickets take the incident's existing comments with them.
+            moved.extend(links.keys().filter(|id| !known.contains(*id)).cloned());
+            for id in moved {
+                if let Some(link) = links.get(&id).filter(|l| l.state == LinkState::Active) {
+                    let link = link.clone();
+                    self.sync_comments(&link).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Carries new comments across, each way the mapping allows: a comment is
+    /// copied once (its fingerprint and its copy's are recorded), never copied back
+    /// (copies carry the marker), and a retry finds its earlier copy instead of
+    /// writing a second one.
+    async fn sync_comments(&mut self, link: &Link) -> Result<(), EngineError> {
+        use crate::comments::{fingerprint, is_bridge_comment, render_copy};
+        let settings = self.rt.mapping.comments;
+        let (incident_id, key) = (link.incident_id.as_str(), link.ticket_key.as_str());
+        let known = self.store.synced_comments(&self.rt.pair, incident_id)?;
+        let on_incident = match self.rt.source.comments(incident_id).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.report.failed += 1;
+                return self.note_failure(incident_id, Some(key), "sync_comments", &e);
+            }
+        };
+        let on_ticket = match self.rt.tickets.comments(key).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.report.failed += 1;
+                return self.note_failure(incident_id, Some(key), "sync_comments", &e);
+            }
+        };
+        let (source_name, ticket_name) = (
+            source_system_name(self.rt.mapping.source_kind),
+            ticket_system_name(self.rt.mapping.ticket_kind),
+        );
+        let mut fingerprints = Vec::new();
+        let mut records = Vec::new();
+        let mut failure = None;
+        if settings.to_ticket {
+            for comment in &on_incident {
+                let fp = format!("i:{}", fingerprint(comment));
+                if known.contains(&fp) || is_bridge_comment(&comment.text) {
+                    continue;
+                }
+                let text = render_copy(
+                    comment,
+                    source_name,
+                    comment_limit(self.rt.mapping.ticket_kind),
+                );
+                let copy = match on_ticket.iter().find(|c| c.text.trim() == text.trim()) {
+                    Some(existing) => existing.clone(),
+                    None => match self.rt.tickets.add_comment(key, &text).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            failure = Some(e);
+                            break;
+                        }
+                    },
+                };
+                fingerprints.push(fp);
+                fingerprints.push(format!("t:{}", fingerprint(&copy)));
+                records.push(LedgerRecord {
+                    changes: vec![FieldChange {
+                        field: "comment".into(),
+                        old: None,
+                        new: Some(text),
+                        conflict: None,
+                    }],
+                    ..self.record(
+                        "copy_comment",
+                        Some(Direction::ToTicket),
+                        incident_id,
+                        Some(key),
+                    )
+                });
+            }
+        }
+        if settings.to_incident && failure.is_none() {
+            for comment in &on_ticket {
+                let fp = format!("t:{}", fingerprint(comment));
+                if known.contains(&fp)
+                    || fingerprints.contains(&fp)
+                    || is_bridge_comment(&comment.text)
+                {
+                    continue;
+                }
+                let text = render_copy(comment, ticket_name, 4000);
+                if !on_incident.iter().any(|c| c.text.trim() == text.trim())
+                    && let Err(e) = self.rt.source.add_comment(incident_id, &text).await
+                {
+                    failure = Some(e);
+                    break;
+                }
+                fingerprints.push(fp);
+                records.push(LedgerRecord {
+                    changes: vec![FieldChange {
+                        field: "comment".into(),
+                        old: None,
+                        new: Some(text),
+                        conflict: None,
+                    }],
+                    ..self.record(
+                        "copy_comment",
+                        Some(Direction::ToIncident),
+                        incident_id,
+                        Some(key),
+                    )
+                });
+            }
+        }
+        if !fingerprints.is_empty() {
+            self.report.comments_copied += records.len();
+            self.store.record_synced_comments(
+                &self.rt.pair,
+                incident_id,
+                &fingerprints,
+                &records,
+            )?;
+        }
+        if let Some(e) = failure {
+            self.report.failed += 1;
+            return self.note_failure(incident_id, Some(key), "sync_comments", &e);
         }
         Ok(())
     }
@@ -1240,6 +1388,31 @@ impl Cycle<'_> {
             self.apply(action, links, false).await?;
         }
         Ok(())
+    }
+}
+
+/// How people call the systems, in copied comments.
+fn source_system_name(kind: crate::vocab::SourceKind) -> &'static str {
+    match kind {
+        crate::vocab::SourceKind::Graph => "Microsoft Defender",
+        crate::vocab::SourceKind::Sentinel => "Microsoft Sentinel",
+    }
+}
+
+fn ticket_system_name(kind: crate::vocab::TicketKind) -> &'static str {
+    match kind {
+        crate::vocab::TicketKind::Jira => "Jira",
+        crate::vocab::TicketKind::Servicenow => "ServiceNow",
+        crate::vocab::TicketKind::Generic => "the helpdesk",
+    }
+}
+
+/// The longest comment a ticket system takes (Jira allows 32,767 characters; a
+/// ServiceNow journal entry is kept well under its column size).
+fn comment_limit(kind: crate::vocab::TicketKind) -> usize {
+    match kind {
+        crate::vocab::TicketKind::Jira => 32_000,
+        _ => 4_000,
     }
 }
 

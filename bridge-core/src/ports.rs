@@ -80,6 +80,12 @@ pub trait IncidentSource: Send + Sync {
     /// Applies the update and returns the incident as it is afterwards.
     async fn update(&self, id: &str, update: &IncidentUpdate) -> ConnectorResult<IncidentSnapshot>;
     async fn add_comment(&self, id: &str, text: &str) -> ConnectorResult<()>;
+    /// Every comment on the incident, oldest first. By default read from the
+    /// incident itself (Graph embeds them); sources that keep comments apart
+    /// (Sentinel) list them.
+    async fn comments(&self, id: &str) -> ConnectorResult<Vec<Comment>> {
+        Ok(self.get(id).await?.comments)
+    }
 }
 
 /// A place tickets live: Jira, ServiceNow or a generic REST system.
@@ -100,4 +106,8 @@ pub trait TicketSystem: Send + Sync {
     /// Applies the update and returns the ticket as it is afterwards.
     async fn update(&self, key: &str, update: &TicketUpdate) -> ConnectorResult<TicketSnapshot>;
     async fn add_comment(&self, key: &str, text: &str) -> ConnectorResult<Comment>;
+    /// Every comment on the ticket, oldest first (by default from `get`).
+    async fn comments(&self, key: &str) -> ConnectorResult<Vec<Comment>> {
+        Ok(self.get(key).await?.comments)
+    }
 }

@@ -324,9 +324,13 @@ pub fn plan_write_back(
         .filter(|t| !t.is_empty())
         .filter(|t| incident.is_none_or(|i| !i.tags.iter().any(|x| x.eq_ignore_ascii_case(t))))
         .collect();
-    let comment = wb.comment.as_ref().map(|c| c.render(&ctx)).filter(|c| {
-        !c.is_empty() && incident.is_none_or(|i| !i.comments.iter().any(|x| x.text == *c))
-    });
+    let comment = wb
+        .comment
+        .as_ref()
+        .map(|c| c.render(&ctx))
+        .filter(|c| !c.trim().is_empty())
+        .map(|c| crate::comments::marked(&c))
+        .filter(|c| incident.is_none_or(|i| !i.comments.iter().any(|x| x.text.trim() == c.trim())));
     Some(Action::WriteBack {
         incident_id: link.incident_id.clone(),
         ticket_key: link.ticket_key.clone(),

@@ -302,6 +302,10 @@ fn mapping() -> Mapping {
             comment: None,
         },
         merge: crate::mapping::MergePolicy::default(),
+        comments: crate::mapping::CommentSync {
+            to_ticket: true,
+            to_incident: true,
+        },
         api: None,
     }
 }
@@ -783,4 +787,113 @@ async fn a_merge_chain_that_loops_is_recorded_not_followed_forever() {
         })
         .unwrap();
     assert!(details.iter().any(|d| d.contains("loops")), "{details:?}");
+}
+
+impl FakeSource {
+    fn comment(&self, id: &str, author: &str, text: &str) {
+        let at = self.remote.tick();
+        let mut all = self.incidents.lock().unwrap();
+        let i = all.get_mut(id).unwrap();
+        i.comments.push(Comment {
+            id: None,
+            author: Some(author.into()),
+            created: at,
+            text: text.into(),
+        });
+        i.modified = at;
+    }
+}
+
+#[tokio::test]
+async fn comments_cross_each_way_once_and_never_echo() {
+    let w = world();
+    w.source.add("1", "active");
+    w.source.comment("1", "Ana Ruiz", "Triaged, escalating.");
+    w.cycle().await;
+    let key = w.key_of("1");
+    let on_ticket = |w: &World| {
+        w.ticket(&key)
+            .comments
+            .iter()
+            .map(|c| c.text.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        on_ticket(&w).len(),
+        1,
+        "the existing comment came along with the new ticket"
+    );
+    assert!(
+        on_ticket(&w)[0].contains("Ana Ruiz wrote in Microsoft Defender")
+            && on_ticket(&w)[0].contains("Triaged, escalating.")
+    );
+
+    // An analyst answers in the ticket.
+    {
+        let mut tickets = w.tickets.tickets.lock().unwrap();
+        let t = tickets.get_mut(&key).unwrap();
+        t.comments.push(Comment {
+            id: Some("c-9".into()),
+            author: Some("Li Wei".into()),
+            created: w.tickets.remote.tick(),
+            text: "Isolated the host.".into(),
+        });
+        t.modified = w.tickets.remote.tick();
+    }
+    w.cycle().await;
+    let incident_comments: Vec<String> = w.source.incidents.lock().unwrap()["1"]
+        .comments
+        .iter()
+        .map(|c| c.text.clone())
+        .collect();
+    assert!(
+        incident_comments
+            .iter()
+            .any(|c| c.contains("Li Wei wrote in Jira") && c.contains("Isolated the host.")),
+        "{incident_comments:?}"
+    );
+
+    // Several more cycles: nothing is copied again, either way.
+    for _ in 0..3 {
+        assert_eq!(w.cycle().await.comments_copied, 0);
+    }
+    assert_eq!(on_ticket(&w).len(), 2, "{:?}", on_ticket(&w));
+    let on_incident = w.source.incidents.lock().unwrap()["1"].comments.len();
+    assert_eq!(
+        on_incident, 2,
+        "the original and the copy from the ticket"
+    );
+}
+
+#[tokio::test]
+async fn a_comment_whose_record_was_lost_is_not_written_twice() {
+    let w = world();
+    w.source.add("1", "active");
+    w.cycle().await;
+    let key = w.key_of("1");
+    w.source.comment("1", "Ana Ruiz", "Second look: benign.");
+    w.cycle().await;
+    assert_eq!(w.ticket(&key).comments.len(), 1);
+    // As if the bridge died after writing the copy but before recording it.
+    rusqlite_forget_comments(&w);
+    w.source.comment("1", "Ana Ruiz", "nudge");
+    w.cycle().await;
+    let texts: Vec<String> = w
+        .ticket(&key)
+        .comments
+        .iter()
+        .map(|c| c.text.clone())
+        .collect();
+    assert_eq!(
+        texts
+            .iter()
+            .filter(|t| t.contains("Second look: benign."))
+            .count(),
+        1,
+        "{texts:?}"
+    );
+}
+
+fn rusqlite_forget_comments(w: &World) {
+    w.store.forget_synced_comments_for_tests();
 }

@@ -13,7 +13,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::generic_api::{self, GenericApi};
-use super::{FieldRule, Flow, IncidentSide, Mapping, MergePolicy, Template, ValueMap, WriteBack};
+use super::{
+    CommentSync, FieldRule, Flow, IncidentSide, Mapping, MergePolicy, Template, ValueMap, WriteBack,
+};
 use crate::diag::{InputError, Reporter, line_col};
 use crate::model::ConflictPolicy;
 use crate::vocab::{self, AttrSpec, SourceKind, TicketKind};
@@ -65,6 +67,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Mapping, InputError> {
             skip_create_statuses: parts.skip_create_statuses,
             write_back: parts.write_back,
             merge: parts.merge,
+            comments: parts.comments,
             api: parts.api,
         }),
         _ => {
@@ -91,7 +94,16 @@ struct RawMapping {
     field: Vec<Spanned<RawField>>,
     write_back: Option<RawWriteBack>,
     merge: Option<RawMerge>,
+    comments: Option<RawComments>,
     api: Option<Spanned<generic_api::RawApi>>,
+}
+
+/// `[comments]`: which way comments are carried across.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawComments {
+    to_ticket: Option<bool>,
+    to_incident: Option<bool>,
 }
 
 /// `[merge]`: what happens to a ticket when its incident is merged into another.
@@ -144,6 +156,7 @@ struct Parts {
     skip_create_statuses: Vec<String>,
     write_back: WriteBack,
     merge: MergePolicy,
+    comments: CommentSync,
     api: Option<GenericApi>,
 }
 
@@ -264,6 +277,18 @@ impl Checker<'_> {
             skip_create_statuses: skip_create_statuses?,
             write_back: write_back?,
             merge: merge?,
+            comments: CommentSync {
+                to_ticket: raw
+                    .comments
+                    .as_ref()
+                    .and_then(|c| c.to_ticket)
+                    .unwrap_or(false),
+                to_incident: raw
+                    .comments
+                    .as_ref()
+                    .and_then(|c| c.to_incident)
+                    .unwrap_or(false),
+            },
             api: api?,
         })
     }
@@ -1353,7 +1378,7 @@ mod tests {
         check(
             "version = 1\nsource = \"graph\"\ntickets = \"jira\"\nfeild = 1\n",
             &[
-                "4:1: unknown key `feild`, expected one of `version`, `source`, `tickets`, `create`, `field`, `write_back`, `merge`, `api`",
+                "4:1: unknown key `feild`, expected one of `version`, `source`, `tickets`, `create`, `field`, `write_back`, `merge`, `comments`, `api`",
             ],
         );
         check(

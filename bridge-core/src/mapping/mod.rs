@@ -36,9 +36,20 @@ pub struct Mapping {
     pub write_back: WriteBack,
     /// What happens to a ticket when its incident is merged into another (`[merge]`).
     pub merge: MergePolicy,
+    /// Which way comments are carried across (`[comments]`).
+    pub comments: CommentSync,
     /// The generic ticket system's API description (`[api]`); set exactly when
     /// `ticket_kind` is `Generic`.
     pub api: Option<GenericApi>,
+}
+
+/// Which way comments are carried across; both off unless the mapping says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommentSync {
+    /// Incident comments become ticket comments (work notes on ServiceNow).
+    pub to_ticket: bool,
+    /// Ticket comments become incident comments.
+    pub to_incident: bool,
 }
 
 /// What the bridge does when the incident source merges ("redirects") an incident

@@ -111,6 +111,10 @@ fn mapping() -> Mapping {
             ),
         },
         merge: crate::mapping::MergePolicy::default(),
+        comments: crate::mapping::CommentSync {
+            to_ticket: true,
+            to_incident: true,
+        },
         api: None,
     }
 }
@@ -523,7 +527,7 @@ fn a_link_not_yet_written_back_gets_its_write_back() {
     );
     assert_eq!(
         comment.as_deref(),
-        Some("Jira SEC-1: https://jira.example/browse/SEC-1")
+        Some("[itsm-bridge] Jira SEC-1: https://jira.example/browse/SEC-1")
     );
 }
 

@@ -129,6 +129,22 @@ pub trait Store: Send + Sync {
         due_by: Option<Timestamp>,
     ) -> StoreResult<Vec<DeadLetter>>;
 
+    /// The fingerprints of the comments already carried across for one link
+    /// (`i:…` on the incident, `t:…` on the ticket): originals and copies alike.
+    fn synced_comments(
+        &self,
+        pair: &str,
+        incident_id: &str,
+    ) -> StoreResult<std::collections::HashSet<String>>;
+    /// Records carried-across comments and their ledger entries in one transaction.
+    fn record_synced_comments(
+        &self,
+        pair: &str,
+        incident_id: &str,
+        fingerprints: &[String],
+        ledger: &[LedgerRecord],
+    ) -> StoreResult<()>;
+
     fn append_ledger(&self, records: &[LedgerRecord]) -> StoreResult<()>;
     /// Ledger entries in sequence order, streamed to `each` (the ledger can be large).
     fn for_each_ledger_entry(

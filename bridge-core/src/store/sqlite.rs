@@ -14,7 +14,7 @@
 //! transaction, which also serialises the ledger's sequence numbers and hash
 //! chain between processes sharing the file.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -45,6 +45,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0003_merged_into",
         include_str!("../../../migrations/0003_merged_into.sql"),
+    ),
+    (
+        "0004_synced_comments",
+        include_str!("../../../migrations/0004_synced_comments.sql"),
     ),
 ];
 
@@ -77,6 +81,15 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
+    /// Forgets which comments were carried across, as a crash between writing a
+    /// copy and recording it would. For tests of that crash.
+    #[cfg(test)]
+    pub(crate) fn forget_synced_comments_for_tests(&self) {
+        self.conn()
+            .execute("DELETE FROM synced_comments", [])
+            .expect("delete");
+    }
+
     /// Opens (creating if needed) the database at `path` and migrates it to the
     /// current schema.
     ///
@@ -657,6 +670,41 @@ impl Store for SqliteStore {
             out.push(dead_letter_from_row(row)?);
         }
         Ok(out)
+    }
+
+    fn synced_comments(&self, pair: &str, incident_id: &str) -> StoreResult<HashSet<String>> {
+        let conn = self.conn();
+        let mut statement = conn.prepare_cached(
+            "SELECT fingerprint FROM synced_comments WHERE pair = ?1 AND incident_id = ?2",
+        )?;
+        let rows = statement.query_map(params![pair, incident_id], |row| row.get(0))?;
+        let mut out = HashSet::new();
+        for row in rows {
+            out.insert(row?);
+        }
+        Ok(out)
+    }
+
+    fn record_synced_comments(
+        &self,
+        pair: &str,
+        incident_id: &str,
+        fingerprints: &[String],
+        ledger: &[LedgerRecord],
+    ) -> StoreResult<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut statement = tx.prepare_cached(
+                "INSERT OR IGNORE INTO synced_comments (pair, incident_id, fingerprint) VALUES (?1, ?2, ?3)",
+            )?;
+            for fingerprint in fingerprints {
+                statement.execute(params![pair, incident_id, fingerprint])?;
+            }
+        }
+        append_ledger_in(&tx, ledger)?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn append_ledger(&self, records: &[LedgerRecord]) -> StoreResult<()> {

@@ -361,6 +361,10 @@ impl IncidentSource for SentinelSource {
         self.snapshot(&incident)
     }
 
+    async fn comments(&self, id: &str) -> ConnectorResult<Vec<Comment>> {
+        SentinelSource::comments(self, id).await
+    }
+
     async fn add_comment(&self, id: &str, text: &str) -> ConnectorResult<()> {
         let comment_id = comment_id(id, text);
         let body = serde_json::to_value(NewComment::new(text)).expect("a comment body serialises");
