@@ -78,6 +78,33 @@ enum Command {
         #[arg(long)]
         write_config: Option<PathBuf>,
     },
+    /// Print speed figures measured on the simulators (nothing is asserted).
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// 429s and throughput against throttling simulators, with the bridge's own
+    /// rate limiter off and on.
+    Throttle {
+        /// Incidents seeded per scenario.
+        #[arg(long, default_value_t = 30)]
+        incidents: usize,
+        /// The simulated Jira site's burst limit, requests per second.
+        #[arg(long, default_value_t = 10)]
+        jira_limit: u32,
+        /// Run one scenario only.
+        #[arg(long, value_enum)]
+        only: Option<cmd::bench::Scenario>,
+    },
+    /// Time the pure reconcile over a large synthetic link table.
+    Reconcile {
+        #[arg(long, default_value_t = 100_000)]
+        links: usize,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -157,8 +184,9 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    // The demo tells its own story on stdout; its logs stay quiet unless asked for.
-    let quiet = matches!(cli.command, Command::Demo { .. });
+    // The demo and the benches tell their own story on stdout; their logs stay quiet
+    // unless asked for.
+    let quiet = matches!(cli.command, Command::Demo { .. } | Command::Bench { .. });
     init_logging(quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -226,6 +254,14 @@ async fn dispatch(command: Command) -> CmdResult {
             };
             cmd::sim::run(ports, incidents, write_config).await
         }
+        Command::Bench { what } => match what {
+            BenchCommand::Throttle {
+                incidents,
+                jira_limit,
+                only,
+            } => cmd::bench::throttle(incidents, jira_limit, only).await,
+            BenchCommand::Reconcile { links } => cmd::bench::reconcile(links),
+        },
     }
 }
 

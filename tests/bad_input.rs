@@ -1,131 +1,866 @@
 //! Bad input gets exit code 2 and a message naming file, line and column, and
-//! nothing is written.
+//! nothing is written. The table in `every_bad_input_exits_2_naming_where_and_writes_nothing`
+//! starts from a config and mappings that pass `check`, makes one mistake in them,
+//! and runs the real binary (`check` and `run --once`) on the result; `‸` in a case
+//! marks where the diagnostic must point. Hostile remote input (a next link to
+//! another host) and a permissive umask are tried end to end at the bottom.
 
 mod common;
 
-use common::{bridge_in, stderr};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
 
-fn write(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
+use common::{Env, bridge_in, stderr};
 
-const MAPPING: &str = include_str!("../mappings/jira.toml");
+/// Where a case's diagnostic points.
+const MARK: char = '‸';
 
-fn config(extra_sync: &str) -> String {
-    format!(
-        r#"[store]
+/// A secret value written inline in some cases: it must never be echoed back.
+const CANARY: &str = "hunter2-canary";
+
+const JIRA_MAPPING: &str = include_str!("../mappings/jira.toml");
+const SERVICENOW_MAPPING: &str = include_str!("../mappings/servicenow.toml");
+const GENERIC_MAPPING: &str = include_str!("../mappings/generic.toml");
+
+/// Every table and pair kind, every secret in a file: `check` accepts it.
+const CONFIG: &str = r#"[store]
 path = "bridge.db"
+
+[server]
+listen = "127.0.0.1:9464"
+
+[http]
+timeout = "30s"
 
 [[source]]
 name = "defender"
 kind = "graph"
 tenant_id = "00000000-0000-0000-0000-000000000000"
 client_id = "11111111-1111-1111-1111-111111111111"
-client_secret = {{ env = "ITSM_BRIDGE_TEST_UNSET_SECRET" }}
+client_secret = { file = "secrets/graph" }
+authority_host = "https://login.microsoftonline.com"
+base_url = "https://graph.microsoft.com"
+
+[[source]]
+name = "sentinel-prod"
+kind = "sentinel"
+tenant_id = "00000000-0000-0000-0000-000000000000"
+client_id = "22222222-2222-2222-2222-222222222222"
+client_secret = { file = "secrets/arm" }
+subscription_id = "33333333-3333-3333-3333-333333333333"
+resource_group = "soc-rg"
+workspace_name = "soc-ws"
 
 [[ticket_system]]
 name = "jira"
 kind = "jira"
 base_url = "https://acme.atlassian.net"
 email = "bridge@acme.example"
-api_token = {{ env = "ITSM_BRIDGE_TEST_UNSET_TOKEN" }}
+api_token = { file = "secrets/jira" }
 project_key = "SEC"
 mapping = "jira.toml"
+
+[[ticket_system]]
+name = "snow"
+kind = "servicenow"
+base_url = "https://acme.service-now.com"
+username = "itsm.bridge"
+password = { file = "secrets/snow" }
+mapping = "servicenow.toml"
+
+[[ticket_system]]
+name = "helpdesk"
+kind = "generic"
+base_url = "https://helpdesk.acme.example"
+token = { file = "secrets/helpdesk" }
+mapping = "generic.toml"
 
 [[sync]]
 source = "defender"
 tickets = "jira"
-{extra_sync}
-"#
-    )
+schedule = "*/5 * * * *"
+conflict = "newest_wins"
+since = "2026-11-01T00:00:00Z"
+
+[[sync]]
+source = "sentinel-prod"
+tickets = "snow"
+schedule = "0 */5 * * * *"
+since = "2026-11-01T00:00:00Z"
+
+[[sync]]
+source = "sentinel-prod"
+tickets = "helpdesk"
+schedule = "*/1 * * * *"
+since = 2026-11-01T00:00:00Z
+"#;
+
+/// The secret files the config names, with their values.
+const SECRETS: [(&str, &str); 5] = [
+    ("secrets/graph", "graph-secret-value"),
+    ("secrets/arm", "arm-secret-value"),
+    ("secrets/jira", "jira-secret-value"),
+    ("secrets/snow", "snow-secret-value"),
+    ("secrets/helpdesk", "helpdesk-secret-value"),
+];
+
+/// The good inputs, by path relative to the case's directory.
+fn good_files() -> BTreeMap<&'static str, String> {
+    let mut files = BTreeMap::from([
+        ("bridge.toml", CONFIG.to_string()),
+        ("jira.toml", JIRA_MAPPING.to_string()),
+        ("servicenow.toml", SERVICENOW_MAPPING.to_string()),
+        ("generic.toml", GENERIC_MAPPING.to_string()),
+    ]);
+    for (path, secret) in SECRETS {
+        files.insert(path, format!("{secret}\n"));
+    }
+    files
+}
+
+/// One change to the good inputs.
+enum Edit {
+    /// In `file`, replace the one occurrence of the text with the replacement.
+    Replace(&'static str, &'static str, &'static str),
+    /// In `file`, cut everything from the text on and put the replacement there.
+    CutFrom(&'static str, &'static str, &'static str),
+    /// Write `file` with these contents.
+    Write(&'static str, &'static str),
+    /// Delete `file`.
+    Remove(&'static str),
+}
+
+use Edit::{CutFrom, Remove, Replace, Write};
+
+/// Where the diagnostic points.
+enum At {
+    /// At the `‸` in the edits.
+    Mark,
+    /// At a whole file: `file: message`, no line or column.
+    File(&'static str),
+}
+
+struct Case {
+    name: &'static str,
+    edits: &'static [Edit],
+    at: At,
+    /// A fragment of the message (what is wrong, or what to do).
+    says: &'static str,
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        // ---- bridge.toml: syntax and unknown keys at every level
+        Case {
+            name: "TOML syntax: an unterminated string",
+            edits: &[Replace(
+                "bridge.toml",
+                "path = \"bridge.db\"",
+                "path = \"bridge.db‸",
+            )],
+            at: At::Mark,
+            says: "invalid basic string, expected `\"`",
+        },
+        Case {
+            name: "TOML syntax: a table header without its bracket",
+            edits: &[Replace("bridge.toml", "[http]", "[http‸")],
+            at: At::Mark,
+            says: "unclosed table, expected `]`",
+        },
+        Case {
+            name: "unknown key in [store]",
+            edits: &[Replace(
+                "bridge.toml",
+                "path = \"bridge.db\"\n",
+                "path = \"bridge.db\"\n‸size = 3\n",
+            )],
+            at: At::Mark,
+            says: "unknown key `size`",
+        },
+        Case {
+            name: "unknown key in [server]",
+            edits: &[Replace(
+                "bridge.toml",
+                "listen = \"127.0.0.1:9464\"\n",
+                "listen = \"127.0.0.1:9464\"\n‸dashboard = true\n",
+            )],
+            at: At::Mark,
+            says: "unknown key `dashboard`",
+        },
+        Case {
+            name: "unknown key in [http]",
+            edits: &[Replace(
+                "bridge.toml",
+                "timeout = \"30s\"\n",
+                "timeout = \"30s\"\n‸retries = 3\n",
+            )],
+            at: At::Mark,
+            says: "unknown key `retries`",
+        },
+        Case {
+            name: "unknown key in [[source]]",
+            edits: &[Replace(
+                "bridge.toml",
+                "base_url = \"https://graph.microsoft.com\"\n",
+                "base_url = \"https://graph.microsoft.com\"\n‸region = \"eu\"\n",
+            )],
+            at: At::Mark,
+            says: "unknown key `region`",
+        },
+        Case {
+            name: "unknown key in [[ticket_system]]",
+            edits: &[Replace(
+                "bridge.toml",
+                "project_key = \"SEC\"\n",
+                "project_key = \"SEC\"\n‸projectKey = \"SEC\"\n",
+            )],
+            at: At::Mark,
+            says: "unknown key `projectKey`",
+        },
+        Case {
+            name: "unknown key in [[sync]]",
+            edits: &[Replace(
+                "bridge.toml",
+                "conflict = \"newest_wins\"\n",
+                "conflict = \"newest_wins\"\n‸colour = \"blue\"\n",
+            )],
+            at: At::Mark,
+            says: "unknown key `colour`",
+        },
+        Case {
+            name: "unknown key in a secret reference",
+            edits: &[Replace(
+                "bridge.toml",
+                "password = { file = \"secrets/snow\" }",
+                "password = ‸{ path = \"secrets/snow\" }",
+            )],
+            at: At::Mark,
+            says: "unknown key `path` in password",
+        },
+        // ---- bridge.toml: values
+        Case {
+            name: "bad source kind",
+            edits: &[Replace(
+                "bridge.toml",
+                "kind = \"graph\"",
+                "kind = ‸\"defender\"",
+            )],
+            at: At::Mark,
+            says: "unknown source kind `defender`; write \"graph\" or \"sentinel\"",
+        },
+        Case {
+            name: "bad ticket system kind",
+            edits: &[Replace(
+                "bridge.toml",
+                "kind = \"servicenow\"",
+                "kind = ‸\"snow\"",
+            )],
+            at: At::Mark,
+            says: "unknown ticket system kind `snow`",
+        },
+        Case {
+            name: "invalid name",
+            edits: &[Replace(
+                "bridge.toml",
+                "name = \"defender\"",
+                "name = ‸\"Defender XDR\"",
+            )],
+            at: At::Mark,
+            says: "invalid name `Defender XDR`",
+        },
+        Case {
+            name: "a secret written as a plain string",
+            edits: &[Replace(
+                "bridge.toml",
+                "client_secret = { file = \"secrets/graph\" }",
+                "client_secret = ‸\"hunter2-canary\"",
+            )],
+            at: At::Mark,
+            says: "put secrets in an environment variable or a file",
+        },
+        Case {
+            name: "a base URL carrying a password",
+            edits: &[Replace(
+                "bridge.toml",
+                "base_url = \"https://acme.atlassian.net\"",
+                "base_url = ‸\"https://bridge:hunter2-canary@acme.atlassian.net\"",
+            )],
+            at: At::Mark,
+            says: "must not carry a user name or password",
+        },
+        Case {
+            name: "base_url not a URL",
+            edits: &[Replace(
+                "bridge.toml",
+                "base_url = \"https://acme.atlassian.net\"",
+                "base_url = ‸\"acme.atlassian.net\"",
+            )],
+            at: At::Mark,
+            says: "base_url must be an http:// or https:// URL",
+        },
+        Case {
+            name: "authority_host over plain http",
+            edits: &[Replace(
+                "bridge.toml",
+                "authority_host = \"https://login.microsoftonline.com\"",
+                "authority_host = ‸\"http://login.microsoftonline.com\"",
+            )],
+            at: At::Mark,
+            says: "authority_host must be an https:// URL",
+        },
+        Case {
+            name: "sentinel source without workspace_name",
+            edits: &[
+                Replace(
+                    "bridge.toml",
+                    "[[source]]\nname = \"sentinel-prod\"",
+                    "‸[[source]]\nname = \"sentinel-prod\"",
+                ),
+                Replace("bridge.toml", "workspace_name = \"soc-ws\"\n", ""),
+            ],
+            at: At::Mark,
+            says: "add workspace_name = ",
+        },
+        Case {
+            name: "a sentinel key on a graph source",
+            edits: &[Replace(
+                "bridge.toml",
+                "base_url = \"https://graph.microsoft.com\"\n",
+                "base_url = \"https://graph.microsoft.com\"\n‸resource_group = \"soc-rg\"\n",
+            )],
+            at: At::Mark,
+            says: "`resource_group` is only valid for kind = \"sentinel\"",
+        },
+        Case {
+            name: "bad timeout",
+            edits: &[Replace(
+                "bridge.toml",
+                "timeout = \"30s\"",
+                "timeout = ‸\"30 seconds\"",
+            )],
+            at: At::Mark,
+            says: "timeout `30 seconds` is not a duration",
+        },
+        Case {
+            name: "bad listen address",
+            edits: &[Replace(
+                "bridge.toml",
+                "listen = \"127.0.0.1:9464\"",
+                "listen = ‸\"localhost\"",
+            )],
+            at: At::Mark,
+            says: "listen `localhost` is not an address and port",
+        },
+        Case {
+            name: "cron in words",
+            edits: &[Replace(
+                "bridge.toml",
+                "schedule = \"*/5 * * * *\"",
+                "schedule = ‸\"every minute\"",
+            )],
+            at: At::Mark,
+            says: "cron line `every minute` has 2 fields",
+        },
+        Case {
+            name: "cron with eight fields",
+            edits: &[Replace(
+                "bridge.toml",
+                "schedule = \"*/5 * * * *\"",
+                "schedule = ‸\"0 0 */5 * * * * *\"",
+            )],
+            at: At::Mark,
+            says: "has 8 fields",
+        },
+        Case {
+            name: "cron with a minute out of range",
+            edits: &[Replace(
+                "bridge.toml",
+                "schedule = \"0 */5 * * * *\"",
+                "schedule = ‸\"0 61 * * * *\"",
+            )],
+            at: At::Mark,
+            says: "invalid cron line `0 61 * * * *`",
+        },
+        Case {
+            name: "cron with an unknown weekday",
+            edits: &[Replace(
+                "bridge.toml",
+                "schedule = \"*/1 * * * *\"",
+                "schedule = ‸\"0 9 * * funday\"",
+            )],
+            at: At::Mark,
+            says: "invalid cron line `0 9 * * funday`",
+        },
+        Case {
+            name: "cron left empty",
+            edits: &[Replace(
+                "bridge.toml",
+                "schedule = \"*/5 * * * *\"",
+                "schedule = ‸\"\"",
+            )],
+            at: At::Mark,
+            says: "has 0 fields",
+        },
+        Case {
+            name: "bad conflict policy",
+            edits: &[Replace(
+                "bridge.toml",
+                "conflict = \"newest_wins\"",
+                "conflict = ‸\"source-wins\"",
+            )],
+            at: At::Mark,
+            says: "unknown conflict policy `source-wins`",
+        },
+        Case {
+            name: "since in words",
+            edits: &[Replace(
+                "bridge.toml",
+                "tickets = \"snow\"\nschedule = \"0 */5 * * * *\"\nsince = \"2026-11-01T00:00:00Z\"",
+                "tickets = \"snow\"\nschedule = \"0 */5 * * * *\"\nsince = ‸\"yesterday\"",
+            )],
+            at: At::Mark,
+            says: "since must be an RFC 3339 timestamp with a time zone",
+        },
+        Case {
+            name: "since without a time zone",
+            edits: &[Replace(
+                "bridge.toml",
+                "since = 2026-11-01T00:00:00Z",
+                "since = ‸2026-11-01T00:00:00",
+            )],
+            at: At::Mark,
+            says: "since must be an RFC 3339 timestamp with a time zone",
+        },
+        // ---- bridge.toml: references between tables
+        Case {
+            name: "sync names an unknown source",
+            edits: &[Replace(
+                "bridge.toml",
+                "source = \"defender\"",
+                "source = ‸\"defendr\"",
+            )],
+            at: At::Mark,
+            says: "there is no [[source]] named `defendr`; the names are: defender, sentinel-prod",
+        },
+        Case {
+            name: "sync names an unknown ticket system",
+            edits: &[Replace(
+                "bridge.toml",
+                "tickets = \"snow\"",
+                "tickets = ‸\"servicenow\"",
+            )],
+            at: At::Mark,
+            says: "there is no [[ticket_system]] named `servicenow`",
+        },
+        Case {
+            name: "two sources with one name",
+            edits: &[Replace(
+                "bridge.toml",
+                "name = \"sentinel-prod\"",
+                "name = ‸\"defender\"",
+            )],
+            at: At::Mark,
+            says: "the [[source]] name `defender` is already used on line 10",
+        },
+        Case {
+            name: "the same pair synced twice",
+            edits: &[Replace(
+                "bridge.toml",
+                "[[sync]]\nsource = \"sentinel-prod\"\ntickets = \"helpdesk\"",
+                "‸[[sync]]\nsource = \"sentinel-prod\"\ntickets = \"snow\"",
+            )],
+            at: At::Mark,
+            says: "the pair sentinel-prod -> snow is already synced by the [[sync]] on line",
+        },
+        Case {
+            name: "a pair whose mapping reads the other source's vocabulary",
+            edits: &[Replace(
+                "bridge.toml",
+                "tickets = \"jira\"",
+                "tickets = ‸\"snow\"",
+            )],
+            at: At::Mark,
+            says: "written for source = \"sentinel\", but source `defender` is kind = \"graph\"",
+        },
+        Case {
+            name: "no [[sync]] at all",
+            edits: &[CutFrom(
+                "bridge.toml",
+                "[[sync]]\nsource = \"defender\"",
+                "",
+            )],
+            at: At::File("bridge.toml"),
+            says: "add a [[sync]] table",
+        },
+        Case {
+            name: "the config file is missing",
+            edits: &[Remove("bridge.toml")],
+            at: At::File("bridge.toml"),
+            says: "cannot read the config file",
+        },
+        // ---- secrets (read by `check` and `run` before anything else happens)
+        Case {
+            name: "secret env var not set",
+            edits: &[Replace(
+                "bridge.toml",
+                "api_token = { file = \"secrets/jira\" }",
+                "api_token = { env = \"ITSM_BRIDGE_TEST_UNSET_TOKEN\" }",
+            )],
+            at: At::File("bridge.toml"),
+            says: "[[ticket_system]] `jira` api_token: environment variable ITSM_BRIDGE_TEST_UNSET_TOKEN is not set; set it",
+        },
+        Case {
+            name: "secret file missing",
+            edits: &[Remove("secrets/snow")],
+            at: At::File("bridge.toml"),
+            says: "[[ticket_system]] `snow` password: cannot read secret file",
+        },
+        Case {
+            name: "secret file empty",
+            edits: &[Write("secrets/helpdesk", " \n")],
+            at: At::File("bridge.toml"),
+            says: "secrets/helpdesk is empty; create the file or change the path",
+        },
+        // ---- mapping files
+        Case {
+            name: "mapping file missing",
+            edits: &[Replace(
+                "bridge.toml",
+                "mapping = \"jira.toml\"",
+                "mapping = \"jira-mapping.toml\"",
+            )],
+            at: At::File("jira-mapping.toml"),
+            says: "cannot read the mapping file",
+        },
+        Case {
+            name: "mapping written for another ticket kind",
+            edits: &[Replace(
+                "bridge.toml",
+                "mapping = \"jira.toml\"",
+                "mapping = ‸\"servicenow.toml\"",
+            )],
+            at: At::Mark,
+            says: "is written for tickets = \"servicenow\", but this ticket system is kind = \"jira\"",
+        },
+        Case {
+            name: "mapping TOML syntax error",
+            edits: &[Replace("servicenow.toml", "[create]", "[create‸")],
+            at: At::Mark,
+            says: "unclosed table, expected `]`",
+        },
+        Case {
+            name: "mapping version 2",
+            edits: &[Replace("jira.toml", "version = 1", "version = ‸2")],
+            at: At::Mark,
+            says: "unsupported mapping version 2; this bridge reads version = 1",
+        },
+        Case {
+            name: "unknown key in a mapping [[field]]",
+            edits: &[Replace(
+                "jira.toml",
+                "name = \"assignee\"\n",
+                "name = \"assignee\"\n‸direction = \"out\"\n",
+            )],
+            at: At::Mark,
+            says: "unknown key `direction`",
+        },
+        Case {
+            name: "mapping names an unknown attribute",
+            edits: &[Replace(
+                "jira.toml",
+                "incident = \"severity\"",
+                "incident = ‸\"sevrity\"",
+            )],
+            at: At::Mark,
+            says: "unknown Graph attribute `sevrity`",
+        },
+        Case {
+            name: "mapping writes a read-only attribute",
+            edits: &[Replace(
+                "jira.toml",
+                "ticket = \"priority\"\nflow = \"to_ticket\"",
+                "ticket = \"priority\"\nflow = ‸\"both\"",
+            )],
+            at: At::Mark,
+            says: "the Graph attribute `severity` is read-only, so it cannot flow to the incident",
+        },
+        Case {
+            name: "value map missing a closed-set value",
+            edits: &[
+                Replace("jira.toml", "awaitingAction = \"indeterminate\"\n", ""),
+                Replace(
+                    "jira.toml",
+                    "[field.to_ticket]\nactive",
+                    "‸[field.to_ticket]\nactive",
+                ),
+            ],
+            at: At::Mark,
+            says: "to_ticket does not cover the incident status values: awaitingAction",
+        },
+        Case {
+            name: "mapping produces `redirected`",
+            edits: &[Replace(
+                "jira.toml",
+                "new = \"active\"",
+                "new = ‸\"redirected\"",
+            )],
+            at: At::Mark,
+            says: "`redirected` cannot be written to the Graph status",
+        },
+        Case {
+            name: "template with an unknown variable",
+            edits: &[Replace(
+                "jira.toml",
+                "template = \"[Defender #{incident.display_id}] {incident.title}\"",
+                "template = \"[Defender #{incident.display_id}] ‸{incident.sev}\"",
+            )],
+            at: At::Mark,
+            says: "unknown variable `{incident.sev}`",
+        },
+        Case {
+            name: "ServiceNow mapping that resolves without close_notes",
+            edits: &[
+                Replace(
+                    "servicenow.toml",
+                    "[[field]]\nname = \"close_notes\"\ntemplate = \"\"\"\nMicrosoft Sentinel classification: {incident.classification} {incident.classification_reason}\n{incident.classification_comment}\"\"\"\nticket = \"close_notes\"\n",
+                    "",
+                ),
+                Replace(
+                    "servicenow.toml",
+                    "ticket = \"status\"",
+                    "ticket = ‸\"status\"",
+                ),
+            ],
+            at: At::Mark,
+            says: "no field writes `close_notes` to the ticket",
+        },
+        Case {
+            name: "generic mapping without [api]",
+            edits: &[
+                CutFrom("generic.toml", "[api]\n", ""),
+                Replace(
+                    "generic.toml",
+                    "tickets = \"generic\"",
+                    "tickets = ‸\"generic\"",
+                ),
+            ],
+            at: At::Mark,
+            says: "add an [api] table",
+        },
+        Case {
+            name: "generic [api] pointer without its slash",
+            edits: &[Replace("generic.toml", "id = \"/id\"", "id = \"‸id\"")],
+            at: At::Mark,
+            says: "a JSON pointer starts with `/` (RFC 6901)",
+        },
+        Case {
+            name: "generic [api] URL template with an unknown placeholder",
+            edits: &[Replace(
+                "generic.toml",
+                "get = { method = \"GET\", path = \"/api/tickets/{key}\" }",
+                "get = { method = \"GET\", path = \"/api/tickets/‸{ticket}\" }",
+            )],
+            at: At::Mark,
+            says: "unknown placeholder `{ticket}`",
+        },
+    ]
+}
+
+/// The inputs of a case, or why the case itself is wrong.
+fn apply(edits: &[Edit]) -> Result<BTreeMap<&'static str, String>, String> {
+    let mut files = good_files();
+    for edit in edits {
+        match edit {
+            Replace(file, from, to) | CutFrom(file, from, to) => {
+                let text = files.get_mut(file).ok_or(format!("no file {file}"))?;
+                let found = text.matches(from).count();
+                if found != 1 {
+                    return Err(format!("{from:?} occurs {found} times in {file}"));
+                }
+                *text = match edit {
+                    Replace(..) => text.replacen(from, to, 1),
+                    _ => format!("{}{to}", &text[..text.find(from).unwrap()]),
+                };
+            }
+            Write(file, text) => {
+                files.insert(file, text.to_string());
+            }
+            Remove(file) => {
+                files.remove(file).ok_or(format!("no file {file}"))?;
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Takes the mark out: the file it was in, and its 1-based line and column.
+fn take_mark(files: &mut BTreeMap<&'static str, String>) -> Option<(&'static str, usize, usize)> {
+    let (file, text) = files.iter_mut().find(|(_, t)| t.contains(MARK))?;
+    let at = text.find(MARK).unwrap();
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+        .chars()
+        .count()
+        + 1;
+    text.remove(at);
+    assert!(!text.contains(MARK), "one mark per case");
+    Some((*file, line, column))
+}
+
+/// Every file under `dir` with its contents: what a run may not change.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                out.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// What is wrong with one run of a case, if anything.
+fn judge(out: &Output, dir: &Path, prefix: &str, says: &str) -> Option<String> {
+    let err = stderr(out);
+    let wrong = if out.status.code() != Some(2) {
+        format!("exit code {:?}, not 2", out.status.code())
+    } else if !err
+        .lines()
+        .any(|l| l.starts_with(prefix) && l.contains(says))
+    {
+        format!("no line starting {prefix:?} says {says:?}")
+    } else if let Some(l) = err
+        .lines()
+        .find(|l| !l.trim().is_empty() && !l.starts_with(dir.to_str().unwrap()))
+    {
+        format!("a line that is not a diagnostic: {l:?}")
+    } else if err.contains(CANARY) || SECRETS.iter().any(|(_, v)| err.contains(v)) {
+        "a secret was echoed".to_string()
+    } else {
+        return None;
+    };
+    Some(format!("{wrong}\n  stderr:\n{err}"))
 }
 
 #[test]
-fn a_malformed_config_exits_2_naming_file_line_and_column() {
+fn the_good_inputs_pass_check() {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "jira.toml", MAPPING);
-    // Two mistakes in values: both are reported, each where it stands.
-    let path = write(
-        dir.path(),
-        "bridge.toml",
-        &config(
-            "schedule = \"every minute\"\nconflict = \"source-wins\"\nsince = \"2026-11-01T00:00:00Z\"",
-        ),
-    );
-    for command in ["check", "run"] {
-        let out = bridge_in(dir.path(), &[command, "--config", path.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(2), "{command}: {}", stderr(&out));
-        let err = stderr(&out);
-        assert!(
-            err.contains("bridge.toml:23:12:"),
-            "the cron line is named: {err}"
-        );
-        assert!(
-            err.contains("bridge.toml:24:12:"),
-            "the conflict policy is named: {err}"
-        );
+    for (file, text) in good_files() {
+        let path = dir.path().join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
     }
-    // A key the contract does not know.
-    let path = write(
-        dir.path(),
-        "bridge.toml",
-        &config("schedule = \"*/5 * * * *\"\nsince = \"2026-11-01T00:00:00Z\"\ncolour = \"blue\""),
-    );
-    let out = bridge_in(dir.path(), &["check", "--config", path.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("bridge.toml:25:1: unknown key `colour`"),
-        "{}",
-        stderr(&out)
-    );
+    let config = dir.path().join("bridge.toml");
+    let out = bridge_in(dir.path(), &["check", "--config", config.to_str().unwrap()]);
+    common::assert_success(&out);
     assert!(
         !dir.path().join("bridge.db").exists(),
-        "nothing was written"
+        "check writes nothing"
     );
 }
 
 #[test]
-fn a_mapping_that_forgets_a_status_is_refused_at_load_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let forgetful = MAPPING.replacen("awaitingAction = \"indeterminate\"\n", "", 1);
-    assert_ne!(forgetful, MAPPING);
-    write(dir.path(), "jira.toml", &forgetful);
-    let path = write(
-        dir.path(),
-        "bridge.toml",
-        &config("schedule = \"*/5 * * * *\"\nsince = \"2026-11-01T00:00:00Z\""),
-    );
-    let out = bridge_in(dir.path(), &["check", "--config", path.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
+fn every_bad_input_exits_2_naming_where_and_writes_nothing() {
+    let cases = cases();
+    assert!(cases.len() >= 25, "a table of at least 25 bad inputs");
+    let mut failures = Vec::new();
+    for case in &cases {
+        let mut files = match apply(case.edits) {
+            Ok(files) => files,
+            Err(e) => {
+                failures.push(format!("{}: the case is wrong: {e}", case.name));
+                continue;
+            }
+        };
+        let mark = take_mark(&mut files);
+        let dir = tempfile::tempdir().unwrap();
+        for (file, text) in &files {
+            let path = dir.path().join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let prefix = match (&case.at, mark) {
+            (At::Mark, Some((file, line, column))) => {
+                format!("{}:{line}:{column}: ", dir.path().join(file).display())
+            }
+            (At::File(file), None) => format!("{}: ", dir.path().join(file).display()),
+            _ => {
+                failures.push(format!("{}: a ‸ exactly when At::Mark", case.name));
+                continue;
+            }
+        };
+        let before = snapshot(dir.path());
+        let config = dir.path().join("bridge.toml");
+        let config = config.to_str().unwrap();
+        for args in [
+            &["check", "--config", config][..],
+            &["run", "--once", "--config", config][..],
+        ] {
+            let out = bridge_in(dir.path(), args);
+            if let Some(wrong) = judge(&out, dir.path(), &prefix, case.says) {
+                failures.push(format!("{} ({}): {wrong}", case.name, args[0]));
+            }
+            if snapshot(dir.path()) != before {
+                failures.push(format!("{} ({}): files were written", case.name, args[0]));
+            }
+        }
+    }
     assert!(
-        err.contains("jira.toml:") && err.contains("awaitingAction"),
-        "{err}"
+        failures.is_empty(),
+        "{} of {} cases failed:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
     );
 }
 
 #[test]
-fn a_missing_secret_is_bad_input_naming_the_variable() {
+fn every_problem_is_reported_at_once_in_file_order() {
+    let mut files = apply(&[
+        Replace("bridge.toml", "timeout = \"30s\"", "timeout = \"soon\""),
+        Replace(
+            "bridge.toml",
+            "schedule = \"*/5 * * * *\"",
+            "schedule = \"hourly\"",
+        ),
+        Replace(
+            "bridge.toml",
+            "conflict = \"newest_wins\"",
+            "conflict = \"mine\"",
+        ),
+        Replace("jira.toml", "version = 1", "version = 3"),
+    ])
+    .unwrap();
+    assert!(take_mark(&mut files).is_none());
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "jira.toml", MAPPING);
-    let path = write(
-        dir.path(),
-        "bridge.toml",
-        &config("schedule = \"*/5 * * * *\"\nsince = \"2026-11-01T00:00:00Z\""),
-    );
-    let out = bridge_in(
-        dir.path(),
-        &["run", "--once", "--config", path.to_str().unwrap()],
-    );
+    for (file, text) in &files {
+        let path = dir.path().join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let config = dir.path().join("bridge.toml");
+    let out = bridge_in(dir.path(), &["check", "--config", config.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("ITSM_BRIDGE_TEST_UNSET_SECRET"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(!dir.path().join("bridge.db").exists());
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    let name = |file: &str| dir.path().join(file).display().to_string();
+    let expected = [
+        (name("bridge.toml"), "timeout `soon`"),
+        (name("bridge.toml"), "cron line `hourly`"),
+        (name("bridge.toml"), "unknown conflict policy `mine`"),
+        (name("jira.toml"), "unsupported mapping version 3"),
+    ];
+    assert_eq!(lines.len(), expected.len(), "{err}");
+    for (line, (file, says)) in lines.iter().zip(&expected) {
+        assert!(line.starts_with(file) && line.contains(says), "{line}");
+    }
 }
 
 #[test]
@@ -139,4 +874,73 @@ fn bad_arguments_exit_2() {
     let out = bridge_in(dir.path(), &["links", "--db", "missing.db"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("missing.db"));
+    assert!(!dir.path().join("missing.db").exists());
+}
+
+/// A hostile list page from Graph whose `@odata.nextLink` points at another host
+/// (here the Jira simulator, a different port on loopback): the bridge refuses it,
+/// so neither the request nor the Graph token ever reaches that host.
+#[test]
+fn a_next_link_to_another_host_is_refused_end_to_end() {
+    let env = Env::start(2);
+    let foreign = format!(
+        "{}/v1.0/security/incidents?$skiptoken=stolen",
+        env.sims.jira.base_url()
+    );
+    env.sims.graph.kit.inject(connectors::simkit::Fault {
+        method: Some(axum::http::Method::GET),
+        path_contains: "/security/incidents".into(),
+        times: 1,
+        status: 200,
+        retry_after: None,
+        body: serde_json::json!({ "value": [], "@odata.nextLink": foreign }).to_string(),
+    });
+    let out = env.bridge(&["run", "--once", "--config", env.config.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "the pair fails: {err}");
+    assert!(err.contains("refusing a next link"), "{err}");
+    let leaked: Vec<_> = env
+        .sims
+        .jira
+        .kit
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("security"))
+        .collect();
+    assert!(leaked.is_empty(), "the foreign host was asked: {leaked:?}");
+}
+
+/// The database is owner-only even when the bridge runs under `umask 000`.
+#[cfg(unix)]
+#[test]
+fn the_database_is_created_owner_only_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::start(1);
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "umask 000 && exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_itsm-bridge"),
+            "run",
+            "--once",
+            "--config",
+            env.config.to_str().unwrap(),
+        ])
+        .current_dir(env.dir.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+    let db = env.db.file_name().unwrap().to_str().unwrap().to_string();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(env.db.parent().unwrap()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name.starts_with(&db) {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name} is {mode:o}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1, "the database exists");
 }

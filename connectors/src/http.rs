@@ -5,8 +5,16 @@
 //! bounded exponential backoff with jitter on 5xx and timeouts, one token refresh on
 //! 401. Non-idempotent requests (creates) are never retried once they may have
 //! reached the server. Next-page links are accepted only on the configured host.
+//!
+//! Politeness: an [`Api`] may carry a [`RateLimiter`], a token bucket per operation
+//! class (reads, writes) shared by every `Api` that talks to the same remote
+//! instance (see `crate::limits`). Every attempt, retries included, takes a token
+//! first; a 429 drains the bucket and pauses it until `Retry-After`, so that the
+//! other callers sharing it wait instead of being refused too. The bucket itself
+//! ([`TokenBucket`]) is a pure state machine that is told the time.
 
-use std::sync::{Arc, Once};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,6 +23,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
+use tokio::time::Instant;
 use url::Url;
 
 /// `[http]` settings, already read from disk.
@@ -119,6 +128,324 @@ impl Default for RetryPolicy {
     }
 }
 
+// ---------------------------------------------------------------------------------
+// Client-side rate limiting.
+
+/// Which budget a request draws from. ARM counts reads and writes separately
+/// (API.md §3.8); the other systems draw both from one bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OperationClass {
+    Read,
+    Write,
+}
+
+impl OperationClass {
+    /// GET, HEAD and OPTIONS read; everything else (deletes included) writes.
+    pub fn of(method: &Method) -> OperationClass {
+        if method == Method::GET || method == Method::HEAD || method == Method::OPTIONS {
+            OperationClass::Read
+        } else {
+            OperationClass::Write
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationClass::Read => "reads",
+            OperationClass::Write => "writes",
+        }
+    }
+}
+
+/// One token bucket's shape: it holds at most `burst` tokens and gains
+/// `per_second` of them every second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BucketLimit {
+    pub burst: u32,
+    pub per_second: f64,
+}
+
+impl BucketLimit {
+    /// At least one token and a positive, finite rate (what the config loader
+    /// guarantees); anything else is clamped to that.
+    fn sane(self) -> BucketLimit {
+        BucketLimit {
+            burst: self.burst.max(1),
+            per_second: if self.per_second.is_finite() && self.per_second > 0.0 {
+                self.per_second
+            } else {
+                f64::MIN_POSITIVE
+            },
+        }
+    }
+
+    /// The stricter of the two in each dimension.
+    pub fn min(self, other: BucketLimit) -> BucketLimit {
+        BucketLimit {
+            burst: self.burst.min(other.burst),
+            per_second: self.per_second.min(other.per_second),
+        }
+    }
+}
+
+impl std::fmt::Display for BucketLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let per_second = self.per_second;
+        if per_second >= 1.0 {
+            write!(f, "{}/s", trim_float(per_second))?;
+        } else if per_second * 60.0 >= 1.0 {
+            write!(f, "{}/min", trim_float(per_second * 60.0))?;
+        } else {
+            write!(f, "{}/h", trim_float(per_second * 3600.0))?;
+        }
+        write!(f, " (burst {})", self.burst)
+    }
+}
+
+fn trim_float(x: f64) -> String {
+    let text = format!("{x:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// How a remote system's calls are budgeted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Limits {
+    /// One bucket for every call.
+    Shared(BucketLimit),
+    /// Reads and writes each have their own bucket (ARM).
+    Split {
+        reads: BucketLimit,
+        writes: BucketLimit,
+    },
+}
+
+impl Limits {
+    /// The bucket a class of request draws from.
+    pub fn of(&self, class: OperationClass) -> BucketLimit {
+        match (self, class) {
+            (Limits::Shared(limit), _) => *limit,
+            (Limits::Split { reads, .. }, OperationClass::Read) => *reads,
+            (Limits::Split { writes, .. }, OperationClass::Write) => *writes,
+        }
+    }
+}
+
+impl std::fmt::Display for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Limits::Shared(limit) => write!(f, "{limit}"),
+            Limits::Split { reads, writes } => write!(f, "reads {reads}, writes {writes}"),
+        }
+    }
+}
+
+/// A token bucket, told the time: no clock, no sleeping. [`RateLimiter`] drives it.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    limit: BucketLimit,
+    tokens: f64,
+    /// When `tokens` was last brought up to date.
+    refilled: Instant,
+    /// After a 429: nothing goes before this instant.
+    paused_until: Option<Instant>,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(limit: BucketLimit, now: Instant) -> TokenBucket {
+        let limit = limit.sane();
+        TokenBucket {
+            limit,
+            tokens: f64::from(limit.burst),
+            refilled: now,
+            paused_until: None,
+        }
+    }
+
+    pub fn limit(&self) -> BucketLimit {
+        self.limit
+    }
+
+    /// Takes a token, or says how long until one is there.
+    pub fn try_take(&mut self, now: Instant) -> Result<(), Duration> {
+        if let Some(until) = self.paused_until {
+            if now < until {
+                return Err(until - now);
+            }
+            // The pause is over: the one request the server invited may go now;
+            // the rest of the bucket fills at the normal rate from here.
+            self.paused_until = None;
+            self.tokens = 1.0;
+            self.refilled = until;
+        }
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            return Ok(());
+        }
+        let missing = 1.0 - self.tokens;
+        // Round up to the next microsecond so that the caller wakes with a token.
+        let wait = Duration::from_secs_f64(missing / self.limit.per_second);
+        Err(wait + Duration::from_micros(1))
+    }
+
+    /// The server refused a request with 429: empty the bucket and take nothing
+    /// before `until` (a later pause already in force stands).
+    pub fn pause_until(&mut self, until: Instant) {
+        self.tokens = 0.0;
+        if self.paused_until.is_none_or(|p| p < until) {
+            self.paused_until = Some(until);
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        if now > self.refilled {
+            let gained = (now - self.refilled).as_secs_f64() * self.limit.per_second;
+            self.tokens = (self.tokens + gained).min(f64::from(self.limit.burst));
+            self.refilled = now;
+        }
+    }
+}
+
+/// One bucket and the queue of callers waiting on it.
+#[derive(Debug)]
+struct Slot {
+    bucket: Mutex<TokenBucket>,
+    /// Waiters take turns (tokio's mutex is fair): the one at the head sleeps until
+    /// a token is there, the others wait behind it instead of all waking at once.
+    queue: tokio::sync::Mutex<()>,
+}
+
+/// What a limiter has done so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimiterStats {
+    /// Tokens handed out (requests let through).
+    pub acquired: u64,
+    /// Requests that had to wait for a token.
+    pub delayed: u64,
+    /// Time spent waiting, summed over callers.
+    pub waited: Duration,
+    /// 429s reported by the `Api`s sharing it.
+    pub throttled: u64,
+}
+
+/// The client-side rate limit of one remote instance (a tenant, a subscription, a
+/// Jira site…), shared through an `Arc` by every [`Api`] that talks to it.
+#[derive(Debug)]
+pub struct RateLimiter {
+    /// What it limits, for logs: `jira acme.atlassian.net`.
+    name: String,
+    limits: Limits,
+    /// One slot for `Limits::Shared`, two (reads, writes) for `Limits::Split`.
+    slots: Vec<Slot>,
+    acquired: AtomicU64,
+    delayed: AtomicU64,
+    waited_ns: AtomicU64,
+    throttled: AtomicU64,
+}
+
+impl RateLimiter {
+    pub fn new(name: impl Into<String>, limits: Limits) -> RateLimiter {
+        let now = Instant::now();
+        let slot = |limit: BucketLimit| Slot {
+            bucket: Mutex::new(TokenBucket::new(limit, now)),
+            queue: tokio::sync::Mutex::new(()),
+        };
+        let slots = match limits {
+            Limits::Shared(limit) => vec![slot(limit)],
+            Limits::Split { reads, writes } => vec![slot(reads), slot(writes)],
+        };
+        RateLimiter {
+            name: name.into(),
+            limits,
+            slots,
+            acquired: AtomicU64::new(0),
+            delayed: AtomicU64::new(0),
+            waited_ns: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    fn slot(&self, class: OperationClass) -> &Slot {
+        match class {
+            OperationClass::Read => &self.slots[0],
+            OperationClass::Write => self.slots.last().expect("a limiter has a bucket"),
+        }
+    }
+
+    /// Waits for a token of `class`. A pause (after a 429) longer than `max_wait` is
+    /// not waited out: its length comes back as the error, for the caller to give
+    /// up with `RateLimited` and let the scheduler come back later.
+    pub async fn acquire(&self, class: OperationClass, max_wait: Duration) -> Result<(), Duration> {
+        let slot = self.slot(class);
+        let started = Instant::now();
+        let _turn = slot.queue.lock().await;
+        loop {
+            let now = Instant::now();
+            let taken = slot.bucket.lock().expect("limiter bucket").try_take(now);
+            let wait = match taken {
+                Ok(()) => break,
+                Err(wait) if wait > max_wait => return Err(wait),
+                Err(wait) => wait,
+            };
+            tokio::time::sleep(wait).await;
+        }
+        self.acquired.fetch_add(1, Ordering::Relaxed);
+        let waited = started.elapsed();
+        if !waited.is_zero() {
+            self.delayed.fetch_add(1, Ordering::Relaxed);
+            self.waited_ns.fetch_add(
+                u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+            if waited >= Duration::from_secs(1) {
+                tracing::debug!(
+                    limiter = %self.name,
+                    class = class.as_str(),
+                    waited_ms = waited.as_millis() as u64,
+                    "waited for the rate limit"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The server said 429 to a request of `class`: nobody sharing this bucket
+    /// sends before `wait` has passed, and the bucket starts again empty.
+    pub fn throttled(&self, class: OperationClass, wait: Duration) {
+        self.throttled.fetch_add(1, Ordering::Relaxed);
+        let until = Instant::now() + wait;
+        self.slot(class)
+            .bucket
+            .lock()
+            .expect("limiter bucket")
+            .pause_until(until);
+        tracing::debug!(
+            limiter = %self.name,
+            class = class.as_str(),
+            pause_ms = wait.as_millis() as u64,
+            "throttled by the server; pausing every caller sharing the limit"
+        );
+    }
+
+    pub fn stats(&self) -> LimiterStats {
+        LimiterStats {
+            acquired: self.acquired.load(Ordering::Relaxed),
+            delayed: self.delayed.load(Ordering::Relaxed),
+            waited: Duration::from_nanos(self.waited_ns.load(Ordering::Relaxed)),
+            throttled: self.throttled.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// Pulls a human-readable message out of a vendor error body.
 pub type ErrorMessageFn = fn(&[u8]) -> Option<String>;
 
@@ -133,14 +460,89 @@ pub struct Response {
 impl Response {
     /// Decodes the body as JSON; a body that does not decode is `InvalidPayload`.
     pub fn json<T: DeserializeOwned>(&self, system: &str) -> ConnectorResult<T> {
-        serde_json::from_slice(&self.body).map_err(|e| {
-            ConnectorError::new(
-                ErrorKind::InvalidPayload,
+        let first = match serde_json::from_slice(&self.body) {
+            Ok(value) => return Ok(value),
+            Err(e) => e,
+        };
+        // One title cut in the middle of an emoji (half a UTF-16 surrogate pair)
+        // must not cost the whole page: such escapes become U+FFFD.
+        if let Some(repaired) = repair_lone_surrogates(&self.body)
+            && let Ok(value) = serde_json::from_slice(&repaired)
+        {
+            tracing::warn!(
                 system,
-                format!("unexpected response body ({e})"),
-            )
-        })
+                "a response carried half of a UTF-16 surrogate pair; replaced it with U+FFFD"
+            );
+            return Ok(value);
+        }
+        Err(ConnectorError::new(
+            ErrorKind::InvalidPayload,
+            system,
+            format!("unexpected response body ({first})"),
+        ))
     }
+}
+
+/// Replaces `\uD800`–`\uDFFF` escapes that are not part of a valid pair with
+/// `\uFFFD`; `None` when there is none.
+fn repair_lone_surrogates(body: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let hex = |s: &str| u16::from_str_radix(s, 16).ok();
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut changed = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 1 < bytes.len() {
+            if bytes[i + 1] == b'u' && i + 6 <= bytes.len() {
+                if let Some(unit) = hex(&text[i + 2..i + 6]) {
+                    let is_high = (0xD800..0xDC00).contains(&unit);
+                    let is_low = (0xDC00..0xE000).contains(&unit);
+                    let next_low = i + 12 <= bytes.len()
+                        && &text[i + 6..i + 8] == "\\u"
+                        && hex(&text[i + 8..i + 12]).is_some_and(|n| (0xDC00..0xE000).contains(&n));
+                    if is_high && next_low {
+                        out.push_str(&text[i..i + 12]);
+                        i += 12;
+                        continue;
+                    }
+                    if is_high || is_low {
+                        out.push_str("\\uFFFD");
+                        changed = true;
+                        i += 6;
+                        continue;
+                    }
+                }
+            }
+            // Any other escape: copy it whole, so `\\u…` is not misread.
+            out.push_str(&text[i..i + 2]);
+            i += 2;
+            continue;
+        }
+        let c = text[i..].chars().next()?;
+        out.push(c);
+        i += c.len_utf8();
+    }
+    changed.then(|| out.into_bytes())
+}
+
+/// Decodes a JSON array item by item, leaving out (with a warning) the items that
+/// do not decode: one odd record must not cost the whole page.
+pub fn lenient_items<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    use serde::Deserialize;
+    let values = Vec::<serde_json::Value>::deserialize(deserializer)?;
+    let mut items = Vec::with_capacity(values.len());
+    for value in values {
+        match serde_json::from_value(value) {
+            Ok(item) => items.push(item),
+            Err(e) => tracing::warn!(error = %e, "skipping an item that does not decode"),
+        }
+    }
+    Ok(items)
 }
 
 /// One remote API: its base URL, its client, how to sign, how to read its errors.
@@ -152,6 +554,9 @@ pub struct Api {
     auth: Auth,
     retry: RetryPolicy,
     error_message: ErrorMessageFn,
+    /// The rate limit of the remote instance, shared with every other `Api` that
+    /// talks to it; `None`: requests go unpaced.
+    limiter: Option<Arc<RateLimiter>>,
 }
 
 /// A request to send. `idempotent` requests are retried after a failure that may
@@ -219,12 +624,24 @@ impl Api {
             auth,
             retry: RetryPolicy::default(),
             error_message,
+            limiter: None,
         })
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Api {
         self.retry = retry;
         self
+    }
+
+    /// Paces every attempt through `limiter` (shared with the other `Api`s of the
+    /// same remote instance).
+    pub fn with_limiter(mut self, limiter: Arc<RateLimiter>) -> Api {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    pub fn limiter(&self) -> Option<&Arc<RateLimiter>> {
+        self.limiter.as_ref()
     }
 
     pub fn system(&self) -> &str {
@@ -277,19 +694,34 @@ impl Api {
         self.send(Request::get(url)).await?.json(&self.system)
     }
 
-    /// Sends the request, retrying as the policy allows. Only 2xx is `Ok`.
+    /// Sends the request, retrying as the policy allows. Only 2xx is `Ok`. Every
+    /// attempt first takes a token from the limiter, if there is one.
     pub async fn send(&self, request: Request) -> ConnectorResult<Response> {
+        let class = OperationClass::of(&request.method);
         let mut attempt = 0u32;
         let mut refreshed_token = false;
         loop {
             attempt += 1;
             let last = attempt >= self.retry.max_attempts;
+            if let Some(limiter) = &self.limiter
+                && let Err(pause) = limiter.acquire(class, self.retry.max_retry_after).await
+            {
+                return Err(self.error(
+                    ErrorKind::RateLimited(Some(pause)),
+                    format!(
+                        "throttled: the server asked for a pause of {}s; the next run will try again",
+                        pause.as_secs_f64().ceil()
+                    ),
+                ));
+            }
             let outcome = self.send_once(&request).await;
+            let mut throttled = false;
             let (error, may_retry, wait) = match outcome {
                 Ok(response) if response.status.is_success() => return Ok(response),
                 Ok(response) => {
                     let status = response.status;
                     let retry_after = parse_retry_after(&response.headers);
+                    throttled = status == StatusCode::TOO_MANY_REQUESTS;
                     let error = self.status_error(status, retry_after, &response.body);
                     if status == StatusCode::UNAUTHORIZED
                         && !refreshed_token
@@ -319,14 +751,15 @@ impl Api {
                     (error, retry, wait)
                 }
             };
-            if last || !may_retry {
+            let too_long = wait.is_some_and(|w| w > self.retry.max_retry_after);
+            let wait = wait.unwrap_or_else(|| self.backoff(attempt));
+            if throttled && let Some(limiter) = &self.limiter {
+                // Everyone sharing the limit holds off, not only this caller.
+                limiter.throttled(class, wait);
+            }
+            if last || !may_retry || too_long {
                 return Err(error);
             }
-            let wait = match wait {
-                Some(w) if w > self.retry.max_retry_after => return Err(error),
-                Some(w) => w,
-                None => self.backoff(attempt),
-            };
             tracing::debug!(
                 system = %self.system,
                 method = %request.method,
@@ -484,6 +917,19 @@ mod tests {
     }
 
     #[test]
+    fn lone_surrogates_are_repaired_and_pairs_kept() {
+        let body = br#"{"a":"x\ud83d","b":"\ud83d\ude00","c":"\\ud83d","d":"\udc00y"}"#;
+        let repaired = String::from_utf8(repair_lone_surrogates(body).unwrap()).unwrap();
+        assert_eq!(
+            repaired,
+            r#"{"a":"x\uFFFD","b":"\ud83d\ude00","c":"\\ud83d","d":"\uFFFDy"}"#
+        );
+        let value: serde_json::Value = serde_json::from_str(&repaired).unwrap();
+        assert_eq!(value["b"], "😀");
+        assert_eq!(repair_lone_surrogates(br#"{"ok":"\ud83d\ude00"}"#), None);
+    }
+
+    #[test]
     fn retry_after_whole_fractional_and_garbage() {
         assert_eq!(
             parse_retry_after(&headers("3")),
@@ -496,6 +942,235 @@ mod tests {
         assert_eq!(parse_retry_after(&headers("soon")), None);
         assert_eq!(parse_retry_after(&headers("-1")), None);
         assert_eq!(parse_retry_after(&HeaderMap::new()), None);
+    }
+
+    fn limiter(burst: u32, per_second: f64) -> Arc<RateLimiter> {
+        Arc::new(RateLimiter::new(
+            "test",
+            Limits::Shared(BucketLimit { burst, per_second }),
+        ))
+    }
+
+    const NO_LIMIT: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn a_bucket_refills_up_to_its_burst_and_says_how_long_to_wait() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(
+            BucketLimit {
+                burst: 2,
+                per_second: 4.0,
+            },
+            t0,
+        );
+        assert_eq!(bucket.try_take(t0), Ok(()));
+        assert_eq!(bucket.try_take(t0), Ok(()));
+        let wait = bucket.try_take(t0).unwrap_err();
+        assert!(wait >= Duration::from_millis(250) && wait < Duration::from_millis(251));
+        // A long quiet spell fills it to the burst, no further.
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!(bucket.try_take(later), Ok(()));
+        assert_eq!(bucket.try_take(later), Ok(()));
+        assert!(bucket.try_take(later).is_err());
+    }
+
+    #[test]
+    fn a_paused_bucket_lets_one_request_go_when_the_pause_ends() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(
+            BucketLimit {
+                burst: 10,
+                per_second: 10.0,
+            },
+            t0,
+        );
+        bucket.pause_until(t0 + Duration::from_secs(2));
+        // A shorter pause does not cut the longer one short.
+        bucket.pause_until(t0 + Duration::from_secs(1));
+        assert_eq!(
+            bucket.try_take(t0 + Duration::from_millis(500)),
+            Err(Duration::from_millis(1500))
+        );
+        let end = t0 + Duration::from_secs(2);
+        assert_eq!(bucket.try_take(end), Ok(()));
+        // The bucket was drained: the next token comes at the normal rate.
+        assert!(bucket.try_take(end).is_err());
+        assert_eq!(bucket.try_take(end + Duration::from_millis(101)), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn thirty_requests_at_ten_a_second_with_a_burst_of_five_take_two_and_a_half_seconds() {
+        let limiter = limiter(5, 10.0);
+        let started = Instant::now();
+        for _ in 0..30 {
+            limiter
+                .acquire(OperationClass::Read, NO_LIMIT)
+                .await
+                .unwrap();
+        }
+        let elapsed = started.elapsed();
+        // 5 at once, then 25 at 10 a second.
+        assert!(elapsed >= Duration::from_millis(2500), "{elapsed:?}");
+        assert!(elapsed < Duration::from_millis(2510), "{elapsed:?}");
+        let stats = limiter.stats();
+        assert_eq!((stats.acquired, stats.delayed), (30, 25));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn callers_sharing_a_limiter_share_its_budget() {
+        let limiter = limiter(5, 10.0);
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..3)
+            .map(|_| {
+                let limiter = limiter.clone();
+                tokio::spawn(async move {
+                    for _ in 0..10 {
+                        limiter
+                            .acquire(OperationClass::Write, NO_LIMIT)
+                            .await
+                            .unwrap();
+                    }
+                    Instant::now()
+                })
+            })
+            .collect();
+        let mut last = started;
+        for task in tasks {
+            last = last.max(task.await.unwrap());
+        }
+        let elapsed = last - started;
+        assert!(elapsed >= Duration::from_millis(2500), "{elapsed:?}");
+        assert!(elapsed < Duration::from_millis(2510), "{elapsed:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn arm_reads_and_writes_have_their_own_buckets() {
+        let limiter = RateLimiter::new(
+            "arm",
+            Limits::Split {
+                reads: BucketLimit {
+                    burst: 250,
+                    per_second: 25.0,
+                },
+                writes: BucketLimit {
+                    burst: 200,
+                    per_second: 10.0,
+                },
+            },
+        );
+        let started = Instant::now();
+        for _ in 0..210 {
+            limiter
+                .acquire(OperationClass::Write, NO_LIMIT)
+                .await
+                .unwrap();
+        }
+        // 200 at once, then 10 more at 10 a second.
+        assert!(started.elapsed() >= Duration::from_secs(1));
+        let reads_started = Instant::now();
+        for _ in 0..250 {
+            limiter
+                .acquire(OperationClass::Read, NO_LIMIT)
+                .await
+                .unwrap();
+        }
+        assert_eq!(reads_started.elapsed(), Duration::ZERO, "reads untouched");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_pauses_every_caller_and_a_long_pause_is_not_waited_out() {
+        let limiter = limiter(20, 10.0);
+        let started = Instant::now();
+        limiter.throttled(OperationClass::Read, Duration::from_secs(3));
+        limiter
+            .acquire(OperationClass::Write, NO_LIMIT)
+            .await
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_secs(3));
+        // The bucket restarts empty: the next one waits its turn at 10 a second.
+        limiter
+            .acquire(OperationClass::Read, NO_LIMIT)
+            .await
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(3100));
+
+        limiter.throttled(OperationClass::Read, Duration::from_secs(600));
+        let before = Instant::now();
+        let refused = limiter
+            .acquire(OperationClass::Read, Duration::from_secs(60))
+            .await;
+        assert_eq!(refused, Err(Duration::from_secs(600)));
+        assert_eq!(before.elapsed(), Duration::ZERO, "no waiting");
+        assert_eq!(limiter.stats().throttled, 2);
+    }
+
+    #[test]
+    fn methods_fall_into_reads_and_writes() {
+        assert_eq!(OperationClass::of(&Method::GET), OperationClass::Read);
+        assert_eq!(OperationClass::of(&Method::HEAD), OperationClass::Read);
+        for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            assert_eq!(OperationClass::of(&method), OperationClass::Write);
+        }
+    }
+
+    /// A loopback server answering `GET /x` with `{}`, with the simulator kit's
+    /// faults and log.
+    async fn server() -> (crate::simkit::SimServer, Arc<crate::simkit::SimKit>) {
+        let kit = crate::simkit::SimKit::new();
+        let router = axum::Router::new().route("/x", axum::routing::get(|| async { "{}" }));
+        let listener = crate::simkit::bind_loopback(0).await.unwrap();
+        let server =
+            crate::simkit::serve(listener, crate::simkit::with_kit(router, kit.clone()), None)
+                .await;
+        (server, kit)
+    }
+
+    #[tokio::test]
+    async fn every_attempt_takes_a_token_and_a_429_pauses_the_shared_limiter() {
+        let (server, kit) = server().await;
+        kit.inject(crate::simkit::Fault {
+            method: None,
+            path_contains: "/x".into(),
+            times: 1,
+            status: 429,
+            retry_after: Some("0".into()),
+            body: "{}".into(),
+        });
+        let shared = limiter(100, 1000.0);
+        let client = build_client(&HttpSettings::default()).unwrap();
+        let api = |name: &str| {
+            Api::new(name, &server.base_url, client.clone(), Auth::None, |_| None)
+                .unwrap()
+                .with_limiter(shared.clone())
+        };
+        let (one, two) = (api("one"), api("two"));
+        one.send(Request::get(one.url("x"))).await.unwrap();
+        two.send(Request::get(two.url("x"))).await.unwrap();
+        let stats = shared.stats();
+        assert_eq!(stats.acquired, 3, "the retry took a token too");
+        assert_eq!(stats.throttled, 1);
+        let statuses: Vec<u16> = kit.requests().iter().map(|r| r.status).collect();
+        assert_eq!(statuses, vec![429, 200, 200]);
+        server.shutdown();
+    }
+
+    #[tokio::test]
+    async fn a_paused_limiter_fails_fast_with_rate_limited() {
+        let (server, kit) = server().await;
+        let shared = limiter(100, 1000.0);
+        let client = build_client(&HttpSettings::default()).unwrap();
+        let api = Api::new("graph", &server.base_url, client, Auth::None, |_| None)
+            .unwrap()
+            .with_limiter(shared.clone());
+        // Another caller was told to come back in ten minutes.
+        shared.throttled(OperationClass::Read, Duration::from_secs(600));
+        let err = api.send(Request::get(api.url("x"))).await.unwrap_err();
+        assert!(
+            matches!(err.kind, ErrorKind::RateLimited(Some(d)) if d > Duration::from_secs(590)),
+            "{err:?}"
+        );
+        assert_eq!(kit.request_count(), 0, "nothing was sent");
+        server.shutdown();
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod generic;
 pub mod graph;
 pub mod http;
 pub mod jira;
+pub mod limits;
 pub mod sentinel;
 pub mod servicenow;
 pub mod simkit;

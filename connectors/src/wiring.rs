@@ -1,6 +1,8 @@
 //! Builds the connectors a config describes: one shared HTTP client, a token
-//! provider per Microsoft source, one client per source and ticket system, and
-//! a `PairRuntime` per `[[sync]]`. This is where secrets are read.
+//! provider per Microsoft source, one client per source and ticket system, one rate
+//! limiter per remote instance (shared by every client that talks to it, so pairs
+//! with a common tenant, subscription or ticket host share its budget), and a
+//! `PairRuntime` per `[[sync]]`. This is where secrets are read.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use crate::generic::GenericTickets;
 use crate::graph::GraphSource;
 use crate::http::{Api, Auth, HttpSettings, build_client};
 use crate::jira::JiraTickets;
+use crate::limits::LimiterRegistry;
 use crate::sentinel::SentinelSource;
 use crate::servicenow::ServiceNowTickets;
 
@@ -60,6 +63,15 @@ pub fn http_settings(http: &HttpConfig) -> Result<HttpSettings, BuildError> {
 
 /// Every `[[sync]]` pair, ready to run.
 pub fn build_pairs(config: &Config) -> Result<Vec<PairRuntime>, BuildError> {
+    build_pairs_with(config, &LimiterRegistry::from_config(config))
+}
+
+/// Every `[[sync]]` pair, with the rate limiters taken from `limiters` (whose
+/// counters the caller can read afterwards).
+pub fn build_pairs_with(
+    config: &Config,
+    limiters: &LimiterRegistry,
+) -> Result<Vec<PairRuntime>, BuildError> {
     let client = build_client(&http_settings(&config.http)?).map_err(input)?;
     let mut sources: HashMap<&str, Arc<dyn IncidentSource>> = HashMap::new();
     let mut tickets: HashMap<&str, Arc<dyn TicketSystem>> = HashMap::new();
@@ -74,7 +86,7 @@ pub fn build_pairs(config: &Config) -> Result<Vec<PairRuntime>, BuildError> {
         let source = match sources.get(source_config.name.as_str()) {
             Some(s) => s.clone(),
             None => {
-                let s = build_source(source_config, client.clone())?;
+                let s = build_source(source_config, client.clone(), limiters)?;
                 sources.insert(&source_config.name, s.clone());
                 s
             }
@@ -82,7 +94,7 @@ pub fn build_pairs(config: &Config) -> Result<Vec<PairRuntime>, BuildError> {
         let ticket_system = match tickets.get(ticket_config.name.as_str()) {
             Some(t) => t.clone(),
             None => {
-                let t = build_tickets(ticket_config, client.clone())?;
+                let t = build_tickets(ticket_config, client.clone(), limiters)?;
                 tickets.insert(&ticket_config.name, t.clone());
                 t
             }
@@ -126,6 +138,7 @@ fn secret(
 fn build_source(
     config: &SourceConfig,
     client: reqwest::Client,
+    limiters: &LimiterRegistry,
 ) -> Result<Arc<dyn IncidentSource>, BuildError> {
     let owner = format!("[[source]] {}", config.name);
     let secret = secret(&owner, "client_secret", &config.client_secret)?;
@@ -139,6 +152,7 @@ fn build_source(
     )
     .map_err(|e| input(format!("{owner}: {}", e.message)))?;
     let auth = Auth::Bearer(Arc::new(tokens));
+    let limiter = limiters.for_source(config);
     match config.kind {
         SourceKind::Graph => {
             let api = Api::new(
@@ -148,7 +162,8 @@ fn build_source(
                 auth,
                 crate::graph::error_message,
             )
-            .map_err(|e| input(format!("{owner}: {e}")))?;
+            .map_err(|e| input(format!("{owner}: {e}")))?
+            .with_limiter(limiter);
             Ok(Arc::new(GraphSource::new(api)))
         }
         SourceKind::Sentinel => {
@@ -164,7 +179,8 @@ fn build_source(
                 auth,
                 crate::sentinel::error_message,
             )
-            .map_err(|e| input(format!("{owner}: {e}")))?;
+            .map_err(|e| input(format!("{owner}: {e}")))?
+            .with_limiter(limiter);
             Ok(Arc::new(SentinelSource::new(
                 api,
                 workspace,
@@ -177,6 +193,7 @@ fn build_source(
 fn build_tickets(
     config: &TicketSystemConfig,
     client: reqwest::Client,
+    limiters: &LimiterRegistry,
 ) -> Result<Arc<dyn TicketSystem>, BuildError> {
     let owner = format!("[[ticket_system]] {}", config.name);
     let at = |e: String| input(format!("{owner}: {e}"));
@@ -204,6 +221,7 @@ fn build_tickets(
             Auth::Bearer(Arc::new(provider))
         }
     };
+    let limiter = limiters.for_tickets(config);
     match config.kind {
         TicketKind::Jira => {
             let api = Api::new(
@@ -213,7 +231,8 @@ fn build_tickets(
                 auth,
                 crate::jira::error_message,
             )
-            .map_err(at)?;
+            .map_err(at)?
+            .with_limiter(limiter);
             let project = config.project_key.clone().unwrap_or_default();
             let issue_type = config.issue_type.clone().unwrap_or_else(|| "Task".into());
             Ok(Arc::new(JiraTickets::new(api, project, issue_type)))
@@ -226,7 +245,8 @@ fn build_tickets(
                 auth,
                 crate::servicenow::error_message,
             )
-            .map_err(at)?;
+            .map_err(at)?
+            .with_limiter(limiter);
             Ok(Arc::new(ServiceNowTickets::new(api)))
         }
         TicketKind::Generic => {
@@ -237,7 +257,8 @@ fn build_tickets(
             })?;
             let api =
                 crate::generic::generic_api(config.name.clone(), &config.base_url, client, auth)
-                    .map_err(at)?;
+                    .map_err(at)?
+                    .with_limiter(limiter);
             Ok(Arc::new(GenericTickets::new(api, spec)))
         }
     }

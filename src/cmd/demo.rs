@@ -94,7 +94,11 @@ pub async fn run(db: &Path) -> CmdResult {
         "  Defender: correlation merged incident {} into {} (it is now `redirected`)",
         defender[3], defender[2]
     );
-    touched_defender.extend([defender[2].clone(), defender[3].clone(), defender[4].clone()]);
+    touched_defender.extend([
+        defender[2].clone(),
+        defender[3].clone(),
+        defender[4].clone(),
+    ]);
 
     let mut touched_sentinel = Vec::new();
     if let Some(k) = key("sentinel->servicenow", &sentinel[0]) {

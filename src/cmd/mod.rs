@@ -1,5 +1,6 @@
 //! One module per subcommand, plus what several share.
 
+pub mod bench;
 pub mod check;
 pub mod demo;
 pub mod ledger;

@@ -15,8 +15,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Config, HttpConfig, SecretRef, SentinelWorkspace, ServerConfig, SourceConfig, StoreConfig,
-    SyncConfig, TicketAuth, TicketSystemConfig,
+    Config, HttpConfig, RateLimitConfig, SecretRef, SentinelWorkspace, ServerConfig, SourceConfig,
+    StoreConfig, SyncConfig, TicketAuth, TicketSystemConfig,
 };
 use crate::diag::{Diagnostic, InputError, Reporter, line_col};
 use crate::mapping;
@@ -207,6 +207,8 @@ struct RawSource {
     resource_group: Text,
     workspace_name: Text,
     api_version: Text,
+    rate_limit: Text,
+    burst: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -225,6 +227,8 @@ struct RawTicketSystem {
     token: RawSecret,
     client_id: Text,
     client_secret: RawSecret,
+    rate_limit: Text,
+    burst: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -735,6 +739,8 @@ impl Checker<'_> {
             (None, Some(base)) => Some(format!("{base}/.default")),
             (None, None) => None,
         };
+        let rate_limit = self.rate_limit(raw.rate_limit.as_ref(), raw.burst.as_ref());
+        ok &= rate_limit.is_ok();
 
         if !ok {
             return None;
@@ -750,6 +756,7 @@ impl Checker<'_> {
             scope: scope?,
             workspace,
             api_version,
+            rate_limit: rate_limit.ok()?,
         })
     }
 
@@ -958,6 +965,9 @@ impl Checker<'_> {
             },
         };
 
+        let rate_limit = self.rate_limit(raw.rate_limit.as_ref(), raw.burst.as_ref());
+        ok &= rate_limit.is_ok();
+
         if !ok {
             return None;
         }
@@ -969,7 +979,51 @@ impl Checker<'_> {
             project_key,
             issue_type,
             mapping: mapping?,
+            rate_limit: rate_limit.ok()?,
         })
+    }
+
+    /// `rate_limit = "10/s"` and its optional `burst`. `Err` when either is bad
+    /// (already reported).
+    fn rate_limit(
+        &mut self,
+        rate: Option<&Spanned<String>>,
+        burst: Option<&Spanned<i64>>,
+    ) -> Result<Option<RateLimitConfig>, ()> {
+        let burst = match (burst, rate) {
+            (None, _) => None,
+            (Some(b), None) => {
+                self.r.at(
+                    self.key_at("burst", b.span().start),
+                    "burst needs a rate_limit beside it, e.g. rate_limit = \"10/s\"",
+                );
+                return Err(());
+            }
+            (Some(b), Some(_)) => match u32::try_from(*b.get_ref()) {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    self.r.at(
+                        b.span().start,
+                        "burst must be a whole number of requests, at least 1, e.g. burst = 20",
+                    );
+                    return Err(());
+                }
+            },
+        };
+        let Some(rate) = rate else {
+            return Ok(None);
+        };
+        match parse_rate(rate.get_ref()) {
+            Ok((requests, per)) => Ok(Some(RateLimitConfig {
+                requests,
+                per,
+                burst,
+            })),
+            Err(problem) => {
+                self.r.at(rate.span().start, problem);
+                Err(())
+            }
+        }
     }
 
     fn basic_auth(&mut self, header: usize, raw: &RawTicketSystem) -> Option<TicketAuth> {
@@ -1228,6 +1282,31 @@ fn check_url(url: &str, https_only: bool) -> Result<String, String> {
         );
     }
     Ok(url.trim_end_matches('/').to_string())
+}
+
+/// `"10/s"`, `"600/min"`, `"3600/h"` (`m`, `sec` and `hour` are understood too):
+/// requests and the period they are counted over.
+fn parse_rate(text: &str) -> Result<(u32, Duration), String> {
+    let shape = "rate_limit must look like \"10/s\", \"600/min\" or \"3600/h\"";
+    let Some((number, unit)) = text.split_once('/') else {
+        return Err(format!("{shape}; `{text}` has no `/`"));
+    };
+    let per = match unit.trim() {
+        "s" | "sec" | "second" => Duration::from_secs(1),
+        "m" | "min" | "minute" => Duration::from_secs(60),
+        "h" | "hour" => Duration::from_secs(3600),
+        other => return Err(format!("{shape}; `{other}` is not s, min or h")),
+    };
+    match number.trim().parse::<u32>() {
+        Ok(0) => Err(format!(
+            "{shape}, with at least 1 request; remove it for the kind's default"
+        )),
+        Ok(n) => Ok((n, per)),
+        Err(_) => Err(format!(
+            "{shape}; `{}` is not a whole number of requests",
+            number.trim()
+        )),
+    }
 }
 
 /// `"500ms"`, `"30s"`, `"2m"`, `"1h"`. The error completes a sentence that starts
@@ -1489,7 +1568,7 @@ since = 2026-10-01T12:00:00+02:00
             (
                 format!("{SOURCE}timeout = 3\n\n{TICKETS}\n{SYNC}"),
                 vec![],
-                vec!["DIR/bridge.toml:7:1: unknown key `timeout`, expected one of `name`, `kind`, `tenant_id`, `client_id`, `client_secret`, `authority_host`, `base_url`, `scope`, `subscription_id`, `resource_group`, `workspace_name`, `api_version`"],
+                vec!["DIR/bridge.toml:7:1: unknown key `timeout`, expected one of `name`, `kind`, `tenant_id`, `client_id`, `client_secret`, `authority_host`, `base_url`, `scope`, `subscription_id`, `resource_group`, `workspace_name`, `api_version`, `rate_limit`, `burst`"],
             ),
             // 2. a bad kind
             (
@@ -1623,6 +1702,68 @@ since = 2026-10-01T12:00:00+02:00
             let expected: Vec<String> = expected.iter().map(|e| e.to_string()).collect();
             assert_eq!(got, expected, "case {}:\n{text}", i + 1);
         }
+    }
+
+    #[test]
+    fn rate_limits_are_read_and_checked() {
+        let dir = workspace();
+        let text = format!(
+            "{}rate_limit = \"1000/s\"\n\n{}rate_limit = \"600/min\"\nburst = 20\n\n{SYNC}",
+            SOURCE, TICKETS
+        );
+        let config =
+            parse(&dir.path().join("bridge.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
+        let source = config.source("defender").unwrap();
+        assert_eq!(
+            source.rate_limit,
+            Some(RateLimitConfig {
+                requests: 1000,
+                per: Duration::from_secs(1),
+                burst: None
+            })
+        );
+        assert_eq!(source.rate_limit.unwrap().burst_or_default(), 1000);
+        let jira = config.ticket_system("jira").unwrap().rate_limit.unwrap();
+        assert_eq!(jira.per_second(), 10.0);
+        assert_eq!(jira.burst, Some(20));
+        assert!(
+            parse(
+                &dir.path().join("bridge.toml"),
+                &format!("{SOURCE}\n{TICKETS}\n{SYNC}")
+            )
+            .unwrap()
+            .ticket_system("jira")
+            .unwrap()
+            .rate_limit
+            .is_none(),
+            "no rate_limit: the kind's default"
+        );
+
+        let bad = format!(
+            "{}rate_limit = \"10 per second\"\n\n{}rate_limit = \"0/s\"\n\n{}rate_limit = \"5/day\"\nburst = 0\n\n{}burst = 5\n\n{SYNC}",
+            SOURCE,
+            TICKETS,
+            TICKETS.replace("\"jira\"\nkind", "\"jira2\"\nkind"),
+            TICKETS.replace("\"jira\"\nkind", "\"jira3\"\nkind"),
+        );
+        assert_eq!(
+            errors(&bad, &[]),
+            vec![
+                "DIR/bridge.toml:7:14: rate_limit must look like \"10/s\", \"600/min\" or \"3600/h\"; `10 per second` has no `/`",
+                "DIR/bridge.toml:17:14: rate_limit must look like \"10/s\", \"600/min\" or \"3600/h\", with at least 1 request; remove it for the kind's default",
+                "DIR/bridge.toml:28:9: burst must be a whole number of requests, at least 1, e.g. burst = 20",
+                "DIR/bridge.toml:38:1: burst needs a rate_limit beside it, e.g. rate_limit = \"10/s\"",
+            ]
+        );
+        assert_eq!(
+            parse_rate("5/day").unwrap_err(),
+            "rate_limit must look like \"10/s\", \"600/min\" or \"3600/h\"; `day` is not s, min or h"
+        );
+        assert_eq!(parse_rate("3600/h"), Ok((3600, Duration::from_secs(3600))));
+        assert_eq!(
+            parse_rate("ten/s").unwrap_err(),
+            "rate_limit must look like \"10/s\", \"600/min\" or \"3600/h\"; `ten` is not a whole number of requests"
+        );
     }
 
     #[test]

@@ -105,6 +105,8 @@ pub struct SourceConfig {
     pub workspace: Option<SentinelWorkspace>,
     /// Sentinel only: the ARM `api-version`.
     pub api_version: Option<String>,
+    /// The bridge's own pace towards this source; `None`: the kind's default.
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +128,32 @@ pub struct TicketSystemConfig {
     /// Jira only, `Task` by default.
     pub issue_type: Option<String>,
     pub mapping: Mapping,
+    /// The bridge's own pace towards this system; `None`: the kind's default.
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+/// `rate_limit = "10/s"` (with an optional `burst = 20`): at most `requests` per
+/// `per`, on average, from every pair that talks to the same instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    pub requests: u32,
+    /// One second, minute or hour.
+    pub per: Duration,
+    /// How many may go at once after a quiet spell; `None`: one second's worth
+    /// (at least one).
+    pub burst: Option<u32>,
+}
+
+impl RateLimitConfig {
+    pub fn per_second(&self) -> f64 {
+        f64::from(self.requests) / self.per.as_secs_f64()
+    }
+
+    /// The burst given, or one second's worth of requests (at least one).
+    pub fn burst_or_default(&self) -> u32 {
+        self.burst
+            .unwrap_or_else(|| (self.per_second().floor() as u32).max(1))
+    }
 }
 
 /// How the bridge signs in to a ticket system.

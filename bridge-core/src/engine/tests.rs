@@ -859,10 +859,7 @@ async fn comments_cross_each_way_once_and_never_echo() {
     }
     assert_eq!(on_ticket(&w).len(), 2, "{:?}", on_ticket(&w));
     let on_incident = w.source.incidents.lock().unwrap()["1"].comments.len();
-    assert_eq!(
-        on_incident, 2,
-        "the original and the copy from the ticket"
-    );
+    assert_eq!(on_incident, 2, "the original and the copy from the ticket");
 }
 
 #[tokio::test]

@@ -199,7 +199,12 @@ impl GenericTickets {
             let ours = convert::stored_correlation(&self.spec, item)
                 .is_some_and(|v| convert::parse_correlation_value(&v).is_some());
             if ours {
-                tickets.push(self.snapshot(item)?);
+                match self.snapshot(item) {
+                    Ok(t) => tickets.push(t),
+                    Err(e) => {
+                        tracing::warn!(system = self.api.system(), error = %e, "skipping a ticket that does not convert")
+                    }
+                }
             }
         }
         Ok(Page {

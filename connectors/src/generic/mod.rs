@@ -17,3 +17,5 @@ pub mod sim;
 
 pub use client::{GenericTickets, bearer, error_message, generic_api};
 pub use sim::GenericSim;
+#[cfg(test)]
+mod fuzz;

@@ -101,3 +101,5 @@ pub(crate) mod testkit {
         }
     }
 }
+#[cfg(test)]
+pub(crate) mod fuzz;

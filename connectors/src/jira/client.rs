@@ -226,8 +226,14 @@ impl JiraTickets {
         let items = response
             .issues
             .iter()
-            .map(|i| self.snapshot(i))
-            .collect::<ConnectorResult<Vec<_>>>()?;
+            .filter_map(|i| match self.snapshot(i) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!(system = self.api.system(), issue = ?i.key, error = %e, "skipping an issue that does not convert");
+                    None
+                }
+            })
+            .collect();
         let next = match (response.is_last, response.next_page_token) {
             (Some(true), _) | (_, None) => None,
             (_, Some(token)) if token.is_empty() => None,

@@ -15,3 +15,5 @@ pub mod wire;
 pub use client::JiraTickets;
 pub use sim::JiraSim;
 pub use wire::error_message;
+#[cfg(test)]
+mod fuzz;

@@ -151,7 +151,8 @@ pub struct WireComment {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SearchResponse {
-    #[serde(default)]
+    /// Issues that do not decode are left out (with a warning), not the page.
+    #[serde(default, deserialize_with = "crate::http::lenient_items")]
     pub issues: Vec<IssueBean>,
     #[serde(default)]
     pub next_page_token: Option<String>,

@@ -141,3 +141,5 @@ pub(crate) mod testkit {
         }
     }
 }
+#[cfg(test)]
+mod fuzz;

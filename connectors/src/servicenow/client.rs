@@ -259,8 +259,14 @@ impl ServiceNowTickets {
         let full = records.len() >= PAGE_SIZE as usize;
         let items = records
             .iter()
-            .map(|r| self.snapshot(r))
-            .collect::<ConnectorResult<Vec<_>>>()?;
+            .filter_map(|r| match self.snapshot(r) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!(system = self.api.system(), error = %e, "skipping a record that does not convert");
+                    None
+                }
+            })
+            .collect();
         if full && next.is_none() {
             tracing::warn!(
                 system = self.api.system(),

@@ -123,3 +123,5 @@ mod tests {
         assert!(mapping.write_back.comment.is_some());
     }
 }
+#[cfg(test)]
+mod fuzz;

@@ -150,6 +150,8 @@ pub fn text(record: &Record, field: &str) -> Option<String> {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListResponse {
     #[serde(default)]
+    /// Records that do not decode are left out (with a warning), not the page.
+    #[serde(deserialize_with = "crate::http::lenient_items")]
     pub result: Vec<Record>,
 }
 
