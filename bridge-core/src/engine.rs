@@ -437,11 +437,16 @@ impl Cycle<'_> {
         }
         if comments.to_ticket || comments.to_incident {
             // New tickets take the incident's existing comments with them.
-            moved.extend(links.keys().filter(|id| !known.contains(*id)).cloned());
+            let new: BTreeSet<String> = links
+                .keys()
+                .filter(|id| !known.contains(*id))
+                .cloned()
+                .collect();
+            moved.extend(new.iter().cloned());
             for id in moved {
                 if let Some(link) = links.get(&id).filter(|l| l.state == LinkState::Active) {
                     let link = link.clone();
-                    self.sync_comments(&link).await?;
+                    self.sync_comments(&link, new.contains(&id)).await?;
                 }
             }
         }
@@ -452,7 +457,9 @@ impl Cycle<'_> {
     /// copied once (its fingerprint and its copy's are recorded), never copied back
     /// (copies carry the marker), and a retry finds its earlier copy instead of
     /// writing a second one.
-    async fn sync_comments(&mut self, link: &Link) -> Result<(), EngineError> {
+    /// A ticket made this cycle holds only what the bridge wrote: its comments are
+    /// not read back (`new_ticket`).
+    async fn sync_comments(&mut self, link: &Link, new_ticket: bool) -> Result<(), EngineError> {
         use crate::comments::{fingerprint, is_bridge_comment, render_copy};
         let settings = self.rt.mapping.comments;
         let (incident_id, key) = (link.incident_id.as_str(), link.ticket_key.as_str());
@@ -464,7 +471,11 @@ impl Cycle<'_> {
                 return self.note_failure(incident_id, Some(key), "sync_comments", &e);
             }
         };
-        let on_ticket = match self.rt.tickets.comments(key).await {
+        let on_ticket = match new_ticket {
+            true => Ok(Vec::new()),
+            false => self.rt.tickets.comments(key).await,
+        };
+        let on_ticket = match on_ticket {
             Ok(c) => c,
             Err(e) => {
                 self.report.failed += 1;
