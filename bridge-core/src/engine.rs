@@ -17,7 +17,7 @@ use crate::ledger::{LedgerRecord, Outcome};
 use crate::mapping::{Mapping, MergePolicy};
 use crate::model::{
     Baseline, ConflictPolicy, Direction, FieldChange, IncidentSnapshot, IncidentUpdate, Link,
-    LinkState, TicketSnapshot, Timestamp,
+    LinkState, TicketSnapshot, TicketUpdate, Timestamp,
 };
 use crate::ports::{ConnectorError, ErrorKind, IncidentSource, TicketSystem};
 use crate::reconcile::{
@@ -239,7 +239,11 @@ pub async fn run_cycle(
             if let Some(link) = store.link_by_ticket(&rt.pair, &t.key)?
                 && !cycle.held_back.contains(&link.incident_id)
             {
-                cycle.touched.insert(link.incident_id.clone());
+                // Only a ticket with something new counts as having had its look:
+                // a due retry of its incident must still re-read it otherwise.
+                if t.modified > link.ticket_modified {
+                    cycle.touched.insert(link.incident_id.clone());
+                }
                 links.push(link);
             }
         }
@@ -694,7 +698,26 @@ impl Cycle<'_> {
             Err(e) => return self.fail_create(intent, &incident, e).await,
         };
         let (ticket, adopted) = match found {
-            Some(t) => (t, true),
+            Some(t) => {
+                // A ticket whose create answer was lost may not have been finished
+                // (a Jira issue left in To Do before its transition), or was made
+                // from an older look at the incident: bring it to what was meant
+                // before recording the two sides as agreed.
+                let mut finish = TicketUpdate::default();
+                for (attr, wanted) in &create.attrs {
+                    if t.attrs.get(attr) != Some(wanted) {
+                        finish.set.insert(attr.clone(), Some(wanted.clone()));
+                    }
+                }
+                if finish.is_empty() {
+                    (t, true)
+                } else {
+                    match tickets.update(&t.key, &finish).await {
+                        Ok(finished) => (finished, true),
+                        Err(e) => return self.fail_create(intent, &incident, e).await,
+                    }
+                }
+            }
             None => match tickets.create(&create).await {
                 Ok(t) => (t, false),
                 // The request may have reached the ticket system: whether the ticket
