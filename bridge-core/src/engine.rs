@@ -697,7 +697,15 @@ impl Cycle<'_> {
             Ok(found) => found,
             Err(e) => return self.fail_create(intent, &incident, e).await,
         };
+        // Whether an adopted ticket was worked on before the bridge found it: then
+        // its differences from what the create meant are someone's changes, to be
+        // synced as such, not undone.
+        let mut worked_on = false;
         let (ticket, adopted) = match found {
+            Some(t) if t.modified > t.created => {
+                worked_on = true;
+                (t, true)
+            }
             Some(t) => {
                 // A ticket whose create answer was lost may not have been finished
                 // (a Jira issue left in To Do before its transition), or was made
@@ -730,9 +738,11 @@ impl Cycle<'_> {
         };
         let now = self.clock.now();
         let mut baseline = baseline;
-        for rule in &self.rt.mapping.fields {
-            let entry = baseline.entry(rule.name.clone()).or_default();
-            entry.ticket = ticket.attrs.get(&rule.ticket).cloned();
+        if !worked_on {
+            for rule in &self.rt.mapping.fields {
+                let entry = baseline.entry(rule.name.clone()).or_default();
+                entry.ticket = ticket.attrs.get(&rule.ticket).cloned();
+            }
         }
         let link = Link {
             pair: self.rt.pair.clone(),
@@ -746,7 +756,12 @@ impl Cycle<'_> {
             baseline,
             written_back: false,
             incident_modified: incident.modified,
-            ticket_modified: ticket.modified,
+            // A ticket worked on before adoption is read again as changed.
+            ticket_modified: if worked_on {
+                ticket.created
+            } else {
+                ticket.modified
+            },
             created: now,
             updated: now,
             merged_into: None,
