@@ -526,6 +526,26 @@ fn repair_lone_surrogates(body: &[u8]) -> Option<Vec<u8>> {
     changed.then(|| out.into_bytes())
 }
 
+/// Microsoft's `{"error":{"code","message"}}` (Graph and ARM alike) as
+/// `code: message`, or the one that is not empty.
+pub fn microsoft_error_message(body: &[u8]) -> Option<String> {
+    let body: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let field = |name: &str| {
+        body["error"][name]
+            .as_str()
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    let (code, message) = (field("code"), field("message"));
+    match (code.is_empty(), message.is_empty()) {
+        (true, true) => None,
+        (true, false) => Some(message),
+        (false, true) => Some(code),
+        (false, false) => Some(format!("{code}: {message}")),
+    }
+}
+
 /// Decodes a JSON array item by item, leaving out (with a warning) the items that
 /// do not decode: one odd record must not cost the whole page.
 pub fn lenient_items<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>

@@ -12,7 +12,7 @@ use reqwest::Method;
 use url::Url;
 
 use super::convert;
-use super::wire::{ErrorBody, Incident, NewComment, ODataList};
+use super::wire::{Incident, NewComment, ODataList};
 use crate::http::{Api, Request};
 
 /// The largest page the incidents API serves (`$top` > 50 is a 400).
@@ -198,15 +198,7 @@ impl IncidentSource for GraphSource {
 /// Graph's `{"error":{"code","message"}}` as `code: message` (just the message when
 /// the code is empty, as on the `$top` > 50 error), for [`Api::new`].
 pub fn error_message(body: &[u8]) -> Option<String> {
-    let body: ErrorBody = serde_json::from_slice(body).ok()?;
-    let code = body.error.code.trim();
-    let message = body.error.message.trim();
-    match (code.is_empty(), message.is_empty()) {
-        (true, true) => None,
-        (true, false) => Some(message.to_string()),
-        (false, true) => Some(code.to_string()),
-        (false, false) => Some(format!("{code}: {message}")),
-    }
+    crate::http::microsoft_error_message(body)
 }
 
 #[cfg(test)]

@@ -23,8 +23,7 @@ use url::Url;
 
 use super::convert::{self, canonical_enum};
 use super::wire::{
-    CloudError, Incident, IncidentLabel, IncidentOwner, IncidentProperties, NewComment,
-    ResourceList,
+    Incident, IncidentLabel, IncidentOwner, IncidentProperties, NewComment, ResourceList,
 };
 use crate::http::{Api, Request};
 
@@ -382,15 +381,7 @@ impl IncidentSource for SentinelSource {
 
 /// ARM's `{"error":{"code","message"}}` as `Code: message`, for [`Api::new`].
 pub fn error_message(body: &[u8]) -> Option<String> {
-    let body: CloudError = serde_json::from_slice(body).ok()?;
-    let code = body.error.code.trim();
-    let message = body.error.message.trim();
-    match (code.is_empty(), message.is_empty()) {
-        (true, true) => None,
-        (true, false) => Some(message.to_string()),
-        (false, true) => Some(code.to_string()),
-        (false, false) => Some(format!("{code}: {message}")),
-    }
+    crate::http::microsoft_error_message(body)
 }
 
 #[cfg(test)]
