@@ -385,3 +385,55 @@ fn defender_merging_two_incidents_closes_one_issue_and_points_it_at_the_other() 
             .all(|r| r.method == "GET")
     );
 }
+
+#[test]
+fn secrets_never_reach_the_demo_or_a_failing_run_at_trace_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo.db");
+    let demo = std::process::Command::new(env!("CARGO_BIN_EXE_itsm-bridge"))
+        .args(["demo", "--db", db.to_str().unwrap()])
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    assert_success(&demo);
+    let mut seen = format!("{}{}", stdout(&demo), stderr(&demo));
+
+    // A run whose Jira token is refused: the errors it prints carry no secret either.
+    let env = Env::start(3);
+    let token = env.dir.path().join("secrets/jira-api-token");
+    std::fs::write(&token, "a-wrong-token-that-is-also-secret").unwrap();
+    let failing = std::process::Command::new(env!("CARGO_BIN_EXE_itsm-bridge"))
+        .args(["run", "--once", "--config", env.config.to_str().unwrap()])
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    assert_eq!(failing.status.code(), Some(1), "{}", stderr(&failing));
+    assert!(
+        stderr(&failing).contains("401")
+            || stdout(&failing).contains("401")
+            || stderr(&failing).contains("Auth"),
+        "{}",
+        stderr(&failing)
+    );
+    seen.push_str(&stdout(&failing));
+    seen.push_str(&stderr(&failing));
+
+    let mut files: Vec<Vec<u8>> = vec![std::fs::read(&db).unwrap()];
+    if let Ok(wal) = std::fs::read(format!("{}-wal", db.display())) {
+        files.push(wal);
+    }
+    files.push(std::fs::read(&env.db).unwrap_or_default());
+    for secret in SECRETS
+        .iter()
+        .copied()
+        .chain(["a-wrong-token-that-is-also-secret"])
+    {
+        assert!(!seen.contains(secret), "a secret leaked into the output");
+        for file in &files {
+            assert!(
+                !file.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "a secret leaked into a database"
+            );
+        }
+    }
+}
