@@ -99,6 +99,22 @@ pub async fn run(db: &Path) -> CmdResult {
         defender[3].clone(),
         defender[4].clone(),
     ]);
+    sims.graph.add_comment_as(
+        &defender[2],
+        "Ana Ruiz",
+        "Host WS-0142 isolated; collecting a memory image.",
+    );
+    println!("  Defender: Ana Ruiz comments on incident {}", defender[2]);
+    if let Some(k) = key("defender->jira", &defender[2]) {
+        sims.jira
+            .comment_as_analyst(
+                &k,
+                ANALYSTS[1].1,
+                "Image received. Cobalt Strike beacon confirmed.",
+            )
+            .map_err(anyhow::Error::msg)?;
+        println!("  Jira: {} answers on {k}", ANALYSTS[1].1);
+    }
 
     let mut touched_sentinel = Vec::new();
     if let Some(k) = key("sentinel->servicenow", &sentinel[0]) {
@@ -146,6 +162,7 @@ pub async fn run(db: &Path) -> CmdResult {
     }
     show_defender(&sims, &store, &touched_defender)?;
     show_sentinel(&sims, &store, &touched_sentinel)?;
+    show_conversation(&sims, &store, &defender[2])?;
 
     let report = store.verify_ledger()?;
     println!(
@@ -292,6 +309,39 @@ fn show_sentinel(sims: &Sims, store: &SqliteStore, ids: &[String]) -> Result<(),
         ]);
     }
     print!("\n{}", indent(&table.to_string()));
+    Ok(())
+}
+
+/// The comments of one incident and of its issue: each side has the other's.
+fn show_conversation(sims: &Sims, store: &SqliteStore, id: &str) -> Result<(), Failure> {
+    let Some(link) = store.link("defender->jira", id)? else {
+        return Ok(());
+    };
+    println!(
+        "\n  The conversation on incident {id} and {}:",
+        link.ticket_key
+    );
+    let short = |text: &str| {
+        text.replace('\n', " ")
+            .chars()
+            .take(110)
+            .collect::<String>()
+    };
+    if let Some(incident) = sims.graph.incident(id) {
+        for c in &incident.comments {
+            println!("    Defender  {}", short(&c.comment));
+        }
+    }
+    if let Some(issue) = sims.jira.issue_json(&link.ticket_key) {
+        for c in issue["fields"]["comment"]["comments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let text = connectors::jira::adf::adf_to_text(&c["body"]);
+            println!("    Jira      {}", short(&text));
+        }
+    }
     Ok(())
 }
 
