@@ -221,6 +221,17 @@ pub enum ConflictPolicy {
 }
 
 impl ConflictPolicy {
+    /// The policy a config or mapping names (`"newest_wins"`), if any.
+    pub fn parse(name: &str) -> Option<ConflictPolicy> {
+        [
+            ConflictPolicy::SourceWins,
+            ConflictPolicy::TicketWins,
+            ConflictPolicy::NewestWins,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ConflictPolicy::SourceWins => "source_wins",

@@ -23,6 +23,13 @@ pub enum TicketKind {
 }
 
 impl SourceKind {
+    /// The kind a config or mapping names (`"graph"`), if any.
+    pub fn parse(name: &str) -> Option<SourceKind> {
+        [SourceKind::Graph, SourceKind::Sentinel]
+            .into_iter()
+            .find(|k| k.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             SourceKind::Graph => "graph",
@@ -32,6 +39,17 @@ impl SourceKind {
 }
 
 impl TicketKind {
+    /// The kind a config or mapping names (`"jira"`), if any.
+    pub fn parse(name: &str) -> Option<TicketKind> {
+        [
+            TicketKind::Jira,
+            TicketKind::Servicenow,
+            TicketKind::Generic,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             TicketKind::Servicenow => "servicenow",

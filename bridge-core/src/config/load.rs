@@ -286,7 +286,7 @@ impl Checker<'_> {
                     .get_ref()
                     .kind
                     .as_ref()
-                    .and_then(|k| parse_source_kind(k.get_ref()));
+                    .and_then(|k| SourceKind::parse(k.get_ref()));
                 let line = self.line(s.span().start);
                 source_names.insert(
                     name,
@@ -617,7 +617,7 @@ impl Checker<'_> {
                 None
             }
             Some(k) => {
-                let kind = parse_source_kind(k.get_ref());
+                let kind = SourceKind::parse(k.get_ref());
                 if kind.is_none() {
                     self.r.at(
                         k.span().start,
@@ -777,7 +777,7 @@ impl Checker<'_> {
                 None
             }
             Some(k) => {
-                let kind = parse_ticket_kind(k.get_ref());
+                let kind = TicketKind::parse(k.get_ref());
                 if kind.is_none() {
                     self.r.at(
                         k.span().start,
@@ -1144,7 +1144,7 @@ impl Checker<'_> {
         let conflict = match &raw.conflict {
             None => Some(ConflictPolicy::NewestWins),
             Some(c) => {
-                let policy = parse_conflict(c.get_ref());
+                let policy = ConflictPolicy::parse(c.get_ref());
                 if policy.is_none() {
                     self.r.at(
                         c.span().start,
@@ -1209,32 +1209,6 @@ fn unknown_reference(table: &str, name: &str, known: &BTreeMap<String, Named>) -
             names.join(", ")
         )
     }
-}
-
-fn parse_source_kind(s: &str) -> Option<SourceKind> {
-    [SourceKind::Graph, SourceKind::Sentinel]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-}
-
-fn parse_ticket_kind(s: &str) -> Option<TicketKind> {
-    [
-        TicketKind::Jira,
-        TicketKind::Servicenow,
-        TicketKind::Generic,
-    ]
-    .into_iter()
-    .find(|k| k.as_str() == s)
-}
-
-fn parse_conflict(s: &str) -> Option<ConflictPolicy> {
-    [
-        ConflictPolicy::SourceWins,
-        ConflictPolicy::TicketWins,
-        ConflictPolicy::NewestWins,
-    ]
-    .into_iter()
-    .find(|p| p.as_str() == s)
 }
 
 /// `[a-z0-9][a-z0-9_-]*`: names go into Jira labels and correlation ids.

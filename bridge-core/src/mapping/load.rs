@@ -204,7 +204,7 @@ impl Checker<'_> {
                 None
             }
             Some(s) => {
-                let kind = parse_source_kind(s.get_ref());
+                let kind = SourceKind::parse(s.get_ref());
                 if kind.is_none() {
                     self.r.at(
                         s.span().start,
@@ -223,7 +223,7 @@ impl Checker<'_> {
                 None
             }
             Some(s) => {
-                let kind = parse_ticket_kind(s.get_ref());
+                let kind = TicketKind::parse(s.get_ref());
                 if kind.is_none() {
                     self.r.at(
                         s.span().start,
@@ -777,7 +777,7 @@ impl Checker<'_> {
         let conflict = match &f.conflict {
             None => None,
             Some(c) => {
-                let policy = parse_conflict(c.get_ref());
+                let policy = ConflictPolicy::parse(c.get_ref());
                 if policy.is_none() {
                     self.r.at(
                         c.span().start,
@@ -1117,32 +1117,6 @@ fn report_toml_error(r: &mut Reporter<'_>, e: &toml::de::Error) {
         .trim()
         .replacen("unknown field", "unknown key", 1);
     r.at(at, message);
-}
-
-fn parse_source_kind(s: &str) -> Option<SourceKind> {
-    [SourceKind::Graph, SourceKind::Sentinel]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-}
-
-fn parse_ticket_kind(s: &str) -> Option<TicketKind> {
-    [
-        TicketKind::Jira,
-        TicketKind::Servicenow,
-        TicketKind::Generic,
-    ]
-    .into_iter()
-    .find(|k| k.as_str() == s)
-}
-
-fn parse_conflict(s: &str) -> Option<ConflictPolicy> {
-    [
-        ConflictPolicy::SourceWins,
-        ConflictPolicy::TicketWins,
-        ConflictPolicy::NewestWins,
-    ]
-    .into_iter()
-    .find(|p| p.as_str() == s)
 }
 
 fn flow_name(flow: Flow) -> &'static str {
