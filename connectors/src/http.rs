@@ -679,6 +679,17 @@ impl Api {
             .expect("a relative path joins onto an absolute URL")
     }
 
+    /// The base URL with `segments` appended, each percent-encoded, so an id from a
+    /// payload cannot smuggle `/`, `?` or `#` into the path.
+    pub fn segments_url<'a>(&self, segments: impl IntoIterator<Item = &'a str>) -> Url {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("an http(s) URL has path segments")
+            .pop_if_empty()
+            .extend(segments);
+        url
+    }
+
     /// A next-page link as returned by the API, accepted only if it points at the
     /// configured scheme, host and port: a token is never sent anywhere else.
     pub fn next_link(&self, link: &str) -> ConnectorResult<Url> {

@@ -193,13 +193,11 @@ impl JiraTickets {
     /// `<base>/rest/api/3/<segments…>`, each segment percent-encoded (an issue key
     /// cannot smuggle `/`, `?` or `#` into the path).
     fn rest(&self, segments: &[&str]) -> Url {
-        let mut url = self.api.base().clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty()
-                .extend(["rest", "api", "3"])
-                .extend(segments);
-        }
-        url
+        self.api.segments_url(
+            ["rest", "api", "3"]
+                .into_iter()
+                .chain(segments.iter().copied()),
+        )
     }
 
     fn snapshot(&self, issue: &IssueBean) -> ConnectorResult<TicketSnapshot> {

@@ -76,25 +76,21 @@ impl SentinelSource {
     /// segment percent-encoded, without a query.
     fn path_url(&self, more: &[&str]) -> Url {
         let w = &self.workspace;
-        let mut url = self.api.base().clone();
-        url.path_segments_mut()
-            .expect("an http(s) URL has path segments")
-            .pop_if_empty()
-            .extend([
-                "subscriptions",
-                w.subscription_id.as_str(),
-                "resourceGroups",
-                w.resource_group.as_str(),
-                "providers",
-                "Microsoft.OperationalInsights",
-                "workspaces",
-                w.workspace_name.as_str(),
-                "providers",
-                "Microsoft.SecurityInsights",
-                "incidents",
-            ])
-            .extend(more);
-        url
+        let collection = [
+            "subscriptions",
+            w.subscription_id.as_str(),
+            "resourceGroups",
+            w.resource_group.as_str(),
+            "providers",
+            "Microsoft.OperationalInsights",
+            "workspaces",
+            w.workspace_name.as_str(),
+            "providers",
+            "Microsoft.SecurityInsights",
+            "incidents",
+        ];
+        self.api
+            .segments_url(collection.into_iter().chain(more.iter().copied()))
     }
 
     /// A URL under the incidents collection with `api-version` set.

@@ -187,13 +187,11 @@ impl ServiceNowTickets {
 
     /// `<base>/api/now/table/<segments…>`, each segment percent-encoded.
     fn table_url(&self, segments: &[&str]) -> Url {
-        let mut url = self.api.base().clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty()
-                .extend(["api", "now", "table"])
-                .extend(segments);
-        }
-        url
+        self.api.segments_url(
+            ["api", "now", "table"]
+                .into_iter()
+                .chain(segments.iter().copied()),
+        )
     }
 
     fn list_url(&self, table: &str, query: &str, fields: &[&str], limit: u32) -> Url {
