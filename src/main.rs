@@ -28,7 +28,8 @@ enum Command {
         #[arg(long, default_value = "itsm-bridge-demo/demo.db")]
         db: PathBuf,
     },
-    /// Run the bridge: every [[sync]] pair on its schedule.
+    /// Run the bridge: every [[sync]] pair on its schedule, and each pair's
+    /// drift-repair sweep on its own.
     Run {
         #[arg(long, default_value = "bridge.toml")]
         config: PathBuf,
@@ -38,6 +39,10 @@ enum Command {
         /// Plan and print, write nothing (implies --once).
         #[arg(long)]
         dry_run: bool,
+        /// After each pair's cycle, sweep it now: re-read both sides of every
+        /// active link and repair what drifted (implies --once).
+        #[arg(long)]
+        sweep: bool,
     },
     /// Validate the config and its mapping files; exit 2 on any problem.
     Check {
@@ -219,7 +224,8 @@ async fn dispatch(command: Command) -> CmdResult {
             config,
             once,
             dry_run,
-        } => cmd::run::run(&config, once || dry_run, dry_run).await,
+            sweep,
+        } => cmd::run::run(&config, once || dry_run || sweep, dry_run, sweep).await,
         Command::Check { config } => cmd::check::run(&config),
         Command::Links { db, json } => cmd::links::run(&db.resolve()?, json),
         Command::Ledger { action } => match action {

@@ -363,6 +363,16 @@ fn cases() -> Vec<Case> {
             says: "cron line `every minute` has 2 fields",
         },
         Case {
+            name: "sweep schedule in words",
+            edits: &[Replace(
+                "bridge.toml",
+                "schedule = \"*/5 * * * *\"",
+                "schedule = \"*/5 * * * *\"\nsweep = ‸\"hourly\"",
+            )],
+            at: At::Mark,
+            says: "(sweep is a cron schedule, or \"off\")",
+        },
+        Case {
             name: "cron with eight fields",
             edits: &[Replace(
                 "bridge.toml",

@@ -91,6 +91,13 @@ pub struct CycleReport {
     pub merged: usize,
     /// Comments carried across, either way.
     pub comments_copied: usize,
+    /// This was a drift-repair sweep, not a polling cycle.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sweep: bool,
+    /// A drift-repair sweep: the active links whose both sides it re-read.
+    pub links_checked: usize,
+    /// A drift-repair sweep: the links it found drifted and wrote to.
+    pub repaired: usize,
     /// In a dry run: what would have been done.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub planned: Vec<Action>,
@@ -145,20 +152,7 @@ pub async fn run_cycle(
     clock: &dyn Clock,
     dry_run: bool,
 ) -> Result<CycleReport, EngineError> {
-    let mut cycle = Cycle {
-        rt,
-        store,
-        clock,
-        dry_run,
-        report: CycleReport {
-            pair: rt.pair.clone(),
-            ..CycleReport::default()
-        },
-        held_back: HashSet::new(),
-        retry: BTreeSet::new(),
-        touched: HashSet::new(),
-        failed: HashSet::new(),
-    };
+    let mut cycle = Cycle::new(rt, store, clock, dry_run);
     cycle.recover().await?;
     // Incidents whose sync keeps failing wait out their delay; those due are
     // retried from fresh reads after the poll.
@@ -324,9 +318,35 @@ struct Cycle<'a> {
     touched: HashSet<String>,
     /// Incidents with a failed action this cycle.
     failed: HashSet<String>,
+    /// A drift-repair sweep: snapshots are compared with the baseline whatever
+    /// their modification times say, comments included.
+    sweeping: bool,
 }
 
-impl Cycle<'_> {
+impl<'a> Cycle<'a> {
+    fn new(
+        rt: &'a PairRuntime,
+        store: &'a dyn Store,
+        clock: &'a dyn Clock,
+        dry_run: bool,
+    ) -> Cycle<'a> {
+        Cycle {
+            rt,
+            store,
+            clock,
+            dry_run,
+            report: CycleReport {
+                pair: rt.pair.clone(),
+                ..CycleReport::default()
+            },
+            held_back: HashSet::new(),
+            retry: BTreeSet::new(),
+            touched: HashSet::new(),
+            failed: HashSet::new(),
+            sweeping: false,
+        }
+    }
+
     fn spec(&self) -> PairSpec<'_> {
         PairSpec {
             pair: &self.rt.pair,
@@ -403,14 +423,16 @@ impl Cycle<'_> {
         tickets: &[TicketSnapshot],
         links: Vec<Link>,
     ) -> Result<(), EngineError> {
-        let plan: Plan = reconcile::reconcile(
-            self.spec(),
-            Input {
-                incidents,
-                tickets,
-                links: &links,
-            },
-        );
+        let input = Input {
+            incidents,
+            tickets,
+            links: &links,
+        };
+        let plan: Plan = if self.sweeping {
+            reconcile::reconcile_all(self.spec(), input)
+        } else {
+            reconcile::reconcile(self.spec(), input)
+        };
         if self.dry_run {
             self.report.planned.extend(plan.actions);
             return Ok(());
@@ -426,7 +448,7 @@ impl Cycle<'_> {
                 let ticket_moved = tickets
                     .iter()
                     .any(|t| t.key == link.ticket_key && t.modified > link.ticket_modified);
-                if incident_moved || ticket_moved {
+                if incident_moved || ticket_moved || self.sweeping {
                     moved.insert(link.incident_id.clone());
                 }
             }
@@ -1524,6 +1546,9 @@ fn advance(
     }
     link.updated = now;
 }
+
+mod sweep;
+pub use sweep::run_sweep;
 
 #[cfg(test)]
 mod tests;

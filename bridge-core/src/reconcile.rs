@@ -146,8 +146,21 @@ impl Action {
     }
 }
 
-/// Reconciles one batch.
+/// Reconciles one batch. A side whose modification time has not moved past the
+/// link's is taken as unchanged.
 pub fn reconcile(pair: PairSpec<'_>, input: Input<'_>) -> Plan {
+    plan(pair, input, false)
+}
+
+/// Reconciles one batch for the drift-repair sweep: every given snapshot is
+/// compared with the baseline whatever its modification time says, because the
+/// changes the sweep is for are the ones whose times misled the poll (clock skew,
+/// a lagging index, an edit stamped before the watermark).
+pub fn reconcile_all(pair: PairSpec<'_>, input: Input<'_>) -> Plan {
+    plan(pair, input, true)
+}
+
+fn plan(pair: PairSpec<'_>, input: Input<'_>, ignore_times: bool) -> Plan {
     let links: HashMap<&str, &Link> = input
         .links
         .iter()
@@ -182,7 +195,8 @@ pub fn reconcile(pair: PairSpec<'_>, input: Input<'_>) -> Plan {
             Some(link) => {
                 // A link whose write-back was interrupted is taken up again even when
                 // the incident has not changed since.
-                if incident.modified > link.incident_modified || !link.written_back {
+                if ignore_times || incident.modified > link.incident_modified || !link.written_back
+                {
                     work.entry(link.incident_id.as_str()).or_default().0 = Some(incident);
                 }
             }
@@ -191,7 +205,7 @@ pub fn reconcile(pair: PairSpec<'_>, input: Input<'_>) -> Plan {
     }
     for ticket in input.tickets {
         if let Some(link) = by_ticket.get(ticket.key.as_str())
-            && ticket.modified > link.ticket_modified
+            && (ignore_times || ticket.modified > link.ticket_modified)
         {
             work.entry(link.incident_id.as_str()).or_default().1 = Some(ticket);
         }

@@ -1,6 +1,8 @@
-//! `itsm-bridge run`: every `[[sync]]` pair on its schedule (or once), until
-//! interrupted. The loop is thin: the `Scheduler` says which pairs are due and when
-//! to wake; the engine runs a pair's cycle.
+//! `itsm-bridge run`: every `[[sync]]` pair on its schedule (or once), and each
+//! pair's drift-repair sweep on its own schedule, until interrupted. The loop is
+//! thin: the `Scheduler` says which jobs are due and when to wake; the engine runs
+//! a pair's cycle or sweep. Jobs run one at a time, so a pair's cycle and sweep
+//! never overlap.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -14,7 +16,7 @@ use connectors::wiring;
 
 use crate::{CmdResult, Failure};
 
-pub async fn run(path: &Path, once: bool, dry_run: bool) -> CmdResult {
+pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResult {
     let config = super::load_config(path)?;
     config::check_secrets(&config).map_err(|e| Failure::Input(e.to_string()))?;
     let pairs = wiring::build_pairs(&config).map_err(|e| Failure::Input(e.to_string()))?;
@@ -24,7 +26,7 @@ pub async fn run(path: &Path, once: bool, dry_run: bool) -> CmdResult {
         Arc::new(SqliteStore::open(&config.store.path)?)
     };
     if once {
-        let reports = run_once(&pairs, store.as_ref(), dry_run).await;
+        let reports = run_once(&pairs, store.as_ref(), dry_run, sweep).await;
         let mut ok = true;
         for report in &reports {
             match report {
@@ -47,19 +49,36 @@ pub async fn run(path: &Path, once: bool, dry_run: bool) -> CmdResult {
 
     // Signals are caught from here on: a stop during a cycle lets it finish.
     let mut stop = stop_signal().map_err(anyhow::Error::from)?;
-    let schedules = config.syncs.iter().map(|s| s.schedule.clone()).collect();
+    // Jobs 0..n are the pairs' cycles, n.. their sweeps (where switched on).
+    let mut jobs: Vec<Job> = (0..pairs.len()).map(Job::Cycle).collect();
+    let mut schedules: Vec<_> = config.syncs.iter().map(|s| s.schedule.clone()).collect();
+    for (i, sync) in config.syncs.iter().enumerate() {
+        if let Some(sweep) = &sync.sweep {
+            jobs.push(Job::Sweep(i));
+            schedules.push(sweep.clone());
+        }
+    }
     let mut scheduler = Scheduler::new(schedules, chrono::Utc::now());
     tracing::info!(pairs = pairs.len(), db = %config.store.path.display(), "itsm-bridge running");
     loop {
         for job in scheduler.poll_due(chrono::Utc::now()) {
-            let pair = &pairs[job];
-            let retry = match engine::run_cycle(pair, store.as_ref(), &SystemClock, false).await {
+            let (pair, result) = match jobs[job] {
+                Job::Cycle(i) => (
+                    &pairs[i],
+                    engine::run_cycle(&pairs[i], store.as_ref(), &SystemClock, false).await,
+                ),
+                Job::Sweep(i) => (
+                    &pairs[i],
+                    engine::run_sweep(&pairs[i], store.as_ref(), &SystemClock, false).await,
+                ),
+            };
+            let retry = match result {
                 Ok(report) => {
                     log_report(&report);
                     None
                 }
                 Err(e) => {
-                    tracing::error!(pair = %pair.pair, error = %e, "cycle failed; retrying in 30s");
+                    tracing::error!(pair = %pair.pair, error = %e, "{} failed; retrying in 30s", jobs[job].name());
                     Some(chrono::Duration::seconds(30))
                 }
             };
@@ -83,11 +102,28 @@ pub async fn run(path: &Path, once: bool, dry_run: bool) -> CmdResult {
     }
 }
 
-/// Runs every pair's cycle once, in order.
+/// What the scheduler runs: a pair's cycle or its sweep (by index into the pairs).
+#[derive(Debug, Clone, Copy)]
+enum Job {
+    Cycle(usize),
+    Sweep(usize),
+}
+
+impl Job {
+    fn name(self) -> &'static str {
+        match self {
+            Job::Cycle(_) => "cycle",
+            Job::Sweep(_) => "sweep",
+        }
+    }
+}
+
+/// Runs every pair's cycle once, in order, each followed by its sweep if asked.
 pub async fn run_once(
     pairs: &[PairRuntime],
     store: &dyn Store,
     dry_run: bool,
+    sweep: bool,
 ) -> Vec<Result<CycleReport, (String, engine::EngineError)>> {
     let mut out = Vec::new();
     for pair in pairs {
@@ -96,6 +132,13 @@ pub async fn run_once(
                 .await
                 .map_err(|e| (pair.pair.clone(), e)),
         );
+        if sweep {
+            out.push(
+                engine::run_sweep(pair, store, &SystemClock, dry_run)
+                    .await
+                    .map_err(|e| (pair.pair.clone(), e)),
+            );
+        }
     }
     out
 }
@@ -111,8 +154,13 @@ fn log_report(r: &CycleReport) {
         incidents_updated = r.incidents_updated,
         write_backs = r.write_backs,
         conflicts = r.conflicts,
+        merged = r.merged,
+        comments = r.comments_copied,
+        links_checked = r.links_checked,
+        repaired = r.repaired,
         failed = r.failed,
-        "cycle done"
+        "{} done",
+        if r.sweep { "sweep" } else { "cycle" }
     );
 }
 
@@ -126,6 +174,8 @@ pub fn print_report(r: &CycleReport, dry_run: bool) {
         (r.write_backs, "written back"),
         (r.conflicts, "conflict(s) settled"),
         (r.merged, "merged incident(s) handled"),
+        (r.comments_copied, "comment(s) copied"),
+        (r.repaired, "drifted link(s) repaired"),
         (r.recovered, "recovered from earlier failures"),
         (r.failed, "FAILED"),
     ] {
@@ -136,13 +186,22 @@ pub fn print_report(r: &CycleReport, dry_run: bool) {
     if done.is_empty() {
         done.push("nothing to write".into());
     }
-    println!(
-        "{}: read {} incident(s) and {} ticket(s); {}",
-        r.pair,
-        r.incidents_seen,
-        r.tickets_seen,
-        done.join(", ")
-    );
+    if r.sweep {
+        println!(
+            "{}: sweep checked {} active link(s); {}",
+            r.pair,
+            r.links_checked,
+            done.join(", ")
+        );
+    } else {
+        println!(
+            "{}: read {} incident(s) and {} ticket(s); {}",
+            r.pair,
+            r.incidents_seen,
+            r.tickets_seen,
+            done.join(", ")
+        );
+    }
     if dry_run {
         if r.planned.is_empty() {
             println!("  (dry run) nothing to do");

@@ -30,6 +30,8 @@ const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com";
 const DEFAULT_ARM_URL: &str = "https://management.azure.com";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_ISSUE_TYPE: &str = "Task";
+/// The drift-repair sweep, when a `[[sync]]` does not say: hourly, on the hour.
+const DEFAULT_SWEEP: &str = "0 * * * *";
 
 /// Reads and checks a config file and the mapping files it names. An unreadable
 /// file is one whole-file diagnostic.
@@ -237,6 +239,8 @@ struct RawSync {
     source: Text,
     tickets: Text,
     schedule: Text,
+    /// The drift-repair sweep's schedule, or "off".
+    sweep: Text,
     conflict: Text,
     /// A string or a TOML date-time.
     since: Option<Spanned<toml::Value>>,
@@ -1141,6 +1145,22 @@ impl Checker<'_> {
                 }
             },
         };
+        let sweep = match &raw.sweep {
+            None => Some(Some(
+                Schedule::parse(DEFAULT_SWEEP).expect("the default sweep schedule parses"),
+            )),
+            Some(s) if s.get_ref().trim().eq_ignore_ascii_case("off") => Some(None),
+            Some(s) => match Schedule::parse(s.get_ref()) {
+                Ok(schedule) => Some(Some(schedule)),
+                Err(problem) => {
+                    self.r.at(
+                        s.span().start,
+                        format!("{problem} (sweep is a cron schedule, or \"off\")"),
+                    );
+                    None
+                }
+            },
+        };
         let conflict = match &raw.conflict {
             None => Some(ConflictPolicy::NewestWins),
             Some(c) => {
@@ -1190,6 +1210,7 @@ impl Checker<'_> {
             source: source?.0,
             tickets: tickets?.0,
             schedule: schedule?,
+            sweep: sweep?,
             conflict: conflict?,
             since: since?,
         })
@@ -1391,6 +1412,7 @@ since = "2026-11-01T00:00:00Z"
 source = "sentinel-prod"
 tickets = "jira-sentinel"
 schedule = "*/5 * * * *"
+sweep = "off"
 conflict = "ticket_wins"
 since = 2026-10-01T12:00:00+02:00
 "#;
@@ -1468,8 +1490,14 @@ since = 2026-10-01T12:00:00+02:00
         assert_eq!(first.pair_name(), "defender->jira");
         assert_eq!(first.conflict, ConflictPolicy::NewestWins);
         assert_eq!(first.schedule.as_str(), "*/30 * * * * *");
+        assert_eq!(
+            first.sweep.as_ref().map(|s| s.as_str()),
+            Some(DEFAULT_SWEEP),
+            "the sweep runs hourly unless told otherwise"
+        );
         assert_eq!(first.since.to_rfc3339(), "2026-11-01T00:00:00+00:00");
         let second = &config.syncs[1];
+        assert!(second.sweep.is_none(), "sweep = \"off\" switches it off");
         assert_eq!(second.conflict, ConflictPolicy::TicketWins);
         assert_eq!(second.since.to_rfc3339(), "2026-10-01T10:00:00+00:00");
     }

@@ -181,6 +181,9 @@ pub struct SyncConfig {
     pub source: String,
     pub tickets: String,
     pub schedule: Schedule,
+    /// When the drift-repair sweep re-reads every active link's both sides
+    /// (`sweep`, default hourly); `None` when switched off.
+    pub sweep: Option<Schedule>,
     pub conflict: ConflictPolicy,
     /// How far back the first run reaches.
     pub since: Timestamp,

@@ -815,6 +815,18 @@ impl GraphSim {
         self.shared.lock().change(id, f)
     }
 
+    /// A change stamped `lastUpdateDateTime = at`: how an edit looks when it shows
+    /// up late (an eventually consistent replica) or was stamped by a clock running
+    /// behind, so a poll past `at` never sees it. `None` if there is no such incident.
+    pub fn update_as_defender_at(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+        f: impl FnOnce(&mut SimIncident),
+    ) -> Option<SimIncident> {
+        self.shared.lock().change_at(id, at, f)
+    }
+
     /// A validated change on Defender's side (what `PATCH /_sim/incidents/{id}` does).
     pub fn apply_defender_change(
         &self,

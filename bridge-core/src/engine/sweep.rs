@@ -1,0 +1,146 @@
+//! The drift-repair sweep. Watermarks miss things: a clock that runs behind, a
+//! search index that shows an edit late, an edit stamped before the watermark, a
+//! page that failed. On its own schedule the sweep re-reads both sides of every
+//! active link, compares them with the baseline whatever their modification times
+//! say, and repairs what drifted through the same outbox as a cycle. Each repair
+//! gets a `repair` ledger entry saying what had drifted, and each sweep a `sweep`
+//! entry with its totals.
+
+use super::*;
+
+/// Re-reads both sides of every active link of the pair and repairs what drifted
+/// from the baseline. Incidents waiting in the dead letters are left to their own
+/// retries; links of merged incidents are no longer synced and are not read.
+pub async fn run_sweep(
+    rt: &PairRuntime,
+    store: &dyn Store,
+    clock: &dyn Clock,
+    dry_run: bool,
+) -> Result<CycleReport, EngineError> {
+    let mut cycle = Cycle::new(rt, store, clock, dry_run);
+    cycle.sweeping = true;
+    cycle.report.sweep = true;
+    cycle.recover().await?;
+    let waiting: HashSet<String> = store
+        .dead_letters(Some(&rt.pair), None)?
+        .into_iter()
+        .map(|l| l.incident_id)
+        .collect();
+    let links: Vec<Link> = store
+        .links(Some(&rt.pair))?
+        .into_iter()
+        .filter(|l| {
+            l.state == LinkState::Active
+                && !waiting.contains(&l.incident_id)
+                && !cycle.held_back.contains(&l.incident_id)
+        })
+        .collect();
+
+    let mut gone = 0;
+    for link in links {
+        cycle.report.links_checked += 1;
+        let incident = rt.source.get(&link.incident_id).await;
+        let ticket = rt.tickets.get(&link.ticket_key).await;
+        let (incident, ticket) = match (incident, ticket) {
+            (Ok(i), Ok(t)) => (i, t),
+            (Err(e), _) | (_, Err(e)) if e.kind == ErrorKind::NotFound => {
+                // Deleted on one side: nothing to repair it from. Said once per
+                // sweep, and the link is kept for the record.
+                gone += 1;
+                if !dry_run {
+                    let record = LedgerRecord {
+                        outcome: Outcome::Failed,
+                        detail: Some(format!("the sweep could not read it: {e}")),
+                        ..cycle.record("sweep", None, &link.incident_id, Some(&link.ticket_key))
+                    };
+                    store.append_ledger(&[record])?;
+                }
+                continue;
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                cycle.report.failed += 1;
+                if !dry_run {
+                    cycle.note_failure(&link.incident_id, Some(&link.ticket_key), "sweep", &e)?;
+                }
+                continue;
+            }
+        };
+        let before = (cycle.report.writes(), cycle.report.planned.len());
+        let drift = describe_drift(&link, &incident, &ticket);
+        cycle
+            .reconcile_and_apply(
+                std::slice::from_ref(&incident),
+                std::slice::from_ref(&ticket),
+                vec![link.clone()],
+            )
+            .await?;
+        let writes = cycle.report.writes() - before.0;
+        if writes > 0 || cycle.report.planned.len() > before.1 {
+            cycle.report.repaired += 1;
+        }
+        if writes > 0 {
+            let record = LedgerRecord {
+                detail: Some(format!(
+                    "{drift}; {writes} write(s) brought it back in step"
+                )),
+                ..cycle.record("repair", None, &link.incident_id, Some(&link.ticket_key))
+            };
+            store.append_ledger(&[record])?;
+        }
+    }
+
+    if !dry_run {
+        let r = &cycle.report;
+        let mut detail = format!(
+            "checked {} active link(s); repaired {}",
+            r.links_checked, r.repaired
+        );
+        if gone > 0 {
+            detail.push_str(&format!("; {gone} could not be read (deleted on one side)"));
+        }
+        if r.failed > 0 {
+            detail.push_str(&format!(
+                "; {} failed and wait in the dead letters",
+                r.failed
+            ));
+        }
+        let record = LedgerRecord {
+            outcome: if r.failed > 0 {
+                Outcome::Failed
+            } else {
+                Outcome::Ok
+            },
+            detail: Some(detail),
+            ..cycle.record("sweep", None, "", None)
+        };
+        store.append_ledger(&[record])?;
+    }
+    Ok(cycle.report)
+}
+
+/// Says what the poll had missed, for the ledger.
+fn describe_drift(link: &Link, incident: &IncidentSnapshot, ticket: &TicketSnapshot) -> String {
+    let mut moved = Vec::new();
+    if incident.modified > link.incident_modified {
+        moved.push(format!(
+            "the incident changed at {} (last synced from {})",
+            incident.modified, link.incident_modified
+        ));
+    }
+    if ticket.modified > link.ticket_modified {
+        moved.push(format!(
+            "the ticket changed at {} (last synced from {})",
+            ticket.modified, link.ticket_modified
+        ));
+    }
+    if moved.is_empty() {
+        "drift found by the sweep: a side differed from the last sync although neither \
+         modification time had moved"
+            .to_string()
+    } else {
+        format!(
+            "drift found by the sweep: {} without the poll seeing it",
+            moved.join(" and ")
+        )
+    }
+}
