@@ -2,9 +2,10 @@
 //! in-process, seeds realistic backlogs (more than one page), writes a config for
 //! them and runs the real bridge on it — Defender → Jira, Sentinel → ServiceNow and
 //! Sentinel → a generic REST helpdesk — then plays analysts working in the ticket
-//! systems and in Defender and Sentinel, and syncs until nothing is left to do. It
-//! prints both sides before and after, the API calls each pair took, and where the
-//! database is.
+//! systems and in Defender and Sentinel, and syncs until nothing is left to do.
+//! Last, a change stamped behind the watermark slips past the poll and the drift
+//! sweep repairs it. It prints both sides before and after, the API calls each pair
+//! took, and where the database is.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -163,6 +164,30 @@ pub async fn run(db: &Path) -> CmdResult {
     show_defender(&sims, &store, &touched_defender)?;
     show_sentinel(&sims, &store, &touched_sentinel)?;
     show_conversation(&sims, &store, &defender[2])?;
+
+    println!("\n== 4. A change the polls cannot see, repaired by the drift sweep");
+    // Defender's change reaches the API stamped two hours back (a replica running
+    // late): every poll from the watermark walks past it.
+    let late = &defender[6];
+    let stamped = chrono::Utc::now() - chrono::Duration::hours(2);
+    sims.graph.update_as_defender_at(late, stamped, |i| {
+        i.severity = "high".into();
+        i.status = "inProgress".into();
+    });
+    println!(
+        "  Defender: incident {late} raised to high and moved to inProgress, stamped {}",
+        stamped.format("%H:%M")
+    );
+    let defender_pair = pairs
+        .iter()
+        .find(|p| p.pair == "defender->jira")
+        .expect("the demo config has defender->jira");
+    cycle(defender_pair, &store).await?;
+    let report = engine::run_sweep(defender_pair, &store, &SystemClock, false)
+        .await
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("{}: {e}", defender_pair.pair)))?;
+    super::run::print_report(&report, false);
+    show_defender(&sims, &store, std::slice::from_ref(late))?;
 
     let report = store.verify_ledger()?;
     println!(
