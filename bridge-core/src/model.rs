@@ -145,6 +145,12 @@ impl IncidentUpdate {
 pub struct Agreed {
     pub incident: Option<String>,
     pub ticket: Option<String>,
+    /// The ticket's value differs from what the mapping renders from the incident on
+    /// purpose (an edit against a one-way field, accepted where it was made; a
+    /// priority raised by a merge): it stays until the incident's value changes,
+    /// and is not carried along with the ticket's next write.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 /// Per mapped field (by the mapping's field name), the last agreed values.

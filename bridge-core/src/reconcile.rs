@@ -289,6 +289,7 @@ pub fn plan_create(pair: PairSpec<'_>, incident: &IncidentSnapshot) -> Option<Ac
             Agreed {
                 incident: incident_value,
                 ticket: ticket_value,
+                held: false,
             },
         );
     }
@@ -413,7 +414,7 @@ fn plan_link(
             // Unchanged, but maybe never agreed (a value the other side could not take
             // at the time, like a Jira resolution on an open issue): carried along
             // with the next write to that side.
-            if rule.flow.to_ticket() {
+            if rule.flow.to_ticket() && !base.held {
                 let desired = rule.map_to_ticket(inc_now.as_deref());
                 if desired.is_some() && desired != tic_now {
                     pending_ticket.push((rule, inc_now.clone(), tic_now.clone(), desired));
@@ -442,6 +443,7 @@ fn plan_link(
                     Agreed {
                         incident: inc_now,
                         ticket: tic_now,
+                        held: false,
                     },
                 );
                 notes.push(format!(
@@ -475,6 +477,7 @@ fn plan_link(
                         Agreed {
                             incident: inc_now,
                             ticket: tic_now,
+                            held: false,
                         },
                     );
                 } else if desired == tic_now {
@@ -483,6 +486,7 @@ fn plan_link(
                         Agreed {
                             incident: inc_now,
                             ticket: tic_now,
+                            held: false,
                         },
                     );
                 } else {
@@ -500,6 +504,7 @@ fn plan_link(
                         Agreed {
                             incident: inc_now,
                             ticket: desired,
+                            held: false,
                         },
                     );
                 }
@@ -517,6 +522,7 @@ fn plan_link(
                         Agreed {
                             incident: inc_now,
                             ticket: tic_now,
+                            held: false,
                         },
                     );
                 } else if tic_now.is_some() && desired.is_none() {
@@ -529,6 +535,7 @@ fn plan_link(
                         Agreed {
                             incident: inc_now,
                             ticket: tic_now,
+                            held: false,
                         },
                     );
                 } else if desired == inc_now {
@@ -537,6 +544,7 @@ fn plan_link(
                         Agreed {
                             incident: inc_now,
                             ticket: tic_now,
+                            held: false,
                         },
                     );
                 } else {
@@ -554,6 +562,7 @@ fn plan_link(
                         Agreed {
                             incident: desired,
                             ticket: tic_now,
+                            held: false,
                         },
                     );
                 }
@@ -580,6 +589,8 @@ fn plan_link(
                     Agreed {
                         incident: inc_now,
                         ticket: tic_now,
+                        // Kept on the ticket until the incident moves again.
+                        held: !inc_changed,
                     },
                 );
             }
@@ -605,6 +616,7 @@ fn plan_link(
                 Agreed {
                     incident: inc_now,
                     ticket: desired,
+                    held: false,
                 },
             );
         }

@@ -248,7 +248,8 @@ fn a_new_incident_creates_one_ticket_rendered_from_the_mapping() {
         baseline["status"],
         Agreed {
             incident: Some("inProgress".into()),
-            ticket: Some("indeterminate".into())
+            ticket: Some("indeterminate".into()),
+            held: false
         }
     );
 }
@@ -501,6 +502,69 @@ fn edits_against_a_one_way_field_are_recorded_not_synced() {
 }
 
 #[test]
+fn an_edit_against_a_one_way_field_survives_the_tickets_next_write() {
+    // The analyst lowers the priority by hand; later the incident moves on. The
+    // status goes across, the analyst's priority stays.
+    let (mut inc, mut ticket, mut link, m) = synced("active");
+    ticket.attrs.insert("priority".into(), "Low".into());
+    ticket.modified = t0() + Duration::minutes(1);
+    let plan = reconcile(
+        pair(&m, ConflictPolicy::NewestWins),
+        Input {
+            incidents: &[],
+            tickets: std::slice::from_ref(&ticket),
+            links: std::slice::from_ref(&link),
+        },
+    );
+    let Action::RecordBaseline { baseline, .. } = &plan.actions[0] else {
+        panic!("{plan:?}")
+    };
+    link.baseline.extend(baseline.clone());
+    link.ticket_modified = ticket.modified;
+
+    inc.attrs.insert("status".into(), "inProgress".into());
+    inc.modified = t0() + Duration::minutes(2);
+    let plan = reconcile(
+        pair(&m, ConflictPolicy::NewestWins),
+        Input {
+            incidents: std::slice::from_ref(&inc),
+            tickets: &[],
+            links: std::slice::from_ref(&link),
+        },
+    );
+    let Action::UpdateTicket { update, .. } = &plan.actions[0] else {
+        panic!("{plan:?}")
+    };
+    assert_eq!(update.set["status"], Some("indeterminate".into()));
+    assert!(!update.set.contains_key("priority"), "{update:?}");
+
+    // When the incident's severity itself changes, the mapping speaks again.
+    link.baseline.insert(
+        "status".into(),
+        Agreed {
+            incident: Some("inProgress".into()),
+            ticket: Some("indeterminate".into()),
+            held: false,
+        },
+    );
+    link.incident_modified = inc.modified;
+    inc.attrs.insert("severity".into(), "medium".into());
+    inc.modified = t0() + Duration::minutes(3);
+    let plan = reconcile(
+        pair(&m, ConflictPolicy::NewestWins),
+        Input {
+            incidents: &[inc],
+            tickets: &[],
+            links: &[link],
+        },
+    );
+    let Action::UpdateTicket { update, .. } = &plan.actions[0] else {
+        panic!("{plan:?}")
+    };
+    assert_eq!(update.set["priority"], Some("High".into()));
+}
+
+#[test]
 fn a_link_not_yet_written_back_gets_its_write_back() {
     let (mut inc, _ticket, mut link, m) = synced("active");
     link.written_back = false;
@@ -594,6 +658,7 @@ fn a_value_the_ticket_could_not_take_is_sent_with_the_next_write() {
         Agreed {
             incident: Some("falsePositive".into()),
             ticket: None,
+            held: false,
         },
     );
     inc.attrs.insert("status".into(), "resolved".into());

@@ -844,6 +844,7 @@ mod tests {
             Agreed {
                 incident: Some("active".to_owned()),
                 ticket: Some("In Progress".to_owned()),
+                held: false,
             },
         );
         baseline.insert(
@@ -851,6 +852,7 @@ mod tests {
             Agreed {
                 incident: None,
                 ticket: None,
+                held: false,
             },
         );
         Link {
@@ -1043,6 +1045,7 @@ mod tests {
             Agreed {
                 incident: Some("high".to_owned()),
                 ticket: Some("P2".to_owned()),
+                held: false,
             },
         );
         changed.updated = at(99);
