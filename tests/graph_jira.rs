@@ -387,6 +387,48 @@ fn defender_merging_two_incidents_closes_one_issue_and_points_it_at_the_other() 
 }
 
 #[test]
+fn a_merge_raises_the_surviving_issues_priority_when_the_mapping_asks() {
+    let env = Env::start(6);
+    let mapping = env.dir.path().join("jira.toml");
+    let text = std::fs::read_to_string(&mapping).unwrap();
+    std::fs::write(
+        &mapping,
+        text.replace(
+            "policy = \"close_as_duplicate\"",
+            "policy = \"close_as_duplicate\"\nraise_priority = true",
+        ),
+    )
+    .unwrap();
+    let open = open_incident_ids(&env);
+    let (source, target) = (open[0].clone(), open[1].clone());
+    env.sims.graph.set_severity(&source, "high");
+    env.sims.graph.set_severity(&target, "low");
+    env.sync();
+    let target_key = env.ticket_of(&target).unwrap();
+    assert_eq!(env.sims.jira.issue(&target_key).unwrap().priority, "Medium");
+
+    // The high-severity incident is merged into the low one: its issue carries on
+    // at the merged incident's priority.
+    assert!(env.sims.graph.redirect(&source, &target));
+    env.sync();
+    assert_eq!(
+        env.sims.jira.issue(&target_key).unwrap().priority,
+        "Highest"
+    );
+
+    // The raise holds: later work on the survivor goes across without undoing it.
+    env.sims.graph.set_status(&target, "inProgress");
+    env.sync();
+    let issue = env.sims.jira.issue(&target_key).unwrap();
+    assert_eq!(issue.status_category, "indeterminate");
+    assert_eq!(issue.priority, "Highest");
+    // Until Defender changes the survivor's own severity: then the mapping speaks.
+    env.sims.graph.set_severity(&target, "medium");
+    env.sync();
+    assert_eq!(env.sims.jira.issue(&target_key).unwrap().priority, "High");
+}
+
+#[test]
 fn secrets_never_reach_the_demo_or_a_failing_run_at_trace_level() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("demo.db");

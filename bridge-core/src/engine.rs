@@ -16,8 +16,8 @@ use serde::Serialize;
 use crate::ledger::{LedgerRecord, Outcome};
 use crate::mapping::{Mapping, MergePolicy};
 use crate::model::{
-    Baseline, ConflictPolicy, Direction, FieldChange, IncidentSnapshot, IncidentUpdate, Link,
-    LinkState, TicketSnapshot, TicketUpdate, Timestamp,
+    Agreed, Baseline, ConflictPolicy, Direction, FieldChange, IncidentSnapshot, IncidentUpdate,
+    Link, LinkState, TicketSnapshot, TicketUpdate, Timestamp,
 };
 use crate::ports::{ConnectorError, ErrorKind, IncidentSource, TicketSystem};
 use crate::reconcile::{
@@ -1378,6 +1378,23 @@ impl<'a> Cycle<'a> {
                 }
             }
         }
+        if self.rt.mapping.raise_priority
+            && policy != MergePolicy::KeepOpen
+            && failure.is_none()
+            && let (Some(survivor), Some(target)) = (&survivor, &target_link)
+        {
+            match self
+                .raise_priority(&source, survivor, target.clone())
+                .await?
+            {
+                Ok(Some((raised, link))) => {
+                    changes.extend(raised);
+                    links.insert(link.incident_id.clone(), link);
+                }
+                Ok(None) => {}
+                Err(e) => failure = Some(e),
+            }
+        }
         if let Some(error) = failure {
             self.report.failed += 1;
             let record = LedgerRecord {
@@ -1418,6 +1435,85 @@ impl<'a> Cycle<'a> {
         self.report.merged += 1;
         links.insert(source_link.incident_id.clone(), source_link);
         Ok(())
+    }
+
+    /// `[merge] raise_priority`: when the merged incident was more severe than the
+    /// survivor, the survivor's ticket takes the merged one's priority. The raised
+    /// value is held (see `Agreed::held`): it stays until the survivor's own
+    /// severity changes. `Err` says why the raise failed.
+    async fn raise_priority(
+        &mut self,
+        merged: &IncidentSnapshot,
+        survivor: &IncidentSnapshot,
+        target: Link,
+    ) -> Result<Result<Option<(Vec<FieldChange>, Link)>, String>, EngineError> {
+        let source = self.rt.source_name.as_str();
+        let rank = |v: &Option<String>| v.as_deref().and_then(crate::vocab::severity_rank);
+        let mut update = TicketUpdate::default();
+        let mut changes = Vec::new();
+        let mut baseline = Baseline::new();
+        for rule in self
+            .rt
+            .mapping
+            .fields
+            .iter()
+            .filter(|r| r.flow.to_ticket() && r.incident_attr() == Some("severity"))
+        {
+            let theirs = rule.incident_value(merged, source);
+            let ours = rule.incident_value(survivor, source);
+            if rank(&theirs) <= rank(&ours) {
+                continue;
+            }
+            let Some(raised) = rule.map_to_ticket(theirs.as_deref()) else {
+                continue;
+            };
+            let now = target
+                .baseline
+                .get(&rule.name)
+                .and_then(|a| a.ticket.clone());
+            if now.as_deref() == Some(raised.as_str()) {
+                continue;
+            }
+            update.set.insert(rule.ticket.clone(), Some(raised.clone()));
+            changes.push(FieldChange {
+                field: rule.name.clone(),
+                old: now,
+                new: Some(raised.clone()),
+                conflict: None,
+            });
+            baseline.insert(
+                rule.name.clone(),
+                Agreed {
+                    incident: ours,
+                    ticket: Some(raised),
+                    held: true,
+                },
+            );
+        }
+        if update.is_empty() {
+            return Ok(Ok(None));
+        }
+        let action = Action::UpdateTicket {
+            incident_id: target.incident_id.clone(),
+            ticket_key: target.ticket_key.clone(),
+            update,
+            changes: changes.clone(),
+            baseline,
+            incident_modified: None,
+            ticket_modified: None,
+        };
+        let key = target.ticket_key.clone();
+        Ok(match self.update(target, action, false).await? {
+            Applied::Done(link) => {
+                for c in &mut changes {
+                    c.field = format!("target {} ({key})", c.field);
+                }
+                Ok(Some((changes, link)))
+            }
+            Applied::Failed | Applied::Conflict(_) => {
+                Err(format!("raising the priority of {key} failed"))
+            }
+        })
     }
 
     /// Adds a comment to a ticket unless the ticket already carries that exact text

@@ -237,6 +237,15 @@ pub fn ticket_attrs(kind: TicketKind) -> &'static [AttrSpec] {
 }
 
 /// Looks an attribute up by name.
+/// How severe an incident severity is, either source's spelling: informational 0
+/// up to high 3; `None` for unknown values, which rank below every known one.
+pub fn severity_rank(value: &str) -> Option<u8> {
+    ["informational", "low", "medium", "high"]
+        .iter()
+        .position(|s| s.eq_ignore_ascii_case(value.trim()))
+        .map(|i| i as u8)
+}
+
 pub fn find(attrs: &'static [AttrSpec], name: &str) -> Option<&'static AttrSpec> {
     attrs.iter().find(|a| a.name == name)
 }

@@ -302,6 +302,7 @@ fn mapping() -> Mapping {
             comment: None,
         },
         merge: crate::mapping::MergePolicy::default(),
+        raise_priority: false,
         comments: crate::mapping::CommentSync {
             to_ticket: true,
             to_incident: true,

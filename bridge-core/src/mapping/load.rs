@@ -67,6 +67,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Mapping, InputError> {
             skip_create_statuses: parts.skip_create_statuses,
             write_back: parts.write_back,
             merge: parts.merge,
+            raise_priority: parts.raise_priority,
             comments: parts.comments,
             api: parts.api,
         }),
@@ -111,6 +112,7 @@ struct RawComments {
 #[serde(deny_unknown_fields)]
 struct RawMerge {
     policy: Option<Spanned<String>>,
+    raise_priority: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -156,6 +158,7 @@ struct Parts {
     skip_create_statuses: Vec<String>,
     write_back: WriteBack,
     merge: MergePolicy,
+    raise_priority: bool,
     comments: CommentSync,
     api: Option<GenericApi>,
 }
@@ -269,6 +272,26 @@ impl Checker<'_> {
             },
         };
 
+        let raise_priority = match raw.merge.as_ref().and_then(|m| m.raise_priority.as_ref()) {
+            Some(r) if *r.get_ref() => {
+                let reads_severity = fields.as_ref().is_some_and(|fields| {
+                    fields.iter().any(|f: &FieldRule| {
+                        f.flow.to_ticket() && f.incident_attr() == Some("severity")
+                    })
+                });
+                if fields.is_some() && !reads_severity {
+                    self.r.at(
+                        r.span().start,
+                        "raise_priority needs a [[field]] with incident = \"severity\" that flows to the ticket; add one or remove raise_priority",
+                    );
+                    None
+                } else {
+                    Some(true)
+                }
+            }
+            _ => Some(false),
+        };
+
         Some(Parts {
             source_kind: self.source?,
             ticket_kind: self.tickets?,
@@ -277,6 +300,7 @@ impl Checker<'_> {
             skip_create_statuses: skip_create_statuses?,
             write_back: write_back?,
             merge: merge?,
+            raise_priority: raise_priority?,
             comments: CommentSync {
                 to_ticket: raw
                     .comments
@@ -1345,6 +1369,29 @@ mod tests {
         );
         assert!(m.labels.is_empty() && m.skip_create_statuses.is_empty());
         assert!(m.write_back.tags.is_empty() && m.write_back.comment.is_none());
+    }
+
+    #[test]
+    fn raise_priority_needs_a_severity_rule_to_raise() {
+        check(
+            &format!("{BASE}\n[merge]\nraise_priority = true\n"),
+            &[
+                "11:18: raise_priority needs a [[field]] with incident = \"severity\" that flows to the ticket; add one or remove raise_priority",
+            ],
+        );
+        let m = parse(
+            Path::new("m.toml"),
+            &JIRA.replace(
+                "policy = \"close_as_duplicate\"",
+                "policy = \"close_as_duplicate\"\nraise_priority = true",
+            ),
+        )
+        .unwrap();
+        assert!(m.raise_priority);
+        assert!(
+            !parse(Path::new("m.toml"), JIRA).unwrap().raise_priority,
+            "off by default"
+        );
     }
 
     #[test]

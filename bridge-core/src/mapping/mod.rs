@@ -36,6 +36,10 @@ pub struct Mapping {
     pub write_back: WriteBack,
     /// What happens to a ticket when its incident is merged into another (`[merge]`).
     pub merge: MergePolicy,
+    /// `[merge] raise_priority`: when a merged incident was more severe than the one
+    /// it was merged into, the survivor's ticket takes the merged one's priority
+    /// (every rule reading `severity` that flows to the ticket).
+    pub raise_priority: bool,
     /// Which way comments are carried across (`[comments]`).
     pub comments: CommentSync,
     /// The generic ticket system's API description (`[api]`); set exactly when

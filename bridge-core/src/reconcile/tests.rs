@@ -111,6 +111,7 @@ fn mapping() -> Mapping {
             ),
         },
         merge: crate::mapping::MergePolicy::default(),
+        raise_priority: false,
         comments: crate::mapping::CommentSync {
             to_ticket: true,
             to_incident: true,
