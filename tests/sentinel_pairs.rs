@@ -4,7 +4,11 @@
 mod common;
 
 use common::{Env, assert_success};
+use connectors::sentinel::sim::SeedIncident as SentinelSeed;
 use connectors::sims::ANALYSTS;
+
+const SNOW: &str = "sentinel->servicenow";
+const DESK: &str = "sentinel->helpdesk";
 
 fn open_incidents(env: &Env) -> Vec<String> {
     env.sims
@@ -209,4 +213,195 @@ fn the_helpdesk_resolves_and_sentinel_closes_with_a_valid_reason() {
         requests_that_write(env.sims.generic.kit.requests(), seen.generic),
         Vec::<String>::new()
     );
+}
+
+/// The ServiceNow incident's work notes (its journal), oldest first.
+fn work_notes(env: &Env, number: &str) -> Vec<String> {
+    env.sims
+        .servicenow
+        .journal(number)
+        .into_iter()
+        .filter(|r| r.get("element").map(String::as_str) == Some("work_notes"))
+        .map(|r| r.get("value").cloned().unwrap_or_default())
+        .collect()
+}
+
+/// The ledger's `merge` entries (`ledger export`, one JSON object a line).
+fn merge_entries(env: &Env) -> Vec<serde_json::Value> {
+    let out = env.bridge(&["ledger", "export", "--db", env.db_arg()]);
+    assert_success(&out);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON lines"))
+        .filter(|e| e["action"] == "merge")
+        .collect()
+}
+
+/// Defender XDR incidents synced into the workspace, with these resource names and
+/// Defender incident ids (stable API: the bridge finds a merged incident's survivor
+/// through its Defender link). The engine plans by incident id, so tests merge both
+/// ways round: the merged incident's id sorting before the survivor's, and after.
+fn defender_incidents(env: &Env, incidents: &[(&str, &str)]) -> Vec<String> {
+    incidents
+        .iter()
+        .map(|(id, defender)| {
+            env.sims.sentinel.seed_incident(
+                SentinelSeed::new(format!("Phishing campaign, Defender incident {defender}"))
+                    .id(*id)
+                    .severity("Medium")
+                    .provider_incident_id(*defender),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_defender_merge_closes_the_merged_incidents_servicenow_ticket_as_a_duplicate_of_the_survivors()
+{
+    let env = Env::start_with(0, 0);
+    let ids = defender_incidents(
+        &env,
+        &[
+            ("10000000-0000-4000-8000-000000000001", "61001"),
+            ("f0000000-0000-4000-8000-000000000002", "61002"),
+            ("f0000000-0000-4000-8000-000000000003", "61003"),
+            ("10000000-0000-4000-8000-000000000004", "61004"),
+        ],
+    );
+    env.sync();
+    // (merged, survivor): the merged one first in id order, then last.
+    let merges = [
+        (ids[0].clone(), ids[1].clone()),
+        (ids[2].clone(), ids[3].clone()),
+    ];
+    let number = |id: &str| env.ticket_in(Some(SNOW), id).unwrap();
+    let before: Vec<(String, String)> =
+        merges.iter().map(|(m, s)| (number(m), number(s))).collect();
+    for (merged, survivor) in &merges {
+        assert!(env.sims.sentinel.merge(merged, survivor));
+    }
+    env.sync();
+
+    let display = |id: &str| env.sims.sentinel.incident(id).unwrap().number.to_string();
+    let links = env.links();
+    for ((merged, survivor), (merged_number, survivor_number)) in merges.iter().zip(&before) {
+        // The merged incident's ticket is resolved, says where the work went, and is
+        // no longer synced; the survivor's stays open and says what it absorbed.
+        let record = env.sims.servicenow.incident(merged_number).unwrap();
+        assert_eq!(record["state"], "6", "{record:?}");
+        assert_eq!(record["close_code"], "No resolution provided");
+        let notes = work_notes(&env, merged_number);
+        assert!(
+            notes.iter().any(|n| n.contains(&format!(
+                "Incident {} was merged into incident {} (ticket {survivor_number}",
+                display(merged),
+                display(survivor)
+            ))),
+            "{notes:?}"
+        );
+        let survivor_record = env.sims.servicenow.incident(survivor_number).unwrap();
+        assert_eq!(survivor_record["state"], "1", "{survivor_record:?}");
+        let notes = work_notes(&env, survivor_number);
+        assert!(
+            notes.iter().any(|n| n.contains(&format!(
+                "absorbed incident {} (ticket {merged_number}",
+                display(merged)
+            ))),
+            "{notes:?}"
+        );
+        for pair in [SNOW, DESK] {
+            let link = links
+                .iter()
+                .find(|l| l["pair"] == pair && l["incident_id"] == merged.as_str())
+                .unwrap();
+            assert_eq!(link["state"], "merged", "{pair}: {link}");
+            assert_eq!(link["merged_into"], survivor.as_str(), "{pair}: {link}");
+        }
+        // The helpdesk pair follows the same policy.
+        let desk = env.ticket_in(Some(DESK), merged).unwrap();
+        assert_eq!(env.sims.generic.ticket(&desk).unwrap().status, "resolved");
+    }
+    assert_eq!(
+        env.sims.servicenow.incidents().len(),
+        4,
+        "no ticket is made"
+    );
+
+    // Settled: the next run writes nothing anywhere.
+    let seen = env.sims.request_counts();
+    env.sync();
+    assert_eq!(
+        requests_that_write(env.sims.sentinel.kit.requests(), seen.sentinel),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        requests_that_write(env.sims.servicenow.kit.requests(), seen.servicenow),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        requests_that_write(env.sims.generic.kit.requests(), seen.generic),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn a_merge_seen_before_the_first_sync_makes_one_ticket_for_the_survivor_only() {
+    let env = Env::start_with(0, 3);
+    env.sync();
+    let before = env.sims.servicenow.incidents().len();
+    let desk_before = env.sims.generic.tickets().len();
+
+    // They appear and Defender merges them before the bridge has seen any.
+    let ids = defender_incidents(
+        &env,
+        &[
+            ("10000000-0000-4000-8000-000000000011", "61101"),
+            ("f0000000-0000-4000-8000-000000000012", "61102"),
+            ("f0000000-0000-4000-8000-000000000013", "61103"),
+            ("10000000-0000-4000-8000-000000000014", "61104"),
+        ],
+    );
+    let merges = [
+        (ids[0].clone(), ids[1].clone()),
+        (ids[2].clone(), ids[3].clone()),
+    ];
+    for (merged, survivor) in &merges {
+        assert!(env.sims.sentinel.merge(merged, survivor));
+    }
+    env.sync();
+
+    assert_eq!(env.sims.servicenow.incidents().len(), before + 2);
+    assert_eq!(env.sims.generic.tickets().len(), desk_before + 2);
+    let links = env.links();
+    let ledger = merge_entries(&env);
+    for (merged, survivor) in &merges {
+        let number = env.ticket_in(Some(SNOW), survivor).expect("a ticket");
+        let record = env.sims.servicenow.incident(&number).unwrap();
+        assert_eq!(record["state"], "1", "{record:?}");
+        assert!(env.ticket_in(Some(DESK), survivor).is_some());
+        assert!(
+            links.iter().all(|l| l["incident_id"] != merged.as_str()),
+            "the merged incident gets no ticket in any pair"
+        );
+        // The ledger says where it went: the survivor was found, not unknown.
+        for pair in [SNOW, DESK] {
+            let entry = ledger
+                .iter()
+                .find(|e| e["pair"] == pair && e["incident_id"] == merged.as_str())
+                .unwrap_or_else(|| panic!("{pair}: a merge entry in {ledger:?}"));
+            assert_eq!(entry["outcome"], "ok", "{entry}");
+            let detail = entry["detail"].as_str().unwrap();
+            let survivor_number = env.sims.sentinel.incident(survivor).unwrap().number;
+            assert!(
+                detail.contains(&format!("merged into incident {survivor_number} (ticket ")),
+                "{detail}"
+            );
+        }
+    }
+
+    // And it never does.
+    env.sims.sentinel.set_severity(&merges[0].0, "High");
+    env.sync();
+    assert_eq!(env.sims.servicenow.incidents().len(), before + 2);
+    assert!(env.ticket_in(None, &merges[0].0).is_none());
 }

@@ -1195,6 +1195,19 @@ impl<'a> Cycle<'a> {
         let pair = self.rt.pair.clone();
         let mut survivor: Option<IncidentSnapshot> = None;
         let mut problem: Option<String> = None;
+        // A listing may carry a merged incident whose target it could not look up:
+        // read it once on its own, where a failure is this incident's alone and
+        // sends it to the dead letters, before concluding the target is unknown.
+        let target_id = match target_id {
+            Some(id) => Some(id),
+            None => match self.rt.source.get(&source.id).await {
+                Ok(fresh) => fresh.redirect_to,
+                Err(e) => {
+                    self.report.failed += 1;
+                    return self.note_failure(&source.id, None, "merge", &e);
+                }
+            },
+        };
         match target_id {
             None => {
                 problem = Some(

@@ -46,7 +46,10 @@ pub struct IncidentSnapshot {
     pub attrs: Attrs,
     /// `customTags` on Graph, user `labels` on Sentinel.
     pub tags: Vec<String>,
-    /// Set when the incident was merged into another one (Graph `redirectIncidentId`).
+    /// Set when the incident was merged into another one: the surviving incident's
+    /// id as `get` takes it (Graph `redirectIncidentId`; for Sentinel, the incident
+    /// the connector looked up from `mergedIncidentNumber` or the Defender link).
+    /// `None` on a merged incident when the target is unknown or its lookup failed.
     pub redirect_to: Option<String>,
     pub comments: Vec<Comment>,
     /// Concurrency token where the API has one (Sentinel `etag`).

@@ -8,6 +8,12 @@
 //! Comments are not part of the incident resource, so snapshots carry none (that
 //! derived id is what keeps a repeated write-back from duplicating); [`SentinelSource::comments`]
 //! reads them where needed.
+//!
+//! An incident Defender XDR merged away (Closed, labelled "Redirected") names its
+//! target only by incident number (preview API) or by Defender incident (its
+//! Defender link), so [`SentinelSource::resolve_redirect`] looks the survivor up
+//! with a `$filter` and puts its resource name in `redirect_to`, which the engine
+//! then follows with `get`.
 
 use async_trait::async_trait;
 use bridge_core::config::SentinelWorkspace;
@@ -31,6 +37,9 @@ use crate::http::{Api, Request};
 pub const DEFAULT_API_VERSION: &str = "2025-09-01";
 /// `$top` for listings: the largest page the API serves.
 pub const PAGE_SIZE: usize = 1000;
+/// `$top` for a redirect lookup: one match is expected; more than this many is
+/// ambiguous anyway.
+pub const LOOKUP_TOP: usize = 10;
 
 /// Sentinel incidents of one workspace. The `Api`'s base URL is the configured ARM
 /// `base_url` (`https://management.azure.com`), signed with a bearer token for it.
@@ -129,25 +138,44 @@ impl SentinelSource {
         url
     }
 
+    /// One page of changes. A merged-away incident on it gets its target resolved
+    /// (one lookup each; rare): a failing lookup fails the page, so that the
+    /// incident is not passed on with its target silently unknown.
     async fn fetch_page(&self, url: Url) -> ConnectorResult<Page<IncidentSnapshot>> {
         let response = self.api.send(Request::get(url)).await?;
         let list: ResourceList<serde_json::Value> = response.json(self.api.system())?;
-        let items = list
-            .value
-            .into_iter()
-            .filter_map(|value| match convert::snapshot_from_value(value) {
-                Ok(snapshot) => Some(snapshot),
-                Err(e) => {
-                    tracing::warn!(
-                        system = %self.api.system(),
-                        incident_id = e.id.as_deref().unwrap_or("<none>"),
-                        reason = %e.reason,
-                        "skipping an incident that does not convert"
-                    );
-                    None
+        let mut items = Vec::with_capacity(list.value.len());
+        for value in list.value {
+            let converted = convert::incident_from_value(value)
+                .and_then(|incident| convert::to_snapshot(&incident).map(|s| (incident, s)));
+            match converted {
+                Ok((incident, mut snapshot)) => {
+                    // A failed lookup must not fail the page: the incident comes
+                    // through unresolved, and the engine re-reads it on its own
+                    // (where an error is that incident's alone) before it concludes
+                    // that the target is unknown.
+                    snapshot.redirect_to = match self.resolve_redirect(&incident).await {
+                        Ok(target) => target,
+                        Err(e) => {
+                            tracing::warn!(
+                                system = %self.api.system(),
+                                incident_id = %snapshot.id,
+                                error = %e,
+                                "could not look up the incident a merged incident went to"
+                            );
+                            None
+                        }
+                    };
+                    items.push(snapshot);
                 }
-            })
-            .collect();
+                Err(e) => tracing::warn!(
+                    system = %self.api.system(),
+                    incident_id = e.id.as_deref().unwrap_or("<none>"),
+                    reason = %e.reason,
+                    "skipping an incident that does not convert"
+                ),
+            }
+        }
         Ok(Page {
             items,
             next: list.next_link.filter(|l| !l.trim().is_empty()),
@@ -165,6 +193,118 @@ impl SentinelSource {
     fn snapshot(&self, incident: &Incident) -> ConnectorResult<IncidentSnapshot> {
         convert::to_snapshot(incident)
             .map_err(|e| self.api.error(ErrorKind::InvalidPayload, e.to_string()))
+    }
+
+    /// For an incident Defender XDR merged away (Closed, labelled "Redirected"), the
+    /// resource name (GUID) of the incident it was merged into: what `get` takes.
+    /// `None` for any other incident, and when nothing resolves (the engine then
+    /// records the target as unknown); a lookup that fails is an error.
+    ///
+    /// - With the preview API's `mergedIncidentNumber`:
+    ///   `$filter=properties/incidentNumber eq N` (numbers are unique per workspace).
+    /// - Without it, or when no incident has that number: the Defender incident the
+    ///   merged-away incident's Defender link names (see
+    ///   [`convert::RedirectTarget`]), as `$filter=properties/providerIncidentId eq
+    ///   '…'`.
+    ///
+    /// Only an incident that really has that number or provider id counts, never
+    /// the merged-away incident itself; of several, only the one not itself merged
+    /// away; still several is ambiguous and resolves to nothing (never a guess).
+    pub async fn resolve_redirect(&self, incident: &Incident) -> ConnectorResult<Option<String>> {
+        let Some(target) = convert::redirect_target(incident) else {
+            return Ok(None);
+        };
+        let own = incident.name.as_deref().unwrap_or("").trim();
+        if let Some(number) = target.merged_number {
+            let found = self
+                .find_incident(
+                    &format!("properties/incidentNumber eq {number}"),
+                    own,
+                    |i| i.properties.incident_number == Some(number),
+                )
+                .await?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        if let Some(defender) = &target.defender_incident {
+            let literal = defender.replace('\'', "''");
+            let found = self
+                .find_incident(
+                    &format!("properties/providerIncidentId eq '{literal}'"),
+                    own,
+                    |i| {
+                        i.properties
+                            .provider_incident_id
+                            .as_deref()
+                            .is_some_and(|p| p.trim() == defender)
+                    },
+                )
+                .await?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        tracing::warn!(
+            system = %self.api.system(),
+            incident_id = %own,
+            merged_number = ?target.merged_number,
+            defender_incident = target.defender_incident.as_deref().unwrap_or("<none>"),
+            "a merged incident's target could not be resolved"
+        );
+        Ok(None)
+    }
+
+    /// The one incident other than `own` that the list with `filter` returns and
+    /// that `is_match` accepts (see [`SentinelSource::resolve_redirect`]).
+    async fn find_incident(
+        &self,
+        filter: &str,
+        own: &str,
+        is_match: impl Fn(&Incident) -> bool,
+    ) -> ConnectorResult<Option<String>> {
+        let mut url = self.incidents_url();
+        url.query_pairs_mut()
+            .append_pair("$filter", filter)
+            .append_pair("$top", &LOOKUP_TOP.to_string());
+        let list: ResourceList<serde_json::Value> = self.api.get_json(url).await?;
+        let more = list.next_link.is_some_and(|l| !l.trim().is_empty());
+        let mut found: Vec<(String, bool)> = list
+            .value
+            .into_iter()
+            .filter_map(|value| convert::incident_from_value(value).ok())
+            .filter(|i| is_match(i))
+            .filter_map(|i| {
+                let name = i.name.as_deref()?.trim();
+                (!name.is_empty() && !name.eq_ignore_ascii_case(own))
+                    .then(|| (name.to_string(), convert::redirect_target(&i).is_some()))
+            })
+            .collect();
+        if found.len() > 1 {
+            found.retain(|(_, merged_away)| !merged_away);
+        }
+        match found.as_slice() {
+            [(name, _)] if !more => {
+                tracing::debug!(
+                    system = %self.api.system(),
+                    incident_id = %own,
+                    target = %name,
+                    filter,
+                    "resolved a merged incident's target"
+                );
+                Ok(Some(name.clone()))
+            }
+            [] if !more => Ok(None),
+            _ => {
+                tracing::warn!(
+                    system = %self.api.system(),
+                    incident_id = %own,
+                    filter,
+                    "the lookup of a merged incident's target is ambiguous"
+                );
+                Ok(None)
+            }
+        }
     }
 
     /// The PUT body: every writable field of `current`, with `update` applied, and
@@ -336,9 +476,13 @@ impl IncidentSource for SentinelSource {
         self.fetch_page(url).await
     }
 
+    /// A merged-away incident comes with its target resolved (see
+    /// [`SentinelSource::resolve_redirect`]).
     async fn get(&self, id: &str) -> ConnectorResult<IncidentSnapshot> {
         let incident = self.get_wire(id).await?;
-        self.snapshot(&incident)
+        let mut snapshot = self.snapshot(&incident)?;
+        snapshot.redirect_to = self.resolve_redirect(&incident).await?;
+        Ok(snapshot)
     }
 
     /// GET, then a full-replacement PUT with the read `etag`. A 409 (someone changed
@@ -914,25 +1058,235 @@ mod tests {
             .sim
             .seed_incident(SeedIncident::new("b").provider_incident_id("41900"));
         assert!(h.sim.merge(&source_id, &target_id));
-        let target_number = h.sim.incident(&target_id).unwrap().number.to_string();
+        let target_number = h.sim.incident(&target_id).unwrap().number;
 
-        // Stable API: no merge fields, but closed, labelled and pointing at the target.
+        // Stable API: no merge fields, but closed, labelled, and its Defender link
+        // leads to the target's Defender incident, whose Sentinel incident is found
+        // by its provider id.
+        h.sim.kit.clear_log();
         let stable = h.source.get(&source_id).await.unwrap();
         assert_eq!(stable.attrs["status"], "Closed");
         assert!(stable.tags.iter().any(|t| t == "Redirected"));
-        assert_eq!(stable.redirect_to, None);
+        assert_eq!(stable.redirect_to.as_deref(), Some(target_id.as_str()));
         assert_eq!(
             stable.provider_url.as_deref(),
             Some(
                 "https://security.microsoft.com/incidents/41900?tid=0b3c5e1a-0000-4000-8000-00000000e9c0"
             )
         );
-        // The preview API names the target's number.
-        let preview = source_with(&h.sim, &h.token, Some("2025-07-01-preview"));
-        let snapshot = preview.get(&source_id).await.unwrap();
         assert_eq!(
-            snapshot.redirect_to.as_deref(),
-            Some(target_number.as_str())
+            filters(&h),
+            vec![
+                None,
+                Some("properties/providerIncidentId eq '41900'".to_string())
+            ]
+        );
+        // What `redirect_to` names is what `get` takes.
+        let target = h.source.get(stable.redirect_to.as_ref().unwrap()).await;
+        assert_eq!(target.unwrap().id, target_id);
+
+        // The preview API names the target's number, which is looked up.
+        let preview = source_with(&h.sim, &h.token, Some("2025-07-01-preview"));
+        h.sim.kit.clear_log();
+        let snapshot = preview.get(&source_id).await.unwrap();
+        assert_eq!(snapshot.redirect_to.as_deref(), Some(target_id.as_str()));
+        assert_eq!(
+            filters(&h),
+            vec![
+                None,
+                Some(format!("properties/incidentNumber eq {target_number}"))
+            ]
+        );
+        let requests = h.sim.kit.requests();
+        assert!(
+            requests[1]
+                .query
+                .as_deref()
+                .unwrap()
+                .contains("api-version=2025-07-01-preview"),
+            "{requests:?}"
+        );
+
+        // Ordinary incidents cost no lookup.
+        h.sim.kit.clear_log();
+        let plain = h.source.get(&target_id).await.unwrap();
+        assert_eq!(plain.redirect_to, None);
+        assert_eq!(filters(&h), vec![None]);
+    }
+
+    /// The `$filter` of every request logged, in order (`None` for none).
+    fn filters(h: &Harness) -> Vec<Option<String>> {
+        h.sim
+            .kit
+            .requests()
+            .into_iter()
+            .map(|r| {
+                url::form_urlencoded::parse(r.query.unwrap_or_default().as_bytes())
+                    .find(|(k, _)| k == "$filter")
+                    .map(|(_, v)| v.into_owned())
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn sentinel_merge_chains_resolve_step_by_step() {
+        let h = harness().await;
+        let a = h
+            .sim
+            .seed_incident(SeedIncident::new("a").provider_incident_id("41877"));
+        let b = h
+            .sim
+            .seed_incident(SeedIncident::new("b").provider_incident_id("41900"));
+        let c = h
+            .sim
+            .seed_incident(SeedIncident::new("c").provider_incident_id("41950"));
+        assert!(h.sim.merge(&a, &b));
+        assert!(h.sim.merge(&b, &c));
+        let preview = source_with(&h.sim, &h.token, Some("2025-07-01-preview"));
+        for source in [&h.source, &preview] {
+            let version = source.api_version().to_string();
+            let step = |id: String| async move { source.get(&id).await.unwrap().redirect_to };
+            assert_eq!(step(a.clone()).await.as_ref(), Some(&b), "{version}");
+            assert_eq!(step(b.clone()).await.as_ref(), Some(&c), "{version}");
+            assert_eq!(step(c.clone()).await, None, "{version}");
+
+            // The paged reads resolve the same way.
+            let since = Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap();
+            let page = source.changed_since(since).await.unwrap();
+            let targets: Vec<(String, Option<String>)> = page
+                .items
+                .into_iter()
+                .map(|i| (i.id, i.redirect_to))
+                .collect();
+            assert!(
+                targets.contains(&(a.clone(), Some(b.clone()))),
+                "{targets:?}"
+            );
+            assert!(
+                targets.contains(&(b.clone(), Some(c.clone()))),
+                "{targets:?}"
+            );
+            assert!(targets.contains(&(c.clone(), None)), "{targets:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn sentinel_merges_that_do_not_resolve_stay_unknown() {
+        let h = harness().await;
+        let preview = source_with(&h.sim, &h.token, Some("2025-07-01-preview"));
+
+        // The survivor was deleted after the merge: neither its number nor its
+        // Defender incident finds anything.
+        let a = h
+            .sim
+            .seed_incident(SeedIncident::new("a").provider_incident_id("41877"));
+        let b = h
+            .sim
+            .seed_incident(SeedIncident::new("b").provider_incident_id("41900"));
+        assert!(h.sim.merge(&a, &b));
+        let (status, _) = h
+            .raw(
+                reqwest::Method::DELETE,
+                &format!("{}/{b}?api-version=2025-09-01", h.incidents()),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200);
+        h.sim.kit.clear_log();
+        let stable = h.source.get(&a).await.unwrap();
+        assert_eq!(stable.redirect_to, None);
+        assert!(stable.tags.iter().any(|t| t == "Redirected"));
+        assert_eq!(filters(&h).len(), 2);
+        h.sim.kit.clear_log();
+        assert_eq!(preview.get(&a).await.unwrap().redirect_to, None);
+        // The number first, then the Defender incident.
+        assert_eq!(filters(&h).len(), 3);
+
+        // Merged into an incident without a Defender link: the link still names the
+        // merged-away incident itself, which is never its own target.
+        let c = h
+            .sim
+            .seed_incident(SeedIncident::new("c").provider_incident_id("41990"));
+        let native = h
+            .sim
+            .seed_incident(SeedIncident::new("native").sentinel_native());
+        assert!(h.sim.merge(&c, &native));
+        assert_eq!(h.source.get(&c).await.unwrap().redirect_to, None);
+        // (The preview API still names it by number.)
+        assert_eq!(
+            preview.get(&c).await.unwrap().redirect_to.as_deref(),
+            Some(native.as_str())
+        );
+
+        // A Sentinel incident an analyst closed and labelled "Redirected" by hand:
+        // no clue at all, so no lookup; nor for a labelled incident that is open.
+        let closed = h.sim.seed_incident(
+            SeedIncident::new("by hand")
+                .sentinel_native()
+                .status("Closed")
+                .classification("Undetermined")
+                .label("Redirected"),
+        );
+        let open = h
+            .sim
+            .seed_incident(SeedIncident::new("open").label("redirected"));
+        h.sim.kit.clear_log();
+        assert_eq!(h.source.get(&closed).await.unwrap().redirect_to, None);
+        assert_eq!(h.source.get(&open).await.unwrap().redirect_to, None);
+        assert_eq!(filters(&h), vec![None, None]);
+    }
+
+    #[tokio::test]
+    async fn sentinel_failing_redirect_lookups_are_the_merged_incidents_errors() {
+        use crate::simkit::{Effect, FaultRule, Trigger};
+
+        let h = harness().await;
+        let a = h
+            .sim
+            .seed_incident(SeedIncident::new("a").provider_incident_id("41877"));
+        let b = h
+            .sim
+            .seed_incident(SeedIncident::new("b").provider_incident_id("41900"));
+        assert!(h.sim.merge(&a, &b));
+        // The second GET under the collection is the lookup (the first is the
+        // incident itself, or the page).
+        let on_lookup = |effect: Effect| {
+            FaultRule::new(Some(reqwest::Method::GET), h.incidents(), effect).when(Trigger::Nth(2))
+        };
+
+        h.sim.kit.inject(on_lookup(Effect::status(403)));
+        let error = h.source.get(&a).await.unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Auth);
+
+        // In a listing a failed lookup is not the page's failure: the merged
+        // incident comes through unresolved (the engine re-reads it on its own).
+        h.sim.kit.inject(on_lookup(Effect::status(400)));
+        let since = Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap();
+        let page = h.source.changed_since(since).await.unwrap();
+        assert_eq!(page.items.len(), 2);
+        let merged = page.items.iter().find(|i| i.id == a).unwrap();
+        assert!(merged.tags.iter().any(|t| t == "Redirected"));
+        assert_eq!(merged.redirect_to, None);
+        let error = {
+            h.sim.kit.inject(on_lookup(Effect::status(400)));
+            h.source.get(&a).await.unwrap_err()
+        };
+        assert_eq!(error.kind, ErrorKind::Permanent);
+
+        // Through the same Api: a throttled lookup waits and is tried again.
+        h.sim.kit.clear_log();
+        h.sim
+            .kit
+            .inject(on_lookup(Effect::status_retry_after(429, "0")));
+        let snapshot = h.source.get(&a).await.unwrap();
+        assert_eq!(snapshot.redirect_to.as_deref(), Some(b.as_str()));
+        assert_eq!(
+            methods(&h),
+            vec![
+                ("GET".to_string(), 200),
+                ("GET".to_string(), 429),
+                ("GET".to_string(), 200)
+            ]
         );
     }
 }

@@ -1,7 +1,8 @@
 //! Pure conversion from Sentinel's incident JSON to the domain's [`IncidentSnapshot`]
 //! (and of incident comments to the domain's [`Comment`]): attribute names, enum
 //! spellings, labels as tags, the etag, timestamps, and the "redirected" reading of
-//! an incident Defender XDR merged away. No IO.
+//! an incident Defender XDR merged away (what it says about its target; the client
+//! turns that into the target's resource name). No IO.
 
 use bridge_core::model::{Attrs, Comment, IncidentSnapshot};
 use bridge_core::vocab::{
@@ -39,19 +40,26 @@ pub fn canonical_enum(set: &[&'static str], value: &str) -> Option<&'static str>
 
 /// One list item (raw JSON) to a snapshot.
 pub fn snapshot_from_value(value: serde_json::Value) -> Result<IncidentSnapshot, ConversionError> {
+    to_snapshot(&incident_from_value(value)?)
+}
+
+/// One list item (raw JSON) to the wire incident.
+pub fn incident_from_value(value: serde_json::Value) -> Result<Incident, ConversionError> {
     let id = value
         .get("name")
         .and_then(|v| v.as_str())
         .map(str::to_string);
-    let incident: Incident = serde_json::from_value(value).map_err(|e| ConversionError {
-        id: id.clone(),
+    serde_json::from_value(value).map_err(|e| ConversionError {
+        id,
         reason: format!("unexpected shape ({e})"),
-    })?;
-    to_snapshot(&incident)
+    })
 }
 
 /// A Sentinel incident to the domain snapshot. Comments are not part of the
-/// incident resource; they are read separately where needed.
+/// incident resource; they are read separately where needed. `redirect_to` is
+/// always `None` here: a merged-away incident never names its target by resource
+/// name (see [`redirect_target`]); `SentinelSource` looks the target up and fills
+/// it in.
 pub fn to_snapshot(incident: &Incident) -> Result<IncidentSnapshot, ConversionError> {
     let id = incident
         .name
@@ -131,7 +139,7 @@ pub fn to_snapshot(incident: &Incident) -> Result<IncidentSnapshot, ConversionEr
         provider_url: additional.and_then(|a| non_empty(&a.provider_incident_url)),
         created,
         modified,
-        redirect_to: redirect_target(incident),
+        redirect_to: None,
         attrs,
         tags,
         comments: Vec::new(),
@@ -150,14 +158,34 @@ fn owner_name(owner: &wire::IncidentOwner) -> Option<String> {
         .cloned()
 }
 
-/// Where a merged-away incident went: for a Closed incident labelled
-/// [`REDIRECTED_LABEL`], the preview API's `additionalData.mergedIncidentNumber`
-/// (an incident *number*, not a GUID). The stable API has no such field, so the
-/// target is then unknown here (`None`) although the incident is still recognisable
-/// as redirected by its status and label; `providerIncidentId` already names the
-/// Defender target. Merge handling proper — resolving the target to an incident of
-/// this source and re-pointing the ticket — comes later.
-pub fn redirect_target(incident: &Incident) -> Option<String> {
+/// What a merged-away incident says about the incident Defender XDR merged it into.
+/// Neither clue is the target's resource name (its GUID `name`, what a GET by id
+/// takes), so the target has to be looked up in the workspace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedirectTarget {
+    /// The preview API's `additionalData.mergedIncidentNumber`: the target's
+    /// `incidentNumber` (`$filter=properties/incidentNumber eq N`).
+    pub merged_number: Option<i64>,
+    /// The Defender XDR incident the merged-away incident's Defender link names:
+    /// the id in `additionalData.providerIncidentUrl`
+    /// (`https://security.microsoft.com/incidents/{id}?tid=…`), else its
+    /// `providerIncidentId`. The target is the Sentinel incident whose
+    /// `providerIncidentId` is that id (`$filter=properties/providerIncidentId eq
+    /// '{id}'`). Where the link still names the merged-away incident itself, that
+    /// lookup finds only itself and the target stays unknown.
+    pub defender_incident: Option<String>,
+}
+
+/// Where a merged-away incident went, as far as the incident itself says: `None`
+/// unless it is Closed and labelled [`REDIRECTED_LABEL`] (how Sentinel shows an
+/// incident Defender XDR merged into another, API.md §3.5); otherwise the clues of
+/// [`RedirectTarget`], either or both of which may be missing (the stable API has
+/// no `mergedIncidentNumber`). `SentinelSource` resolves them to the surviving
+/// incident's resource name through `$filter` lookups (`get` and the paged reads
+/// alike), so that `IncidentSnapshot::redirect_to` is directly followable with
+/// `get`; when nothing resolves, `redirect_to` stays `None` and the engine records
+/// the target as unknown.
+pub fn redirect_target(incident: &Incident) -> Option<RedirectTarget> {
     let p = &incident.properties;
     let closed = p
         .status
@@ -166,10 +194,34 @@ pub fn redirect_target(incident: &Incident) -> Option<String> {
     if !closed || !is_redirected(incident) {
         return None;
     }
-    p.additional_data
-        .as_ref()
-        .and_then(|a| a.merged_incident_number.clone())
-        .filter(|n| !n.trim().is_empty())
+    let additional = p.additional_data.as_ref();
+    let merged_number = additional
+        .and_then(|a| a.merged_incident_number.as_deref())
+        .and_then(|n| n.trim().parse::<i64>().ok());
+    let defender_incident = additional
+        .and_then(|a| a.provider_incident_url.as_deref())
+        .and_then(defender_incident_in_url)
+        .or_else(|| {
+            p.provider_incident_id
+                .as_deref()
+                .map(str::trim)
+                .filter(|id| !id.is_empty())
+                .map(str::to_string)
+        });
+    Some(RedirectTarget {
+        merged_number,
+        defender_incident,
+    })
+}
+
+/// The incident id in a Defender portal link: the path segment after `incidents`
+/// (`https://security.microsoft.com/incidents/41877?tid=…` → `41877`).
+pub fn defender_incident_in_url(link: &str) -> Option<String> {
+    let url = url::Url::parse(link.trim()).ok()?;
+    let mut segments = url.path_segments()?;
+    segments.find(|s| s.eq_ignore_ascii_case("incidents"))?;
+    let id = segments.next()?.trim();
+    (!id.is_empty()).then(|| id.to_string())
 }
 
 /// The incident carries the "Redirected" label (any case).
@@ -334,23 +386,61 @@ mod tests {
     fn sentinel_redirected_needs_closed_and_the_label() {
         let mut value: serde_json::Value = serde_json::from_str(EXAMPLE).unwrap();
         value["properties"]["additionalData"]["mergedIncidentNumber"] = "8830".into();
+        value["properties"]["additionalData"]["providerIncidentUrl"] =
+            "https://security.microsoft.com/incidents/41900?tid=0b3c".into();
         value["properties"]["labels"] =
             serde_json::json!([{"labelName": "redirected", "labelType": "AutoAssigned"}]);
+        let incident = |v: &serde_json::Value| incident_from_value(v.clone()).unwrap();
         // Not closed: not redirected.
-        assert_eq!(
-            snapshot_from_value(value.clone()).unwrap().redirect_to,
-            None
-        );
+        assert_eq!(redirect_target(&incident(&value)), None);
         value["properties"]["status"] = "Closed".into();
+        assert_eq!(
+            redirect_target(&incident(&value)),
+            Some(RedirectTarget {
+                merged_number: Some(8830),
+                defender_incident: Some("41900".into()),
+            })
+        );
+        // The snapshot never carries a number or a Defender id as the target: the
+        // client resolves them to a resource name.
         let snapshot = snapshot_from_value(value.clone()).unwrap();
-        assert_eq!(snapshot.redirect_to.as_deref(), Some("8830"));
+        assert_eq!(snapshot.redirect_to, None);
         assert_eq!(snapshot.tags, vec!["redirected"]);
-        // Without the preview field the target is unknown.
-        value["properties"]["additionalData"]
+        // Stable API: no number; without a portal link the provider id is the clue.
+        let data = value["properties"]["additionalData"]
             .as_object_mut()
-            .unwrap()
-            .remove("mergedIncidentNumber");
-        assert_eq!(snapshot_from_value(value).unwrap().redirect_to, None);
+            .unwrap();
+        data.remove("mergedIncidentNumber");
+        data.remove("providerIncidentUrl");
+        assert_eq!(
+            redirect_target(&incident(&value)),
+            Some(RedirectTarget {
+                merged_number: None,
+                defender_incident: Some("41877".into()),
+            })
+        );
+        // Closed without the label: an ordinary closed incident.
+        value["properties"]["labels"] = serde_json::json!([]);
+        assert_eq!(redirect_target(&incident(&value)), None);
+    }
+
+    #[test]
+    fn sentinel_defender_links_name_their_incident() {
+        for (link, id) in [
+            (
+                "https://security.microsoft.com/incidents/41877?tid=0b3c",
+                Some("41877"),
+            ),
+            (
+                "https://security.microsoft.com/Incidents/7/overview",
+                Some("7"),
+            ),
+            ("https://security.microsoft.com/incidents/", None),
+            ("https://security.microsoft.com/alerts/41877", None),
+            ("not a link", None),
+        ] {
+            assert_eq!(defender_incident_in_url(link).as_deref(), id, "{link}");
+        }
     }
 
     #[test]

@@ -996,8 +996,13 @@ impl SimState {
         let moved_alerts = source.alerts_count;
         let number = target.number.to_string();
         let url = self.resources.incident_url(&target.name);
-        let provider_id = target.provider_incident_id.clone();
-        let provider_url = target.provider_incident_url.clone();
+        // The merged-away incident keeps its own Defender incident id (the join key
+        // to Graph, where that incident stays, `redirected` to the target; API.md
+        // §3.3, §3.5); its Defender link leads to where the work went. [U on the link]
+        let provider_url = target
+            .provider_incident_url
+            .clone()
+            .or_else(|| source.provider_incident_url.clone());
         self.change(source_id, |incident| {
             incident.status = "Closed".into();
             if incident.classification.is_none() {
@@ -1010,7 +1015,6 @@ impl SimState {
                     label_type: "AutoAssigned".into(),
                 });
             }
-            incident.provider_incident_id = provider_id;
             incident.provider_incident_url = provider_url;
             incident.merged_incident_number = Some(number);
             incident.merged_incident_url = Some(url);
@@ -1410,10 +1414,13 @@ impl SentinelSim {
 
     /// Merges `source_id` into `target_id` as Defender XDR's correlation shows up in
     /// Sentinel: the source is Closed (classification `Undetermined` unless it had
-    /// one) with an `AutoAssigned` "Redirected" label, its `providerIncidentId` and
-    /// `providerIncidentUrl` point at the target's, and the preview
-    /// `additionalData.mergedIncidentNumber`/`mergedIncidentUrl` name the target; the
-    /// target absorbs the alerts. Both are bumped. False when either is missing.
+    /// one) with an `AutoAssigned` "Redirected" label; it keeps its own
+    /// `providerIncidentId` (the Defender incident, which Defender keeps as
+    /// `redirected`), while its `additionalData.providerIncidentUrl` leads to the
+    /// target's Defender incident [U] (kept when the target has none), and the
+    /// preview `additionalData.mergedIncidentNumber`/`mergedIncidentUrl` name the
+    /// target; the target absorbs the alerts. Both are bumped. False when either is
+    /// missing.
     pub fn merge(&self, source_id: &str, target_id: &str) -> bool {
         self.shared.lock().merge(source_id, target_id).is_ok()
     }
@@ -3044,6 +3051,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sentinel_sim_finds_incidents_by_number_and_provider_id() {
+        let h = harness().await;
+        let a = h
+            .sim
+            .seed_incident(SeedIncident::new("a").provider_incident_id("41877"));
+        let b = h
+            .sim
+            .seed_incident(SeedIncident::new("b").provider_incident_id("41900"));
+        assert!(h.sim.merge(&a, &b));
+        let number = h.sim.incident(&b).unwrap().number;
+        let names = |body: &serde_json::Value| -> Vec<String> {
+            body["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let (status, body) = h
+            .get(&h.list_url(&format!(
+                "&$filter=properties/incidentNumber%20eq%20{number}&$top=10"
+            )))
+            .await;
+        assert_eq!((status, names(&body)), (200, vec![b.clone()]));
+        // The merged-away incident is still its own Defender incident.
+        let (status, body) = h
+            .get(&h.list_url("&$filter=properties/providerIncidentId%20eq%20'41900'&$top=10"))
+            .await;
+        assert_eq!((status, names(&body)), (200, vec![b.clone()]));
+        let (_, body) = h
+            .get(&h.list_url("&$filter=properties/providerIncidentId%20eq%20'41877'"))
+            .await;
+        assert_eq!(names(&body), vec![a]);
+        let (_, body) = h
+            .get(&h.list_url("&$filter=properties/providerIncidentId%20eq%20'1'"))
+            .await;
+        assert_eq!(names(&body), Vec::<String>::new());
+        // Not a filterable property, or the wrong kind of literal: 400.
+        for bad in [
+            "properties/providerIncidentUrl%20eq%20'x'",
+            "properties/additionalData/mergedIncidentNumber%20eq%20'1'",
+            "name%20eq%20'x'",
+            "properties/incidentNumber%20eq%20'8801'",
+            "properties/providerIncidentId%20eq%2041900",
+        ] {
+            let (status, body) = h.get(&h.list_url(&format!("&$filter={bad}"))).await;
+            assert_eq!((status, code(&body)), (400, "BadRequest"), "{bad}");
+        }
+    }
+
+    #[tokio::test]
     async fn sentinel_sim_put_validates_and_enforces_closing_rules() {
         let h = harness().await;
         let id = h.sim.seed_incident(SeedIncident::new("x"));
@@ -3339,7 +3397,12 @@ mod tests {
                 label_type: "AutoAssigned".into()
             }]
         );
-        assert_eq!(merged.provider_incident_id.as_deref(), Some("41900"));
+        // It stays the same Defender incident; its portal link leads to the target.
+        assert_eq!(merged.provider_incident_id.as_deref(), Some("41877"));
+        assert_eq!(
+            merged.provider_incident_url,
+            target_before.provider_incident_url
+        );
         let target_after = h.sim.incident(&target).unwrap();
         assert_eq!(target_after.alerts_count, 5);
         assert!(target_after.modified > target_before.modified);

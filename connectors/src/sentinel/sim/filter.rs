@@ -3,7 +3,10 @@
 //! `properties/createdTimeUtc` against unquoted date-times, `properties/status`,
 //! `severity`, `classification`, `title`, `providerIncidentId` against quoted
 //! strings, `properties/incidentNumber` against integers, `contains(properties/title,
-//! '…')` — joined with `and`. Anything else is a 400.
+//! '…')` — joined with `and`. Anything else is a 400. The bridge's lookup of a
+//! merged incident's target uses `properties/incidentNumber eq N` (common in
+//! integrators' code [O]) and `properties/providerIncidentId eq '…'` (an ordinary
+//! string comparison on a documented property; not seen in integrators' code [U]).
 
 use chrono::{DateTime, Utc};
 
