@@ -183,10 +183,16 @@ pub async fn run(db: &Path) -> CmdResult {
         .find(|p| p.pair == "defender->jira")
         .expect("the demo config has defender->jira");
     cycle(defender_pair, &store).await?;
+    let before = sims.request_counts();
     let report = engine::run_sweep(defender_pair, &store, &SystemClock, false)
         .await
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("{}: {e}", defender_pair.pair)))?;
+    let calls = pair_calls(&defender_pair.pair, before, sims.request_counts());
     super::run::print_report(&report, false);
+    println!(
+        "  (the sweep took {calls} requests, {:.1} per active link)",
+        calls as f64 / report.links_checked.max(1) as f64
+    );
     show_defender(&sims, &store, std::slice::from_ref(late))?;
 
     let report = store.verify_ledger()?;
