@@ -223,6 +223,13 @@ fn time_text(time: &Timestamp) -> String {
     ledger::canonical_time(time)
 }
 
+/// A remote modification time, kept exactly as the remote stamped it: Graph and
+/// Sentinel stamp to 100 ns, and a time cut to microseconds would make the same
+/// snapshot look newer than its link on every poll of the overlap window.
+fn remote_time_text(time: &Timestamp) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
 fn parse_time(column: &str, text: &str) -> Result<Timestamp, String> {
     DateTime::parse_from_rfc3339(text)
         .map(|time| time.with_timezone(&Utc))
@@ -370,8 +377,8 @@ fn upsert_link(conn: &Connection, link: &Link) -> StoreResult<()> {
         link.state.as_str(),
         baseline,
         link.written_back,
-        time_text(&link.incident_modified),
-        time_text(&link.ticket_modified),
+        remote_time_text(&link.incident_modified),
+        remote_time_text(&link.ticket_modified),
         time_text(&link.created),
         time_text(&link.updated),
         link.merged_into,
@@ -523,7 +530,7 @@ impl Store for SqliteStore {
             "INSERT INTO watermarks (pair, side, at) VALUES (?1, ?2, ?3)
              ON CONFLICT (pair, side) DO UPDATE SET at = excluded.at",
         )?
-        .execute(params![pair, side.as_str(), time_text(&at)])?;
+        .execute(params![pair, side.as_str(), remote_time_text(&at)])?;
         Ok(())
     }
 
@@ -866,7 +873,8 @@ mod tests {
             state: LinkState::Active,
             baseline,
             written_back: true,
-            incident_modified: at(10) + chrono::Duration::microseconds(123_456),
+            // Graph's 100 ns precision survives the round trip.
+            incident_modified: at(10) + chrono::Duration::nanoseconds(123_456_700),
             ticket_modified: at(20),
             created: at(0),
             updated: at(30),

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use bridge_core::model::{IncidentSnapshot, IncidentUpdate, Page, Timestamp};
 use bridge_core::ports::{ConnectorResult, ErrorKind, IncidentSource};
-use chrono::SecondsFormat;
+use chrono::{SecondsFormat, SubsecRound};
 use reqwest::Method;
 use url::Url;
 
@@ -52,10 +52,14 @@ impl GraphSource {
         url
     }
 
-    /// The first-page URL for changes at or after `since`.
+    /// The first-page URL for changes at or after `since`. The literal is cut to
+    /// microseconds (never more than the 7 digits .NET parses; cutting down only
+    /// widens the window).
     pub fn changed_since_url(&self, since: Timestamp) -> Url {
         let mut url = self.incidents_url();
-        let literal = since.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+        let literal = since
+            .trunc_subsecs(6)
+            .to_rfc3339_opts(SecondsFormat::AutoSi, true);
         url.query_pairs_mut()
             .append_pair("$filter", &format!("lastUpdateDateTime ge {literal}"))
             .append_pair("$top", &PAGE_SIZE.to_string());
@@ -319,6 +323,17 @@ mod tests {
         let ids: Vec<_> = page.items.iter().map(|i| i.id.as_str()).collect();
         assert_eq!(ids, vec![old_id.as_str(), new_id.as_str()]);
         assert_eq!(page.items[0].attrs["severity"], "high");
+
+        // A watermark taken from Graph's own 100 ns stamps is asked for at no more
+        // than microseconds, cut down, so the incident it came from is still in.
+        let stamped = new + chrono::Duration::nanoseconds(603_333_300);
+        let url = source.changed_since_url(stamped);
+        let filter = url
+            .query_pairs()
+            .find(|(k, _)| k == "$filter")
+            .map(|(_, v)| v.into_owned())
+            .unwrap();
+        assert_eq!(filter, "lastUpdateDateTime ge 2026-11-02T12:00:00.603333Z");
     }
 
     #[tokio::test]
