@@ -343,7 +343,6 @@ fn merge_seen_before_the_targets_first_sync() {
 }
 
 #[test]
-#[ignore = "bug: a merge seen before the first sync is appended to the ledger again on every run that re-polls the merged incident (engine merge(), no-link branch)"]
 fn a_merge_seen_before_the_first_sync_is_recorded_once() {
     let env = Env::start(0);
     let a = defender_incident(&env, "Inbox forwarding rule to an external domain");
@@ -812,7 +811,6 @@ fn a_retried_comment_write_to_the_incident_is_not_duplicated() {
 }
 
 #[test]
-#[ignore = "bug: a due retry of a failed comment copy counts as recovered without copying the comment when neither side moved since (engine reconcile_and_apply only syncs comments of moved links)"]
 fn a_comment_whose_copy_was_refused_is_copied_when_its_retry_is_due() {
     let env = Env::start(0);
     let id = defender_incident(&env, "Credential dumping with a known tool on DC-02");
@@ -851,7 +849,6 @@ fn a_comment_whose_copy_was_refused_is_copied_when_its_retry_is_due() {
 }
 
 #[test]
-#[ignore = "bug: Graph stamps lastUpdateDateTime to 100 ns, links keep microseconds, so every re-poll in the overlap window reads as newer and is re-planned and re-read"]
 fn an_incident_synced_once_is_not_read_again_by_the_next_quiet_run() {
     let env = Env::start(0);
     let id = defender_incident(&env, "Suspicious sign-in followed by mailbox rule creation");

@@ -250,9 +250,11 @@ pub async fn run_cycle(
     }
 
     // Due retries the poll did not bring: re-read both sides.
-    let retry: Vec<String> = std::mem::take(&mut cycle.retry)
-        .into_iter()
-        .filter(|id| !cycle.touched.contains(id))
+    let retry: Vec<String> = cycle
+        .retry
+        .iter()
+        .filter(|id| !cycle.touched.contains(*id))
+        .cloned()
         .collect();
     for incident_id in retry {
         cycle.touched.insert(incident_id.clone());
@@ -312,7 +314,9 @@ struct Cycle<'a> {
     /// Incidents not planned this cycle: a create still waiting to be adopted, or a
     /// dead letter whose retry is not due yet.
     held_back: HashSet<String>,
-    /// Incidents to re-read at the end of the cycle if the poll did not bring them.
+    /// Incidents retried this cycle (due dead letters, interrupted intents): re-read
+    /// at the end of the cycle if the poll did not bring them, and their comments
+    /// compared whatever the modification times say (a failed copy left none).
     retry: BTreeSet<String>,
     /// Incidents planned this cycle.
     touched: HashSet<String>,
@@ -448,7 +452,8 @@ impl<'a> Cycle<'a> {
                 let ticket_moved = tickets
                     .iter()
                     .any(|t| t.key == link.ticket_key && t.modified > link.ticket_modified);
-                if incident_moved || ticket_moved || self.sweeping {
+                let retried = self.retry.contains(&link.incident_id);
+                if incident_moved || ticket_moved || retried || self.sweeping {
                     moved.insert(link.incident_id.clone());
                 }
             }
@@ -1326,7 +1331,11 @@ impl<'a> Cycle<'a> {
                 }),
                 ..self.record("merge", None, &source.id, None)
             };
-            self.store.append_ledger(&[record])?;
+            // The poll's overlap window shows it again: say it once, and again
+            // only if what there is to say changed.
+            if self.last_ledger_detail(&source.id, "merge")? != record.detail {
+                self.store.append_ledger(&[record])?;
+            }
             return Ok(());
         };
         if source_link.state == LinkState::Merged {
@@ -1527,6 +1536,28 @@ impl<'a> Cycle<'a> {
                 Err(format!("raising the priority of {key} failed"))
             }
         })
+    }
+
+    /// The detail of the newest ledger entry of this pair with this action for the
+    /// incident (read through the ledger's incident index).
+    fn last_ledger_detail(
+        &self,
+        incident_id: &str,
+        action: &str,
+    ) -> Result<Option<String>, EngineError> {
+        let filter = crate::ledger::LedgerFilter {
+            pair: Some(self.rt.pair.clone()),
+            incident_id: Some(incident_id.to_string()),
+            ..Default::default()
+        };
+        let mut last = None;
+        self.store.for_each_ledger_entry(&filter, &mut |e| {
+            if e.record.action == action {
+                last = e.record.detail;
+            }
+            Ok(())
+        })?;
+        Ok(last)
     }
 
     /// Adds a comment to a ticket unless the ticket already carries that exact text
