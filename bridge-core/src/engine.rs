@@ -16,8 +16,8 @@ use serde::Serialize;
 use crate::ledger::{LedgerRecord, Outcome};
 use crate::mapping::{Mapping, MergePolicy};
 use crate::model::{
-    Agreed, Baseline, ConflictPolicy, Direction, FieldChange, IncidentSnapshot, IncidentUpdate,
-    Link, LinkState, TicketSnapshot, TicketUpdate, Timestamp,
+    Agreed, Baseline, Comment, ConflictPolicy, Direction, FieldChange, IncidentSnapshot,
+    IncidentUpdate, Link, LinkState, TicketSnapshot, TicketUpdate, Timestamp,
 };
 use crate::ports::{ConnectorError, ErrorKind, IncidentSource, TicketSystem};
 use crate::reconcile::{
@@ -325,6 +325,8 @@ struct Cycle<'a> {
     /// A drift-repair sweep: snapshots are compared with the baseline whatever
     /// their modification times say, comments included.
     sweeping: bool,
+    /// The incident as the source returned it after the bridge's last write to it.
+    written_incident: Option<IncidentSnapshot>,
 }
 
 impl<'a> Cycle<'a> {
@@ -348,6 +350,7 @@ impl<'a> Cycle<'a> {
             touched: HashSet::new(),
             failed: HashSet::new(),
             sweeping: false,
+            written_incident: None,
         }
     }
 
@@ -531,7 +534,16 @@ impl<'a> Cycle<'a> {
                     source_name,
                     comment_limit(self.rt.mapping.ticket_kind),
                 );
-                let copy = match on_ticket.iter().find(|c| c.text.trim() == text.trim()) {
+                // A copy already on the ticket (a retry whose record was lost) is
+                // taken, unless it is the recorded copy of an earlier comment that
+                // read the same (same author, text and minute).
+                let unclaimed = |c: &&Comment| {
+                    let fp = format!("t:{}", fingerprint(c));
+                    c.text.trim() == text.trim()
+                        && !known.contains(&fp)
+                        && !fingerprints.contains(&fp)
+                };
+                let copy = match on_ticket.iter().find(unclaimed) {
                     Some(existing) => existing.clone(),
                     None => match self.rt.tickets.add_comment(key, &text).await {
                         Ok(c) => c,
@@ -569,7 +581,21 @@ impl<'a> Cycle<'a> {
                     continue;
                 }
                 let text = render_copy(comment, ticket_name, 4000);
-                if !on_incident.iter().any(|c| c.text.trim() == text.trim())
+                // Copies on the incident are not recorded one by one: count them
+                // against the ticket comments already copied that read the same.
+                let copies = on_incident
+                    .iter()
+                    .filter(|c| c.text.trim() == text.trim())
+                    .count();
+                let copied = on_ticket
+                    .iter()
+                    .filter(|c| {
+                        let fp = format!("t:{}", fingerprint(c));
+                        (known.contains(&fp) || fingerprints.contains(&fp))
+                            && render_copy(c, ticket_name, 4000).trim() == text.trim()
+                    })
+                    .count();
+                if copies <= copied
                     && let Err(e) = self.rt.source.add_comment(incident_id, &text).await
                 {
                     failure = Some(e);
@@ -667,8 +693,22 @@ impl<'a> Cycle<'a> {
                 let Some(link) = links.get(action.incident_id()).cloned() else {
                     return Ok(());
                 };
+                let to_incident = matches!(action, Action::UpdateIncident { .. });
                 match self.update(link, action, replan).await? {
-                    Applied::Done(link) => {
+                    Applied::Done(mut link) => {
+                        // What the bridge just wrote to the incident may change what
+                        // the ticket shows (a template over a written attribute):
+                        // that follows now, not when the incident next moves.
+                        if let Some(incident) = self.written_incident.take().filter(|_| to_incident)
+                        {
+                            for follow in reconcile::plan_to_ticket(self.spec(), &link, &incident) {
+                                if let Applied::Done(l) =
+                                    self.update(link.clone(), follow, false).await?
+                                {
+                                    link = l;
+                                }
+                            }
+                        }
                         links.insert(link.incident_id.clone(), link);
                     }
                     Applied::Failed => {}
@@ -1000,6 +1040,7 @@ impl<'a> Cycle<'a> {
         action: Action,
         replan: bool,
     ) -> Result<Applied, EngineError> {
+        self.written_incident = None;
         let intent = self.begin(&action).await?;
         let now = self.clock.now();
         let (direction, changes, result) = match &action {
@@ -1044,6 +1085,7 @@ impl<'a> Cycle<'a> {
                 ..
             } => {
                 let result = self.rt.source.update(incident_id, update).await.map(|i| {
+                    self.written_incident = Some(i.clone());
                     let mut baseline = baseline.clone();
                     let source = self.rt.source_name.as_str();
                     let detail = read_back(
@@ -1360,7 +1402,7 @@ impl<'a> Cycle<'a> {
         }];
         let mut failure = None;
         if policy == MergePolicy::CloseAsDuplicate {
-            for action in reconcile::plan_close(self.spec(), &source_link, &source) {
+            for action in reconcile::plan_to_ticket(self.spec(), &source_link, &source) {
                 match self.update(source_link.clone(), action, false).await? {
                     Applied::Done(link) => source_link = link,
                     Applied::Failed | Applied::Conflict(_) => {
@@ -1690,5 +1732,7 @@ fn advance(
 mod sweep;
 pub use sweep::run_sweep;
 
+#[cfg(test)]
+mod interleavings;
 #[cfg(test)]
 mod tests;

@@ -247,10 +247,11 @@ pub fn is_redirected(incident: &IncidentSnapshot) -> bool {
                 .any(|t| t.eq_ignore_ascii_case("redirected")))
 }
 
-/// What closing a merged incident's ticket takes: the ticket side of the field
-/// diff of the incident as the source now shows it (its status maps to a closed
-/// ticket status in the mapping).
-pub fn plan_close(pair: PairSpec<'_>, link: &Link, incident: &IncidentSnapshot) -> Vec<Action> {
+/// The ticket side of the field diff of the incident as the source now shows it.
+/// It is what closing a merged incident's ticket takes (its status maps to a
+/// closed ticket status), and what follows on the ticket from the bridge's own
+/// write to the incident (a template over an attribute the bridge just wrote).
+pub fn plan_to_ticket(pair: PairSpec<'_>, link: &Link, incident: &IncidentSnapshot) -> Vec<Action> {
     plan_link(pair, link, Some(incident), None)
         .into_iter()
         .filter(|a| matches!(a, Action::UpdateTicket { .. }))

@@ -15,15 +15,15 @@ use crate::ports::ConnectorResult;
 use crate::store::SqliteStore;
 use crate::vocab::{SourceKind, TicketKind};
 
-struct FakeClock(Mutex<Timestamp>);
+pub(super) struct FakeClock(Mutex<Timestamp>);
 
 impl FakeClock {
-    fn new() -> FakeClock {
+    pub(super) fn new() -> FakeClock {
         FakeClock(Mutex::new(
             Utc.with_ymd_and_hms(2026, 11, 22, 8, 0, 0).unwrap(),
         ))
     }
-    fn advance(&self, by: Duration) {
+    pub(super) fn advance(&self, by: Duration) {
         *self.0.lock().unwrap() += by;
     }
 }
@@ -36,12 +36,12 @@ impl Clock for FakeClock {
 
 /// Both remote systems' shared sense of time: every write moves it on a second.
 #[derive(Default)]
-struct Remote {
-    now: Mutex<i64>,
+pub(super) struct Remote {
+    pub(super) now: Mutex<i64>,
 }
 
 impl Remote {
-    fn tick(&self) -> Timestamp {
+    pub(super) fn tick(&self) -> Timestamp {
         let mut n = self.now.lock().unwrap();
         *n += 1;
         Utc.timestamp_opt(1_790_000_000 + *n, 0).unwrap()
@@ -49,15 +49,15 @@ impl Remote {
 }
 
 #[derive(Default)]
-struct FakeSource {
-    remote: std::sync::Arc<Remote>,
-    incidents: Mutex<BTreeMap<String, IncidentSnapshot>>,
+pub(super) struct FakeSource {
+    pub(super) remote: std::sync::Arc<Remote>,
+    pub(super) incidents: Mutex<BTreeMap<String, IncidentSnapshot>>,
     /// The next update meets a concurrent edit (as a stale Sentinel etag would).
-    race_next_update: Mutex<bool>,
+    pub(super) race_next_update: Mutex<bool>,
 }
 
 impl FakeSource {
-    fn add(&self, id: &str, status: &str) {
+    pub(super) fn add(&self, id: &str, status: &str) {
         let mut attrs = Attrs::new();
         attrs.insert("title".into(), format!("Incident {id}"));
         attrs.insert("status".into(), status.into());
@@ -140,7 +140,7 @@ impl IncidentSource for FakeSource {
 
 /// What the next create or update does.
 #[derive(Clone, Copy, PartialEq)]
-enum Fault {
+pub(super) enum Fault {
     /// The ticket is created, but the answer is lost (a timeout).
     CreatedButLost,
     /// Refused outright.
@@ -148,16 +148,16 @@ enum Fault {
 }
 
 #[derive(Default)]
-struct FakeTickets {
-    remote: std::sync::Arc<Remote>,
-    tickets: Mutex<BTreeMap<String, TicketSnapshot>>,
-    create_faults: Mutex<Vec<Fault>>,
-    update_faults: Mutex<Vec<Fault>>,
-    creates: Mutex<usize>,
+pub(super) struct FakeTickets {
+    pub(super) remote: std::sync::Arc<Remote>,
+    pub(super) tickets: Mutex<BTreeMap<String, TicketSnapshot>>,
+    pub(super) create_faults: Mutex<Vec<Fault>>,
+    pub(super) update_faults: Mutex<Vec<Fault>>,
+    pub(super) creates: Mutex<usize>,
 }
 
 impl FakeTickets {
-    fn count(&self) -> usize {
+    pub(super) fn count(&self) -> usize {
         self.tickets.lock().unwrap().len()
     }
 }
@@ -256,7 +256,7 @@ impl TicketSystem for FakeTickets {
     }
 }
 
-fn mapping() -> Mapping {
+pub(super) fn mapping() -> Mapping {
     let summary = Template::parse("{incident.title}", &["title"], false).unwrap();
     Mapping {
         file: PathBuf::from("test.toml"),
@@ -313,19 +313,19 @@ fn mapping() -> Mapping {
 
 use crate::mapping::FieldRule;
 
-struct World {
-    source: std::sync::Arc<FakeSource>,
-    tickets: std::sync::Arc<FakeTickets>,
-    store: SqliteStore,
-    clock: FakeClock,
-    rt: PairRuntime,
+pub(super) struct World {
+    pub(super) source: std::sync::Arc<FakeSource>,
+    pub(super) tickets: std::sync::Arc<FakeTickets>,
+    pub(super) store: SqliteStore,
+    pub(super) clock: FakeClock,
+    pub(super) rt: PairRuntime,
 }
 
 fn world() -> World {
     world_with(mapping())
 }
 
-fn world_with(mapping: Mapping) -> World {
+pub(super) fn world_with(mapping: Mapping) -> World {
     let remote = std::sync::Arc::new(Remote::default());
     let source = std::sync::Arc::new(FakeSource {
         remote: remote.clone(),
@@ -357,12 +357,12 @@ fn world_with(mapping: Mapping) -> World {
 }
 
 impl World {
-    async fn cycle(&self) -> CycleReport {
+    pub(super) async fn cycle(&self) -> CycleReport {
         run_cycle(&self.rt, &self.store, &self.clock, false)
             .await
             .unwrap()
     }
-    fn ledger_actions(&self) -> Vec<String> {
+    pub(super) fn ledger_actions(&self) -> Vec<String> {
         let mut out = Vec::new();
         self.store
             .for_each_ledger_entry(&Default::default(), &mut |e| {
@@ -671,10 +671,10 @@ impl FakeSource {
 }
 
 impl World {
-    fn ticket(&self, key: &str) -> TicketSnapshot {
+    pub(super) fn ticket(&self, key: &str) -> TicketSnapshot {
         self.tickets.tickets.lock().unwrap()[key].clone()
     }
-    fn key_of(&self, incident: &str) -> String {
+    pub(super) fn key_of(&self, incident: &str) -> String {
         self.store
             .link("defender->jira", incident)
             .unwrap()
@@ -791,7 +791,7 @@ async fn a_merge_chain_that_loops_is_recorded_not_followed_forever() {
 }
 
 impl FakeSource {
-    fn comment(&self, id: &str, author: &str, text: &str) {
+    pub(super) fn comment(&self, id: &str, author: &str, text: &str) {
         let at = self.remote.tick();
         let mut all = self.incidents.lock().unwrap();
         let i = all.get_mut(id).unwrap();
@@ -894,4 +894,76 @@ async fn a_comment_whose_record_was_lost_is_not_written_twice() {
 
 fn rusqlite_forget_comments(w: &World) {
     w.store.forget_synced_comments_for_tests();
+}
+
+// Small helpers for analysts' edits, shared with the interleavings property.
+
+impl Remote {
+    /// Time passes on the remote systems without anything being written.
+    pub(super) fn advance(&self, seconds: i64) {
+        *self.now.lock().unwrap() += seconds;
+    }
+}
+
+impl FakeSource {
+    /// A new incident with exactly these attributes.
+    pub(super) fn add_with(&self, id: &str, attrs: Attrs) {
+        let at = self.remote.tick();
+        self.incidents.lock().unwrap().insert(
+            id.into(),
+            IncidentSnapshot {
+                id: id.into(),
+                display_id: id.into(),
+                web_url: format!("https://security.example/incidents/{id}"),
+                provider_url: None,
+                created: at,
+                modified: at,
+                attrs,
+                tags: vec![],
+                redirect_to: None,
+                comments: vec![],
+                etag: None,
+            },
+        );
+    }
+
+    /// An analyst sets (or, with `None`, clears) one attribute of an incident.
+    pub(super) fn set_attr(&self, id: &str, attr: &str, value: Option<&str>) {
+        let at = self.remote.tick();
+        let mut all = self.incidents.lock().unwrap();
+        let i = all.get_mut(id).unwrap();
+        match value {
+            Some(v) => i.attrs.insert(attr.into(), v.into()),
+            None => i.attrs.remove(attr),
+        };
+        i.modified = at;
+    }
+}
+
+impl FakeTickets {
+    /// An analyst sets (or, with `None`, clears) one attribute of a ticket.
+    pub(super) fn set_attr(&self, key: &str, attr: &str, value: Option<&str>) {
+        let at = self.remote.tick();
+        let mut all = self.tickets.lock().unwrap();
+        let t = all.get_mut(key).unwrap();
+        match value {
+            Some(v) => t.attrs.insert(attr.into(), v.into()),
+            None => t.attrs.remove(attr),
+        };
+        t.modified = at;
+    }
+
+    /// An analyst comments on a ticket.
+    pub(super) fn comment(&self, key: &str, author: &str, text: &str) {
+        let at = self.remote.tick();
+        let mut all = self.tickets.lock().unwrap();
+        let t = all.get_mut(key).unwrap();
+        t.comments.push(Comment {
+            id: None,
+            author: Some(author.into()),
+            created: at,
+            text: text.into(),
+        });
+        t.modified = at;
+    }
 }
