@@ -4,8 +4,10 @@
 //! `nextPageToken`; the correlation lives in a label (`itsm-bridge:<source>:<id>`,
 //! searchable) and an entity property (authoritative, not searchable); status moves
 //! only through the transitions the issue offers, looked up every time because
-//! transition ids differ per workflow. Every literal put into JQL is quoted and
-//! escaped, because project keys and incident ids are not ours to trust.
+//! transition ids differ per workflow (and again after each step when a status is
+//! more than one transition away, as Done → To Do → In Progress is). Every literal
+//! put into JQL is quoted and escaped, because project keys and incident ids are
+//! not ours to trust.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -158,11 +160,33 @@ impl std::fmt::Debug for JiraTickets {
     }
 }
 
-/// What a transition should do with the `resolution` field, if its screen has it.
+/// What a transition should do with the `resolution` field, if its screen has it:
+/// `Set` applies to the step that enters done, `Clear` to the one that leaves it.
 enum ResolutionOnScreen {
     Leave,
     Set(String),
     Clear,
+}
+
+/// The most transitions one status change may take (Done → To Do → In Progress
+/// takes two in the standard workflow).
+pub const MAX_TRANSITIONS: usize = 3;
+
+/// Where an issue stands: its status name and status category key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StatusAt {
+    name: String,
+    category: String,
+}
+
+impl StatusAt {
+    fn of(snapshot: &TicketSnapshot) -> StatusAt {
+        let attr = |name: &str| snapshot.attrs.get(name).cloned().unwrap_or_default();
+        StatusAt {
+            name: attr("status_name"),
+            category: attr("status"),
+        }
+    }
 }
 
 impl JiraTickets {
@@ -391,75 +415,119 @@ impl JiraTickets {
         Ok(())
     }
 
-    /// Moves the issue to a status in category `target` through one of the
-    /// transitions it offers now. Returns whether the transition carried the
-    /// resolution field.
+    /// Moves the issue from its status `from` (name and category) to a status in
+    /// category `target`, through the transitions it offers. Jira lists only the
+    /// transitions out of the current status, so they are looked up again after
+    /// each step. A transition straight to `target` is taken when there is one;
+    /// otherwise a step to a status nearer to it (see [`choose_step`]), never back
+    /// to a status already passed, at most [`MAX_TRANSITIONS`] in all. A chain cut
+    /// short (an error after its first step) is safe to run again: the next call
+    /// starts from wherever the issue then is. Returns whether a transition
+    /// carried the resolution field.
     async fn transition_to(
         &self,
         key: &str,
+        from: &StatusAt,
         target: &str,
         resolution: ResolutionOnScreen,
     ) -> ConnectorResult<bool> {
-        let mut url = self.rest(&["issue", key, "transitions"]);
-        url.query_pairs_mut()
-            .append_pair("expand", "transitions.fields");
-        let offered: TransitionsResponse = self.api.get_json(url).await?;
-        let transition = choose_transition(&offered.transitions, target).ok_or_else(|| {
-            let available: Vec<String> = offered
-                .transitions
-                .iter()
-                .map(|t| {
-                    format!(
-                        "{} → {} ({})",
-                        t.name.as_deref().unwrap_or(&t.id),
-                        t.to.name,
-                        t.to.status_category.key
-                    )
-                })
-                .collect();
-            self.permanent(format!(
-                "no transition of {key} leads to a status in category {target:?} \
-                 (available: {}); add one to the workflow or map the status differently",
-                if available.is_empty() {
+        let mut at = from.clone();
+        let mut visited = vec![at.name.clone()];
+        let mut taken: Vec<String> = Vec::new();
+        let mut carried = false;
+        loop {
+            if taken.len() >= MAX_TRANSITIONS {
+                return Err(self.permanent(format!(
+                    "no transition of {key} leads to a status in category {target:?} \
+                     within {MAX_TRANSITIONS} transitions (took {}); add one to the \
+                     workflow or map the status differently",
+                    taken.join(", then ")
+                )));
+            }
+            let mut url = self.rest(&["issue", key, "transitions"]);
+            url.query_pairs_mut()
+                .append_pair("expand", "transitions.fields");
+            let offered: TransitionsResponse = self
+                .api
+                .get_json(url)
+                .await
+                .map_err(|e| cut_short(e, &taken, &at))?;
+            let Some(step) = choose_step(&offered.transitions, &at.category, target, &visited)
+            else {
+                let available: Vec<String> = offered
+                    .transitions
+                    .iter()
+                    .map(describe_transition)
+                    .collect();
+                let available = if available.is_empty() {
                     "none".to_string()
                 } else {
                     available.join(", ")
-                }
-            ))
-        })?;
-        let on_screen = transition
-            .fields
-            .as_ref()
-            .is_some_and(|f| f.contains_key("resolution"));
-        let mut body = json!({ "transition": { "id": transition.id } });
-        let mut carried = false;
-        if on_screen {
-            match resolution {
-                ResolutionOnScreen::Leave => {}
-                ResolutionOnScreen::Set(name) => {
-                    body["fields"] = json!({ "resolution": { "name": name } });
-                    carried = true;
-                }
-                ResolutionOnScreen::Clear => {
-                    body["fields"] = json!({ "resolution": null });
-                    carried = true;
+                };
+                let tried = if taken.is_empty() {
+                    format!("available: {available}")
+                } else {
+                    format!(
+                        "took {}; available from {}: {available}",
+                        taken.join(", then "),
+                        at.name
+                    )
+                };
+                return Err(self.permanent(format!(
+                    "no transition of {key} leads to a status in category {target:?} \
+                     ({tried}); add one to the workflow or map the status differently"
+                )));
+            };
+            let on_screen = step
+                .fields
+                .as_ref()
+                .is_some_and(|f| f.contains_key("resolution"));
+            let entering_done = is_category(&step.to.status_category.key, "done");
+            let leaving_done = is_category(&at.category, "done") && !entering_done;
+            let mut body = json!({ "transition": { "id": step.id } });
+            if on_screen {
+                // Only the step into done sets a resolution, and only the step out
+                // of done clears it: an open status never gets one on the way.
+                match &resolution {
+                    ResolutionOnScreen::Set(name) if entering_done => {
+                        body["fields"] = json!({ "resolution": { "name": name } });
+                        carried = true;
+                    }
+                    ResolutionOnScreen::Clear if leaving_done => {
+                        body["fields"] = json!({ "resolution": null });
+                        carried = true;
+                    }
+                    _ => {}
                 }
             }
+            tracing::debug!(
+                system = self.api.system(),
+                issue = key,
+                transition = %step.id,
+                from = %at.name,
+                to = %step.to.name,
+                step = taken.len() + 1,
+                "transitioning"
+            );
+            let request = Request::with_body(
+                Method::POST,
+                self.rest(&["issue", key, "transitions"]),
+                body,
+            );
+            self.api
+                .send(request)
+                .await
+                .map_err(|e| cut_short(e, &taken, &at))?;
+            taken.push(describe_transition(step));
+            at = StatusAt {
+                name: step.to.name.clone(),
+                category: step.to.status_category.key.clone(),
+            };
+            if is_category(&at.category, target) {
+                return Ok(carried);
+            }
+            visited.push(at.name.clone());
         }
-        tracing::debug!(
-            system = self.api.system(),
-            issue = key,
-            transition = %transition.id,
-            to = %transition.to.name,
-            "transitioning"
-        );
-        let request = Request::with_body(
-            Method::POST,
-            self.rest(&["issue", key, "transitions"]),
-            body,
-        );
-        self.api.send(request).await?;
-        Ok(carried)
     }
 
     async fn edit(&self, key: &str, body: Value) -> ConnectorResult<()> {
@@ -487,7 +555,8 @@ impl JiraTickets {
             ("done", Some(r)) => ResolutionOnScreen::Set(r.clone()),
             _ => ResolutionOnScreen::Leave,
         };
-        self.transition_to(key, target, resolution).await?;
+        self.transition_to(key, &StatusAt::of(&snapshot), target, resolution)
+            .await?;
         self.read(key).await
     }
 }
@@ -498,22 +567,124 @@ pub fn choose_transition<'a>(
     transitions: &'a [Transition],
     target: &str,
 ) -> Option<&'a Transition> {
-    let preferred = match target {
-        "new" => "To Do",
-        "indeterminate" => "In Progress",
-        "done" => "Done",
-        _ => "",
-    };
-    let candidates: Vec<&Transition> = transitions
-        .iter()
-        .filter(|t| t.is_available != Some(false))
-        .filter(|t| t.to.status_category.key.eq_ignore_ascii_case(target))
+    direct_transition(transitions, target, &[])
+}
+
+/// [`choose_transition`], leaving out transitions to the statuses in `visited`.
+fn direct_transition<'a>(
+    transitions: &'a [Transition],
+    target: &str,
+    visited: &[String],
+) -> Option<&'a Transition> {
+    let preferred = usual_status_name(target);
+    let candidates: Vec<&Transition> = open_transitions(transitions, visited)
+        .filter(|t| is_category(&t.to.status_category.key, target))
         .collect();
     candidates
         .iter()
         .find(|t| t.to.name.eq_ignore_ascii_case(preferred))
         .or(candidates.first())
         .copied()
+}
+
+/// The transitions that can be taken and lead to none of the `visited` statuses.
+fn open_transitions<'a>(
+    transitions: &'a [Transition],
+    visited: &[String],
+) -> impl Iterator<Item = &'a Transition> {
+    transitions
+        .iter()
+        .filter(|t| t.is_available != Some(false))
+        .filter(|t| !visited.iter().any(|v| v.eq_ignore_ascii_case(&t.to.name)))
+}
+
+/// The next transition on the way from a status in category `from` to one in
+/// category `target`: a transition straight to `target` (as [`choose_transition`]
+/// picks it) if there is one; otherwise one to a status strictly nearer to
+/// `target` (along new → indeterminate → done, where leaving done comes first
+/// when `target` is not done), the nearest, preferring the category's usual
+/// status name, then the workflow's order. Statuses in `visited` (names) are
+/// never gone back to. `None` when no transition brings the issue nearer.
+pub fn choose_step<'a>(
+    transitions: &'a [Transition],
+    from: &str,
+    target: &str,
+    visited: &[String],
+) -> Option<&'a Transition> {
+    if let Some(direct) = direct_transition(transitions, target, visited) {
+        return Some(direct);
+    }
+    let here = category_distance(from, target);
+    open_transitions(transitions, visited)
+        .map(|t| (category_distance(&t.to.status_category.key, target), t))
+        .filter(|(d, _)| *d < here)
+        .min_by_key(|(d, t)| {
+            let usual = usual_status_name(&t.to.status_category.key);
+            (*d, !t.to.name.eq_ignore_ascii_case(usual))
+        })
+        .map(|(_, t)| t)
+}
+
+/// The name a category's status usually has in Jira's templates.
+fn usual_status_name(category: &str) -> &'static str {
+    match category.to_ascii_lowercase().as_str() {
+        "new" => "To Do",
+        "indeterminate" => "In Progress",
+        "done" => "Done",
+        _ => "",
+    }
+}
+
+fn is_category(category: &str, want: &str) -> bool {
+    category.eq_ignore_ascii_case(want)
+}
+
+/// How many steps a status in category `from` is from one in `target`: along
+/// new → indeterminate → done, except that done is as far as it gets from any
+/// other category (an issue leaves done before it moves on); an unknown category
+/// is farther still.
+fn category_distance(from: &str, target: &str) -> u8 {
+    let rank = |c: &str| match c.to_ascii_lowercase().as_str() {
+        "new" => Some(0u8),
+        "indeterminate" => Some(1),
+        "done" => Some(2),
+        _ => None,
+    };
+    if is_category(from, target) {
+        return 0;
+    }
+    match (rank(from), rank(target)) {
+        (Some(2), Some(_)) => 2,
+        (Some(f), Some(t)) => f.abs_diff(t),
+        _ => 3,
+    }
+}
+
+/// An error met on the way, saying which transitions went through before it and
+/// where the issue now stands (where the next attempt starts).
+fn cut_short(e: ConnectorError, taken: &[String], at: &StatusAt) -> ConnectorError {
+    if taken.is_empty() {
+        return e;
+    }
+    ConnectorError {
+        message: format!(
+            "{} (after {}; the next update goes on from {})",
+            e.message,
+            taken.join(", then "),
+            at.name
+        ),
+        ..e
+    }
+}
+
+/// `Reopen → To Do (new)`, as errors list transitions.
+fn describe_transition(t: &Transition) -> String {
+    format!(
+        "{} → {} ({})",
+        t.name.as_deref().unwrap_or(&t.id),
+        t.to.name,
+        t.to.status_category.key
+    )
 }
 
 fn same_name(a: Option<&str>, b: Option<&str>) -> bool {
@@ -722,7 +893,10 @@ impl TicketSystem for JiraTickets {
                     }
                     _ => ResolutionOnScreen::Leave,
                 };
-                carried = self.transition_to(key, target, on_screen).await? && resolution.is_some();
+                carried = self
+                    .transition_to(key, &StatusAt::of(&current), target, on_screen)
+                    .await?
+                    && resolution.is_some();
                 current = self.read(key).await?;
             }
         }
@@ -770,7 +944,7 @@ mod tests {
     use super::*;
     use crate::http::{HttpSettings, RetryPolicy, build_client};
     use crate::jira::sim::{JiraSim, Workflow, jql};
-    use crate::simkit::{Fault, bind_loopback};
+    use crate::simkit::{Effect, Fault, FaultRule, Trigger, bind_loopback};
 
     const EMAIL: &str = "bridge@acme.example";
     const TOKEN: &str = "jira-api-token";
@@ -1239,8 +1413,107 @@ mod tests {
         assert_eq!(sim.issue(&created.key).unwrap().resolution, None);
     }
 
+    /// (method, path) of every request the simulator answered since its log was cleared.
+    fn calls(sim: &JiraSim) -> Vec<(String, String)> {
+        sim.kit
+            .requests()
+            .into_iter()
+            .map(|r| (r.method, r.path))
+            .collect()
+    }
+
+    fn call(method: &str, path: &str) -> (String, String) {
+        (method.to_string(), path.to_string())
+    }
+
+    /// (transition name, from, to, fields) of the transitions posted since `skip`.
+    fn posted(sim: &JiraSim, skip: usize) -> Vec<(String, String, String, Option<Value>)> {
+        sim.posted_transitions()
+            .into_iter()
+            .skip(skip)
+            .map(|t| (t.name, t.from, t.to, t.fields))
+            .collect()
+    }
+
+    fn step(
+        name: &str,
+        from: &str,
+        to: &str,
+        fields: Option<Value>,
+    ) -> (String, String, String, Option<Value>) {
+        (name.into(), from.into(), to.into(), fields)
+    }
+
     #[tokio::test]
-    async fn a_status_no_transition_reaches_is_a_permanent_error() {
+    async fn done_to_in_progress_takes_reopen_then_start_progress() {
+        let sim = start().await;
+        sim.add_project("REO", Workflow::with_reopen_screen());
+        // The standard Reopen has no screen (its post-function clears the
+        // resolution); the REO one shows `resolution`, and the client clears it.
+        for (project, reopen_fields) in
+            [("SEC", None), ("REO", Some(json!({ "resolution": null })))]
+        {
+            let jira = tickets_with(&sim, project, TOKEN);
+            let created = jira
+                .create(&ticket("defender", project, &[("summary", "s")]))
+                .await
+                .unwrap();
+            let key = created.key;
+            jira.update(
+                &key,
+                &set(&[("status", Some("done")), ("resolution", Some("Won't Do"))]),
+            )
+            .await
+            .unwrap();
+            let before = sim.posted_transitions().len();
+            sim.kit.clear_log();
+
+            let started = jira
+                .update(
+                    &key,
+                    &set(&[("status", Some("indeterminate")), ("resolution", None)]),
+                )
+                .await
+                .unwrap();
+            assert_eq!(started.attrs["status"], "indeterminate", "{project}");
+            assert_eq!(started.attrs["status_name"], "In Progress");
+            assert!(!started.attrs.contains_key("resolution"), "{project}");
+            let issue = sim.issue(&key).unwrap();
+            assert_eq!((issue.resolution, issue.resolution_date), (None, None));
+
+            let issue_path = format!("/rest/api/3/issue/{key}");
+            let transitions_path = format!("{issue_path}/transitions");
+            assert_eq!(
+                calls(&sim),
+                vec![
+                    call("GET", &issue_path),
+                    call("GET", &transitions_path),
+                    call("POST", &transitions_path),
+                    call("GET", &transitions_path),
+                    call("POST", &transitions_path),
+                    call("GET", &issue_path),
+                ],
+                "{project}"
+            );
+            // Each look-up asks for the screens' fields.
+            for r in sim.kit.requests().iter().filter(|r| r.method == "GET") {
+                if r.path == transitions_path {
+                    assert_eq!(r.query.as_deref(), Some("expand=transitions.fields"));
+                }
+            }
+            assert_eq!(
+                posted(&sim, before),
+                vec![
+                    step("Reopen", "Done", "To Do", reopen_fields),
+                    step("Start Progress", "To Do", "In Progress", None),
+                ],
+                "{project}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_status_two_steps_away_carries_the_resolution_on_the_step_into_done() {
         let sim = start().await;
         let mut workflow = Workflow::standard();
         // Only To Do → In Progress → Done: no shortcut to done.
@@ -1251,22 +1524,290 @@ mod tests {
             .create(&ticket("defender", "1", &[("summary", "s")]))
             .await
             .unwrap();
+        let done = jira
+            .update(
+                &created.key,
+                &set(&[("status", Some("done")), ("resolution", Some("Duplicate"))]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(done.attrs["status_name"], "Done");
+        assert_eq!(done.attrs["resolution"], "Duplicate");
+        assert_eq!(
+            posted(&sim, 0),
+            vec![
+                step("Start Progress", "To Do", "In Progress", None),
+                step(
+                    "Done",
+                    "In Progress",
+                    "Done",
+                    Some(json!({ "resolution": { "name": "Duplicate" } }))
+                ),
+            ]
+        );
+        // A ticket created straight into done takes the same way.
+        let closed = jira
+            .create(&ticket(
+                "defender",
+                "2",
+                &[
+                    ("summary", "s"),
+                    ("status", "done"),
+                    ("resolution", "Won't Do"),
+                ],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(closed.attrs["status_name"], "Done");
+        assert_eq!(closed.attrs["resolution"], "Won't Do");
+        assert_eq!(
+            posted(&sim, 2)
+                .into_iter()
+                .map(|(name, from, ..)| format!("{from}: {name}"))
+                .collect::<Vec<_>>(),
+            vec!["To Do: Start Progress", "In Progress: Done"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_status_no_transition_reaches_is_a_permanent_error() {
+        let sim = start().await;
+        let mut workflow = Workflow::standard();
+        // From To Do only Done: nothing leads towards In Progress.
+        workflow.transitions.retain(|t| t.id == 21 || t.id == 51);
+        sim.add_project("STEP", workflow);
+        let jira = tickets_with(&sim, "STEP", TOKEN);
+        let created = jira
+            .create(&ticket("defender", "1", &[("summary", "s")]))
+            .await
+            .unwrap();
         let err = jira
-            .update(&created.key, &set(&[("status", Some("done"))]))
+            .update(&created.key, &set(&[("status", Some("indeterminate"))]))
             .await
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Permanent);
         assert!(
-            err.message
-                .contains("no transition of STEP-1 leads to a status in category \"done\"")
-                && err
-                    .message
-                    .contains("Start Progress → In Progress (indeterminate)"),
+            err.message.contains(
+                "no transition of STEP-1 leads to a status in category \"indeterminate\" \
+                 (available: Done → Done (done))"
+            ),
             "{}",
             err.message
         );
-        // Nothing was transitioned.
+        // Nothing was transitioned: a step away from the target is never taken.
         assert_eq!(sim.issue("STEP-1").unwrap().status, "To Do");
+        assert!(sim.posted_transitions().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_chain_ending_in_a_dead_end_says_how_far_it_got() {
+        let sim = start().await;
+        let mut workflow = Workflow::standard();
+        // To Do ⇄ In Progress, and no way into Done.
+        workflow.transitions.retain(|t| t.id == 11 || t.id == 41);
+        sim.add_project("LOOP", workflow);
+        let jira = tickets_with(&sim, "LOOP", TOKEN);
+        jira.create(&ticket("defender", "1", &[("summary", "s")]))
+            .await
+            .unwrap();
+        sim.kit.clear_log();
+        let err = jira
+            .update("LOOP-1", &set(&[("status", Some("done"))]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Permanent);
+        assert!(
+            err.message.contains(
+                "no transition of LOOP-1 leads to a status in category \"done\" \
+                 (took Start Progress → In Progress (indeterminate); available from \
+                 In Progress: Stop Progress → To Do (new))"
+            ),
+            "{}",
+            err.message
+        );
+        // The step nearer to done was taken, and To Do was never gone back to.
+        assert_eq!(
+            posted(&sim, 0),
+            vec![step("Start Progress", "To Do", "In Progress", None)]
+        );
+        assert_eq!(sim.issue("LOOP-1").unwrap().status, "In Progress");
+        let transitions_path = "/rest/api/3/issue/LOOP-1/transitions";
+        assert_eq!(
+            calls(&sim),
+            vec![
+                call("GET", "/rest/api/3/issue/LOOP-1"),
+                call("GET", transitions_path),
+                call("POST", transitions_path),
+                call("GET", transitions_path),
+            ]
+        );
+        // Asked again, it starts from In Progress and moves nothing.
+        let err = jira
+            .update("LOOP-1", &set(&[("status", Some("done"))]))
+            .await
+            .unwrap_err();
+        assert!(
+            err.message
+                .contains("(available: Stop Progress → To Do (new))"),
+            "{}",
+            err.message
+        );
+        assert_eq!(sim.posted_transitions().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_chain_cut_short_after_its_first_step_completes_on_the_next_update() {
+        let sim = start().await;
+        let jira = tickets(&sim);
+        jira.create(&ticket("defender", "1", &[("summary", "s")]))
+            .await
+            .unwrap();
+        jira.update(
+            "SEC-1",
+            &set(&[("status", Some("done")), ("resolution", Some("Won't Do"))]),
+        )
+        .await
+        .unwrap();
+        let before = sim.posted_transitions().len();
+        let transitions_path = "/rest/api/3/issue/SEC-1/transitions";
+        // Reopen goes through; Start Progress gets a 500 (a POST: not retried).
+        sim.kit.inject(
+            FaultRule::new(Some(Method::POST), transitions_path, Effect::status(500))
+                .when(Trigger::Nth(2)),
+        );
+        let update = set(&[("status", Some("indeterminate")), ("resolution", None)]);
+        let err = jira.update("SEC-1", &update).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Transient);
+        assert!(
+            err.message
+                .contains("after Reopen → To Do (new); the next update goes on from To Do"),
+            "{}",
+            err.message
+        );
+        let issue = sim.issue("SEC-1").unwrap();
+        assert_eq!((issue.status.as_str(), issue.resolution), ("To Do", None));
+        assert_eq!(
+            posted(&sim, before),
+            vec![step("Reopen", "Done", "To Do", None)]
+        );
+
+        // The retry starts from To Do: one step, no Reopen again.
+        sim.kit.clear_log();
+        let started = jira.update("SEC-1", &update).await.unwrap();
+        assert_eq!(started.attrs["status_name"], "In Progress");
+        assert!(!started.attrs.contains_key("resolution"));
+        assert_eq!(
+            calls(&sim),
+            vec![
+                call("GET", "/rest/api/3/issue/SEC-1"),
+                call("GET", transitions_path),
+                call("POST", transitions_path),
+                call("GET", "/rest/api/3/issue/SEC-1"),
+            ]
+        );
+        assert_eq!(
+            posted(&sim, before),
+            vec![
+                step("Reopen", "Done", "To Do", None),
+                step("Start Progress", "To Do", "In Progress", None),
+            ]
+        );
+        // And once more changes nothing.
+        sim.kit.clear_log();
+        jira.update("SEC-1", &update).await.unwrap();
+        assert_eq!(calls(&sim), vec![call("GET", "/rest/api/3/issue/SEC-1")]);
+        assert_eq!(sim.posted_transitions().len(), before + 2);
+    }
+
+    fn offered(id: &str, to: &str, category: &str) -> Transition {
+        Transition {
+            id: id.into(),
+            name: Some(format!("to {to}")),
+            to: wire::TransitionTarget {
+                id: None,
+                name: to.into(),
+                status_category: wire::StatusCategory {
+                    key: category.into(),
+                    ..Default::default()
+                },
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_step_goes_straight_to_the_target_or_nearer_to_it() {
+        let ids = |t: Option<&Transition>| t.map(|t| t.id.clone());
+        let visited = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        // Straight there, preferring the usual name.
+        let from_done = [
+            offered("1", "Reopened", "new"),
+            offered("2", "Under Review", "indeterminate"),
+            offered("3", "In Progress", "indeterminate"),
+        ];
+        assert_eq!(
+            ids(choose_step(
+                &from_done,
+                "done",
+                "indeterminate",
+                &visited(&["Done"])
+            )),
+            Some("3".into())
+        );
+        // Out of done first, towards new when that is all there is.
+        let reopen_only = [offered("51", "To Do", "new")];
+        assert_eq!(
+            ids(choose_step(
+                &reopen_only,
+                "done",
+                "indeterminate",
+                &visited(&["Done"])
+            )),
+            Some("51".into())
+        );
+        // Never back to a status already passed, never farther away.
+        let from_progress = [
+            offered("41", "To Do", "new"),
+            offered("9", "Won't Fix", "new"),
+        ];
+        assert_eq!(
+            ids(choose_step(
+                &from_progress,
+                "indeterminate",
+                "done",
+                &visited(&["To Do", "In Progress"])
+            )),
+            None
+        );
+        assert_eq!(
+            ids(choose_step(
+                &[offered("5", "Done", "done")],
+                "new",
+                "indeterminate",
+                &visited(&["To Do"])
+            )),
+            None
+        );
+        // The nearest step, the usual name among equals, unavailable ones skipped.
+        let mut blocked = offered("7", "In Progress", "indeterminate");
+        blocked.is_available = Some(false);
+        let from_done = [
+            offered("6", "Backlog", "new"),
+            blocked,
+            offered("8", "To Do", "new"),
+        ];
+        assert_eq!(
+            ids(choose_step(
+                &from_done,
+                "done",
+                "indeterminate",
+                &visited(&["Done"])
+            )),
+            Some("8".into())
+        );
+        assert_eq!(category_distance("done", "indeterminate"), 2);
+        assert_eq!(category_distance("new", "done"), 2);
+        assert_eq!(category_distance("Indeterminate", "indeterminate"), 0);
     }
 
     #[tokio::test]

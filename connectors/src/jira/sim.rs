@@ -213,6 +213,19 @@ impl SimIssue {
     }
 }
 
+/// A transition carried out through `POST /issue/{key}/transitions`, as posted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostedTransition {
+    pub key: String,
+    pub id: String,
+    pub name: String,
+    /// Status names before and after.
+    pub from: String,
+    pub to: String,
+    /// The request's `fields`, if it had any.
+    pub fields: Option<Value>,
+}
+
 #[derive(Debug)]
 struct Project {
     id: u64,
@@ -245,6 +258,7 @@ struct SimState {
     index_lag: Duration,
     per_issue_limit: Option<u32>,
     writes: HashMap<u64, VecDeque<Instant>>,
+    posted_transitions: Vec<PostedTransition>,
 }
 
 const FIRST_ISSUE_ID: u64 = 10000;
@@ -265,6 +279,7 @@ impl SimState {
             index_lag: Duration::ZERO,
             per_issue_limit: None,
             writes: HashMap::new(),
+            posted_transitions: Vec::new(),
         }
     }
 
@@ -1221,6 +1236,12 @@ impl JiraSim {
         state.records.iter().map(|r| r.current.clone()).collect()
     }
 
+    /// The transitions clients carried out over REST, oldest first (an analyst's
+    /// moves are not listed).
+    pub fn posted_transitions(&self) -> Vec<PostedTransition> {
+        self.sim.lock().posted_transitions.clone()
+    }
+
     /// The issue as `GET /issue/{key}?fields=*all&properties=*all` renders it.
     pub fn issue_json(&self, key: &str) -> Option<Value> {
         let state = self.sim.lock();
@@ -1805,6 +1826,14 @@ async fn do_transition(
     if !errors.is_empty() {
         return Err(JiraError::fields(errors));
     }
+    let posted = PostedTransition {
+        key: issue.key.clone(),
+        id,
+        name: transition.name.clone(),
+        from: issue.status.clone(),
+        to: to.name.clone(),
+        fields: body.get("fields").cloned(),
+    };
     apply_status(&mut issue, &to, resolution);
     if let Some(b) = comment_body {
         let author = state
@@ -1815,6 +1844,7 @@ async fn do_transition(
     }
     issue.updated = state.tick();
     state.commit(i, issue);
+    state.posted_transitions.push(posted);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
