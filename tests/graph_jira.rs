@@ -348,6 +348,7 @@ fn defender_merging_two_incidents_closes_one_issue_and_points_it_at_the_other() 
 
     let closed = env.sims.jira.issue(&source_key).unwrap();
     assert_eq!(closed.status_category, "done");
+    assert_eq!(closed.resolution.as_deref(), Some("Duplicate"));
     let comments = |key: &str| -> Vec<String> {
         let issue = env.sims.jira.issue_json(key).unwrap();
         issue["fields"]["comment"]["comments"]

@@ -289,7 +289,7 @@ fn a_defender_merge_closes_the_merged_incidents_servicenow_ticket_as_a_duplicate
         // no longer synced; the survivor's stays open and says what it absorbed.
         let record = env.sims.servicenow.incident(merged_number).unwrap();
         assert_eq!(record["state"], "6", "{record:?}");
-        assert_eq!(record["close_code"], "No resolution provided");
+        assert_eq!(record["close_code"], "Duplicate");
         let notes = work_notes(&env, merged_number);
         assert!(
             notes.iter().any(|n| n.contains(&format!(

@@ -1402,7 +1402,7 @@ impl<'a> Cycle<'a> {
         }];
         let mut failure = None;
         if policy == MergePolicy::CloseAsDuplicate {
-            for action in reconcile::plan_to_ticket(self.spec(), &source_link, &source) {
+            for action in reconcile::plan_close(self.spec(), &source_link, &source) {
                 match self.update(source_link.clone(), action, false).await? {
                     Applied::Done(link) => source_link = link,
                     Applied::Failed | Applied::Conflict(_) => {

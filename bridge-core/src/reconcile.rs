@@ -258,6 +258,66 @@ pub fn plan_to_ticket(pair: PairSpec<'_>, link: &Link, incident: &IncidentSnapsh
         .collect()
 }
 
+/// What closing a merged incident's ticket as a duplicate takes: the ticket side
+/// of the field diff (its status maps to a closed ticket status), with the
+/// mapping's `[merge] close_with` values over what the field rules map.
+pub fn plan_close(pair: PairSpec<'_>, link: &Link, incident: &IncidentSnapshot) -> Vec<Action> {
+    let mut actions = plan_to_ticket(pair, link, incident);
+    let close_with = &pair.mapping.close_with;
+    if close_with.is_empty() {
+        return actions;
+    }
+    if actions.is_empty() {
+        actions.push(Action::UpdateTicket {
+            incident_id: link.incident_id.clone(),
+            ticket_key: link.ticket_key.clone(),
+            update: TicketUpdate::default(),
+            changes: Vec::new(),
+            baseline: Baseline::new(),
+            incident_modified: Some(incident.modified),
+            ticket_modified: None,
+        });
+    }
+    if let Some(Action::UpdateTicket {
+        update,
+        changes,
+        baseline,
+        ..
+    }) = actions.first_mut()
+    {
+        for (attr, value) in close_with {
+            let rules: Vec<&FieldRule> = pair
+                .mapping
+                .fields
+                .iter()
+                .filter(|r| &r.ticket == attr)
+                .collect();
+            update.set.insert(attr.clone(), Some(value.clone()));
+            changes.retain(|c| !rules.iter().any(|r| r.name == c.field));
+            changes.push(FieldChange {
+                field: rules.first().map_or(attr.clone(), |r| r.name.clone()),
+                old: rules
+                    .first()
+                    .and_then(|r| link.baseline.get(&r.name))
+                    .and_then(|a| a.ticket.clone()),
+                new: Some(value.clone()),
+                conflict: None,
+            });
+            for rule in rules {
+                baseline.insert(
+                    rule.name.clone(),
+                    Agreed {
+                        incident: rule.incident_value(incident, pair.source),
+                        ticket: Some(value.clone()),
+                        held: true,
+                    },
+                );
+            }
+        }
+    }
+    actions
+}
+
 /// A new incident: its ticket, rendered from the mapping.
 pub fn plan_create(pair: PairSpec<'_>, incident: &IncidentSnapshot) -> Option<Action> {
     let status = incident

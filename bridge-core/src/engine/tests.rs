@@ -303,6 +303,7 @@ pub(super) fn mapping() -> Mapping {
         },
         merge: crate::mapping::MergePolicy::default(),
         raise_priority: false,
+        close_with: Vec::new(),
         comments: crate::mapping::CommentSync {
             to_ticket: true,
             to_incident: true,

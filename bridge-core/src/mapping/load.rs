@@ -68,6 +68,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Mapping, InputError> {
             write_back: parts.write_back,
             merge: parts.merge,
             raise_priority: parts.raise_priority,
+            close_with: parts.close_with,
             comments: parts.comments,
             api: parts.api,
         }),
@@ -113,6 +114,8 @@ struct RawComments {
 struct RawMerge {
     policy: Option<Spanned<String>>,
     raise_priority: Option<Spanned<bool>>,
+    /// Ticket attributes set when closing a merged incident's ticket as a duplicate.
+    close_with: Option<RawValueMap>,
 }
 
 #[derive(Deserialize)]
@@ -159,6 +162,7 @@ struct Parts {
     write_back: WriteBack,
     merge: MergePolicy,
     raise_priority: bool,
+    close_with: Vec<(String, String)>,
     comments: CommentSync,
     api: Option<GenericApi>,
 }
@@ -292,6 +296,8 @@ impl Checker<'_> {
             _ => Some(false),
         };
 
+        let close_with = self.close_with(raw.merge.as_ref(), merge);
+
         Some(Parts {
             source_kind: self.source?,
             ticket_kind: self.tickets?,
@@ -301,6 +307,7 @@ impl Checker<'_> {
             write_back: write_back?,
             merge: merge?,
             raise_priority: raise_priority?,
+            close_with: close_with?,
             comments: CommentSync {
                 to_ticket: raw
                     .comments
@@ -1078,6 +1085,66 @@ impl Checker<'_> {
         }))
     }
 
+    /// `[merge] close_with`: writable ticket attributes and values they take, for a
+    /// policy that closes the merged incident's ticket.
+    fn close_with(
+        &mut self,
+        merge: Option<&RawMerge>,
+        policy: Option<MergePolicy>,
+    ) -> Option<Vec<(String, String)>> {
+        let Some(table) = merge.and_then(|m| m.close_with.as_ref()) else {
+            return Some(Vec::new());
+        };
+        if policy.is_some_and(|p| p != MergePolicy::CloseAsDuplicate) {
+            self.r.at(
+                table.span().start,
+                "close_with only applies with policy = \"close_as_duplicate\", which closes the merged incident's ticket",
+            );
+            return None;
+        }
+        let kind = self.tickets?;
+        let attrs = vocab::ticket_attrs(kind);
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (attr, value) in table.get_ref() {
+            let Some(spec) = vocab::find(attrs, attr.get_ref()) else {
+                self.r.at(
+                    attr.span().start,
+                    format!(
+                        "unknown {} attribute `{}`; known attributes: {}",
+                        ticket_system_name(kind),
+                        attr.get_ref(),
+                        attr_names(attrs)
+                    ),
+                );
+                ok = false;
+                continue;
+            };
+            if !spec.writable {
+                self.r.at(
+                    attr.span().start,
+                    format!(
+                        "the {} attribute `{}` cannot be written",
+                        ticket_system_name(kind),
+                        spec.name
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            let end = End {
+                spec,
+                system: self.ticket_system(),
+                role: "ticket",
+            };
+            match self.target_value("close_with", &end, value) {
+                Some(v) => out.push((spec.name.to_string(), v)),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
     /// A value a map produces: one the target attribute takes and may be given.
     fn target_value(&mut self, dir: &str, to: &End, v: &Spanned<String>) -> Option<String> {
         let value = v.get_ref();
@@ -1391,6 +1458,36 @@ mod tests {
         assert!(
             !parse(Path::new("m.toml"), JIRA).unwrap().raise_priority,
             "off by default"
+        );
+    }
+
+    #[test]
+    fn close_with_takes_writable_attributes_and_their_values() {
+        let m = parse(Path::new("m.toml"), JIRA).unwrap();
+        assert_eq!(
+            m.close_with,
+            vec![("resolution".to_string(), "Duplicate".to_string())]
+        );
+        check(
+            &format!(
+                "{BASE}\n[merge]\nclose_with = {{ resolutoin = \"Duplicate\", created = \"x\" }}\n"
+            ),
+            &[
+                "11:16: unknown Jira attribute `resolutoin`; known attributes: summary, description, status, status_name, priority, resolution, assignee",
+                "11:42: unknown Jira attribute `created`; known attributes: summary, description, status, status_name, priority, resolution, assignee",
+            ],
+        );
+        check(
+            &format!("{BASE}\n[merge]\nclose_with = {{ status = \"finished\" }}\n"),
+            &["11:25: `finished` is not a Jira status; known values: new, indeterminate, done"],
+        );
+        check(
+            &format!(
+                "{BASE}\n[merge]\npolicy = \"link_only\"\nclose_with = {{ resolution = \"Duplicate\" }}\n"
+            ),
+            &[
+                "12:14: close_with only applies with policy = \"close_as_duplicate\", which closes the merged incident's ticket",
+            ],
         );
     }
 

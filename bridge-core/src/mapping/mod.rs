@@ -40,6 +40,10 @@ pub struct Mapping {
     /// it was merged into, the survivor's ticket takes the merged one's priority
     /// (every rule reading `severity` that flows to the ticket).
     pub raise_priority: bool,
+    /// `[merge] close_with`: ticket attributes and values set when the merged
+    /// incident's ticket is closed as a duplicate (a Jira resolution or a
+    /// ServiceNow close code of "Duplicate"), over what the field rules map.
+    pub close_with: Vec<(String, String)>,
     /// Which way comments are carried across (`[comments]`).
     pub comments: CommentSync,
     /// The generic ticket system's API description (`[api]`); set exactly when

@@ -112,6 +112,7 @@ fn mapping() -> Mapping {
         },
         merge: crate::mapping::MergePolicy::default(),
         raise_priority: false,
+        close_with: Vec::new(),
         comments: crate::mapping::CommentSync {
             to_ticket: true,
             to_incident: true,
