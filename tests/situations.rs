@@ -1127,7 +1127,6 @@ mod defender_jira {
     }
 
     #[test]
-    #[ignore = "bug: the Jira connector takes one transition only; Done -> In Progress needs Reopen then Start Progress, so the update fails permanently"]
     fn incident_reopened_in_progress_after_its_ticket_closed_puts_the_ticket_in_progress() {
         let env = Env::start(0);
         let id = defender_incident(&env, "Suspicious scheduled task created on WS-0312");
@@ -1154,6 +1153,42 @@ mod defender_jira {
             stderr(&out)
         );
         assert_success(&out);
+        assert_nothing_left_to_write(&env);
+    }
+
+    #[test]
+    fn a_reopen_cut_short_between_two_transitions_finishes_without_undoing_the_incident() {
+        let env = Env::start(0);
+        let id = defender_incident(&env, "Impossible travel sign-in for a finance user");
+        env.sync();
+        let key = jira_key(&env, &id);
+        env.sims
+            .jira
+            .transition_as_analyst(&key, "Done", Some("Done"))
+            .unwrap();
+        env.sync();
+
+        // Reopened to inProgress: Reopen goes through, Start Progress fails.
+        assert!(env.sims.graph.set_status(&id, "inProgress"));
+        env.sims.jira.kit.inject(
+            FaultRule::new(
+                Some(Method::POST),
+                format!("/rest/api/3/issue/{key}/transitions"),
+                Effect::status(500),
+            )
+            .when(Trigger::Nth(2)),
+        );
+        let out = run_once(&env);
+        assert!(!out.status.success());
+        assert_eq!(env.sims.jira.issue(&key).unwrap().status, "To Do");
+
+        // The bridge's own half-way To Do is not an analyst's reopen: the retry
+        // finishes the move, and the incident stays in progress.
+        make_retry_due(&env, JIRA_PAIR, &id);
+        let out = run_once(&env);
+        assert_success(&out);
+        assert_eq!(env.sims.jira.issue(&key).unwrap().status, "In Progress");
+        assert_eq!(env.sims.graph.incident(&id).unwrap().status, "inProgress");
         assert_nothing_left_to_write(&env);
     }
 

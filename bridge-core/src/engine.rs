@@ -1156,10 +1156,18 @@ impl<'a> Cycle<'a> {
                 self.report.failed += 1;
                 let (incident_id, ticket_key) = (link.incident_id.clone(), link.ticket_key.clone());
                 self.note_failure(&incident_id, Some(&ticket_key), action.kind(), &e)?;
+                let partly = self.partly_applied(&mut link, &action).await;
+                let mut detail = e.to_string();
+                if !partly.is_empty() {
+                    detail.push_str(&format!(
+                        "; partly applied, the ticket now holds {}",
+                        partly.join(", ")
+                    ));
+                }
                 let record = LedgerRecord {
                     changes,
                     outcome: Outcome::Failed,
-                    detail: Some(e.to_string()),
+                    detail: Some(detail),
                     ..self.record(
                         action.kind(),
                         Some(direction),
@@ -1167,10 +1175,44 @@ impl<'a> Cycle<'a> {
                         Some(&link.ticket_key),
                     )
                 };
-                self.store.finish_intent(intent, None, &[record])?;
+                let saved = (!partly.is_empty()).then_some(&link);
+                self.store.finish_intent(intent, saved, &[record])?;
                 Ok(Applied::Failed)
             }
         }
+    }
+
+    /// A ticket update that failed may have got part of the way (a Jira status
+    /// reached through several transitions, cut short): what the bridge itself
+    /// wrote must not read as an analyst's change on the retry, or it could win a
+    /// conflict against the incident it came from. Re-reads the ticket and takes
+    /// the fields the update was writing that moved as the bridge's own, in the
+    /// link's baseline. Returns what moved, for the ledger.
+    async fn partly_applied(&self, link: &mut Link, action: &Action) -> Vec<String> {
+        let Action::UpdateTicket { update, .. } = action else {
+            return Vec::new();
+        };
+        let Ok(ticket) = self.rt.tickets.get(&link.ticket_key).await else {
+            return Vec::new();
+        };
+        let mut moved = Vec::new();
+        for rule in &self.rt.mapping.fields {
+            if !update.set.contains_key(&rule.ticket) {
+                continue;
+            }
+            let now = ticket.attrs.get(&rule.ticket).cloned();
+            if let Some(agreed) = link.baseline.get_mut(&rule.name)
+                && agreed.ticket != now
+            {
+                moved.push(format!(
+                    "{} = {}",
+                    rule.ticket,
+                    now.as_deref().unwrap_or("(empty)")
+                ));
+                agreed.ticket = now;
+            }
+        }
+        moved
     }
 
     /// Sets a failing incident aside: counted in the dead letters, retried after a
