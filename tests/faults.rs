@@ -66,12 +66,6 @@ fn store(env: &Env) -> SqliteStore {
     SqliteStore::open(&env.db).expect("the bridge's database opens")
 }
 
-/// Makes a dead letter due now, as if its delay had passed.
-fn make_due(env: &Env, pair: &str, incident_id: &str) {
-    let at = chrono::Utc::now() - chrono::Duration::seconds(1);
-    store(env).schedule_retry(pair, incident_id, at).unwrap();
-}
-
 /// Ages every pending outbox intent by `by`, as if that much time had passed since
 /// it was begun (a create whose answer was lost waits ~30 s for the search index).
 fn age_pending_intents(db: &Path, by: chrono::Duration) {
@@ -669,7 +663,7 @@ fn a_write_whose_answer_is_truncated_is_set_aside_then_finished_without_repeats(
         "Graph applied the PATCH"
     );
 
-    make_due(&env, JIRA_PAIR, &id);
+    env.make_retry_due(JIRA_PAIR, &id);
     let out = env.sync();
     assert!(
         stdout(&out).contains("1 recovered from earlier failures"),
@@ -942,7 +936,7 @@ fn an_incident_whose_comment_always_500s_is_set_aside_and_the_rest_keeps_syncing
     );
 
     // Due again and still failing: retried once, then set aside for longer.
-    make_due(&env, JIRA_PAIR, &bad);
+    env.make_retry_due(JIRA_PAIR, &bad);
     run_with_failures(&env);
     let letter = dead_letters(&env).remove(0);
     assert_eq!(letter["attempts"].as_u64(), Some(2));
@@ -955,7 +949,7 @@ fn an_incident_whose_comment_always_500s_is_set_aside_and_the_rest_keeps_syncing
 
     // Fixed on the remote side: the next due retry finishes it.
     env.sims.graph.kit.clear_faults();
-    make_due(&env, JIRA_PAIR, &bad);
+    env.make_retry_due(JIRA_PAIR, &bad);
     let out = env.sync();
     assert!(stdout(&out).contains("1 recovered"), "{}", stdout(&out));
     let posts = env
@@ -1035,7 +1029,7 @@ fn a_due_retry_of_a_failed_write_back_writes_it_back() {
     run_with_failures(&env);
     assert_eq!(dead_letters(&env).len(), 1);
     env.sims.graph.kit.clear_faults();
-    make_due(&env, JIRA_PAIR, &bad);
+    env.make_retry_due(JIRA_PAIR, &bad);
     env.sync();
     let key = only_ticket(&env, JIRA_PAIR, &bad);
     let tags = env.sims.graph.incident(&bad).unwrap().custom_tags;
@@ -1084,7 +1078,7 @@ fn seeded_random_server_errors_on_every_system_still_converge() {
     }
     for letter in dead_letters(&env) {
         let id = letter["incident_id"].as_str().unwrap();
-        make_due(&env, letter["pair"].as_str().unwrap(), id);
+        env.make_retry_due(letter["pair"].as_str().unwrap(), id);
     }
     env.sync();
     assert_converged(&env);

@@ -18,7 +18,6 @@ mod common;
 use std::process::Output;
 
 use axum::http::Method;
-use bridge_core::store::{SqliteStore, Store};
 use chrono::{DateTime, SubsecRound, Utc};
 use common::{Env, assert_success, stderr, stdout};
 use connectors::graph::sim::{SeedIncident, SimComment};
@@ -232,14 +231,6 @@ fn assert_nothing_left_to_write(env: &Env) {
     );
     let added: Vec<Value> = ledger(env).into_iter().skip(entries).collect();
     assert_eq!(added, Vec::<Value>::new(), "nothing new in the ledger");
-}
-
-/// Makes an incident's retry due now, as if its delay (a minute at first) had passed.
-fn make_retry_due(env: &Env, pair: &str, incident_id: &str) {
-    let store = SqliteStore::open(&env.db).expect("the bridge's database opens");
-    store
-        .schedule_retry(pair, incident_id, Utc::now() - chrono::Duration::seconds(1))
-        .expect("the retry is rescheduled");
 }
 
 /// Sets the `conflict` policy of the `[[sync]]` pair that syncs to `tickets`.
@@ -724,7 +715,7 @@ fn a_retried_comment_write_is_not_duplicated() {
     );
 
     // The retry (due after its delay) and another run after it.
-    make_retry_due(&env, JIRA_PAIR, &id);
+    env.make_retry_due(JIRA_PAIR, &id);
     let out = env.sync();
     assert!(stdout(&out).contains("1 recovered"), "{}", stdout(&out));
     env.sync();
@@ -786,7 +777,7 @@ fn a_retried_comment_write_to_the_incident_is_not_duplicated() {
         "Graph applied it"
     );
 
-    make_retry_due(&env, JIRA_PAIR, &id);
+    env.make_retry_due(JIRA_PAIR, &id);
     env.sync();
     env.sync();
 
@@ -836,7 +827,7 @@ fn a_comment_whose_copy_was_refused_is_copied_when_its_retry_is_due() {
 
     // Jira is back; the retry comes due.
     env.sims.jira.kit.clear_faults();
-    make_retry_due(&env, JIRA_PAIR, &id);
+    env.make_retry_due(JIRA_PAIR, &id);
     let retry = env.sync();
     env.sync();
     assert_eq!(
@@ -1184,7 +1175,7 @@ mod defender_jira {
 
         // The bridge's own half-way To Do is not an analyst's reopen: the retry
         // finishes the move, and the incident stays in progress.
-        make_retry_due(&env, JIRA_PAIR, &id);
+        env.make_retry_due(JIRA_PAIR, &id);
         let out = run_once(&env);
         assert_success(&out);
         assert_eq!(env.sims.jira.issue(&key).unwrap().status, "In Progress");

@@ -100,6 +100,20 @@ impl Env {
             .collect()
     }
 
+    /// Makes an incident's retry due now, as if its delay (a minute at first) had
+    /// passed.
+    pub fn make_retry_due(&self, pair: &str, incident_id: &str) {
+        use bridge_core::store::{SqliteStore, Store};
+        let store = SqliteStore::open(&self.db).expect("the bridge's database opens");
+        store
+            .schedule_retry(
+                pair,
+                incident_id,
+                chrono::Utc::now() - chrono::Duration::seconds(1),
+            )
+            .expect("the retry is rescheduled");
+    }
+
     /// The number of ledger entries.
     pub fn ledger_len(&self) -> usize {
         let out = self.bridge(&["ledger", "export", "--db", self.db_arg()]);
