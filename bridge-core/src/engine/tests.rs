@@ -223,7 +223,12 @@ impl TicketSystem for FakeTickets {
         }
     }
     async fn get(&self, key: &str) -> ConnectorResult<TicketSnapshot> {
-        Ok(self.tickets.lock().unwrap()[key].clone())
+        self.tickets
+            .lock()
+            .unwrap()
+            .get(key)
+            .cloned()
+            .ok_or_else(|| ConnectorError::new(ErrorKind::NotFound, "fake", "no such ticket"))
     }
     async fn update(&self, key: &str, u: &TicketUpdate) -> ConnectorResult<TicketSnapshot> {
         if self.update_faults.lock().unwrap().pop().is_some() {
@@ -967,4 +972,89 @@ impl FakeTickets {
         });
         t.modified = at;
     }
+}
+
+#[tokio::test]
+async fn a_sweep_repairs_drift_and_leaves_dead_letters_merges_and_deleted_tickets_alone() {
+    let w = world();
+    for id in ["1", "2", "3", "4", "5"] {
+        w.source.add(id, "active");
+    }
+    w.cycle().await;
+    w.cycle().await;
+    assert_eq!(w.tickets.count(), 5);
+    let key = |id: &str| w.store.link(&w.rt.pair, id).unwrap().unwrap().ticket_key;
+
+    // 1: resolved, but the change carries its old modification time (a replica
+    //    running late): the poll cannot see it.
+    w.source
+        .incidents
+        .lock()
+        .unwrap()
+        .get_mut("1")
+        .unwrap()
+        .attrs
+        .insert("status".into(), "resolved".into());
+    // 2: waiting in the dead letters; its retry is its own business.
+    let now = w.clock.now();
+    w.store
+        .record_failure(&DeadLetter {
+            pair: w.rt.pair.clone(),
+            incident_id: "2".into(),
+            ticket_key: Some(key("2")),
+            action: "update_ticket".into(),
+            last_error: "refused".into(),
+            attempts: 1,
+            first_failed: now,
+            last_failed: now,
+            next_attempt: now + Duration::minutes(10),
+        })
+        .unwrap();
+    // 3: merged away: no longer synced.
+    let mut merged = w.store.link(&w.rt.pair, "3").unwrap().unwrap();
+    merged.state = LinkState::Merged;
+    w.store.save_link(&merged, &[]).unwrap();
+
+    let poll = w.cycle().await;
+    assert_eq!(poll.writes(), 0, "the poll sees nothing new: {poll:?}");
+    // 4: its ticket was deleted in the ticket system.
+    w.tickets.tickets.lock().unwrap().remove(&key("4"));
+    assert_eq!(
+        w.tickets.tickets.lock().unwrap()[&key("1")].attrs["status"],
+        "new"
+    );
+
+    let sweep = run_sweep(&w.rt, &w.store, &w.clock, false).await.unwrap();
+    assert!(sweep.sweep);
+    assert_eq!(
+        (
+            sweep.links_checked,
+            sweep.repaired,
+            sweep.tickets_updated,
+            sweep.failed
+        ),
+        (3, 1, 1, 0),
+        "{sweep:?}"
+    );
+    assert_eq!(
+        w.tickets.tickets.lock().unwrap()[&key("1")].attrs["status"],
+        "done"
+    );
+    let actions = w.ledger_actions();
+    let tail: Vec<&str> = actions
+        .iter()
+        .rev()
+        .take(4)
+        .rev()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        tail,
+        vec!["update_ticket ok", "repair ok", "sweep failed", "sweep ok"],
+        "the repair and its entry, the deleted ticket, the totals"
+    );
+
+    // In step now: a second sweep repairs nothing.
+    let again = run_sweep(&w.rt, &w.store, &w.clock, false).await.unwrap();
+    assert_eq!((again.repaired, again.writes()), (0, 0), "{again:?}");
 }
