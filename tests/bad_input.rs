@@ -363,6 +363,16 @@ fn cases() -> Vec<Case> {
             says: "cron line `every minute` has 2 fields",
         },
         Case {
+            name: "search lag in words",
+            edits: &[Replace(
+                "bridge.toml",
+                "mapping = \"jira.toml\"",
+                "mapping = \"jira.toml\"\nsearch_lag = ‸\"half a minute\"",
+            )],
+            at: At::Mark,
+            says: "search_lag `half a minute` is not a duration",
+        },
+        Case {
             name: "sweep schedule in words",
             edits: &[Replace(
                 "bridge.toml",

@@ -694,8 +694,9 @@ fn run_once(env: &Env) -> std::process::Output {
 }
 
 /// `run --once` until a run writes nothing, fails nothing and leaves nothing
-/// pending (a create whose answer a kill lost waits `adopt_after`, 30 s, before
-/// it is looked up and adopted). Returns the number of runs.
+/// pending (a create whose answer a kill lost waits the ticket system's
+/// `search_lag`, 2 s in the simulators' config, before it is looked up and
+/// adopted). Returns the number of runs.
 fn converge(env: &Env, within: Duration) -> usize {
     let started = Instant::now();
     let mut runs = 0;

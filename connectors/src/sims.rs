@@ -232,6 +232,8 @@ api_token = {{ file = "secrets/jira-api-token" }}
 project_key = "{JIRA_PROJECT}"
 issue_type = "Task"
 mapping = "jira.toml"
+# The simulators' searches show a write at once (real ones lag: 30 s by default).
+search_lag = "2s"
 
 [[ticket_system]]
 name = "servicenow"
@@ -240,6 +242,7 @@ base_url = "{servicenow}"
 username = "{SERVICENOW_USER}"
 password = {{ file = "secrets/servicenow-password" }}
 mapping = "servicenow.toml"
+search_lag = "2s"
 
 [[ticket_system]]
 name = "helpdesk"
@@ -247,6 +250,7 @@ kind = "generic"
 base_url = "{generic}"
 token = {{ file = "secrets/helpdesk-token" }}
 mapping = "generic.toml"
+search_lag = "2s"
 
 [[sync]]
 source = "defender"

@@ -109,7 +109,8 @@ pub fn build_pairs_with(
             policy: sync.conflict,
             since: sync.since,
             overlap: chrono::Duration::minutes(5),
-            adopt_after: chrono::Duration::seconds(30),
+            adopt_after: chrono::Duration::from_std(ticket_config.search_lag)
+                .unwrap_or(chrono::Duration::seconds(30)),
         });
     }
     Ok(pairs)

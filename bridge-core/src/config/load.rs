@@ -30,6 +30,8 @@ const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com";
 const DEFAULT_ARM_URL: &str = "https://management.azure.com";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_ISSUE_TYPE: &str = "Task";
+/// How far a ticket system's search may run behind its writes, unless it says.
+const DEFAULT_SEARCH_LAG: Duration = Duration::from_secs(30);
 /// The drift-repair sweep, when a `[[sync]]` does not say: hourly, on the hour.
 const DEFAULT_SWEEP: &str = "0 * * * *";
 
@@ -231,6 +233,7 @@ struct RawTicketSystem {
     client_secret: RawSecret,
     rate_limit: Text,
     burst: Option<Spanned<i64>>,
+    search_lag: Text,
 }
 
 #[derive(Deserialize)]
@@ -971,6 +974,17 @@ impl Checker<'_> {
 
         let rate_limit = self.rate_limit(raw.rate_limit.as_ref(), raw.burst.as_ref());
         ok &= rate_limit.is_ok();
+        let search_lag = match &raw.search_lag {
+            None => DEFAULT_SEARCH_LAG,
+            Some(t) => match parse_duration(t.get_ref()) {
+                Ok(d) => d,
+                Err(problem) => {
+                    self.r.at(t.span().start, format!("search_lag {problem}"));
+                    ok = false;
+                    DEFAULT_SEARCH_LAG
+                }
+            },
+        };
 
         if !ok {
             return None;
@@ -984,6 +998,7 @@ impl Checker<'_> {
             issue_type,
             mapping: mapping?,
             rate_limit: rate_limit.ok()?,
+            search_lag,
         })
     }
 
@@ -1516,6 +1531,11 @@ since = 2026-10-01T12:00:00+02:00
         assert_eq!(config.store.path, dir.path().join("itsm-bridge.db"));
         assert_eq!(config.server.listen, None);
         assert_eq!(config.http.timeout, Duration::from_secs(30));
+        assert_eq!(
+            config.ticket_systems[0].search_lag,
+            Duration::from_secs(30),
+            "a lost create is looked up after 30 s unless the ticket system says"
+        );
         assert!(config.http.ca_bundle.is_none() && config.http.proxy.is_none());
         let system = config.ticket_system("snow").unwrap();
         assert!(

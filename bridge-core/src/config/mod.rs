@@ -130,6 +130,10 @@ pub struct TicketSystemConfig {
     pub mapping: Mapping,
     /// The bridge's own pace towards this system; `None`: the kind's default.
     pub rate_limit: Option<RateLimitConfig>,
+    /// How far the system's search may run behind its writes (`search_lag`, 30 s
+    /// by default): a create whose answer was lost is looked up after this long,
+    /// so the ticket is found and adopted rather than made twice.
+    pub search_lag: Duration,
 }
 
 /// `rate_limit = "10/s"` (with an optional `burst = 20`): at most `requests` per
