@@ -148,6 +148,10 @@ fn resolving_in_servicenow_closes_the_sentinel_incident_with_a_matching_classifi
     let desk = env.ticket_in(Some("sentinel->helpdesk"), &id).unwrap();
     env.sync();
     assert_eq!(env.sims.generic.ticket(&desk).unwrap().status, "resolved");
+    // The analyst's own close notes stand, though the classification the bridge
+    // wrote changes what the mapping's close-notes template would say.
+    let record = env.sims.servicenow.incident(&number).unwrap();
+    assert_eq!(record["close_notes"], "Benign scanner, tuned the rule.");
 }
 
 #[test]

@@ -701,6 +701,23 @@ impl<'a> Cycle<'a> {
                         // that follows now, not when the incident next moves.
                         if let Some(incident) = self.written_incident.take().filter(|_| to_incident)
                         {
+                            // A ticket value held on purpose (an analyst's own close
+                            // notes) stays: the bridge's write moved what its template
+                            // shows, not an analyst.
+                            let mut rebased = false;
+                            for rule in &self.rt.mapping.fields {
+                                let render = rule.incident_value(&incident, &self.rt.source_name);
+                                if let Some(agreed) = link.baseline.get_mut(&rule.name)
+                                    && agreed.held
+                                    && agreed.incident != render
+                                {
+                                    agreed.incident = render;
+                                    rebased = true;
+                                }
+                            }
+                            if rebased {
+                                self.store.save_link(&link, &[])?;
+                            }
                             for follow in reconcile::plan_to_ticket(self.spec(), &link, &incident) {
                                 if let Applied::Done(l) =
                                     self.update(link.clone(), follow, false).await?

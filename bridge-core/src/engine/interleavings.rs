@@ -497,6 +497,15 @@ impl Model {
                 let tic_now = now_t.attrs.get(&rule.ticket).cloned();
                 let tic_base = base_t.attrs.get(&rule.ticket).cloned();
                 let (inc_changed, tic_changed) = (inc_now != inc_base, tic_now != tic_base);
+                // Whether the incident moved before the bridge wrote to it: a template
+                // moved only by that write leaves a held ticket value alone.
+                let inc_moved = rule.incident_value(now_i, SOURCE) != inc_base;
+                let was_held = self.held.contains(&(id.to_string(), rule.name.clone()));
+                let against_flow = tic_changed && !inc_moved && !rule.flow.to_incident();
+                if !inc_moved && (against_flow || (was_held && !tic_changed)) {
+                    held.insert(rule.name.clone());
+                    continue;
+                }
                 let winner = match (inc_changed, tic_changed) {
                     (false, false) => None,
                     (true, false) => rule.flow.to_ticket().then_some(Winner::Incident),
@@ -541,11 +550,6 @@ impl Model {
                         unchanged.push((rule, inc_now));
                     }
                     None => {}
-                }
-                let was_held = self.held.contains(&(id.to_string(), rule.name.clone()));
-                let against_flow = tic_changed && !inc_changed && !rule.flow.to_incident();
-                if !inc_changed && (against_flow || (was_held && !tic_changed)) {
-                    held.insert(rule.name.clone());
                 }
             }
         }
