@@ -327,6 +327,9 @@ struct Cycle<'a> {
     sweeping: bool,
     /// The incident as the source returned it after the bridge's last write to it.
     written_incident: Option<IncidentSnapshot>,
+    /// Both sides of a link as `get` read them this cycle (a sweep, a retry), by
+    /// incident, until a write to the link or its comment sync.
+    fetched: HashMap<String, (IncidentSnapshot, TicketSnapshot)>,
 }
 
 impl<'a> Cycle<'a> {
@@ -351,6 +354,7 @@ impl<'a> Cycle<'a> {
             failed: HashSet::new(),
             sweeping: false,
             written_incident: None,
+            fetched: HashMap::new(),
         }
     }
 
@@ -467,6 +471,8 @@ impl<'a> Cycle<'a> {
             .map(|l| (l.incident_id.clone(), l))
             .collect();
         for action in plan.actions {
+            // Whatever the plan writes, comments are read afresh afterwards.
+            self.fetched.remove(action.incident_id());
             self.apply(action, &mut links, true).await?;
         }
         if comments.to_ticket || comments.to_incident {
@@ -498,16 +504,31 @@ impl<'a> Cycle<'a> {
         let settings = self.rt.mapping.comments;
         let (incident_id, key) = (link.incident_id.as_str(), link.ticket_key.as_str());
         let known = self.store.synced_comments(&self.rt.pair, incident_id)?;
-        let on_incident = match self.rt.source.comments(incident_id).await {
+        // Both sides as `get` just read them (a sweep, a retry), when their
+        // comments came with them: no need to read them again.
+        let fetched = self.fetched.remove(incident_id);
+        let (got_incident, got_ticket) = match fetched {
+            Some((i, t)) => (
+                self.rt.source.get_has_comments().then_some(i.comments),
+                self.rt.tickets.get_has_comments().then_some(t.comments),
+            ),
+            None => (None, None),
+        };
+        let on_incident = match got_incident {
+            Some(c) => Ok(c),
+            None => self.rt.source.comments(incident_id).await,
+        };
+        let on_incident = match on_incident {
             Ok(c) => c,
             Err(e) => {
                 self.report.failed += 1;
                 return self.note_failure(incident_id, Some(key), "sync_comments", &e);
             }
         };
-        let on_ticket = match new_ticket {
-            true => Ok(Vec::new()),
-            false => self.rt.tickets.comments(key).await,
+        let on_ticket = match (new_ticket, got_ticket) {
+            (true, _) => Ok(Vec::new()),
+            (false, Some(c)) => Ok(c),
+            (false, None) => self.rt.tickets.comments(key).await,
         };
         let on_ticket = match on_ticket {
             Ok(c) => c,
@@ -1281,6 +1302,10 @@ impl<'a> Cycle<'a> {
                     return self.note_failure(incident_id, Some(&l.ticket_key), "re-read", &e);
                 }
             }
+        }
+        if let Some(ticket) = tickets.first() {
+            self.fetched
+                .insert(incident_id.to_string(), (incident.clone(), ticket.clone()));
         }
         let links: Vec<Link> = link.into_iter().collect();
         self.reconcile_and_apply(std::slice::from_ref(&incident), &tickets, links)

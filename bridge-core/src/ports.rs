@@ -86,6 +86,11 @@ pub trait IncidentSource: Send + Sync {
     async fn comments(&self, id: &str) -> ConnectorResult<Vec<Comment>> {
         Ok(self.get(id).await?.comments)
     }
+    /// Whether `get` returns every comment (so `comments` is `get`'s): true unless
+    /// the source overrides `comments`.
+    fn get_has_comments(&self) -> bool {
+        true
+    }
 }
 
 /// A place tickets live: Jira, ServiceNow or a generic REST system.
@@ -109,5 +114,10 @@ pub trait TicketSystem: Send + Sync {
     /// Every comment on the ticket, oldest first (by default from `get`).
     async fn comments(&self, key: &str) -> ConnectorResult<Vec<Comment>> {
         Ok(self.get(key).await?.comments)
+    }
+    /// Whether `get` returns every comment (so `comments` is `get`'s): true unless
+    /// the system overrides `comments`.
+    fn get_has_comments(&self) -> bool {
+        true
     }
 }

@@ -68,6 +68,9 @@ pub async fn run_sweep(
         let before = (cycle.report.writes(), cycle.report.planned.len());
         let drift = describe_drift(&link, &incident, &ticket);
         cycle
+            .fetched
+            .insert(link.incident_id.clone(), (incident.clone(), ticket.clone()));
+        cycle
             .reconcile_and_apply(
                 std::slice::from_ref(&incident),
                 std::slice::from_ref(&ticket),

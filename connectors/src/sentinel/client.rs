@@ -504,6 +504,11 @@ impl IncidentSource for SentinelSource {
         SentinelSource::comments(self, id).await
     }
 
+    /// Comments are a resource of their own, listed apart from the incident.
+    fn get_has_comments(&self) -> bool {
+        false
+    }
+
     async fn add_comment(&self, id: &str, text: &str) -> ConnectorResult<()> {
         let comment_id = comment_id(id, text);
         let body = serde_json::to_value(NewComment::new(text)).expect("a comment body serialises");
