@@ -6,6 +6,7 @@
 
 mod cmd;
 mod output;
+mod server;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -2,11 +2,12 @@
 //! pair's drift-repair sweep on its own schedule, until interrupted. The loop is
 //! thin: the `Scheduler` says which jobs are due and when to wake; the engine runs
 //! a pair's cycle or sweep. Jobs run one at a time, so a pair's cycle and sweep
-//! never overlap.
+//! never overlap. Each job's outcome is recorded for the `[server]` endpoints
+//! (`crate::server`), served beside the loop when `listen` is set.
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bridge_core::config;
 use bridge_core::engine::{self, CycleReport, PairRuntime, SystemClock};
@@ -14,6 +15,7 @@ use bridge_core::schedule::Scheduler;
 use bridge_core::store::{SqliteStore, Store};
 use connectors::wiring;
 
+use crate::server::{self, RunKind};
 use crate::{CmdResult, Failure};
 
 pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResult {
@@ -59,9 +61,26 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
         }
     }
     let mut scheduler = Scheduler::new(schedules, chrono::Utc::now());
+    let status: server::SharedStatus = Arc::new(Mutex::new(server::Status::new(
+        pairs
+            .iter()
+            .zip(&config.syncs)
+            .map(|(pair, sync)| (pair.pair.clone(), sync.sweep.is_some())),
+        chrono::Utc::now(),
+    )));
+    let server = match config.server.listen {
+        Some(listen) => {
+            // A connection of its own: a scrape reads beside the loop's writes
+            // (WAL) and never waits for the loop's connection.
+            let reader: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.store.path)?);
+            Some(server::start(listen, status.clone(), reader, stop.clone()).await?)
+        }
+        None => None,
+    };
     tracing::info!(pairs = pairs.len(), db = %config.store.path.display(), "itsm-bridge running");
     loop {
         for job in scheduler.poll_due(chrono::Utc::now()) {
+            let started = std::time::Instant::now();
             let (pair, result) = match jobs[job] {
                 Job::Cycle(i) => (
                     &pairs[i],
@@ -72,6 +91,17 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
                     engine::run_sweep(&pairs[i], store.as_ref(), &SystemClock, false).await,
                 ),
             };
+            let (index, kind) = jobs[job].run_kind();
+            status
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .record(
+                    index,
+                    kind,
+                    chrono::Utc::now(),
+                    started.elapsed(),
+                    result.as_ref().map_err(ToString::to_string),
+                );
             let retry = match result {
                 Ok(report) => {
                     log_report(&report);
@@ -89,6 +119,9 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
         }
         if *stop.borrow() {
             tracing::info!("stopping");
+            if let Some(server) = server {
+                server.stopped().await;
+            }
             return Ok(ExitCode::SUCCESS);
         }
         let wait = scheduler
@@ -114,6 +147,14 @@ impl Job {
         match self {
             Job::Cycle(_) => "cycle",
             Job::Sweep(_) => "sweep",
+        }
+    }
+
+    /// The pair's index and which of its jobs this is.
+    fn run_kind(self) -> (usize, RunKind) {
+        match self {
+            Job::Cycle(i) => (i, RunKind::Cycle),
+            Job::Sweep(i) => (i, RunKind::Sweep),
         }
     }
 }

@@ -10,7 +10,7 @@ use std::fmt;
 pub use sqlite::SqliteStore;
 
 use crate::ledger::{LedgerEntry, LedgerFilter, LedgerRecord, VerifyReport};
-use crate::model::{Link, Timestamp};
+use crate::model::{Link, LinkState, Timestamp};
 
 /// A store failure: the database could not be read or written.
 #[derive(Debug)]
@@ -84,6 +84,19 @@ pub struct DeadLetter {
     pub next_attempt: Timestamp,
 }
 
+/// Row counts for the health endpoint, the metrics and the dashboard: cheap to
+/// read at every scrape (no link is decoded).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreCounts {
+    /// Links per pair and state, ordered by pair then state (pairs and states with
+    /// none are left out).
+    pub links: Vec<(String, LinkState, u64)>,
+    /// Dead letters per pair, ordered by pair (pairs with none are left out).
+    pub dead_letters: Vec<(String, u64)>,
+    /// Entries in the ledger.
+    pub ledger_entries: u64,
+}
+
 /// The outbox row id of an intent.
 pub type IntentId = i64;
 
@@ -154,4 +167,8 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<()>;
     /// Re-computes the hash chain from the first entry and reports the first break.
     fn verify_ledger(&self) -> StoreResult<VerifyReport>;
+
+    /// Links per pair and state, dead letters per pair and the ledger's length, of
+    /// one moment, without reading any link or entry in full.
+    fn counts(&self) -> StoreResult<StoreCounts>;
 }

@@ -24,7 +24,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params, params_from_iter};
 use serde::Serialize;
 
-use super::{DeadLetter, Intent, IntentId, Side, Store, StoreError, StoreResult};
+use super::{DeadLetter, Intent, IntentId, Side, Store, StoreCounts, StoreError, StoreResult};
 use crate::ledger::{
     self, ChainVerifier, GENESIS_HASH, LedgerEntry, LedgerFilter, LedgerRecord, Outcome,
     VerifyReport,
@@ -810,6 +810,50 @@ impl Store for SqliteStore {
         }
         Ok(verifier.finish())
     }
+
+    /// One read transaction, so the counts are of the same moment. The links
+    /// are counted by pair and state without decoding a baseline; the ledger's
+    /// length is its last `seq`, which has no gaps (the triggers refuse deletes,
+    /// `verify_ledger` reports a gap), so it costs one index lookup however long
+    /// the ledger is.
+    fn counts(&self) -> StoreResult<StoreCounts> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut links = Vec::new();
+        {
+            let mut statement = tx.prepare_cached(
+                "SELECT pair, state, COUNT(*) FROM links GROUP BY pair, state ORDER BY pair, state",
+            )?;
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next()? {
+                let pair: String = row.get(0)?;
+                let state_text: String = row.get(1)?;
+                let state = parse_link_state(&state_text).ok_or_else(|| {
+                    StoreError::Corrupt(format!("links of {pair}: unknown state `{state_text}`"))
+                })?;
+                links.push((pair, state, row.get::<_, i64>(2)?.max(0) as u64));
+            }
+        }
+        let mut dead_letters = Vec::new();
+        {
+            let mut statement = tx.prepare_cached(
+                "SELECT pair, COUNT(*) FROM dead_letters GROUP BY pair ORDER BY pair",
+            )?;
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next()? {
+                dead_letters.push((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64));
+            }
+        }
+        let ledger_entries: i64 =
+            tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM ledger", [], |row| {
+                row.get(0)
+            })?;
+        Ok(StoreCounts {
+            links,
+            dead_letters,
+            ledger_entries: ledger_entries.max(0) as u64,
+        })
+    }
 }
 
 const DEAD_LETTER_COLUMNS: &str = "pair, incident_id, ticket_key, action, last_error, attempts, \
@@ -1151,6 +1195,56 @@ mod tests {
         store.save_link(&link("p", "7", "SEC-7"), &[]).unwrap();
         let ids: Vec<String> = std::iter::repeat_n("7".to_owned(), 1500).collect();
         assert_eq!(store.links_for_incidents("p", &ids).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn counts_group_links_by_pair_and_state_and_count_dead_letters_and_ledger() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        assert_eq!(store.counts().unwrap(), StoreCounts::default());
+
+        for (pair, id) in [("b->x", "1"), ("a->x", "1"), ("a->x", "2"), ("a->x", "3")] {
+            store.save_link(&link(pair, id, "SEC-1"), &[]).unwrap();
+        }
+        let mut merged = link("a->x", "3", "SEC-3");
+        merged.state = LinkState::Merged;
+        merged.merged_into = Some("2".to_owned());
+        store.save_link(&merged, &[]).unwrap();
+        for (pair, id) in [("b->x", "1"), ("b->x", "9"), ("a->x", "1")] {
+            store
+                .record_failure(&DeadLetter {
+                    pair: pair.into(),
+                    incident_id: id.into(),
+                    ticket_key: None,
+                    action: "create_ticket".into(),
+                    last_error: "refused".into(),
+                    attempts: 1,
+                    first_failed: at(0),
+                    last_failed: at(0),
+                    next_attempt: at(60),
+                })
+                .unwrap();
+        }
+        let records: Vec<_> = (0..7).map(|i| record("a->x", "1", i)).collect();
+        store.append_ledger(&records).unwrap();
+
+        let counts = store.counts().unwrap();
+        assert_eq!(
+            counts,
+            StoreCounts {
+                links: vec![
+                    ("a->x".to_owned(), LinkState::Active, 2),
+                    ("a->x".to_owned(), LinkState::Merged, 1),
+                    ("b->x".to_owned(), LinkState::Active, 1),
+                ],
+                dead_letters: vec![("a->x".to_owned(), 1), ("b->x".to_owned(), 2)],
+                ledger_entries: 7,
+            }
+        );
+        assert_eq!(
+            counts.ledger_entries,
+            store.verify_ledger().unwrap().entries,
+            "the ledger's length is its last seq"
+        );
     }
 
     #[test]

@@ -1,0 +1,1343 @@
+//! The `[server]` endpoints of `itsm-bridge run`: `/livez`, `/healthz` (JSON),
+//! `/metrics` (the Prometheus text exposition format 0.0.4, written by hand) and
+//! `/`, a read-only HTML dashboard with no script and no external asset.
+//!
+//! The run loop records each job's outcome in a [`Status`] behind a mutex that is
+//! only held to copy or update it. A handler copies the status, then reads the
+//! store's counts (and, for the dashboard, the newest ledger entries) on the
+//! blocking pool through a store connection of its own, so a scrape never waits
+//! on the sync loop nor holds it up. The renderers are pure functions of those
+//! copies.
+//!
+//! Nothing here shows a config value other than pair names: no URL, no account,
+//! no secret. Error messages and ledger details are shown; by the project's
+//! invariants they never carry a secret either.
+
+use std::fmt::{Display, Write as _};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{Html, IntoResponse, Json, Response};
+use axum::routing::get;
+use bridge_core::engine::CycleReport;
+use bridge_core::ledger::{LedgerEntry, LedgerFilter};
+use bridge_core::model::{LinkState, Timestamp};
+use bridge_core::store::{Store, StoreCounts, StoreResult};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How many ledger entries the dashboard shows, newest first.
+const DASHBOARD_LEDGER_ENTRIES: usize = 20;
+
+/// The content type of the Prometheus text exposition format.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// How long a stopping daemon waits for requests in flight.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// The two jobs a pair has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    Cycle,
+    Sweep,
+}
+
+impl RunKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Cycle => "cycle",
+            RunKind::Sweep => "sweep",
+        }
+    }
+}
+
+/// What the run loop has seen of every pair since the process started; the
+/// handlers' only view of the loop.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub started: Timestamp,
+    /// In config order.
+    pub pairs: Vec<PairStatus>,
+}
+
+/// Shared between the run loop (which records) and the handlers (which copy).
+pub type SharedStatus = Arc<Mutex<Status>>;
+
+#[derive(Debug, Clone)]
+pub struct PairStatus {
+    /// `<source>-><ticket_system>`.
+    pub pair: String,
+    pub cycle: JobStatus,
+    /// `None` when the pair has no sweep schedule.
+    pub sweep: Option<JobStatus>,
+    /// What all its runs did, summed.
+    pub done: Done,
+}
+
+/// The runs of one job (a pair's cycle or its sweep).
+#[derive(Debug, Clone, Default)]
+pub struct JobStatus {
+    pub runs: u64,
+    pub failed: u64,
+    /// Failed runs since the last one that succeeded.
+    pub consecutive_failures: u64,
+    pub last: Option<LastRun>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LastRun {
+    pub finished: Timestamp,
+    pub duration: Duration,
+    /// The run's report, or why the run failed.
+    pub outcome: Result<CycleReport, String>,
+}
+
+/// What runs did, counted by kind: the `kind` label of `itsm_bridge_writes_total`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Done {
+    pub tickets_created: u64,
+    pub tickets_adopted: u64,
+    pub tickets_updated: u64,
+    pub incidents_updated: u64,
+    pub write_backs: u64,
+    pub comments_copied: u64,
+    pub merges: u64,
+    pub conflicts: u64,
+    pub drift_repairs: u64,
+    /// Actions that failed and set their incident aside as a dead letter.
+    pub failed_actions: u64,
+}
+
+impl Done {
+    fn of(r: &CycleReport) -> Done {
+        let n = |v: usize| v as u64;
+        Done {
+            tickets_created: n(r.tickets_created),
+            tickets_adopted: n(r.tickets_adopted),
+            tickets_updated: n(r.tickets_updated),
+            incidents_updated: n(r.incidents_updated),
+            write_backs: n(r.write_backs),
+            comments_copied: n(r.comments_copied),
+            merges: n(r.merged),
+            conflicts: n(r.conflicts),
+            drift_repairs: n(r.repaired),
+            failed_actions: n(r.failed),
+        }
+    }
+
+    fn add(&mut self, other: Done) {
+        self.tickets_created += other.tickets_created;
+        self.tickets_adopted += other.tickets_adopted;
+        self.tickets_updated += other.tickets_updated;
+        self.incidents_updated += other.incidents_updated;
+        self.write_backs += other.write_backs;
+        self.comments_copied += other.comments_copied;
+        self.merges += other.merges;
+        self.conflicts += other.conflicts;
+        self.drift_repairs += other.drift_repairs;
+        self.failed_actions += other.failed_actions;
+    }
+
+    /// The writes by kind, in exposition order (conflicts settled included).
+    fn writes(&self) -> [(&'static str, u64); 9] {
+        [
+            ("tickets_created", self.tickets_created),
+            ("tickets_adopted", self.tickets_adopted),
+            ("tickets_updated", self.tickets_updated),
+            ("incidents_updated", self.incidents_updated),
+            ("write_backs", self.write_backs),
+            ("comments_copied", self.comments_copied),
+            ("merges", self.merges),
+            ("conflicts", self.conflicts),
+            ("drift_repairs", self.drift_repairs),
+        ]
+    }
+}
+
+impl Status {
+    /// Every pair by name, with whether it has a sweep, none run yet.
+    pub fn new(pairs: impl IntoIterator<Item = (String, bool)>, started: Timestamp) -> Status {
+        Status {
+            started,
+            pairs: pairs
+                .into_iter()
+                .map(|(pair, sweeps)| PairStatus {
+                    pair,
+                    cycle: JobStatus::default(),
+                    sweep: sweeps.then(JobStatus::default),
+                    done: Done::default(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Records a finished run of pair `pair` (its index in config order).
+    pub fn record(
+        &mut self,
+        pair: usize,
+        kind: RunKind,
+        finished: Timestamp,
+        duration: Duration,
+        outcome: Result<&CycleReport, String>,
+    ) {
+        let Some(status) = self.pairs.get_mut(pair) else {
+            return;
+        };
+        let job = match kind {
+            RunKind::Cycle => &mut status.cycle,
+            RunKind::Sweep => status.sweep.get_or_insert_with(JobStatus::default),
+        };
+        job.runs += 1;
+        match &outcome {
+            Ok(report) => {
+                job.consecutive_failures = 0;
+                status.done.add(Done::of(report));
+            }
+            Err(_) => {
+                job.failed += 1;
+                job.consecutive_failures += 1;
+            }
+        }
+        job.last = Some(LastRun {
+            finished,
+            duration,
+            outcome: outcome.map(|r| CycleReport {
+                // A daemon never dry-runs; keep the copy small all the same.
+                planned: Vec::new(),
+                ..r.clone()
+            }),
+        });
+    }
+}
+
+impl PairStatus {
+    /// The cycle, then the sweep if the pair has one.
+    fn jobs(&self) -> impl Iterator<Item = (RunKind, &JobStatus)> {
+        std::iter::once((RunKind::Cycle, &self.cycle))
+            .chain(self.sweep.iter().map(|s| (RunKind::Sweep, s)))
+    }
+
+    /// Neither its last cycle nor its last sweep failed (not run yet is fine).
+    pub fn ok(&self) -> bool {
+        self.jobs().all(|(_, job)| job.ok())
+    }
+
+    /// The run that finished last, of either job.
+    fn last_run(&self) -> Option<(RunKind, &LastRun)> {
+        self.jobs()
+            .filter_map(|(kind, job)| job.last.as_ref().map(|last| (kind, last)))
+            .max_by_key(|(_, last)| last.finished)
+    }
+
+    fn consecutive_failures(&self) -> u64 {
+        self.jobs()
+            .map(|(_, job)| job.consecutive_failures)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Why it is failing: each failing job's last error.
+    fn error(&self) -> Option<String> {
+        let errors: Vec<String> = self
+            .jobs()
+            .filter_map(|(kind, job)| match job.last.as_ref().map(|l| &l.outcome) {
+                Some(Err(e)) => Some(format!("{}: {e}", kind.as_str())),
+                _ => None,
+            })
+            .collect();
+        (!errors.is_empty()).then(|| errors.join("; "))
+    }
+}
+
+impl JobStatus {
+    fn ok(&self) -> bool {
+        self.last.as_ref().is_none_or(|l| l.outcome.is_ok())
+    }
+}
+
+fn links_of(counts: &StoreCounts, pair: &str, state: LinkState) -> u64 {
+    counts
+        .links
+        .iter()
+        .filter(|(p, s, _)| p == pair && *s == state)
+        .map(|(_, _, n)| n)
+        .sum()
+}
+
+fn dead_letters_of(counts: &StoreCounts, pair: &str) -> u64 {
+    counts
+        .dead_letters
+        .iter()
+        .filter(|(p, _)| p == pair)
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// The configured pairs, then any other pair the store knows of (one removed
+/// from the config keeps its links and dead letters).
+fn all_pairs<'a>(status: &'a Status, counts: Option<&'a StoreCounts>) -> Vec<&'a str> {
+    let mut pairs: Vec<&str> = status.pairs.iter().map(|p| p.pair.as_str()).collect();
+    if let Some(counts) = counts {
+        let stored = counts
+            .links
+            .iter()
+            .map(|(p, _, _)| p.as_str())
+            .chain(counts.dead_letters.iter().map(|(p, _)| p.as_str()));
+        let mut others: Vec<&str> = stored.filter(|p| !pairs.contains(p)).collect();
+        others.sort_unstable();
+        others.dedup();
+        pairs.extend(others);
+    }
+    pairs
+}
+
+fn rfc3339(time: &Timestamp) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+// ---- /healthz ----
+
+/// The health answer: 200 when every pair's last cycle and last sweep succeeded
+/// or have not run yet and the store could be read, else 503; the body has the
+/// detail per pair.
+pub fn health(status: &Status, counts: Result<&StoreCounts, &str>) -> (StatusCode, Value) {
+    let pairs: Vec<Value> = status
+        .pairs
+        .iter()
+        .map(|p| {
+            json!({
+                "pair": p.pair,
+                "ok": p.ok(),
+                "last_run": p.last_run().map(|(_, last)| rfc3339(&last.finished)),
+                "error": p.error(),
+                "consecutive_failures": p.consecutive_failures(),
+                "dead_letters": counts.ok().map(|c| dead_letters_of(c, &p.pair)),
+                "cycle": job_json(&p.cycle),
+                "sweep": p.sweep.as_ref().map(job_json),
+            })
+        })
+        .collect();
+    let store = match counts {
+        Ok(c) => json!({ "ok": true, "ledger_entries": c.ledger_entries }),
+        Err(e) => json!({ "ok": false, "error": e }),
+    };
+    let ok = counts.is_ok() && status.pairs.iter().all(PairStatus::ok);
+    let body = json!({
+        "status": if ok { "ok" } else { "failing" },
+        "started": rfc3339(&status.started),
+        "pairs": pairs,
+        "store": store,
+    });
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, body)
+}
+
+fn job_json(job: &JobStatus) -> Value {
+    let last = job.last.as_ref();
+    json!({
+        "ok": job.ok(),
+        "runs": job.runs,
+        "failed": job.failed,
+        "consecutive_failures": job.consecutive_failures,
+        "last_run": last.map(|l| rfc3339(&l.finished)),
+        "duration_seconds": last.map(|l| l.duration.as_secs_f64()),
+        "error": last.and_then(|l| l.outcome.as_ref().err()),
+    })
+}
+
+// ---- /metrics ----
+
+/// The Prometheus text exposition (format 0.0.4). The store's gauges are left out
+/// when it could not be read (`itsm_bridge_store_up` says so).
+pub fn render_metrics(status: &Status, counts: Option<&StoreCounts>) -> String {
+    let mut m = Exposition::default();
+    let per_job = |p: &PairStatus| -> Vec<(RunKind, JobStatus)> {
+        p.jobs().map(|(kind, job)| (kind, job.clone())).collect()
+    };
+
+    m.family(
+        "itsm_bridge_runs_total",
+        "counter",
+        "Cycles and sweeps run since the process started, per pair.",
+    );
+    for p in &status.pairs {
+        for (kind, job) in per_job(p) {
+            m.sample(&[("pair", &p.pair), ("kind", kind.as_str())], job.runs);
+        }
+    }
+    m.family(
+        "itsm_bridge_runs_failed_total",
+        "counter",
+        "Cycles and sweeps that failed (a poll or the store failed), per pair.",
+    );
+    for p in &status.pairs {
+        for (kind, job) in per_job(p) {
+            m.sample(&[("pair", &p.pair), ("kind", kind.as_str())], job.failed);
+        }
+    }
+    m.family(
+        "itsm_bridge_writes_total",
+        "counter",
+        "What the runs did since the process started, per pair and kind (conflicts settled and drift repairs included).",
+    );
+    for p in &status.pairs {
+        for (kind, n) in p.done.writes() {
+            m.sample(&[("pair", &p.pair), ("kind", kind)], n);
+        }
+    }
+    m.family(
+        "itsm_bridge_actions_failed_total",
+        "counter",
+        "Actions that failed and set their incident aside as a dead letter, per pair.",
+    );
+    for p in &status.pairs {
+        m.sample(&[("pair", &p.pair)], p.done.failed_actions);
+    }
+    m.family(
+        "itsm_bridge_last_run_timestamp_seconds",
+        "gauge",
+        "When the last cycle or sweep of a pair finished (Unix time), failed or not.",
+    );
+    for p in &status.pairs {
+        for (kind, job) in per_job(p) {
+            if let Some(last) = &job.last {
+                let at = last.finished.timestamp_millis() as f64 / 1000.0;
+                m.sample(&[("pair", &p.pair), ("kind", kind.as_str())], at);
+            }
+        }
+    }
+    m.family(
+        "itsm_bridge_last_run_duration_seconds",
+        "gauge",
+        "How long the last cycle or sweep of a pair took.",
+    );
+    for p in &status.pairs {
+        for (kind, job) in per_job(p) {
+            if let Some(last) = &job.last {
+                let took = last.duration.as_secs_f64();
+                m.sample(&[("pair", &p.pair), ("kind", kind.as_str())], took);
+            }
+        }
+    }
+    m.family(
+        "itsm_bridge_last_run_success",
+        "gauge",
+        "1 if the last cycle or sweep of a pair succeeded, 0 if it failed.",
+    );
+    for p in &status.pairs {
+        for (kind, job) in per_job(p) {
+            if let Some(last) = &job.last {
+                let ok = u8::from(last.outcome.is_ok());
+                m.sample(&[("pair", &p.pair), ("kind", kind.as_str())], ok);
+            }
+        }
+    }
+    m.family(
+        "itsm_bridge_consecutive_failures",
+        "gauge",
+        "Failed cycles or sweeps of a pair since the last that succeeded.",
+    );
+    for p in &status.pairs {
+        for (kind, job) in per_job(p) {
+            let n = job.consecutive_failures;
+            m.sample(&[("pair", &p.pair), ("kind", kind.as_str())], n);
+        }
+    }
+    m.family(
+        "itsm_bridge_store_up",
+        "gauge",
+        "1 if the store could be read for this scrape, else 0 (and the store's gauges are left out).",
+    );
+    m.sample(&[], u8::from(counts.is_some()));
+    if let Some(counts) = counts {
+        let pairs = all_pairs(status, Some(counts));
+        m.family(
+            "itsm_bridge_links",
+            "gauge",
+            "Links (incident and ticket kept in step) per pair and state.",
+        );
+        for pair in &pairs {
+            for state in [LinkState::Active, LinkState::Merged] {
+                let n = links_of(counts, pair, state);
+                m.sample(&[("pair", pair), ("state", state.as_str())], n);
+            }
+        }
+        m.family(
+            "itsm_bridge_dead_letters",
+            "gauge",
+            "Incidents set aside after failing, waiting for a retry, per pair.",
+        );
+        for pair in &pairs {
+            m.sample(&[("pair", pair)], dead_letters_of(counts, pair));
+        }
+        m.family(
+            "itsm_bridge_ledger_entries",
+            "gauge",
+            "Entries in the sync ledger.",
+        );
+        m.sample(&[], counts.ledger_entries);
+    }
+    m.text
+}
+
+/// A text exposition being written: one family (`# HELP`, `# TYPE`, samples) at
+/// a time.
+#[derive(Default)]
+struct Exposition {
+    text: String,
+    family: &'static str,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &'static str, kind: &str, help: &str) {
+        let _ = writeln!(self.text, "# HELP {name} {}", escape_help(help));
+        let _ = writeln!(self.text, "# TYPE {name} {kind}");
+        self.family = name;
+    }
+
+    fn sample(&mut self, labels: &[(&str, &str)], value: impl Display) {
+        self.text.push_str(self.family);
+        if !labels.is_empty() {
+            self.text.push('{');
+            for (i, (name, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.text.push(',');
+                }
+                let _ = write!(self.text, "{name}=\"{}\"", escape_label_value(value));
+            }
+            self.text.push('}');
+        }
+        let _ = writeln!(self.text, " {value}");
+    }
+}
+
+/// A label value in the text format: backslash, double quote and line feed are
+/// escaped.
+fn escape_label_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A `# HELP` text: backslash and line feed are escaped.
+fn escape_help(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+// ---- / ----
+
+/// The dashboard: per pair its last run, outcome, counts, links and dead
+/// letters, then the newest ledger entries. Every text from the status or the
+/// store is HTML-escaped.
+pub fn render_dashboard(
+    status: &Status,
+    store: Result<(&StoreCounts, &[LedgerEntry]), &str>,
+    now: Timestamp,
+) -> String {
+    let counts = store.ok().map(|(c, _)| c);
+    let mut h = String::new();
+    h.push_str(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta http-equiv=\"refresh\" content=\"30\">\n<title>itsm-bridge</title>\n<style>\n\
+         body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}\n\
+         table{border-collapse:collapse;margin-bottom:1.5em}\n\
+         th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}\n\
+         th{background:#f3f3f3}td.n{text-align:right}\n\
+         .ok{color:#17692b}.failing{color:#b00020;font-weight:bold}.idle{color:#777}\n\
+         </style>\n</head>\n<body>\n<h1>itsm-bridge</h1>\n",
+    );
+    let _ = writeln!(
+        h,
+        "<p>As of {} · running since {} · <a href=\"/healthz\">/healthz</a> · <a href=\"/metrics\">/metrics</a></p>",
+        html_time(&now),
+        html_time(&status.started)
+    );
+    if let Err(e) = store {
+        let _ = writeln!(
+            h,
+            "<p class=\"failing\">The store could not be read: {}</p>",
+            escape_html(e)
+        );
+    }
+
+    h.push_str("<h2>Pairs</h2>\n<table>\n<tr><th>pair</th><th>status</th><th>last run</th><th>took</th><th>outcome</th><th>runs</th><th>failed runs</th><th>active links</th><th>merged links</th><th>dead letters</th></tr>\n");
+    let unknown = || "?".to_owned();
+    for p in &status.pairs {
+        let (class, state) = if !p.ok() {
+            let n = p.consecutive_failures();
+            ("failing", format!("failing ({n} in a row)"))
+        } else if p.last_run().is_some() {
+            ("ok", "ok".to_owned())
+        } else {
+            ("idle", "not run yet".to_owned())
+        };
+        let (when, took, outcome) = match p.last_run() {
+            Some((kind, last)) => (
+                format!("{} {}", kind.as_str(), html_time(&last.finished)),
+                took(last.duration),
+                match &last.outcome {
+                    Ok(report) => summary(report),
+                    Err(e) => format!("failed: {e}"),
+                },
+            ),
+            None => ("—".to_owned(), "—".to_owned(), "—".to_owned()),
+        };
+        let runs: u64 = p.jobs().map(|(_, j)| j.runs).sum();
+        let failed: u64 = p.jobs().map(|(_, j)| j.failed).sum();
+        let links =
+            |state| counts.map_or_else(unknown, |c| links_of(c, &p.pair, state).to_string());
+        let dead = counts.map_or_else(unknown, |c| dead_letters_of(c, &p.pair).to_string());
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td class=\"{class}\">{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{runs}</td><td class=\"n\">{failed}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            escape_html(&p.pair),
+            escape_html(&state),
+            escape_html(&when),
+            escape_html(&took),
+            escape_html(&outcome),
+            links(LinkState::Active),
+            links(LinkState::Merged),
+            dead,
+        );
+    }
+    h.push_str("</table>\n");
+
+    h.push_str("<h2>Since start</h2>\n<table>\n<tr><th>pair</th>");
+    for (kind, _) in Done::default().writes() {
+        let _ = write!(h, "<th>{}</th>", kind.replace('_', " "));
+    }
+    h.push_str("<th>failed actions</th></tr>\n");
+    for p in &status.pairs {
+        let _ = write!(h, "<tr><td>{}</td>", escape_html(&p.pair));
+        for (_, n) in p.done.writes() {
+            let _ = write!(h, "<td class=\"n\">{n}</td>");
+        }
+        let _ = writeln!(h, "<td class=\"n\">{}</td></tr>", p.done.failed_actions);
+    }
+    h.push_str("</table>\n");
+
+    if let Ok((counts, entries)) = store {
+        let _ = writeln!(
+            h,
+            "<h2>Ledger</h2>\n<p>{} entries; the newest {}:</p>",
+            counts.ledger_entries,
+            entries.len()
+        );
+        h.push_str("<table>\n<tr><th>#</th><th>time</th><th>pair</th><th>action</th><th>incident</th><th>ticket</th><th>outcome</th><th>detail</th></tr>\n");
+        for entry in entries.iter().rev() {
+            let r = &entry.record;
+            let outcome = r.outcome.as_str();
+            let class = match outcome {
+                "failed" => "failing",
+                "skipped" => "idle",
+                _ => "ok",
+            };
+            let _ = writeln!(
+                h,
+                "<tr><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{outcome}</td><td>{}</td></tr>",
+                entry.seq,
+                html_time(&r.time),
+                escape_html(&r.pair),
+                escape_html(&r.action),
+                escape_html(&r.incident_id),
+                escape_html(r.ticket_key.as_deref().unwrap_or("")),
+                escape_html(r.detail.as_deref().unwrap_or("")),
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    h.push_str("</body>\n</html>\n");
+    h
+}
+
+/// What a run did, in words: what it read, then every count that is not zero.
+fn summary(r: &CycleReport) -> String {
+    let mut done = Vec::new();
+    for (n, what) in [
+        (r.tickets_created, "ticket(s) created"),
+        (r.tickets_adopted, "adopted"),
+        (r.tickets_updated, "ticket(s) updated"),
+        (r.incidents_updated, "incident(s) updated"),
+        (r.write_backs, "written back"),
+        (r.conflicts, "conflict(s) settled"),
+        (r.merged, "merged incident(s) handled"),
+        (r.comments_copied, "comment(s) copied"),
+        (r.repaired, "drifted link(s) repaired"),
+        (r.recovered, "recovered"),
+        (r.failed, "failed"),
+    ] {
+        if n > 0 {
+            done.push(format!("{n} {what}"));
+        }
+    }
+    if done.is_empty() {
+        done.push("nothing to write".to_owned());
+    }
+    let read = if r.sweep {
+        format!("checked {} link(s)", r.links_checked)
+    } else {
+        format!(
+            "read {} incident(s), {} ticket(s)",
+            r.incidents_seen, r.tickets_seen
+        )
+    };
+    format!("{read}; {}", done.join(", "))
+}
+
+/// A run's duration for people: milliseconds under a second.
+fn took(duration: Duration) -> String {
+    if duration < Duration::from_secs(1) {
+        format!("{} ms", duration.as_millis())
+    } else {
+        format!("{:.1} s", duration.as_secs_f64())
+    }
+}
+
+fn html_time(time: &Timestamp) -> String {
+    time.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// Text made safe for HTML element content and quoted attribute values.
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+// ---- serving ----
+
+#[derive(Clone)]
+struct AppState {
+    status: SharedStatus,
+    store: Arc<dyn Store>,
+}
+
+impl AppState {
+    fn status(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Runs a store read on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&dyn Store) -> StoreResult<T> + Send + 'static,
+    ) -> Result<T, String> {
+        let store = self.store.clone();
+        let result = match tokio::task::spawn_blocking(move || read(store.as_ref())).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(format!("the store read did not finish: {e}")),
+        };
+        if let Err(e) = &result {
+            tracing::warn!(error = %e, "the server could not read the store");
+        }
+        result
+    }
+}
+
+/// The endpoints, on a status and a store to read.
+pub fn router(status: SharedStatus, store: Arc<dyn Store>) -> Router {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/healthz", get(healthz))
+        .route("/livez", get(livez))
+        .route("/metrics", get(metrics))
+        .with_state(AppState { status, store })
+}
+
+async fn livez() -> &'static str {
+    "ok\n"
+}
+
+async fn healthz(State(app): State<AppState>) -> Response {
+    let status = app.status();
+    let counts = app.read(|store| store.counts()).await;
+    let (code, body) = health(&status, counts.as_ref().map_err(String::as_str));
+    (code, Json(body)).into_response()
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    let status = app.status();
+    let counts = app.read(|store| store.counts()).await;
+    let text = render_metrics(&status, counts.as_ref().ok());
+    ([(CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response()
+}
+
+async fn dashboard(State(app): State<AppState>) -> Html<String> {
+    let status = app.status();
+    let read = app
+        .read(|store| {
+            let counts = store.counts()?;
+            let mut entries = Vec::new();
+            let newest = LedgerFilter {
+                limit: Some(DASHBOARD_LEDGER_ENTRIES),
+                ..LedgerFilter::default()
+            };
+            store.for_each_ledger_entry(&newest, &mut |entry| {
+                entries.push(entry);
+                Ok(())
+            })?;
+            Ok((counts, entries))
+        })
+        .await;
+    let store = match &read {
+        Ok((counts, entries)) => Ok((counts, entries.as_slice())),
+        Err(e) => Err(e.as_str()),
+    };
+    Html(render_dashboard(&status, store, chrono::Utc::now()))
+}
+
+/// Serves the endpoints on `listener` until `shutdown` completes, then lets the
+/// requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    status: SharedStatus,
+    store: Arc<dyn Store>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(status, store))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The server of a running daemon.
+#[derive(Debug)]
+pub struct Server {
+    task: JoinHandle<()>,
+}
+
+/// Binds `listen` (port 0 picks a free port), logs the address bound and serves
+/// until `stop` turns true.
+pub async fn start(
+    listen: SocketAddr,
+    status: SharedStatus,
+    store: Arc<dyn Store>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<Server> {
+    let listener = TcpListener::bind(listen).await.with_context(|| {
+        format!(
+            "cannot listen on {listen} ([server] listen); free that port or choose another address"
+        )
+    })?;
+    let address = listener
+        .local_addr()
+        .with_context(|| format!("cannot tell which address {listen} was bound to"))?;
+    tracing::info!(listen = %address, "serving /healthz, /livez, /metrics and the dashboard");
+    let shutdown = async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    };
+    let task = tokio::spawn(async move {
+        if let Err(e) = serve(listener, status, store, shutdown).await {
+            tracing::error!(error = %e, "the health and metrics server stopped");
+        }
+    });
+    Ok(Server { task })
+}
+
+impl Server {
+    /// Waits, a few seconds at most, for the requests in flight once the stop
+    /// signal came.
+    pub async fn stopped(self) {
+        if tokio::time::timeout(STOP_GRACE, self.task).await.is_err() {
+            tracing::warn!(
+                "the health and metrics server was still answering when the daemon stopped"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bridge_core::ledger::{LedgerRecord, Outcome};
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn at(seconds: i64) -> Timestamp {
+        chrono::Utc.with_ymd_and_hms(2026, 11, 1, 8, 0, 0).unwrap()
+            + chrono::Duration::seconds(seconds)
+    }
+
+    fn report(pair: &str, created: usize, updated: usize) -> CycleReport {
+        CycleReport {
+            pair: pair.to_owned(),
+            incidents_seen: created + updated,
+            tickets_created: created,
+            tickets_updated: updated,
+            write_backs: created,
+            ..CycleReport::default()
+        }
+    }
+
+    /// Two pairs, the second with a sweep; nothing run yet.
+    fn status() -> Status {
+        Status::new(
+            [
+                ("defender->jira".to_owned(), false),
+                ("sentinel->servicenow".to_owned(), true),
+            ],
+            at(0),
+        )
+    }
+
+    fn counts() -> StoreCounts {
+        StoreCounts {
+            links: vec![
+                ("defender->jira".to_owned(), LinkState::Active, 5),
+                ("defender->jira".to_owned(), LinkState::Merged, 1),
+                ("old->pair".to_owned(), LinkState::Active, 2),
+            ],
+            dead_letters: vec![("sentinel->servicenow".to_owned(), 3)],
+            ledger_entries: 42,
+        }
+    }
+
+    fn entry(seq: i64, pair: &str, detail: Option<&str>) -> LedgerEntry {
+        LedgerEntry {
+            seq,
+            record: LedgerRecord {
+                time: at(seq),
+                pair: pair.to_owned(),
+                direction: None,
+                action: "create_ticket".to_owned(),
+                incident_id: format!("inc-{seq}"),
+                ticket_key: Some(format!("SEC-{seq}")),
+                changes: Vec::new(),
+                outcome: Outcome::Failed,
+                detail: detail.map(str::to_owned),
+            },
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    fn lines_of<'a>(text: &'a str, family: &str) -> Vec<&'a str> {
+        text.lines()
+            .filter(|l| {
+                l.starts_with(&format!("{family}{{")) || l.starts_with(&format!("{family} "))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn health_is_ok_before_any_run_and_after_successes() {
+        let mut s = status();
+        let (code, body) = health(&s, Ok(&counts()));
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(body["status"], "ok");
+        assert_eq!(body["pairs"][0]["last_run"], Value::Null);
+        assert_eq!(body["pairs"][1]["dead_letters"], 3);
+        assert_eq!(body["store"]["ledger_entries"], 42);
+
+        s.record(
+            0,
+            RunKind::Cycle,
+            at(10),
+            Duration::from_millis(1500),
+            Ok(&report("defender->jira", 2, 1)),
+        );
+        let (code, body) = health(&s, Ok(&counts()));
+        assert_eq!(code, StatusCode::OK);
+        let pair = &body["pairs"][0];
+        assert_eq!(pair["pair"], "defender->jira");
+        assert_eq!(pair["ok"], true);
+        assert_eq!(pair["last_run"], "2026-11-01T08:00:10.000Z");
+        assert_eq!(pair["error"], Value::Null);
+        assert_eq!(pair["consecutive_failures"], 0);
+        assert_eq!(pair["dead_letters"], 0);
+        assert_eq!(pair["cycle"]["runs"], 1);
+        assert_eq!(pair["cycle"]["duration_seconds"], 1.5);
+        assert_eq!(pair["sweep"], Value::Null, "the pair has no sweep");
+    }
+
+    #[test]
+    fn a_failed_cycle_or_sweep_is_503_until_that_job_succeeds_again() {
+        let mut s = status();
+        s.record(
+            1,
+            RunKind::Cycle,
+            at(10),
+            Duration::ZERO,
+            Err("polling failed: 503 from the source".into()),
+        );
+        s.record(
+            1,
+            RunKind::Cycle,
+            at(40),
+            Duration::ZERO,
+            Err("polling failed: 503 from the source".into()),
+        );
+        let (code, body) = health(&s, Ok(&counts()));
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["status"], "failing");
+        let pair = &body["pairs"][1];
+        assert_eq!(pair["ok"], false);
+        assert_eq!(pair["error"], "cycle: polling failed: 503 from the source");
+        assert_eq!(pair["consecutive_failures"], 2);
+        assert_eq!(pair["cycle"]["failed"], 2);
+        assert_eq!(body["pairs"][0]["ok"], true, "the other pair is fine");
+
+        s.record(
+            1,
+            RunKind::Cycle,
+            at(70),
+            Duration::ZERO,
+            Ok(&report("sentinel->servicenow", 0, 0)),
+        );
+        assert_eq!(health(&s, Ok(&counts())).0, StatusCode::OK);
+
+        // A failed sweep is not hidden by the cycles that succeed after it.
+        s.record(
+            1,
+            RunKind::Sweep,
+            at(80),
+            Duration::ZERO,
+            Err("database error: disk full".into()),
+        );
+        s.record(
+            1,
+            RunKind::Cycle,
+            at(90),
+            Duration::ZERO,
+            Ok(&report("sentinel->servicenow", 0, 0)),
+        );
+        let (code, body) = health(&s, Ok(&counts()));
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body["pairs"][1]["error"],
+            "sweep: database error: disk full"
+        );
+        assert_eq!(body["pairs"][1]["last_run"], "2026-11-01T08:01:30.000Z");
+        assert_eq!(body["pairs"][1]["sweep"]["consecutive_failures"], 1);
+    }
+
+    #[test]
+    fn an_unreadable_store_is_503() {
+        let (code, body) = health(&status(), Err("database error: locked"));
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["store"]["ok"], false);
+        assert_eq!(body["store"]["error"], "database error: locked");
+        assert_eq!(body["pairs"][0]["dead_letters"], Value::Null);
+    }
+
+    #[test]
+    fn metrics_follow_the_text_format() {
+        let mut s = status();
+        s.record(
+            0,
+            RunKind::Cycle,
+            at(10),
+            Duration::from_millis(250),
+            Ok(&report("defender->jira", 3, 0)),
+        );
+        s.record(
+            0,
+            RunKind::Cycle,
+            at(20),
+            Duration::from_millis(250),
+            Ok(&report("defender->jira", 1, 2)),
+        );
+        s.record(
+            1,
+            RunKind::Sweep,
+            at(30),
+            Duration::from_secs(2),
+            Err("polling failed".into()),
+        );
+        let text = render_metrics(&s, Some(&counts()));
+
+        // Every family has its HELP and TYPE, once, right before its samples.
+        let mut families = Vec::new();
+        let mut lines = text.lines().peekable();
+        while let Some(line) = lines.next() {
+            let help = line
+                .strip_prefix("# HELP ")
+                .expect("a family starts with HELP");
+            let name = help.split(' ').next().unwrap();
+            let kind = lines
+                .next()
+                .unwrap()
+                .strip_prefix(&format!("# TYPE {name} "))
+                .unwrap();
+            assert!(kind == "counter" || kind == "gauge", "{kind}");
+            assert_eq!(name.ends_with("_total"), kind == "counter", "{name}");
+            assert!(!families.contains(&name), "{name} twice");
+            families.push(name);
+            while lines.peek().is_some_and(|l| !l.starts_with('#')) {
+                let sample = lines.next().unwrap();
+                assert!(sample.starts_with(name), "{sample} under {name}");
+                let value = sample.rsplit(' ').next().unwrap();
+                assert!(value.parse::<f64>().is_ok(), "{sample}");
+            }
+        }
+        assert!(text.ends_with('\n'));
+
+        assert_eq!(
+            lines_of(&text, "itsm_bridge_runs_total"),
+            [
+                r#"itsm_bridge_runs_total{pair="defender->jira",kind="cycle"} 2"#,
+                r#"itsm_bridge_runs_total{pair="sentinel->servicenow",kind="cycle"} 0"#,
+                r#"itsm_bridge_runs_total{pair="sentinel->servicenow",kind="sweep"} 1"#,
+            ]
+        );
+        assert!(text.contains(
+            "itsm_bridge_runs_failed_total{pair=\"sentinel->servicenow\",kind=\"sweep\"} 1\n"
+        ));
+        assert!(text.contains(
+            "itsm_bridge_writes_total{pair=\"defender->jira\",kind=\"tickets_created\"} 4\n"
+        ));
+        assert!(text.contains(
+            "itsm_bridge_writes_total{pair=\"defender->jira\",kind=\"tickets_updated\"} 2\n"
+        ));
+        assert!(text.contains(
+            "itsm_bridge_writes_total{pair=\"defender->jira\",kind=\"write_backs\"} 4\n"
+        ));
+        assert!(text.contains(
+            "itsm_bridge_writes_total{pair=\"sentinel->servicenow\",kind=\"drift_repairs\"} 0\n"
+        ));
+        assert_eq!(
+            lines_of(&text, "itsm_bridge_last_run_timestamp_seconds"),
+            [
+                r#"itsm_bridge_last_run_timestamp_seconds{pair="defender->jira",kind="cycle"} 1793520020"#,
+                r#"itsm_bridge_last_run_timestamp_seconds{pair="sentinel->servicenow",kind="sweep"} 1793520030"#,
+            ],
+            "only jobs that ran have a last run"
+        );
+        assert!(text.contains(
+            "itsm_bridge_last_run_duration_seconds{pair=\"defender->jira\",kind=\"cycle\"} 0.25\n"
+        ));
+        assert!(text.contains(
+            "itsm_bridge_last_run_success{pair=\"sentinel->servicenow\",kind=\"sweep\"} 0\n"
+        ));
+        assert!(text.contains(
+            "itsm_bridge_consecutive_failures{pair=\"sentinel->servicenow\",kind=\"sweep\"} 1\n"
+        ));
+        assert!(text.contains("itsm_bridge_store_up 1\n"));
+        assert_eq!(
+            lines_of(&text, "itsm_bridge_links"),
+            [
+                r#"itsm_bridge_links{pair="defender->jira",state="active"} 5"#,
+                r#"itsm_bridge_links{pair="defender->jira",state="merged"} 1"#,
+                r#"itsm_bridge_links{pair="sentinel->servicenow",state="active"} 0"#,
+                r#"itsm_bridge_links{pair="sentinel->servicenow",state="merged"} 0"#,
+                r#"itsm_bridge_links{pair="old->pair",state="active"} 2"#,
+                r#"itsm_bridge_links{pair="old->pair",state="merged"} 0"#,
+            ],
+            "configured pairs first, then the store's others"
+        );
+        assert!(text.contains("itsm_bridge_dead_letters{pair=\"sentinel->servicenow\"} 3\n"));
+        assert!(text.contains("itsm_bridge_dead_letters{pair=\"defender->jira\"} 0\n"));
+        assert!(text.contains("itsm_bridge_ledger_entries 42\n"));
+    }
+
+    #[test]
+    fn metrics_leave_out_the_store_gauges_when_it_cannot_be_read() {
+        let text = render_metrics(&status(), None);
+        assert!(text.contains("itsm_bridge_store_up 0\n"));
+        assert!(!text.contains("itsm_bridge_links"));
+        assert!(!text.contains("itsm_bridge_ledger_entries"));
+        assert!(
+            text.contains("itsm_bridge_runs_total{pair=\"defender->jira\",kind=\"cycle\"} 0\n")
+        );
+    }
+
+    #[test]
+    fn label_values_and_help_are_escaped() {
+        assert_eq!(escape_label_value(r#"a\b"c"#), r#"a\\b\"c"#);
+        assert_eq!(escape_label_value("line\nnext"), r"line\nnext");
+        assert_eq!(escape_label_value("defender->jira"), "defender->jira");
+        assert_eq!(escape_help("a\\b\nc \"quoted\""), "a\\\\b\\nc \"quoted\"");
+
+        let s = Status::new([("we\"ird\\pa\nir".to_owned(), false)], at(0));
+        let text = render_metrics(&s, None);
+        assert!(
+            text.contains(
+                "itsm_bridge_runs_total{pair=\"we\\\"ird\\\\pa\\nir\",kind=\"cycle\"} 0\n"
+            ),
+            "{text}"
+        );
+        assert!(text.lines().all(|l| !l.is_empty()), "no raw line feed");
+    }
+
+    #[test]
+    fn the_dashboard_escapes_everything_it_shows() {
+        let mut s = Status::new([("<b>x</b>->jira".to_owned(), false)], at(0));
+        s.record(
+            0,
+            RunKind::Cycle,
+            at(5),
+            Duration::ZERO,
+            Err("polling failed: <script>alert('x')</script> & more".into()),
+        );
+        let entries = [entry(
+            7,
+            "<b>x</b>->jira",
+            Some("refused: <img src=x onerror=\"y\">"),
+        )];
+        let html = render_dashboard(&s, Ok((&counts(), &entries)), at(60));
+        assert!(!html.contains("<script"), "{html}");
+        assert!(!html.contains("<img"), "{html}");
+        assert!(!html.contains("<b>x"), "{html}");
+        assert!(html.contains("&lt;b&gt;x&lt;/b&gt;-&gt;jira"));
+        assert!(html.contains(
+            "failed: polling failed: &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more"
+        ));
+        assert!(html.contains("refused: &lt;img src=x onerror=&quot;y&quot;&gt;"));
+        assert!(html.contains("failing (1 in a row)"));
+        assert!(html.contains("<td class=\"n\">0 ms</td>"));
+        assert_eq!(
+            escape_html(r#"<a href="x">&'"#),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+
+    #[test]
+    fn the_dashboard_shows_pairs_counts_and_the_newest_entries_first() {
+        let mut s = status();
+        s.record(
+            0,
+            RunKind::Cycle,
+            at(10),
+            Duration::from_millis(1200),
+            Ok(&report("defender->jira", 6, 0)),
+        );
+        let entries: Vec<_> = (1..=3)
+            .map(|seq| entry(seq, "defender->jira", None))
+            .collect();
+        let html = render_dashboard(&s, Ok((&counts(), &entries)), at(60));
+        assert!(html.starts_with("<!DOCTYPE html>"));
+        assert!(html.contains("<td>defender-&gt;jira</td><td class=\"ok\">ok</td><td>cycle 2026-11-01 08:00:10 UTC</td><td class=\"n\">1.2 s</td><td>read 6 incident(s), 0 ticket(s); 6 ticket(s) created, 6 written back</td>"), "{html}");
+        assert!(
+            html.contains("<td>sentinel-&gt;servicenow</td><td class=\"idle\">not run yet</td>")
+        );
+        // active links, merged links, dead letters
+        assert!(
+            html.contains(
+                "<td class=\"n\">5</td><td class=\"n\">1</td><td class=\"n\">0</td></tr>"
+            )
+        );
+        assert!(
+            html.contains(
+                "<td class=\"n\">0</td><td class=\"n\">0</td><td class=\"n\">3</td></tr>"
+            )
+        );
+        assert!(html.contains("42 entries; the newest 3"));
+        let newest = html.find("inc-3").unwrap();
+        let oldest = html.find("inc-1").unwrap();
+        assert!(newest < oldest, "newest first");
+        assert!(!html.contains("<script"), "no script");
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "no external asset"
+        );
+    }
+
+    #[test]
+    fn the_dashboard_says_when_the_store_cannot_be_read() {
+        let html = render_dashboard(&status(), Err("database error: <locked>"), at(60));
+        assert!(html.contains("The store could not be read: database error: &lt;locked&gt;"));
+        assert!(html.contains("<td class=\"n\">?</td>"));
+    }
+
+    /// A GET over a plain socket: the status code and the body.
+    async fn get(address: SocketAddr, path: &str) -> (u16, String, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (code, head.to_owned(), body.to_owned())
+    }
+
+    #[tokio::test]
+    async fn the_router_serves_every_endpoint_and_stops_on_shutdown() {
+        let store = bridge_core::store::SqliteStore::open_in_memory().unwrap();
+        let shared: SharedStatus = Arc::new(Mutex::new(status()));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, shared.clone(), Arc::new(store), async {
+            let _ = stopped.await;
+        }));
+
+        let (code, _, body) = get(address, "/livez").await;
+        assert_eq!((code, body.as_str()), (200, "ok\n"));
+        let (code, head, body) = get(address, "/healthz").await;
+        assert_eq!(code, 200, "{body}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/json")
+        );
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["pairs"][0]["dead_letters"], 0);
+
+        shared.lock().unwrap().record(
+            0,
+            RunKind::Cycle,
+            at(1),
+            Duration::ZERO,
+            Err("polling failed".into()),
+        );
+        assert_eq!(get(address, "/healthz").await.0, 503);
+
+        let (code, head, body) = get(address, "/metrics").await;
+        assert_eq!(code, 200);
+        assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+        assert!(
+            body.contains(
+                "itsm_bridge_runs_failed_total{pair=\"defender->jira\",kind=\"cycle\"} 1\n"
+            )
+        );
+        assert!(body.contains("itsm_bridge_ledger_entries 0\n"));
+
+        let (code, head, body) = get(address, "/").await;
+        assert_eq!(code, 200);
+        assert!(head.contains("text/html"), "{head}");
+        assert!(body.contains("failed: polling failed"));
+
+        assert_eq!(get(address, "/nothing-here").await.0, 404);
+
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("the server stops")
+            .unwrap()
+            .unwrap();
+    }
+}
