@@ -50,6 +50,12 @@ enum Command {
         #[arg(long, default_value = "bridge.toml")]
         config: PathBuf,
     },
+    /// Try each source and ticket system with read-only requests and explain what
+    /// fails (credentials, permissions, names); exit 1 if a check fails, 2 on a bad config.
+    Doctor {
+        #[arg(long, default_value = "bridge.toml")]
+        config: PathBuf,
+    },
     /// Show the mapping table: which incident is linked to which ticket.
     Links {
         #[command(flatten)]
@@ -228,6 +234,7 @@ async fn dispatch(command: Command) -> CmdResult {
             sweep,
         } => cmd::run::run(&config, once || dry_run || sweep, dry_run, sweep).await,
         Command::Check { config } => cmd::check::run(&config),
+        Command::Doctor { config } => cmd::doctor::run(&config).await,
         Command::Links { db, json } => cmd::links::run(&db.resolve()?, json),
         Command::Ledger { action } => match action {
             LedgerCommand::List {

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod check;
 pub mod demo;
+pub mod doctor;
 pub mod ledger;
 pub mod links;
 pub mod run;

@@ -2,7 +2,8 @@
 //! (transition ids differ per project), issues with ADF descriptions, labels,
 //! comments and entity properties, `/search/jql` with a JQL subset, token paging and
 //! an eventually consistent index (`reconcileIssues` forces read-after-write), the
-//! 410 of the retired `/search`, HTTP Basic auth, burst and per-issue write limits
+//! 410 of the retired `/search`, the project (with its issue types) and
+//! `mypermissions` lookups, HTTP Basic auth, burst and per-issue write limits
 //! with `RateLimit-Reason`, and Jira's `ErrorCollection` bodies. It is never kinder
 //! than Jira: where API.md marks behaviour unknown, it takes the stricter reading.
 //! Tests and the demo drive the "analyst" side through the admin API on [`JiraSim`]
@@ -1119,6 +1120,8 @@ impl JiraSim {
             )
             .route("/rest/api/3/user/search", get(user_search))
             .route("/rest/api/3/myself", get(myself))
+            .route("/rest/api/3/project/{key}", get(get_project))
+            .route("/rest/api/3/mypermissions", get(my_permissions))
             .route("/rest/api/3/search", get(search_gone).post(search_gone))
             .route("/rest/api/3/search/jql", get(search_get).post(search_post))
             .route("/_sim/issues", get(admin_issues))
@@ -2020,6 +2023,91 @@ async fn myself(State(sim): State<Shared>, caller: Option<axum::Extension<Caller
             json!({"accountId": "", "emailAddress": email, "displayName": email, "active": true, "timeZone": "UTC"}),
         )),
     }
+}
+
+/// `GET /project/{projectIdOrKey}`: the project with the issue types it offers.
+async fn get_project(State(sim): State<Shared>, Path(key): Path<String>) -> Reply {
+    let state = sim.lock();
+    let project = state.project(&key).ok_or_else(|| {
+        JiraError::new(
+            StatusCode::NOT_FOUND,
+            format!("No project could be found with key '{key}'."),
+        )
+    })?;
+    let base = &state.base_url;
+    let issue_types: Vec<Value> = ISSUE_TYPES
+        .iter()
+        .map(|(id, name)| {
+            json!({
+                "self": format!("{base}/rest/api/3/issuetype/{id}"),
+                "id": id,
+                "name": name,
+                "subtask": false,
+            })
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        json!({
+            "self": format!("{base}/rest/api/3/project/{}", project.id),
+            "id": project.id.to_string(),
+            "key": project.key,
+            "name": project.key,
+            "projectTypeKey": "software",
+            "issueTypes": issue_types,
+        }),
+    ))
+}
+
+/// The project permissions `GET /mypermissions` answers for (the simulator has no
+/// permission scheme: the caller holds them all).
+const PERMISSION_KEYS: &[(&str, &str)] = &[
+    ("BROWSE_PROJECTS", "Browse Projects"),
+    ("CREATE_ISSUES", "Create Issues"),
+    ("EDIT_ISSUES", "Edit Issues"),
+    ("TRANSITION_ISSUES", "Transition Issues"),
+    ("RESOLVE_ISSUES", "Resolve Issues"),
+    ("ASSIGN_ISSUES", "Assign Issues"),
+    ("ADD_COMMENTS", "Add Comments"),
+    ("USER_PICKER", "Browse users and groups"),
+];
+
+/// `GET /mypermissions?projectKey=…&permissions=A,B`: whether the caller holds each
+/// permission named (`permissions` is required, as on Jira Cloud).
+async fn my_permissions(State(sim): State<Shared>, RawQuery(query): RawQuery) -> Reply {
+    let pairs = query_pairs(&query);
+    let state = sim.lock();
+    if let Some(key) = query_value(&pairs, "projectKey")
+        && state.project(key).is_none()
+    {
+        return Err(JiraError::new(
+            StatusCode::NOT_FOUND,
+            format!("No project could be found with key '{key}'."),
+        ));
+    }
+    let wanted = query_value(&pairs, "permissions")
+        .filter(|p| !p.trim().is_empty())
+        .ok_or_else(|| JiraError::bad("The permissions query parameter is required."))?;
+    let mut permissions = Map::new();
+    for key in wanted.split(',').map(str::trim) {
+        let (key, name) = PERMISSION_KEYS
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .ok_or_else(|| JiraError::bad(format!("Invalid permission key: {key}")))?;
+        let kind = if *key == "USER_PICKER" {
+            "GLOBAL"
+        } else {
+            "PROJECT"
+        };
+        permissions.insert(
+            key.to_string(),
+            json!({"key": key, "name": name, "type": kind, "havePermission": true}),
+        );
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        json!({ "permissions": permissions }),
+    ))
 }
 
 async fn search_gone() -> Reply {
