@@ -47,6 +47,9 @@ pub struct ConnectorError {
     /// The remote system (`graph`, `jira`, …) or the configured name.
     pub system: String,
     pub message: String,
+    /// The HTTP status the remote answered with; `None` when it never answered
+    /// (DNS, connection, TLS, timeout) or the failure is not an HTTP answer.
+    pub status: Option<u16>,
 }
 
 impl ConnectorError {
@@ -55,6 +58,15 @@ impl ConnectorError {
             kind,
             system: system.into(),
             message: message.into(),
+            status: None,
+        }
+    }
+
+    /// The same error, as the answer of an HTTP `status`.
+    pub fn with_status(self, status: u16) -> Self {
+        ConnectorError {
+            status: Some(status),
+            ..self
         }
     }
 }

@@ -986,7 +986,7 @@ impl Problem {
     pub fn of(error: &ConnectorError) -> Problem {
         Problem {
             kind: error.kind,
-            status: http_status(&error.message),
+            status: error.status,
             message: error.message.clone(),
         }
     }
@@ -1012,20 +1012,6 @@ impl Problem {
     fn unreachable(&self) -> bool {
         self.status.is_none() && self.kind == ErrorKind::Transient
     }
-}
-
-/// The status of the first `HTTP nnn` in an error message: how the HTTP layer, the
-/// token provider and the OAuth client all report an answer.
-fn http_status(message: &str) -> Option<u16> {
-    message.match_indices("HTTP ").find_map(|(at, _)| {
-        let digits = message.get(at + 5..at + 8)?;
-        let next = message[at + 8..].chars().next();
-        if digits.chars().all(|c| c.is_ascii_digit()) && !next.is_some_and(|c| c.is_ascii_digit()) {
-            digits.parse().ok()
-        } else {
-            None
-        }
-    })
 }
 
 /// Advice that does not depend on the system: unreachable hosts, TLS trust,
@@ -1777,8 +1763,18 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A failure as the connectors report it: an `HTTP nnn` answer carries its
+    /// status, as the HTTP layer and the token clients set it.
     fn problem(kind: ErrorKind, message: &str) -> Problem {
-        Problem::of(&ConnectorError::new(kind, "x", message))
+        let error = ConnectorError::new(kind, "x", message);
+        let status = message
+            .split_once("HTTP ")
+            .and_then(|(_, rest)| rest.get(..3))
+            .and_then(|digits| digits.parse().ok());
+        Problem::of(&match status {
+            Some(status) => error.with_status(status),
+            None => error,
+        })
     }
 
     fn settings(kind: SourceKind) -> EntraSettings {
@@ -1793,23 +1789,17 @@ mod tests {
     }
 
     #[test]
-    fn statuses_and_aadsts_codes_are_read_from_messages() {
-        let p = problem(ErrorKind::Auth, "HTTP 403 Forbidden: Forbidden: nope");
-        assert_eq!(p.status, Some(403));
+    fn statuses_come_from_the_error_and_aadsts_codes_from_its_message() {
+        let error = ConnectorError::new(ErrorKind::Auth, "x", "Forbidden: nope").with_status(403);
+        assert_eq!(Problem::of(&error).status, Some(403));
         let p = problem(
             ErrorKind::Auth,
             "token request to https://l for tenant t failed: HTTP 401 invalid_client: AADSTS7000215: Invalid client secret",
         );
         assert_eq!((p.status, p.aadsts()), (Some(401), Some(7000215)));
-        let p = problem(
-            ErrorKind::Auth,
-            "the instance refused a token for OAuth client c (HTTP 401 Unauthorized: x)",
-        );
-        assert_eq!(p.status, Some(401));
         let p = problem(ErrorKind::Transient, "could not connect: 127.0.0.1:9/x");
         assert_eq!((p.status, p.aadsts()), (None, None));
         assert!(p.unreachable());
-        assert_eq!(problem(ErrorKind::Permanent, "HTTP 4000").status, None);
     }
 
     #[test]

@@ -890,7 +890,7 @@ impl Api {
         } else {
             format!("HTTP {status}: {detail}")
         };
-        self.error(kind, message)
+        self.error(kind, message).with_status(status.as_u16())
     }
 }
 

@@ -396,7 +396,7 @@ fn describe_response(prefix: &str, response: &ErrorResponse) -> ConnectorError {
             }
         }
     }
-    ConnectorError::new(kind, SYSTEM, message)
+    ConnectorError::new(kind, SYSTEM, message).with_status(status)
 }
 
 /// Belt and braces: a secret never leaves in an error message, whatever the server

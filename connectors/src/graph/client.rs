@@ -396,6 +396,7 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(error.kind, ErrorKind::Permanent);
+        assert_eq!(error.status, Some(400));
         assert!(error.message.contains("HTTP 400"), "{}", error.message);
         assert!(error.message.contains("BadRequest"), "{}", error.message);
 
@@ -410,9 +411,10 @@ mod tests {
             "graph cannot write incident attribute `severity`"
         );
         assert_eq!(sim.kit.request_count(), 0);
+        assert_eq!(error.status, None, "refused before any request");
 
         let error = source.get("999999").await.unwrap_err();
-        assert_eq!(error.kind, ErrorKind::NotFound);
+        assert_eq!((error.kind, error.status), (ErrorKind::NotFound, Some(404)));
     }
 
     #[tokio::test]

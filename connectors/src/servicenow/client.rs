@@ -147,7 +147,7 @@ impl std::fmt::Debug for ServiceNowTickets {
 /// business rule refusing the change answers `Operation Failed` (ACL refusals name
 /// the ACL, or say "not authorized").
 fn classify(e: ConnectorError) -> ConnectorError {
-    if e.kind != ErrorKind::Auth || !e.message.starts_with("HTTP 403") {
+    if e.kind != ErrorKind::Auth || e.status != Some(403) {
         return e;
     }
     let lower = e.message.to_ascii_lowercase();
@@ -1784,7 +1784,10 @@ mod tests {
 
     #[test]
     fn only_request_refusals_among_403s_are_permanent() {
-        let e = |m: &str| ConnectorError::new(ErrorKind::Auth, SYSTEM, m);
+        let e = |m: &str| {
+            let status = if m.starts_with("HTTP 401") { 401 } else { 403 };
+            ConnectorError::new(ErrorKind::Auth, SYSTEM, m).with_status(status)
+        };
         for (message, kind) in [
             (
                 "HTTP 403 Forbidden: Operation Failed: Data Policy Exception: The following fields are mandatory: Resolution code",

@@ -134,7 +134,8 @@ impl ClientCredentials {
                         format!(": {reason}")
                     }
                 ),
-            ));
+            )
+            .with_status(status.as_u16()));
         }
         let token: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| {
             Self::error(
