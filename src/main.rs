@@ -41,7 +41,7 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
         /// After each pair's cycle, sweep it now: re-read both sides of every
-        /// active link and repair what drifted (implies --once).
+        /// open link and repair what drifted (implies --once).
         #[arg(long)]
         sweep: bool,
     },

@@ -69,7 +69,7 @@ fn an_incident_change_that_slipped_past_the_watermark_is_repaired_by_the_sweep()
 
     let out = sweep(&env);
     assert!(
-        out.contains("defender->jira: sweep checked 3 active link(s); 1 ticket(s) updated, 1 drifted link(s) repaired"),
+        out.contains("defender->jira: sweep checked 3 open link(s); 1 ticket(s) updated, 1 drifted link(s) repaired"),
         "{out}"
     );
     assert_eq!(env.sims.jira.issue(&key).unwrap().priority, "Highest");
@@ -83,14 +83,14 @@ fn an_incident_change_that_slipped_past_the_watermark_is_repaired_by_the_sweep()
     let sweeps = ledger_entries(&env, "sweep");
     assert!(
         sweeps.iter().any(|s| s["pair"] == "defender->jira"
-            && s["detail"] == "checked 3 active link(s); repaired 1"),
+            && s["detail"] == "checked 3 open link(s); repaired 1"),
         "{sweeps:?}"
     );
 
     // Repaired once: the next sweep finds everything in step.
     let again = sweep(&env);
     assert!(
-        again.contains("defender->jira: sweep checked 3 active link(s); nothing to write"),
+        again.contains("defender->jira: sweep checked 3 open link(s); nothing to write"),
         "{again}"
     );
     assert_eq!(ledger_entries(&env, "repair").len(), 1);
@@ -131,7 +131,7 @@ fn a_sweep_on_a_pair_in_step_reads_both_sides_and_writes_nothing() {
     let ledger_before = env.ledger_len();
     let out = sweep(&env);
     assert!(
-        out.contains("defender->jira: sweep checked 5 active link(s); nothing to write"),
+        out.contains("defender->jira: sweep checked 5 open link(s); nothing to write"),
         "{out}"
     );
     // One summary entry per pair's sweep, no repairs.

@@ -94,7 +94,7 @@ pub struct CycleReport {
     /// This was a drift-repair sweep, not a polling cycle.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub sweep: bool,
-    /// A drift-repair sweep: the active links whose both sides it re-read.
+    /// A drift-repair sweep: the open links whose both sides it re-read.
     pub links_checked: usize,
     /// A drift-repair sweep: the links it found drifted and wrote to.
     pub repaired: usize,

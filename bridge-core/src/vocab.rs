@@ -237,6 +237,16 @@ pub fn ticket_attrs(kind: TicketKind) -> &'static [AttrSpec] {
 }
 
 /// Looks an attribute up by name.
+/// Whether an incident status means the incident is done with: Graph `resolved`
+/// or `redirected`, Sentinel `Closed` (any case).
+pub fn is_closed_status(kind: SourceKind, status: &str) -> bool {
+    let closed: &[&str] = match kind {
+        SourceKind::Graph => &["resolved", "redirected"],
+        SourceKind::Sentinel => &["Closed"],
+    };
+    closed.iter().any(|c| c.eq_ignore_ascii_case(status.trim()))
+}
+
 /// How severe an incident severity is, either source's spelling: informational 0
 /// up to high 3; `None` for unknown values, which rank below every known one.
 pub fn severity_rank(value: &str) -> Option<u8> {

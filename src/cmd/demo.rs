@@ -190,7 +190,7 @@ pub async fn run(db: &Path) -> CmdResult {
     let calls = pair_calls(&defender_pair.pair, before, sims.request_counts());
     super::run::print_report(&report, false);
     println!(
-        "  (the sweep took {calls} requests, {:.1} per active link)",
+        "  (the sweep took {calls} requests, {:.1} per open link)",
         calls as f64 / report.links_checked.max(1) as f64
     );
     show_defender(&sims, &store, std::slice::from_ref(late))?;

@@ -229,7 +229,7 @@ pub fn print_report(r: &CycleReport, dry_run: bool) {
     }
     if r.sweep {
         println!(
-            "{}: sweep checked {} active link(s); {}",
+            "{}: sweep checked {} open link(s); {}",
             r.pair,
             r.links_checked,
             done.join(", ")

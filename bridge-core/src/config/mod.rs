@@ -185,7 +185,7 @@ pub struct SyncConfig {
     pub source: String,
     pub tickets: String,
     pub schedule: Schedule,
-    /// When the drift-repair sweep re-reads every active link's both sides
+    /// When the drift-repair sweep re-reads both sides of every open link
     /// (`sweep`, default hourly); `None` when switched off.
     pub sweep: Option<Schedule>,
     pub conflict: ConflictPolicy,

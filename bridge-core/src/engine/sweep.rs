@@ -1,14 +1,22 @@
 //! The drift-repair sweep. Watermarks miss things: a clock that runs behind, a
 //! search index that shows an edit late, an edit stamped before the watermark, a
 //! page that failed. On its own schedule the sweep re-reads both sides of every
-//! active link, compares them with the baseline whatever their modification times
+//! open link, compares them with the baseline whatever their modification times
 //! say, and repairs what drifted through the same outbox as a cycle. Each repair
 //! gets a `repair` ledger entry saying what had drifted, and each sweep a `sweep`
 //! entry with its totals.
+//!
+//! A link is open while its incident is (as both sides last agreed), and for
+//! [`SETTLED_AFTER`] after it closed, so a reopen the polls missed is still caught;
+//! after that it is left to the polls. The sweep's cost (two reads per link, from
+//! rate budgets like Graph's) so follows the open work, not every ticket ever made.
 
 use super::*;
 
-/// Re-reads both sides of every active link of the pair and repairs what drifted
+/// How long a link whose incident closed is still swept.
+pub const SETTLED_AFTER: Duration = Duration::days(7);
+
+/// Re-reads both sides of every open link of the pair and repairs what drifted
 /// from the baseline. Incidents waiting in the dead letters are left to their own
 /// retries; links of merged incidents are no longer synced and are not read.
 pub async fn run_sweep(
@@ -26,15 +34,22 @@ pub async fn run_sweep(
         .into_iter()
         .map(|l| l.incident_id)
         .collect();
-    let links: Vec<Link> = store
-        .links(Some(&rt.pair))?
-        .into_iter()
-        .filter(|l| {
-            l.state == LinkState::Active
-                && !waiting.contains(&l.incident_id)
-                && !cycle.held_back.contains(&l.incident_id)
-        })
-        .collect();
+    let settled_before = clock.now() - SETTLED_AFTER;
+    let mut settled = 0;
+    let mut links = Vec::new();
+    for link in store.links(Some(&rt.pair))? {
+        if link.state != LinkState::Active
+            || waiting.contains(&link.incident_id)
+            || cycle.held_back.contains(&link.incident_id)
+        {
+            continue;
+        }
+        if link.updated < settled_before && incident_closed(rt, &link) {
+            settled += 1;
+            continue;
+        }
+        links.push(link);
+    }
 
     let mut gone = 0;
     for link in links {
@@ -95,9 +110,15 @@ pub async fn run_sweep(
     if !dry_run {
         let r = &cycle.report;
         let mut detail = format!(
-            "checked {} active link(s); repaired {}",
+            "checked {} open link(s); repaired {}",
             r.links_checked, r.repaired
         );
+        if settled > 0 {
+            detail.push_str(&format!(
+                "; {settled} closed for over {} days left to the polls",
+                SETTLED_AFTER.num_days()
+            ));
+        }
         if gone > 0 {
             detail.push_str(&format!("; {gone} could not be read (deleted on one side)"));
         }
@@ -119,6 +140,16 @@ pub async fn run_sweep(
         store.append_ledger(&[record])?;
     }
     Ok(cycle.report)
+}
+
+/// Whether both sides last agreed that the link's incident is closed.
+fn incident_closed(rt: &PairRuntime, link: &Link) -> bool {
+    rt.mapping
+        .fields
+        .iter()
+        .filter(|r| r.incident_attr() == Some("status"))
+        .filter_map(|r| link.baseline.get(&r.name)?.incident.as_deref())
+        .any(|status| crate::vocab::is_closed_status(rt.mapping.source_kind, status))
 }
 
 /// Says what the poll had missed, for the ledger.

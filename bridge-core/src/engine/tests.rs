@@ -1019,6 +1019,14 @@ async fn a_sweep_repairs_drift_and_leaves_dead_letters_merges_and_deleted_ticket
     assert_eq!(poll.writes(), 0, "the poll sees nothing new: {poll:?}");
     // 4: its ticket was deleted in the ticket system.
     w.tickets.tickets.lock().unwrap().remove(&key("4"));
+    // 6: resolved and in step for over a week: left to the polls.
+    w.source.add("6", "resolved");
+    let mut settled = w.store.link(&w.rt.pair, "5").unwrap().unwrap();
+    settled.incident_id = "6".into();
+    settled.ticket_key = "SEC-6".into();
+    settled.baseline.get_mut("status").unwrap().incident = Some("resolved".into());
+    settled.updated = now - Duration::days(8);
+    w.store.save_link(&settled, &[]).unwrap();
     assert_eq!(
         w.tickets.tickets.lock().unwrap()[&key("1")].attrs["status"],
         "new"
@@ -1034,7 +1042,7 @@ async fn a_sweep_repairs_drift_and_leaves_dead_letters_merges_and_deleted_ticket
             sweep.failed
         ),
         (3, 1, 1, 0),
-        "{sweep:?}"
+        "1, 4 and 5 are read; 2 waits, 3 is merged, 6 has settled: {sweep:?}"
     );
     assert_eq!(
         w.tickets.tickets.lock().unwrap()[&key("1")].attrs["status"],
@@ -1052,6 +1060,19 @@ async fn a_sweep_repairs_drift_and_leaves_dead_letters_merges_and_deleted_ticket
         tail,
         vec!["update_ticket ok", "repair ok", "sweep failed", "sweep ok"],
         "the repair and its entry, the deleted ticket, the totals"
+    );
+    let mut last = None;
+    w.store
+        .for_each_ledger_entry(&Default::default(), &mut |e| {
+            last = e.record.detail;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        last.as_deref(),
+        Some(
+            "checked 3 open link(s); repaired 1; 1 closed for over 7 days left to the polls; 1 could not be read (deleted on one side)"
+        )
     );
 
     // In step now: a second sweep repairs nothing.
