@@ -409,3 +409,47 @@ fn a_merge_seen_before_the_first_sync_makes_one_ticket_for_the_survivor_only() {
     assert_eq!(env.sims.servicenow.incidents().len(), before + 2);
     assert!(env.ticket_in(None, &merges[0].0).is_none());
 }
+
+#[test]
+fn a_slow_source_does_not_hold_up_the_pairs_of_another() {
+    use connectors::simkit::{Effect, FaultRule};
+    use std::time::{Duration, Instant};
+
+    let env = Env::start_with(3, 3);
+    // Graph answers its first incident listing only after 8 s.
+    env.sims.graph.kit.inject(
+        FaultRule::new(
+            Some(axum::http::Method::GET),
+            "/v1.0/security/incidents",
+            Effect::Delay(Duration::from_secs(8)),
+        )
+        .times(1),
+    );
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_itsm-bridge"))
+        .args(["run", "--config", env.config.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The Sentinel pairs sync meanwhile (the Defender pair comes first in the config).
+    let open = open_incidents(&env).len();
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while env.sims.servicenow.incidents().len() < open && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let servicenow = env.sims.servicenow.incidents().len();
+    let jira = env.sims.jira.issues().len();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = daemon.wait().unwrap();
+    assert_eq!(
+        (servicenow, jira),
+        (open, 0),
+        "Sentinel's pairs synced while Graph was still answering"
+    );
+    assert_eq!(status.code(), Some(0), "the stop waits for the slow cycle");
+    assert!(!env.sims.jira.issues().is_empty(), "which then finished");
+}

@@ -1,9 +1,10 @@
 //! `itsm-bridge run`: every `[[sync]]` pair on its schedule (or once), and each
 //! pair's drift-repair sweep on its own schedule, until interrupted. The loop is
 //! thin: the `Scheduler` says which jobs are due and when to wake; the engine runs
-//! a pair's cycle or sweep. Jobs run one at a time, so a pair's cycle and sweep
-//! never overlap. Each job's outcome is recorded for the `[server]` endpoints
-//! (`crate::server`), served beside the loop when `listen` is set.
+//! a pair's cycle or sweep. The jobs of one source's pairs take turns (so no two
+//! write to one incident at once); sources run side by side. Each job's
+//! outcome is recorded for the `[server]` endpoints (`crate::server`), served
+//! beside the loops when `listen` is set.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -49,18 +50,8 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
         });
     }
 
-    // Signals are caught from here on: a stop during a cycle lets it finish.
-    let mut stop = stop_signal().map_err(anyhow::Error::from)?;
-    // Jobs 0..n are the pairs' cycles, n.. their sweeps (where switched on).
-    let mut jobs: Vec<Job> = (0..pairs.len()).map(Job::Cycle).collect();
-    let mut schedules: Vec<_> = config.syncs.iter().map(|s| s.schedule.clone()).collect();
-    for (i, sync) in config.syncs.iter().enumerate() {
-        if let Some(sweep) = &sync.sweep {
-            jobs.push(Job::Sweep(i));
-            schedules.push(sweep.clone());
-        }
-    }
-    let mut scheduler = Scheduler::new(schedules, chrono::Utc::now());
+    // Signals are caught from here on: a stop during a job lets it finish.
+    let stop = stop_signal().map_err(anyhow::Error::from)?;
     let status: server::SharedStatus = Arc::new(Mutex::new(server::Status::new(
         pairs
             .iter()
@@ -78,20 +69,78 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
         None => None,
     };
     tracing::info!(pairs = pairs.len(), db = %config.store.path.display(), "itsm-bridge running");
+    // The pairs of one source run on a task of their own, taking turns: two pairs
+    // writing to one incident at once could lose each other's tags (Graph replaces
+    // the whole set). Sources run side by side, so one held up by its remote's pace
+    // (a sweep paced at Graph's 1,500 requests an hour) never holds up another.
+    let mut by_source: Vec<(String, Vec<Job>)> = Vec::new();
+    for (index, (pair, sync)) in pairs.iter().zip(&config.syncs).enumerate() {
+        let mut jobs = vec![Job {
+            pair: index,
+            kind: RunKind::Cycle,
+            schedule: sync.schedule.clone(),
+        }];
+        if let Some(sweep) = &sync.sweep {
+            jobs.push(Job {
+                pair: index,
+                kind: RunKind::Sweep,
+                schedule: sweep.clone(),
+            });
+        }
+        match by_source.iter_mut().find(|(s, _)| *s == pair.source_name) {
+            Some((_, all)) => all.extend(jobs),
+            None => by_source.push((pair.source_name.clone(), jobs)),
+        }
+    }
+    let pairs = Arc::new(pairs);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (_, jobs) in by_source {
+        let (pairs, store, status, stop) =
+            (pairs.clone(), store.clone(), status.clone(), stop.clone());
+        tasks.spawn(run_jobs(jobs, pairs, store, status, stop));
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.map_err(anyhow::Error::from)?;
+    }
+    tracing::info!("stopping");
+    if let Some(server) = server {
+        server.stopped().await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A pair's cycle or sweep, on its schedule.
+struct Job {
+    /// Index into the pairs.
+    pair: usize,
+    kind: RunKind,
+    schedule: bridge_core::schedule::Schedule,
+}
+
+/// Jobs on their schedules, one at a time, until the stop signal; a job under
+/// way finishes first.
+async fn run_jobs(
+    jobs: Vec<Job>,
+    pairs: Arc<Vec<PairRuntime>>,
+    store: Arc<dyn Store>,
+    status: server::SharedStatus,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let schedules = jobs.iter().map(|j| j.schedule.clone()).collect();
+    let mut scheduler = Scheduler::new(schedules, chrono::Utc::now());
     loop {
         for job in scheduler.poll_due(chrono::Utc::now()) {
             let started = std::time::Instant::now();
-            let (pair, result) = match jobs[job] {
-                Job::Cycle(i) => (
-                    &pairs[i],
-                    engine::run_cycle(&pairs[i], store.as_ref(), &SystemClock, false).await,
-                ),
-                Job::Sweep(i) => (
-                    &pairs[i],
-                    engine::run_sweep(&pairs[i], store.as_ref(), &SystemClock, false).await,
-                ),
+            let (index, kind) = (jobs[job].pair, jobs[job].kind);
+            let pair = &pairs[index];
+            let result = match kind {
+                RunKind::Cycle => {
+                    engine::run_cycle(pair, store.as_ref(), &SystemClock, false).await
+                }
+                RunKind::Sweep => {
+                    engine::run_sweep(pair, store.as_ref(), &SystemClock, false).await
+                }
             };
-            let (index, kind) = jobs[job].run_kind();
             status
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -108,21 +157,17 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
                     None
                 }
                 Err(e) => {
-                    tracing::error!(pair = %pair.pair, error = %e, "{} failed; retrying in 30s", jobs[job].name());
+                    tracing::error!(pair = %pair.pair, error = %e, "{} failed; retrying in 30s", kind.as_str());
                     Some(chrono::Duration::seconds(30))
                 }
             };
             scheduler.handle_done(job, chrono::Utc::now(), retry);
             if *stop.borrow() {
-                break;
+                return;
             }
         }
         if *stop.borrow() {
-            tracing::info!("stopping");
-            if let Some(server) = server {
-                server.stopped().await;
-            }
-            return Ok(ExitCode::SUCCESS);
+            return;
         }
         let wait = scheduler
             .poll_deadline()
@@ -131,30 +176,6 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => {}
-        }
-    }
-}
-
-/// What the scheduler runs: a pair's cycle or its sweep (by index into the pairs).
-#[derive(Debug, Clone, Copy)]
-enum Job {
-    Cycle(usize),
-    Sweep(usize),
-}
-
-impl Job {
-    fn name(self) -> &'static str {
-        match self {
-            Job::Cycle(_) => "cycle",
-            Job::Sweep(_) => "sweep",
-        }
-    }
-
-    /// The pair's index and which of its jobs this is.
-    fn run_kind(self) -> (usize, RunKind) {
-        match self {
-            Job::Cycle(i) => (i, RunKind::Cycle),
-            Job::Sweep(i) => (i, RunKind::Sweep),
         }
     }
 }
