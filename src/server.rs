@@ -672,27 +672,7 @@ pub fn render_dashboard(
 
 /// What a run did, in words: what it read, then every count that is not zero.
 fn summary(r: &CycleReport) -> String {
-    let mut done = Vec::new();
-    for (n, what) in [
-        (r.tickets_created, "ticket(s) created"),
-        (r.tickets_adopted, "adopted"),
-        (r.tickets_updated, "ticket(s) updated"),
-        (r.incidents_updated, "incident(s) updated"),
-        (r.write_backs, "written back"),
-        (r.conflicts, "conflict(s) settled"),
-        (r.merged, "merged incident(s) handled"),
-        (r.comments_copied, "comment(s) copied"),
-        (r.repaired, "drifted link(s) repaired"),
-        (r.recovered, "recovered"),
-        (r.failed, "failed"),
-    ] {
-        if n > 0 {
-            done.push(format!("{n} {what}"));
-        }
-    }
-    if done.is_empty() {
-        done.push("nothing to write".to_owned());
-    }
+    let done = crate::cmd::run::what_it_did(r);
     let read = if r.sweep {
         format!("checked {} link(s)", r.links_checked)
     } else {
@@ -701,7 +681,7 @@ fn summary(r: &CycleReport) -> String {
             r.incidents_seen, r.tickets_seen
         )
     };
-    format!("{read}; {}", done.join(", "))
+    format!("{read}; {done}")
 }
 
 /// A run's duration for people: milliseconds under a second.

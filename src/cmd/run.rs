@@ -226,7 +226,8 @@ fn log_report(r: &CycleReport) {
     );
 }
 
-pub fn print_report(r: &CycleReport, dry_run: bool) {
+/// What a run wrote, in words: every count that is not zero, or "nothing to write".
+pub fn what_it_did(r: &CycleReport) -> String {
     let mut done = Vec::new();
     for (n, what) in [
         (r.tickets_created, "ticket(s) created"),
@@ -248,20 +249,20 @@ pub fn print_report(r: &CycleReport, dry_run: bool) {
     if done.is_empty() {
         done.push("nothing to write".into());
     }
+    done.join(", ")
+}
+
+pub fn print_report(r: &CycleReport, dry_run: bool) {
+    let done = what_it_did(r);
     if r.sweep {
         println!(
             "{}: sweep checked {} open link(s); {}",
-            r.pair,
-            r.links_checked,
-            done.join(", ")
+            r.pair, r.links_checked, done
         );
     } else {
         println!(
             "{}: read {} incident(s) and {} ticket(s); {}",
-            r.pair,
-            r.incidents_seen,
-            r.tickets_seen,
-            done.join(", ")
+            r.pair, r.incidents_seen, r.tickets_seen, done
         );
     }
     if dry_run {
