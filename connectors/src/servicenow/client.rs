@@ -348,91 +348,97 @@ impl ServiceNowTickets {
         Ok(snapshot)
     }
 
-    /// The sys_user for an email, user name or sys_id, if the instance has exactly one.
-    async fn user_sys_id(&self, who: &str) -> ConnectorResult<Option<String>> {
-        if is_sys_id(who) {
-            return Ok(Some(who.to_string()));
-        }
-        let cache_key = who.to_lowercase();
-        if let Some(id) = self.users.lock().expect("user cache").get(&cache_key) {
-            return Ok(Some(id.clone()));
-        }
-        let Ok(literal) = wire::query_literal(who) else {
-            return Ok(None);
-        };
-        // `=` may compare case-sensitively; addresses are usually stored in lower
-        // case, so ask for both spellings (indexed equality, no LIKE scan).
-        let lower = literal.to_lowercase();
-        let mut spellings = vec![literal];
-        if lower != literal {
-            spellings.push(&lower);
-        }
-        let query = spellings
-            .iter()
-            .flat_map(|v| [format!("email={v}"), format!("user_name={v}")])
-            .collect::<Vec<_>>()
-            .join("^OR");
-        let url = self.list_url("sys_user", &query, &["sys_id", "email", "user_name"], 5);
-        let (users, _) = self.list_page(url).await?;
-        let matches = |field: &str| -> Vec<String> {
-            users
-                .iter()
-                .filter(|u| text(u, field).is_some_and(|v| v.eq_ignore_ascii_case(who)))
-                .filter_map(|u| text(u, "sys_id"))
-                .collect()
-        };
-        let by_email = matches("email");
-        let found = match (by_email.as_slice(), matches("user_name").as_slice()) {
-            ([one], _) => Some(one.clone()),
-            ([], [one]) => Some(one.clone()),
-            _ => None,
-        };
-        if let Some(id) = &found {
-            self.users
-                .lock()
-                .expect("user cache")
-                .insert(cache_key, id.clone());
-        }
-        Ok(found)
-    }
-
-    /// The sys_user_group for a name or sys_id, if the instance has exactly one.
-    async fn group_sys_id(&self, name: &str) -> ConnectorResult<Option<String>> {
+    /// `name` as a sys_id: itself if it is one, else from `cache`, else found once
+    /// by `find` (given `name` as a query literal) and remembered. `None` when the
+    /// instance has not exactly one.
+    async fn lookup_sys_id<'a, Fut>(
+        &self,
+        cache: &Mutex<HashMap<String, String>>,
+        name: &'a str,
+        find: impl FnOnce(&'a str) -> Fut,
+    ) -> ConnectorResult<Option<String>>
+    where
+        Fut: std::future::Future<Output = ConnectorResult<Option<String>>>,
+    {
         if is_sys_id(name) {
             return Ok(Some(name.to_string()));
         }
         let cache_key = name.to_lowercase();
-        if let Some(id) = self.groups.lock().expect("group cache").get(&cache_key) {
+        if let Some(id) = cache.lock().expect("sys_id cache").get(&cache_key) {
             return Ok(Some(id.clone()));
         }
         let Ok(literal) = wire::query_literal(name) else {
             return Ok(None);
         };
-        // Group names are mixed case and the table is small: match loosely, then
-        // keep only a name equal but for case.
-        let url = self.list_url(
-            "sys_user_group",
-            &format!("nameLIKE{literal}"),
-            &["sys_id", "name"],
-            50,
-        );
-        let (groups, _) = self.list_page(url).await?;
-        let found: Vec<String> = groups
-            .iter()
-            .filter(|g| text(g, "name").is_some_and(|v| v.eq_ignore_ascii_case(name)))
-            .filter_map(|g| text(g, "sys_id"))
-            .collect();
-        let found = match found.as_slice() {
-            [one] => Some(one.clone()),
-            _ => None,
-        };
+        let found = find(literal).await?;
         if let Some(id) = &found {
-            self.groups
+            cache
                 .lock()
-                .expect("group cache")
+                .expect("sys_id cache")
                 .insert(cache_key, id.clone());
         }
         Ok(found)
+    }
+
+    /// The sys_user for an email, user name or sys_id, if the instance has exactly one.
+    async fn user_sys_id(&self, who: &str) -> ConnectorResult<Option<String>> {
+        self.lookup_sys_id(&self.users, who, |literal: &str| async move {
+            // `=` may compare case-sensitively; addresses are usually stored in lower
+            // case, so ask for both spellings (indexed equality, no LIKE scan).
+            let lower = literal.to_lowercase();
+            let mut spellings = vec![literal];
+            if lower != literal {
+                spellings.push(&lower);
+            }
+            let query = spellings
+                .iter()
+                .flat_map(|v| [format!("email={v}"), format!("user_name={v}")])
+                .collect::<Vec<_>>()
+                .join("^OR");
+            let url = self.list_url("sys_user", &query, &["sys_id", "email", "user_name"], 5);
+            let (users, _) = self.list_page(url).await?;
+            let matches = |field: &str| -> Vec<String> {
+                users
+                    .iter()
+                    .filter(|u| text(u, field).is_some_and(|v| v.eq_ignore_ascii_case(who)))
+                    .filter_map(|u| text(u, "sys_id"))
+                    .collect()
+            };
+            let by_email = matches("email");
+            Ok(
+                match (by_email.as_slice(), matches("user_name").as_slice()) {
+                    ([one], _) => Some(one.clone()),
+                    ([], [one]) => Some(one.clone()),
+                    _ => None,
+                },
+            )
+        })
+        .await
+    }
+
+    /// The sys_user_group for a name or sys_id, if the instance has exactly one.
+    async fn group_sys_id(&self, name: &str) -> ConnectorResult<Option<String>> {
+        self.lookup_sys_id(&self.groups, name, |literal: &str| async move {
+            // Group names are mixed case and the table is small: match loosely, then
+            // keep only a name equal but for case.
+            let url = self.list_url(
+                "sys_user_group",
+                &format!("nameLIKE{literal}"),
+                &["sys_id", "name"],
+                50,
+            );
+            let (groups, _) = self.list_page(url).await?;
+            let found: Vec<String> = groups
+                .iter()
+                .filter(|g| text(g, "name").is_some_and(|v| v.eq_ignore_ascii_case(name)))
+                .filter_map(|g| text(g, "sys_id"))
+                .collect();
+            Ok(match found.as_slice() {
+                [one] => Some(one.clone()),
+                _ => None,
+            })
+        })
+        .await
     }
 
     async fn load_close_codes(&self) -> ConnectorResult<()> {
