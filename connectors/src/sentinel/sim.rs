@@ -1322,6 +1322,22 @@ impl SentinelSim {
         self.shared.lock().change(id, f)
     }
 
+    /// A change stamped `lastModifiedTimeUtc = at` with a fresh etag: how an edit
+    /// made within the same tick as another write (the bridge's own) looks.
+    /// `None` if there is no such incident.
+    pub fn update_as_analyst_at(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+        f: impl FnOnce(&mut SimIncident),
+    ) -> Option<SimIncident> {
+        let mut state = self.shared.lock();
+        state.change(id, f)?;
+        let incident = state.get_mut(id).expect("changed above");
+        incident.modified = at;
+        Some(incident.clone())
+    }
+
     /// A validated change on the portal side (what `PATCH /_sim/incidents/{id}` does).
     pub fn apply_analyst_change(
         &self,
