@@ -34,17 +34,64 @@ impl Clock for FakeClock {
     }
 }
 
-/// Both remote systems' shared sense of time: every write moves it on a second.
+/// Both remote systems' shared sense of time: every write moves it on a second,
+/// unless the clock is whole-second (then writes share the current second until
+/// time passes, as on ServiceNow: ties everywhere).
 #[derive(Default)]
 pub(super) struct Remote {
     pub(super) now: Mutex<i64>,
+    pub(super) whole_second: std::sync::atomic::AtomicBool,
+    /// Records carry a version (an etag over their content, as a Sentinel etag
+    /// changes with every write) that tells same-second writes apart.
+    pub(super) versioned: std::sync::atomic::AtomicBool,
 }
 
 impl Remote {
     pub(super) fn tick(&self) -> Timestamp {
         let mut n = self.now.lock().unwrap();
-        *n += 1;
+        if !self.whole_second.load(std::sync::atomic::Ordering::SeqCst) {
+            *n += 1;
+        }
         Utc.timestamp_opt(1_790_000_000 + *n, 0).unwrap()
+    }
+
+    /// A new comment's id where records are versioned (Sentinel, Jira and
+    /// ServiceNow comments all have one); none otherwise (Graph's have none).
+    pub(super) fn comment_id(&self) -> Option<String> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        self.versioned().then(|| {
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                .to_string()
+        })
+    }
+
+    fn versioned(&self) -> bool {
+        self.versioned.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A content etag, when records are versioned.
+    fn etag(&self, content: &impl serde::Serialize) -> Option<String> {
+        use std::hash::{Hash, Hasher};
+        if !self.versioned() {
+            return None;
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        serde_json::to_string(content).unwrap().hash(&mut h);
+        Some(format!("\"{:016x}\"", h.finish()))
+    }
+
+    /// An incident as the remote shows it (with its etag when versioned).
+    pub(super) fn show_incident(&self, mut i: IncidentSnapshot) -> IncidentSnapshot {
+        i.etag = None;
+        i.etag = self.etag(&i);
+        i
+    }
+
+    /// A ticket as the remote shows it (with its version when versioned).
+    pub(super) fn show_ticket(&self, mut t: TicketSnapshot) -> TicketSnapshot {
+        t.version = None;
+        t.version = self.etag(&t);
+        t
     }
 }
 
@@ -90,7 +137,7 @@ impl IncidentSource for FakeSource {
             .unwrap()
             .values()
             .filter(|i| i.modified >= since)
-            .cloned()
+            .map(|i| self.remote.show_incident(i.clone()))
             .collect();
         Ok(Page { items, next: None })
     }
@@ -98,7 +145,9 @@ impl IncidentSource for FakeSource {
         unreachable!("one page")
     }
     async fn get(&self, id: &str) -> ConnectorResult<IncidentSnapshot> {
-        Ok(self.incidents.lock().unwrap()[id].clone())
+        Ok(self
+            .remote
+            .show_incident(self.incidents.lock().unwrap()[id].clone()))
     }
     async fn update(&self, id: &str, u: &IncidentUpdate) -> ConnectorResult<IncidentSnapshot> {
         let mut all = self.incidents.lock().unwrap();
@@ -121,14 +170,14 @@ impl IncidentSource for FakeSource {
         }
         i.tags.extend(u.add_tags.iter().cloned());
         i.modified = self.remote.tick();
-        Ok(i.clone())
+        Ok(self.remote.show_incident(i.clone()))
     }
     async fn add_comment(&self, id: &str, text: &str) -> ConnectorResult<()> {
         let at = self.remote.tick();
         let mut all = self.incidents.lock().unwrap();
         let i = all.get_mut(id).unwrap();
         i.comments.push(Comment {
-            id: None,
+            id: self.remote.comment_id(),
             author: None,
             created: at,
             text: text.into(),
@@ -174,7 +223,7 @@ impl TicketSystem for FakeTickets {
             .unwrap()
             .values()
             .filter(|t| t.modified >= since)
-            .cloned()
+            .map(|t| self.remote.show_ticket(t.clone()))
             .collect();
         Ok(Page { items, next: None })
     }
@@ -191,7 +240,7 @@ impl TicketSystem for FakeTickets {
             .unwrap()
             .values()
             .find(|t| t.correlation.as_ref() == Some(c))
-            .cloned())
+            .map(|t| self.remote.show_ticket(t.clone())))
     }
     async fn find_created(
         &self,
@@ -237,7 +286,7 @@ impl TicketSystem for FakeTickets {
                 "fake",
                 "timed out",
             )),
-            _ => Ok(ticket),
+            _ => Ok(self.remote.show_ticket(ticket)),
         }
     }
     async fn get(&self, key: &str) -> ConnectorResult<TicketSnapshot> {
@@ -245,7 +294,7 @@ impl TicketSystem for FakeTickets {
             .lock()
             .unwrap()
             .get(key)
-            .cloned()
+            .map(|t| self.remote.show_ticket(t.clone()))
             .ok_or_else(|| ConnectorError::new(ErrorKind::NotFound, "fake", "no such ticket"))
     }
     async fn update(&self, key: &str, u: &TicketUpdate) -> ConnectorResult<TicketSnapshot> {
@@ -262,11 +311,11 @@ impl TicketSystem for FakeTickets {
             };
         }
         t.modified = at;
-        Ok(t.clone())
+        Ok(self.remote.show_ticket(t.clone()))
     }
     async fn add_comment(&self, key: &str, text: &str) -> ConnectorResult<Comment> {
         let comment = Comment {
-            id: None,
+            id: self.remote.comment_id(),
             author: None,
             created: self.remote.tick(),
             text: text.into(),
@@ -862,7 +911,7 @@ impl FakeSource {
         let mut all = self.incidents.lock().unwrap();
         let i = all.get_mut(id).unwrap();
         i.comments.push(Comment {
-            id: None,
+            id: self.remote.comment_id(),
             author: Some(author.into()),
             created: at,
             text: text.into(),
@@ -1025,7 +1074,7 @@ impl FakeTickets {
         let mut all = self.tickets.lock().unwrap();
         let t = all.get_mut(key).unwrap();
         t.comments.push(Comment {
-            id: None,
+            id: self.remote.comment_id(),
             author: Some(author.into()),
             created: at,
             text: text.into(),
