@@ -1003,7 +1003,7 @@ mod tests {
         assert_eq!(keys(&a.body), vec!["HD-1"]);
         assert_eq!(a.body["next"], Value::Null);
         assert!(a.headers.get("link").is_none());
-        // `external_id` matches exactly; `updated_since` is RFC 3339.
+        // `updated_since` is RFC 3339 and includes its own instant.
         let since = sim.ticket("HD-1").unwrap().updated_at;
         let a = call(
             &sim,
@@ -1017,6 +1017,9 @@ mod tests {
         )
         .await;
         assert_eq!(keys(&a.body), vec!["HD-1"]);
+        // `q` is loose: a case-insensitive substring of key, summary, description.
+        let a = call(&sim, Method::GET, "/api/tickets?q=S1", None).await;
+        assert_eq!(keys(&a.body), vec!["HD-2"]);
         for query in [
             "limit=101",
             "limit=0",

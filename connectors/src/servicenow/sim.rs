@@ -2516,6 +2516,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn query_names_and_values_are_case_sensitive() {
+        let sim = start().await;
+        for n in 0..3 {
+            sim.create_as_analyst(&[
+                ("short_description", &format!("s{n}")),
+                ("correlation_id", &format!("sentinel:c{n}")),
+            ])
+            .unwrap();
+        }
+        let find = |query: &str| {
+            let sim = &sim;
+            let path = format!(
+                "/api/now/table/incident?sysparm_query={}&sysparm_fields=number",
+                q(query)
+            );
+            async move { numbers(&call(sim, Method::GET, &path, None).await.body) }
+        };
+        assert_eq!(find("correlation_id=sentinel:c1").await, vec!["INC0010002"]);
+        // Another case of the value is another value …
+        assert!(find("correlation_id=Sentinel:C1").await.is_empty());
+        // … and another case of the name is an unknown field: its condition is
+        // dropped and every row matches.
+        assert_eq!(find("Correlation_id=sentinel:c1").await.len(), 3);
+        assert_eq!(
+            find("correlation_idSTARTSWITHsentinel:^ORDERBYDESCnumber").await,
+            vec!["INC0010003", "INC0010002", "INC0010001"]
+        );
+    }
+
+    #[tokio::test]
     async fn system_fields_cannot_be_set_and_values_are_strings() {
         let sim = start().await;
         let a = call(
