@@ -2580,6 +2580,17 @@ mod tests {
             .await;
             assert_eq!(a.body["result"]["sys_mod_count"], n.to_string());
         }
+        // A display value written without sysparm_input_display_value is stored
+        // verbatim in the reference field (KB0534905).
+        sim.add_user("sam", "Sam Okafor", "sam@contoso.com");
+        let a = call(
+            &sim,
+            Method::PATCH,
+            &format!("{path}?sysparm_exclude_reference_link=true"),
+            Some(json!({"assigned_to": "Sam Okafor"})),
+        )
+        .await;
+        assert_eq!(a.body["result"]["assigned_to"], "Sam Okafor");
     }
 
     #[tokio::test]
