@@ -3532,6 +3532,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn search_and_property_limits_are_enforced() {
+        let sim = start().await;
+        create(&sim, "s", &[]).await;
+        let search = |body: Value| {
+            let sim = &sim;
+            async move { call(sim, Method::POST, "/rest/api/3/search/jql", Some(body)).await }
+        };
+        let six: Vec<String> = (0..6).map(|n| format!("p{n}")).collect();
+        let a = search(json!({"jql": "project = SEC", "properties": six})).await;
+        assert_eq!(a.status, 400, "{}", a.body);
+        let a = search(json!({"jql": "project = SEC", "properties": &six[..5]})).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        let ids: Vec<u64> = (10000..10051).collect();
+        let a = search(json!({"jql": "project = SEC", "reconcileIssues": ids})).await;
+        assert_eq!(a.status, 400, "{}", a.body);
+        let a = search(json!({"jql": "project = SEC", "reconcileIssues": &ids[..50]})).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+
+        let key = "k".repeat(256);
+        let a = call(
+            &sim,
+            Method::PUT,
+            &format!("/rest/api/3/issue/SEC-1/properties/{key}"),
+            Some(json!(1)),
+        )
+        .await;
+        assert_eq!(a.status, 400, "{}", a.body);
+        let a = call(
+            &sim,
+            Method::PUT,
+            "/rest/api/3/issue/SEC-1/properties/itsm-bridge",
+            Some(json!("v".repeat(32768))),
+        )
+        .await;
+        assert_eq!(a.status, 400, "{}", a.body);
+        assert!(a.body["errorMessages"][0].is_string(), "{}", a.body);
+    }
+
+    #[tokio::test]
     async fn comments_beyond_the_per_issue_limit_get_413() {
         let sim = start().await;
         create(&sim, "s", &[]).await;
