@@ -377,6 +377,8 @@ struct SimState {
     empty_pages: bool,
     reject_skip_with_token: bool,
     live_paging: bool,
+    /// Offsets past this come back empty and end the listing (`set_skip_limit`).
+    skip_limit: Option<usize>,
     rate: Option<RateWindows>,
 }
 
@@ -392,6 +394,7 @@ impl SimState {
             empty_pages: false,
             reject_skip_with_token: true,
             live_paging: true,
+            skip_limit: None,
             rate: Some(RateWindows::new(RateLimit::DEFENDER_API)),
         }
     }
@@ -782,6 +785,14 @@ impl GraphSim {
     /// once), which no Graph API promises.
     pub fn set_live_paging(&self, on: bool) {
         self.shared.lock().live_paging = on;
+    }
+
+    /// Past `limit` items into a listing (by `$skip` or through next links), pages
+    /// come back empty and without a next link: the listing ends silently, as
+    /// integrators saw `$skip` paging do under volume (API.md §2.7.3; 500 on the
+    /// alerts API). Off by default because the offset is unknown for incidents.
+    pub fn set_skip_limit(&self, limit: Option<usize>) {
+        self.shared.lock().skip_limit = limit;
     }
 
     /// Answers 429 with `Retry-After` beyond these limits. The default is
@@ -1350,6 +1361,14 @@ fn list(
             count: None,
             value: Vec::new(),
             next_link: Some(next_link(base, &query.pairs, token)),
+        });
+    }
+    if state.skip_limit.is_some_and(|limit| offset > limit) {
+        return Ok(ListBody {
+            context,
+            count: (query.count && query.token.is_none()).then_some(ids.len()),
+            value: Vec::new(),
+            next_link: None,
         });
     }
     let start = offset.min(ids.len());
@@ -2451,6 +2470,28 @@ mod tests {
         let (_, second) = h.get(next.strip_prefix(&h.sim.base_url()).unwrap()).await;
         assert_eq!(second["value"].as_array().unwrap().len(), 1);
         assert!(second.get("@odata.nextLink").is_none());
+    }
+
+    #[tokio::test]
+    async fn graph_sim_skip_paging_can_end_silently_past_a_limit() {
+        let h = harness().await;
+        for i in 0..8 {
+            h.sim.seed_incident(SeedIncident::new(format!("{i}")));
+        }
+        h.sim.set_skip_limit(Some(4));
+        let sizes: Vec<usize> = pages(&h, &format!("{LIST}?$top=3"))
+            .await
+            .iter()
+            .map(Vec::len)
+            .collect();
+        // Offsets 0 and 3 answer; offset 6 is past the limit: an empty last page.
+        assert_eq!(sizes, vec![3, 3, 0]);
+        let (status, body) = h.get(&format!("{LIST}?$skip=5")).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["value"], json!([]));
+        assert!(body.get("@odata.nextLink").is_none());
+        h.sim.set_skip_limit(None);
+        assert_eq!(pages(&h, &format!("{LIST}?$top=3")).await.len(), 3);
     }
 
     #[tokio::test]
