@@ -637,6 +637,8 @@ struct SimState {
     users: Vec<SimOwner>,
     preview_on_stable: bool,
     undetermined_bug: bool,
+    /// The label a merge adds to the merged-away incident.
+    redirected_label: String,
     rate: Option<[Bucket; 3]>,
     put_hooks: Vec<(String, PutHook)>,
     resources: Resources,
@@ -665,6 +667,7 @@ impl SimState {
             users: Vec::new(),
             preview_on_stable: false,
             undetermined_bug: true,
+            redirected_label: REDIRECTED_LABEL.to_string(),
             rate: Some(buckets(ArmRateLimit::SUBSCRIPTION)),
             put_hooks: Vec::new(),
         }
@@ -1013,15 +1016,16 @@ impl SimState {
             .provider_incident_url
             .clone()
             .or_else(|| source.provider_incident_url.clone());
+        let label = self.redirected_label.clone();
         self.change(source_id, |incident| {
             incident.status = "Closed".into();
             if incident.classification.is_none() {
                 incident.classification = Some("Undetermined".into());
                 incident.classification_reason = None;
             }
-            if !incident.has_label(REDIRECTED_LABEL) {
+            if !incident.has_label(&label) {
                 incident.labels.push(SimLabel {
-                    name: REDIRECTED_LABEL.into(),
+                    name: label,
                     label_type: "AutoAssigned".into(),
                 });
             }
@@ -1260,6 +1264,13 @@ impl SentinelSim {
     /// stable api-versions too; off by default (whether the service does is [U]).
     pub fn set_preview_data_on_stable(&self, on: bool) {
         self.shared.lock().preview_on_stable = on;
+    }
+
+    /// The label a merge adds, `Redirected` by default. Its exact casing is
+    /// unconfirmed (API.md §3.5 [U]: the docs write "redirected"), so tests can
+    /// try either.
+    pub fn set_redirected_label(&self, label: &str) {
+        self.shared.lock().redirected_label = label.to_string();
     }
 
     /// Reproduce azure-rest-api-specs#27165 (`properties/classification eq
@@ -3450,6 +3461,24 @@ mod tests {
             .push(json!({"labelName": "ticket:SEC-1"}));
         let (status, answer) = h.put(&h.incident_url(&source), put).await;
         assert_eq!(status, 200, "{answer}");
+    }
+
+    #[tokio::test]
+    async fn sentinel_sim_redirected_label_casing_is_configurable() {
+        let h = harness().await;
+        let a = h.sim.seed_incident(SeedIncident::new("a"));
+        let b = h.sim.seed_incident(SeedIncident::new("b"));
+        let c = h.sim.seed_incident(SeedIncident::new("c"));
+        h.sim.set_redirected_label("redirected");
+        assert!(h.sim.merge(&a, &c));
+        let (_, json) = h.get(&h.incident_url(&a)).await;
+        assert_eq!(
+            json["properties"]["labels"],
+            json!([{"labelName": "redirected", "labelType": "AutoAssigned"}])
+        );
+        h.sim.set_redirected_label(REDIRECTED_LABEL);
+        assert!(h.sim.merge(&b, &c));
+        assert_eq!(h.sim.incident(&b).unwrap().labels[0].name, "Redirected");
     }
 
     #[tokio::test]
