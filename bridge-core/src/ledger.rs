@@ -348,6 +348,7 @@ mod tests {
                 old: Some("new".to_owned()),
                 new: Some("active".to_owned()),
                 conflict: Some(ConflictNote {
+                    tie: false,
                     policy: ConflictPolicy::NewestWins,
                     incident_value: Some("active".to_owned()),
                     ticket_value: Some("done".to_owned()),

@@ -30,17 +30,16 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
     };
     if once {
         let reports = run_once(&pairs, store.as_ref(), dry_run, sweep).await;
-        let mut ok = true;
-        for report in &reports {
-            match report {
-                Ok(r) => {
-                    print_report(r, dry_run);
-                    ok &= r.failed == 0;
+        let mut ok = print_reports(&reports, dry_run);
+        if !dry_run {
+            ok &= finish_waiting(&pairs, store.as_ref(), &reports).await;
+            let undone = work_left(&pairs, store.as_ref())?;
+            if !undone.is_empty() {
+                eprintln!("left undone:");
+                for line in &undone {
+                    eprintln!("  {line}");
                 }
-                Err((pair, e)) => {
-                    eprintln!("{pair}: {e}");
-                    ok = false;
-                }
+                ok = false;
             }
         }
         return Ok(if ok {
@@ -180,6 +179,95 @@ async fn run_jobs(
     }
 }
 
+/// Prints each report (or error); true when none failed.
+fn print_reports(
+    reports: &[Result<CycleReport, (String, engine::EngineError)>],
+    dry_run: bool,
+) -> bool {
+    let mut ok = true;
+    for report in reports {
+        match report {
+            Ok(r) => {
+                print_report(r, dry_run);
+                ok &= r.failed == 0;
+            }
+            Err((pair, e)) => {
+                eprintln!("{pair}: {e}");
+                ok = false;
+            }
+        }
+    }
+    ok
+}
+
+/// `run --once` finishes what it can: creates whose answer was lost, in a ticket
+/// system that can only tell through a lagging search, are waited for (saying
+/// so) and the pair's cycle runs again. True when those cycles succeeded.
+async fn finish_waiting(
+    pairs: &[PairRuntime],
+    store: &dyn Store,
+    reports: &[Result<CycleReport, (String, engine::EngineError)>],
+) -> bool {
+    let mut ok = true;
+    for pair in pairs {
+        let waiting: Vec<&engine::WaitingCreate> = reports
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .filter(|r| r.pair == pair.pair)
+            .flat_map(|r| &r.waiting)
+            .collect();
+        let Some(ready_at) = waiting.iter().map(|w| w.ready_at).max() else {
+            continue;
+        };
+        let wait = (ready_at - chrono::Utc::now()).to_std().unwrap_or_default();
+        println!(
+            "{}: waiting {} s for {}'s search before adopting {} create(s) whose answer was lost",
+            pair.pair,
+            wait.as_secs_f64().ceil(),
+            engine::ticket_system_name(pair.mapping.ticket_kind),
+            waiting.len()
+        );
+        tokio::time::sleep(wait).await;
+        let again = engine::run_cycle(pair, store, &SystemClock, false)
+            .await
+            .map_err(|e| (pair.pair.clone(), e));
+        ok &= print_reports(&[again], false);
+    }
+    ok
+}
+
+/// What a run leaves for later, in words: intents still pending (a create whose
+/// outcome is not known yet) and incidents waiting in the dead letters.
+pub fn work_left(pairs: &[PairRuntime], store: &dyn Store) -> anyhow::Result<Vec<String>> {
+    let names: Vec<&str> = pairs.iter().map(|p| p.pair.as_str()).collect();
+    let mut left = Vec::new();
+    for (_, intent) in store.pending_intents()? {
+        if names.contains(&intent.pair.as_str()) {
+            left.push(format!(
+                "{}: incident {}: {} pending since {}; the next run looks it up before trying again",
+                intent.pair,
+                intent.incident_id,
+                intent.kind,
+                intent.created.format("%Y-%m-%d %H:%M:%S")
+            ));
+        }
+    }
+    for letter in store.dead_letters(None, None)? {
+        if names.contains(&letter.pair.as_str()) {
+            left.push(format!(
+                "{}: incident {}: {} failed {} time(s), next try at {}: {}",
+                letter.pair,
+                letter.incident_id,
+                letter.action,
+                letter.attempts,
+                letter.next_attempt.format("%Y-%m-%d %H:%M:%S"),
+                letter.last_error
+            ));
+        }
+    }
+    Ok(left)
+}
+
 /// Runs every pair's cycle once, in order, each followed by its sweep if asked.
 pub async fn run_once(
     pairs: &[PairRuntime],
@@ -240,6 +328,10 @@ pub fn what_it_did(r: &CycleReport) -> String {
         (r.comments_copied, "comment(s) copied"),
         (r.repaired, "drifted link(s) repaired"),
         (r.recovered, "recovered from earlier failures"),
+        (
+            r.waiting.len(),
+            "create(s) waiting for the ticket system's search",
+        ),
         (r.failed, "FAILED"),
     ] {
         if n > 0 {
@@ -264,6 +356,9 @@ pub fn print_report(r: &CycleReport, dry_run: bool) {
             "{}: read {} incident(s) and {} ticket(s); {}",
             r.pair, r.incidents_seen, r.tickets_seen, done
         );
+    }
+    for line in &r.unresolved {
+        println!("  {line}");
     }
     if dry_run {
         if r.planned.is_empty() {

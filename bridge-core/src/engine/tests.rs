@@ -154,6 +154,9 @@ pub(super) struct FakeTickets {
     pub(super) create_faults: Mutex<Vec<Fault>>,
     pub(super) update_faults: Mutex<Vec<Fault>>,
     pub(super) creates: Mutex<usize>,
+    /// The lookup behind `find_created` is a lagging search (Jira without a
+    /// known key to walk from): it cannot say a ticket is absent.
+    pub(super) search_only: std::sync::atomic::AtomicBool,
 }
 
 impl FakeTickets {
@@ -190,6 +193,20 @@ impl TicketSystem for FakeTickets {
             .find(|t| t.correlation.as_ref() == Some(c))
             .cloned())
     }
+    async fn find_created(
+        &self,
+        c: &Correlation,
+        _known_ticket: Option<&str>,
+    ) -> ConnectorResult<crate::ports::Lookup> {
+        use crate::ports::Lookup;
+        if self.search_only.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(Lookup::Unsure);
+        }
+        Ok(match self.find_by_correlation(c).await? {
+            Some(t) => Lookup::Found(Box::new(t)),
+            None => Lookup::Absent,
+        })
+    }
     async fn create(&self, t: &TicketCreate) -> ConnectorResult<TicketSnapshot> {
         *self.creates.lock().unwrap() += 1;
         let fault = self.create_faults.lock().unwrap().pop();
@@ -199,6 +216,7 @@ impl TicketSystem for FakeTickets {
         let at = self.remote.tick();
         let n = self.tickets.lock().unwrap().len() + 1;
         let ticket = TicketSnapshot {
+            version: None,
             key: format!("SEC-{n}"),
             id: n.to_string(),
             url: format!("https://tickets.example/SEC-{n}"),
@@ -381,7 +399,7 @@ impl World {
 }
 
 #[tokio::test]
-async fn a_create_whose_answer_was_lost_is_adopted_never_duplicated() {
+async fn a_create_whose_answer_was_lost_is_adopted_in_the_same_cycle_where_records_can_be_read() {
     let w = world();
     w.source.add("1", "active");
     w.tickets
@@ -390,8 +408,47 @@ async fn a_create_whose_answer_was_lost_is_adopted_never_duplicated() {
         .unwrap()
         .push(Fault::CreatedButLost);
 
+    // The lookup reads the records themselves (a ServiceNow table): the end of
+    // the cycle finds the ticket the lost answer made, without waiting.
     let first = w.cycle().await;
-    assert_eq!((first.tickets_created, first.failed), (0, 1));
+    assert_eq!(
+        (first.tickets_created, first.tickets_adopted, first.failed),
+        (0, 1, 0)
+    );
+    assert!(first.waiting.is_empty());
+    assert_eq!(w.tickets.count(), 1, "no duplicate");
+    assert_eq!(*w.tickets.creates.lock().unwrap(), 1);
+    assert!(w.store.pending_intents().unwrap().is_empty());
+    let link = w.store.link("defender->jira", "1").unwrap().unwrap();
+    assert_eq!(link.ticket_key, "SEC-1");
+    assert!(link.written_back);
+    assert!(w.ledger_actions().contains(&"adopt_ticket ok".to_string()));
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_was_lost_waits_out_a_lagging_search_then_is_adopted_never_duplicated()
+ {
+    let w = world();
+    w.tickets
+        .search_only
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    w.source.add("1", "active");
+    w.tickets
+        .create_faults
+        .lock()
+        .unwrap()
+        .push(Fault::CreatedButLost);
+
+    let first = w.cycle().await;
+    assert_eq!((first.tickets_created, first.tickets_adopted), (0, 0));
+    assert_eq!(
+        first.waiting,
+        vec![crate::engine::WaitingCreate {
+            incident_id: "1".into(),
+            ready_at: w.clock.now() + Duration::seconds(30),
+        }],
+        "the report says until when it waits"
+    );
     assert_eq!(
         w.tickets.count(),
         1,
@@ -407,11 +464,13 @@ async fn a_create_whose_answer_was_lost_is_adopted_never_duplicated() {
     w.clock.advance(Duration::seconds(10));
     let waiting = w.cycle().await;
     assert_eq!(waiting.tickets_created + waiting.tickets_adopted, 0);
+    assert_eq!(waiting.waiting.len(), 1);
     assert_eq!(*w.tickets.creates.lock().unwrap(), 1);
 
     w.clock.advance(Duration::seconds(30));
     let adopted = w.cycle().await;
     assert_eq!(adopted.tickets_adopted, 1);
+    assert!(adopted.waiting.is_empty());
     assert_eq!(w.tickets.count(), 1, "no duplicate");
     assert_eq!(*w.tickets.creates.lock().unwrap(), 1);
     assert!(w.store.pending_intents().unwrap().is_empty());
@@ -530,6 +589,7 @@ async fn an_update_interrupted_by_a_crash_is_replanned_from_fresh_reads() {
     w.cycle().await;
     w.store
         .begin_intent(&Intent {
+            known_ticket: None,
             pair: "defender->jira".into(),
             incident_id: "1".into(),
             kind: "update_ticket".into(),
@@ -985,16 +1045,14 @@ async fn a_sweep_repairs_drift_and_leaves_dead_letters_merges_and_deleted_ticket
     assert_eq!(w.tickets.count(), 5);
     let key = |id: &str| w.store.link(&w.rt.pair, id).unwrap().unwrap().ticket_key;
 
-    // 1: resolved, but the change carries its old modification time (a replica
+    // 1: resolved, but the change is stamped before the last sync (a replica
     //    running late): the poll cannot see it.
-    w.source
-        .incidents
-        .lock()
-        .unwrap()
-        .get_mut("1")
-        .unwrap()
-        .attrs
-        .insert("status".into(), "resolved".into());
+    {
+        let mut incidents = w.source.incidents.lock().unwrap();
+        let one = incidents.get_mut("1").unwrap();
+        one.attrs.insert("status".into(), "resolved".into());
+        one.modified -= Duration::seconds(1);
+    }
     // 2: waiting in the dead letters; its retry is its own business.
     let now = w.clock.now();
     w.store

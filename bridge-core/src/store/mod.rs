@@ -67,6 +67,10 @@ pub struct Intent {
     /// The action itself, as JSON, so it can be re-run after a crash.
     pub payload: String,
     pub created: Timestamp,
+    /// For a create: the newest ticket key the pair had linked when it began
+    /// (a ticket the create made comes after it; see
+    /// [`crate::ports::TicketSystem::find_created`]).
+    pub known_ticket: Option<String>,
 }
 
 /// An incident whose sync keeps failing: set aside so the pair moves on, retried
@@ -93,6 +97,9 @@ pub struct StoreCounts {
     pub links: Vec<(String, LinkState, u64)>,
     /// Dead letters per pair, ordered by pair (pairs with none are left out).
     pub dead_letters: Vec<(String, u64)>,
+    /// Intents still pending per pair (writes under way, or creates whose answer
+    /// was lost and that wait for the ticket system to tell), ordered by pair.
+    pub pending: Vec<(String, u64)>,
     /// Entries in the ledger.
     pub ledger_entries: u64,
 }
@@ -108,6 +115,8 @@ pub trait Store: Send + Sync {
     fn links_for_incidents(&self, pair: &str, incident_ids: &[String]) -> StoreResult<Vec<Link>>;
     /// All links, of one pair or of all, ordered by pair then incident id.
     fn links(&self, pair: Option<&str>) -> StoreResult<Vec<Link>>;
+    /// The ticket key of the pair's most recently made link.
+    fn newest_ticket_key(&self, pair: &str) -> StoreResult<Option<String>>;
 
     fn watermark(&self, pair: &str, side: Side) -> StoreResult<Option<Timestamp>>;
     fn set_watermark(&self, pair: &str, side: Side, at: Timestamp) -> StoreResult<()>;

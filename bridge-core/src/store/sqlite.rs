@@ -50,6 +50,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_synced_comments",
         include_str!("../../../migrations/0004_synced_comments.sql"),
     ),
+    (
+        "0005_versions",
+        include_str!("../../../migrations/0005_versions.sql"),
+    ),
 ];
 
 /// How long a statement waits for another process's write lock before failing.
@@ -60,7 +64,7 @@ const MAX_PARAMS_PER_STATEMENT: usize = 500;
 
 const LINK_COLUMNS: &str = "pair, incident_id, incident_display_id, incident_url, ticket_key, \
      ticket_id, ticket_url, state, baseline, written_back, incident_modified, ticket_modified, \
-     created, updated, merged_into";
+     created, updated, merged_into, incident_version, ticket_version";
 
 const LEDGER_COLUMNS: &str = "seq, time, pair, direction, action, incident_id, ticket_key, \
      changes, outcome, detail, prev_hash, hash";
@@ -288,6 +292,8 @@ fn link_from_row(row: &Row<'_>) -> StoreResult<Link> {
     let merged_into: Option<String> = row.get(14)?;
     Ok(Link {
         merged_into,
+        incident_version: row.get(15)?,
+        ticket_version: row.get(16)?,
         incident_display_id: row.get(2)?,
         incident_url: row.get(3)?,
         ticket_key: row.get(4)?,
@@ -350,7 +356,7 @@ fn upsert_link(conn: &Connection, link: &Link) -> StoreResult<()> {
     let baseline = to_json(&link.baseline, "the link baseline")?;
     let mut statement = conn.prepare_cached(&format!(
         "INSERT INTO links ({LINK_COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
          ON CONFLICT (pair, incident_id) DO UPDATE SET
              incident_display_id = excluded.incident_display_id,
              incident_url = excluded.incident_url,
@@ -364,7 +370,9 @@ fn upsert_link(conn: &Connection, link: &Link) -> StoreResult<()> {
              ticket_modified = excluded.ticket_modified,
              created = excluded.created,
              updated = excluded.updated,
-             merged_into = excluded.merged_into"
+             merged_into = excluded.merged_into,
+             incident_version = excluded.incident_version,
+             ticket_version = excluded.ticket_version"
     ))?;
     statement.execute(params![
         link.pair,
@@ -382,6 +390,8 @@ fn upsert_link(conn: &Connection, link: &Link) -> StoreResult<()> {
         time_text(&link.created),
         time_text(&link.updated),
         link.merged_into,
+        link.incident_version,
+        link.ticket_version,
     ])?;
     Ok(())
 }
@@ -484,6 +494,17 @@ impl Store for SqliteStore {
         Ok(links)
     }
 
+    fn newest_ticket_key(&self, pair: &str) -> StoreResult<Option<String>> {
+        let conn = self.conn();
+        let key = conn
+            .prepare_cached(
+                "SELECT ticket_key FROM links WHERE pair = ?1 ORDER BY created DESC LIMIT 1",
+            )?
+            .query_row([pair], |row| row.get(0))
+            .optional()?;
+        Ok(key)
+    }
+
     fn links(&self, pair: Option<&str>) -> StoreResult<Vec<Link>> {
         let conn = self.conn();
         // Two statements rather than `?1 IS NULL OR pair = ?1`, which the planner
@@ -537,8 +558,8 @@ impl Store for SqliteStore {
     fn begin_intent(&self, intent: &Intent) -> StoreResult<IntentId> {
         let conn = self.conn();
         conn.prepare_cached(
-            "INSERT INTO outbox (pair, incident_id, kind, payload, created)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO outbox (pair, incident_id, kind, payload, created, known_ticket)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
         .execute(params![
             intent.pair,
@@ -546,6 +567,7 @@ impl Store for SqliteStore {
             intent.kind,
             intent.payload,
             time_text(&intent.created),
+            intent.known_ticket,
         ])?;
         Ok(conn.last_insert_rowid())
     }
@@ -554,7 +576,8 @@ impl Store for SqliteStore {
     fn pending_intents(&self) -> StoreResult<Vec<(IntentId, Intent)>> {
         let conn = self.conn();
         let mut statement = conn.prepare_cached(
-            "SELECT id, pair, incident_id, kind, payload, created FROM outbox ORDER BY id",
+            "SELECT id, pair, incident_id, kind, payload, created, known_ticket
+             FROM outbox ORDER BY id",
         )?;
         let mut rows = statement.query([])?;
         let mut intents = Vec::new();
@@ -569,6 +592,7 @@ impl Store for SqliteStore {
                 kind: row.get(3)?,
                 payload: row.get(4)?,
                 created,
+                known_ticket: row.get(6)?,
             };
             intents.push((id, intent));
         }
@@ -844,6 +868,15 @@ impl Store for SqliteStore {
                 dead_letters.push((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64));
             }
         }
+        let mut pending = Vec::new();
+        {
+            let mut statement =
+                tx.prepare_cached("SELECT pair, COUNT(*) FROM outbox GROUP BY pair ORDER BY pair")?;
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next()? {
+                pending.push((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64));
+            }
+        }
         let ledger_entries: i64 =
             tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM ledger", [], |row| {
                 row.get(0)
@@ -851,6 +884,7 @@ impl Store for SqliteStore {
         Ok(StoreCounts {
             links,
             dead_letters,
+            pending,
             ledger_entries: ledger_entries.max(0) as u64,
         })
     }
@@ -907,6 +941,8 @@ mod tests {
             },
         );
         Link {
+            ticket_version: None,
+            incident_version: None,
             pair: pair.to_owned(),
             incident_id: incident_id.to_owned(),
             incident_display_id: format!("#{incident_id}"),
@@ -939,6 +975,7 @@ mod tests {
                 old: Some("new".to_owned()),
                 new: Some("active".to_owned()),
                 conflict: Some(ConflictNote {
+                    tie: false,
                     policy: ConflictPolicy::SourceWins,
                     incident_value: Some("active".to_owned()),
                     ticket_value: None,
@@ -951,6 +988,7 @@ mod tests {
 
     fn intent(incident_id: &str) -> Intent {
         Intent {
+            known_ticket: None,
             pair: "defender->jira".to_owned(),
             incident_id: incident_id.to_owned(),
             kind: "create_ticket".to_owned(),
@@ -1226,6 +1264,12 @@ mod tests {
         }
         let records: Vec<_> = (0..7).map(|i| record("a->x", "1", i)).collect();
         store.append_ledger(&records).unwrap();
+        store
+            .begin_intent(&Intent {
+                pair: "b->x".to_owned(),
+                ..intent("9")
+            })
+            .unwrap();
 
         let counts = store.counts().unwrap();
         assert_eq!(
@@ -1237,6 +1281,7 @@ mod tests {
                     ("b->x".to_owned(), LinkState::Active, 1),
                 ],
                 dead_letters: vec![("a->x".to_owned(), 1), ("b->x".to_owned(), 2)],
+                pending: vec![("b->x".to_owned(), 1)],
                 ledger_entries: 7,
             }
         );

@@ -16,7 +16,8 @@
 //!   (`open`, `in_progress`, `resolved`, `closed`), `priority` (`critical`, `high`,
 //!   `medium`, `low`), `resolution`, `assignee`, `external_id` (255 characters at
 //!   most), `labels`, `created_at`, `updated_at` (RFC 3339, milliseconds, UTC),
-//!   `web_url`, `comments`. A comment or any change moves `updated_at` on.
+//!   `version` (1 on create, one more with every change), `web_url`, `comments`.
+//!   A comment or any change moves `updated_at` on and counts in `version`.
 //! - HTTP Basic or a bearer token, whichever is configured; nothing else gets in.
 //! - Errors are `{"error": "…"}`: 400 malformed request, 401, 404, 405, 415 body not
 //!   JSON, 422 a value the API does not take (an unknown status, field or priority).
@@ -71,6 +72,7 @@ const READ_ONLY: &[&str] = &[
     "key",
     "created_at",
     "updated_at",
+    "version",
     "web_url",
     "comments",
 ];
@@ -100,6 +102,8 @@ pub struct SimTicket {
     pub labels: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The ticket's revision: 1 on create, one more with every change.
+    pub version: u64,
     pub comments: Vec<SimComment>,
 }
 
@@ -140,6 +144,7 @@ impl SimState {
         self.next_comment_id += 1;
         ticket.comments.push(comment.clone());
         ticket.updated_at = created_at;
+        ticket.version += 1;
         comment
     }
 }
@@ -180,6 +185,7 @@ fn ticket_json(base_url: &str, t: &SimTicket) -> Value {
         "labels": t.labels,
         "created_at": format_time(t.created_at),
         "updated_at": format_time(t.updated_at),
+        "version": t.version,
         "web_url": format!("{base_url}/tickets/{}", t.key),
         "comments": t.comments.iter().map(comment_json).collect::<Vec<_>>(),
     })
@@ -526,6 +532,7 @@ impl GenericSim {
             labels: Vec::new(),
             created_at: now,
             updated_at: now,
+            version: 1,
             comments: Vec::new(),
         };
         state.tickets.push(ticket.clone());
@@ -548,6 +555,7 @@ impl GenericSim {
         edit(&mut ticket);
         check_agent_edit(&ticket)?;
         ticket.updated_at = stamp(Some(state.tickets[i].updated_at));
+        ticket.version = state.tickets[i].version + 1;
         state.tickets[i] = ticket.clone();
         Ok(ticket)
     }
@@ -678,6 +686,7 @@ async fn create_ticket(State(sim): State<Shared>, headers: HeaderMap, body: Byte
         labels: Vec::new(),
         created_at: now,
         updated_at: now,
+        version: 1,
         comments: Vec::new(),
     };
     apply_fields(&mut ticket, &fields, false)?;
@@ -712,6 +721,7 @@ fn write_ticket(sim: &Sim, id_or_key: &str, fields: &Map<String, Value>, replace
     apply_fields(&mut ticket, fields, replace)?;
     if ticket != state.tickets[i] {
         ticket.updated_at = stamp(Some(ticket.updated_at));
+        ticket.version += 1;
         state.tickets[i] = ticket;
     }
     Ok(json_response(
