@@ -1111,7 +1111,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn every_change_moves_updated_at_on_to_the_millisecond() {
+    async fn every_change_moves_updated_at_on_and_counts_in_version() {
         let sim = start().await;
         let a = call(
             &sim,
@@ -1153,9 +1153,15 @@ mod tests {
             let now = a.body["updated_at"].as_str().unwrap().to_string();
             assert!(now > last, "step {step}: {now} after {last}");
             last = now;
+            // `version` counts every change: 1 on create.
+            assert_eq!(a.body["version"], step + 2, "step {step}");
         }
         assert_eq!(sim.ticket("HD-1").unwrap().priority, None, "PUT cleared it");
         let a = patch(json!({"status": "in_progress"})).await;
         assert_eq!(a.body["updated_at"], last.as_str());
+        assert_eq!(a.body["version"], 4);
+        // The server sets it.
+        let a = patch(json!({"version": 9})).await;
+        assert_eq!(a.status, 422, "{}", a.body);
     }
 }
