@@ -110,6 +110,14 @@ impl Sims {
         )
         .await;
         graph.set_audience(GRAPH_AUDIENCE);
+        // Kinder than Graph, on purpose: the demo, `sim` and the end-to-end tests
+        // play hours of Defender and analyst activity in seconds, and the bridge
+        // does not pace a loopback base URL (limits.rs), so 50 requests a minute
+        // would turn every test into minutes of waiting out `Retry-After`. The
+        // throttle itself is proven by the simulator's tests
+        // (graph::sim::tests::graph_sim_throttles_at_the_defender_limits_by_default)
+        // and the bridge's answer to it by tests/faults.rs (injected 429s).
+        graph.set_rate_limit(None);
         let sentinel = SentinelSim::start(
             bind_loopback(ports.sentinel).await?,
             registry.clone(),
@@ -118,6 +126,11 @@ impl Sims {
         .await;
         sentinel.set_audience(ARM_AUDIENCE);
         sentinel.set_tenant_id(TENANT_ID);
+        // Kinder than ARM, for the same reason as Graph's above: a first sync of a
+        // few hundred incidents writes faster than 10 a second, which ARM would
+        // throttle. Proven by sentinel::sim::tests::sentinel_sim_throttles_per_operation_type;
+        // `bench` turns buckets back on, scaled.
+        sentinel.set_rate_limit(None);
         let jira = JiraSim::start(bind_loopback(ports.jira).await?).await;
         jira.set_credentials(JIRA_EMAIL, JIRA_API_TOKEN);
         jira.add_project(JIRA_PROJECT, Workflow::standard());

@@ -2536,6 +2536,128 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn pagination_headers_and_bodies_are_dropped_on_request() {
+        let sim = start().await;
+        for n in 0..3 {
+            sim.create_as_analyst(&[("short_description", &format!("s{n}"))])
+                .unwrap();
+        }
+        let a = call(
+            &sim,
+            Method::GET,
+            "/api/now/table/incident?sysparm_limit=1&sysparm_suppress_pagination_header=true",
+            None,
+        )
+        .await;
+        assert_eq!(a.status, 200);
+        assert_eq!(a.body["result"].as_array().unwrap().len(), 1);
+        assert!(a.headers.get("link").is_none() && a.headers.get("x-total-count").is_none());
+        // An empty match is an empty list, not a 404.
+        let a = call(
+            &sim,
+            Method::GET,
+            &format!(
+                "/api/now/table/incident?sysparm_query={}",
+                q("correlation_id=nobody")
+            ),
+            None,
+        )
+        .await;
+        assert_eq!((a.status, a.body.clone()), (200, json!({"result": []})));
+        // X-no-response-body: the write happens, the answer has no body.
+        let client = crate::http::build_client(&crate::http::HttpSettings::default()).unwrap();
+        let response = client
+            .post(format!("{}/api/now/table/incident", sim.base_url()))
+            .basic_auth(USER, Some(PASSWORD))
+            .header("x-no-response-body", "true")
+            .json(&json!({"short_description": "quiet"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201);
+        assert!(response.bytes().await.unwrap().is_empty());
+        assert_eq!(sim.incidents().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn query_names_and_values_are_case_sensitive() {
+        let sim = start().await;
+        for n in 0..3 {
+            sim.create_as_analyst(&[
+                ("short_description", &format!("s{n}")),
+                ("correlation_id", &format!("sentinel:c{n}")),
+            ])
+            .unwrap();
+        }
+        let find = |query: &str| {
+            let sim = &sim;
+            let path = format!(
+                "/api/now/table/incident?sysparm_query={}&sysparm_fields=number",
+                q(query)
+            );
+            async move { numbers(&call(sim, Method::GET, &path, None).await.body) }
+        };
+        assert_eq!(find("correlation_id=sentinel:c1").await, vec!["INC0010002"]);
+        // Another case of the value is another value …
+        assert!(find("correlation_id=Sentinel:C1").await.is_empty());
+        // … and another case of the name is an unknown field: its condition is
+        // dropped and every row matches.
+        assert_eq!(find("Correlation_id=sentinel:c1").await.len(), 3);
+        assert_eq!(
+            find("correlation_idSTARTSWITHsentinel:^ORDERBYDESCnumber").await,
+            vec!["INC0010003", "INC0010002", "INC0010001"]
+        );
+    }
+
+    #[tokio::test]
+    async fn system_fields_cannot_be_set_and_values_are_strings() {
+        let sim = start().await;
+        let a = call(
+            &sim,
+            Method::POST,
+            "/api/now/table/incident",
+            Some(json!({"short_description": "s", "sys_mod_count": "41", "sys_updated_on": "2001-01-01 00:00:00"})),
+        )
+        .await;
+        assert_eq!(a.status, 201, "{}", a.body);
+        let r = &a.body["result"];
+        assert_eq!(r["sys_mod_count"], "0");
+        assert_ne!(r["sys_updated_on"], "2001-01-01 00:00:00");
+        // Every value is a string; times are `yyyy-MM-dd HH:mm:ss` in UTC.
+        for (name, value) in r.as_object().unwrap() {
+            assert!(value.is_string() || value.is_object(), "{name}: {value}");
+        }
+        let updated = r["sys_updated_on"].as_str().unwrap();
+        assert!(
+            NaiveDateTime::parse_from_str(updated, TIME_FORMAT).is_ok(),
+            "{updated}"
+        );
+        // Each write counts in sys_mod_count.
+        let path = format!("/api/now/table/incident/{}", r["sys_id"].as_str().unwrap());
+        for n in 1..=3 {
+            let a = call(
+                &sim,
+                Method::PATCH,
+                &path,
+                Some(json!({"description": format!("d{n}")})),
+            )
+            .await;
+            assert_eq!(a.body["result"]["sys_mod_count"], n.to_string());
+        }
+        // A display value written without sysparm_input_display_value is stored
+        // verbatim in the reference field (KB0534905).
+        sim.add_user("sam", "Sam Okafor", "sam@contoso.com");
+        let a = call(
+            &sim,
+            Method::PATCH,
+            &format!("{path}?sysparm_exclude_reference_link=true"),
+            Some(json!({"assigned_to": "Sam Okafor"})),
+        )
+        .await;
+        assert_eq!(a.body["result"]["assigned_to"], "Sam Okafor");
+    }
+
+    #[tokio::test]
     async fn admin_http_resolves_and_lists() {
         let sim = start().await;
         let number = sim
