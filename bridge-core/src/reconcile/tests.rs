@@ -715,3 +715,31 @@ fn an_interrupted_write_back_is_taken_up_even_without_a_newer_incident() {
     assert_eq!(plan.actions.len(), 1, "{plan:?}");
     assert!(matches!(plan.actions[0], Action::WriteBack { .. }));
 }
+
+#[test]
+fn a_value_with_no_mapping_is_noted_in_plain_words() {
+    let (mut inc, _ticket, link, m) = synced("active");
+    inc.attrs.insert("status".into(), "newStatus2027".into());
+    inc.modified = t0() + Duration::minutes(1);
+    let plan = reconcile(
+        pair(&m, ConflictPolicy::NewestWins),
+        Input {
+            incidents: &[inc],
+            tickets: &[],
+            links: &[link],
+        },
+    );
+    let notes: Vec<&str> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::RecordBaseline { note, .. } => Some(note.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        notes,
+        vec!["status: no ticket value is mapped for \"newStatus2027\""],
+        "{plan:?}"
+    );
+}
