@@ -180,8 +180,15 @@ impl From<anyhow::Error> for Failure {
 }
 
 impl From<bridge_core::store::StoreError> for Failure {
+    /// A file that is not an itsm-bridge store is bad input (exit 2); anything
+    /// else the store says is a runtime failure.
     fn from(e: bridge_core::store::StoreError) -> Self {
-        Failure::Runtime(e.into())
+        match e {
+            bridge_core::store::StoreError::NotAStore(message) => {
+                Failure::Input(format!("error: {message}"))
+            }
+            e => Failure::Runtime(e.into()),
+        }
     }
 }
 

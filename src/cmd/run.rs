@@ -4,7 +4,8 @@
 //! a pair's cycle or sweep. The jobs of one source's pairs take turns (so no two
 //! write to one incident at once); sources run side by side. Each job's
 //! outcome is recorded for the `[server]` endpoints (`crate::server`), served
-//! beside the loops when `listen` is set.
+//! beside the loops when `listen` is set. A run holds the store's write lock
+//! (one writer per store) from before it opens the store until it exits.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -23,10 +24,13 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
     let config = super::load_config(path)?;
     config::check_secrets(&config).map_err(|e| Failure::Input(e.to_string()))?;
     let pairs = wiring::build_pairs(&config).map_err(|e| Failure::Input(e.to_string()))?;
-    let store: Arc<dyn Store> = if dry_run && !config.store.path.exists() {
-        Arc::new(SqliteStore::open_in_memory()?)
+    // One writer per store: held until this function returns (or the process
+    // dies, which releases it too).
+    let (_lock, store): (_, Arc<dyn Store>) = if dry_run && !config.store.path.exists() {
+        (None, Arc::new(SqliteStore::open_in_memory()?))
     } else {
-        Arc::new(SqliteStore::open(&config.store.path)?)
+        let (lock, store) = super::open_store_for_writing(&config.store.path)?;
+        (Some(lock), Arc::new(store))
     };
     if once {
         let reports = run_once(&pairs, store.as_ref(), dry_run, sweep).await;
@@ -63,7 +67,7 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
         Some(listen) => {
             // A connection of its own: a scrape reads beside the loop's writes
             // (WAL) and never waits for the loop's connection.
-            let reader: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.store.path)?);
+            let reader: Arc<dyn Store> = Arc::new(SqliteStore::open_read_only(&config.store.path)?);
             Some(server::start(listen, status.clone(), reader, stop.clone()).await?)
         }
         None => None,

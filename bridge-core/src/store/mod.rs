@@ -3,10 +3,12 @@
 //! `SqliteStore` is the embedded default; the trait is what a PostgreSQL store
 //! will implement for several replicas.
 
+mod lock;
 mod sqlite;
 
 use std::fmt;
 
+pub use lock::{LockError, StoreLock};
 pub use sqlite::SqliteStore;
 
 use crate::ledger::{LedgerEntry, LedgerFilter, LedgerRecord, VerifyReport};
@@ -19,6 +21,14 @@ pub enum StoreError {
     /// The database holds something this version cannot read.
     Corrupt(String),
     Io(std::io::Error),
+    /// A read-only command was pointed at a file that is not an itsm-bridge store
+    /// (another SQLite database, or not a database at all); it was not changed.
+    NotAStore(String),
+    /// `PRAGMA quick_check` found the file damaged; nothing was written to it.
+    Damaged(String),
+    /// The ledger's append-only triggers were removed or changed: someone edited
+    /// the store behind the bridge's back.
+    Tampered(String),
 }
 
 impl fmt::Display for StoreError {
@@ -27,6 +37,13 @@ impl fmt::Display for StoreError {
             StoreError::Sqlite(e) => write!(f, "database error: {e}"),
             StoreError::Corrupt(m) => write!(f, "database content is not readable: {m}"),
             StoreError::Io(e) => write!(f, "database file error: {e}"),
+            StoreError::NotAStore(m) => write!(f, "{m}"),
+            StoreError::Damaged(m) => write!(
+                f,
+                "the database is damaged ({m}); nothing was written to it: restore it from a \
+                 backup, or move it aside to start a new store"
+            ),
+            StoreError::Tampered(m) => write!(f, "{m}"),
         }
     }
 }
