@@ -10,6 +10,7 @@ use std::fmt;
 
 pub use lock::{LockError, StoreLock};
 pub use sqlite::SqliteStore;
+pub(crate) use sqlite::create_private_dir;
 
 use crate::ledger::{LedgerEntry, LedgerFilter, LedgerRecord, VerifyReport};
 use crate::model::{Link, LinkState, Timestamp};
@@ -184,6 +185,11 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<()>;
     /// Re-computes the hash chain from the first entry and reports the first break.
     fn verify_ledger(&self) -> StoreResult<VerifyReport>;
+    /// The stored hash of entry `seq`, if there is one (for checkpoints).
+    fn ledger_hash_at(&self, seq: i64) -> StoreResult<Option<String>>;
+    /// The sequence number of the entry whose stored hash is `hash`, if any
+    /// (for `ledger verify --expect-head`).
+    fn ledger_seq_of(&self, hash: &str) -> StoreResult<Option<i64>>;
 
     /// Links per pair and state, dead letters per pair and the ledger's length, of
     /// one moment, without reading any link or entry in full.

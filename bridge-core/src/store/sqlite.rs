@@ -1046,6 +1046,24 @@ impl Store for SqliteStore {
         Ok(verifier.finish())
     }
 
+    fn ledger_hash_at(&self, seq: i64) -> StoreResult<Option<String>> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT hash FROM ledger WHERE seq = ?1")?
+            .query_row([seq], |row| row.get(0))
+            .optional()?)
+    }
+
+    /// A scan of the hash column: the ledger has no index on it, and this is an
+    /// auditor's question, asked once.
+    fn ledger_seq_of(&self, hash: &str) -> StoreResult<Option<i64>> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT seq FROM ledger WHERE hash = ?1 ORDER BY seq LIMIT 1")?
+            .query_row([hash], |row| row.get(0))
+            .optional()?)
+    }
+
     /// One read transaction, so the counts are of the same moment. The links
     /// are counted by pair and state without decoding a baseline; the ledger's
     /// length is its last `seq`, which has no gaps (the triggers refuse deletes,
