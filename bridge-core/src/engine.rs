@@ -1911,7 +1911,12 @@ fn read_back(
                 let now = observed(rule);
                 let slot = side(agreed);
                 if *slot != now {
-                    kept.push(format!("{} stayed {:?} (asked {:?})", rule.name, now, slot));
+                    kept.push(format!(
+                        "{} stayed {} (asked {})",
+                        rule.name,
+                        crate::ledger::plain_value(now.as_deref()),
+                        crate::ledger::plain_value(slot.as_deref())
+                    ));
                     *slot = now;
                 }
             }

@@ -539,8 +539,9 @@ fn plan_link(
                 let desired = rule.map_to_ticket(inc_now.as_deref());
                 if inc_now.is_some() && desired.is_none() {
                     notes.push(format!(
-                        "{}: no ticket value is mapped for {:?}",
-                        rule.name, inc_now
+                        "{}: no ticket value is mapped for {}",
+                        rule.name,
+                        crate::ledger::plain_value(inc_now.as_deref())
                     ));
                     recorded_baseline.insert(
                         rule.name.clone(),
@@ -597,8 +598,9 @@ fn plan_link(
                     );
                 } else if tic_now.is_some() && desired.is_none() {
                     notes.push(format!(
-                        "{}: no incident value is mapped for {:?}",
-                        rule.name, tic_now
+                        "{}: no incident value is mapped for {}",
+                        rule.name,
+                        crate::ledger::plain_value(tic_now.as_deref())
                     ));
                     recorded_baseline.insert(
                         rule.name.clone(),

@@ -4,12 +4,15 @@
 //! a pair's cycle or sweep. The jobs of one source's pairs take turns (so no two
 //! write to one incident at once); sources run side by side. Each job's
 //! outcome is recorded for the `[server]` endpoints (`crate::server`), served
-//! beside the loops when `listen` is set.
+//! beside the loops when `listen` is set. A run holds the store's write lock
+//! (one writer per store) from before it opens the store until it exits; with
+//! `[ledger] checkpoint` the daemon also signs the ledger's head on schedule.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use bridge_core::checkpoint::{self, SigningKey};
 use bridge_core::config;
 use bridge_core::engine::{self, CycleReport, PairRuntime, SystemClock};
 use bridge_core::schedule::Scheduler;
@@ -22,11 +25,15 @@ use crate::{CmdResult, Failure};
 pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResult {
     let config = super::load_config(path)?;
     config::check_secrets(&config).map_err(|e| Failure::Input(e.to_string()))?;
+    let signing_key = super::ledger::signing_key(&config)?;
     let pairs = wiring::build_pairs(&config).map_err(|e| Failure::Input(e.to_string()))?;
-    let store: Arc<dyn Store> = if dry_run && !config.store.path.exists() {
-        Arc::new(SqliteStore::open_in_memory()?)
+    // One writer per store: held until this function returns (or the process
+    // dies, which releases it too).
+    let (_lock, store): (_, Arc<dyn Store>) = if dry_run && !config.store.path.exists() {
+        (None, Arc::new(SqliteStore::open_in_memory()?))
     } else {
-        Arc::new(SqliteStore::open(&config.store.path)?)
+        let (lock, store) = super::open_store_for_writing(&config.store.path)?;
+        (Some(lock), Arc::new(store))
     };
     if once {
         let reports = run_once(&pairs, store.as_ref(), dry_run, sweep).await;
@@ -62,7 +69,7 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
         Some(listen) => {
             // A connection of its own: a scrape reads beside the loop's writes
             // (WAL) and never waits for the loop's connection.
-            let reader: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.store.path)?);
+            let reader: Arc<dyn Store> = Arc::new(SqliteStore::open_read_only(&config.store.path)?);
             Some(server::start(listen, status.clone(), reader, stop.clone()).await?)
         }
         None => None,
@@ -93,6 +100,13 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
     }
     let pairs = Arc::new(pairs);
     let mut tasks = tokio::task::JoinSet::new();
+    if let (Some(schedule), Some(key)) = (config.ledger.checkpoint.clone(), signing_key) {
+        // A connection of its own, read-only: verifying the chain before signing
+        // reads the whole ledger, and must not hold up the pairs' writes.
+        let reader: Arc<dyn Store> = Arc::new(SqliteStore::open_read_only(&config.store.path)?);
+        let dir = config.ledger.checkpoint_dir.clone();
+        tasks.spawn(run_checkpoints(schedule, key, dir, reader, stop.clone()));
+    }
     for (_, jobs) in by_source {
         let (pairs, store, status, stop) =
             (pairs.clone(), store.clone(), status.clone(), stop.clone());
@@ -266,6 +280,60 @@ pub fn work_left(pairs: &[PairRuntime], store: &dyn Store) -> anyhow::Result<Vec
         }
     }
     Ok(left)
+}
+
+/// Signed checkpoints of the ledger's head on the `[ledger] checkpoint`
+/// schedule, and one more at a clean stop when the head moved since the last.
+async fn run_checkpoints(
+    schedule: bridge_core::schedule::Schedule,
+    key: SigningKey,
+    dir: PathBuf,
+    store: Arc<dyn Store>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut scheduler = Scheduler::new(vec![schedule], chrono::Utc::now());
+    let mut last_seq = None;
+    loop {
+        for job in scheduler.poll_due(chrono::Utc::now()) {
+            last_seq = write_checkpoint(store.as_ref(), &key, &dir).or(last_seq);
+            scheduler.handle_done(job, chrono::Utc::now(), None);
+        }
+        if *stop.borrow() {
+            break;
+        }
+        let wait = scheduler
+            .poll_deadline()
+            .map(|t| (t - chrono::Utc::now()).to_std().unwrap_or_default())
+            .unwrap_or(std::time::Duration::from_secs(3600));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    let head = store.counts().map(|c| c.ledger_entries as i64).ok();
+    if head.is_some() && head != last_seq {
+        write_checkpoint(store.as_ref(), &key, &dir);
+    }
+}
+
+/// Writes one checkpoint and logs it; the sequence number it covers.
+fn write_checkpoint(store: &dyn Store, key: &SigningKey, dir: &Path) -> Option<i64> {
+    match checkpoint::write_checkpoint(store, key, dir, chrono::Utc::now()) {
+        Ok((path, written)) => {
+            tracing::info!(
+                path = %path.display(),
+                seq = written.seq,
+                head = %written.head,
+                key_id = %written.key_id,
+                "ledger checkpoint written"
+            );
+            Some(written.seq)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "ledger checkpoint failed");
+            None
+        }
+    }
 }
 
 /// Runs every pair's cycle once, in order, each followed by its sweep if asked.

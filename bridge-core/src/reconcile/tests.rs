@@ -854,3 +854,31 @@ fn newest_wins_gives_a_tie_to_the_incident_and_says_so() {
         "{plan:?}"
     );
 }
+
+#[test]
+fn a_value_with_no_mapping_is_noted_in_plain_words() {
+    let (mut inc, _ticket, link, m) = synced("active");
+    inc.attrs.insert("status".into(), "newStatus2027".into());
+    inc.modified = t0() + Duration::minutes(1);
+    let plan = reconcile(
+        pair(&m, ConflictPolicy::NewestWins),
+        Input {
+            incidents: &[inc],
+            tickets: &[],
+            links: &[link],
+        },
+    );
+    let notes: Vec<&str> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::RecordBaseline { note, .. } => Some(note.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        notes,
+        vec!["status: no ticket value is mapped for \"newStatus2027\""],
+        "{plan:?}"
+    );
+}
