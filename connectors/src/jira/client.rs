@@ -1273,6 +1273,8 @@ mod tests {
     #[tokio::test]
     async fn find_by_correlation_finds_the_ticket_and_not_another_incident() {
         let sim = start().await;
+        // About what search finds, not when: no index lag.
+        sim.set_index_lag(std::time::Duration::ZERO);
         let jira = tickets(&sim);
         jira.create(&ticket("defender", "41877", &[("summary", "x")]))
             .await
@@ -1993,6 +1995,8 @@ mod tests {
     #[tokio::test]
     async fn changed_since_pages_through_120_issues_exactly_once() {
         let sim = start().await;
+        // About what search finds, not when: no index lag.
+        sim.set_index_lag(std::time::Duration::ZERO);
         let jira = tickets(&sim);
         let since = chrono::Utc::now() - chrono::Duration::minutes(1);
         for n in 0..120 {
@@ -2022,6 +2026,8 @@ mod tests {
     #[tokio::test]
     async fn changed_since_filters_older_updates_and_other_issues() {
         let sim = start().await;
+        // About what search finds, not when: no index lag.
+        sim.set_index_lag(std::time::Duration::ZERO);
         let jira = tickets(&sim);
         for n in 1..=3 {
             jira.create(&ticket("defender", &n.to_string(), &[("summary", "s")]))
@@ -2060,6 +2066,8 @@ mod tests {
     #[tokio::test]
     async fn hostile_correlation_id_cannot_widen_the_search() {
         let sim = start().await;
+        // About what search finds, not when: no index lag.
+        sim.set_index_lag(std::time::Duration::ZERO);
         let jira = tickets(&sim);
         jira.create(&ticket("defender", "1", &[("summary", "s")]))
             .await

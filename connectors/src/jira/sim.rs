@@ -30,6 +30,11 @@ use tokio::net::TcpListener;
 
 use crate::simkit::{self, SimKit, SimServer, Throttle};
 
+/// How far search runs behind writes by default. Jira's search is eventually
+/// consistent ("recent updates might not be immediately visible"), by an amount
+/// Atlassian does not publish; integrators see seconds.
+pub const DEFAULT_INDEX_LAG: Duration = Duration::from_secs(2);
+
 /// Resolutions every project offers.
 pub const RESOLUTIONS: &[&str] = &[
     "Done",
@@ -277,7 +282,7 @@ impl SimState {
             next_comment_id: 10000,
             epoch: Instant::now(),
             index_skew: Duration::ZERO,
-            index_lag: Duration::ZERO,
+            index_lag: DEFAULT_INDEX_LAG,
             per_issue_limit: None,
             writes: HashMap::new(),
             posted_transitions: Vec::new(),
@@ -1201,6 +1206,7 @@ impl JiraSim {
     /// How stale search is: it sees each issue as it was `lag` ago, and not at all
     /// if it was created less than `lag` ago (unless listed in `reconcileIssues`).
     /// Versions older than the lag in force at write time are forgotten.
+    /// [`DEFAULT_INDEX_LAG`] unless set; `Duration::ZERO` is kinder than Jira.
     pub fn set_index_lag(&self, lag: Duration) {
         self.sim.lock().index_lag = lag;
     }
@@ -3389,6 +3395,8 @@ mod tests {
     #[tokio::test]
     async fn search_returns_ids_by_default_caps_pages_and_binds_tokens() {
         let sim = start().await;
+        // About what search finds, not when: no index lag.
+        sim.set_index_lag(std::time::Duration::ZERO);
         for n in 0..3 {
             create(&sim, &format!("s{n}"), &["itsm-bridge"]).await;
         }
@@ -3455,6 +3463,8 @@ mod tests {
     #[tokio::test]
     async fn jql_dates_have_minute_precision() {
         let sim = start().await;
+        // About what search finds, not when: no index lag.
+        sim.set_index_lag(std::time::Duration::ZERO);
         create(&sim, "s", &[]).await;
         let at = chrono::TimeZone::with_ymd_and_hms(&Utc, 2025, 5, 2, 8, 0, 30).unwrap()
             + chrono::Duration::milliseconds(123);
@@ -3509,6 +3519,8 @@ mod tests {
     #[tokio::test]
     async fn search_pages_hold_50_by_default_and_100_with_fields() {
         let sim = start().await;
+        // About what search finds, not when: no index lag.
+        sim.set_index_lag(std::time::Duration::ZERO);
         for n in 0..120 {
             create(&sim, &format!("s{n}"), &[]).await;
         }
