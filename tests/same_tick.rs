@@ -15,26 +15,6 @@ const JIRA_PAIR: &str = "defender->jira";
 const SNOW_PAIR: &str = "sentinel->servicenow";
 const DESK_PAIR: &str = "sentinel->helpdesk";
 
-fn open_defender(env: &Env) -> Vec<String> {
-    env.sims
-        .graph
-        .incidents()
-        .into_iter()
-        .filter(|i| i.status == "active")
-        .map(|i| i.id)
-        .collect()
-}
-
-fn open_sentinel(env: &Env) -> Vec<String> {
-    env.sims
-        .sentinel
-        .incidents()
-        .into_iter()
-        .filter(|i| i.status != "Closed")
-        .map(|i| i.name)
-        .collect()
-}
-
 /// No drift sweep ran and nothing was repaired: the poll carried it.
 fn assert_no_sweep(env: &Env) {
     let ledger = common::stdout(&env.bridge(&["ledger", "export", "--db", env.db_arg()]));
@@ -60,7 +40,7 @@ fn jira_same_tick(env: &Env, key: &str, edit: impl FnOnce()) {
 fn a_jira_resolve_in_the_millisecond_of_the_bridges_create_resolves_the_defender_incident() {
     let env = Env::start(3);
     env.sync();
-    let id = open_defender(&env)[0].clone();
+    let id = env.active_defender()[0].clone();
     let key = env.ticket_in(Some(JIRA_PAIR), &id).unwrap();
 
     jira_same_tick(&env, &key, || {
@@ -81,7 +61,7 @@ fn a_jira_resolve_in_the_millisecond_of_the_bridges_create_resolves_the_defender
 fn a_jira_automation_in_the_millisecond_of_the_bridges_update_reaches_defender() {
     let env = Env::start(3);
     env.sync();
-    let id = open_defender(&env)[0].clone();
+    let id = env.active_defender()[0].clone();
     let key = env.ticket_in(Some(JIRA_PAIR), &id).unwrap();
     // The bridge updates the issue (a severity change on Defender's side)...
     env.sims.graph.set_severity(&id, "high");
@@ -113,10 +93,7 @@ fn a_servicenow_business_rule_in_the_second_of_the_bridges_create_reaches_sentin
         }
     });
     env.sync();
-    let id = open_sentinel(&env)
-        .into_iter()
-        .find(|id| env.sims.sentinel.incident(id).unwrap().status == "New")
-        .expect("a new incident");
+    let id = env.sentinel_in("New")[0].clone();
     let number = env.ticket_in(Some(SNOW_PAIR), &id).unwrap();
     let record = env.sims.servicenow.incident(&number).unwrap();
     assert_eq!(
@@ -134,7 +111,7 @@ fn a_servicenow_business_rule_in_the_second_of_the_bridges_create_reaches_sentin
 fn a_servicenow_resolve_in_the_second_of_the_bridges_update_closes_the_sentinel_incident() {
     let env = Env::start_with(0, 3);
     env.sync();
-    let id = open_sentinel(&env)[0].clone();
+    let id = env.sentinel_in("New")[0].clone();
     let number = env.ticket_in(Some(SNOW_PAIR), &id).unwrap();
     // The bridge updates the ticket (severity → impact and urgency)...
     env.sims.sentinel.set_severity(&id, "High");
@@ -182,7 +159,7 @@ fn desk_same_tick(
 fn a_helpdesk_resolve_in_the_millisecond_of_the_bridges_create_closes_the_sentinel_incident() {
     let env = Env::start_with(0, 3);
     env.sync();
-    let id = open_sentinel(&env)[0].clone();
+    let id = env.sentinel_in("New")[0].clone();
     let key = env.ticket_in(Some(DESK_PAIR), &id).unwrap();
     desk_same_tick(&env, &key, |t| {
         t.status = "resolved".into();
@@ -202,10 +179,7 @@ fn a_helpdesk_resolve_in_the_millisecond_of_the_bridges_create_closes_the_sentin
 fn a_helpdesk_edit_in_the_millisecond_of_the_bridges_update_reaches_sentinel() {
     let env = Env::start_with(0, 3);
     env.sync();
-    let id = open_sentinel(&env)
-        .into_iter()
-        .find(|id| env.sims.sentinel.incident(id).unwrap().status == "New")
-        .expect("a new incident");
+    let id = env.sentinel_in("New")[0].clone();
     let key = env.ticket_in(Some(DESK_PAIR), &id).unwrap();
     env.sims.sentinel.set_severity(&id, "High");
     env.sync();
@@ -222,7 +196,7 @@ fn a_helpdesk_edit_in_the_millisecond_of_the_bridges_update_reaches_sentinel() {
 fn a_defender_change_in_the_tick_of_the_bridges_update_reaches_jira() {
     let env = Env::start(3);
     env.sync();
-    let id = open_defender(&env)[0].clone();
+    let id = env.active_defender()[0].clone();
     let key = env.ticket_in(Some(JIRA_PAIR), &id).unwrap();
     // The bridge updates the incident (an analyst started work in Jira)...
     env.sims
@@ -251,10 +225,7 @@ fn a_defender_change_in_the_tick_of_the_bridges_update_reaches_jira() {
 fn a_sentinel_close_in_the_tick_of_the_bridges_update_reaches_both_ticket_systems() {
     let env = Env::start_with(0, 3);
     env.sync();
-    let id = open_sentinel(&env)
-        .into_iter()
-        .find(|id| env.sims.sentinel.incident(id).unwrap().status == "New")
-        .expect("a new incident");
+    let id = env.sentinel_in("New")[0].clone();
     let number = env.ticket_in(Some(SNOW_PAIR), &id).unwrap();
     let key = env.ticket_in(Some(DESK_PAIR), &id).unwrap();
     // The bridge updates the incident (work started in ServiceNow)...

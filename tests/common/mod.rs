@@ -114,6 +114,28 @@ impl Env {
             .expect("the retry is rescheduled");
     }
 
+    /// The Defender incidents still active, by id.
+    pub fn active_defender(&self) -> Vec<String> {
+        self.sims
+            .graph
+            .incidents()
+            .into_iter()
+            .filter(|i| i.status == "active")
+            .map(|i| i.id)
+            .collect()
+    }
+
+    /// The Sentinel incidents in `status` (`New`, `Active`, `Closed`), by name.
+    pub fn sentinel_in(&self, status: &str) -> Vec<String> {
+        self.sims
+            .sentinel
+            .incidents()
+            .into_iter()
+            .filter(|i| i.status == status)
+            .map(|i| i.name)
+            .collect()
+    }
+
     /// The number of ledger entries.
     pub fn ledger_len(&self) -> usize {
         let out = self.bridge(&["ledger", "export", "--db", self.db_arg()]);
