@@ -29,6 +29,10 @@ const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
 const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com";
 const DEFAULT_ARM_URL: &str = "https://management.azure.com";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bounds of `[http] max_body`: below, ordinary pages are refused; above, one
+/// answer could take a good part of a small host's memory.
+const MIN_MAX_BODY: u64 = 64 * 1024;
+const MAX_MAX_BODY: u64 = 1024 * 1024 * 1024;
 const DEFAULT_ISSUE_TYPE: &str = "Task";
 /// How far a ticket system's search may run behind its writes, unless it says.
 const DEFAULT_SEARCH_LAG: Duration = Duration::from_secs(30);
@@ -194,6 +198,7 @@ struct RawHttp {
     ca_bundle: Text,
     proxy: Text,
     timeout: Text,
+    max_body: Text,
 }
 
 #[derive(Deserialize)]
@@ -604,10 +609,33 @@ impl Checker<'_> {
                 }
             },
         };
+        let max_body = match &raw.max_body {
+            None => super::DEFAULT_MAX_BODY,
+            Some(m) => match parse_size(m.get_ref()) {
+                Ok(n) if (MIN_MAX_BODY..=MAX_MAX_BODY).contains(&n) => n,
+                Ok(_) => {
+                    self.r.at(
+                        m.span().start,
+                        format!(
+                            "max_body `{}` is out of bounds; give between \"64KiB\" and \"1GiB\" (the default is \"16MiB\")",
+                            m.get_ref()
+                        ),
+                    );
+                    ok = false;
+                    0
+                }
+                Err(problem) => {
+                    self.r.at(m.span().start, format!("max_body {problem}"));
+                    ok = false;
+                    0
+                }
+            },
+        };
         ok.then_some(HttpConfig {
             ca_bundle,
             proxy,
             timeout,
+            max_body,
         })
     }
 
@@ -1294,6 +1322,31 @@ fn check_url(url: &str, https_only: bool) -> Result<String, String> {
     Ok(url.trim_end_matches('/').to_string())
 }
 
+/// `"16MiB"`, `"512KiB"`, `"1GiB"`, `"65536"` (bytes); `KB`, `MB`, `GB` are read
+/// as their binary counterparts. The error completes a sentence that starts with
+/// the key.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let problem = || {
+        format!(
+            "`{text}` is not a size; write a number and a unit, e.g. \"16MiB\", \"512KiB\" or \"1GiB\""
+        )
+    };
+    let trimmed = text.trim();
+    let digits = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(digits);
+    let number: u64 = number.parse().map_err(|_| problem())?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "KB" | "K" => 1 << 10,
+        "MiB" | "MB" | "M" => 1 << 20,
+        "GiB" | "GB" | "G" => 1 << 30,
+        _ => return Err(problem()),
+    };
+    number.checked_mul(scale).ok_or_else(problem)
+}
+
 /// `"10/s"`, `"600/min"`, `"3600/h"` (`m`, `sec` and `hour` are understood too):
 /// requests and the period they are counted over.
 fn parse_rate(text: &str) -> Result<(u32, Duration), String> {
@@ -1790,6 +1843,9 @@ since = 2026-10-01T12:00:00+02:00
 
     #[test]
     fn durations_and_urls() {
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("1 GiB"), Ok(1 << 30));
+        assert!(parse_size("lots").is_err() && parse_size("99999999999999GiB").is_err());
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert!(parse_duration("0s").is_err());

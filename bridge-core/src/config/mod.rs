@@ -50,7 +50,13 @@ pub struct HttpConfig {
     pub ca_bundle: Option<PathBuf>,
     pub proxy: Option<String>,
     pub timeout: Duration,
+    /// The largest response body the bridge reads (`max_body = "16MiB"`); a larger
+    /// one fails its request as a remote fault.
+    pub max_body: u64,
 }
+
+/// `[http] max_body` unless the config says otherwise.
+pub const DEFAULT_MAX_BODY: u64 = 16 * 1024 * 1024;
 
 impl Default for HttpConfig {
     fn default() -> Self {
@@ -58,6 +64,7 @@ impl Default for HttpConfig {
             ca_bundle: None,
             proxy: None,
             timeout: Duration::from_secs(30),
+            max_body: DEFAULT_MAX_BODY,
         }
     }
 }
