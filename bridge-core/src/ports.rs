@@ -110,6 +110,29 @@ pub fn remote_text(text: &str) -> String {
     out
 }
 
+/// `text` with every occurrence of `secret` replaced by `[redacted]`, including
+/// the start of one that [`remote_text`] cut off at its limit (the text ends, before
+/// the cut note, with the secret's first bytes): a cut must not leave half a secret.
+pub fn redact_secret(text: &str, secret: &str) -> String {
+    if secret.is_empty() {
+        return text.to_string();
+    }
+    let mut out = text.replace(secret, "[redacted]");
+    if let Some(at) = out.rfind("… (")
+        && out[at..].ends_with(" more bytes cut)")
+    {
+        let kept = &out[..at];
+        let partial = (1..secret.len())
+            .rev()
+            .filter(|&n| secret.is_char_boundary(n))
+            .find(|&n| kept.ends_with(&secret[..n]));
+        if let Some(n) = partial {
+            out.replace_range(at - n..at, "[redacted]");
+        }
+    }
+    out
+}
+
 impl fmt::Display for ConnectorError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.system, self.message)
@@ -197,6 +220,36 @@ mod tests {
         // A cut never splits a character.
         let wide = "é".repeat(REMOTE_TEXT_MAX);
         assert!(remote_text(&wide).starts_with("éé"));
+    }
+
+    #[test]
+    fn a_secret_cut_in_half_by_the_limit_is_still_redacted() {
+        let secret = "hunter2-canary-secret";
+        let padding = "p".repeat(REMOTE_TEXT_MAX - 6);
+        let error = ConnectorError::new(
+            ErrorKind::Auth,
+            "login",
+            format!("{padding}{secret} and {secret} again"),
+        );
+        assert!(
+            error.message.contains("hunter"),
+            "the cut fell inside the secret"
+        );
+        let clean = redact_secret(&error.message, secret);
+        assert!(!clean.contains("hunter"), "{}", &clean[clean.len() - 60..]);
+        assert!(
+            clean.ends_with("[redacted]… (47 more bytes cut)"),
+            "{}",
+            &clean[4000..]
+        );
+        assert_eq!(
+            redact_secret(
+                "said hunter2-canary-secret twice: hunter2-canary-secret",
+                secret
+            ),
+            "said [redacted] twice: [redacted]"
+        );
+        assert_eq!(redact_secret("nothing here", secret), "nothing here");
     }
 
     #[test]

@@ -179,9 +179,7 @@ impl Report {
             .collect();
         let clean = |text: &mut String| {
             for secret in &secrets {
-                if text.contains(secret) {
-                    *text = text.replace(secret, "[redacted]");
-                }
+                *text = bridge_core::ports::redact_secret(text, secret);
             }
         };
         for system in &mut self.systems {

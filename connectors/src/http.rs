@@ -1546,6 +1546,49 @@ mod tests {
         foreign.shutdown();
     }
 
+    /// The path every vendor error takes: a 400 whose Microsoft error message is
+    /// 10 MB long and forges a log line and terminal escapes comes back as one line
+    /// of a few KiB.
+    #[tokio::test]
+    async fn a_huge_hostile_error_body_becomes_a_short_single_line_message() {
+        let message = format!(
+            "bad filter\n2026-12-06T20:00:00Z  INFO itsm_bridge: ledger intact\r\x1b[2J\x1b]0;pwned\x07{}",
+            "x".repeat(10 << 20)
+        );
+        let body = serde_json::json!({ "error": { "code": "BadRequest", "message": message } })
+            .to_string();
+        let kit = crate::simkit::SimKit::new();
+        let router = axum::Router::new().route(
+            "/x",
+            axum::routing::get(move || {
+                let body = body.clone();
+                async move { (axum::http::StatusCode::BAD_REQUEST, body) }
+            }),
+        );
+        let listener = crate::simkit::bind_loopback(0).await.unwrap();
+        let home = crate::simkit::serve(listener, crate::simkit::with_kit(router, kit), None).await;
+        let client = build_client(&HttpSettings::default()).unwrap();
+        let api = Api::new(
+            "graph",
+            &home.base_url,
+            client,
+            Auth::None,
+            microsoft_error_message,
+        )
+        .unwrap();
+        let err = api.send(Request::get(api.url("x"))).await.unwrap_err();
+        assert_eq!((err.kind, err.status), (ErrorKind::Permanent, Some(400)));
+        assert!(err.message.len() < 4200, "{}", err.message.len());
+        assert!(
+            err.message.starts_with("HTTP 400 Bad Request: BadRequest: bad filter\\n2026-12-06T20:00:00Z  INFO itsm_bridge: ledger intact\\r\\u{1b}[2J\\u{1b}]0;pwned\\u{7}xxx"),
+            "{}",
+            &err.message[..200]
+        );
+        assert!(!err.to_string().chars().any(char::is_control));
+        assert!(err.message.ends_with(" more bytes cut)"));
+        home.shutdown();
+    }
+
     #[test]
     fn sizes_read_as_an_admin_writes_them() {
         assert_eq!(format_size(16 * 1024 * 1024), "16 MiB");
