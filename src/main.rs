@@ -152,9 +152,33 @@ enum LedgerCommand {
         format: Format,
     },
     /// Re-compute the hash chain; exit 1 if any entry was altered, removed or reordered.
+    /// With --checkpoint or --expect-head, also detect a ledger cut short or re-hashed.
     Verify {
         #[command(flatten)]
         db: DbArgs,
+        /// A checkpoint file (`ledger checkpoint` writes them): the ledger must
+        /// still hold the entries it signed, unchanged. May be given several times.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Vec<PathBuf>,
+        /// A head hash written down earlier (`ledger verify` prints it): some
+        /// entry must still have it. May be given several times.
+        #[arg(long, value_name = "HASH")]
+        expect_head: Vec<String>,
+        /// The public key (64 hex digits) or key id the checkpoints must be signed with.
+        #[arg(long, value_name = "KEY")]
+        public_key: Option<String>,
+    },
+    /// Sign the ledger's head now with [ledger] signing_key and write the
+    /// checkpoint into [ledger] checkpoint_dir.
+    Checkpoint {
+        #[arg(long, default_value = "bridge.toml")]
+        config: PathBuf,
+    },
+    /// Make a new Ed25519 signing key for checkpoints (PKCS#8 PEM, owner-only).
+    Keygen {
+        /// The key file to create; an existing file is never overwritten.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -180,8 +204,15 @@ impl From<anyhow::Error> for Failure {
 }
 
 impl From<bridge_core::store::StoreError> for Failure {
+    /// A file that is not an itsm-bridge store is bad input (exit 2); anything
+    /// else the store says is a runtime failure.
     fn from(e: bridge_core::store::StoreError) -> Self {
-        Failure::Runtime(e.into())
+        match e {
+            bridge_core::store::StoreError::NotAStore(message) => {
+                Failure::Input(format!("error: {message}"))
+            }
+            e => Failure::Runtime(e.into()),
+        }
     }
 }
 
@@ -246,7 +277,19 @@ async fn dispatch(command: Command) -> CmdResult {
             LedgerCommand::Export { db, format } => {
                 cmd::ledger::export(&db.resolve()?, matches!(format, Format::Csv))
             }
-            LedgerCommand::Verify { db } => cmd::ledger::verify(&db.resolve()?),
+            LedgerCommand::Verify {
+                db,
+                checkpoint,
+                expect_head,
+                public_key,
+            } => cmd::ledger::verify(
+                &db.resolve()?,
+                &checkpoint,
+                &expect_head,
+                public_key.as_deref(),
+            ),
+            LedgerCommand::Checkpoint { config } => cmd::ledger::checkpoint(&config),
+            LedgerCommand::Keygen { out } => cmd::ledger::keygen(&out),
         },
         Command::Sim {
             graph,

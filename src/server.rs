@@ -285,8 +285,15 @@ fn links_of(counts: &StoreCounts, pair: &str, state: LinkState) -> u64 {
 }
 
 fn dead_letters_of(counts: &StoreCounts, pair: &str) -> u64 {
-    counts
-        .dead_letters
+    count_of(&counts.dead_letters, pair)
+}
+
+fn pending_of(counts: &StoreCounts, pair: &str) -> u64 {
+    count_of(&counts.pending, pair)
+}
+
+fn count_of(per_pair: &[(String, u64)], pair: &str) -> u64 {
+    per_pair
         .iter()
         .filter(|(p, _)| p == pair)
         .map(|(_, n)| n)
@@ -332,6 +339,7 @@ pub fn health(status: &Status, counts: Result<&StoreCounts, &str>) -> (StatusCod
                 "error": p.error(),
                 "consecutive_failures": p.consecutive_failures(),
                 "dead_letters": counts.ok().map(|c| dead_letters_of(c, &p.pair)),
+                "pending_intents": counts.ok().map(|c| pending_of(c, &p.pair)),
                 "cycle": job_json(&p.cycle),
                 "sweep": p.sweep.as_ref().map(job_json),
             })
@@ -493,6 +501,14 @@ pub fn render_metrics(status: &Status, counts: Option<&StoreCounts>) -> String {
         );
         for pair in &pairs {
             m.sample(&[("pair", pair)], dead_letters_of(counts, pair));
+        }
+        m.family(
+            "itsm_bridge_pending_intents",
+            "gauge",
+            "Remote writes begun and not yet recorded per pair (a create whose answer was lost waits here).",
+        );
+        for pair in &pairs {
+            m.sample(&[("pair", pair)], pending_of(counts, pair));
         }
         m.family(
             "itsm_bridge_ledger_entries",
@@ -984,6 +1000,7 @@ mod tests {
                 ("old->pair".to_owned(), LinkState::Active, 2),
             ],
             dead_letters: vec![("sentinel->servicenow".to_owned(), 3)],
+            pending: vec![("defender->jira".to_owned(), 1)],
             ledger_entries: 42,
         }
     }
@@ -1023,6 +1040,7 @@ mod tests {
         assert_eq!(body["status"], "ok");
         assert_eq!(body["pairs"][0]["last_run"], Value::Null);
         assert_eq!(body["pairs"][1]["dead_letters"], 3);
+        assert_eq!(body["pairs"][0]["pending_intents"], 1);
         assert_eq!(body["store"]["ledger_entries"], 42);
 
         s.record(
@@ -1223,6 +1241,7 @@ mod tests {
         );
         assert!(text.contains("itsm_bridge_dead_letters{pair=\"sentinel->servicenow\"} 3\n"));
         assert!(text.contains("itsm_bridge_dead_letters{pair=\"defender->jira\"} 0\n"));
+        assert!(text.contains("itsm_bridge_pending_intents{pair=\"defender->jira\"} 1\n"));
         assert!(text.contains("itsm_bridge_ledger_entries 42\n"));
     }
 

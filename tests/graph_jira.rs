@@ -328,8 +328,31 @@ fn an_incident_that_always_fails_is_set_aside_while_the_others_sync() {
         "{text}"
     );
 
-    // The next run does not hammer it again before its delay, and the rest is quiet.
-    env.sync();
+    // The next run does not hammer it again before its delay, and the rest is
+    // quiet; it says what it leaves undone, and so exits 1.
+    let patches = |env: &Env| {
+        env.sims
+            .graph
+            .kit
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.path.ends_with(&format!("/{bad}")))
+            .count()
+    };
+    let before = patches(&env);
+    let out = env.bridge(&["run", "--once", "--config", env.config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = stderr(&out);
+    assert!(
+        said.contains("left undone") && said.contains(&format!("incident {bad}: write_back")),
+        "{said}"
+    );
+    assert!(
+        stdout(&out).contains("nothing to write"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(patches(&env), before, "not retried before its delay");
 }
 
 #[test]

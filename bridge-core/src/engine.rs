@@ -16,10 +16,10 @@ use serde::Serialize;
 use crate::ledger::{LedgerRecord, Outcome};
 use crate::mapping::{Mapping, MergePolicy};
 use crate::model::{
-    Agreed, Baseline, Comment, ConflictPolicy, Direction, FieldChange, IncidentSnapshot,
-    IncidentUpdate, Link, LinkState, TicketSnapshot, TicketUpdate, Timestamp,
+    Agreed, Baseline, Comment, ConflictPolicy, Direction, FieldChange, Freshness, IncidentSnapshot,
+    IncidentUpdate, Link, LinkState, TicketSnapshot, TicketUpdate, Timestamp, Version,
 };
-use crate::ports::{ConnectorError, ErrorKind, IncidentSource, TicketSystem};
+use crate::ports::{ConnectorError, ErrorKind, IncidentSource, Lookup, TicketSystem};
 use crate::reconcile::{
     self, Action, Input, PairSpec, Plan, is_redirected as is_redirected_snapshot,
 };
@@ -98,9 +98,24 @@ pub struct CycleReport {
     pub links_checked: usize,
     /// A drift-repair sweep: the links it found drifted and wrote to.
     pub repaired: usize,
+    /// Creates whose answer was lost, waiting for the ticket system's search
+    /// index to catch up before they are adopted or made again.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<WaitingCreate>,
+    /// Work this run could not finish, in words (counted in `failed` too).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unresolved: Vec<String>,
     /// In a dry run: what would have been done.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub planned: Vec<Action>,
+}
+
+/// A create whose answer was lost, waiting for the ticket system's search.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WaitingCreate {
+    pub incident_id: String,
+    /// When the search can be trusted to show the ticket if it was made.
+    pub ready_at: Timestamp,
 }
 
 impl CycleReport {
@@ -187,7 +202,7 @@ pub async fn run_cycle(
             max_ticket = max_ticket.max(ticket.modified);
             let newer = held
                 .get(&ticket.key)
-                .is_none_or(|h| h.modified < ticket.modified);
+                .is_none_or(|h| ticket.version().freshness(&h.version()) == Freshness::Newer);
             if newer && store.link_by_ticket(&rt.pair, &ticket.key)?.is_some() {
                 held.insert(ticket.key.clone(), ticket);
             }
@@ -235,7 +250,10 @@ pub async fn run_cycle(
             {
                 // Only a ticket with something new counts as having had its look:
                 // a due retry of its incident must still re-read it otherwise.
-                if t.modified > link.ticket_modified {
+                if t.version()
+                    .freshness(&link.ticket_seen())
+                    .may_have_changed()
+                {
                     cycle.touched.insert(link.incident_id.clone());
                 }
                 links.push(link);
@@ -248,6 +266,10 @@ pub async fn run_cycle(
             .collect();
         cycle.reconcile_and_apply(&[], &chunk, links).await?;
     }
+
+    // Creates whose answer was lost this cycle: finished now where the ticket
+    // system can tell at once.
+    cycle.resolve_lost_creates().await?;
 
     // Due retries the poll did not bring: re-read both sides.
     let retry: Vec<String> = cycle
@@ -294,7 +316,7 @@ fn dedup_incidents(items: Vec<IncidentSnapshot>) -> Vec<IncidentSnapshot> {
     let mut by_id: HashMap<String, IncidentSnapshot> = HashMap::with_capacity(items.len());
     for i in items {
         match by_id.get(&i.id) {
-            Some(seen) if seen.modified >= i.modified => {}
+            Some(seen) if i.version().freshness(&seen.version()) != Freshness::Newer => {}
             _ => {
                 by_id.insert(i.id.clone(), i);
             }
@@ -330,6 +352,19 @@ struct Cycle<'a> {
     /// Both sides of a link as `get` read them this cycle (a sweep, a retry), by
     /// incident, until a write to the link or its comment sync.
     fetched: HashMap<String, (IncidentSnapshot, TicketSnapshot)>,
+    /// Creates whose answer was lost this cycle: resolved at its end.
+    lost_creates: Vec<IntentId>,
+    /// The pair's newest linked ticket key, once read (see `newest_ticket`).
+    newest_ticket: Option<Option<String>>,
+}
+
+/// What is known, before a create, of a ticket already made for the incident.
+enum Prior {
+    /// Nothing: look it up by correlation id first.
+    Search,
+    Found(Box<TicketSnapshot>),
+    /// The ticket system said for certain there is none.
+    Absent,
 }
 
 impl<'a> Cycle<'a> {
@@ -355,6 +390,8 @@ impl<'a> Cycle<'a> {
             sweeping: false,
             written_incident: None,
             fetched: HashMap::new(),
+            lost_creates: Vec::new(),
+            newest_ticket: None,
         }
     }
 
@@ -405,14 +442,8 @@ impl<'a> Cycle<'a> {
                     create,
                     baseline,
                 }) => {
-                    if self.clock.now() - intent.created < self.rt.adopt_after {
-                        // The ticket system's search may not show it yet: wait.
-                        self.held_back.insert(incident.id.clone());
-                        continue;
-                    }
                     // Whatever the incident did meanwhile is read afresh afterwards.
-                    self.retry.insert(incident.id.clone());
-                    self.create_ticket(Some(id), *incident, create, baseline)
+                    self.resolve_create(id, &intent, *incident, create, baseline)
                         .await?;
                 }
                 _ => {
@@ -423,6 +454,86 @@ impl<'a> Cycle<'a> {
                     // The watermark may have moved past it: read it afresh this cycle.
                     self.retry.insert(intent.incident_id);
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// A create whose outcome is unknown (a crash, a lost answer): adopts the
+    /// ticket it made, or makes it, as soon as the ticket system can say which.
+    /// A system that can only tell through a lagging search index holds it back
+    /// until `adopt_after` has passed since the create began (the report says
+    /// until when); a lookup that fails leaves it pending for the next cycle.
+    async fn resolve_create(
+        &mut self,
+        id: IntentId,
+        intent: &Intent,
+        incident: IncidentSnapshot,
+        create: crate::model::TicketCreate,
+        baseline: Baseline,
+    ) -> Result<Option<Link>, EngineError> {
+        let lookup = self
+            .rt
+            .tickets
+            .find_created(&create.correlation, intent.known_ticket.as_deref())
+            .await;
+        let ready_at = intent.created + self.rt.adopt_after;
+        let prior = match lookup {
+            Ok(Lookup::Found(ticket)) => Prior::Found(ticket),
+            Ok(Lookup::Absent) => Prior::Absent,
+            Ok(Lookup::Unsure) if self.clock.now() >= ready_at => Prior::Search,
+            Ok(Lookup::Unsure) => {
+                self.held_back.insert(incident.id.clone());
+                self.report.waiting.push(WaitingCreate {
+                    incident_id: incident.id,
+                    ready_at,
+                });
+                return Ok(None);
+            }
+            Err(e) => {
+                tracing::warn!(pair = %self.rt.pair, incident = %incident.id, error = %e, "cannot tell yet whether a create whose answer was lost made a ticket");
+                self.held_back.insert(incident.id.clone());
+                self.report.failed += 1;
+                self.report.unresolved.push(format!(
+                    "incident {}: a create whose answer was lost is still unresolved ({e})",
+                    incident.id
+                ));
+                return Ok(None);
+            }
+        };
+        self.retry.insert(incident.id.clone());
+        self.create_ticket(Some(id), incident, create, baseline, prior)
+            .await
+    }
+
+    /// Resolves the creates whose answer was lost earlier in this cycle, so that
+    /// one `run --once` finishes them: a system whose lookup reads its records
+    /// answers now; one that only has a lagging search is reported as waiting.
+    async fn resolve_lost_creates(&mut self) -> Result<(), EngineError> {
+        if self.lost_creates.is_empty() {
+            return Ok(());
+        }
+        let lost = std::mem::take(&mut self.lost_creates);
+        for (id, intent) in self.store.pending_intents()? {
+            if !lost.contains(&id) {
+                continue;
+            }
+            let Ok(Action::CreateTicket {
+                incident,
+                create,
+                baseline,
+            }) = serde_json::from_str::<Action>(&intent.payload)
+            else {
+                continue;
+            };
+            let link = self
+                .resolve_create(id, &intent, *incident, create, baseline)
+                .await?;
+            let comments = self.rt.mapping.comments;
+            if let Some(link) = link
+                && (comments.to_ticket || comments.to_incident)
+            {
+                self.sync_comments(&link, false).await?;
             }
         }
         Ok(())
@@ -453,12 +564,14 @@ impl<'a> Cycle<'a> {
         let mut moved = BTreeSet::new();
         if comments.to_ticket || comments.to_incident {
             for link in &links {
-                let incident_moved = incidents
-                    .iter()
-                    .any(|i| i.id == link.incident_id && i.modified > link.incident_modified);
-                let ticket_moved = tickets
-                    .iter()
-                    .any(|t| t.key == link.ticket_key && t.modified > link.ticket_modified);
+                let incident_moved = incidents.iter().any(|i| {
+                    i.id == link.incident_id
+                        && i.version().freshness(&link.incident_seen()) == Freshness::Newer
+                });
+                let ticket_moved = tickets.iter().any(|t| {
+                    t.key == link.ticket_key
+                        && t.version().freshness(&link.ticket_seen()) == Freshness::Newer
+                });
                 let retried = self.retry.contains(&link.incident_id);
                 if incident_moved || ticket_moved || retried || self.sweeping {
                     moved.insert(link.incident_id.clone());
@@ -655,14 +768,28 @@ impl<'a> Cycle<'a> {
         Ok(())
     }
 
-    async fn begin(&self, action: &Action) -> Result<IntentId, StoreError> {
+    async fn begin(&mut self, action: &Action) -> Result<IntentId, StoreError> {
+        let known_ticket = match action {
+            Action::CreateTicket { .. } => self.newest_ticket()?,
+            _ => None,
+        };
         self.store.begin_intent(&Intent {
             pair: self.rt.pair.clone(),
             incident_id: action.incident_id().to_string(),
             kind: action.kind().to_string(),
             payload: serde_json::to_string(action).expect("actions serialize"),
             created: self.clock.now(),
+            known_ticket,
         })
+    }
+
+    /// The ticket key of the pair's newest link, read once a cycle and kept up
+    /// to date as the cycle links tickets.
+    fn newest_ticket(&mut self) -> Result<Option<String>, StoreError> {
+        if self.newest_ticket.is_none() {
+            self.newest_ticket = Some(self.store.newest_ticket_key(&self.rt.pair)?);
+        }
+        Ok(self.newest_ticket.clone().flatten())
     }
 
     /// Carries out one action. A concurrent change on the remote side (a stale
@@ -696,7 +823,7 @@ impl<'a> Cycle<'a> {
                     })
                     .await?;
                 if let Some(link) = self
-                    .create_ticket(Some(intent), *incident, create, baseline)
+                    .create_ticket(Some(intent), *incident, create, baseline, Prior::Search)
                     .await?
                 {
                     links.insert(link.incident_id.clone(), link);
@@ -758,20 +885,15 @@ impl<'a> Cycle<'a> {
                 ticket_key,
                 changes,
                 baseline,
-                incident_modified,
-                ticket_modified,
+                incident_seen,
+                ticket_seen,
                 note,
             } => {
                 let Some(mut link) = links.get(&incident_id).cloned() else {
                     return Ok(());
                 };
                 link.baseline.extend(baseline);
-                advance(
-                    &mut link,
-                    incident_modified,
-                    ticket_modified,
-                    self.clock.now(),
-                );
+                advance(&mut link, incident_seen, ticket_seen, self.clock.now());
                 let records = if changes.is_empty() && note.is_empty() {
                     Vec::new()
                 } else {
@@ -790,17 +912,23 @@ impl<'a> Cycle<'a> {
     }
 
     /// Creates (or adopts) the ticket of a new incident, then writes back.
+    /// `prior` says what is already known of a ticket made for it.
     async fn create_ticket(
         &mut self,
         intent: Option<IntentId>,
         incident: IncidentSnapshot,
         create: crate::model::TicketCreate,
         baseline: Baseline,
+        prior: Prior,
     ) -> Result<Option<Link>, EngineError> {
-        let tickets = &self.rt.tickets;
-        let found = match tickets.find_by_correlation(&create.correlation).await {
-            Ok(found) => found,
-            Err(e) => return self.fail_create(intent, &incident, e).await,
+        let tickets = self.rt.tickets.clone();
+        let found = match prior {
+            Prior::Found(ticket) => Some(*ticket),
+            Prior::Absent => None,
+            Prior::Search => match tickets.find_by_correlation(&create.correlation).await {
+                Ok(found) => found,
+                Err(e) => return self.fail_create(intent, &incident, e).await,
+            },
         };
         // Whether an adopted ticket was worked on before the bridge found it: then
         // its differences from what the create meant are someone's changes, to be
@@ -836,7 +964,8 @@ impl<'a> Cycle<'a> {
                 // The request may have reached the ticket system: whether the ticket
                 // exists is unknown until its search index has caught up.
                 Err(e) if e.kind == ErrorKind::Transient && intent.is_some() => {
-                    return self.create_outcome_unknown(&incident, e);
+                    let intent = intent.expect("checked above");
+                    return self.create_outcome_unknown(intent, &incident, e);
                 }
                 Err(e) => return self.fail_create(intent, &incident, e).await,
             },
@@ -861,11 +990,17 @@ impl<'a> Cycle<'a> {
             baseline,
             written_back: false,
             incident_modified: incident.modified,
+            incident_version: incident.etag.clone(),
             // A ticket worked on before adoption is read again as changed.
             ticket_modified: if worked_on {
                 ticket.created
             } else {
                 ticket.modified
+            },
+            ticket_version: if worked_on {
+                None
+            } else {
+                ticket.version.clone()
             },
             created: now,
             updated: now,
@@ -912,6 +1047,7 @@ impl<'a> Cycle<'a> {
         } else {
             self.report.tickets_created += 1;
         }
+        self.newest_ticket = Some(Some(ticket.key.clone()));
         tracing::info!(pair = %self.rt.pair, incident = %incident.id, ticket = %ticket.key, adopted, "ticket linked");
 
         let write_back = reconcile::plan_write_back(self.spec(), &link, Some(&incident));
@@ -924,16 +1060,18 @@ impl<'a> Cycle<'a> {
         }
     }
 
-    /// Leaves the create's intent pending: a later cycle looks the ticket up by its
-    /// correlation id (once the search index can show it) and adopts it, or creates
-    /// it then. Nothing after this incident's watermark is given up meanwhile.
+    /// Leaves the create's intent pending: the end of this cycle (or a later one,
+    /// once the ticket system can tell) looks the ticket up and adopts it, or
+    /// creates it then. Nothing after this incident's watermark is given up
+    /// meanwhile.
     fn create_outcome_unknown(
         &mut self,
+        intent: IntentId,
         incident: &IncidentSnapshot,
         error: ConnectorError,
     ) -> Result<Option<Link>, EngineError> {
         tracing::warn!(pair = %self.rt.pair, incident = %incident.id, error = %error, "ticket create outcome unknown; will look for it before trying again");
-        self.report.failed += 1;
+        self.lost_creates.push(intent);
         self.held_back.insert(incident.id.clone());
         let record = LedgerRecord {
             outcome: Outcome::Failed,
@@ -1087,8 +1225,7 @@ impl<'a> Cycle<'a> {
                 update,
                 changes,
                 baseline,
-                incident_modified,
-                ticket_modified,
+                incident_seen,
                 ..
             } => {
                 let result = self.rt.tickets.update(ticket_key, update).await.map(|t| {
@@ -1102,13 +1239,10 @@ impl<'a> Cycle<'a> {
                         |a| &mut a.ticket,
                     );
                     link.baseline.extend(baseline);
-                    advance(
-                        &mut link,
-                        *incident_modified,
-                        Some(ticket_modified.map_or(t.modified, |m| m.max(t.modified))),
-                        now,
-                    );
-                    link.ticket_modified = link.ticket_modified.max(t.modified);
+                    // The version the write produced is the bridge's own: what
+                    // comes after it, even within the same second, is someone
+                    // else's.
+                    advance(&mut link, incident_seen.clone(), Some(t.version()), now);
                     detail
                 });
                 (Direction::ToTicket, changes.clone(), result)
@@ -1118,8 +1252,7 @@ impl<'a> Cycle<'a> {
                 update,
                 changes,
                 baseline,
-                incident_modified,
-                ticket_modified,
+                ticket_seen,
                 ..
             } => {
                 let result = self.rt.source.update(incident_id, update).await.map(|i| {
@@ -1138,13 +1271,7 @@ impl<'a> Cycle<'a> {
                         |a| &mut a.incident,
                     );
                     link.baseline.extend(baseline);
-                    advance(
-                        &mut link,
-                        Some(incident_modified.map_or(i.modified, |m| m.max(i.modified))),
-                        *ticket_modified,
-                        now,
-                    );
-                    link.incident_modified = link.incident_modified.max(i.modified);
+                    advance(&mut link, Some(i.version()), ticket_seen.clone(), now);
                     detail
                 });
                 (Direction::ToIncident, changes.clone(), result)
@@ -1420,7 +1547,7 @@ impl<'a> Cycle<'a> {
                     unreachable!()
                 };
                 target_link = self
-                    .create_ticket(Some(intent), *incident, create, baseline)
+                    .create_ticket(Some(intent), *incident, create, baseline, Prior::Search)
                     .await?;
             }
             if let Some(l) = &target_link {
@@ -1562,7 +1689,7 @@ impl<'a> Cycle<'a> {
         }
         source_link.state = LinkState::Merged;
         source_link.merged_into = merged_into;
-        source_link.incident_modified = source_link.incident_modified.max(source.modified);
+        source_link.saw_incident(source.version());
         source_link.updated = self.clock.now();
         let record = LedgerRecord {
             changes,
@@ -1647,8 +1774,8 @@ impl<'a> Cycle<'a> {
             update,
             changes: changes.clone(),
             baseline,
-            incident_modified: None,
-            ticket_modified: None,
+            incident_seen: None,
+            ticket_seen: None,
         };
         let key = target.ticket_key.clone();
         Ok(match self.update(target, action, false).await? {
@@ -1736,7 +1863,8 @@ fn source_system_name(kind: crate::vocab::SourceKind) -> &'static str {
     }
 }
 
-fn ticket_system_name(kind: crate::vocab::TicketKind) -> &'static str {
+/// What people call a kind of ticket system, in messages.
+pub fn ticket_system_name(kind: crate::vocab::TicketKind) -> &'static str {
     match kind {
         crate::vocab::TicketKind::Jira => "Jira",
         crate::vocab::TicketKind::Servicenow => "ServiceNow",
@@ -1783,7 +1911,12 @@ fn read_back(
                 let now = observed(rule);
                 let slot = side(agreed);
                 if *slot != now {
-                    kept.push(format!("{} stayed {:?} (asked {:?})", rule.name, now, slot));
+                    kept.push(format!(
+                        "{} stayed {} (asked {})",
+                        rule.name,
+                        crate::ledger::plain_value(now.as_deref()),
+                        crate::ledger::plain_value(slot.as_deref())
+                    ));
                     *slot = now;
                 }
             }
@@ -1798,17 +1931,14 @@ fn read_back(
     (!kept.is_empty()).then(|| kept.join("; "))
 }
 
-fn advance(
-    link: &mut Link,
-    incident: Option<Timestamp>,
-    ticket: Option<Timestamp>,
-    now: Timestamp,
-) {
-    if let Some(m) = incident {
-        link.incident_modified = link.incident_modified.max(m);
+/// Remembers the versions of both sides the bridge has now synced from (the
+/// later of what the link knew and what was read or written).
+fn advance(link: &mut Link, incident: Option<Version>, ticket: Option<Version>, now: Timestamp) {
+    if let Some(v) = incident {
+        link.saw_incident(v);
     }
-    if let Some(m) = ticket {
-        link.ticket_modified = link.ticket_modified.max(m);
+    if let Some(v) = ticket {
+        link.saw_ticket(v);
     }
     link.updated = now;
 }

@@ -177,6 +177,15 @@ pub fn seal_entry(prev_hash: &str, seq: i64, record: LedgerRecord) -> LedgerEntr
     }
 }
 
+/// A field value as a ledger note shows it, in plain words: the value in double
+/// quotes, or `empty` when there is none (never Rust's `Some("…")` / `None`).
+pub fn plain_value(value: Option<&str>) -> String {
+    match value {
+        Some(value) => format!("\"{value}\""),
+        None => "empty".to_owned(),
+    }
+}
+
 /// The timestamp text the ledger hashes and stores: RFC 3339, UTC, `Z`, six
 /// fractional digits, so that text order is time order.
 pub fn canonical_time(time: &Timestamp) -> String {
@@ -348,6 +357,7 @@ mod tests {
                 old: Some("new".to_owned()),
                 new: Some("active".to_owned()),
                 conflict: Some(ConflictNote {
+                    tie: false,
                     policy: ConflictPolicy::NewestWins,
                     incident_value: Some("active".to_owned()),
                     ticket_value: Some("done".to_owned()),

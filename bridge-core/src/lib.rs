@@ -3,6 +3,7 @@
 //! remote systems are reached through the traits in [`ports`], which the
 //! `connectors` crate implements.
 
+pub mod checkpoint;
 pub mod comments;
 pub mod config;
 pub mod diag;

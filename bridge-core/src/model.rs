@@ -52,8 +52,16 @@ pub struct IncidentSnapshot {
     /// `None` on a merged incident when the target is unknown or its lookup failed.
     pub redirect_to: Option<String>,
     pub comments: Vec<Comment>,
-    /// Concurrency token where the API has one (Sentinel `etag`).
+    /// Concurrency token where the API has one (Sentinel `etag`). It is also the
+    /// incident's version: a different etag is a change whatever the time says.
     pub etag: Option<String>,
+}
+
+impl IncidentSnapshot {
+    /// Where this incident stands in its own history.
+    pub fn version(&self) -> Version {
+        Version::new(self.modified, self.etag.clone())
+    }
 }
 
 /// One ticket as read from a ticket system (Jira, ServiceNow, generic REST).
@@ -67,6 +75,11 @@ pub struct TicketSnapshot {
     pub url: String,
     pub created: Timestamp,
     pub modified: Timestamp,
+    /// The record's version where the API counts them (ServiceNow
+    /// `sys_mod_count`, a generic system's configured version field): it orders
+    /// two writes within one tick of `modified`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// Attributes by their domain names: `summary`, `description`, `status`,
     /// `priority`, `resolution`, `assignee`, …
     pub attrs: Attrs,
@@ -74,6 +87,93 @@ pub struct TicketSnapshot {
     /// The incident this ticket says it belongs to, if the bridge created it.
     pub correlation: Option<Correlation>,
     pub comments: Vec<Comment>,
+}
+
+impl TicketSnapshot {
+    /// Where this ticket stands in its own history.
+    pub fn version(&self) -> Version {
+        Version::new(self.modified, self.version.clone())
+    }
+}
+
+/// Where a record stands in its own history, as far as its API tells: the
+/// modification time at the precision the API gives, and the version counter or
+/// tag where it has one (ServiceNow `sys_mod_count`, Sentinel `etag`). Times
+/// alone cannot order a record's changes: ServiceNow has whole seconds, and a
+/// business rule or an analyst often writes a record within the second of the
+/// bridge's own write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    pub modified: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+/// How a record read now compares with the version the bridge last synced from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// An older version (an overlap window, a lagging index): nothing new.
+    Older,
+    /// The very version already synced.
+    Same,
+    /// A later version: something changed.
+    Newer,
+    /// The same time and no version to tell them apart: maybe changed. Its
+    /// content is compared with the baseline; it is never discarded unread.
+    Tied,
+}
+
+impl Freshness {
+    /// Whether the record must be looked at (compared with the baseline).
+    pub fn may_have_changed(self) -> bool {
+        matches!(self, Freshness::Newer | Freshness::Tied)
+    }
+}
+
+impl Version {
+    pub fn new(modified: Timestamp, tag: Option<String>) -> Version {
+        Version { modified, tag }
+    }
+
+    /// How this version compares with `known`, the one last synced from. Where
+    /// both carry a tag, the tags decide: equal is the same version; counters
+    /// (digits) are compared as numbers; opaque tags (etags) that differ are a
+    /// change unless this one is older in time. Without tags, time decides, and
+    /// an equal time is [`Freshness::Tied`], never "not newer".
+    pub fn freshness(&self, known: &Version) -> Freshness {
+        use std::cmp::Ordering;
+        if let (Some(tag), Some(known_tag)) = (&self.tag, &known.tag) {
+            if tag == known_tag {
+                return Freshness::Same;
+            }
+            if let (Ok(n), Ok(k)) = (tag.parse::<u64>(), known_tag.parse::<u64>()) {
+                return if n > k {
+                    Freshness::Newer
+                } else {
+                    Freshness::Older
+                };
+            }
+            return if self.modified < known.modified {
+                Freshness::Older
+            } else {
+                Freshness::Newer
+            };
+        }
+        match self.modified.cmp(&known.modified) {
+            Ordering::Greater => Freshness::Newer,
+            Ordering::Less => Freshness::Older,
+            Ordering::Equal => Freshness::Tied,
+        }
+    }
+
+    /// The later of the two: the one to remember after reading or writing.
+    pub fn later(self, other: Version) -> Version {
+        match other.freshness(&self) {
+            Freshness::Newer => other,
+            Freshness::Tied if other.tag.is_some() => other,
+            _ => self,
+        }
+    }
 }
 
 /// Identifies an incident across systems: the `[[source]]` name, the tenant or
@@ -196,11 +296,44 @@ pub struct Link {
     /// The last modification times the bridge synced from, per side.
     pub incident_modified: Timestamp,
     pub ticket_modified: Timestamp,
+    /// The versions (counter or tag) that went with those times, where the API
+    /// has them: a record read again at the same time but another version has
+    /// changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_version: Option<String>,
     pub created: Timestamp,
     pub updated: Timestamp,
     /// For a `Merged` link: the incident it was merged into.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_into: Option<String>,
+}
+
+impl Link {
+    /// The incident's version the bridge last synced from.
+    pub fn incident_seen(&self) -> Version {
+        Version::new(self.incident_modified, self.incident_version.clone())
+    }
+
+    /// The ticket's version the bridge last synced from.
+    pub fn ticket_seen(&self) -> Version {
+        Version::new(self.ticket_modified, self.ticket_version.clone())
+    }
+
+    /// Remembers a later incident version (an older one is ignored).
+    pub fn saw_incident(&mut self, seen: Version) {
+        let v = self.incident_seen().later(seen);
+        self.incident_modified = v.modified;
+        self.incident_version = v.tag;
+    }
+
+    /// Remembers a later ticket version (an older one is ignored).
+    pub fn saw_ticket(&mut self, seen: Version) {
+        let v = self.ticket_seen().later(seen);
+        self.ticket_modified = v.modified;
+        self.ticket_version = v.tag;
+    }
 }
 
 /// Which way a change travels.
@@ -267,6 +400,10 @@ pub struct ConflictNote {
     pub policy: ConflictPolicy,
     pub incident_value: Option<String>,
     pub ticket_value: Option<String>,
+    /// `newest_wins` met two changes stamped at the same time (at the coarser
+    /// precision of the two systems): the incident's side won, by rule.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tie: bool,
 }
 
 /// A page of results and the link to the next one, exactly as the API returned it.
@@ -274,4 +411,64 @@ pub struct ConflictNote {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone, Utc};
+
+    use super::{Freshness, Version};
+
+    fn at(second: i64) -> Version {
+        Version::new(
+            Utc.with_ymd_and_hms(2026, 12, 1, 8, 0, 0).unwrap() + Duration::seconds(second),
+            None,
+        )
+    }
+
+    fn tagged(second: i64, tag: &str) -> Version {
+        Version {
+            tag: Some(tag.into()),
+            ..at(second)
+        }
+    }
+
+    #[test]
+    fn a_counter_orders_writes_within_one_second() {
+        assert_eq!(tagged(0, "5").freshness(&tagged(0, "4")), Freshness::Newer);
+        assert_eq!(tagged(0, "4").freshness(&tagged(0, "5")), Freshness::Older);
+        assert_eq!(tagged(0, "4").freshness(&tagged(0, "4")), Freshness::Same);
+        // Counters compare as numbers, not text.
+        assert_eq!(tagged(0, "10").freshness(&tagged(0, "9")), Freshness::Newer);
+    }
+
+    #[test]
+    fn a_different_etag_at_the_same_time_is_a_change() {
+        assert_eq!(
+            tagged(0, "\"b\"").freshness(&tagged(0, "\"a\"")),
+            Freshness::Newer
+        );
+        assert_eq!(
+            tagged(-1, "\"b\"").freshness(&tagged(0, "\"a\"")),
+            Freshness::Older
+        );
+    }
+
+    #[test]
+    fn without_versions_an_equal_time_is_a_tie_never_not_newer() {
+        assert_eq!(at(0).freshness(&at(0)), Freshness::Tied);
+        assert!(Freshness::Tied.may_have_changed());
+        assert_eq!(at(1).freshness(&at(0)), Freshness::Newer);
+        assert_eq!(at(-1).freshness(&at(0)), Freshness::Older);
+        // A link made before versions were recorded: time decides.
+        assert_eq!(tagged(0, "3").freshness(&at(0)), Freshness::Tied);
+    }
+
+    #[test]
+    fn the_later_version_is_remembered() {
+        assert_eq!(tagged(0, "4").later(tagged(0, "5")), tagged(0, "5"));
+        assert_eq!(tagged(0, "5").later(tagged(0, "4")), tagged(0, "5"));
+        assert_eq!(at(0).later(tagged(0, "2")), tagged(0, "2"));
+        assert_eq!(at(1).later(at(0)), at(1));
+    }
 }

@@ -167,6 +167,17 @@ pub trait IncidentSource: Send + Sync {
     }
 }
 
+/// What a look for the ticket of a create whose answer was lost found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Found(Box<TicketSnapshot>),
+    /// The system can say for certain that there is none: make it.
+    Absent,
+    /// Only a search index that lags its writes could tell: look again once it
+    /// has caught up.
+    Unsure,
+}
+
 /// A place tickets live: Jira, ServiceNow or a generic REST system.
 #[async_trait]
 pub trait TicketSystem: Send + Sync {
@@ -180,6 +191,23 @@ pub trait TicketSystem: Send + Sync {
         &self,
         correlation: &Correlation,
     ) -> ConnectorResult<Option<TicketSnapshot>>;
+    /// Looks for the ticket a create whose answer was lost may have made, as
+    /// consistently as the system allows. `known_ticket` is the newest ticket key
+    /// the pair had linked when the create began: a ticket the create made came
+    /// after it. By default this is [`TicketSystem::find_by_correlation`], for
+    /// systems whose correlation lookup reads the records themselves (a
+    /// ServiceNow table, a REST collection), where a miss is final.
+    async fn find_created(
+        &self,
+        correlation: &Correlation,
+        known_ticket: Option<&str>,
+    ) -> ConnectorResult<Lookup> {
+        let _ = known_ticket;
+        Ok(match self.find_by_correlation(correlation).await? {
+            Some(ticket) => Lookup::Found(Box::new(ticket)),
+            None => Lookup::Absent,
+        })
+    }
     async fn create(&self, ticket: &TicketCreate) -> ConnectorResult<TicketSnapshot>;
     async fn get(&self, key: &str) -> ConnectorResult<TicketSnapshot>;
     /// Applies the update and returns the ticket as it is afterwards.

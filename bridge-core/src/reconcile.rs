@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::mapping::{FieldRule, Mapping, TemplateContext};
 use crate::model::{
-    Agreed, Baseline, ConflictNote, ConflictPolicy, Correlation, FieldChange, IncidentSnapshot,
-    IncidentUpdate, Link, LinkState, TicketCreate, TicketSnapshot, TicketUpdate, Timestamp,
+    Agreed, Baseline, ConflictNote, ConflictPolicy, Correlation, FieldChange, Freshness,
+    IncidentSnapshot, IncidentUpdate, Link, LinkState, TicketCreate, TicketSnapshot, TicketUpdate,
+    Timestamp, Version,
 };
 use crate::vocab::incident_attrs;
 
@@ -33,9 +34,10 @@ pub struct PairSpec<'a> {
     pub policy: ConflictPolicy,
 }
 
-/// What changed, and the links that concern it. Snapshots that are not newer than
-/// what their link last synced from are ignored (overlap windows and lagging
-/// search indexes return old versions).
+/// What changed, and the links that concern it. Snapshots of the version their
+/// link last synced from, or an older one, are ignored (overlap windows and
+/// lagging search indexes return old versions); one stamped at the same time
+/// with no version to tell is compared by content.
 #[derive(Debug, Clone, Copy)]
 pub struct Input<'a> {
     pub incidents: &'a [IncidentSnapshot],
@@ -72,8 +74,8 @@ pub enum Action {
         update: TicketUpdate,
         changes: Vec<FieldChange>,
         baseline: Baseline,
-        incident_modified: Option<Timestamp>,
-        ticket_modified: Option<Timestamp>,
+        incident_seen: Option<Version>,
+        ticket_seen: Option<Version>,
     },
     UpdateIncident {
         incident_id: String,
@@ -81,8 +83,8 @@ pub enum Action {
         update: IncidentUpdate,
         changes: Vec<FieldChange>,
         baseline: Baseline,
-        incident_modified: Option<Timestamp>,
-        ticket_modified: Option<Timestamp>,
+        incident_seen: Option<Version>,
+        ticket_seen: Option<Version>,
     },
     /// The incident source merged ("redirected") this incident into another: the
     /// engine follows the chain to the surviving incident, makes sure it has a
@@ -100,8 +102,8 @@ pub enum Action {
         ticket_key: String,
         changes: Vec<FieldChange>,
         baseline: Baseline,
-        incident_modified: Option<Timestamp>,
-        ticket_modified: Option<Timestamp>,
+        incident_seen: Option<Version>,
+        ticket_seen: Option<Version>,
         note: String,
     },
 }
@@ -146,8 +148,9 @@ impl Action {
     }
 }
 
-/// Reconciles one batch. A side whose modification time has not moved past the
-/// link's is taken as unchanged.
+/// Reconciles one batch. A side whose version is the link's (or older) is taken
+/// as unchanged; one tied in time without a version is compared with the
+/// baseline, field by field.
 pub fn reconcile(pair: PairSpec<'_>, input: Input<'_>) -> Plan {
     plan(pair, input, false)
 }
@@ -195,8 +198,8 @@ fn plan(pair: PairSpec<'_>, input: Input<'_>, ignore_times: bool) -> Plan {
             Some(link) => {
                 // A link whose write-back was interrupted is taken up again even when
                 // the incident has not changed since.
-                if ignore_times || incident.modified > link.incident_modified || !link.written_back
-                {
+                let fresh = incident.version().freshness(&link.incident_seen());
+                if ignore_times || fresh.may_have_changed() || !link.written_back {
                     work.entry(link.incident_id.as_str()).or_default().0 = Some(incident);
                 }
             }
@@ -205,7 +208,11 @@ fn plan(pair: PairSpec<'_>, input: Input<'_>, ignore_times: bool) -> Plan {
     }
     for ticket in input.tickets {
         if let Some(link) = by_ticket.get(ticket.key.as_str())
-            && (ignore_times || ticket.modified > link.ticket_modified)
+            && (ignore_times
+                || ticket
+                    .version()
+                    .freshness(&link.ticket_seen())
+                    .may_have_changed())
         {
             work.entry(link.incident_id.as_str()).or_default().1 = Some(ticket);
         }
@@ -274,8 +281,8 @@ pub fn plan_close(pair: PairSpec<'_>, link: &Link, incident: &IncidentSnapshot) 
             update: TicketUpdate::default(),
             changes: Vec::new(),
             baseline: Baseline::new(),
-            incident_modified: Some(incident.modified),
-            ticket_modified: None,
+            incident_seen: Some(incident.version()),
+            ticket_seen: None,
         });
     }
     if let Some(Action::UpdateTicket {
@@ -423,6 +430,7 @@ fn link_ticket(link: &Link) -> TicketSnapshot {
         url: link.ticket_url.clone(),
         created: link.created,
         modified: link.ticket_modified,
+        version: link.ticket_version.clone(),
         attrs: BTreeMap::new(),
         labels: Vec::new(),
         correlation: None,
@@ -515,11 +523,12 @@ fn plan_link(
             }
             None => {
                 let policy = rule.conflict.unwrap_or(pair.policy);
-                let w = settle(rule, policy, incident, ticket);
+                let (w, tie) = settle(pair, rule, policy, incident, ticket);
                 conflict = Some(ConflictNote {
                     policy,
                     incident_value: inc_now.clone(),
                     ticket_value: tic_now.clone(),
+                    tie,
                 });
                 w
             }
@@ -530,8 +539,9 @@ fn plan_link(
                 let desired = rule.map_to_ticket(inc_now.as_deref());
                 if inc_now.is_some() && desired.is_none() {
                     notes.push(format!(
-                        "{}: no ticket value is mapped for {:?}",
-                        rule.name, inc_now
+                        "{}: no ticket value is mapped for {}",
+                        rule.name,
+                        crate::ledger::plain_value(inc_now.as_deref())
                     ));
                     recorded_baseline.insert(
                         rule.name.clone(),
@@ -588,8 +598,9 @@ fn plan_link(
                     );
                 } else if tic_now.is_some() && desired.is_none() {
                     notes.push(format!(
-                        "{}: no incident value is mapped for {:?}",
-                        rule.name, tic_now
+                        "{}: no incident value is mapped for {}",
+                        rule.name,
+                        crate::ledger::plain_value(tic_now.as_deref())
                     ));
                     recorded_baseline.insert(
                         rule.name.clone(),
@@ -683,8 +694,14 @@ fn plan_link(
         }
     }
 
-    let incident_modified = incident.map(|i| i.modified);
-    let ticket_modified = ticket.map(|t| t.modified);
+    let incident_seen = incident.map(IncidentSnapshot::version);
+    let ticket_seen = ticket.map(TicketSnapshot::version);
+    let moved = incident_seen
+        .as_ref()
+        .is_some_and(|v| v.freshness(&link.incident_seen()) == Freshness::Newer)
+        || ticket_seen
+            .as_ref()
+            .is_some_and(|v| v.freshness(&link.ticket_seen()) == Freshness::Newer);
     let mut actions = Vec::new();
     if !ticket_update.is_empty() {
         actions.push(Action::UpdateTicket {
@@ -693,8 +710,8 @@ fn plan_link(
             update: ticket_update,
             changes: ticket_changes,
             baseline: ticket_baseline,
-            incident_modified,
-            ticket_modified,
+            incident_seen: incident_seen.clone(),
+            ticket_seen: ticket_seen.clone(),
         });
     }
     if !incident_update.is_empty() {
@@ -704,20 +721,18 @@ fn plan_link(
             update: incident_update,
             changes: incident_changes,
             baseline: incident_baseline,
-            incident_modified,
-            ticket_modified,
+            incident_seen: incident_seen.clone(),
+            ticket_seen: ticket_seen.clone(),
         });
     }
-    let moved = incident_modified.is_some_and(|m| m > link.incident_modified)
-        || ticket_modified.is_some_and(|m| m > link.ticket_modified);
     if !recorded_baseline.is_empty() || (actions.is_empty() && moved) {
         actions.push(Action::RecordBaseline {
             incident_id: link.incident_id.clone(),
             ticket_key: link.ticket_key.clone(),
             changes: recorded_changes,
             baseline: recorded_baseline,
-            incident_modified,
-            ticket_modified,
+            incident_seen,
+            ticket_seen,
             note: notes.join("; "),
         });
     }
@@ -730,27 +745,54 @@ fn corresponds(rule: &FieldRule, incident: Option<&str>, ticket: Option<&str>) -
         || (rule.flow.to_incident() && rule.map_to_incident(ticket).as_deref() == incident)
 }
 
-/// Settles a conflict; a one-way field always goes its way.
+/// Settles a conflict; a one-way field always goes its way. Also says whether
+/// `newest_wins` met a tie.
+///
+/// `newest_wins` compares the two modification times at the coarser precision
+/// of the two systems (a ServiceNow second against Sentinel's 100 ns ticks: the
+/// ticket's `12:00:00` may be later than the incident's `12:00:00.7`). Equal
+/// there is a tie, and a tie goes to the incident's side: the source of record
+/// for a security incident, and one fixed rule that does not depend on which
+/// side the bridge read first.
 fn settle(
+    pair: PairSpec<'_>,
     rule: &FieldRule,
     policy: ConflictPolicy,
     incident: Option<&IncidentSnapshot>,
     ticket: Option<&TicketSnapshot>,
-) -> Winner {
+) -> (Winner, bool) {
     if !rule.flow.to_incident() || rule.incident_attr().is_none() {
-        return Winner::Incident;
+        return (Winner::Incident, false);
     }
     if !rule.flow.to_ticket() {
-        return Winner::Ticket;
+        return (Winner::Ticket, false);
     }
     match policy {
-        ConflictPolicy::SourceWins => Winner::Incident,
-        ConflictPolicy::TicketWins => Winner::Ticket,
+        ConflictPolicy::SourceWins => (Winner::Incident, false),
+        ConflictPolicy::TicketWins => (Winner::Ticket, false),
         ConflictPolicy::NewestWins => match (incident, ticket) {
-            (Some(i), Some(t)) if t.modified > i.modified => Winner::Ticket,
-            _ => Winner::Incident,
+            (Some(i), Some(t)) => {
+                let tick = pair
+                    .mapping
+                    .source_kind
+                    .time_precision()
+                    .max(pair.mapping.ticket_kind.time_precision());
+                let (i_at, t_at) = (truncate(i.modified, tick), truncate(t.modified, tick));
+                match t_at.cmp(&i_at) {
+                    std::cmp::Ordering::Greater => (Winner::Ticket, false),
+                    std::cmp::Ordering::Equal => (Winner::Incident, true),
+                    std::cmp::Ordering::Less => (Winner::Incident, false),
+                }
+            }
+            _ => (Winner::Incident, false),
         },
     }
+}
+
+/// `at` cut down to a whole number of `tick`s since the epoch.
+fn truncate(at: Timestamp, tick: chrono::Duration) -> Timestamp {
+    use chrono::DurationRound;
+    at.duration_trunc(tick).unwrap_or(at)
 }
 
 #[cfg(test)]

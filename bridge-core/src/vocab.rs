@@ -23,6 +23,12 @@ pub enum TicketKind {
 }
 
 impl SourceKind {
+    /// The precision of the source's modification times: Graph
+    /// `lastUpdateDateTime` and Sentinel `lastModifiedTimeUtc` carry 100 ns ticks.
+    pub fn time_precision(self) -> chrono::Duration {
+        chrono::Duration::nanoseconds(100)
+    }
+
     /// The kind a config or mapping names (`"graph"`), if any.
     pub fn parse(name: &str) -> Option<SourceKind> {
         [SourceKind::Graph, SourceKind::Sentinel]
@@ -39,6 +45,17 @@ impl SourceKind {
 }
 
 impl TicketKind {
+    /// The precision of the system's modification times, as its API writes them:
+    /// ServiceNow `sys_updated_on` has whole seconds, Jira `updated`
+    /// milliseconds; a generic system is taken at whole seconds, the coarsest
+    /// common format, so that `newest_wins` never reads rounding as order.
+    pub fn time_precision(self) -> chrono::Duration {
+        match self {
+            TicketKind::Jira => chrono::Duration::milliseconds(1),
+            TicketKind::Servicenow | TicketKind::Generic => chrono::Duration::seconds(1),
+        }
+    }
+
     /// The kind a config or mapping names (`"jira"`), if any.
     pub fn parse(name: &str) -> Option<TicketKind> {
         [

@@ -110,6 +110,14 @@ impl Sims {
         )
         .await;
         graph.set_audience(GRAPH_AUDIENCE);
+        // Kinder than Graph, on purpose: the demo, `sim` and the end-to-end tests
+        // play hours of Defender and analyst activity in seconds, and the bridge
+        // does not pace a loopback base URL (limits.rs), so 50 requests a minute
+        // would turn every test into minutes of waiting out `Retry-After`. The
+        // throttle itself is proven by the simulator's tests
+        // (graph::sim::tests::graph_sim_throttles_at_the_defender_limits_by_default)
+        // and the bridge's answer to it by tests/faults.rs (injected 429s).
+        graph.set_rate_limit(None);
         let sentinel = SentinelSim::start(
             bind_loopback(ports.sentinel).await?,
             registry.clone(),
@@ -118,8 +126,21 @@ impl Sims {
         .await;
         sentinel.set_audience(ARM_AUDIENCE);
         sentinel.set_tenant_id(TENANT_ID);
+        // Kinder than ARM, for the same reason as Graph's above: a first sync of a
+        // few hundred incidents writes faster than 10 a second, which ARM would
+        // throttle. Proven by sentinel::sim::tests::sentinel_sim_throttles_per_operation_type;
+        // `bench` turns buckets back on, scaled.
+        sentinel.set_rate_limit(None);
         let jira = JiraSim::start(bind_loopback(ports.jira).await?).await;
         jira.set_credentials(JIRA_EMAIL, JIRA_API_TOKEN);
+        // Kinder than Jira: search sees writes at once. The demo and the
+        // end-to-end tests act and run the bridge straight after, where a
+        // deployment's next poll comes a schedule interval later and overlaps
+        // the last by minutes. What the bridge does about the lag is proven
+        // against the default lag by
+        // jira::client::tests::index_lag_hides_fresh_issues_until_reconciled_or_indexed
+        // and a_lost_create_is_found_by_key_while_the_search_still_lags.
+        jira.set_index_lag(std::time::Duration::ZERO);
         jira.add_project(JIRA_PROJECT, Workflow::standard());
         jira.add_user(JIRA_EMAIL, "itsm-bridge");
         let servicenow = ServiceNowSim::start(bind_loopback(ports.servicenow).await?).await;

@@ -469,6 +469,7 @@ pub fn reconcile(links: usize) -> CmdResult {
             continue;
         };
         let ticket = TicketSnapshot {
+            version: None,
             key: format!("SEC-{}", i + 1),
             id: (10_000 + i).to_string(),
             url: format!("https://acme.atlassian.net/browse/SEC-{}", i + 1),
@@ -480,6 +481,8 @@ pub fn reconcile(links: usize) -> CmdResult {
             comments: Vec::new(),
         };
         table_links.push(Link {
+            incident_version: None,
+            ticket_version: None,
             pair: spec.pair.to_string(),
             incident_id: incident.id.clone(),
             incident_display_id: incident.display_id.clone(),

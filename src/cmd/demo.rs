@@ -27,6 +27,10 @@ pub async fn run(db: &Path) -> CmdResult {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
+    // The demo writes its store like `run` does: one writer per store, taken
+    // before the old demo database is cleared away (this creates its folder,
+    // owner-only).
+    let _lock = super::lock_store(db)?;
     std::fs::create_dir_all(&dir)
         .map_err(|e| Failure::Input(format!("{}: cannot create it: {e}", dir.display())))?;
     for suffix in ["", "-wal", "-shm"] {

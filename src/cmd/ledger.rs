@@ -1,14 +1,20 @@
-//! `itsm-bridge ledger list|export|verify`: the auditor's view of the sync ledger.
+//! `itsm-bridge ledger list|export|verify|checkpoint|keygen`: the auditor's view
+//! of the sync ledger, and its anchors (signed checkpoints of its head, see
+//! `bridge_core::checkpoint`). Every command but `checkpoint` only reads the
+//! store, opened read-only.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use bridge_core::ledger::{LedgerEntry, LedgerFilter};
+use bridge_core::checkpoint::{self, Checkpoint, SigningKey, Verdict};
+use bridge_core::config::Config;
+use bridge_core::ledger::{GENESIS_HASH, LedgerEntry, LedgerFilter};
 use bridge_core::store::Store;
+use secrecy::ExposeSecret;
 
-use crate::CmdResult;
 use crate::output::{Table, csv_field};
+use crate::{CmdResult, Failure};
 
 pub fn list(
     db: &Path,
@@ -49,10 +55,10 @@ fn describe_changes(e: &LedgerEntry) -> String {
         .changes
         .iter()
         .map(|c| {
-            let conflict = if c.conflict.is_some() {
-                " (conflict)"
-            } else {
-                ""
+            let conflict = match &c.conflict {
+                Some(note) if note.tie => " (conflict, a tie in time: the incident's side won)",
+                Some(_) => " (conflict)",
+                None => "",
             };
             format!(
                 "{}: {} → {}{conflict}",
@@ -117,23 +123,163 @@ pub fn export(db: &Path, csv: bool) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn verify(db: &Path) -> CmdResult {
+pub fn verify(
+    db: &Path,
+    checkpoints: &[PathBuf],
+    expect_heads: &[String],
+    public_key: Option<&str>,
+) -> CmdResult {
+    // Read before the store is opened: a checkpoint that cannot be read is bad
+    // input, whatever the ledger holds.
+    let mut anchors = Vec::new();
+    for path in checkpoints {
+        anchors.push((path, Checkpoint::read(path).map_err(Failure::Input)?));
+    }
     let store = super::open_existing_store(db)?;
+    if let Err(e) = store.check_append_only() {
+        eprintln!("warning: {e}");
+    }
     let report = store.verify_ledger()?;
+    let mut intact = true;
     match &report.first_break {
-        None => {
-            println!(
-                "ledger intact: {} entries, head {}",
-                report.entries, report.head
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        None => println!(
+            "ledger intact: {} entries, head {}",
+            report.entries, report.head
+        ),
         Some((seq, why)) => {
+            intact = false;
             println!(
                 "ledger BROKEN at entry {seq}: {why} ({} entries checked)",
                 report.entries
             );
-            Ok(ExitCode::from(1))
         }
     }
+    for (path, anchor) in &anchors {
+        let name = path.display();
+        if let Err(why) = anchor.check_signature() {
+            intact = false;
+            println!("checkpoint {name} REFUSED: {why}");
+            continue;
+        }
+        if let Some(key) = public_key {
+            if !anchor.signed_by(key) {
+                intact = false;
+                println!(
+                    "checkpoint {name} REFUSED: signed by key {}, not by {key}",
+                    anchor.key_id
+                );
+                continue;
+            }
+        }
+        let hash = store.ledger_hash_at(anchor.seq)?;
+        match checkpoint::judge(anchor, &report, hash.as_deref()) {
+            Verdict::Holds { after } => println!(
+                "checkpoint {name} holds: entries 1 to {} are the ones signed at {} by key {}; \
+                 {after} entries after it are chained to it but covered by no checkpoint yet",
+                anchor.seq, anchor.time, anchor.key_id
+            ),
+            Verdict::Broken(why) => {
+                intact = false;
+                println!("checkpoint {name} BROKEN: {why}");
+            }
+        }
+    }
+    for head in expect_heads {
+        let head = head.trim().to_ascii_lowercase();
+        match store.ledger_seq_of(&head)? {
+            Some(seq) => println!(
+                "head {head} found at entry {seq}; {} entries after it",
+                report
+                    .entries
+                    .saturating_sub(u64::try_from(seq).unwrap_or(0))
+            ),
+            None if head == GENESIS_HASH => println!("head {head} is the empty ledger's"),
+            None => {
+                intact = false;
+                println!(
+                    "head {head} BROKEN: no entry has this hash any more; the ledger was cut \
+                     short before it, or rewritten"
+                );
+            }
+        }
+    }
+    Ok(if intact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `ledger checkpoint`: signs the head now and writes the file.
+pub fn checkpoint(config_path: &Path) -> CmdResult {
+    let config = super::load_config(config_path)?;
+    let Some(key) = signing_key(&config)? else {
+        return Err(Failure::Input(format!(
+            "{}: [ledger] has no signing_key; add signing_key = {{ file = \"/path/to/ledger.key\" }} \
+             (make one with `itsm-bridge ledger keygen --out FILE`)",
+            config.file.display()
+        )));
+    };
+    let store = super::open_existing_store(&config.store.path)?;
+    let (path, anchor) = checkpoint::write_checkpoint(
+        &store,
+        &key,
+        &config.ledger.checkpoint_dir,
+        chrono::Utc::now(),
+    )
+    .map_err(|e| Failure::Runtime(anyhow::anyhow!(e)))?;
+    println!("checkpoint written: {}", path.display());
+    println!(
+        "  entries 1 to {}, head {}, signed at {} by key {}",
+        anchor.seq, anchor.head, anchor.time, anchor.key_id
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `[ledger] signing_key`, read and parsed; a problem is bad input. The
+/// message names the file or variable, never the key.
+pub fn signing_key(config: &Config) -> Result<Option<SigningKey>, Failure> {
+    let Some(reference) = &config.ledger.signing_key else {
+        return Ok(None);
+    };
+    let file = config.file.display();
+    let text = reference
+        .resolve()
+        .map_err(|e| Failure::Input(format!("{file}: [ledger] signing_key: {e}")))?;
+    SigningKey::from_pem(text.expose_secret())
+        .map(Some)
+        .map_err(|e| Failure::Input(format!("{file}: [ledger] signing_key {e}")))
+}
+
+/// `ledger keygen --out FILE`: a new key, owner-only; prints the public key.
+pub fn keygen(out: &Path) -> CmdResult {
+    let (key, pem) = SigningKey::generate().map_err(|e| Failure::Runtime(anyhow::anyhow!(e)))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(out).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            Failure::Input(format!(
+                "{}: already exists; a key is never overwritten: choose another --out",
+                out.display()
+            ))
+        } else {
+            Failure::Runtime(anyhow::anyhow!("cannot create {}: {e}", out.display()))
+        }
+    })?;
+    file.write_all(pem.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot write {}: {e}", out.display())))?;
+    println!("signing key written: {} (owner-only)", out.display());
+    println!("public key: {}", key.public_key_hex());
+    println!("key id:     {}", key.key_id());
+    println!(
+        "Keep the key off the store's disk backups; give auditors the public key, to pass as \
+         `ledger verify --public-key`."
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,6 @@
 //! `itsm-bridge links`: the mapping table, and the incidents whose sync keeps
-//! failing (the dead letters), each with its next retry and last error.
+//! failing (the dead letters), each with its next retry and last error, and the
+//! intents still pending (writes begun whose outcome is not recorded yet).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -13,6 +14,7 @@ pub fn run(db: &Path, json: bool) -> CmdResult {
     let store = super::open_existing_store(db)?;
     let links = store.links(None)?;
     let failing = store.dead_letters(None, None)?;
+    let pending = store.pending_intents()?;
     if json {
         for link in &links {
             println!(
@@ -22,6 +24,18 @@ pub fn run(db: &Path, json: bool) -> CmdResult {
         }
         for letter in &failing {
             println!("{}", serde_json::json!({ "dead_letter": letter }));
+        }
+        for (id, intent) in &pending {
+            println!(
+                "{}",
+                serde_json::json!({ "pending_intent": {
+                    "id": id,
+                    "pair": intent.pair,
+                    "incident_id": intent.incident_id,
+                    "kind": intent.kind,
+                    "since": intent.created,
+                }})
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -74,6 +88,19 @@ pub fn run(db: &Path, json: bool) -> CmdResult {
                 letter.attempts.to_string(),
                 letter.next_attempt.format("%Y-%m-%d %H:%M:%S").to_string(),
                 letter.last_error.clone(),
+            ]);
+        }
+        print!("{table}");
+    }
+    if !pending.is_empty() {
+        println!("\nPending: begun, outcome not recorded yet (the next run finishes them):");
+        let mut table = Table::new(&["pair", "incident", "action", "since"]);
+        for (_, intent) in &pending {
+            table.row(vec![
+                intent.pair.clone(),
+                intent.incident_id.clone(),
+                intent.kind.clone(),
+                intent.created.format("%Y-%m-%d %H:%M:%S").to_string(),
             ]);
         }
         print!("{table}");

@@ -12,7 +12,7 @@ pub mod sim;
 use std::path::Path;
 
 use bridge_core::config::{self, Config};
-use bridge_core::store::SqliteStore;
+use bridge_core::store::{SqliteStore, StoreLock};
 
 use crate::Failure;
 
@@ -21,7 +21,9 @@ pub fn load_config(path: &Path) -> Result<Config, Failure> {
     config::load(path).map_err(|e| Failure::Input(e.to_string()))
 }
 
-/// Opens an existing database for reading; a missing file is bad input.
+/// Opens an existing database read-only (nothing is created, migrated or
+/// written); a missing file, or one that is not an itsm-bridge store, is bad
+/// input.
 pub fn open_existing_store(path: &Path) -> Result<SqliteStore, Failure> {
     if !path.exists() {
         return Err(Failure::Input(format!(
@@ -29,5 +31,18 @@ pub fn open_existing_store(path: &Path) -> Result<SqliteStore, Failure> {
             path.display()
         )));
     }
-    Ok(SqliteStore::open(path)?)
+    Ok(SqliteStore::open_read_only(path)?)
+}
+
+/// Takes the store's write lock (one writer per store) and opens it for
+/// writing. Another process holding it is a runtime failure naming the holder.
+pub fn open_store_for_writing(path: &Path) -> Result<(StoreLock, SqliteStore), Failure> {
+    let lock = lock_store(path)?;
+    let store = SqliteStore::open(path)?;
+    Ok((lock, store))
+}
+
+/// Takes the store's write lock at once, or fails naming its holder (exit 1).
+pub fn lock_store(path: &Path) -> Result<StoreLock, Failure> {
+    StoreLock::acquire(path, chrono::Utc::now()).map_err(|e| Failure::Runtime(e.into()))
 }

@@ -4,12 +4,15 @@
 //! a pair's cycle or sweep. The jobs of one source's pairs take turns (so no two
 //! write to one incident at once); sources run side by side. Each job's
 //! outcome is recorded for the `[server]` endpoints (`crate::server`), served
-//! beside the loops when `listen` is set.
+//! beside the loops when `listen` is set. A run holds the store's write lock
+//! (one writer per store) from before it opens the store until it exits; with
+//! `[ledger] checkpoint` the daemon also signs the ledger's head on schedule.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use bridge_core::checkpoint::{self, SigningKey};
 use bridge_core::config;
 use bridge_core::engine::{self, CycleReport, PairRuntime, SystemClock};
 use bridge_core::schedule::Scheduler;
@@ -22,25 +25,28 @@ use crate::{CmdResult, Failure};
 pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResult {
     let config = super::load_config(path)?;
     config::check_secrets(&config).map_err(|e| Failure::Input(e.to_string()))?;
+    let signing_key = super::ledger::signing_key(&config)?;
     let pairs = wiring::build_pairs(&config).map_err(|e| Failure::Input(e.to_string()))?;
-    let store: Arc<dyn Store> = if dry_run && !config.store.path.exists() {
-        Arc::new(SqliteStore::open_in_memory()?)
+    // One writer per store: held until this function returns (or the process
+    // dies, which releases it too).
+    let (_lock, store): (_, Arc<dyn Store>) = if dry_run && !config.store.path.exists() {
+        (None, Arc::new(SqliteStore::open_in_memory()?))
     } else {
-        Arc::new(SqliteStore::open(&config.store.path)?)
+        let (lock, store) = super::open_store_for_writing(&config.store.path)?;
+        (Some(lock), Arc::new(store))
     };
     if once {
         let reports = run_once(&pairs, store.as_ref(), dry_run, sweep).await;
-        let mut ok = true;
-        for report in &reports {
-            match report {
-                Ok(r) => {
-                    print_report(r, dry_run);
-                    ok &= r.failed == 0;
+        let mut ok = print_reports(&reports, dry_run);
+        if !dry_run {
+            ok &= finish_waiting(&pairs, store.as_ref(), &reports).await;
+            let undone = work_left(&pairs, store.as_ref())?;
+            if !undone.is_empty() {
+                eprintln!("left undone:");
+                for line in &undone {
+                    eprintln!("  {line}");
                 }
-                Err((pair, e)) => {
-                    eprintln!("{pair}: {e}");
-                    ok = false;
-                }
+                ok = false;
             }
         }
         return Ok(if ok {
@@ -63,7 +69,7 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
         Some(listen) => {
             // A connection of its own: a scrape reads beside the loop's writes
             // (WAL) and never waits for the loop's connection.
-            let reader: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.store.path)?);
+            let reader: Arc<dyn Store> = Arc::new(SqliteStore::open_read_only(&config.store.path)?);
             Some(server::start(listen, status.clone(), reader, stop.clone()).await?)
         }
         None => None,
@@ -94,6 +100,13 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
     }
     let pairs = Arc::new(pairs);
     let mut tasks = tokio::task::JoinSet::new();
+    if let (Some(schedule), Some(key)) = (config.ledger.checkpoint.clone(), signing_key) {
+        // A connection of its own, read-only: verifying the chain before signing
+        // reads the whole ledger, and must not hold up the pairs' writes.
+        let reader: Arc<dyn Store> = Arc::new(SqliteStore::open_read_only(&config.store.path)?);
+        let dir = config.ledger.checkpoint_dir.clone();
+        tasks.spawn(run_checkpoints(schedule, key, dir, reader, stop.clone()));
+    }
     for (_, jobs) in by_source {
         let (pairs, store, status, stop) =
             (pairs.clone(), store.clone(), status.clone(), stop.clone());
@@ -180,6 +193,149 @@ async fn run_jobs(
     }
 }
 
+/// Prints each report (or error); true when none failed.
+fn print_reports(
+    reports: &[Result<CycleReport, (String, engine::EngineError)>],
+    dry_run: bool,
+) -> bool {
+    let mut ok = true;
+    for report in reports {
+        match report {
+            Ok(r) => {
+                print_report(r, dry_run);
+                ok &= r.failed == 0;
+            }
+            Err((pair, e)) => {
+                eprintln!("{pair}: {e}");
+                ok = false;
+            }
+        }
+    }
+    ok
+}
+
+/// `run --once` finishes what it can: creates whose answer was lost, in a ticket
+/// system that can only tell through a lagging search, are waited for (saying
+/// so) and the pair's cycle runs again. True when those cycles succeeded.
+async fn finish_waiting(
+    pairs: &[PairRuntime],
+    store: &dyn Store,
+    reports: &[Result<CycleReport, (String, engine::EngineError)>],
+) -> bool {
+    let mut ok = true;
+    for pair in pairs {
+        let waiting: Vec<&engine::WaitingCreate> = reports
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .filter(|r| r.pair == pair.pair)
+            .flat_map(|r| &r.waiting)
+            .collect();
+        let Some(ready_at) = waiting.iter().map(|w| w.ready_at).max() else {
+            continue;
+        };
+        let wait = (ready_at - chrono::Utc::now()).to_std().unwrap_or_default();
+        println!(
+            "{}: waiting {} s for {}'s search before adopting {} create(s) whose answer was lost",
+            pair.pair,
+            wait.as_secs_f64().ceil(),
+            engine::ticket_system_name(pair.mapping.ticket_kind),
+            waiting.len()
+        );
+        tokio::time::sleep(wait).await;
+        let again = engine::run_cycle(pair, store, &SystemClock, false)
+            .await
+            .map_err(|e| (pair.pair.clone(), e));
+        ok &= print_reports(&[again], false);
+    }
+    ok
+}
+
+/// What a run leaves for later, in words: intents still pending (a create whose
+/// outcome is not known yet) and incidents waiting in the dead letters.
+pub fn work_left(pairs: &[PairRuntime], store: &dyn Store) -> anyhow::Result<Vec<String>> {
+    let names: Vec<&str> = pairs.iter().map(|p| p.pair.as_str()).collect();
+    let mut left = Vec::new();
+    for (_, intent) in store.pending_intents()? {
+        if names.contains(&intent.pair.as_str()) {
+            left.push(format!(
+                "{}: incident {}: {} pending since {}; the next run looks it up before trying again",
+                intent.pair,
+                intent.incident_id,
+                intent.kind,
+                intent.created.format("%Y-%m-%d %H:%M:%S")
+            ));
+        }
+    }
+    for letter in store.dead_letters(None, None)? {
+        if names.contains(&letter.pair.as_str()) {
+            left.push(format!(
+                "{}: incident {}: {} failed {} time(s), next try at {}: {}",
+                letter.pair,
+                letter.incident_id,
+                letter.action,
+                letter.attempts,
+                letter.next_attempt.format("%Y-%m-%d %H:%M:%S"),
+                letter.last_error
+            ));
+        }
+    }
+    Ok(left)
+}
+
+/// Signed checkpoints of the ledger's head on the `[ledger] checkpoint`
+/// schedule, and one more at a clean stop when the head moved since the last.
+async fn run_checkpoints(
+    schedule: bridge_core::schedule::Schedule,
+    key: SigningKey,
+    dir: PathBuf,
+    store: Arc<dyn Store>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut scheduler = Scheduler::new(vec![schedule], chrono::Utc::now());
+    let mut last_seq = None;
+    loop {
+        for job in scheduler.poll_due(chrono::Utc::now()) {
+            last_seq = write_checkpoint(store.as_ref(), &key, &dir).or(last_seq);
+            scheduler.handle_done(job, chrono::Utc::now(), None);
+        }
+        if *stop.borrow() {
+            break;
+        }
+        let wait = scheduler
+            .poll_deadline()
+            .map(|t| (t - chrono::Utc::now()).to_std().unwrap_or_default())
+            .unwrap_or(std::time::Duration::from_secs(3600));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    let head = store.counts().map(|c| c.ledger_entries as i64).ok();
+    if head.is_some() && head != last_seq {
+        write_checkpoint(store.as_ref(), &key, &dir);
+    }
+}
+
+/// Writes one checkpoint and logs it; the sequence number it covers.
+fn write_checkpoint(store: &dyn Store, key: &SigningKey, dir: &Path) -> Option<i64> {
+    match checkpoint::write_checkpoint(store, key, dir, chrono::Utc::now()) {
+        Ok((path, written)) => {
+            tracing::info!(
+                path = %path.display(),
+                seq = written.seq,
+                head = %written.head,
+                key_id = %written.key_id,
+                "ledger checkpoint written"
+            );
+            Some(written.seq)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "ledger checkpoint failed");
+            None
+        }
+    }
+}
+
 /// Runs every pair's cycle once, in order, each followed by its sweep if asked.
 pub async fn run_once(
     pairs: &[PairRuntime],
@@ -240,6 +396,10 @@ pub fn what_it_did(r: &CycleReport) -> String {
         (r.comments_copied, "comment(s) copied"),
         (r.repaired, "drifted link(s) repaired"),
         (r.recovered, "recovered from earlier failures"),
+        (
+            r.waiting.len(),
+            "create(s) waiting for the ticket system's search",
+        ),
         (r.failed, "FAILED"),
     ] {
         if n > 0 {
@@ -264,6 +424,9 @@ pub fn print_report(r: &CycleReport, dry_run: bool) {
             "{}: read {} incident(s) and {} ticket(s); {}",
             r.pair, r.incidents_seen, r.tickets_seen, done
         );
+    }
+    for line in &r.unresolved {
+        println!("  {line}");
     }
     if dry_run {
         if r.planned.is_empty() {

@@ -15,8 +15,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Config, HttpConfig, RateLimitConfig, SecretRef, SentinelWorkspace, ServerConfig, SourceConfig,
-    StoreConfig, SyncConfig, TicketAuth, TicketSystemConfig,
+    Config, HttpConfig, LedgerConfig, RateLimitConfig, SecretRef, SentinelWorkspace, ServerConfig,
+    SourceConfig, StoreConfig, SyncConfig, TicketAuth, TicketSystemConfig,
 };
 use crate::diag::{Diagnostic, InputError, Reporter, line_col};
 use crate::mapping;
@@ -43,6 +43,8 @@ const DEFAULT_ISSUE_TYPE: &str = "Task";
 const DEFAULT_SEARCH_LAG: Duration = Duration::from_secs(30);
 /// The drift-repair sweep, when a `[[sync]]` does not say: hourly, on the hour.
 const DEFAULT_SWEEP: &str = "0 * * * *";
+/// Where checkpoint files go, unless `[ledger] checkpoint_dir` says.
+const DEFAULT_CHECKPOINT_DIR: &str = "checkpoints/";
 
 /// Reads and checks a config file and the mapping files it names. An unreadable
 /// file is one whole-file diagnostic.
@@ -110,6 +112,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, InputError> {
             sources: parts.sources,
             ticket_systems: parts.ticket_systems,
             syncs: parts.syncs,
+            ledger: parts.ledger,
         }),
         _ => {
             debug_assert!(!r.is_empty(), "a config check failed without a diagnostic");
@@ -144,6 +147,18 @@ pub fn check_secrets(config: &Config) -> Result<(), InputError> {
             &source.client_secret,
         );
     }
+    // The ledger key is read and parsed as a key: a file that is there but holds
+    // no key is as missing as one that is not.
+    let mut key_problem = None;
+    if let Some(key) = &config.ledger.signing_key {
+        match key.resolve() {
+            Err(_) => check("[ledger]".to_owned(), "signing_key", key),
+            Ok(text) => {
+                use secrecy::ExposeSecret;
+                key_problem = crate::checkpoint::SigningKey::from_pem(text.expose_secret()).err();
+            }
+        }
+    }
     for system in &config.ticket_systems {
         let owner = format!("[[ticket_system]] `{}`", system.name);
         match &system.auth {
@@ -154,6 +169,14 @@ pub fn check_secrets(config: &Config) -> Result<(), InputError> {
                 check(owner, "client_secret", client_secret)
             }
         }
+    }
+    if let Some(problem) = key_problem {
+        diagnostics.push(Diagnostic {
+            file: config.file.clone(),
+            line: 0,
+            column: 0,
+            message: format!("[ledger] signing_key {problem}"),
+        });
     }
     if diagnostics.is_empty() {
         Ok(())
@@ -183,6 +206,15 @@ struct RawConfig {
     ticket_system: Vec<Spanned<RawTicketSystem>>,
     #[serde(default)]
     sync: Vec<Spanned<RawSync>>,
+    ledger: Option<Spanned<RawLedger>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLedger {
+    signing_key: RawSecret,
+    checkpoint: Text,
+    checkpoint_dir: Text,
 }
 
 #[derive(Deserialize)]
@@ -263,6 +295,7 @@ struct RawSync {
 // Checking.
 
 struct Parts {
+    ledger: LedgerConfig,
     store: StoreConfig,
     server: ServerConfig,
     http: HttpConfig,
@@ -292,6 +325,7 @@ impl Checker<'_> {
         let store = self.store(raw.store.as_ref());
         let server = self.server(raw.server.as_ref());
         let http = self.http(raw.http.as_ref());
+        let ledger = self.ledger(raw.ledger.as_ref());
 
         let mut sources = Vec::new();
         let mut source_names: BTreeMap<String, Named> = BTreeMap::new();
@@ -358,6 +392,7 @@ impl Checker<'_> {
         }
 
         Some(Parts {
+            ledger: ledger?,
             store: store?,
             server: server?,
             http: http?,
@@ -589,6 +624,67 @@ impl Checker<'_> {
             }
         };
         Some(StoreConfig { path })
+    }
+
+    fn ledger(&mut self, raw: Option<&Spanned<RawLedger>>) -> Option<LedgerConfig> {
+        let Some(spanned) = raw else {
+            return Some(LedgerConfig {
+                signing_key: None,
+                checkpoint: None,
+                checkpoint_dir: self.resolve(DEFAULT_CHECKPOINT_DIR),
+            });
+        };
+        let raw = spanned.get_ref();
+        let mut ok = true;
+        let signing_key = match &raw.signing_key {
+            Some(value) => {
+                let key = self.secret("signing_key", value);
+                ok &= key.is_some();
+                key
+            }
+            None => None,
+        };
+        let checkpoint = match &raw.checkpoint {
+            None => None,
+            Some(c) => match Schedule::parse(c.get_ref()) {
+                Ok(schedule) => {
+                    if raw.signing_key.is_none() {
+                        let at = self.key_at("checkpoint", c.span().start);
+                        self.r.at(
+                            at,
+                            "a checkpoint schedule needs a key to sign with: add signing_key = { file = \"/path/to/ledger.key\" } to [ledger] (make one with `itsm-bridge ledger keygen --out FILE`)",
+                        );
+                        ok = false;
+                    }
+                    Some(schedule)
+                }
+                Err(problem) => {
+                    self.r.at(
+                        c.span().start,
+                        format!("{problem} (checkpoint is a cron schedule)"),
+                    );
+                    ok = false;
+                    None
+                }
+            },
+        };
+        let checkpoint_dir = match &raw.checkpoint_dir {
+            None => self.resolve(DEFAULT_CHECKPOINT_DIR),
+            Some(d) if d.get_ref().trim().is_empty() => {
+                self.r.at(
+                    d.span().start,
+                    "checkpoint_dir is empty; give a folder, e.g. \"checkpoints/\"",
+                );
+                ok = false;
+                PathBuf::new()
+            }
+            Some(d) => self.resolve(d.get_ref()),
+        };
+        ok.then_some(LedgerConfig {
+            signing_key,
+            checkpoint,
+            checkpoint_dir,
+        })
     }
 
     fn server(&mut self, raw: Option<&RawServer>) -> Option<ServerConfig> {
@@ -2204,5 +2300,108 @@ since = 2026-10-01T12:00:00+02:00
             "{shown}"
         );
         assert!(!shown.contains("s3cret"));
+    }
+
+    #[test]
+    fn the_ledger_table_is_read_with_its_defaults() {
+        let dir = workspace();
+        let path = dir.path().join("bridge.toml");
+        let base = format!("{SOURCE}\n{TICKETS}\n{SYNC}");
+        let config = parse(&path, &base).unwrap_or_else(|e| panic!("{e}"));
+        assert!(config.ledger.signing_key.is_none() && config.ledger.checkpoint.is_none());
+        assert_eq!(
+            config.ledger.checkpoint_dir,
+            dir.path().join("checkpoints/")
+        );
+
+        let text = format!(
+            "{base}\n[ledger]\nsigning_key = {{ file = \"keys/ledger.key\" }}\ncheckpoint = \"0 * * * *\"\ncheckpoint_dir = \"/var/lib/itsm-bridge/anchors\"\n"
+        );
+        let config = parse(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            config.ledger.signing_key,
+            Some(SecretRef::File(dir.path().join("keys/ledger.key")))
+        );
+        assert_eq!(config.ledger.checkpoint.unwrap().as_str(), "0 * * * *");
+        assert_eq!(
+            config.ledger.checkpoint_dir,
+            PathBuf::from("/var/lib/itsm-bridge/anchors")
+        );
+    }
+
+    /// Bad `[ledger]` input, each with the exact diagnostic (candidates for the
+    /// bad-input table of `tests/bad_input.rs`).
+    #[test]
+    fn bad_ledger_input_names_file_line_and_column() {
+        let base = format!("{SOURCE}\n{TICKETS}\n{SYNC}\n[ledger]\n");
+        // Line 24 is the first key of [ledger].
+        let cases: Vec<(String, &str)> = vec![
+            (
+                format!("{base}signing_key = \"-----BEGIN PRIVATE KEY-----\"\n"),
+                "DIR/bridge.toml:24:15: put secrets in an environment variable or a file: signing_key = { env = \"...\" }",
+            ),
+            (
+                format!("{base}signing_key = {{ path = \"k\" }}\n"),
+                "DIR/bridge.toml:24:15: unknown key `path` in signing_key; write signing_key = { env = \"VARIABLE\" } or signing_key = { file = \"/path/to/secret\" }",
+            ),
+            (
+                format!("{base}checkpoint = \"0 * * * *\"\n"),
+                "DIR/bridge.toml:24:1: a checkpoint schedule needs a key to sign with: add signing_key = { file = \"/path/to/ledger.key\" } to [ledger] (make one with `itsm-bridge ledger keygen --out FILE`)",
+            ),
+            (
+                format!("{base}signing_key = {{ file = \"k\" }}\ncheckpoint = \"hourly\"\n"),
+                "DIR/bridge.toml:25:14: ",
+            ),
+            (
+                format!("{base}checkpoint_dir = \"\"\n"),
+                "DIR/bridge.toml:24:18: checkpoint_dir is empty; give a folder, e.g. \"checkpoints/\"",
+            ),
+            (
+                format!("{base}anchor = \"x\"\n"),
+                "DIR/bridge.toml:24:1: unknown key `anchor`, expected one of `signing_key`, `checkpoint`, `checkpoint_dir`",
+            ),
+        ];
+        for (text, expected) in cases {
+            let got = errors(&text, &[]);
+            assert_eq!(got.len(), 1, "{text}\n{got:?}");
+            assert!(
+                got[0].starts_with(expected),
+                "{text}\ngot:  {}\nwant: {expected}",
+                got[0]
+            );
+        }
+        let bad_cron = errors(
+            &format!("{base}signing_key = {{ file = \"k\" }}\ncheckpoint = \"hourly\"\n"),
+            &[],
+        );
+        assert!(
+            bad_cron[0].ends_with("(checkpoint is a cron schedule)"),
+            "{bad_cron:?}"
+        );
+    }
+
+    #[test]
+    fn a_ledger_key_that_is_not_a_key_is_refused_without_being_shown() {
+        let dir = workspace();
+        std::fs::write(dir.path().join("ledger.key"), "not-a-key-s3cret\n").unwrap();
+        let text = format!(
+            "{SOURCE}\n{TICKETS}\n{SYNC}\n[ledger]\nsigning_key = {{ file = \"ledger.key\" }}\n"
+        );
+        let config =
+            parse(&dir.path().join("bridge.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
+        let err = check_secrets(&config).unwrap_err();
+        let shown = err.to_string();
+        assert!(
+            shown.contains("[ledger] signing_key is not an Ed25519 private key in PKCS#8 PEM"),
+            "{shown}"
+        );
+        assert!(!shown.contains("s3cret"), "{shown}");
+
+        std::fs::remove_file(dir.path().join("ledger.key")).unwrap();
+        let shown = check_secrets(&config).unwrap_err().to_string();
+        assert!(
+            shown.contains("[ledger] signing_key: cannot read secret file"),
+            "{shown}"
+        );
     }
 }

@@ -29,6 +29,20 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     pub ticket_systems: Vec<TicketSystemConfig>,
     pub syncs: Vec<SyncConfig>,
+    pub ledger: LedgerConfig,
+}
+
+/// `[ledger]`: the signed checkpoints that anchor the ledger's head outside the
+/// store (see `crate::checkpoint`).
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    /// The Ed25519 key (PKCS#8 PEM) checkpoints are signed with; never in the store.
+    pub signing_key: Option<SecretRef>,
+    /// When `run` writes a checkpoint; `None`: only `ledger checkpoint` does.
+    pub checkpoint: Option<Schedule>,
+    /// Where checkpoint files go, resolved against the config's directory
+    /// (`checkpoints/` by default).
+    pub checkpoint_dir: PathBuf,
 }
 
 #[derive(Debug, Clone)]

@@ -6,7 +6,10 @@
 //! know, or clearing it; the same field edited on both sides in either order (a
 //! conflict); comments on either side; the remote clock jumping; `run_cycle` runs
 //! with the engine's clock moved on; drift-repair sweeps (`run_sweep`) — played
-//! under each conflict policy with a fresh in-memory store. After every run a model
+//! under each conflict policy with a fresh in-memory store, and with each way of
+//! stamping time (see [`Time`]): a clock that ticks with every write, and a
+//! whole-second clock where writes share a second (ties everywhere), with and
+//! without record versions. After every run a model
 //! says exactly what both sides must hold and what the run must report; after the
 //! last step the bridge runs until a cycle writes nothing (the model expects one
 //! run to settle everything; at most `MAX_SETTLE_RUNS`), and once more, which must
@@ -18,9 +21,8 @@
 //!   flows that way; a change against the flow stays where it was made;
 //! - changed on both sides to values that do not correspond: the policy settles it
 //!   (`source_wins`: the incident; `ticket_wins`: the ticket; `newest_wins`: the side
-//!   modified last — every remote write ticks the shared remote clock, and both sides
-//!   were touched by an analyst after the previous run, so the later analyst action
-//!   wins, never a tie); a one-way field always goes its way;
+//!   modified last, and on a tie in time — everywhere under a whole-second clock —
+//!   the incident); a one-way field always goes its way;
 //! - a template is rendered from the incident as it is after the run;
 //! - a ticket value edited against a one-way field's flow is held: it stays, also
 //!   through the ticket's later writes, until the incident's value changes (a
@@ -303,6 +305,29 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::Sweep),
     ]
 }
+
+/// How the remote systems stamp their writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Time {
+    /// Every write moves the clock on a second: no two writes share a time.
+    Ticking,
+    /// Whole seconds that move only when time passes: every write between two
+    /// clock jumps shares one second (ServiceNow's `sys_updated_on`), and an
+    /// etag over the content tells the versions apart (`sys_mod_count`, the
+    /// Sentinel etag).
+    WholeSecondVersioned,
+    /// Whole seconds and no version (a helpdesk without one): a tie is compared
+    /// field by field. Comments are left out here: a comment made in the tick of
+    /// the bridge's own write to a record without a version is found by the
+    /// record's next change or by the sweep, not by the poll.
+    WholeSecondUnversioned,
+}
+
+const TIMES: [Time; 3] = [
+    Time::Ticking,
+    Time::WholeSecondVersioned,
+    Time::WholeSecondUnversioned,
+];
 
 const POLICIES: [ConflictPolicy; 3] = [
     ConflictPolicy::SourceWins,
@@ -820,9 +845,35 @@ fn check_one_ticket_per_incident(w: &World, incidents: usize) -> Result<(), Stri
     Ok(())
 }
 
-/// Plays the steps under one policy; `Err` says which check failed where.
+/// Plays the steps under one policy with a ticking clock.
 async fn play(mapping: Mapping, policy: ConflictPolicy, steps: &[Step]) -> Result<Tally, String> {
+    play_in(mapping, policy, Time::Ticking, steps).await
+}
+
+/// Plays the steps under one policy and one way of stamping time; `Err` says
+/// which check failed where.
+async fn play_in(
+    mapping: Mapping,
+    policy: ConflictPolicy,
+    time: Time,
+    steps: &[Step],
+) -> Result<Tally, String> {
+    use std::sync::atomic::Ordering::SeqCst;
+    let steps: Vec<Step> = match time {
+        Time::WholeSecondUnversioned => steps
+            .iter()
+            .filter(|s| !matches!(s, Step::CommentIncident { .. } | Step::CommentTicket { .. }))
+            .cloned()
+            .collect(),
+        _ => steps.to_vec(),
+    };
+    let steps = steps.as_slice();
     let mut w = world_with(mapping);
+    let remote = &w.source.remote;
+    remote.whole_second.store(time != Time::Ticking, SeqCst);
+    remote
+        .versioned
+        .store(time == Time::WholeSecondVersioned, SeqCst);
     w.rt.policy = policy;
     let mut model = Model::new(policy, w.rt.mapping.clone());
     for (n, step) in steps.iter().enumerate() {
@@ -1031,10 +1082,12 @@ proptest! {
             .enable_all()
             .build()
             .unwrap();
-        for policy in POLICIES {
-            runtime
-                .block_on(play(mapping(), policy, &steps))
-                .map_err(|e| TestCaseError::fail(format!("{}: {e}", policy.as_str())))?;
+        for time in TIMES {
+            for policy in POLICIES {
+                runtime
+                    .block_on(play_in(mapping(), policy, time, &steps))
+                    .map_err(|e| TestCaseError::fail(format!("{time:?}, {}: {e}", policy.as_str())))?;
+            }
         }
     }
 }

@@ -34,17 +34,64 @@ impl Clock for FakeClock {
     }
 }
 
-/// Both remote systems' shared sense of time: every write moves it on a second.
+/// Both remote systems' shared sense of time: every write moves it on a second,
+/// unless the clock is whole-second (then writes share the current second until
+/// time passes, as on ServiceNow: ties everywhere).
 #[derive(Default)]
 pub(super) struct Remote {
     pub(super) now: Mutex<i64>,
+    pub(super) whole_second: std::sync::atomic::AtomicBool,
+    /// Records carry a version (an etag over their content, as a Sentinel etag
+    /// changes with every write) that tells same-second writes apart.
+    pub(super) versioned: std::sync::atomic::AtomicBool,
 }
 
 impl Remote {
     pub(super) fn tick(&self) -> Timestamp {
         let mut n = self.now.lock().unwrap();
-        *n += 1;
+        if !self.whole_second.load(std::sync::atomic::Ordering::SeqCst) {
+            *n += 1;
+        }
         Utc.timestamp_opt(1_790_000_000 + *n, 0).unwrap()
+    }
+
+    /// A new comment's id where records are versioned (Sentinel, Jira and
+    /// ServiceNow comments all have one); none otherwise (Graph's have none).
+    pub(super) fn comment_id(&self) -> Option<String> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        self.versioned().then(|| {
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                .to_string()
+        })
+    }
+
+    fn versioned(&self) -> bool {
+        self.versioned.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A content etag, when records are versioned.
+    fn etag(&self, content: &impl serde::Serialize) -> Option<String> {
+        use std::hash::{Hash, Hasher};
+        if !self.versioned() {
+            return None;
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        serde_json::to_string(content).unwrap().hash(&mut h);
+        Some(format!("\"{:016x}\"", h.finish()))
+    }
+
+    /// An incident as the remote shows it (with its etag when versioned).
+    pub(super) fn show_incident(&self, mut i: IncidentSnapshot) -> IncidentSnapshot {
+        i.etag = None;
+        i.etag = self.etag(&i);
+        i
+    }
+
+    /// A ticket as the remote shows it (with its version when versioned).
+    pub(super) fn show_ticket(&self, mut t: TicketSnapshot) -> TicketSnapshot {
+        t.version = None;
+        t.version = self.etag(&t);
+        t
     }
 }
 
@@ -90,7 +137,7 @@ impl IncidentSource for FakeSource {
             .unwrap()
             .values()
             .filter(|i| i.modified >= since)
-            .cloned()
+            .map(|i| self.remote.show_incident(i.clone()))
             .collect();
         Ok(Page { items, next: None })
     }
@@ -98,7 +145,9 @@ impl IncidentSource for FakeSource {
         unreachable!("one page")
     }
     async fn get(&self, id: &str) -> ConnectorResult<IncidentSnapshot> {
-        Ok(self.incidents.lock().unwrap()[id].clone())
+        Ok(self
+            .remote
+            .show_incident(self.incidents.lock().unwrap()[id].clone()))
     }
     async fn update(&self, id: &str, u: &IncidentUpdate) -> ConnectorResult<IncidentSnapshot> {
         let mut all = self.incidents.lock().unwrap();
@@ -121,14 +170,14 @@ impl IncidentSource for FakeSource {
         }
         i.tags.extend(u.add_tags.iter().cloned());
         i.modified = self.remote.tick();
-        Ok(i.clone())
+        Ok(self.remote.show_incident(i.clone()))
     }
     async fn add_comment(&self, id: &str, text: &str) -> ConnectorResult<()> {
         let at = self.remote.tick();
         let mut all = self.incidents.lock().unwrap();
         let i = all.get_mut(id).unwrap();
         i.comments.push(Comment {
-            id: None,
+            id: self.remote.comment_id(),
             author: None,
             created: at,
             text: text.into(),
@@ -154,6 +203,9 @@ pub(super) struct FakeTickets {
     pub(super) create_faults: Mutex<Vec<Fault>>,
     pub(super) update_faults: Mutex<Vec<Fault>>,
     pub(super) creates: Mutex<usize>,
+    /// The lookup behind `find_created` is a lagging search (Jira without a
+    /// known key to walk from): it cannot say a ticket is absent.
+    pub(super) search_only: std::sync::atomic::AtomicBool,
 }
 
 impl FakeTickets {
@@ -171,7 +223,7 @@ impl TicketSystem for FakeTickets {
             .unwrap()
             .values()
             .filter(|t| t.modified >= since)
-            .cloned()
+            .map(|t| self.remote.show_ticket(t.clone()))
             .collect();
         Ok(Page { items, next: None })
     }
@@ -188,7 +240,21 @@ impl TicketSystem for FakeTickets {
             .unwrap()
             .values()
             .find(|t| t.correlation.as_ref() == Some(c))
-            .cloned())
+            .map(|t| self.remote.show_ticket(t.clone())))
+    }
+    async fn find_created(
+        &self,
+        c: &Correlation,
+        _known_ticket: Option<&str>,
+    ) -> ConnectorResult<crate::ports::Lookup> {
+        use crate::ports::Lookup;
+        if self.search_only.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(Lookup::Unsure);
+        }
+        Ok(match self.find_by_correlation(c).await? {
+            Some(t) => Lookup::Found(Box::new(t)),
+            None => Lookup::Absent,
+        })
     }
     async fn create(&self, t: &TicketCreate) -> ConnectorResult<TicketSnapshot> {
         *self.creates.lock().unwrap() += 1;
@@ -199,6 +265,7 @@ impl TicketSystem for FakeTickets {
         let at = self.remote.tick();
         let n = self.tickets.lock().unwrap().len() + 1;
         let ticket = TicketSnapshot {
+            version: None,
             key: format!("SEC-{n}"),
             id: n.to_string(),
             url: format!("https://tickets.example/SEC-{n}"),
@@ -219,7 +286,7 @@ impl TicketSystem for FakeTickets {
                 "fake",
                 "timed out",
             )),
-            _ => Ok(ticket),
+            _ => Ok(self.remote.show_ticket(ticket)),
         }
     }
     async fn get(&self, key: &str) -> ConnectorResult<TicketSnapshot> {
@@ -227,7 +294,7 @@ impl TicketSystem for FakeTickets {
             .lock()
             .unwrap()
             .get(key)
-            .cloned()
+            .map(|t| self.remote.show_ticket(t.clone()))
             .ok_or_else(|| ConnectorError::new(ErrorKind::NotFound, "fake", "no such ticket"))
     }
     async fn update(&self, key: &str, u: &TicketUpdate) -> ConnectorResult<TicketSnapshot> {
@@ -244,11 +311,11 @@ impl TicketSystem for FakeTickets {
             };
         }
         t.modified = at;
-        Ok(t.clone())
+        Ok(self.remote.show_ticket(t.clone()))
     }
     async fn add_comment(&self, key: &str, text: &str) -> ConnectorResult<Comment> {
         let comment = Comment {
-            id: None,
+            id: self.remote.comment_id(),
             author: None,
             created: self.remote.tick(),
             text: text.into(),
@@ -381,7 +448,7 @@ impl World {
 }
 
 #[tokio::test]
-async fn a_create_whose_answer_was_lost_is_adopted_never_duplicated() {
+async fn a_create_whose_answer_was_lost_is_adopted_in_the_same_cycle_where_records_can_be_read() {
     let w = world();
     w.source.add("1", "active");
     w.tickets
@@ -390,8 +457,47 @@ async fn a_create_whose_answer_was_lost_is_adopted_never_duplicated() {
         .unwrap()
         .push(Fault::CreatedButLost);
 
+    // The lookup reads the records themselves (a ServiceNow table): the end of
+    // the cycle finds the ticket the lost answer made, without waiting.
     let first = w.cycle().await;
-    assert_eq!((first.tickets_created, first.failed), (0, 1));
+    assert_eq!(
+        (first.tickets_created, first.tickets_adopted, first.failed),
+        (0, 1, 0)
+    );
+    assert!(first.waiting.is_empty());
+    assert_eq!(w.tickets.count(), 1, "no duplicate");
+    assert_eq!(*w.tickets.creates.lock().unwrap(), 1);
+    assert!(w.store.pending_intents().unwrap().is_empty());
+    let link = w.store.link("defender->jira", "1").unwrap().unwrap();
+    assert_eq!(link.ticket_key, "SEC-1");
+    assert!(link.written_back);
+    assert!(w.ledger_actions().contains(&"adopt_ticket ok".to_string()));
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_was_lost_waits_out_a_lagging_search_then_is_adopted_never_duplicated()
+ {
+    let w = world();
+    w.tickets
+        .search_only
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    w.source.add("1", "active");
+    w.tickets
+        .create_faults
+        .lock()
+        .unwrap()
+        .push(Fault::CreatedButLost);
+
+    let first = w.cycle().await;
+    assert_eq!((first.tickets_created, first.tickets_adopted), (0, 0));
+    assert_eq!(
+        first.waiting,
+        vec![crate::engine::WaitingCreate {
+            incident_id: "1".into(),
+            ready_at: w.clock.now() + Duration::seconds(30),
+        }],
+        "the report says until when it waits"
+    );
     assert_eq!(
         w.tickets.count(),
         1,
@@ -407,11 +513,13 @@ async fn a_create_whose_answer_was_lost_is_adopted_never_duplicated() {
     w.clock.advance(Duration::seconds(10));
     let waiting = w.cycle().await;
     assert_eq!(waiting.tickets_created + waiting.tickets_adopted, 0);
+    assert_eq!(waiting.waiting.len(), 1);
     assert_eq!(*w.tickets.creates.lock().unwrap(), 1);
 
     w.clock.advance(Duration::seconds(30));
     let adopted = w.cycle().await;
     assert_eq!(adopted.tickets_adopted, 1);
+    assert!(adopted.waiting.is_empty());
     assert_eq!(w.tickets.count(), 1, "no duplicate");
     assert_eq!(*w.tickets.creates.lock().unwrap(), 1);
     assert!(w.store.pending_intents().unwrap().is_empty());
@@ -530,6 +638,7 @@ async fn an_update_interrupted_by_a_crash_is_replanned_from_fresh_reads() {
     w.cycle().await;
     w.store
         .begin_intent(&Intent {
+            known_ticket: None,
             pair: "defender->jira".into(),
             incident_id: "1".into(),
             kind: "update_ticket".into(),
@@ -802,7 +911,7 @@ impl FakeSource {
         let mut all = self.incidents.lock().unwrap();
         let i = all.get_mut(id).unwrap();
         i.comments.push(Comment {
-            id: None,
+            id: self.remote.comment_id(),
             author: Some(author.into()),
             created: at,
             text: text.into(),
@@ -965,7 +1074,7 @@ impl FakeTickets {
         let mut all = self.tickets.lock().unwrap();
         let t = all.get_mut(key).unwrap();
         t.comments.push(Comment {
-            id: None,
+            id: self.remote.comment_id(),
             author: Some(author.into()),
             created: at,
             text: text.into(),
@@ -985,16 +1094,14 @@ async fn a_sweep_repairs_drift_and_leaves_dead_letters_merges_and_deleted_ticket
     assert_eq!(w.tickets.count(), 5);
     let key = |id: &str| w.store.link(&w.rt.pair, id).unwrap().unwrap().ticket_key;
 
-    // 1: resolved, but the change carries its old modification time (a replica
+    // 1: resolved, but the change is stamped before the last sync (a replica
     //    running late): the poll cannot see it.
-    w.source
-        .incidents
-        .lock()
-        .unwrap()
-        .get_mut("1")
-        .unwrap()
-        .attrs
-        .insert("status".into(), "resolved".into());
+    {
+        let mut incidents = w.source.incidents.lock().unwrap();
+        let one = incidents.get_mut("1").unwrap();
+        one.attrs.insert("status".into(), "resolved".into());
+        one.modified -= Duration::seconds(1);
+    }
     // 2: waiting in the dead letters; its retry is its own business.
     let now = w.clock.now();
     w.store

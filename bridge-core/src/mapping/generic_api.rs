@@ -52,6 +52,9 @@ pub struct GenericApi {
     pub created: JsonPointer,
     /// When the ticket last changed (RFC 3339): the polling cursor.
     pub updated: JsonPointer,
+    /// The ticket's version (a revision counter or an etag), if the system keeps
+    /// one: it tells two changes within one tick of `updated` apart.
+    pub version: Option<JsonPointer>,
     /// Where the bridge keeps the incident's correlation id on a ticket: written on
     /// create, searched by `find`, and compared exactly before a ticket is adopted.
     pub correlation: JsonPointer,
@@ -429,6 +432,7 @@ pub(super) struct RawApi {
     url_template: Option<Spanned<String>>,
     created: Option<Spanned<String>>,
     updated: Option<Spanned<String>>,
+    version: Option<Spanned<String>>,
     correlation: Option<Spanned<String>>,
     labels: Option<Spanned<String>>,
     comments: Option<Spanned<String>>,
@@ -621,6 +625,7 @@ pub(super) fn check(r: &mut Reporter<'_>, text: &str, raw: &Spanned<RawApi>) -> 
         "where the bridge keeps the incident's correlation id on a ticket",
         false,
     );
+    let version = api.version.as_ref().map(|v| c.pointer(v, "version", false));
     let labels = api.labels.as_ref().map(|l| c.pointer(l, "labels", false));
     let comments = api
         .comments
@@ -679,6 +684,7 @@ pub(super) fn check(r: &mut Reporter<'_>, text: &str, raw: &Spanned<RawApi>) -> 
         url: url?,
         created: created?,
         updated: updated?,
+        version: version.flatten(),
         correlation: correlation?,
         labels: labels.flatten(),
         comments: comments.flatten(),
@@ -1503,7 +1509,7 @@ summary = "/summary"
         check(
             &base_with("items = \"/items\"", "items = \"/items\"\npage = 2"),
             &[
-                "17:1: unknown key `page`, expected one of `create`, `get`, `update`, `search`, `find`, `comment`, `items`, `next`, `id`, `key`, `url`, `url_template`, `created`, `updated`, `correlation`, `labels`, `comments`, `statuses`, `fields`",
+                "17:1: unknown key `page`, expected one of `create`, `get`, `update`, `search`, `find`, `comment`, `items`, `next`, `id`, `key`, `url`, `url_template`, `created`, `updated`, `version`, `correlation`, `labels`, `comments`, `statuses`, `fields`",
             ],
         );
     }

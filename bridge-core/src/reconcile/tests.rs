@@ -161,6 +161,7 @@ fn ticket_for(plan: &Plan, key: &str, modified: DateTime<Utc>) -> (TicketSnapsho
         panic!("expected a create, got {plan:?}");
     };
     let ticket = TicketSnapshot {
+        version: None,
         key: key.into(),
         id: "10000".into(),
         url: format!("https://jira.example/browse/{key}"),
@@ -176,6 +177,8 @@ fn ticket_for(plan: &Plan, key: &str, modified: DateTime<Utc>) -> (TicketSnapsho
 
 fn link(incident: &IncidentSnapshot, ticket: &TicketSnapshot, baseline: Baseline) -> Link {
     Link {
+        ticket_version: None,
+        incident_version: None,
         pair: "defender->jira".into(),
         incident_id: incident.id.clone(),
         incident_display_id: incident.display_id.clone(),
@@ -714,4 +717,168 @@ fn an_interrupted_write_back_is_taken_up_even_without_a_newer_incident() {
     );
     assert_eq!(plan.actions.len(), 1, "{plan:?}");
     assert!(matches!(plan.actions[0], Action::WriteBack { .. }));
+}
+
+/// A ServiceNow-like ticket: whole-second times and a modification counter.
+fn versioned(ticket: &mut TicketSnapshot, link: &mut Link, count: u64) {
+    ticket.version = Some(count.to_string());
+    link.ticket_version = Some(count.to_string());
+}
+
+#[test]
+fn an_edit_in_the_same_second_as_the_bridges_write_is_carried_by_its_version() {
+    let (_inc, mut ticket, mut link, m) = synced("active");
+    versioned(&mut ticket, &mut link, 3);
+    // A business rule or an analyst resolves the ticket within the second of
+    // the bridge's write: same `sys_updated_on`, one more `sys_mod_count`.
+    ticket.attrs.insert("status".into(), "done".into());
+    ticket.attrs.insert("resolution".into(), "Won't Do".into());
+    ticket.version = Some("4".into());
+    let plan = reconcile(
+        pair(&m, ConflictPolicy::NewestWins),
+        Input {
+            incidents: &[],
+            tickets: std::slice::from_ref(&ticket),
+            links: std::slice::from_ref(&link),
+        },
+    );
+    let Action::UpdateIncident {
+        update,
+        ticket_seen,
+        ..
+    } = &plan.actions[0]
+    else {
+        panic!("{plan:?}")
+    };
+    assert_eq!(update.set["status"], Some("resolved".into()));
+    assert_eq!(ticket_seen.as_ref().unwrap().tag.as_deref(), Some("4"));
+}
+
+#[test]
+fn the_version_the_bridge_last_synced_from_is_not_read_as_a_change() {
+    let (_inc, mut ticket, mut link, m) = synced("active");
+    versioned(&mut ticket, &mut link, 4);
+    // What a lagging read shows: an older version (count 3) with other values.
+    let mut older = ticket.clone();
+    older.version = Some("3".into());
+    older.attrs.insert("status".into(), "done".into());
+    for t in [ticket, older] {
+        let plan = reconcile(
+            pair(&m, ConflictPolicy::NewestWins),
+            Input {
+                incidents: &[],
+                tickets: &[t],
+                links: std::slice::from_ref(&link),
+            },
+        );
+        assert!(plan.actions.is_empty(), "{plan:?}");
+    }
+}
+
+#[test]
+fn a_tie_in_time_without_a_version_is_compared_by_content_never_discarded() {
+    // Jira: no counter, and an edit stamped at the very millisecond of the
+    // bridge's own write.
+    let (_inc, mut ticket, link, m) = synced("active");
+    let quiet = reconcile(
+        pair(&m, ConflictPolicy::NewestWins),
+        Input {
+            incidents: &[],
+            tickets: std::slice::from_ref(&ticket),
+            links: std::slice::from_ref(&link),
+        },
+    );
+    assert!(
+        quiet.actions.is_empty(),
+        "the same content at the same time is no change: {quiet:?}"
+    );
+    ticket.attrs.insert("status".into(), "done".into());
+    ticket.attrs.insert("resolution".into(), "Won't Do".into());
+    let plan = reconcile(
+        pair(&m, ConflictPolicy::NewestWins),
+        Input {
+            incidents: &[],
+            tickets: &[ticket],
+            links: &[link],
+        },
+    );
+    let Action::UpdateIncident { update, .. } = &plan.actions[0] else {
+        panic!("{plan:?}")
+    };
+    assert_eq!(update.set["status"], Some("resolved".into()));
+}
+
+#[test]
+fn newest_wins_gives_a_tie_to_the_incident_and_says_so() {
+    let (mut inc, mut ticket, link, mut m) = synced("active");
+    // A ServiceNow-like ticket system: whole seconds. The incident's
+    // 08:05:00.700 and the ticket's 08:05:00 tie at that precision.
+    m.ticket_kind = TicketKind::Servicenow;
+    inc.attrs.insert("status".into(), "inProgress".into());
+    inc.modified = t0() + Duration::minutes(5) + Duration::milliseconds(700);
+    ticket.attrs.insert("status".into(), "done".into());
+    ticket.modified = t0() + Duration::minutes(5);
+    let plan = reconcile(
+        pair(&m, ConflictPolicy::NewestWins),
+        Input {
+            incidents: &[inc.clone()],
+            tickets: std::slice::from_ref(&ticket),
+            links: std::slice::from_ref(&link),
+        },
+    );
+    let update = plan
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::UpdateTicket { changes, .. } => Some(changes),
+            _ => None,
+        })
+        .expect("the incident's side wins the tie");
+    let note = update[0].conflict.as_ref().unwrap();
+    assert!(note.tie, "the ledger records the tie: {note:?}");
+
+    // One second later on the ticket is not a tie: the ticket is newer.
+    ticket.modified = t0() + Duration::minutes(5) + Duration::seconds(1);
+    let plan = reconcile(
+        pair(&m, ConflictPolicy::NewestWins),
+        Input {
+            incidents: &[inc],
+            tickets: &[ticket],
+            links: &[link],
+        },
+    );
+    assert!(
+        plan.actions
+            .iter()
+            .any(|a| matches!(a, Action::UpdateIncident { .. })),
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn a_value_with_no_mapping_is_noted_in_plain_words() {
+    let (mut inc, _ticket, link, m) = synced("active");
+    inc.attrs.insert("status".into(), "newStatus2027".into());
+    inc.modified = t0() + Duration::minutes(1);
+    let plan = reconcile(
+        pair(&m, ConflictPolicy::NewestWins),
+        Input {
+            incidents: &[inc],
+            tickets: &[],
+            links: &[link],
+        },
+    );
+    let notes: Vec<&str> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::RecordBaseline { note, .. } => Some(note.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        notes,
+        vec!["status: no ticket value is mapped for \"newStatus2027\""],
+        "{plan:?}"
+    );
 }

@@ -3,11 +3,14 @@
 //! `SqliteStore` is the embedded default; the trait is what a PostgreSQL store
 //! will implement for several replicas.
 
+mod lock;
 mod sqlite;
 
 use std::fmt;
 
+pub use lock::{LockError, StoreLock};
 pub use sqlite::SqliteStore;
+pub(crate) use sqlite::create_private_dir;
 
 use crate::ledger::{LedgerEntry, LedgerFilter, LedgerRecord, VerifyReport};
 use crate::model::{Link, LinkState, Timestamp};
@@ -19,6 +22,14 @@ pub enum StoreError {
     /// The database holds something this version cannot read.
     Corrupt(String),
     Io(std::io::Error),
+    /// A read-only command was pointed at a file that is not an itsm-bridge store
+    /// (another SQLite database, or not a database at all); it was not changed.
+    NotAStore(String),
+    /// `PRAGMA quick_check` found the file damaged; nothing was written to it.
+    Damaged(String),
+    /// The ledger's append-only triggers were removed or changed: someone edited
+    /// the store behind the bridge's back.
+    Tampered(String),
 }
 
 impl fmt::Display for StoreError {
@@ -27,6 +38,13 @@ impl fmt::Display for StoreError {
             StoreError::Sqlite(e) => write!(f, "database error: {e}"),
             StoreError::Corrupt(m) => write!(f, "database content is not readable: {m}"),
             StoreError::Io(e) => write!(f, "database file error: {e}"),
+            StoreError::NotAStore(m) => write!(f, "{m}"),
+            StoreError::Damaged(m) => write!(
+                f,
+                "the database is damaged ({m}); nothing was written to it: restore it from a \
+                 backup, or move it aside to start a new store"
+            ),
+            StoreError::Tampered(m) => write!(f, "{m}"),
         }
     }
 }
@@ -67,6 +85,10 @@ pub struct Intent {
     /// The action itself, as JSON, so it can be re-run after a crash.
     pub payload: String,
     pub created: Timestamp,
+    /// For a create: the newest ticket key the pair had linked when it began
+    /// (a ticket the create made comes after it; see
+    /// [`crate::ports::TicketSystem::find_created`]).
+    pub known_ticket: Option<String>,
 }
 
 /// An incident whose sync keeps failing: set aside so the pair moves on, retried
@@ -93,6 +115,9 @@ pub struct StoreCounts {
     pub links: Vec<(String, LinkState, u64)>,
     /// Dead letters per pair, ordered by pair (pairs with none are left out).
     pub dead_letters: Vec<(String, u64)>,
+    /// Intents still pending per pair (writes under way, or creates whose answer
+    /// was lost and that wait for the ticket system to tell), ordered by pair.
+    pub pending: Vec<(String, u64)>,
     /// Entries in the ledger.
     pub ledger_entries: u64,
 }
@@ -108,6 +133,8 @@ pub trait Store: Send + Sync {
     fn links_for_incidents(&self, pair: &str, incident_ids: &[String]) -> StoreResult<Vec<Link>>;
     /// All links, of one pair or of all, ordered by pair then incident id.
     fn links(&self, pair: Option<&str>) -> StoreResult<Vec<Link>>;
+    /// The ticket key of the pair's most recently made link.
+    fn newest_ticket_key(&self, pair: &str) -> StoreResult<Option<String>>;
 
     fn watermark(&self, pair: &str, side: Side) -> StoreResult<Option<Timestamp>>;
     fn set_watermark(&self, pair: &str, side: Side, at: Timestamp) -> StoreResult<()>;
@@ -167,6 +194,11 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<()>;
     /// Re-computes the hash chain from the first entry and reports the first break.
     fn verify_ledger(&self) -> StoreResult<VerifyReport>;
+    /// The stored hash of entry `seq`, if there is one (for checkpoints).
+    fn ledger_hash_at(&self, seq: i64) -> StoreResult<Option<String>>;
+    /// The sequence number of the entry whose stored hash is `hash`, if any
+    /// (for `ledger verify --expect-head`).
+    fn ledger_seq_of(&self, hash: &str) -> StoreResult<Option<i64>>;
 
     /// Links per pair and state, dead letters per pair and the ledger's length, of
     /// one moment, without reading any link or entry in full.

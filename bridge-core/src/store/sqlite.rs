@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params, params_from_iter};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params, params_from_iter,
+};
 use serde::Serialize;
 
 use super::{DeadLetter, Intent, IntentId, Side, Store, StoreCounts, StoreError, StoreResult};
@@ -50,7 +52,29 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_synced_comments",
         include_str!("../../../migrations/0004_synced_comments.sql"),
     ),
+    (
+        "0005_versions",
+        include_str!("../../../migrations/0005_versions.sql"),
+    ),
 ];
+
+/// The ledger's append-only triggers as `migrations/0001_init.sql` creates them;
+/// a store whose triggers differ is refused for writing.
+const APPEND_ONLY_TRIGGERS: [(&str, &str); 2] = [
+    (
+        "ledger_no_update",
+        "CREATE TRIGGER ledger_no_update BEFORE UPDATE ON ledger BEGIN \
+         SELECT RAISE(ABORT, 'the ledger is append-only'); END",
+    ),
+    (
+        "ledger_no_delete",
+        "CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger BEGIN \
+         SELECT RAISE(ABORT, 'the ledger is append-only'); END",
+    ),
+];
+
+/// The tables every itsm-bridge store has had since migration 0001.
+const STORE_TABLES: [&str; 4] = ["links", "watermarks", "outbox", "ledger"];
 
 /// How long a statement waits for another process's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -60,7 +84,7 @@ const MAX_PARAMS_PER_STATEMENT: usize = 500;
 
 const LINK_COLUMNS: &str = "pair, incident_id, incident_display_id, incident_url, ticket_key, \
      ticket_id, ticket_url, state, baseline, written_back, incident_modified, ticket_modified, \
-     created, updated, merged_into";
+     created, updated, merged_into, incident_version, ticket_version";
 
 const LEDGER_COLUMNS: &str = "seq, time, pair, direction, action, incident_id, ticket_key, \
      changes, outcome, detail, prev_hash, hash";
@@ -90,27 +114,130 @@ impl SqliteStore {
             .expect("delete");
     }
 
-    /// Opens (creating if needed) the database at `path` and migrates it to the
-    /// current schema.
+    /// Opens (creating if needed) the database at `path` for writing: checks it,
+    /// migrates it to the current schema, and checks that the ledger is still
+    /// append-only. The caller holds the store's [`StoreLock`](super::StoreLock).
     ///
-    /// Missing parent directories are created. A new database file is created
-    /// readable and writable by its owner only (0600 on unix; SQLite gives its
-    /// `-wal` and `-shm` files the same mode). A database written by a newer
-    /// itsm-bridge (a schema version this build does not know) is refused with
-    /// [`StoreError::Corrupt`].
+    /// Missing parent directories are created owner-only (0700 on unix). A new
+    /// database file is created readable and writable by its owner only (0600;
+    /// SQLite gives its `-wal` and `-shm` files the same mode); an existing one
+    /// that other users may read or write is opened with a warning. Before
+    /// anything is written, an existing file is checked with `PRAGMA
+    /// quick_check` (a damaged one is [`StoreError::Damaged`]) and must be an
+    /// itsm-bridge store or empty ([`StoreError::NotAStore`]). A database written
+    /// by a newer itsm-bridge (a schema version this build does not know) is
+    /// refused with [`StoreError::Corrupt`]; one whose append-only triggers were
+    /// dropped or changed with [`StoreError::Tampered`].
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        warn_if_exposed(path);
         create_private_file(path)?;
         let conn = Connection::open(path)?;
-        SqliteStore::init(conn, true)
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        quick_check(&conn, path)?;
+        refuse_foreign(&conn, path)?;
+        let store = SqliteStore::init(conn, true)?;
+        store.check_append_only()?;
+        Ok(store)
+    }
+
+    /// Opens an existing store for reading only (`SQLITE_OPEN_READ_ONLY`), for
+    /// the commands that only read (`links`, `ledger list|export|verify`, the
+    /// dashboard). Nothing is created, migrated or written: a missing file is an
+    /// I/O error, and a file that is not an itsm-bridge store (not SQLite, no
+    /// schema version, or without the store's tables) is
+    /// [`StoreError::NotAStore`], left as it was. A store at an older schema
+    /// version is refused ([`StoreError::Corrupt`]): it is migrated by `run`.
+    pub fn open_read_only(path: &Path) -> StoreResult<SqliteStore> {
+        if !path.is_file() {
+            return Err(StoreError::Io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{}: no such database file", path.display()),
+            )));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let not_a_store = |why: &str| {
+            StoreError::NotAStore(format!(
+                "{}: {why}; it is not an itsm-bridge store, and was left as it is (pass the \
+                 database named by [store] path)",
+                path.display()
+            ))
+        };
+        let version: i64 = match conn.pragma_query_value(None, "user_version", |row| row.get(0)) {
+            Ok(version) => version,
+            Err(e) if is_not_a_database(&e) => return Err(not_a_store("not an SQLite database")),
+            Err(e) => return Err(e.into()),
+        };
+        if version == 0 {
+            return Err(not_a_store("no itsm-bridge schema in it (user_version 0)"));
+        }
+        schema_version(&conn)?;
+        let missing = missing_tables(&conn)?;
+        if !missing.is_empty() {
+            return Err(not_a_store(&format!(
+                "no {} table in it",
+                missing.join(", ")
+            )));
+        }
+        let known = MIGRATIONS.len() as i64;
+        if version < known {
+            return Err(StoreError::Corrupt(format!(
+                "{}: the store is at schema version {version} and this itsm-bridge reads \
+                 version {known}; run `itsm-bridge run --once` on it once to migrate it, or \
+                 read it with the itsm-bridge that wrote it",
+                path.display()
+            )));
+        }
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// Whether the ledger's append-only triggers are there as migration 0001
+    /// made them: [`StoreError::Tampered`] if one was dropped or changed.
+    pub fn check_append_only(&self) -> StoreResult<()> {
+        let conn = self.conn();
+        let mut problems = Vec::new();
+        for (name, expected) in APPEND_ONLY_TRIGGERS {
+            let sql: Option<String> = conn
+                .query_row(
+                    "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1 \
+                     AND tbl_name = 'ledger'",
+                    [name],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            match sql {
+                None => problems.push(format!("{name} is missing")),
+                Some(sql) if normalise_sql(&sql) != normalise_sql(expected) => {
+                    problems.push(format!("{name} was changed"))
+                }
+                Some(_) => {}
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::Tampered(format!(
+                "the ledger's append-only triggers were tampered with ({}); someone edited \
+                 the store behind the bridge's back: keep it for investigation, check it with \
+                 `itsm-bridge ledger verify --checkpoint`, and restore the store from a backup",
+                problems.join(", ")
+            )))
+        }
     }
 
     /// A fresh database in memory, for tests and `--dry-run`.
     pub fn open_in_memory() -> StoreResult<SqliteStore> {
-        SqliteStore::init(Connection::open_in_memory()?, false)
+        let conn = Connection::open_in_memory()?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        SqliteStore::init(conn, false)
     }
 
     fn init(mut conn: Connection, on_disk: bool) -> StoreResult<SqliteStore> {
-        conn.busy_timeout(BUSY_TIMEOUT)?;
         // WAL lets readers (the CLI, the dashboard) run beside the daemon's writes;
         // with WAL, synchronous=NORMAL is durable across application crashes and
         // only risks the last transactions on power loss, never corruption.
@@ -139,7 +266,8 @@ impl SqliteStore {
 }
 
 /// Creates `path` with owner-only permissions if it does not exist, so SQLite
-/// opens a private file instead of creating one with the process umask.
+/// opens a private file instead of creating one with the process umask; the
+/// directories it creates on the way are owner-only too (0700).
 fn create_private_file(path: &Path) -> StoreResult<()> {
     let io_error = |action: &str, target: &Path, e: std::io::Error| {
         StoreError::Io(std::io::Error::new(
@@ -151,7 +279,7 @@ fn create_private_file(path: &Path) -> StoreResult<()> {
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(parent).map_err(|e| io_error("create directory", parent, e))?;
+        create_private_dir(parent).map_err(|e| io_error("create directory", parent, e))?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -166,6 +294,117 @@ fn create_private_file(path: &Path) -> StoreResult<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(io_error("create database file", path, e)),
     }
+}
+
+/// Creates `dir` and its missing parents owner-only (0700 on unix): they hold
+/// the store, its lock and its write-ahead log. Existing folders are left as
+/// they are.
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Warns when an existing store may be read or written by users other than its
+/// owner: it holds the mapping table and the ledger.
+fn warn_if_exposed(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(metadata) = std::fs::metadata(path) {
+            let mode = metadata.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = %format!("{mode:03o}"),
+                    "the store can be read by other users; run chmod 600 on it (and its -wal and -shm files)"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
+/// `PRAGMA quick_check` before anything is written: a damaged file (a broken
+/// page, a file that is not SQLite) is refused as it is.
+fn quick_check(conn: &Connection, path: &Path) -> StoreResult<()> {
+    let damaged = |why: String| StoreError::Damaged(format!("{}: {why}", path.display()));
+    let lines: Result<Vec<String>, rusqlite::Error> = conn
+        .prepare("PRAGMA quick_check(10)")
+        .and_then(|mut statement| {
+            statement
+                .query_map([], |row| row.get::<_, String>(0))?
+                .collect()
+        });
+    match lines {
+        Ok(lines) if lines.len() == 1 && lines[0] == "ok" => Ok(()),
+        Ok(lines) => Err(damaged(format!("quick_check: {}", lines.join("; ")))),
+        Err(e)
+            if is_not_a_database(&e)
+                || e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseCorrupt) =>
+        {
+            Err(damaged(e.to_string()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Refuses to migrate a database some other program made: schema version 0
+/// with tables in it. An empty file (a new store) passes.
+fn refuse_foreign(conn: &Connection, path: &Path) -> StoreResult<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version != 0 {
+        return Ok(());
+    }
+    let objects: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'",
+        [],
+        |row| row.get(0),
+    )?;
+    if objects > 0 {
+        return Err(StoreError::NotAStore(format!(
+            "{}: an SQLite database without the itsm-bridge schema; it was left as it is: \
+             point [store] path at a new file or at the bridge's own store",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+fn is_not_a_database(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase)
+}
+
+/// The store tables missing from a database.
+fn missing_tables(conn: &Connection) -> StoreResult<Vec<&'static str>> {
+    let mut missing = Vec::new();
+    for table in STORE_TABLES {
+        let found: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [table],
+            |row| row.get(0),
+        )?;
+        if found == 0 {
+            missing.push(table);
+        }
+    }
+    Ok(missing)
+}
+
+/// SQL text compared without regard to whitespace or a final `;`.
+fn normalise_sql(sql: &str) -> String {
+    sql.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_end_matches(';')
+        .trim_end()
+        .to_owned()
 }
 
 /// Applies the migrations the database has not seen yet, each in its own
@@ -288,6 +527,8 @@ fn link_from_row(row: &Row<'_>) -> StoreResult<Link> {
     let merged_into: Option<String> = row.get(14)?;
     Ok(Link {
         merged_into,
+        incident_version: row.get(15)?,
+        ticket_version: row.get(16)?,
         incident_display_id: row.get(2)?,
         incident_url: row.get(3)?,
         ticket_key: row.get(4)?,
@@ -350,7 +591,7 @@ fn upsert_link(conn: &Connection, link: &Link) -> StoreResult<()> {
     let baseline = to_json(&link.baseline, "the link baseline")?;
     let mut statement = conn.prepare_cached(&format!(
         "INSERT INTO links ({LINK_COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
          ON CONFLICT (pair, incident_id) DO UPDATE SET
              incident_display_id = excluded.incident_display_id,
              incident_url = excluded.incident_url,
@@ -364,7 +605,9 @@ fn upsert_link(conn: &Connection, link: &Link) -> StoreResult<()> {
              ticket_modified = excluded.ticket_modified,
              created = excluded.created,
              updated = excluded.updated,
-             merged_into = excluded.merged_into"
+             merged_into = excluded.merged_into,
+             incident_version = excluded.incident_version,
+             ticket_version = excluded.ticket_version"
     ))?;
     statement.execute(params![
         link.pair,
@@ -382,6 +625,8 @@ fn upsert_link(conn: &Connection, link: &Link) -> StoreResult<()> {
         time_text(&link.created),
         time_text(&link.updated),
         link.merged_into,
+        link.incident_version,
+        link.ticket_version,
     ])?;
     Ok(())
 }
@@ -484,6 +729,17 @@ impl Store for SqliteStore {
         Ok(links)
     }
 
+    fn newest_ticket_key(&self, pair: &str) -> StoreResult<Option<String>> {
+        let conn = self.conn();
+        let key = conn
+            .prepare_cached(
+                "SELECT ticket_key FROM links WHERE pair = ?1 ORDER BY created DESC LIMIT 1",
+            )?
+            .query_row([pair], |row| row.get(0))
+            .optional()?;
+        Ok(key)
+    }
+
     fn links(&self, pair: Option<&str>) -> StoreResult<Vec<Link>> {
         let conn = self.conn();
         // Two statements rather than `?1 IS NULL OR pair = ?1`, which the planner
@@ -537,8 +793,8 @@ impl Store for SqliteStore {
     fn begin_intent(&self, intent: &Intent) -> StoreResult<IntentId> {
         let conn = self.conn();
         conn.prepare_cached(
-            "INSERT INTO outbox (pair, incident_id, kind, payload, created)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO outbox (pair, incident_id, kind, payload, created, known_ticket)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
         .execute(params![
             intent.pair,
@@ -546,6 +802,7 @@ impl Store for SqliteStore {
             intent.kind,
             intent.payload,
             time_text(&intent.created),
+            intent.known_ticket,
         ])?;
         Ok(conn.last_insert_rowid())
     }
@@ -554,7 +811,8 @@ impl Store for SqliteStore {
     fn pending_intents(&self) -> StoreResult<Vec<(IntentId, Intent)>> {
         let conn = self.conn();
         let mut statement = conn.prepare_cached(
-            "SELECT id, pair, incident_id, kind, payload, created FROM outbox ORDER BY id",
+            "SELECT id, pair, incident_id, kind, payload, created, known_ticket
+             FROM outbox ORDER BY id",
         )?;
         let mut rows = statement.query([])?;
         let mut intents = Vec::new();
@@ -569,6 +827,7 @@ impl Store for SqliteStore {
                 kind: row.get(3)?,
                 payload: row.get(4)?,
                 created,
+                known_ticket: row.get(6)?,
             };
             intents.push((id, intent));
         }
@@ -811,6 +1070,24 @@ impl Store for SqliteStore {
         Ok(verifier.finish())
     }
 
+    fn ledger_hash_at(&self, seq: i64) -> StoreResult<Option<String>> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT hash FROM ledger WHERE seq = ?1")?
+            .query_row([seq], |row| row.get(0))
+            .optional()?)
+    }
+
+    /// A scan of the hash column: the ledger has no index on it, and this is an
+    /// auditor's question, asked once.
+    fn ledger_seq_of(&self, hash: &str) -> StoreResult<Option<i64>> {
+        Ok(self
+            .conn()
+            .prepare_cached("SELECT seq FROM ledger WHERE hash = ?1 ORDER BY seq LIMIT 1")?
+            .query_row([hash], |row| row.get(0))
+            .optional()?)
+    }
+
     /// One read transaction, so the counts are of the same moment. The links
     /// are counted by pair and state without decoding a baseline; the ledger's
     /// length is its last `seq`, which has no gaps (the triggers refuse deletes,
@@ -844,6 +1121,15 @@ impl Store for SqliteStore {
                 dead_letters.push((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64));
             }
         }
+        let mut pending = Vec::new();
+        {
+            let mut statement =
+                tx.prepare_cached("SELECT pair, COUNT(*) FROM outbox GROUP BY pair ORDER BY pair")?;
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next()? {
+                pending.push((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64));
+            }
+        }
         let ledger_entries: i64 =
             tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM ledger", [], |row| {
                 row.get(0)
@@ -851,6 +1137,7 @@ impl Store for SqliteStore {
         Ok(StoreCounts {
             links,
             dead_letters,
+            pending,
             ledger_entries: ledger_entries.max(0) as u64,
         })
     }
@@ -881,6 +1168,8 @@ fn dead_letter_from_row(row: &rusqlite::Row<'_>) -> StoreResult<DeadLetter> {
 mod tests {
     use chrono::TimeZone;
 
+    use sha2::Digest;
+
     use super::*;
     use crate::model::{Agreed, ConflictNote, ConflictPolicy};
 
@@ -907,6 +1196,8 @@ mod tests {
             },
         );
         Link {
+            ticket_version: None,
+            incident_version: None,
             pair: pair.to_owned(),
             incident_id: incident_id.to_owned(),
             incident_display_id: format!("#{incident_id}"),
@@ -939,6 +1230,7 @@ mod tests {
                 old: Some("new".to_owned()),
                 new: Some("active".to_owned()),
                 conflict: Some(ConflictNote {
+                    tie: false,
                     policy: ConflictPolicy::SourceWins,
                     incident_value: Some("active".to_owned()),
                     ticket_value: None,
@@ -951,6 +1243,7 @@ mod tests {
 
     fn intent(incident_id: &str) -> Intent {
         Intent {
+            known_ticket: None,
             pair: "defender->jira".to_owned(),
             incident_id: incident_id.to_owned(),
             kind: "create_ticket".to_owned(),
@@ -1070,6 +1363,185 @@ mod tests {
         let path = dir.path().join("state").join("nested").join("bridge.db");
         SqliteStore::open(&path).unwrap();
         assert!(path.is_file());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for folder in [dir.path().join("state"), dir.path().join("state/nested")] {
+                let mode = std::fs::metadata(&folder).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o700, "{} is owner-only", folder.display());
+            }
+        }
+    }
+
+    /// Every file in `dir` with its length and a digest of its bytes.
+    fn snapshot(dir: &Path) -> Vec<(String, usize, String)> {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let bytes = std::fs::read(e.path()).unwrap();
+                let digest = sha2::Sha256::digest(&bytes);
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    bytes.len(),
+                    format!("{digest:x}"),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn read_only_open_refuses_what_is_not_a_store_and_leaves_it_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = dir.path().join("other.db");
+        let conn = Connection::open(&other).unwrap();
+        conn.execute_batch("CREATE TABLE notes (body TEXT); INSERT INTO notes VALUES ('mine');")
+            .unwrap();
+        drop(conn);
+        std::fs::write(
+            dir.path().join("random.bin"),
+            b"not a database at all, just bytes",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("empty.db"), b"").unwrap();
+        let labelled = dir.path().join("labelled.db");
+        let conn = Connection::open(&labelled).unwrap();
+        conn.execute_batch("PRAGMA user_version = 4; CREATE TABLE links (x);")
+            .unwrap();
+        drop(conn);
+        let before = snapshot(dir.path());
+
+        for (name, why) in [
+            ("other.db", "no itsm-bridge schema in it"),
+            ("random.bin", "not an SQLite database"),
+            ("empty.db", "no itsm-bridge schema in it"),
+            ("labelled.db", "no watermarks, outbox, ledger table in it"),
+        ] {
+            let error = SqliteStore::open_read_only(&dir.path().join(name)).unwrap_err();
+            let StoreError::NotAStore(message) = &error else {
+                panic!("{name}: expected NotAStore, got {error:?}")
+            };
+            assert!(message.contains(why), "{name}: {message}");
+            assert!(message.contains("left as it is"), "{name}: {message}");
+        }
+        let missing = SqliteStore::open_read_only(&dir.path().join("missing.db")).unwrap_err();
+        assert!(matches!(missing, StoreError::Io(_)), "{missing:?}");
+        assert_eq!(
+            snapshot(dir.path()),
+            before,
+            "nothing created, migrated or changed"
+        );
+    }
+
+    #[test]
+    fn open_for_writing_refuses_another_programs_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = dir.path().join("other.db");
+        let conn = Connection::open(&other).unwrap();
+        conn.execute_batch("CREATE TABLE notes (body TEXT);")
+            .unwrap();
+        drop(conn);
+        let before = std::fs::read(&other).unwrap();
+        let error = SqliteStore::open(&other).unwrap_err();
+        assert!(matches!(error, StoreError::NotAStore(_)), "{error:?}");
+        assert_eq!(std::fs::read(&other).unwrap(), before);
+    }
+
+    #[test]
+    fn read_only_open_reads_a_store_without_changing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bridge.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store.append_ledger(&[record("p", "1", 0)]).unwrap();
+        drop(store);
+        let before = snapshot(dir.path());
+        let reader = SqliteStore::open_read_only(&path).unwrap();
+        assert!(reader.verify_ledger().unwrap().is_intact());
+        assert_eq!(reader.counts().unwrap().ledger_entries, 1);
+        assert!(
+            reader.append_ledger(&[record("p", "2", 1)]).is_err(),
+            "read-only"
+        );
+        drop(reader);
+        // SQLite's WAL mode gives a reader its shared-memory index (`-shm`) and an
+        // empty `-wal` beside a store; the database itself is as it was.
+        let after: Vec<_> = snapshot(dir.path())
+            .into_iter()
+            .filter(|(name, len, _)| {
+                !(name.ends_with("-shm") || name.ends_with("-wal") && *len == 0)
+            })
+            .collect();
+        assert_eq!(after, before);
+
+        // Beside a writer too.
+        let writer = SqliteStore::open(&path).unwrap();
+        writer.append_ledger(&[record("p", "2", 1)]).unwrap();
+        let reader = SqliteStore::open_read_only(&path).unwrap();
+        assert_eq!(reader.counts().unwrap().ledger_entries, 2);
+    }
+
+    #[test]
+    fn a_damaged_database_is_refused_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bridge.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let records: Vec<_> = (0..400).map(|i| record("defender->jira", "1", i)).collect();
+        store.append_ledger(&records).unwrap();
+        drop(store);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let page_size = usize::from(u16::from_be_bytes([bytes[16], bytes[17]]));
+        let pages = bytes.len() / page_size;
+        assert!(pages > 8, "{pages} pages");
+        // Scribble over a page in the middle of the ledger's b-tree.
+        let middle = pages / 2 * page_size;
+        for (i, byte) in bytes[middle..middle + page_size].iter_mut().enumerate() {
+            *byte = (i * 7 + 13) as u8;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+
+        let error = SqliteStore::open(&path).unwrap_err();
+        let StoreError::Damaged(message) = &error else {
+            panic!("expected Damaged, got {error:?}")
+        };
+        assert!(message.contains("bridge.db"), "{message}");
+        assert!(
+            error.to_string().contains("nothing was written to it"),
+            "{error}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "not a byte written");
+    }
+
+    #[test]
+    fn removed_or_changed_append_only_triggers_are_refused_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bridge.db");
+        drop(SqliteStore::open(&path).unwrap());
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("DROP TRIGGER ledger_no_delete;")
+            .unwrap();
+        let error = SqliteStore::open(&path).unwrap_err();
+        let StoreError::Tampered(message) = &error else {
+            panic!("expected Tampered, got {error:?}")
+        };
+        assert!(message.contains("ledger_no_delete is missing"), "{message}");
+
+        // A trigger of the same name that lets everything through is no better.
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TRIGGER ledger_no_delete BEFORE DELETE ON ledger BEGIN SELECT 1; END;",
+            )
+            .unwrap();
+        let error = SqliteStore::open(&path).unwrap_err();
+        assert!(
+            error.to_string().contains("ledger_no_delete was changed"),
+            "{error}"
+        );
+        // Readers still open it, so an auditor can look.
+        SqliteStore::open_read_only(&path).unwrap();
     }
 
     #[test]
@@ -1226,6 +1698,12 @@ mod tests {
         }
         let records: Vec<_> = (0..7).map(|i| record("a->x", "1", i)).collect();
         store.append_ledger(&records).unwrap();
+        store
+            .begin_intent(&Intent {
+                pair: "b->x".to_owned(),
+                ..intent("9")
+            })
+            .unwrap();
 
         let counts = store.counts().unwrap();
         assert_eq!(
@@ -1237,6 +1715,7 @@ mod tests {
                     ("b->x".to_owned(), LinkState::Active, 1),
                 ],
                 dead_letters: vec![("a->x".to_owned(), 1), ("b->x".to_owned(), 2)],
+                pending: vec![("b->x".to_owned(), 1)],
                 ledger_entries: 7,
             }
         );

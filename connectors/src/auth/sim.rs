@@ -556,6 +556,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn client_assertions_are_refused_as_signed_by_an_unknown_key() {
+        let (sim, client) = start().await;
+        let assertion = [
+            ("grant_type", "client_credentials"),
+            ("client_id", CLIENT),
+            ("scope", "https://graph.microsoft.com/.default"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln"),
+        ];
+        let (status, body) = post(&sim, &client, TENANT, &assertion).await;
+        assert_eq!(status, 401);
+        assert_error(&body, "invalid_client", 700027);
+        // A body that is not form-encoded carries no parameters at all.
+        let url = format!("{}/{TENANT}/oauth2/v2.0/token", sim.authority_host());
+        let response = client
+            .post(url)
+            .json(&serde_json::json!({"grant_type": "client_credentials"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_error(&body, "invalid_request", 900144);
+        sim.shutdown();
+    }
+
+    #[tokio::test]
     async fn errors_follow_the_documented_table() {
         let (sim, client) = start().await;
         let graph = "https://graph.microsoft.com/.default";

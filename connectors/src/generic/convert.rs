@@ -181,12 +181,18 @@ pub fn to_snapshot(api: &GenericApi, base: &Url, ticket: &Value) -> Result<Ticke
         },
         None => Vec::new(),
     };
+    let version = match &api.version {
+        Some(pointer) => text_at(pointer.get(ticket), pointer.as_str())
+            .map_err(|e| format!("ticket {key}: version: {e}"))?,
+        None => None,
+    };
     Ok(TicketSnapshot {
         key,
         id,
         url,
         created,
         modified,
+        version,
         attrs,
         labels,
         correlation,

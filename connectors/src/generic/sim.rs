@@ -16,7 +16,8 @@
 //!   (`open`, `in_progress`, `resolved`, `closed`), `priority` (`critical`, `high`,
 //!   `medium`, `low`), `resolution`, `assignee`, `external_id` (255 characters at
 //!   most), `labels`, `created_at`, `updated_at` (RFC 3339, milliseconds, UTC),
-//!   `web_url`, `comments`. A comment or any change moves `updated_at` on.
+//!   `version` (1 on create, one more with every change), `web_url`, `comments`.
+//!   A comment or any change moves `updated_at` on and counts in `version`.
 //! - HTTP Basic or a bearer token, whichever is configured; nothing else gets in.
 //! - Errors are `{"error": "…"}`: 400 malformed request, 401, 404, 405, 415 body not
 //!   JSON, 422 a value the API does not take (an unknown status, field or priority).
@@ -71,6 +72,7 @@ const READ_ONLY: &[&str] = &[
     "key",
     "created_at",
     "updated_at",
+    "version",
     "web_url",
     "comments",
 ];
@@ -100,6 +102,8 @@ pub struct SimTicket {
     pub labels: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The ticket's revision: 1 on create, one more with every change.
+    pub version: u64,
     pub comments: Vec<SimComment>,
 }
 
@@ -140,6 +144,7 @@ impl SimState {
         self.next_comment_id += 1;
         ticket.comments.push(comment.clone());
         ticket.updated_at = created_at;
+        ticket.version += 1;
         comment
     }
 }
@@ -180,6 +185,7 @@ fn ticket_json(base_url: &str, t: &SimTicket) -> Value {
         "labels": t.labels,
         "created_at": format_time(t.created_at),
         "updated_at": format_time(t.updated_at),
+        "version": t.version,
         "web_url": format!("{base_url}/tickets/{}", t.key),
         "comments": t.comments.iter().map(comment_json).collect::<Vec<_>>(),
     })
@@ -526,6 +532,7 @@ impl GenericSim {
             labels: Vec::new(),
             created_at: now,
             updated_at: now,
+            version: 1,
             comments: Vec::new(),
         };
         state.tickets.push(ticket.clone());
@@ -548,6 +555,7 @@ impl GenericSim {
         edit(&mut ticket);
         check_agent_edit(&ticket)?;
         ticket.updated_at = stamp(Some(state.tickets[i].updated_at));
+        ticket.version = state.tickets[i].version + 1;
         state.tickets[i] = ticket.clone();
         Ok(ticket)
     }
@@ -678,6 +686,7 @@ async fn create_ticket(State(sim): State<Shared>, headers: HeaderMap, body: Byte
         labels: Vec::new(),
         created_at: now,
         updated_at: now,
+        version: 1,
         comments: Vec::new(),
     };
     apply_fields(&mut ticket, &fields, false)?;
@@ -712,6 +721,7 @@ fn write_ticket(sim: &Sim, id_or_key: &str, fields: &Map<String, Value>, replace
     apply_fields(&mut ticket, fields, replace)?;
     if ticket != state.tickets[i] {
         ticket.updated_at = stamp(Some(ticket.updated_at));
+        ticket.version += 1;
         state.tickets[i] = ticket;
     }
     Ok(json_response(
@@ -922,4 +932,236 @@ async fn admin_requests(State(sim): State<Shared>) -> Response {
         .map(|r| json!({"method": r.method, "path": r.path, "query": r.query, "status": r.status}))
         .collect();
     json_response(StatusCode::OK, Value::Array(log))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Method;
+
+    use super::*;
+    use crate::simkit::bind_loopback;
+
+    const TOKEN: &str = "helpdesk-token";
+
+    async fn start() -> GenericSim {
+        let sim = GenericSim::start(bind_loopback(0).await.unwrap()).await;
+        sim.set_bearer_token(TOKEN);
+        sim
+    }
+
+    struct Answer {
+        status: u16,
+        headers: reqwest::header::HeaderMap,
+        body: Value,
+    }
+
+    /// `url` is a path on the simulator or an absolute URL (a next link).
+    async fn call(sim: &GenericSim, method: Method, url: &str, body: Option<Value>) -> Answer {
+        let client = crate::http::build_client(&crate::http::HttpSettings::default()).unwrap();
+        let url = if url.starts_with("http") {
+            url.to_string()
+        } else {
+            format!("{}{url}", sim.base_url())
+        };
+        let mut request = client.request(method, url).bearer_auth(TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn keys(body: &Value) -> Vec<String> {
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["key"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn lists_oldest_change_first_in_pages_of_at_most_100() {
+        let sim = start().await;
+        for n in 0..3 {
+            sim.create_as_agent(&format!("s{n}"));
+        }
+        // The first ticket changed last, so it lists last.
+        let t0 = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 1, 8, 0, 0).unwrap();
+        for (key, seconds) in [("HD-2", 0), ("HD-3", 1), ("HD-1", 2)] {
+            sim.backdate(key, t0 + chrono::Duration::seconds(seconds))
+                .unwrap();
+        }
+        let a = call(&sim, Method::GET, "/api/tickets?limit=2", None).await;
+        assert_eq!(a.status, 200);
+        assert_eq!(keys(&a.body), vec!["HD-2", "HD-3"]);
+        let next = a.body["next"].as_str().unwrap().to_string();
+        assert!(next.starts_with(&format!("{}/api/tickets?limit=2&cursor=", sim.base_url())));
+        assert_eq!(
+            a.headers["link"].to_str().unwrap(),
+            format!("<{next}>; rel=\"next\"")
+        );
+        let a = call(&sim, Method::GET, &next, None).await;
+        assert_eq!(keys(&a.body), vec!["HD-1"]);
+        assert_eq!(a.body["next"], Value::Null);
+        assert!(a.headers.get("link").is_none());
+        // `updated_since` is RFC 3339 and includes its own instant.
+        let since = sim.ticket("HD-1").unwrap().updated_at;
+        let a = call(
+            &sim,
+            Method::GET,
+            &format!(
+                "/api/tickets?updated_since={}",
+                url::form_urlencoded::byte_serialize(format_time(since).as_bytes())
+                    .collect::<String>()
+            ),
+            None,
+        )
+        .await;
+        assert_eq!(keys(&a.body), vec!["HD-1"]);
+        // `q` is loose: a case-insensitive substring of key, summary, description.
+        let a = call(&sim, Method::GET, "/api/tickets?q=S1", None).await;
+        assert_eq!(keys(&a.body), vec!["HD-2"]);
+        for query in [
+            "limit=101",
+            "limit=0",
+            "page=2",
+            "limit=1&limit=2",
+            "cursor=nonsense",
+            "updated_since=yesterday",
+        ] {
+            let a = call(&sim, Method::GET, &format!("/api/tickets?{query}"), None).await;
+            assert_eq!(a.status, 400, "{query}");
+            assert!(a.body["error"].is_string(), "{query}: {}", a.body);
+        }
+        // 50 by default.
+        for n in 0..60 {
+            sim.create_as_agent(&format!("more {n}"));
+        }
+        let a = call(&sim, Method::GET, "/api/tickets", None).await;
+        assert_eq!(keys(&a.body).len(), DEFAULT_LIMIT);
+    }
+
+    #[tokio::test]
+    async fn errors_have_one_shape_and_their_own_status() {
+        let sim = start().await;
+        let client = crate::http::build_client(&crate::http::HttpSettings::default()).unwrap();
+        let response = client
+            .get(format!("{}/api/tickets", sim.base_url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 401);
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            "Bearer realm=\"helpdesk\""
+        );
+        let response = client
+            .post(format!("{}/api/tickets", sim.base_url()))
+            .bearer_auth(TOKEN)
+            .header("content-type", "text/plain")
+            .body("summary=x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 415);
+        let long = "x".repeat(MAX_EXTERNAL_ID + 1);
+        for (method, path, body, status) in [
+            (Method::GET, "/api/tickets/HD-9", None, 404),
+            (Method::DELETE, "/api/tickets/HD-9", None, 405),
+            (
+                Method::POST,
+                "/api/tickets",
+                Some(json!({"status": "open"})),
+                422,
+            ),
+            (
+                Method::POST,
+                "/api/tickets",
+                Some(json!({"summary": "s", "status": "done"})),
+                422,
+            ),
+            (
+                Method::POST,
+                "/api/tickets",
+                Some(json!({"summary": "s", "colour": "red"})),
+                422,
+            ),
+            (
+                Method::POST,
+                "/api/tickets",
+                Some(json!({"summary": "s", "external_id": long})),
+                422,
+            ),
+            (Method::POST, "/api/tickets", Some(json!(["s"])), 400),
+        ] {
+            let a = call(&sim, method.clone(), path, body.clone()).await;
+            assert_eq!(a.status, status, "{method} {path} {body:?}: {}", a.body);
+            assert!(a.body["error"].is_string(), "{method} {path}: {}", a.body);
+        }
+        assert!(sim.tickets().is_empty());
+    }
+
+    #[tokio::test]
+    async fn every_change_moves_updated_at_on_and_counts_in_version() {
+        let sim = start().await;
+        let a = call(
+            &sim,
+            Method::POST,
+            "/api/tickets",
+            Some(json!({"summary": "s", "priority": "high"})),
+        )
+        .await;
+        assert_eq!(a.status, 201, "{}", a.body);
+        assert_eq!(a.headers["location"], "/api/tickets/HD-1");
+        let mut last = a.body["updated_at"].as_str().unwrap().to_string();
+        assert_eq!(last.len(), "2026-11-01T08:00:00.000Z".len(), "{last}");
+        let patch = |body: Value| call(&sim, Method::PATCH, "/api/tickets/HD-1", Some(body));
+        // A change, a comment, a PUT that clears what it leaves out: each moves
+        // updated_at on; a PATCH that changes nothing does not.
+        for step in 0..3 {
+            let a = match step {
+                0 => patch(json!({"status": "in_progress"})).await,
+                1 => {
+                    call(
+                        &sim,
+                        Method::POST,
+                        "/api/tickets/HD-1/comments",
+                        Some(json!({"body": "looking"})),
+                    )
+                    .await;
+                    call(&sim, Method::GET, "/api/tickets/HD-1", None).await
+                }
+                _ => {
+                    call(
+                        &sim,
+                        Method::PUT,
+                        "/api/tickets/HD-1",
+                        Some(json!({"summary": "s", "status": "in_progress"})),
+                    )
+                    .await
+                }
+            };
+            let now = a.body["updated_at"].as_str().unwrap().to_string();
+            assert!(now > last, "step {step}: {now} after {last}");
+            last = now;
+            // `version` counts every change: 1 on create.
+            assert_eq!(a.body["version"], step + 2, "step {step}");
+        }
+        assert_eq!(sim.ticket("HD-1").unwrap().priority, None, "PUT cleared it");
+        let a = patch(json!({"status": "in_progress"})).await;
+        assert_eq!(a.body["updated_at"], last.as_str());
+        assert_eq!(a.body["version"], 4);
+        // The server sets it.
+        let a = patch(json!({"version": 9})).await;
+        assert_eq!(a.status, 422, "{}", a.body);
+    }
 }

@@ -3,7 +3,11 @@
 //! `GET /v1.0/security/incidents` with `$filter`/`$top` (≤ 50)/`$skip`/`$count`/
 //! `$expand=alerts` and opaque `$skiptoken` next links, hides `awaitingAction` unless
 //! asked for with `Prefer: include-unknown-enum-members`, validates PATCH bodies as
-//! the update doc describes, appends comments, and answers errors with Graph's body.
+//! the update doc describes, appends comments, throttles at the Defender API's 50
+//! requests a minute and 1,500 an hour (429 with `Retry-After`), and answers errors
+//! with Graph's body. Listings page live, as offset paging does: an incident
+//! changed while a listing runs can move between pages. Kinder modes (no throttle,
+//! frozen paging) are opt-in; SIMULATORS.md lists them and who uses them.
 //! State lives in memory; tests and the demo play Defender through the admin API
 //! (Rust methods, or HTTP under `/_sim/` without auth).
 
@@ -350,6 +354,17 @@ struct RateWindows {
     hour: (Instant, u32),
 }
 
+impl RateWindows {
+    fn new(limit: RateLimit) -> RateWindows {
+        let now = Instant::now();
+        RateWindows {
+            limit,
+            minute: (now, 0),
+            hour: (now, 0),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct SimState {
     incidents: HashMap<String, SimIncident>,
@@ -362,6 +377,8 @@ struct SimState {
     empty_pages: bool,
     reject_skip_with_token: bool,
     live_paging: bool,
+    /// Offsets past this come back empty and end the listing (`set_skip_limit`).
+    skip_limit: Option<usize>,
     rate: Option<RateWindows>,
 }
 
@@ -376,8 +393,9 @@ impl SimState {
             audience: DEFAULT_AUDIENCE.to_string(),
             empty_pages: false,
             reject_skip_with_token: true,
-            live_paging: false,
-            rate: None,
+            live_paging: true,
+            skip_limit: None,
+            rate: Some(RateWindows::new(RateLimit::DEFENDER_API)),
         }
     }
 
@@ -759,22 +777,29 @@ impl GraphSim {
         self.shared.lock().reject_skip_with_token = on;
     }
 
-    /// By default a multi-page listing pages through the result list frozen at its
-    /// first page (each incident exactly once, as it is when its page is served).
-    /// Live paging re-runs the query for every page, so an incident updated while
-    /// a listing runs moves to the front and the offsets shift under the client.
+    /// Live paging (the default, as Graph's offset paging behaves) re-runs the query
+    /// for every page, so an incident updated while a listing runs moves to the
+    /// front and the offsets shift under the client: it can be missed by this
+    /// listing or seen twice. `false` is a kinder, opt-in mode: the listing pages
+    /// through its result list frozen at its first page (each incident exactly
+    /// once), which no Graph API promises.
     pub fn set_live_paging(&self, on: bool) {
         self.shared.lock().live_paging = on;
     }
 
-    /// Answers 429 with `Retry-After` beyond these limits; `None` (the default) lifts them.
+    /// Past `limit` items into a listing (by `$skip` or through next links), pages
+    /// come back empty and without a next link: the listing ends silently, as
+    /// integrators saw `$skip` paging do under volume (API.md §2.7.3; 500 on the
+    /// alerts API). Off by default because the offset is unknown for incidents.
+    pub fn set_skip_limit(&self, limit: Option<usize>) {
+        self.shared.lock().skip_limit = limit;
+    }
+
+    /// Answers 429 with `Retry-After` beyond these limits. The default is
+    /// [`RateLimit::DEFENDER_API`] (50 a minute, 1,500 an hour, API.md §2.6);
+    /// `None` lifts the limit, a kinder mode its callers must give a reason for.
     pub fn set_rate_limit(&self, limit: Option<RateLimit>) {
-        let now = Instant::now();
-        self.shared.lock().rate = limit.map(|limit| RateWindows {
-            limit,
-            minute: (now, 0),
-            hour: (now, 0),
-        });
+        self.shared.lock().rate = limit.map(RateWindows::new);
     }
 
     /// Adds an incident; returns its id. Panics on an invalid seed (a test bug).
@@ -1336,6 +1361,14 @@ fn list(
             count: None,
             value: Vec::new(),
             next_link: Some(next_link(base, &query.pairs, token)),
+        });
+    }
+    if state.skip_limit.is_some_and(|limit| offset > limit) {
+        return Ok(ListBody {
+            context,
+            count: (query.count && query.token.is_none()).then_some(ids.len()),
+            value: Vec::new(),
+            next_link: None,
         });
     }
     let start = offset.min(ids.len());
@@ -2071,12 +2104,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn graph_sim_pages_are_stable_unless_live_paging() {
+    async fn graph_sim_pages_shift_under_a_listing_unless_frozen() {
         let h = harness().await;
         let ids: Vec<String> = (0..6)
             .map(|i| h.sim.seed_incident(SeedIncident::new(format!("{i}"))))
             .collect();
-        // Newest first: 6th, 5th, … The listing's result list is frozen at page one.
+        // Kinder, opt-in: the listing's result list is frozen at page one. Shown
+        // here only so that the switch has a test; no other test turns it on.
+        h.sim.set_live_paging(false);
+        // Newest first: 6th, 5th, …
         let (_, first) = h.get(&format!("{LIST}?$top=3")).await;
         let next = first["@odata.nextLink"].as_str().unwrap().to_string();
         assert!(h.sim.set_title(&ids[0], "touched while paging"));
@@ -2090,8 +2126,8 @@ mod tests {
             .collect();
         assert_eq!(second, vec![&ids[2], &ids[1], &ids[0]]);
 
-        // Live paging re-runs the query: the touched incident jumps to the front
-        // and the offsets shift, as with plain $skip paging.
+        // Live paging (the default) re-runs the query: the touched incident jumps
+        // to the front and the offsets shift, as with plain $skip paging.
         h.sim.set_live_paging(true);
         let (_, first) = h.get(&format!("{LIST}?$top=3")).await;
         let next = first["@odata.nextLink"].as_str().unwrap().to_string();
@@ -2418,6 +2454,102 @@ mod tests {
         assert_eq!(
             log,
             json!([{"method": "GET", "path": LIST, "query": null, "status": 200}])
+        );
+    }
+
+    #[tokio::test]
+    async fn graph_sim_pages_hold_50_by_default() {
+        let h = harness().await;
+        for i in 0..51 {
+            h.sim.seed_incident(SeedIncident::new(format!("{i}")));
+        }
+        let (status, first) = h.get(LIST).await;
+        assert_eq!(status, 200);
+        assert_eq!(first["value"].as_array().unwrap().len(), MAX_TOP);
+        let next = first["@odata.nextLink"].as_str().unwrap();
+        let (_, second) = h.get(next.strip_prefix(&h.sim.base_url()).unwrap()).await;
+        assert_eq!(second["value"].as_array().unwrap().len(), 1);
+        assert!(second.get("@odata.nextLink").is_none());
+    }
+
+    #[tokio::test]
+    async fn graph_sim_skip_paging_can_end_silently_past_a_limit() {
+        let h = harness().await;
+        for i in 0..8 {
+            h.sim.seed_incident(SeedIncident::new(format!("{i}")));
+        }
+        h.sim.set_skip_limit(Some(4));
+        let sizes: Vec<usize> = pages(&h, &format!("{LIST}?$top=3"))
+            .await
+            .iter()
+            .map(Vec::len)
+            .collect();
+        // Offsets 0 and 3 answer; offset 6 is past the limit: an empty last page.
+        assert_eq!(sizes, vec![3, 3, 0]);
+        let (status, body) = h.get(&format!("{LIST}?$skip=5")).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["value"], json!([]));
+        assert!(body.get("@odata.nextLink").is_none());
+        h.sim.set_skip_limit(None);
+        assert_eq!(pages(&h, &format!("{LIST}?$top=3")).await.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn graph_sim_throttles_at_the_defender_limits_by_default() {
+        let h = harness().await;
+        for _ in 0..RateLimit::DEFENDER_API.per_minute {
+            assert_eq!(h.get(LIST).await.0, 200);
+        }
+        let (status, body) = h.get(LIST).await;
+        assert_eq!((status, error_code(&body)), (429, "TooManyRequests"));
+    }
+
+    #[tokio::test]
+    async fn graph_sim_comments_can_only_be_added() {
+        let h = harness().await;
+        let id = h
+            .sim
+            .seed_incident(SeedIncident::new("x").comment("Analyst", "first"));
+        let path = format!("{LIST}/{id}/comments");
+        for method in [Method::GET, Method::PATCH, Method::PUT, Method::DELETE] {
+            let (status, _) = h.raw(method.clone(), &path, false, None).await;
+            assert_eq!(status, 405, "{method}");
+        }
+        // The comments come embedded in the incident.
+        let (_, incident) = h.get(&format!("{LIST}/{id}")).await;
+        assert_eq!(incident["comments"][0]["comment"], "first");
+    }
+
+    #[tokio::test]
+    async fn graph_sim_has_no_etag_and_the_last_writer_wins() {
+        let h = harness().await;
+        let id = h.sim.seed_incident(SeedIncident::new("x"));
+        let path = format!("{LIST}/{id}");
+        let (_, first) = h
+            .raw(
+                Method::PATCH,
+                &path,
+                false,
+                Some(json!({"status": "inProgress", "assignedTo": "a@contoso.com"})),
+            )
+            .await;
+        assert!(first.get("@odata.etag").is_none(), "{first}");
+        // A second writer that never read the first write still wins, and what
+        // it leaves out keeps its value.
+        let (status, second) = h
+            .raw(
+                Method::PATCH,
+                &path,
+                false,
+                Some(json!({"assignedTo": "b@contoso.com"})),
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(second["assignedTo"], "b@contoso.com");
+        assert_eq!(second["status"], "inProgress");
+        assert!(
+            second["lastUpdateDateTime"].as_str().unwrap()
+                > first["lastUpdateDateTime"].as_str().unwrap()
         );
     }
 

@@ -19,7 +19,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bridge_core::model::{
     Comment, Correlation, Page, TicketCreate, TicketSnapshot, TicketUpdate, Timestamp,
 };
-use bridge_core::ports::{ConnectorError, ConnectorResult, ErrorKind, TicketSystem};
+use bridge_core::ports::{ConnectorError, ConnectorResult, ErrorKind, Lookup, TicketSystem};
 use bridge_core::vocab::JIRA_STATUS_CATEGORY;
 use chrono::Timelike;
 use reqwest::Method;
@@ -33,6 +33,10 @@ use super::wire::{
     SearchResponse, Transition, TransitionsResponse, User, WireComment,
 };
 use crate::http::{Api, Auth, Request};
+
+/// How many issues after the last known key a lost create's lookup reads before
+/// it leaves the answer to the search (see `find_created`).
+const KEY_WALK_LIMIT: usize = 50;
 
 pub use super::wire::error_message;
 
@@ -760,6 +764,52 @@ impl TicketSystem for JiraTickets {
         Ok(found.into_iter().next())
     }
 
+    /// Jira's search lags its writes by seconds, so a miss there says nothing.
+    /// Reading an issue by key does not lag, and keys are numbered in the order
+    /// issues are made: the issue a lost create made, if any, is among the keys
+    /// after `known_ticket`. They are read one by one until the correlation label
+    /// turns up, or two keys in a row do not exist (a deleted issue leaves one
+    /// hole; the next key is not made yet). Without a key to start from, or past
+    /// [`KEY_WALK_LIMIT`] issues made by others meanwhile, only the search can
+    /// tell, once it has caught up.
+    async fn find_created(
+        &self,
+        correlation: &Correlation,
+        known_ticket: Option<&str>,
+    ) -> ConnectorResult<Lookup> {
+        if let Some(found) = self.find_by_correlation(correlation).await? {
+            return Ok(Lookup::Found(Box::new(found)));
+        }
+        let prefix = format!("{}-", self.project_key);
+        let Some(mut number) = known_ticket
+            .and_then(|k| k.strip_prefix(&prefix))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            return Ok(Lookup::Unsure);
+        };
+        let label = wire::correlation_label(correlation).map_err(|e| self.permanent(e))?;
+        let mut missing_in_a_row = 0;
+        for _ in 0..KEY_WALK_LIMIT {
+            number += 1;
+            match self.read(&format!("{prefix}{number}")).await {
+                Ok(issue) => {
+                    missing_in_a_row = 0;
+                    if issue.labels.iter().any(|l| l.eq_ignore_ascii_case(&label)) {
+                        return Ok(Lookup::Found(Box::new(issue)));
+                    }
+                }
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    missing_in_a_row += 1;
+                    if missing_in_a_row == 2 {
+                        return Ok(Lookup::Absent);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Lookup::Unsure)
+    }
+
     async fn create(&self, ticket: &TicketCreate) -> ConnectorResult<TicketSnapshot> {
         let label = wire::correlation_label(&ticket.correlation).map_err(|e| self.permanent(e))?;
         for name in ticket.attrs.keys() {
@@ -945,6 +995,7 @@ mod tests {
     use crate::http::{HttpSettings, RetryPolicy, build_client};
     use crate::jira::sim::{JiraSim, Workflow, jql};
     use crate::simkit::{Effect, Fault, FaultRule, Trigger, bind_loopback};
+    use bridge_core::ports::Lookup;
 
     const EMAIL: &str = "bridge@acme.example";
     const TOKEN: &str = "jira-api-token";
@@ -1177,8 +1228,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_lost_create_is_found_by_key_while_the_search_still_lags() {
+        let sim = start().await;
+        sim.set_index_lag(std::time::Duration::from_secs(3600));
+        let jira = tickets(&sim);
+        jira.create(&ticket("defender", "1", &[("summary", "known")]))
+            .await
+            .unwrap();
+        // Made by the lost create, and one an analyst made after it.
+        jira.create(&ticket("defender", "2", &[("summary", "lost")]))
+            .await
+            .unwrap();
+        jira.create(&ticket("defender", "3", &[("summary", "other")]))
+            .await
+            .unwrap();
+        let lost = Correlation::new("defender", "2");
+        assert_eq!(
+            jira.find_by_correlation(&lost).await.unwrap(),
+            None,
+            "the search cannot see it yet"
+        );
+        match jira.find_created(&lost, Some("SEC-1")).await.unwrap() {
+            Lookup::Found(t) => assert_eq!(t.key, "SEC-2"),
+            other => panic!("{other:?}"),
+        }
+        // Never made: the keys after the last known one run out.
+        let never = Correlation::new("defender", "9");
+        assert_eq!(
+            jira.find_created(&never, Some("SEC-1")).await.unwrap(),
+            Lookup::Absent
+        );
+        // Without a key to start from, only the search can tell.
+        assert_eq!(
+            jira.find_created(&never, None).await.unwrap(),
+            Lookup::Unsure
+        );
+        // A key of another project is no place to start.
+        assert_eq!(
+            jira.find_created(&never, Some("OPS-1")).await.unwrap(),
+            Lookup::Unsure
+        );
+    }
+
+    #[tokio::test]
     async fn find_by_correlation_finds_the_ticket_and_not_another_incident() {
         let sim = start().await;
+        // About what search finds, not when: no index lag.
+        sim.set_index_lag(std::time::Duration::ZERO);
         let jira = tickets(&sim);
         jira.create(&ticket("defender", "41877", &[("summary", "x")]))
             .await
@@ -1899,6 +1995,8 @@ mod tests {
     #[tokio::test]
     async fn changed_since_pages_through_120_issues_exactly_once() {
         let sim = start().await;
+        // About what search finds, not when: no index lag.
+        sim.set_index_lag(std::time::Duration::ZERO);
         let jira = tickets(&sim);
         let since = chrono::Utc::now() - chrono::Duration::minutes(1);
         for n in 0..120 {
@@ -1928,6 +2026,8 @@ mod tests {
     #[tokio::test]
     async fn changed_since_filters_older_updates_and_other_issues() {
         let sim = start().await;
+        // About what search finds, not when: no index lag.
+        sim.set_index_lag(std::time::Duration::ZERO);
         let jira = tickets(&sim);
         for n in 1..=3 {
             jira.create(&ticket("defender", &n.to_string(), &[("summary", "s")]))
@@ -1966,6 +2066,8 @@ mod tests {
     #[tokio::test]
     async fn hostile_correlation_id_cannot_widen_the_search() {
         let sim = start().await;
+        // About what search finds, not when: no index lag.
+        sim.set_index_lag(std::time::Duration::ZERO);
         let jira = tickets(&sim);
         jira.create(&ticket("defender", "1", &[("summary", "s")]))
             .await

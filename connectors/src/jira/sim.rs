@@ -30,6 +30,11 @@ use tokio::net::TcpListener;
 
 use crate::simkit::{self, SimKit, SimServer, Throttle};
 
+/// How far search runs behind writes by default. Jira's search is eventually
+/// consistent ("recent updates might not be immediately visible"), by an amount
+/// Atlassian does not publish; integrators see seconds.
+pub const DEFAULT_INDEX_LAG: Duration = Duration::from_secs(2);
+
 /// Resolutions every project offers.
 pub const RESOLUTIONS: &[&str] = &[
     "Done",
@@ -277,7 +282,7 @@ impl SimState {
             next_comment_id: 10000,
             epoch: Instant::now(),
             index_skew: Duration::ZERO,
-            index_lag: Duration::ZERO,
+            index_lag: DEFAULT_INDEX_LAG,
             per_issue_limit: None,
             writes: HashMap::new(),
             posted_transitions: Vec::new(),
@@ -1201,6 +1206,7 @@ impl JiraSim {
     /// How stale search is: it sees each issue as it was `lag` ago, and not at all
     /// if it was created less than `lag` ago (unless listed in `reconcileIssues`).
     /// Versions older than the lag in force at write time are forgotten.
+    /// [`DEFAULT_INDEX_LAG`] unless set; `Duration::ZERO` is kinder than Jira.
     pub fn set_index_lag(&self, lag: Duration) {
         self.sim.lock().index_lag = lag;
     }
@@ -3389,6 +3395,8 @@ mod tests {
     #[tokio::test]
     async fn search_returns_ids_by_default_caps_pages_and_binds_tokens() {
         let sim = start().await;
+        // About what search finds, not when: no index lag.
+        sim.set_index_lag(std::time::Duration::ZERO);
         for n in 0..3 {
             create(&sim, &format!("s{n}"), &["itsm-bridge"]).await;
         }
@@ -3450,6 +3458,150 @@ mod tests {
             .map(|i| i["key"].as_str().unwrap())
             .collect();
         assert_eq!(keys, vec!["SEC-3", "SEC-1"]);
+    }
+
+    #[tokio::test]
+    async fn jql_dates_have_minute_precision() {
+        let sim = start().await;
+        // About what search finds, not when: no index lag.
+        sim.set_index_lag(std::time::Duration::ZERO);
+        create(&sim, "s", &[]).await;
+        let at = chrono::TimeZone::with_ymd_and_hms(&Utc, 2025, 5, 2, 8, 0, 30).unwrap()
+            + chrono::Duration::milliseconds(123);
+        sim.backdate("SEC-1", at).unwrap();
+        let keys = |a: &Answer| -> Vec<String> {
+            a.body["issues"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["key"].as_str().unwrap().to_string())
+                .collect()
+        };
+        for (literal, expected) in [("2025-05-02 08:00", 1), ("2025/05/02 08:01", 0)] {
+            let jql = format!("project = SEC AND updated >= \"{literal}\"");
+            let a = call(
+                &sim,
+                Method::POST,
+                "/rest/api/3/search/jql",
+                Some(json!({"jql": jql, "fields": ["summary"]})),
+            )
+            .await;
+            assert_eq!(a.status, 200, "{literal}: {}", a.body);
+            assert_eq!(keys(&a).len(), expected, "{literal}");
+        }
+        // Seconds are not a JQL date format; the body still has milliseconds.
+        let a = call(
+            &sim,
+            Method::POST,
+            "/rest/api/3/search/jql",
+            search_body("project = SEC AND updated >= \"2025-05-02 08:00:30\""),
+        )
+        .await;
+        assert_eq!(a.status, 400);
+        assert!(
+            a.body["errorMessages"][0]
+                .as_str()
+                .unwrap()
+                .contains("is invalid"),
+            "{}",
+            a.body
+        );
+        let a = call(
+            &sim,
+            Method::GET,
+            "/rest/api/3/issue/SEC-1?fields=updated",
+            None,
+        )
+        .await;
+        assert_eq!(a.body["fields"]["updated"], "2025-05-02T08:00:30.123+0000");
+    }
+
+    #[tokio::test]
+    async fn search_pages_hold_50_by_default_and_100_with_fields() {
+        let sim = start().await;
+        // About what search finds, not when: no index lag.
+        sim.set_index_lag(std::time::Duration::ZERO);
+        for n in 0..120 {
+            create(&sim, &format!("s{n}"), &[]).await;
+        }
+        let page = |body: Value| {
+            let sim = &sim;
+            async move {
+                let a = call(sim, Method::POST, "/rest/api/3/search/jql", Some(body)).await;
+                assert_eq!(a.status, 200, "{}", a.body);
+                a.body["issues"].as_array().unwrap().len()
+            }
+        };
+        assert_eq!(page(json!({"jql": "project = SEC"})).await, 50);
+        assert_eq!(
+            page(json!({"jql": "project = SEC", "fields": ["summary"], "maxResults": 5000})).await,
+            100
+        );
+        assert_eq!(
+            page(json!({"jql": "project = SEC", "maxResults": 5000})).await,
+            120
+        );
+    }
+
+    #[tokio::test]
+    async fn search_and_property_limits_are_enforced() {
+        let sim = start().await;
+        create(&sim, "s", &[]).await;
+        let search = |body: Value| {
+            let sim = &sim;
+            async move { call(sim, Method::POST, "/rest/api/3/search/jql", Some(body)).await }
+        };
+        let six: Vec<String> = (0..6).map(|n| format!("p{n}")).collect();
+        let a = search(json!({"jql": "project = SEC", "properties": six})).await;
+        assert_eq!(a.status, 400, "{}", a.body);
+        let a = search(json!({"jql": "project = SEC", "properties": &six[..5]})).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        let ids: Vec<u64> = (10000..10051).collect();
+        let a = search(json!({"jql": "project = SEC", "reconcileIssues": ids})).await;
+        assert_eq!(a.status, 400, "{}", a.body);
+        let a = search(json!({"jql": "project = SEC", "reconcileIssues": &ids[..50]})).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+
+        let key = "k".repeat(256);
+        let a = call(
+            &sim,
+            Method::PUT,
+            &format!("/rest/api/3/issue/SEC-1/properties/{key}"),
+            Some(json!(1)),
+        )
+        .await;
+        assert_eq!(a.status, 400, "{}", a.body);
+        let a = call(
+            &sim,
+            Method::PUT,
+            "/rest/api/3/issue/SEC-1/properties/itsm-bridge",
+            Some(json!("v".repeat(32768))),
+        )
+        .await;
+        assert_eq!(a.status, 400, "{}", a.body);
+        assert!(a.body["errorMessages"][0].is_string(), "{}", a.body);
+    }
+
+    #[tokio::test]
+    async fn comments_beyond_the_per_issue_limit_get_413() {
+        let sim = start().await;
+        create(&sim, "s", &[]).await;
+        sim.comment_as_analyst("SEC-1", "Ana", "one").unwrap();
+        {
+            let mut state = sim.sim.lock();
+            let i = state.find("SEC-1").unwrap();
+            let one = state.records[i].current.comments[0].clone();
+            state.records[i].current.comments = vec![one; MAX_COMMENTS];
+        }
+        let a = call(
+            &sim,
+            Method::POST,
+            "/rest/api/3/issue/SEC-1/comment",
+            Some(json!({"body": adf("one too many")})),
+        )
+        .await;
+        assert_eq!(a.status, 413);
+        assert!(a.body["errorMessages"][0].is_string(), "{}", a.body);
     }
 
     #[tokio::test]

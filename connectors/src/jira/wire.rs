@@ -384,6 +384,8 @@ pub fn to_snapshot(issue: &IssueBean, base_url: &url::Url) -> Result<TicketSnaps
         id: issue.id.clone(),
         created,
         modified,
+        // Jira keeps no revision counter: `updated` (milliseconds) is all.
+        version: None,
         attrs,
         labels,
         correlation,

@@ -4,8 +4,9 @@
 //! one known `api-version` on every call, serves one workspace's incidents with
 //! `$filter`/`$orderby`/`$top` (≤ 1000) and absolute `nextLink`s holding an opaque
 //! `$skipToken`, takes full-replacement PUTs with the body `etag` (409 when stale)
-//! and the closing rules, keeps incident comments under client-chosen GUIDs, can
-//! throttle per operation type with ARM's token buckets, and answers errors with
+//! and the closing rules, keeps incident comments under client-chosen GUIDs,
+//! throttles per operation type with ARM's per-subscription token buckets (unless
+//! told otherwise, a kinder mode SIMULATORS.md lists), and answers errors with
 //! ARM's `CloudError`. Every write — a comment too (decided here, [U]: comments
 //! are incident activity, and a poller must see portal comments) — issues a new
 //! etag and a strictly later `lastModifiedTimeUtc`. State lives in memory; tests and
@@ -611,6 +612,15 @@ impl Bucket {
     }
 }
 
+/// Full buckets for each operation type.
+fn buckets(limit: ArmRateLimit) -> [Bucket; 3] {
+    [
+        Bucket::new(limit.reads),
+        Bucket::new(limit.writes),
+        Bucket::new(limit.deletes),
+    ]
+}
+
 type PutHook = Box<dyn FnOnce(&mut SimIncident) + Send>;
 
 struct SimState {
@@ -627,6 +637,8 @@ struct SimState {
     users: Vec<SimOwner>,
     preview_on_stable: bool,
     undetermined_bug: bool,
+    /// The label a merge adds to the merged-away incident.
+    redirected_label: String,
     rate: Option<[Bucket; 3]>,
     put_hooks: Vec<(String, PutHook)>,
     resources: Resources,
@@ -655,7 +667,8 @@ impl SimState {
             users: Vec::new(),
             preview_on_stable: false,
             undetermined_bug: true,
-            rate: None,
+            redirected_label: REDIRECTED_LABEL.to_string(),
+            rate: Some(buckets(ArmRateLimit::SUBSCRIPTION)),
             put_hooks: Vec::new(),
         }
     }
@@ -1003,15 +1016,16 @@ impl SimState {
             .provider_incident_url
             .clone()
             .or_else(|| source.provider_incident_url.clone());
+        let label = self.redirected_label.clone();
         self.change(source_id, |incident| {
             incident.status = "Closed".into();
             if incident.classification.is_none() {
                 incident.classification = Some("Undetermined".into());
                 incident.classification_reason = None;
             }
-            if !incident.has_label(REDIRECTED_LABEL) {
+            if !incident.has_label(&label) {
                 incident.labels.push(SimLabel {
-                    name: REDIRECTED_LABEL.into(),
+                    name: label,
                     label_type: "AutoAssigned".into(),
                 });
             }
@@ -1238,22 +1252,25 @@ impl SentinelSim {
         self.shared.lock().tenant_id = tenant_id.to_string();
     }
 
-    /// ARM throttling per operation type; `None` (the default) lifts it. When on,
-    /// answers carry `x-ms-ratelimit-remaining-subscription-{reads,writes,deletes}`.
+    /// ARM throttling per operation type, [`ArmRateLimit::SUBSCRIPTION`] by default
+    /// (API.md §3.8). When on, answers carry
+    /// `x-ms-ratelimit-remaining-subscription-{reads,writes,deletes}`. `None` lifts
+    /// it, a kinder mode its callers must give a reason for.
     pub fn set_rate_limit(&self, limit: Option<ArmRateLimit>) {
-        self.shared.lock().rate = limit.map(|l| {
-            [
-                Bucket::new(l.reads),
-                Bucket::new(l.writes),
-                Bucket::new(l.deletes),
-            ]
-        });
+        self.shared.lock().rate = limit.map(buckets);
     }
 
     /// Show the preview-only `additionalData` fields (`mergedIncidentNumber`, …) on
     /// stable api-versions too; off by default (whether the service does is [U]).
     pub fn set_preview_data_on_stable(&self, on: bool) {
         self.shared.lock().preview_on_stable = on;
+    }
+
+    /// The label a merge adds, `Redirected` by default. Its exact casing is
+    /// unconfirmed (API.md §3.5 [U]: the docs write "redirected"), so tests can
+    /// try either.
+    pub fn set_redirected_label(&self, label: &str) {
+        self.shared.lock().redirected_label = label.to_string();
     }
 
     /// Reproduce azure-rest-api-specs#27165 (`properties/classification eq
@@ -1320,6 +1337,22 @@ impl SentinelSim {
         f: impl FnOnce(&mut SimIncident),
     ) -> Option<SimIncident> {
         self.shared.lock().change(id, f)
+    }
+
+    /// A change stamped `lastModifiedTimeUtc = at` with a fresh etag: how an edit
+    /// made within the same tick as another write (the bridge's own) looks.
+    /// `None` if there is no such incident.
+    pub fn update_as_analyst_at(
+        &self,
+        id: &str,
+        at: DateTime<Utc>,
+        f: impl FnOnce(&mut SimIncident),
+    ) -> Option<SimIncident> {
+        let mut state = self.shared.lock();
+        state.change(id, f)?;
+        let incident = state.get_mut(id).expect("changed above");
+        incident.modified = at;
+        Some(incident.clone())
     }
 
     /// A validated change on the portal side (what `PATCH /_sim/incidents/{id}` does).
@@ -3447,15 +3480,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sentinel_sim_redirected_label_casing_is_configurable() {
+        let h = harness().await;
+        let a = h.sim.seed_incident(SeedIncident::new("a"));
+        let b = h.sim.seed_incident(SeedIncident::new("b"));
+        let c = h.sim.seed_incident(SeedIncident::new("c"));
+        h.sim.set_redirected_label("redirected");
+        assert!(h.sim.merge(&a, &c));
+        let (_, json) = h.get(&h.incident_url(&a)).await;
+        assert_eq!(
+            json["properties"]["labels"],
+            json!([{"labelName": "redirected", "labelType": "AutoAssigned"}])
+        );
+        h.sim.set_redirected_label(REDIRECTED_LABEL);
+        assert!(h.sim.merge(&b, &c));
+        assert_eq!(h.sim.incident(&b).unwrap().labels[0].name, "Redirected");
+    }
+
+    #[tokio::test]
     async fn sentinel_sim_throttles_per_operation_type() {
         let h = harness().await;
         let id = h.sim.seed_incident(SeedIncident::new("x"));
         let url = h.incident_url(&id);
+        // ARM's subscription buckets apply by default: 250 reads, 200 writes.
         let (_, headers, _) = h.raw_with(&h.token, Method::GET, &url, None).await;
-        assert!(
-            headers
-                .get("x-ms-ratelimit-remaining-subscription-reads")
-                .is_none()
+        assert_eq!(
+            headers["x-ms-ratelimit-remaining-subscription-reads"],
+            "249"
         );
         let tight = BucketLimit {
             capacity: 2,
@@ -3490,7 +3541,13 @@ mod tests {
             "199"
         );
         h.sim.set_rate_limit(None);
-        assert_eq!(h.get(&url).await.0, 200);
+        let (status, headers, _) = h.raw_with(&h.token, Method::GET, &url, None).await;
+        assert_eq!(status, 200);
+        assert!(
+            headers
+                .get("x-ms-ratelimit-remaining-subscription-reads")
+                .is_none()
+        );
     }
 
     #[tokio::test]
@@ -3562,6 +3619,68 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(listed["value"].as_array().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn sentinel_sim_every_write_issues_a_new_etag_and_a_later_time() {
+        let h = harness().await;
+        let id = h.sim.seed_incident(SeedIncident::new("x"));
+        let url = h.incident_url(&id);
+        let read = |body: &serde_json::Value| {
+            let etag = body["etag"].as_str().unwrap().to_string();
+            let modified = body["properties"]["lastModifiedTimeUtc"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            // 100 ns precision, as ARM writes it.
+            assert_eq!(
+                modified.len(),
+                "2025-05-02T08:12:30.0100000Z".len(),
+                "{modified}"
+            );
+            (etag, modified)
+        };
+        let (_, body) = h.get(&url).await;
+        let mut last = read(&body);
+        // A PUT through the API, the same PUT again, a comment, an analyst's edit
+        // in the portal: each is a write with its own etag and a later time.
+        for step in 0..4 {
+            match step {
+                0 | 1 => {
+                    let mut put = body.clone();
+                    put["properties"]["title"] = "y".into();
+                    put.as_object_mut().unwrap().remove("etag");
+                    assert_eq!(h.put(&url, put).await.0, 200);
+                }
+                2 => {
+                    let comment = h.comment_url(&id, "33333333-3333-4333-8333-333333333333");
+                    let (status, _) = h
+                        .put(&comment, json!({"properties": {"message": "m"}}))
+                        .await;
+                    assert_eq!(status, 201);
+                }
+                _ => assert!(h.sim.set_title(&id, "by an analyst")),
+            }
+            let (_, now) = h.get(&url).await;
+            let now = read(&now);
+            assert_ne!(now.0, last.0, "step {step}");
+            assert!(now.1 > last.1, "step {step}: {} after {}", now.1, last.1);
+            last = now;
+        }
+    }
+
+    #[tokio::test]
+    async fn sentinel_sim_answers_the_incident_actions() {
+        let h = harness().await;
+        let id = h.sim.seed_incident(SeedIncident::new("x"));
+        for action in ["alerts", "bookmarks", "entities"] {
+            let url = format!("{}/{id}/{action}?api-version={API_VERSION}", h.incidents());
+            let (status, body) = h.raw(Method::POST, &url, None).await;
+            assert_eq!(status, 200, "{action}: {body}");
+        }
+        let url = format!("{}/{id}/nonsense?api-version={API_VERSION}", h.incidents());
+        let (status, body) = h.raw(Method::POST, &url, None).await;
+        assert_eq!((status, code(&body)), (404, "NotFound"));
     }
 
     #[test]

@@ -1360,9 +1360,11 @@ mod tests {
             ("6", "6")
         );
         assert!(!stored["resolved_at"].is_empty());
-        assert!(
-            resolved.modified > created.modified,
-            "each write moves sys_updated_on"
+        assert!(resolved.modified >= created.modified);
+        assert_eq!(
+            (created.version.as_deref(), resolved.version.as_deref()),
+            (Some("0"), Some("1")),
+            "each write counts in sys_mod_count, whatever the second"
         );
 
         // A code the instance does not offer is refused before anything is sent.

@@ -13,12 +13,13 @@
 //! `X-Total-Count`; HTTP Basic and OAuth client credentials (`/oauth_token.do`);
 //! an hourly per-user rate limit (off by default); and ServiceNow's error bodies.
 //!
-//! **Time.** `sys_updated_on` has second precision. A write to a record at or
-//! before its previous `sys_updated_on` gets that time plus one second, so each
-//! record's changes are strictly ordered in time (different records may share a
-//! second, as on a real instance). Real instances do not do that: two writes to a
-//! record within a second share a time there, and only `sys_mod_count` tells them
-//! apart. [`ServiceNowSim::set_strict_timestamps`]`(false)` gives that behaviour.
+//! **Time.** `sys_updated_on` has second precision, and, as on a real instance,
+//! two writes to a record within one second share it: only `sys_mod_count`
+//! (one more per write) tells them apart. A business rule registered with
+//! [`ServiceNowSim::add_async_rule`] writes the record again right after each web
+//! service write, within its second, as an async business rule or a flow does.
+//! [`ServiceNowSim::set_same_second_bump`]`(true)` is a kinder, opt-in mode that
+//! moves a record's second on with each write (nothing uses it by default).
 //!
 //! **Rules on `incident` writes** (web service writes and the analyst API; not
 //! [`ServiceNowSim::set_state`], which acts like a server script): state 3 needs
@@ -514,13 +515,46 @@ struct SimState {
     token_lifetime: Duration,
     tables: HashMap<&'static str, Vec<SimRecord>>,
     next_number: u64,
-    strict_timestamps: bool,
+    /// Kinder than an instance: a write within a record's last second moves
+    /// `sys_updated_on` one second on. Off unless a test opts in.
+    same_second_bump: bool,
+    /// Async business rules: each runs after every web service write to an
+    /// incident, within that write's second.
+    async_rules: Vec<AsyncRule>,
     rate_limit: Option<u32>,
     rate_windows: HashMap<String, RateWindow>,
     /// Fields whose query conditions are dropped (an ACL'd or renamed column).
     unqueryable: Vec<String>,
     /// A business rule that starts every new incident in state 1.
     insert_as_new: bool,
+}
+
+/// An async business rule (see [`ServiceNowSim::add_async_rule`]).
+#[derive(Clone)]
+struct AsyncRule(Arc<dyn Fn(&mut SimRecord) + Send + Sync>);
+
+impl std::fmt::Debug for AsyncRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AsyncRule")
+    }
+}
+
+impl SimState {
+    /// Runs the async business rules after a web service write to incident `i`,
+    /// each saved within that write's second.
+    fn run_async_rules(&mut self, i: usize) {
+        let rules = self.async_rules.clone();
+        for rule in rules {
+            let record = &self.rows("incident")[i];
+            let (number, second) = (record["number"].clone(), record["sys_updated_on"].clone());
+            if self
+                .analyst_edit(&number, "system", |r| (rule.0)(r), false)
+                .is_ok()
+            {
+                self.rows_mut("incident")[i].insert("sys_updated_on".into(), second);
+            }
+        }
+    }
 }
 
 /// A refusal in ServiceNow's error shape.
@@ -599,7 +633,8 @@ impl SimState {
             token_lifetime: Duration::from_secs(1800),
             tables: HashMap::new(),
             next_number: 10001,
-            strict_timestamps: true,
+            same_second_bump: false,
+            async_rules: Vec::new(),
             rate_limit: None,
             rate_windows: HashMap::new(),
             unqueryable: Vec::new(),
@@ -814,7 +849,7 @@ impl SimState {
     /// The next `sys_updated_on` of a record last written at `previous`.
     fn next_time(&self, previous: Option<&str>) -> NaiveDateTime {
         let now = now_second();
-        if self.strict_timestamps
+        if self.same_second_bump
             && let Some(prev) =
                 previous.and_then(|p| NaiveDateTime::parse_from_str(p, TIME_FORMAT).ok())
             && now <= prev
@@ -1313,11 +1348,38 @@ impl ServiceNowSim {
         state.rate_windows.clear();
     }
 
-    /// `true` (the default): a record's writes within one second still get
-    /// strictly increasing `sys_updated_on`; `false`: they share the second, as on
-    /// a real instance.
-    pub fn set_strict_timestamps(&self, strict: bool) {
-        self.sim.lock().strict_timestamps = strict;
+    /// `false` (the default): a record's writes within one second share its
+    /// `sys_updated_on`, as on a real instance. `true` is kinder than an instance:
+    /// each write to a record moves its time at least one second on.
+    pub fn set_same_second_bump(&self, bump: bool) {
+        self.sim.lock().same_second_bump = bump;
+    }
+
+    /// Registers an async business rule (run as `system`): after every web
+    /// service insert or update of an incident, `rule` edits the record as it now
+    /// stands, and the edit is saved within the same second (one more
+    /// `sys_mod_count`, the same `sys_updated_on`). The answer the caller got
+    /// does not show it, as with a real async rule or flow.
+    pub fn add_async_rule(&self, rule: impl Fn(&mut SimRecord) + Send + Sync + 'static) {
+        self.sim.lock().async_rules.push(AsyncRule(Arc::new(rule)));
+    }
+
+    /// Changes an incident as an analyst would, within the second of its last
+    /// write (the bridge's own, say): `sys_mod_count` moves on, `sys_updated_on`
+    /// does not.
+    pub fn update_as_analyst_within_the_second(
+        &self,
+        number: &str,
+        edit: impl FnOnce(&mut SimRecord),
+    ) -> Result<(), String> {
+        let mut state = self.sim.lock();
+        let i = state
+            .incident_by_number(number)
+            .ok_or_else(|| format!("no incident {number}"))?;
+        let second = state.rows("incident")[i]["sys_updated_on"].clone();
+        state.analyst_edit(number, ANALYST, edit, true)?;
+        state.rows_mut("incident")[i].insert("sys_updated_on".into(), second);
+        Ok(())
     }
 
     /// Query conditions on `field` are dropped from now on, as an instance does
@@ -1626,6 +1688,7 @@ async fn table_api(
             if let Ok(v) = HeaderValue::from_str(&location) {
                 response.headers_mut().insert("location", v);
             }
+            state.run_async_rules(i);
             Ok(response)
         }
         ("PATCH" | "PUT", Some(id)) => {
@@ -1639,7 +1702,9 @@ async fn table_api(
             };
             let i = state.write_incident(Some(i), &body, &caller, mode)?;
             let record = state.rows("incident")[i].clone();
-            Ok(answer(&state, &headers, StatusCode::OK, &record, &params))
+            let response = answer(&state, &headers, StatusCode::OK, &record, &params);
+            state.run_async_rules(i);
+            Ok(response)
         }
         ("DELETE", Some(id)) => {
             writable(def, "Delete")?;
@@ -2238,13 +2303,12 @@ mod tests {
         let incident = sim.incident(&number).unwrap();
         assert_eq!(incident["work_notes"], "");
         assert_eq!(incident["sys_mod_count"], "3");
-        // Times of one record strictly increase, so the journal is in write order.
+        // Times never go back (writes within one second share it).
         let times: Vec<&str> = rows
             .iter()
             .map(|r| r["sys_created_on"].as_str().unwrap())
             .collect();
         assert!(times.windows(2).all(|w| w[0] <= w[1]));
-        assert!(times[0] < times[3]);
         // A no-op update is not a write.
         let before = sim.incident(&number).unwrap();
         call(
@@ -2472,6 +2536,128 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn pagination_headers_and_bodies_are_dropped_on_request() {
+        let sim = start().await;
+        for n in 0..3 {
+            sim.create_as_analyst(&[("short_description", &format!("s{n}"))])
+                .unwrap();
+        }
+        let a = call(
+            &sim,
+            Method::GET,
+            "/api/now/table/incident?sysparm_limit=1&sysparm_suppress_pagination_header=true",
+            None,
+        )
+        .await;
+        assert_eq!(a.status, 200);
+        assert_eq!(a.body["result"].as_array().unwrap().len(), 1);
+        assert!(a.headers.get("link").is_none() && a.headers.get("x-total-count").is_none());
+        // An empty match is an empty list, not a 404.
+        let a = call(
+            &sim,
+            Method::GET,
+            &format!(
+                "/api/now/table/incident?sysparm_query={}",
+                q("correlation_id=nobody")
+            ),
+            None,
+        )
+        .await;
+        assert_eq!((a.status, a.body.clone()), (200, json!({"result": []})));
+        // X-no-response-body: the write happens, the answer has no body.
+        let client = crate::http::build_client(&crate::http::HttpSettings::default()).unwrap();
+        let response = client
+            .post(format!("{}/api/now/table/incident", sim.base_url()))
+            .basic_auth(USER, Some(PASSWORD))
+            .header("x-no-response-body", "true")
+            .json(&json!({"short_description": "quiet"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201);
+        assert!(response.bytes().await.unwrap().is_empty());
+        assert_eq!(sim.incidents().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn query_names_and_values_are_case_sensitive() {
+        let sim = start().await;
+        for n in 0..3 {
+            sim.create_as_analyst(&[
+                ("short_description", &format!("s{n}")),
+                ("correlation_id", &format!("sentinel:c{n}")),
+            ])
+            .unwrap();
+        }
+        let find = |query: &str| {
+            let sim = &sim;
+            let path = format!(
+                "/api/now/table/incident?sysparm_query={}&sysparm_fields=number",
+                q(query)
+            );
+            async move { numbers(&call(sim, Method::GET, &path, None).await.body) }
+        };
+        assert_eq!(find("correlation_id=sentinel:c1").await, vec!["INC0010002"]);
+        // Another case of the value is another value …
+        assert!(find("correlation_id=Sentinel:C1").await.is_empty());
+        // … and another case of the name is an unknown field: its condition is
+        // dropped and every row matches.
+        assert_eq!(find("Correlation_id=sentinel:c1").await.len(), 3);
+        assert_eq!(
+            find("correlation_idSTARTSWITHsentinel:^ORDERBYDESCnumber").await,
+            vec!["INC0010003", "INC0010002", "INC0010001"]
+        );
+    }
+
+    #[tokio::test]
+    async fn system_fields_cannot_be_set_and_values_are_strings() {
+        let sim = start().await;
+        let a = call(
+            &sim,
+            Method::POST,
+            "/api/now/table/incident",
+            Some(json!({"short_description": "s", "sys_mod_count": "41", "sys_updated_on": "2001-01-01 00:00:00"})),
+        )
+        .await;
+        assert_eq!(a.status, 201, "{}", a.body);
+        let r = &a.body["result"];
+        assert_eq!(r["sys_mod_count"], "0");
+        assert_ne!(r["sys_updated_on"], "2001-01-01 00:00:00");
+        // Every value is a string; times are `yyyy-MM-dd HH:mm:ss` in UTC.
+        for (name, value) in r.as_object().unwrap() {
+            assert!(value.is_string() || value.is_object(), "{name}: {value}");
+        }
+        let updated = r["sys_updated_on"].as_str().unwrap();
+        assert!(
+            NaiveDateTime::parse_from_str(updated, TIME_FORMAT).is_ok(),
+            "{updated}"
+        );
+        // Each write counts in sys_mod_count.
+        let path = format!("/api/now/table/incident/{}", r["sys_id"].as_str().unwrap());
+        for n in 1..=3 {
+            let a = call(
+                &sim,
+                Method::PATCH,
+                &path,
+                Some(json!({"description": format!("d{n}")})),
+            )
+            .await;
+            assert_eq!(a.body["result"]["sys_mod_count"], n.to_string());
+        }
+        // A display value written without sysparm_input_display_value is stored
+        // verbatim in the reference field (KB0534905).
+        sim.add_user("sam", "Sam Okafor", "sam@contoso.com");
+        let a = call(
+            &sim,
+            Method::PATCH,
+            &format!("{path}?sysparm_exclude_reference_link=true"),
+            Some(json!({"assigned_to": "Sam Okafor"})),
+        )
+        .await;
+        assert_eq!(a.body["result"]["assigned_to"], "Sam Okafor");
+    }
+
+    #[tokio::test]
     async fn admin_http_resolves_and_lists() {
         let sim = start().await;
         let number = sim
@@ -2522,22 +2708,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn timestamps_of_one_record_strictly_increase_unless_told_otherwise() {
+    async fn same_second_writes_share_the_time_and_differ_in_mod_count() {
         let sim = start().await;
         let number = sim
             .create_as_analyst(&[("short_description", "s")])
             .unwrap();
-        let mut last = sim.incident(&number).unwrap()["sys_updated_on"].clone();
-        for n in 0..3 {
-            sim.update_as_analyst(&number, |r| {
-                r.insert("description".into(), format!("d{n}"));
-            })
-            .unwrap();
-            let now = sim.incident(&number).unwrap()["sys_updated_on"].clone();
-            assert!(now > last, "{now} after {last}");
-            last = now;
-        }
-        sim.set_strict_timestamps(false);
+        let first = sim.incident(&number).unwrap();
+        sim.update_as_analyst_within_the_second(&number, |r| {
+            r.insert("description".into(), "d".into());
+        })
+        .unwrap();
+        let second = sim.incident(&number).unwrap();
+        assert_eq!(second["sys_updated_on"], first["sys_updated_on"]);
+        assert_eq!(first["sys_mod_count"], "0");
+        assert_eq!(second["sys_mod_count"], "1");
+
+        // Writes in one second share it unless the kinder mode is asked for.
+        let prev = sim.incident(&number).unwrap()["sys_updated_on"].clone();
         sim.backdate(&number, Utc::now() + chrono::Duration::hours(1))
             .unwrap();
         let future = sim.incident(&number).unwrap()["sys_updated_on"].clone();
@@ -2546,5 +2733,46 @@ mod tests {
         })
         .unwrap();
         assert!(sim.incident(&number).unwrap()["sys_updated_on"] < future);
+        assert!(sim.incident(&number).unwrap()["sys_updated_on"] >= prev);
+        sim.set_same_second_bump(true);
+        sim.backdate(&number, Utc::now() + chrono::Duration::hours(1))
+            .unwrap();
+        sim.update_as_analyst(&number, |r| {
+            r.insert("description".into(), "bumped".into());
+        })
+        .unwrap();
+        assert!(sim.incident(&number).unwrap()["sys_updated_on"] > future);
+    }
+
+    #[tokio::test]
+    async fn an_async_rule_writes_within_the_second_of_the_api_write_unseen_by_its_answer() {
+        let sim = start().await;
+        sim.add_async_rule(|r| {
+            if r["state"] == "1" {
+                r.insert("state".into(), "2".into());
+            }
+        });
+        let client = reqwest::Client::new();
+        let answer: Value = client
+            .post(format!("{}/api/now/table/incident", sim.base_url()))
+            .basic_auth(USER, Some(PASSWORD))
+            .json(&json!({"short_description": "x", "state": "1"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let number = answer["result"]["number"].as_str().unwrap().to_string();
+        assert_eq!(
+            answer["result"]["state"], "1",
+            "the answer predates the rule"
+        );
+        assert_eq!(answer["result"]["sys_mod_count"], "0");
+        let now = sim.incident(&number).unwrap();
+        assert_eq!(now["state"], "2");
+        assert_eq!(now["sys_mod_count"], "1");
+        assert_eq!(now["sys_updated_on"], answer["result"]["sys_updated_on"]);
+        assert_eq!(now["sys_updated_by"], "system");
     }
 }

@@ -487,6 +487,9 @@ pub fn to_snapshot(record: &Record, base_url: &url::Url) -> Result<TicketSnapsho
         id: sys_id,
         created,
         modified,
+        // Two writes within one second share `sys_updated_on`; the count of
+        // writes tells them apart.
+        version: text(record, "sys_mod_count"),
         attrs,
         labels: Vec::new(),
         correlation,
