@@ -1140,6 +1140,42 @@ fn the_good_inputs_pass_check() {
     );
 }
 
+/// Careless but not wrong: `check` passes and warns, naming what to do. A
+/// dashboard on all interfaces has no authentication; a secret file others can
+/// read is exposed.
+#[cfg(unix)]
+#[test]
+fn a_public_listen_and_a_readable_secret_file_pass_check_with_warnings() {
+    use std::os::unix::fs::PermissionsExt;
+    let files = apply(&[Replace(
+        "bridge.toml",
+        "listen = \"127.0.0.1:9464\"",
+        "listen = \"0.0.0.0:9464\"",
+    )])
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_inputs(dir.path(), &files);
+    let exposed = dir.path().join("secrets/jira");
+    std::fs::set_permissions(&exposed, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let config = dir.path().join("bridge.toml");
+    let out = bridge_in(dir.path(), &["check", "--config", config.to_str().unwrap()]);
+    common::assert_success(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("[server] listen 0.0.0.0:9464 is not a loopback address")
+            && err.contains("no authentication"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "secret file {} is readable or writable by group or others (mode 644); restrict it with chmod 600",
+            exposed.display()
+        )),
+        "{err}"
+    );
+    assert!(!SECRETS.iter().any(|(_, v)| err.contains(v)), "{err}");
+}
+
 #[test]
 fn every_bad_input_exits_2_naming_where_and_writes_nothing() {
     let cases = cases();
