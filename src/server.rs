@@ -12,6 +12,13 @@
 //! Nothing here shows a config value other than pair names: no URL, no account,
 //! no secret. Error messages and ledger details are shown; by the project's
 //! invariants they never carry a secret either.
+//!
+//! There is no authentication, so the browser is kept at arm's length: every
+//! answer says `nosniff` and carries a Content-Security-Policy that allows no
+//! script, no frame around the page and nothing from elsewhere; a request whose
+//! `Host` is not the bound address or a loopback name is refused with 421 (a DNS
+//! rebinding page on another site cannot read the dashboard through the victim's
+//! browser). A `listen` that is not loopback is warned about at start.
 
 use std::fmt::{Display, Write as _};
 use std::future::Future;
@@ -40,6 +47,10 @@ const DASHBOARD_LEDGER_ENTRIES: usize = 20;
 
 /// The content type of the Prometheus text exposition format.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The policy of every answer: nothing but the page's own inline style, no
+/// frame around it, no form, no base.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 /// How long a stopping daemon waits for requests in flight.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -815,6 +826,72 @@ async fn dashboard(State(app): State<AppState>) -> Html<String> {
     Html(render_dashboard(&status, store, chrono::Utc::now()))
 }
 
+/// Whether a request's `Host` header names the server: `localhost`, the bound
+/// IP address, any loopback address when bound to loopback, any IP address when
+/// bound to all of them (`0.0.0.0`, `::`). A DNS name other than `localhost` is
+/// refused: it is what a DNS rebinding attack sends.
+pub fn host_allowed(host: Option<&str>, bound: SocketAddr) -> bool {
+    let Some(host) = host else { return false };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((name, _)) => name,
+            None => return false,
+        },
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match name.parse::<std::net::IpAddr>() {
+        Ok(ip) => {
+            ip == bound.ip()
+                || bound.ip().is_unspecified()
+                || (ip.is_loopback() && bound.ip().is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+/// The warning logged at start when the endpoints are reachable from other hosts.
+pub fn listen_warning(listen: SocketAddr) -> Option<String> {
+    (!listen.ip().is_loopback()).then(|| {
+        format!(
+            "[server] listen {listen} is not a loopback address: the dashboard, /healthz and /metrics have no authentication, so anyone who reaches it reads pair names, errors and ledger entries; listen on 127.0.0.1 or put an authenticating proxy in front"
+        )
+    })
+}
+
+/// Refuses a foreign `Host` (421) and adds the security headers to every answer.
+async fn guard(
+    bound: SocketAddr,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::HeaderValue;
+    use axum::http::header::{
+        CONTENT_SECURITY_POLICY as CSP, HOST, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+        X_FRAME_OPTIONS,
+    };
+    let host = request.headers().get(HOST).and_then(|h| h.to_str().ok());
+    let mut response = if host_allowed(host, bound) {
+        next.run(request).await
+    } else {
+        (
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "unknown host; open this server by its address, e.g. http://{bound}/ (names other than localhost are refused against DNS rebinding)\n"
+            ),
+        )
+            .into_response()
+    };
+    let headers = response.headers_mut();
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(CSP, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
 /// Serves the endpoints on `listener` until `shutdown` completes, then lets the
 /// requests in flight finish.
 pub async fn serve(
@@ -823,7 +900,11 @@ pub async fn serve(
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(status, store))
+    let bound = listener.local_addr()?;
+    let app = router(status, store).layer(axum::middleware::from_fn(move |request, next| {
+        guard(bound, request, next)
+    }));
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -851,6 +932,9 @@ pub async fn start(
         .local_addr()
         .with_context(|| format!("cannot tell which address {listen} was bound to"))?;
     tracing::info!(listen = %address, "serving /healthz, /livez, /metrics and the dashboard");
+    if let Some(warning) = listen_warning(address) {
+        tracing::warn!("{warning}");
+    }
     let shutdown = async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
     };
@@ -1272,16 +1356,60 @@ mod tests {
 
     /// A GET over a plain socket: the status code and the body.
     async fn get(address: SocketAddr, path: &str) -> (u16, String, String) {
+        get_as(address, path, "localhost").await
+    }
+
+    /// A GET with this `Host` header.
+    async fn get_as(address: SocketAddr, path: &str, host: &str) -> (u16, String, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).await.unwrap();
         let (head, body) = response.split_once("\r\n\r\n").unwrap();
         let code = head.split(' ').nth(1).unwrap().parse().unwrap();
         (code, head.to_owned(), body.to_owned())
+    }
+
+    #[test]
+    fn only_the_bound_address_and_loopback_names_are_hosts() {
+        let loopback: SocketAddr = "127.0.0.1:9464".parse().unwrap();
+        let public: SocketAddr = "10.1.2.3:9464".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:9464".parse().unwrap();
+        for host in [
+            "localhost",
+            "LOCALHOST:9464",
+            "127.0.0.1:9464",
+            "127.0.0.1",
+            "[::1]:9464",
+        ] {
+            assert!(host_allowed(Some(host), loopback), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io:9464",
+            "[::1",
+            "",
+        ] {
+            assert!(!host_allowed(Some(host), loopback), "{host}");
+        }
+        assert!(!host_allowed(None, loopback), "no Host at all");
+        assert!(host_allowed(Some("10.1.2.3:9464"), public));
+        assert!(!host_allowed(Some("10.1.2.4:9464"), public));
+        assert!(!host_allowed(Some("bridge.corp.example"), public));
+        assert!(host_allowed(Some("192.168.0.7:9464"), any));
+        assert!(!host_allowed(Some("bridge.corp.example"), any));
+
+        assert_eq!(listen_warning(loopback), None);
+        assert_eq!(listen_warning("[::1]:0".parse().unwrap()), None);
+        let warning = listen_warning(any).unwrap();
+        assert!(
+            warning.contains("0.0.0.0:9464 is not a loopback address"),
+            "{warning}"
+        );
+        assert!(warning.contains("no authentication"), "{warning}");
     }
 
     #[tokio::test]
@@ -1331,6 +1459,27 @@ mod tests {
         assert!(body.contains("failed: polling failed"));
 
         assert_eq!(get(address, "/nothing-here").await.0, 404);
+
+        // Every answer keeps the browser at arm's length.
+        let head = head.to_ascii_lowercase();
+        assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+        assert!(
+            head.contains("content-security-policy: default-src 'none';"),
+            "{head}"
+        );
+        assert!(head.contains("frame-ancestors 'none'"), "{head}");
+        // A DNS rebinding page sends its own name as Host: refused, even for /livez.
+        for path in ["/", "/healthz", "/livez"] {
+            let (code, head, body) = get_as(address, path, "rebind.evil.example:9464").await;
+            assert_eq!(code, 421, "{path}: {body}");
+            assert!(
+                head.to_ascii_lowercase()
+                    .contains("x-content-type-options: nosniff")
+            );
+            assert!(!body.contains("defender"), "{body}");
+        }
+        assert_eq!(get_as(address, "/livez", &address.to_string()).await.0, 200);
+        assert_eq!(get_as(address, "/livez", "127.0.0.2").await.0, 200);
 
         stop.send(()).unwrap();
         tokio::time::timeout(Duration::from_secs(10), server)

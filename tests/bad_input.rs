@@ -684,6 +684,348 @@ fn cases() -> Vec<Case> {
             at: At::Mark,
             says: "unknown placeholder `{ticket}`",
         },
+        // ---- issue 10: what `run` would refuse, and careless values
+        Case {
+            name: "plain http to Jira, which is sent credentials",
+            edits: &[Replace(
+                "bridge.toml",
+                "base_url = \"https://acme.atlassian.net\"",
+                "base_url = ‸\"http://acme.atlassian.net\"",
+            )],
+            at: At::Mark,
+            says: "base_url `http://acme.atlassian.net` is plain http: the bridge would send its credentials unencrypted; use https://",
+        },
+        Case {
+            name: "plain http to ServiceNow",
+            edits: &[Replace(
+                "bridge.toml",
+                "base_url = \"https://acme.service-now.com\"",
+                "base_url = ‸\"http://acme.service-now.com\"",
+            )],
+            at: At::Mark,
+            says: "is plain http: the bridge would send its credentials unencrypted",
+        },
+        Case {
+            name: "plain http to the generic system, on a port",
+            edits: &[Replace(
+                "bridge.toml",
+                "base_url = \"https://helpdesk.acme.example\"",
+                "base_url = ‸\"http://helpdesk.acme.example:8080\"",
+            )],
+            at: At::Mark,
+            says: "is plain http: the bridge would send its credentials unencrypted",
+        },
+        Case {
+            name: "plain http to Graph, which is sent bearer tokens",
+            edits: &[Replace(
+                "bridge.toml",
+                "base_url = \"https://graph.microsoft.com\"",
+                "base_url = ‸\"http://graph.microsoft.com\"",
+            )],
+            at: At::Mark,
+            says: "is plain http: the bridge would send its bearer tokens unencrypted",
+        },
+        Case {
+            name: "plain http to ARM on a private, not loopback, address",
+            edits: &[Replace(
+                "bridge.toml",
+                "workspace_name = \"soc-ws\"\n",
+                "workspace_name = \"soc-ws\"\nbase_url = ‸\"http://10.0.0.5:8080\"\n",
+            )],
+            at: At::Mark,
+            says: "(plain http is accepted on loopback only, for the simulators)",
+        },
+        Case {
+            name: "plain http to a name that only looks like loopback",
+            edits: &[Replace(
+                "bridge.toml",
+                "base_url = \"https://acme.service-now.com\"",
+                "base_url = ‸\"http://localhost.evil.example\"",
+            )],
+            at: At::Mark,
+            says: "base_url `http://localhost.evil.example` is plain http",
+        },
+        Case {
+            name: "ca_bundle missing",
+            edits: &[Replace(
+                "bridge.toml",
+                "timeout = \"30s\"\n",
+                "timeout = \"30s\"\nca_bundle = ‸\"certs/ca.pem\"\n",
+            )],
+            at: At::Mark,
+            says: "certs/ca.pem: cannot read it (No such file or directory",
+        },
+        Case {
+            name: "ca_bundle not PEM",
+            edits: &[
+                Replace(
+                    "bridge.toml",
+                    "timeout = \"30s\"\n",
+                    "timeout = \"30s\"\nca_bundle = ‸\"ca.cer\"\n",
+                ),
+                Write("ca.cer", "MIIB binary DER, not PEM\n"),
+            ],
+            at: At::Mark,
+            says: "ca.cer is not a PEM certificate bundle",
+        },
+        Case {
+            name: "ca_bundle with a broken PEM body",
+            edits: &[
+                Replace(
+                    "bridge.toml",
+                    "timeout = \"30s\"\n",
+                    "timeout = \"30s\"\nca_bundle = ‸\"ca.pem\"\n",
+                ),
+                Write(
+                    "ca.pem",
+                    "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n",
+                ),
+            ],
+            at: At::Mark,
+            says: "ca.pem is not a PEM certificate bundle",
+        },
+        Case {
+            name: "ca_bundle with a certificate never ended",
+            edits: &[
+                Replace(
+                    "bridge.toml",
+                    "timeout = \"30s\"\n",
+                    "timeout = \"30s\"\nca_bundle = ‸\"ca.pem\"\n",
+                ),
+                Write("ca.pem", "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n"),
+            ],
+            at: At::Mark,
+            says: "is not a PEM certificate bundle",
+        },
+        Case {
+            name: "ca_bundle empty",
+            edits: &[Replace(
+                "bridge.toml",
+                "timeout = \"30s\"\n",
+                "timeout = \"30s\"\nca_bundle = ‸\"\"\n",
+            )],
+            at: At::Mark,
+            says: "ca_bundle is empty",
+        },
+        Case {
+            name: "tenant_id not a GUID",
+            edits: &[Replace(
+                "bridge.toml",
+                "kind = \"graph\"\ntenant_id = \"00000000-0000-0000-0000-000000000000\"",
+                "kind = \"graph\"\ntenant_id = ‸\"my-tenant\"",
+            )],
+            at: At::Mark,
+            says: "tenant_id `my-tenant` is not a tenant id; copy the Directory (tenant) ID",
+        },
+        Case {
+            name: "tenant_id with a space",
+            edits: &[Replace(
+                "bridge.toml",
+                "kind = \"sentinel\"\ntenant_id = \"00000000-0000-0000-0000-000000000000\"",
+                "kind = \"sentinel\"\ntenant_id = ‸\"contoso tenant\"",
+            )],
+            at: At::Mark,
+            says: "tenant_id `contoso tenant` is not a tenant id",
+        },
+        Case {
+            name: "cron that never fires: February 30th",
+            edits: &[Replace(
+                "bridge.toml",
+                "schedule = \"*/5 * * * *\"",
+                "schedule = ‸\"0 0 30 2 *\"",
+            )],
+            at: At::Mark,
+            says: "cron line `0 0 30 2 *` never fires",
+        },
+        Case {
+            name: "cron with seconds that never fires: November 31st",
+            edits: &[Replace(
+                "bridge.toml",
+                "schedule = \"0 */5 * * * *\"",
+                "schedule = ‸\"0 0 0 31 11 *\"",
+            )],
+            at: At::Mark,
+            says: "cron line `0 0 0 31 11 *` never fires",
+        },
+        Case {
+            name: "sweep that never fires: April 31st",
+            edits: &[Replace(
+                "bridge.toml",
+                "schedule = \"*/1 * * * *\"\n",
+                "schedule = \"*/1 * * * *\"\nsweep = ‸\"0 3 31 4 *\"\n",
+            )],
+            at: At::Mark,
+            says: "cron line `0 3 31 4 *` never fires",
+        },
+        Case {
+            name: "since in the future",
+            edits: &[Replace(
+                "bridge.toml",
+                "conflict = \"newest_wins\"\nsince = \"2026-11-01T00:00:00Z\"",
+                "conflict = \"newest_wins\"\nsince = ‸\"2999-01-01T00:00:00Z\"",
+            )],
+            at: At::Mark,
+            says: "since 2999-01-01T00:00:00+00:00 is in the future",
+        },
+        Case {
+            name: "since in the future as a TOML date-time",
+            edits: &[Replace(
+                "bridge.toml",
+                "since = 2026-11-01T00:00:00Z",
+                "since = ‸2998-06-01T00:00:00Z",
+            )],
+            at: At::Mark,
+            says: "is in the future; the first run would find nothing before then",
+        },
+        Case {
+            name: "timeout of zero",
+            edits: &[Replace(
+                "bridge.toml",
+                "timeout = \"30s\"",
+                "timeout = ‸\"0s\"",
+            )],
+            at: At::Mark,
+            says: "timeout must be more than zero",
+        },
+        Case {
+            name: "absurd timeout",
+            edits: &[Replace(
+                "bridge.toml",
+                "timeout = \"30s\"",
+                "timeout = ‸\"2h\"",
+            )],
+            at: At::Mark,
+            says: "timeout `2h` is longer than 10m",
+        },
+        Case {
+            name: "subscription_id not a GUID",
+            edits: &[Replace(
+                "bridge.toml",
+                "subscription_id = \"33333333-3333-3333-3333-333333333333\"",
+                "subscription_id = ‸\"soc-subscription\"",
+            )],
+            at: At::Mark,
+            says: "subscription_id `soc-subscription` is not a valid Azure name; a subscription id is a GUID",
+        },
+        Case {
+            name: "resource_group with a space",
+            edits: &[Replace(
+                "bridge.toml",
+                "resource_group = \"soc-rg\"",
+                "resource_group = ‸\"soc rg\"",
+            )],
+            at: At::Mark,
+            says: "resource_group `soc rg` is not a valid Azure name",
+        },
+        Case {
+            name: "resource_group ending in a dot",
+            edits: &[Replace(
+                "bridge.toml",
+                "resource_group = \"soc-rg\"",
+                "resource_group = ‸\"soc-rg.\"",
+            )],
+            at: At::Mark,
+            says: "not ending in `.`",
+        },
+        Case {
+            name: "workspace_name too short",
+            edits: &[Replace(
+                "bridge.toml",
+                "workspace_name = \"soc-ws\"",
+                "workspace_name = ‸\"ws\"",
+            )],
+            at: At::Mark,
+            says: "workspace_name `ws` is not a valid Azure name; a workspace name is 4-63",
+        },
+        Case {
+            name: "workspace_name with an underscore",
+            edits: &[Replace(
+                "bridge.toml",
+                "workspace_name = \"soc-ws\"",
+                "workspace_name = ‸\"soc_ws\"",
+            )],
+            at: At::Mark,
+            says: "workspace_name `soc_ws` is not a valid Azure name",
+        },
+        Case {
+            name: "api_version not a date",
+            edits: &[Replace(
+                "bridge.toml",
+                "workspace_name = \"soc-ws\"\n",
+                "workspace_name = \"soc-ws\"\napi_version = ‸\"latest\"\n",
+            )],
+            at: At::Mark,
+            says: "api_version `latest` is not an ARM api-version",
+        },
+        Case {
+            name: "api_version without leading zeros",
+            edits: &[Replace(
+                "bridge.toml",
+                "workspace_name = \"soc-ws\"\n",
+                "workspace_name = \"soc-ws\"\napi_version = ‸\"2025-9-1\"\n",
+            )],
+            at: At::Mark,
+            says: "api_version `2025-9-1` is not an ARM api-version",
+        },
+        Case {
+            name: "store path a folder",
+            edits: &[
+                Replace("bridge.toml", "path = \"bridge.db\"", "path = ‸\"state\""),
+                Write("state/keep", "a folder, not a database\n"),
+            ],
+            at: At::Mark,
+            says: "is a folder; give the database file's name, e.g. \"state/itsm-bridge.db\"",
+        },
+        Case {
+            name: "max_body not a size",
+            edits: &[Replace(
+                "bridge.toml",
+                "timeout = \"30s\"\n",
+                "timeout = \"30s\"\nmax_body = ‸\"sixteen megs\"\n",
+            )],
+            at: At::Mark,
+            says: "max_body `sixteen megs` is not a size",
+        },
+        Case {
+            name: "max_body with an unknown unit",
+            edits: &[Replace(
+                "bridge.toml",
+                "timeout = \"30s\"\n",
+                "timeout = \"30s\"\nmax_body = ‸\"16 TB\"\n",
+            )],
+            at: At::Mark,
+            says: "max_body `16 TB` is not a size",
+        },
+        Case {
+            name: "max_body too small",
+            edits: &[Replace(
+                "bridge.toml",
+                "timeout = \"30s\"\n",
+                "timeout = \"30s\"\nmax_body = ‸\"1KiB\"\n",
+            )],
+            at: At::Mark,
+            says: "max_body `1KiB` is out of bounds",
+        },
+        Case {
+            name: "max_body too large",
+            edits: &[Replace(
+                "bridge.toml",
+                "timeout = \"30s\"\n",
+                "timeout = \"30s\"\nmax_body = ‸\"8GiB\"\n",
+            )],
+            at: At::Mark,
+            says: "max_body `8GiB` is out of bounds",
+        },
+        Case {
+            name: "max_body of zero",
+            edits: &[Replace(
+                "bridge.toml",
+                "timeout = \"30s\"\n",
+                "timeout = \"30s\"\nmax_body = ‸\"0\"\n",
+            )],
+            at: At::Mark,
+            says: "give between \"64KiB\" and \"1GiB\"",
+        },
     ]
 }
 
@@ -769,27 +1111,75 @@ fn judge(out: &Output, dir: &Path, prefix: &str, says: &str) -> Option<String> {
     Some(format!("{wrong}\n  stderr:\n{err}"))
 }
 
+/// Writes the inputs under `dir`, the secret files owner-only (as an admin
+/// should: others get a warning).
+fn write_inputs(dir: &Path, files: &BTreeMap<&'static str, String>) {
+    for (file, text) in files {
+        let path = dir.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        #[cfg(unix)]
+        if file.starts_with("secrets/") {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+}
+
 #[test]
 fn the_good_inputs_pass_check() {
     let dir = tempfile::tempdir().unwrap();
-    for (file, text) in good_files() {
-        let path = dir.path().join(file);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
+    write_inputs(dir.path(), &good_files());
     let config = dir.path().join("bridge.toml");
     let out = bridge_in(dir.path(), &["check", "--config", config.to_str().unwrap()]);
     common::assert_success(&out);
+    assert_eq!(stderr(&out), "", "no warning for good inputs");
     assert!(
         !dir.path().join("bridge.db").exists(),
         "check writes nothing"
     );
 }
 
+/// Careless but not wrong: `check` passes and warns, naming what to do. A
+/// dashboard on all interfaces has no authentication; a secret file others can
+/// read is exposed.
+#[cfg(unix)]
+#[test]
+fn a_public_listen_and_a_readable_secret_file_pass_check_with_warnings() {
+    use std::os::unix::fs::PermissionsExt;
+    let files = apply(&[Replace(
+        "bridge.toml",
+        "listen = \"127.0.0.1:9464\"",
+        "listen = \"0.0.0.0:9464\"",
+    )])
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_inputs(dir.path(), &files);
+    let exposed = dir.path().join("secrets/jira");
+    std::fs::set_permissions(&exposed, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let config = dir.path().join("bridge.toml");
+    let out = bridge_in(dir.path(), &["check", "--config", config.to_str().unwrap()]);
+    common::assert_success(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("[server] listen 0.0.0.0:9464 is not a loopback address")
+            && err.contains("no authentication"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "secret file {} is readable or writable by group or others (mode 644); restrict it with chmod 600",
+            exposed.display()
+        )),
+        "{err}"
+    );
+    assert!(!SECRETS.iter().any(|(_, v)| err.contains(v)), "{err}");
+}
+
 #[test]
 fn every_bad_input_exits_2_naming_where_and_writes_nothing() {
     let cases = cases();
-    assert!(cases.len() >= 25, "a table of at least 25 bad inputs");
+    assert!(cases.len() >= 80, "a table of at least 80 bad inputs");
     let mut failures = Vec::new();
     for case in &cases {
         let mut files = match apply(case.edits) {
@@ -801,11 +1191,7 @@ fn every_bad_input_exits_2_naming_where_and_writes_nothing() {
         };
         let mark = take_mark(&mut files);
         let dir = tempfile::tempdir().unwrap();
-        for (file, text) in &files {
-            let path = dir.path().join(file);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        }
+        write_inputs(dir.path(), &files);
         let prefix = match (&case.at, mark) {
             (At::Mark, Some((file, line, column))) => {
                 format!("{}:{line}:{column}: ", dir.path().join(file).display())

@@ -53,11 +53,14 @@ pub struct ConnectorError {
 }
 
 impl ConnectorError {
+    /// The message goes through [`remote_text`]: it often quotes a remote body, and
+    /// it is kept (dead letters, the ledger) and shown (logs, console, `/healthz`).
+    /// Every connector error is built here, so every path gets the cut and escape.
     pub fn new(kind: ErrorKind, system: impl Into<String>, message: impl Into<String>) -> Self {
         ConnectorError {
             kind,
             system: system.into(),
-            message: message.into(),
+            message: remote_text(&message.into()),
             status: None,
         }
     }
@@ -69,6 +72,65 @@ impl ConnectorError {
             ..self
         }
     }
+}
+
+/// The most of a remote text the bridge keeps or shows: a few KiB say what went
+/// wrong; a server that sends 50 MB of it must not fill logs, the store or `/healthz`.
+pub const REMOTE_TEXT_MAX: usize = 4096;
+
+/// Remote text made safe to keep and show: control characters (newlines, carriage
+/// returns, tabs, ESC and the other C0/C1 controls, and the Unicode line and
+/// paragraph separators) are written as escapes (`\n`, `\u{1b}`) so that they cannot
+/// forge a log line or drive a terminal, and the text is cut to
+/// [`REMOTE_TEXT_MAX`] bytes (on a character boundary) with a note of what was cut.
+/// Clean text within the limit comes back unchanged.
+pub fn remote_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(REMOTE_TEXT_MAX + 64));
+    let mut cut_at = None;
+    for (i, c) in text.char_indices() {
+        let before = out.len();
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32));
+            }
+            c => out.push(c),
+        }
+        if out.len() > REMOTE_TEXT_MAX {
+            out.truncate(before);
+            cut_at = Some(i);
+            break;
+        }
+    }
+    if let Some(i) = cut_at {
+        out.push_str(&format!("… ({} more bytes cut)", text.len() - i));
+    }
+    out
+}
+
+/// `text` with every occurrence of `secret` replaced by `[redacted]`, including
+/// the start of one that [`remote_text`] cut off at its limit (the text ends, before
+/// the cut note, with the secret's first bytes): a cut must not leave half a secret.
+pub fn redact_secret(text: &str, secret: &str) -> String {
+    if secret.is_empty() {
+        return text.to_string();
+    }
+    let mut out = text.replace(secret, "[redacted]");
+    if let Some(at) = out.rfind("… (")
+        && out[at..].ends_with(" more bytes cut)")
+    {
+        let kept = &out[..at];
+        let partial = (1..secret.len())
+            .rev()
+            .filter(|&n| secret.is_char_boundary(n))
+            .find(|&n| kept.ends_with(&secret[..n]));
+        if let Some(n) = partial {
+            out.replace_range(at - n..at, "[redacted]");
+        }
+    }
+    out
 }
 
 impl fmt::Display for ConnectorError {
@@ -159,5 +221,76 @@ pub trait TicketSystem: Send + Sync {
     /// the system overrides `comments`.
     fn get_has_comments(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fifty_megabyte_remote_message_is_cut_to_a_few_kib() {
+        let huge = "x".repeat(50 * 1024 * 1024);
+        let error = ConnectorError::new(ErrorKind::Transient, "jira", format!("HTTP 500: {huge}"));
+        assert!(
+            error.message.len() <= REMOTE_TEXT_MAX + 64,
+            "{}",
+            error.message.len()
+        );
+        assert!(error.message.starts_with("HTTP 500: xxx"));
+        assert!(
+            error
+                .message
+                .ends_with(&format!("… ({} more bytes cut)", huge.len() + 10 - 4096)),
+            "{}",
+            &error.message[4000..]
+        );
+        // A cut never splits a character.
+        let wide = "é".repeat(REMOTE_TEXT_MAX);
+        assert!(remote_text(&wide).starts_with("éé"));
+    }
+
+    #[test]
+    fn a_secret_cut_in_half_by_the_limit_is_still_redacted() {
+        let secret = "hunter2-canary-secret";
+        let padding = "p".repeat(REMOTE_TEXT_MAX - 6);
+        let error = ConnectorError::new(
+            ErrorKind::Auth,
+            "login",
+            format!("{padding}{secret} and {secret} again"),
+        );
+        assert!(
+            error.message.contains("hunter"),
+            "the cut fell inside the secret"
+        );
+        let clean = redact_secret(&error.message, secret);
+        assert!(!clean.contains("hunter"), "{}", &clean[clean.len() - 60..]);
+        assert!(
+            clean.ends_with("[redacted]… (47 more bytes cut)"),
+            "{}",
+            &clean[4000..]
+        );
+        assert_eq!(
+            redact_secret(
+                "said hunter2-canary-secret twice: hunter2-canary-secret",
+                secret
+            ),
+            "said [redacted] twice: [redacted]"
+        );
+        assert_eq!(redact_secret("nothing here", secret), "nothing here");
+    }
+
+    #[test]
+    fn control_characters_in_remote_text_are_escaped() {
+        let forged =
+            "bad\n2026-12-06T20:00:00Z  INFO ledger verified\r\x1b[2J\x1b]0;owned\x07\u{2028}\ttab";
+        let error = ConnectorError::new(ErrorKind::Permanent, "graph", forged);
+        assert_eq!(
+            error.message,
+            "bad\\n2026-12-06T20:00:00Z  INFO ledger verified\\r\\u{1b}[2J\\u{1b}]0;owned\\u{7}\\u{2028}\\ttab"
+        );
+        assert!(!error.to_string().chars().any(char::is_control));
+        assert_eq!(remote_text(&error.message), error.message, "idempotent");
+        assert_eq!(remote_text("plain text, ünïcode"), "plain text, ünïcode");
     }
 }

@@ -179,9 +179,7 @@ impl Report {
             .collect();
         let clean = |text: &mut String| {
             for secret in &secrets {
-                if text.contains(secret) {
-                    *text = text.replace(secret, "[redacted]");
-                }
+                *text = bridge_core::ports::redact_secret(text, secret);
             }
         };
         for system in &mut self.systems {
@@ -206,7 +204,7 @@ pub async fn diagnose(config: &Config) -> Result<Report, BuildError> {
     let sources = config
         .sources
         .iter()
-        .map(|s| source_report(s, client.clone()));
+        .map(|s| source_report(s, client.clone(), config.http.max_body));
     let tickets = config
         .ticket_systems
         .iter()
@@ -301,7 +299,11 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-async fn source_report(config: &SourceConfig, client: reqwest::Client) -> SystemReport {
+async fn source_report(
+    config: &SourceConfig,
+    client: reqwest::Client,
+    max_body: u64,
+) -> SystemReport {
     let mut report = SystemReport {
         section: "source",
         name: config.name.clone(),
@@ -379,7 +381,7 @@ async fn source_report(config: &SourceConfig, client: reqwest::Client) -> System
         Auth::Bearer(tokens),
         error_message,
     ) {
-        Ok(api) => api.with_retry(doctor_retry()),
+        Ok(api) => api.with_retry(doctor_retry()).with_max_body(max_body),
         Err(e) => {
             checks.push(Check::fail(
                 later[0],
@@ -576,7 +578,9 @@ async fn ticket_report(
         auth.clone(),
         error_message,
     ) {
-        Ok(api) => api.with_retry(doctor_retry()),
+        Ok(api) => api
+            .with_retry(doctor_retry())
+            .with_max_body(config.http.max_body),
         Err(e) => {
             checks.push(Check::fail(
                 "base_url",

@@ -4,7 +4,14 @@
 //! `Retry-After` honoured on 429/503 (whole or fractional seconds, or an HTTP date),
 //! bounded exponential backoff with jitter on 5xx and timeouts, one token refresh on
 //! 401. Non-idempotent requests (creates) are never retried once they may have
-//! reached the server. Next-page links are accepted only on the configured host.
+//! reached the server.
+//!
+//! Distrust of what comes back (DESIGN.md, decision 11): next-page links and
+//! redirects are followed only within the origin (scheme, host, port) they start
+//! from; a response body is read as a stream and refused past `[http] max_body`
+//! (`Content-Length` is checked first), so a hostile server cannot make the bridge
+//! buffer more than that; remote text in errors is cut and escaped where the error
+//! is built (`ConnectorError::new`).
 //!
 //! Politeness: an [`Api`] may carry a [`RateLimiter`], a token bucket per operation
 //! class (reads, writes) shared by every `Api` that talks to the same remote
@@ -45,11 +52,62 @@ pub fn install_crypto_provider() {
     });
 }
 
+/// The largest response body read unless `[http] max_body` says otherwise.
+pub const DEFAULT_MAX_BODY: u64 = 16 * 1024 * 1024;
+
+/// Whether two URLs share scheme, host and port: the rule for next links and
+/// redirects alike.
+pub fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// Why a redirect was not followed (the source of the reqwest error).
+#[derive(Debug)]
+struct RedirectRefused(String);
+
+impl std::fmt::Display for RedirectRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RedirectRefused {}
+
+/// Redirects stay on the origin of the first request (which the [`Api`] built from
+/// the configured base URL, or accepted as a next link on it): a 307 elsewhere
+/// would carry the request's body (an incident) and its credentials away. At
+/// most 5 hops.
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().cloned();
+        let to = attempt.url().clone();
+        match first {
+            Some(first) if !same_origin(&first, &to) => {
+                let message = format!(
+                    "refusing a redirect to {}://{} (the request went to {}://{}; redirects never leave the configured origin)",
+                    to.scheme(),
+                    host_of(&to),
+                    first.scheme(),
+                    host_of(&first)
+                );
+                attempt.error(RedirectRefused(message))
+            }
+            _ if attempt.previous().len() > 5 => {
+                attempt.error(RedirectRefused("too many redirects (more than 5)".into()))
+            }
+            _ => attempt.follow(),
+        }
+    })
+}
+
 /// Builds the shared client. The error names the setting at fault.
 pub fn build_client(settings: &HttpSettings) -> Result<reqwest::Client, String> {
     install_crypto_provider();
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("itsm-bridge/", env!("CARGO_PKG_VERSION")))
+        .redirect(redirect_policy())
         .connect_timeout(Duration::from_secs(10))
         .timeout(settings.timeout.unwrap_or(Duration::from_secs(30)));
     if let Some(pem) = &settings.ca_bundle_pem {
@@ -559,7 +617,11 @@ where
     for value in values {
         match serde_json::from_value(value) {
             Ok(item) => items.push(item),
-            Err(e) => tracing::warn!(error = %e, "skipping an item that does not decode"),
+            // serde quotes the offending value: remote text, cut and escaped.
+            Err(e) => tracing::warn!(
+                error = %bridge_core::ports::remote_text(&e.to_string()),
+                "skipping an item that does not decode"
+            ),
         }
     }
     Ok(items)
@@ -577,6 +639,9 @@ pub struct Api {
     /// The rate limit of the remote instance, shared with every other `Api` that
     /// talks to it; `None`: requests go unpaced.
     limiter: Option<Arc<RateLimiter>>,
+    /// The largest response body read (`[http] max_body`); a larger one fails the
+    /// attempt as a remote fault.
+    max_body: u64,
 }
 
 /// A request to send. `idempotent` requests are retried after a failure that may
@@ -645,7 +710,14 @@ impl Api {
             retry: RetryPolicy::default(),
             error_message,
             limiter: None,
+            max_body: DEFAULT_MAX_BODY,
         })
+    }
+
+    /// Refuses response bodies larger than `max_body` bytes (`[http] max_body`).
+    pub fn with_max_body(mut self, max_body: u64) -> Api {
+        self.max_body = max_body;
+        self
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Api {
@@ -699,10 +771,7 @@ impl Api {
                 format!("next link is not a URL ({e})"),
             )
         })?;
-        if url.scheme() != self.base.scheme()
-            || url.host_str() != self.base.host_str()
-            || url.port_or_known_default() != self.base.port_or_known_default()
-        {
+        if !same_origin(&url, &self.base) {
             return Err(self.error(
                 ErrorKind::InvalidPayload,
                 format!(
@@ -846,24 +915,70 @@ impl Api {
         }
         let response = builder.send().await.map_err(|e| {
             let sent = !e.is_connect();
-            (
-                self.error(ErrorKind::Transient, describe_transport_error(&e)),
-                sent,
-            )
+            // A redirect off the origin is the remote's doing and will not pass
+            // on its own: not retried.
+            let kind = if e.is_redirect() {
+                ErrorKind::Permanent
+            } else {
+                ErrorKind::Transient
+            };
+            (self.error(kind, describe_transport_error(&e)), sent)
         })?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(|e| {
-            (
-                self.error(ErrorKind::Transient, describe_transport_error(&e)),
-                true,
-            )
-        })?;
+        let body = self
+            .read_body(response, request)
+            .await
+            .map_err(|e| (e, true))?;
         Ok(Response {
             status,
             headers,
             body,
         })
+    }
+
+    /// Reads a body chunk by chunk, never holding more than `max_body` bytes: a
+    /// declared `Content-Length` over the limit is refused before any of it is
+    /// read, an undeclared or lying one as soon as the limit is passed. Either way
+    /// the attempt fails as a remote fault (`Transient`: retried like a 5xx, then
+    /// reported), and the connection is dropped.
+    async fn read_body(
+        &self,
+        mut response: reqwest::Response,
+        request: &Request,
+    ) -> ConnectorResult<bytes::Bytes> {
+        let limit = self.max_body;
+        let too_large = |what: String| {
+            self.error(
+                ErrorKind::Transient,
+                format!(
+                    "the response to {} {}{} {what}, over [http] max_body ({}); the server misbehaves, or raise max_body if such answers are expected",
+                    request.method,
+                    host_of(&request.url),
+                    request.url.path(),
+                    format_size(limit)
+                ),
+            )
+        };
+        if let Some(declared) = response.content_length()
+            && declared > limit
+        {
+            return Err(too_large(format!("declares {}", format_size(declared))));
+        }
+        let capacity = response.content_length().unwrap_or(0).min(1 << 20);
+        let mut body = bytes::BytesMut::with_capacity(capacity as usize);
+        loop {
+            let chunk = response
+                .chunk()
+                .await
+                .map_err(|e| self.error(ErrorKind::Transient, describe_transport_error(&e)))?;
+            let Some(chunk) = chunk else { break };
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(too_large(format!("passed {}", format_size(limit))));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
     }
 
     fn status_error(
@@ -897,6 +1012,15 @@ impl Api {
 /// A transport error in words, without the URL's query (it may be long) and never
 /// with a header.
 fn describe_transport_error(e: &reqwest::Error) -> String {
+    if e.is_redirect() {
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            if let Some(refused) = s.downcast_ref::<RedirectRefused>() {
+                return refused.0.clone();
+            }
+            source = s.source();
+        }
+    }
     let what = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -924,6 +1048,18 @@ fn host_of(url: &Url) -> String {
         Some(p) => format!("{}:{p}", url.host_str().unwrap_or("")),
         None => url.host_str().unwrap_or("").to_string(),
     }
+}
+
+/// A byte count as an admin writes it: `16 MiB`, `512 KiB`, `300 B`.
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (size, unit) in UNITS {
+        if bytes >= size {
+            let n = bytes as f64 / size as f64;
+            return format!("{} {unit}", trim_float(n));
+        }
+    }
+    format!("{bytes} B")
 }
 
 /// `Retry-After` as seconds (fractional allowed, as Graph sends) or an HTTP date.
@@ -1202,6 +1338,262 @@ mod tests {
         );
         assert_eq!(kit.request_count(), 0, "nothing was sent");
         server.shutdown();
+    }
+
+    /// A loopback server that answers every connection with `head` and then
+    /// `chunk` over and over until the client hangs up (an endless JSON array when
+    /// `head` says `Transfer-Encoding: chunked`). Returns its base URL and a count
+    /// of the connections it took.
+    async fn hostile_server(
+        head: &'static str,
+        chunk: Vec<u8>,
+    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
+        let chunk = Arc::new(chunk);
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let chunk = chunk.clone();
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = socket.read(&mut request).await;
+                    if socket.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    while socket.write_all(&chunk).await.is_ok() {}
+                });
+            }
+        });
+        (base, connections)
+    }
+
+    /// One HTTP/1.1 chunk of the items of an endless JSON array of incidents.
+    fn endless_json_chunk() -> Vec<u8> {
+        let item = r#"{"id":"1","displayName":"an incident that never ends","severity":"high"},"#;
+        let data = item.repeat(64 * 1024 / item.len());
+        format!("{:x}\r\n{data}\r\n", data.len()).into_bytes()
+    }
+
+    const ENDLESS_HEAD: &str =
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+
+    fn quick_retries() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 2,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            max_retry_after: Duration::from_secs(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_endless_body_is_refused_past_max_body_and_retried_as_a_remote_fault() {
+        let (base, connections) = hostile_server(ENDLESS_HEAD, endless_json_chunk()).await;
+        let client = build_client(&HttpSettings::default()).unwrap();
+        let api = Api::new("graph", &base, client, Auth::None, |_| None)
+            .unwrap()
+            .with_retry(quick_retries())
+            .with_max_body(1 << 20);
+        let err = api
+            .get_json::<serde_json::Value>(api.url("v1.0/security/incidents"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Transient, "{err}");
+        assert!(
+            err.message.contains("GET 127.0.0.1:")
+                && err.message.contains(
+                    "/v1.0/security/incidents passed 1 MiB, over [http] max_body (1 MiB)"
+                ),
+            "{err}"
+        );
+        assert_eq!(
+            connections.load(Ordering::SeqCst),
+            2,
+            "retried once, politely"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_declared_content_length_over_max_body_is_refused_before_reading() {
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 500000000\r\n\r\n[";
+        let (base, _) = hostile_server(head, b"0,".repeat(1024)).await;
+        let client = build_client(&HttpSettings::default()).unwrap();
+        let api = Api::new("jira", &base, client, Auth::None, |_| None)
+            .unwrap()
+            .with_retry(quick_retries());
+        let err = api
+            .send(Request::get(api.url("rest/api/3/search")))
+            .await
+            .unwrap_err();
+        assert!(
+            err.message
+                .contains("declares 476.84 MiB, over [http] max_body (16 MiB)"),
+            "{err}"
+        );
+    }
+
+    /// The figure in RELIABILITY.md: peak RSS of this test process while the
+    /// client reads an endless body at the default cap (16 MiB), five attempts.
+    /// Printed, not asserted: `cargo test -p connectors endless_body_peak_rss -- --nocapture`.
+    #[tokio::test]
+    async fn endless_body_peak_rss() {
+        fn vm(key: &str) -> String {
+            std::fs::read_to_string("/proc/self/status")
+                .unwrap_or_default()
+                .lines()
+                .find(|l| l.starts_with(key))
+                .map(|l| l[key.len()..].trim().to_string())
+                .unwrap_or_else(|| "unknown".into())
+        }
+        let before = vm("VmHWM:");
+        let (base, connections) = hostile_server(ENDLESS_HEAD, endless_json_chunk()).await;
+        let client = build_client(&HttpSettings::default()).unwrap();
+        let api = Api::new("graph", &base, client, Auth::None, |_| None)
+            .unwrap()
+            .with_retry(RetryPolicy {
+                max_attempts: 5,
+                ..quick_retries()
+            });
+        let err = api.send(Request::get(api.url("x"))).await.unwrap_err();
+        assert!(err.message.contains("max_body"), "{err}");
+        println!(
+            "endless body, max_body 16 MiB, {} attempts: peak RSS before {before}, after {}",
+            connections.load(Ordering::SeqCst),
+            vm("VmHWM:")
+        );
+    }
+
+    /// Two loopback servers on different ports are different origins: a 307 from
+    /// one to the other is not followed, and the other never sees the body; a
+    /// redirect within the origin is followed.
+    #[tokio::test]
+    async fn a_redirect_to_another_origin_is_refused_and_the_body_stays_home() {
+        let (foreign, foreign_kit) = server().await;
+        let target = format!("{}/x", foreign.base_url);
+        let kit = crate::simkit::SimKit::new();
+        let router = axum::Router::new()
+            .route(
+                "/create",
+                axum::routing::post(move || {
+                    let target = target.clone();
+                    async move {
+                        (
+                            axum::http::StatusCode::TEMPORARY_REDIRECT,
+                            [(axum::http::header::LOCATION, target)],
+                        )
+                    }
+                }),
+            )
+            .route(
+                "/moved",
+                axum::routing::get(|| async {
+                    (
+                        axum::http::StatusCode::TEMPORARY_REDIRECT,
+                        [(axum::http::header::LOCATION, "/x")],
+                    )
+                }),
+            )
+            .route("/x", axum::routing::get(|| async { "{\"ok\":true}" }));
+        let listener = crate::simkit::bind_loopback(0).await.unwrap();
+        let home =
+            crate::simkit::serve(listener, crate::simkit::with_kit(router, kit.clone()), None)
+                .await;
+        let client = build_client(&HttpSettings::default()).unwrap();
+        let api = Api::new(
+            "jira",
+            &home.base_url,
+            client,
+            Auth::Basic {
+                username: "bridge".into(),
+                password: SecretString::from("s3cret"),
+            },
+            |_| None,
+        )
+        .unwrap();
+        let err = api
+            .send(Request::with_body(
+                Method::POST,
+                api.url("create"),
+                serde_json::json!({ "summary": "incident 42" }),
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Permanent, "{err}");
+        assert!(
+            err.message.starts_with(&format!(
+                "refusing a redirect to http://{}",
+                foreign.base_url.trim_start_matches("http://")
+            )),
+            "{err}"
+        );
+        assert_eq!(
+            foreign_kit.request_count(),
+            0,
+            "the other origin was never asked"
+        );
+        assert_eq!(kit.request_count(), 1, "a refused redirect is not retried");
+
+        let moved: serde_json::Value = api.get_json(api.url("moved")).await.unwrap();
+        assert_eq!(
+            moved["ok"], true,
+            "a redirect within the origin is followed"
+        );
+        home.shutdown();
+        foreign.shutdown();
+    }
+
+    /// The path every vendor error takes: a 400 whose Microsoft error message is
+    /// 10 MB long and forges a log line and terminal escapes comes back as one line
+    /// of a few KiB.
+    #[tokio::test]
+    async fn a_huge_hostile_error_body_becomes_a_short_single_line_message() {
+        let message = format!(
+            "bad filter\n2026-12-06T20:00:00Z  INFO itsm_bridge: ledger intact\r\x1b[2J\x1b]0;pwned\x07{}",
+            "x".repeat(10 << 20)
+        );
+        let body = serde_json::json!({ "error": { "code": "BadRequest", "message": message } })
+            .to_string();
+        let kit = crate::simkit::SimKit::new();
+        let router = axum::Router::new().route(
+            "/x",
+            axum::routing::get(move || {
+                let body = body.clone();
+                async move { (axum::http::StatusCode::BAD_REQUEST, body) }
+            }),
+        );
+        let listener = crate::simkit::bind_loopback(0).await.unwrap();
+        let home = crate::simkit::serve(listener, crate::simkit::with_kit(router, kit), None).await;
+        let client = build_client(&HttpSettings::default()).unwrap();
+        let api = Api::new(
+            "graph",
+            &home.base_url,
+            client,
+            Auth::None,
+            microsoft_error_message,
+        )
+        .unwrap();
+        let err = api.send(Request::get(api.url("x"))).await.unwrap_err();
+        assert_eq!((err.kind, err.status), (ErrorKind::Permanent, Some(400)));
+        assert!(err.message.len() < 4200, "{}", err.message.len());
+        assert!(
+            err.message.starts_with("HTTP 400 Bad Request: BadRequest: bad filter\\n2026-12-06T20:00:00Z  INFO itsm_bridge: ledger intact\\r\\u{1b}[2J\\u{1b}]0;pwned\\u{7}xxx"),
+            "{}",
+            &err.message[..200]
+        );
+        assert!(!err.to_string().chars().any(char::is_control));
+        assert!(err.message.ends_with(" more bytes cut)"));
+        home.shutdown();
+    }
+
+    #[test]
+    fn sizes_read_as_an_admin_writes_them() {
+        assert_eq!(format_size(16 * 1024 * 1024), "16 MiB");
+        assert_eq!(format_size(1536), "1.5 KiB");
+        assert_eq!(format_size(300), "300 B");
     }
 
     #[test]

@@ -86,7 +86,7 @@ pub fn build_pairs_with(
         let source = match sources.get(source_config.name.as_str()) {
             Some(s) => s.clone(),
             None => {
-                let s = build_source(source_config, client.clone(), limiters)?;
+                let s = build_source(source_config, &config.http, client.clone(), limiters)?;
                 sources.insert(&source_config.name, s.clone());
                 s
             }
@@ -94,7 +94,7 @@ pub fn build_pairs_with(
         let ticket_system = match tickets.get(ticket_config.name.as_str()) {
             Some(t) => t.clone(),
             None => {
-                let t = build_tickets(ticket_config, client.clone(), limiters)?;
+                let t = build_tickets(ticket_config, &config.http, client.clone(), limiters)?;
                 tickets.insert(&ticket_config.name, t.clone());
                 t
             }
@@ -138,6 +138,7 @@ fn secret(
 
 fn build_source(
     config: &SourceConfig,
+    http: &HttpConfig,
     client: reqwest::Client,
     limiters: &LimiterRegistry,
 ) -> Result<Arc<dyn IncidentSource>, BuildError> {
@@ -154,6 +155,7 @@ fn build_source(
     .map_err(|e| input(format!("{owner}: {}", e.message)))?;
     let auth = Auth::Bearer(Arc::new(tokens));
     let limiter = limiters.for_source(config);
+    let max_body = http.max_body;
     match config.kind {
         SourceKind::Graph => {
             let api = Api::new(
@@ -164,7 +166,8 @@ fn build_source(
                 crate::graph::error_message,
             )
             .map_err(|e| input(format!("{owner}: {e}")))?
-            .with_limiter(limiter);
+            .with_limiter(limiter)
+            .with_max_body(max_body);
             Ok(Arc::new(GraphSource::new(api)))
         }
         SourceKind::Sentinel => {
@@ -181,7 +184,8 @@ fn build_source(
                 crate::sentinel::error_message,
             )
             .map_err(|e| input(format!("{owner}: {e}")))?
-            .with_limiter(limiter);
+            .with_limiter(limiter)
+            .with_max_body(max_body);
             Ok(Arc::new(SentinelSource::new(
                 api,
                 workspace,
@@ -193,6 +197,7 @@ fn build_source(
 
 fn build_tickets(
     config: &TicketSystemConfig,
+    http: &HttpConfig,
     client: reqwest::Client,
     limiters: &LimiterRegistry,
 ) -> Result<Arc<dyn TicketSystem>, BuildError> {
@@ -223,6 +228,7 @@ fn build_tickets(
         }
     };
     let limiter = limiters.for_tickets(config);
+    let max_body = http.max_body;
     match config.kind {
         TicketKind::Jira => {
             let api = Api::new(
@@ -233,7 +239,8 @@ fn build_tickets(
                 crate::jira::error_message,
             )
             .map_err(at)?
-            .with_limiter(limiter);
+            .with_limiter(limiter)
+            .with_max_body(max_body);
             let project = config.project_key.clone().unwrap_or_default();
             let issue_type = config.issue_type.clone().unwrap_or_else(|| "Task".into());
             Ok(Arc::new(JiraTickets::new(api, project, issue_type)))
@@ -247,7 +254,8 @@ fn build_tickets(
                 crate::servicenow::error_message,
             )
             .map_err(at)?
-            .with_limiter(limiter);
+            .with_limiter(limiter)
+            .with_max_body(max_body);
             Ok(Arc::new(ServiceNowTickets::new(api)))
         }
         TicketKind::Generic => {
@@ -259,7 +267,8 @@ fn build_tickets(
             let api =
                 crate::generic::generic_api(config.name.clone(), &config.base_url, client, auth)
                     .map_err(at)?
-                    .with_limiter(limiter);
+                    .with_limiter(limiter)
+                    .with_max_body(max_body);
             Ok(Arc::new(GenericTickets::new(api, spec)))
         }
     }

@@ -10,6 +10,10 @@ use crate::{CmdResult, Failure};
 pub fn run(path: &Path) -> CmdResult {
     let config = super::load_config(path)?;
     config::check_secrets(&config).map_err(|e| Failure::Input(e.to_string()))?;
+    // Said here too, not only when `run` starts: `check` is where an admin looks.
+    if let Some(warning) = config.server.listen.and_then(crate::server::listen_warning) {
+        tracing::warn!("{warning}");
+    }
     println!(
         "{}: ok ({} source(s), {} ticket system(s), {} sync pair(s))",
         path.display(),

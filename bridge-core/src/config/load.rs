@@ -29,6 +29,15 @@ const DEFAULT_AUTHORITY_HOST: &str = "https://login.microsoftonline.com";
 const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com";
 const DEFAULT_ARM_URL: &str = "https://management.azure.com";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longer than any API answers a single call in; past it a hung remote holds a
+/// pair for that long.
+const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+/// Bounds of `[http] max_body`: below, ordinary pages are refused; above, one
+/// answer could take a good part of a small host's memory.
+const MIN_MAX_BODY: u64 = 64 * 1024;
+const MAX_MAX_BODY: u64 = 1024 * 1024 * 1024;
+/// A `since` this far ahead of the clock is a mistake, not clock skew.
+const SINCE_SKEW: chrono::Duration = chrono::Duration::minutes(5);
 const DEFAULT_ISSUE_TYPE: &str = "Task";
 /// How far a ticket system's search may run behind its writes, unless it says.
 const DEFAULT_SEARCH_LAG: Duration = Duration::from_secs(30);
@@ -226,6 +235,7 @@ struct RawHttp {
     ca_bundle: Text,
     proxy: Text,
     timeout: Text,
+    max_body: Text,
 }
 
 #[derive(Deserialize)]
@@ -514,6 +524,25 @@ impl Checker<'_> {
         }
     }
 
+    /// The URL of a system the bridge sends a credential to: https, or plain http
+    /// on loopback only (the simulators); anything else would put `what` on the
+    /// wire in clear text.
+    fn credential_url(&mut self, value: &Spanned<String>, what: &str) -> Option<String> {
+        let url = self.url("base_url", value, false)?;
+        if let Some(rest) = url.strip_prefix("http://")
+            && !is_loopback_authority(rest)
+        {
+            self.r.at(
+                value.span().start,
+                format!(
+                    "base_url `{url}` is plain http: the bridge would send its {what} unencrypted; use https:// (plain http is accepted on loopback only, for the simulators)"
+                ),
+            );
+            return None;
+        }
+        Some(url)
+    }
+
     fn secret(&mut self, key: &str, value: &Spanned<toml::Value>) -> Option<SecretRef> {
         let at = value.span().start;
         let shape = format!(
@@ -578,7 +607,21 @@ impl Checker<'_> {
                 );
                 return None;
             }
-            Some(p) => self.resolve(p.get_ref()),
+            Some(p) => {
+                let path = self.resolve(p.get_ref());
+                if path.is_dir() {
+                    self.r.at(
+                        p.span().start,
+                        format!(
+                            "store path {} is a folder; give the database file's name, e.g. \"{}\"",
+                            path.display(),
+                            Path::new(p.get_ref()).join(DEFAULT_STORE_PATH).display()
+                        ),
+                    );
+                    return None;
+                }
+                path
+            }
         };
         Some(StoreConfig { path })
     }
@@ -678,7 +721,14 @@ impl Checker<'_> {
                 ok = false;
                 None
             }
-            Some(p) => Some(self.resolve(p.get_ref())),
+            Some(p) => {
+                let path = self.resolve(p.get_ref());
+                if let Err(problem) = check_ca_bundle(&path) {
+                    self.r.at(p.span().start, problem);
+                    ok = false;
+                }
+                Some(path)
+            }
             None => None,
         };
         let proxy = match &raw.proxy {
@@ -692,6 +742,17 @@ impl Checker<'_> {
         let timeout = match &raw.timeout {
             None => DEFAULT_TIMEOUT,
             Some(t) => match parse_duration(t.get_ref()) {
+                Ok(d) if d > MAX_TIMEOUT => {
+                    self.r.at(
+                        t.span().start,
+                        format!(
+                            "timeout `{}` is longer than 10m; a hung remote would hold its pair that long: give a few seconds, e.g. \"30s\"",
+                            t.get_ref()
+                        ),
+                    );
+                    ok = false;
+                    DEFAULT_TIMEOUT
+                }
                 Ok(d) => d,
                 Err(problem) => {
                     self.r.at(t.span().start, format!("timeout {problem}"));
@@ -700,10 +761,33 @@ impl Checker<'_> {
                 }
             },
         };
+        let max_body = match &raw.max_body {
+            None => super::DEFAULT_MAX_BODY,
+            Some(m) => match parse_size(m.get_ref()) {
+                Ok(n) if (MIN_MAX_BODY..=MAX_MAX_BODY).contains(&n) => n,
+                Ok(_) => {
+                    self.r.at(
+                        m.span().start,
+                        format!(
+                            "max_body `{}` is out of bounds; give between \"64KiB\" and \"1GiB\" (the default is \"16MiB\")",
+                            m.get_ref()
+                        ),
+                    );
+                    ok = false;
+                    0
+                }
+                Err(problem) => {
+                    self.r.at(m.span().start, format!("max_body {problem}"));
+                    ok = false;
+                    0
+                }
+            },
+        };
         ok.then_some(HttpConfig {
             ca_bundle,
             proxy,
             timeout,
+            max_body,
         })
     }
 
@@ -733,12 +817,25 @@ impl Checker<'_> {
                 kind
             }
         };
-        let tenant_id = self.required(
+        let mut tenant_id = self.required(
             header,
             "tenant_id",
             "\"<Entra ID tenant id>\"",
             raw.tenant_id.as_ref(),
         );
+        if let (Some(id), Some(v)) = (&tenant_id, &raw.tenant_id)
+            && !is_guid(id)
+            && !is_domain(id)
+        {
+            self.r.at(
+                v.span().start,
+                format!(
+                    "tenant_id `{id}` is not a tenant id; copy the Directory (tenant) ID, a GUID like \"00000000-0000-0000-0000-000000000000\", from the app registration (or give the tenant's domain, e.g. \"contoso.onmicrosoft.com\")"
+                ),
+            );
+            tenant_id = None;
+            ok = false;
+        }
         let client_id = self.required(
             header,
             "client_id",
@@ -805,7 +902,17 @@ impl Checker<'_> {
                             self.r.at(header, format!("add {key} = {hint} (kind = \"sentinel\" needs subscription_id, resource_group and workspace_name)"));
                             None
                         }
-                        Some(_) => self.required(header, key, hint, *value),
+                        Some(spanned) => {
+                            self.required(header, key, hint, *value).filter(
+                                |v| match check_arm_name(key, v) {
+                                    Ok(()) => true,
+                                    Err(problem) => {
+                                        self.r.at(spanned.span().start, problem);
+                                        false
+                                    }
+                                },
+                            )
+                        }
                     };
                     values.push(v);
                 }
@@ -824,7 +931,18 @@ impl Checker<'_> {
                     ok = false;
                 }
                 if let Some(v) = &raw.api_version {
-                    api_version = self.required(header, "api_version", "\"2025-09-01\"", Some(v));
+                    api_version = self
+                        .required(header, "api_version", "\"2025-09-01\"", Some(v))
+                        .filter(|version| {
+                            let fine = is_api_version(version);
+                            if !fine {
+                                self.r.at(
+                                    v.span().start,
+                                    format!("api_version `{version}` is not an ARM api-version; write a date, optionally with -preview, e.g. \"2025-09-01\" (remove it for the default)"),
+                                );
+                            }
+                            fine
+                        });
                     ok &= api_version.is_some();
                 }
             }
@@ -832,7 +950,7 @@ impl Checker<'_> {
         }
 
         let base_url = match (&raw.base_url, kind) {
-            (Some(b), _) => self.url("base_url", b, false),
+            (Some(b), _) => self.credential_url(b, "bearer tokens"),
             (None, Some(SourceKind::Graph)) => Some(DEFAULT_GRAPH_URL.to_string()),
             (None, Some(SourceKind::Sentinel)) => Some(DEFAULT_ARM_URL.to_string()),
             (None, None) => None,
@@ -901,7 +1019,7 @@ impl Checker<'_> {
                 );
                 None
             }
-            Some(b) => self.url("base_url", b, false),
+            Some(b) => self.credential_url(b, "credentials"),
         };
 
         let at = |v: &Option<Spanned<String>>| v.as_ref().map(|v| v.span().start);
@@ -1248,7 +1366,7 @@ impl Checker<'_> {
                 );
                 None
             }
-            Some(s) => match Schedule::parse(s.get_ref()) {
+            Some(s) => match Schedule::parse(s.get_ref()).and_then(fires) {
                 Ok(schedule) => Some(schedule),
                 Err(problem) => {
                     self.r.at(s.span().start, problem);
@@ -1261,7 +1379,7 @@ impl Checker<'_> {
                 Schedule::parse(DEFAULT_SWEEP).expect("the default sweep schedule parses"),
             )),
             Some(s) if s.get_ref().trim().eq_ignore_ascii_case("off") => Some(None),
-            Some(s) => match Schedule::parse(s.get_ref()) {
+            Some(s) => match Schedule::parse(s.get_ref()).and_then(fires) {
                 Ok(schedule) => Some(Some(schedule)),
                 Err(problem) => {
                     self.r.at(
@@ -1303,6 +1421,16 @@ impl Checker<'_> {
                     _ => None,
                 };
                 match text.as_deref().map(chrono::DateTime::parse_from_rfc3339) {
+                    Some(Ok(t)) if t > chrono::Utc::now() + SINCE_SKEW => {
+                        self.r.at(
+                            s.span().start,
+                            format!(
+                                "since {} is in the future; the first run would find nothing before then: give the earliest time to sync from, in the past",
+                                t.to_rfc3339()
+                            ),
+                        );
+                        None
+                    }
                     Some(Ok(t)) => Some(t.with_timezone(&chrono::Utc)),
                     _ => {
                         self.r.at(
@@ -1388,6 +1516,170 @@ fn check_url(url: &str, https_only: bool) -> Result<String, String> {
         );
     }
     Ok(url.trim_end_matches('/').to_string())
+}
+
+/// A schedule that fires at least once in the next five years (so `0 0 30 2 *`,
+/// February 30th, is refused; a leap day is not).
+fn fires(schedule: Schedule) -> Result<Schedule, String> {
+    let now = chrono::Utc::now();
+    match schedule.next_after(now) {
+        Some(t) if t - now <= chrono::Duration::days(5 * 366) => Ok(schedule),
+        _ => Err(format!(
+            "cron line `{}` never fires (no such date); check the day of month against the month",
+            schedule.as_str()
+        )),
+    }
+}
+
+/// `8-4-4-4-12` hexadecimal digits.
+fn is_guid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// A DNS name with at least two labels (a tenant's verified domain).
+fn is_domain(text: &str) -> bool {
+    let labels: Vec<&str> = text.split('.').collect();
+    text.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+/// Whether an http URL's authority (what follows `http://`) is loopback:
+/// `localhost`, `127.0.0.0/8` or `[::1]`, with any port.
+fn is_loopback_authority(rest: &str) -> bool {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Sentinel's ARM names, as Azure documents them: the subscription a GUID; a
+/// resource group 1–90 letters, digits, `_`, `-`, `.` or `()`, not ending in
+/// `.`; a Log Analytics workspace 4–63 letters, digits and `-`, starting and
+/// ending with a letter or digit.
+fn check_arm_name(key: &str, value: &str) -> Result<(), String> {
+    let fine = match key {
+        "subscription_id" => is_guid(value),
+        "resource_group" => {
+            (1..=90).contains(&value.chars().count())
+                && !value.ends_with('.')
+                && value
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '(' | ')'))
+        }
+        "workspace_name" => {
+            (4..=63).contains(&value.len())
+                && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !value.starts_with('-')
+                && !value.ends_with('-')
+        }
+        _ => true,
+    };
+    if fine {
+        return Ok(());
+    }
+    let grammar = match key {
+        "subscription_id" => {
+            "a subscription id is a GUID like \"33333333-3333-3333-3333-333333333333\""
+        }
+        "resource_group" => {
+            "a resource group name is 1-90 letters, digits, `_`, `-`, `.` or parentheses, not ending in `.`"
+        }
+        _ => {
+            "a workspace name is 4-63 letters, digits and `-`, starting and ending with a letter or digit"
+        }
+    };
+    Err(format!(
+        "{key} `{value}` is not a valid Azure name; {grammar} (copy it from the workspace's resource id)"
+    ))
+}
+
+/// `YYYY-MM-DD`, optionally `-preview`: the shape of every ARM api-version.
+fn is_api_version(text: &str) -> bool {
+    let date = text.strip_suffix("-preview").unwrap_or(text);
+    chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok() && date.len() == 10
+}
+
+/// Checks what `run` would do with `[http] ca_bundle`: the file can be read and
+/// holds at least one PEM certificate whose base64 decodes to a DER sequence.
+/// The error is the whole message.
+fn check_ca_bundle(path: &Path) -> Result<(), String> {
+    use base64::Engine;
+    let text = std::fs::read(path).map_err(|e| {
+        format!(
+            "ca_bundle {}: cannot read it ({e}); check the path, or remove ca_bundle to trust only the system's CAs",
+            path.display()
+        )
+    })?;
+    let not_pem = || {
+        format!(
+            "ca_bundle {} is not a PEM certificate bundle; give a file of `-----BEGIN CERTIFICATE-----` blocks (convert DER with `openssl x509 -inform der -in ca.cer -out ca.pem`)",
+            path.display()
+        )
+    };
+    let text = String::from_utf8_lossy(&text);
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut certificates = 0;
+    let mut rest = text.as_ref();
+    while let Some(start) = rest.find(BEGIN) {
+        let after = &rest[start + BEGIN.len()..];
+        let end = after.find(END).ok_or_else(not_pem)?;
+        let body: String = after[..end].split_whitespace().collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .map_err(|_| not_pem())?;
+        if der.len() < 2 || der[0] != 0x30 {
+            return Err(not_pem());
+        }
+        certificates += 1;
+        rest = &after[end + END.len()..];
+    }
+    if certificates == 0 {
+        return Err(not_pem());
+    }
+    Ok(())
+}
+
+/// `"16MiB"`, `"512KiB"`, `"1GiB"`, `"65536"` (bytes); `KB`, `MB`, `GB` are read
+/// as their binary counterparts. The error completes a sentence that starts with
+/// the key.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let problem = || {
+        format!(
+            "`{text}` is not a size; write a number and a unit, e.g. \"16MiB\", \"512KiB\" or \"1GiB\""
+        )
+    };
+    let trimmed = text.trim();
+    let digits = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(digits);
+    let number: u64 = number.parse().map_err(|_| problem())?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "KB" | "K" => 1 << 10,
+        "MiB" | "MB" | "M" => 1 << 20,
+        "GiB" | "GB" | "G" => 1 << 30,
+        _ => return Err(problem()),
+    };
+    number.checked_mul(scale).ok_or_else(problem)
 }
 
 /// `"10/s"`, `"600/min"`, `"3600/h"` (`m`, `sec` and `hour` are understood too):
@@ -1533,6 +1825,8 @@ since = 2026-10-01T12:00:00+02:00
         let dir = workspace();
         let path = dir.path().join("bridge.toml");
         std::fs::write(&path, VALID).unwrap();
+        std::fs::create_dir(dir.path().join("certs")).unwrap();
+        std::fs::write(dir.path().join("certs/ca.pem"), FAKE_CA).unwrap();
         let config = load(&path).unwrap_or_else(|e| panic!("{e}"));
         let d = dir.path();
 
@@ -1545,6 +1839,7 @@ since = 2026-10-01T12:00:00+02:00
             Some("http://proxy.internal:3128")
         );
         assert_eq!(config.http.timeout, Duration::from_millis(500));
+        assert_eq!(config.http.max_body, 16 * 1024 * 1024, "the default");
 
         let graph = config.source("defender").unwrap();
         assert_eq!(graph.kind, SourceKind::Graph);
@@ -1617,7 +1912,7 @@ since = 2026-10-01T12:00:00+02:00
     fn minimal_config_takes_every_default() {
         let dir = workspace();
         let path = dir.path().join("bridge.toml");
-        let text = "[[source]]\nname = \"d\"\nkind = \"graph\"\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = { env = \"S\" }\n\n[[ticket_system]]\nname = \"snow\"\nkind = \"generic\"\nbase_url = \"http://127.0.0.1:8080\"\ntoken = { env = \"T\" }\nmapping = \"mappings/generic.toml\"\n\n[[sync]]\nsource = \"d\"\ntickets = \"snow\"\nschedule = \"* * * * *\"\nsince = \"2026-11-01T00:00:00Z\"\n";
+        let text = "[[source]]\nname = \"d\"\nkind = \"graph\"\ntenant_id = \"00000000-0000-0000-0000-000000000000\"\nclient_id = \"c\"\nclient_secret = { env = \"S\" }\n\n[[ticket_system]]\nname = \"snow\"\nkind = \"generic\"\nbase_url = \"http://127.0.0.1:8080\"\ntoken = { env = \"T\" }\nmapping = \"mappings/generic.toml\"\n\n[[sync]]\nsource = \"d\"\ntickets = \"snow\"\nschedule = \"* * * * *\"\nsince = \"2026-11-01T00:00:00Z\"\n";
         std::fs::write(
             dir.path().join("mappings/generic.toml"),
             "version = 1\nsource = \"graph\"\ntickets = \"generic\"\n[[field]]\ntemplate = \"{incident.title}\"\nticket = \"summary\"\n[api]\ncreate = { path = \"/t\" }\nget = { path = \"/t/{id}\" }\nupdate = { path = \"/t/{id}\" }\nsearch = { path = \"/t?since={since}\" }\nfind = { path = \"/t?c={correlation}\" }\ncomment = { path = \"/t/{id}/c\", text = \"/body\" }\nitems = \"\"\nid = \"/id\"\ncreated = \"/created\"\nupdated = \"/updated\"\ncorrelation = \"/ext\"\n[api.fields]\nsummary = \"/summary\"\n",
@@ -1640,8 +1935,79 @@ since = 2026-10-01T12:00:00+02:00
         assert!(system.project_key.is_none() && system.issue_type.is_none());
     }
 
+    /// A PEM block whose base64 is a DER sequence: enough for `check_ca_bundle`.
+    const FAKE_CA: &str = "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n";
+
+    #[test]
+    fn what_run_refuses_check_refuses_with_a_position() {
+        let dir = workspace();
+        std::fs::write(dir.path().join("ca.pem"), FAKE_CA).unwrap();
+        let sentinel = SOURCE
+            .replace("\"graph\"", "\"sentinel\"")
+            .replace("defender", "arm")
+            + "subscription_id = \"not-a-guid\"\nresource_group = \"rg.\"\nworkspace_name = \"ws\"\napi_version = \"latest\"\n";
+        let text = format!(
+            "[store]\npath = \"mappings\"\n[http]\nca_bundle = \"not-pem.pem\"\ntimeout = \"11m\"\nmax_body = \"16 MB of it\"\n\n{}\n{sentinel}\n{}\n{}",
+            SOURCE.replace("00000000-0000-0000-0000-000000000000", "my-tenant"),
+            TICKETS.replace(
+                "https://acme.atlassian.net",
+                "http://jira.acme.example:8080"
+            ),
+            SYNC.replace("*/5 * * * *", "0 0 30 2 *")
+                .replace("2026-11-01T00:00:00Z", "2999-01-01T00:00:00Z"),
+        );
+        assert_eq!(
+            errors(&text, &[("not-pem.pem", "hello\n")]),
+            vec![
+                "DIR/bridge.toml:2:8: store path DIR/mappings is a folder; give the database file's name, e.g. \"mappings/itsm-bridge.db\"",
+                "DIR/bridge.toml:4:13: ca_bundle DIR/not-pem.pem is not a PEM certificate bundle; give a file of `-----BEGIN CERTIFICATE-----` blocks (convert DER with `openssl x509 -inform der -in ca.cer -out ca.pem`)",
+                "DIR/bridge.toml:5:11: timeout `11m` is longer than 10m; a hung remote would hold its pair that long: give a few seconds, e.g. \"30s\"",
+                "DIR/bridge.toml:6:12: max_body `16 MB of it` is not a size; write a number and a unit, e.g. \"16MiB\", \"512KiB\" or \"1GiB\"",
+                "DIR/bridge.toml:11:13: tenant_id `my-tenant` is not a tenant id; copy the Directory (tenant) ID, a GUID like \"00000000-0000-0000-0000-000000000000\", from the app registration (or give the tenant's domain, e.g. \"contoso.onmicrosoft.com\")",
+                "DIR/bridge.toml:21:19: subscription_id `not-a-guid` is not a valid Azure name; a subscription id is a GUID like \"33333333-3333-3333-3333-333333333333\" (copy it from the workspace's resource id)",
+                "DIR/bridge.toml:22:18: resource_group `rg.` is not a valid Azure name; a resource group name is 1-90 letters, digits, `_`, `-`, `.` or parentheses, not ending in `.` (copy it from the workspace's resource id)",
+                "DIR/bridge.toml:23:18: workspace_name `ws` is not a valid Azure name; a workspace name is 4-63 letters, digits and `-`, starting and ending with a letter or digit (copy it from the workspace's resource id)",
+                "DIR/bridge.toml:24:15: api_version `latest` is not an ARM api-version; write a date, optionally with -preview, e.g. \"2025-09-01\" (remove it for the default)",
+                "DIR/bridge.toml:29:12: base_url `http://jira.acme.example:8080` is plain http: the bridge would send its credentials unencrypted; use https:// (plain http is accepted on loopback only, for the simulators)",
+                "DIR/bridge.toml:38:12: cron line `0 0 30 2 *` never fires (no such date); check the day of month against the month",
+                "DIR/bridge.toml:39:9: since 2999-01-01T00:00:00+00:00 is in the future; the first run would find nothing before then: give the earliest time to sync from, in the past",
+            ]
+        );
+        // The same shapes, well written, pass; so does plain http on loopback.
+        let good = format!(
+            "[http]\nca_bundle = \"ca.pem\"\nmax_body = \"512KiB\"\ntimeout = \"10m\"\n\n{}\n{}\n{}",
+            SOURCE.replace(
+                "00000000-0000-0000-0000-000000000000",
+                "contoso.onmicrosoft.com"
+            ),
+            TICKETS.replace("https://acme.atlassian.net", "http://[::1]:8080"),
+            SYNC.replace("*/5 * * * *", "0 0 29 2 *"),
+        );
+        let config =
+            parse(&dir.path().join("bridge.toml"), &good).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.http.max_body, 512 * 1024);
+        for url in ["http://localhost:1/x", "http://127.9.0.1", "http://[::1]/"] {
+            assert!(
+                is_loopback_authority(url.trim_start_matches("http://")),
+                "{url}"
+            );
+        }
+        for url in [
+            "http://localhost.evil.example",
+            "http://10.0.0.1:80",
+            "http://127.0.0.1.nip.io",
+        ] {
+            assert!(
+                !is_loopback_authority(url.trim_start_matches("http://")),
+                "{url}"
+            );
+        }
+        assert!(is_api_version("2025-09-01") && is_api_version("2024-01-01-preview"));
+        assert!(!is_api_version("2025-13-01") && !is_api_version("2025-9-1"));
+    }
+
     /// The config parts the bad-input table builds on.
-    const SOURCE: &str = "[[source]]\nname = \"defender\"\nkind = \"graph\"\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = { env = \"S\" }\n";
+    const SOURCE: &str = "[[source]]\nname = \"defender\"\nkind = \"graph\"\ntenant_id = \"00000000-0000-0000-0000-000000000000\"\nclient_id = \"c\"\nclient_secret = { env = \"S\" }\n";
     const TICKETS: &str = "[[ticket_system]]\nname = \"jira\"\nkind = \"jira\"\nbase_url = \"https://acme.atlassian.net\"\nemail = \"b@acme.example\"\napi_token = { env = \"T\" }\nproject_key = \"SEC\"\nmapping = \"mappings/jira.toml\"\n";
     const SYNC: &str = "[[sync]]\nsource = \"defender\"\ntickets = \"jira\"\nschedule = \"*/5 * * * *\"\nsince = \"2026-11-01T00:00:00Z\"\n";
 
@@ -1886,6 +2252,9 @@ since = 2026-10-01T12:00:00+02:00
 
     #[test]
     fn durations_and_urls() {
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("1 GiB"), Ok(1 << 30));
+        assert!(parse_size("lots").is_err() && parse_size("99999999999999GiB").is_err());
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert!(parse_duration("0s").is_err());

@@ -64,7 +64,13 @@ pub struct HttpConfig {
     pub ca_bundle: Option<PathBuf>,
     pub proxy: Option<String>,
     pub timeout: Duration,
+    /// The largest response body the bridge reads (`max_body = "16MiB"`); a larger
+    /// one fails its request as a remote fault.
+    pub max_body: u64,
 }
+
+/// `[http] max_body` unless the config says otherwise.
+pub const DEFAULT_MAX_BODY: u64 = 16 * 1024 * 1024;
 
 impl Default for HttpConfig {
     fn default() -> Self {
@@ -72,6 +78,7 @@ impl Default for HttpConfig {
             ca_bundle: None,
             proxy: None,
             timeout: Duration::from_secs(30),
+            max_body: DEFAULT_MAX_BODY,
         }
     }
 }
@@ -84,8 +91,16 @@ pub enum SecretRef {
 }
 
 impl SecretRef {
-    /// Reads the secret. The error names the variable or file, never a value.
+    /// Reads the secret. The error names the variable or file, never a value. A
+    /// secret file that group or others may read or write gets a warning, as ssh
+    /// gives for a private key (the secret is still read: refusing it would stop a
+    /// running bridge over a mode).
     pub fn resolve(&self) -> Result<SecretString, String> {
+        if let SecretRef::File(path) = self
+            && let Some(warning) = secret_file_warning(path)
+        {
+            tracing::warn!("{warning}");
+        }
         match self {
             SecretRef::Env(var) => match std::env::var(var) {
                 Ok(v) if !v.is_empty() => Ok(SecretString::from(v)),
@@ -98,6 +113,28 @@ impl SecretRef {
                 Err(e) => Err(format!("cannot read secret file {}: {e}", path.display())),
             },
         }
+    }
+}
+
+/// Why a secret file's mode is too open, if it is: readable or writable by group
+/// or others. `None` on systems without Unix modes or when the file cannot be read.
+pub fn secret_file_warning(path: &std::path::Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o066 != 0).then(|| {
+            format!(
+                "secret file {} is readable or writable by group or others (mode {mode:o}); restrict it with chmod 600 {}",
+                path.display(),
+                path.display()
+            )
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
     }
 }
 
@@ -221,5 +258,33 @@ impl Config {
 
     pub fn ticket_system(&self, name: &str) -> Option<&TicketSystemConfig> {
         self.ticket_systems.iter().find(|t| t.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_secret_file_others_can_read_gets_a_warning() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let warning = secret_file_warning(&file).expect("a warning");
+        assert!(
+            warning.contains("mode 644") && warning.contains("chmod 600"),
+            "{warning}"
+        );
+        assert!(!warning.contains("s3cret"));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(secret_file_warning(&file), None);
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o620)).unwrap();
+        assert!(
+            secret_file_warning(&file).is_some(),
+            "writable by the group"
+        );
     }
 }

@@ -402,9 +402,7 @@ fn describe_response(prefix: &str, response: &ErrorResponse) -> ConnectorError {
 /// Belt and braces: a secret never leaves in an error message, whatever the server
 /// or the SDK put in it.
 fn redact(mut error: ConnectorError, secret: &str) -> ConnectorError {
-    if !secret.is_empty() && error.message.contains(secret) {
-        error.message = error.message.replace(secret, "[redacted]");
-    }
+    error.message = bridge_core::ports::redact_secret(&error.message, secret);
     error
 }
 
