@@ -103,8 +103,13 @@ fn two_daemons_started_at_once_on_one_store_make_no_duplicate_ticket() {
         "the holder keeps running"
     );
 
-    // Read-only commands work beside the daemon while it syncs the backlog.
+    // Read-only commands work beside the daemon while it syncs the backlog, from
+    // the moment its store exists (it appears migrated, in one step).
     let deadline = Instant::now() + PATIENCE;
+    while !env.db.exists() {
+        assert!(Instant::now() < deadline, "the holder made no store");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     loop {
         let links = env.bridge(&["links", "--db", env.db_arg(), "--json"]);
         assert_success(&links);

@@ -130,7 +130,9 @@ impl SqliteStore {
     /// dropped or changed with [`StoreError::Tampered`].
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
         warn_if_exposed(path);
-        create_private_file(path)?;
+        if !path.exists() {
+            create_migrated(path)?;
+        }
         let conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         quick_check(&conn, path)?;
@@ -268,6 +270,36 @@ impl SqliteStore {
 /// Creates `path` with owner-only permissions if it does not exist, so SQLite
 /// opens a private file instead of creating one with the process umask; the
 /// directories it creates on the way are owner-only too (0700).
+/// Makes a new store at `path` in one step: migrated under a name of its own
+/// beside it, then renamed into place. A reader (`links`, the dashboard) never
+/// finds a store that exists but has no schema yet. The caller holds the
+/// store's lock, so no other writer races for the name.
+fn create_migrated(path: &Path) -> StoreResult<()> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".creating-{}", std::process::id()));
+    let creating = std::path::PathBuf::from(name);
+    let _ = std::fs::remove_file(&creating);
+    create_private_file(&creating)?;
+    let made = Connection::open(&creating)
+        .map_err(StoreError::from)
+        .and_then(|conn| SqliteStore::init(conn, true));
+    match made {
+        // Dropping the store closes its connection, which folds the WAL back
+        // into the file and removes it.
+        Ok(store) => drop(store),
+        Err(e) => {
+            let _ = std::fs::remove_file(&creating);
+            return Err(e);
+        }
+    }
+    std::fs::rename(&creating, path).map_err(|e| {
+        StoreError::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot move the new store into {}: {e}", path.display()),
+        ))
+    })
+}
+
 fn create_private_file(path: &Path) -> StoreResult<()> {
     let io_error = |action: &str, target: &Path, e: std::io::Error| {
         StoreError::Io(std::io::Error::new(
