@@ -538,9 +538,18 @@ impl World {
         rng: &mut Rng,
         linked: &BTreeMap<(String, String), String>,
     ) -> bool {
+        // Only an incident the ServiceNow pair has linked too: a helpdesk resolve
+        // closes the incident, and an incident closed before a pair first sees
+        // it gets no ticket from that pair (the mappings' `skip_statuses`),
+        // which this test's count of one ticket per open incident and pair
+        // would take for a lost create.
         let candidates: Vec<(&String, &String)> = linked
             .iter()
-            .filter(|((pair, id), _)| pair == DESK && !self.changed_from.contains_key(id))
+            .filter(|((pair, id), _)| {
+                pair == DESK
+                    && !self.changed_from.contains_key(id)
+                    && linked.contains_key(&(SNOW.to_string(), id.clone()))
+            })
             .map(|((_, id), key)| (id, key))
             .collect();
         let Some((id, key)) = rng
