@@ -9,10 +9,10 @@
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
 use axum::routing::post;
 use base64::Engine;
 use tokio::net::TcpListener;
@@ -171,21 +171,20 @@ impl EntraError {
             "correlation_id": correlation_id,
             "error_uri": format!("https://login.microsoftonline.com/error?code={}", self.code),
         });
-        json_response(self.status, body.to_string())
+        entra_json(self.status, body)
     }
 }
 
-fn json_response(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "application/json; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store, no-cache"),
-            (header::PRAGMA, "no-cache"),
-        ],
-        Body::from(body),
-    )
-        .into_response()
+/// Entra's JSON answers: with a charset, and never cached.
+fn entra_json(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut response = simkit::json_response_as("application/json; charset=utf-8", status, body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store, no-cache"),
+    );
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
 }
 
 /// A random GUID-shaped id, as Entra's trace and correlation ids are.
@@ -362,7 +361,7 @@ fn issue(
         "ext_expires_in": expires_in,
         "access_token": access_token,
     });
-    Ok(json_response(StatusCode::OK, body.to_string()))
+    Ok(entra_json(StatusCode::OK, body))
 }
 
 /// The one resource a client-credentials `scope` asks for: every space-separated

@@ -13,10 +13,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -36,7 +35,7 @@ use super::wire::{
     self, AlertComment, ErrorBody, ErrorDetail, INCIDENT_TYPE, Incident, InnerError,
 };
 use crate::auth::registry::TokenRegistry;
-use crate::simkit::{self, Fault, SimKit, SimServer};
+use crate::simkit::{self, Fault, json_response_as};
 
 mod filter;
 
@@ -365,8 +364,9 @@ impl RateWindows {
     }
 }
 
+/// The simulator's model (what [`GraphSim`] locks); opaque outside this module.
 #[derive(Debug)]
-struct SimState {
+pub struct SimState {
     incidents: HashMap<String, SimIncident>,
     next_id: u64,
     /// The last `lastUpdateDateTime` handed out: the next one is strictly later.
@@ -669,39 +669,27 @@ fn id_order(id: &str) -> (usize, &str) {
     (id.len(), id)
 }
 
-struct Shared {
-    state: Mutex<SimState>,
+/// What the simulator fixes at start and reads without its lock.
+#[derive(Debug)]
+pub struct Context {
     registry: Arc<TokenRegistry>,
-    kit: Arc<SimKit>,
     tenant_id: String,
     /// Used for links when a request carries no usable `Host` header.
     base_url: String,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, SimState> {
-        self.state.lock().expect("graph sim state")
-    }
+type Shared = simkit::Shared<SimState, Context>;
+
+impl simkit::VendorState for SimState {
+    const NAME: &'static str = "GraphSim";
+    const JSON_CONTENT_TYPE: &'static str = JSON_CONTENT_TYPE;
 }
 
 // ---------------------------------------------------------------------------------
 // The simulator and its admin API
 
 /// The Graph security incidents simulator.
-pub struct GraphSim {
-    pub server: SimServer,
-    pub kit: Arc<SimKit>,
-    shared: Arc<Shared>,
-}
-
-impl std::fmt::Debug for GraphSim {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GraphSim")
-            .field("base_url", &self.server.base_url)
-            .field("tenant_id", &self.shared.tenant_id)
-            .finish_non_exhaustive()
-    }
-}
+pub type GraphSim = simkit::Sim<SimState, Context>;
 
 impl GraphSim {
     /// Serves the simulator (plain HTTP) on `listener` until [`GraphSim::shutdown`].
@@ -713,15 +701,15 @@ impl GraphSim {
         let addr = listener
             .local_addr()
             .expect("a bound listener has an address");
-        let kit = SimKit::new();
-        let shared = Arc::new(Shared {
-            state: Mutex::new(SimState::new()),
-            registry,
-            kit: kit.clone(),
-            tenant_id: tenant_id.to_string(),
-            base_url: format!("http://127.0.0.1:{}", addr.port()),
-        });
-        let router = Router::new()
+        let shared = Shared::new(
+            SimState::new(),
+            Context {
+                registry,
+                tenant_id: tenant_id.to_string(),
+                base_url: format!("http://127.0.0.1:{}", addr.port()),
+            },
+        );
+        let router = Shared::router()
             .route("/v1.0/security/incidents", get(list_incidents))
             .route(
                 "/v1.0/security/incidents/{id}",
@@ -730,51 +718,34 @@ impl GraphSim {
             .route("/v1.0/security/incidents/{id}/comments", post(post_comment))
             .route("/_sim/incidents", get(admin_list).post(admin_seed))
             .route("/_sim/incidents/{id}", get(admin_get).patch(admin_change))
-            .route("/_sim/requests", get(admin_requests))
             .fallback(unknown_route)
             .method_not_allowed_fallback(method_not_allowed)
-            .layer(middleware::from_fn_with_state(shared.clone(), guard))
-            .with_state(shared.clone());
-        let router = simkit::with_kit(router, kit.clone());
-        let server = simkit::serve(listener, router, None).await;
-        GraphSim {
-            server,
-            kit,
-            shared,
-        }
-    }
-
-    /// `http://127.0.0.1:PORT`: the client's `base_url` (the API lives under `/v1.0`).
-    pub fn base_url(&self) -> String {
-        self.server.base_url.clone()
+            .layer(middleware::from_fn_with_state(shared.clone(), guard));
+        GraphSim::serve(listener, shared, router, |router| router).await
     }
 
     pub fn tenant_id(&self) -> &str {
-        &self.shared.tenant_id
-    }
-
-    pub fn shutdown(&self) {
-        self.server.shutdown();
+        &self.shared().context.tenant_id
     }
 
     /// The token audience accepted (default `https://graph.microsoft.com`).
     pub fn audience(&self) -> String {
-        self.shared.lock().audience.clone()
+        self.lock().audience.clone()
     }
 
     pub fn set_audience(&self, audience: &str) {
-        self.shared.lock().audience = audience.to_string();
+        self.lock().audience = audience.to_string();
     }
 
     /// Every other page of a multi-page listing comes back empty (with a next link).
     pub fn set_empty_pages(&self, on: bool) {
-        self.shared.lock().empty_pages = on;
+        self.lock().empty_pages = on;
     }
 
     /// Refuse a `$skiptoken` request that also carries `$skip` (a rebuilt link); on
     /// by default.
     pub fn set_reject_skip_with_token(&self, on: bool) {
-        self.shared.lock().reject_skip_with_token = on;
+        self.lock().reject_skip_with_token = on;
     }
 
     /// Live paging (the default, as Graph's offset paging behaves) re-runs the query
@@ -784,7 +755,7 @@ impl GraphSim {
     /// through its result list frozen at its first page (each incident exactly
     /// once), which no Graph API promises.
     pub fn set_live_paging(&self, on: bool) {
-        self.shared.lock().live_paging = on;
+        self.lock().live_paging = on;
     }
 
     /// Past `limit` items into a listing (by `$skip` or through next links), pages
@@ -792,14 +763,14 @@ impl GraphSim {
     /// integrators saw `$skip` paging do under volume (API.md §2.7.3; 500 on the
     /// alerts API). Off by default because the offset is unknown for incidents.
     pub fn set_skip_limit(&self, limit: Option<usize>) {
-        self.shared.lock().skip_limit = limit;
+        self.lock().skip_limit = limit;
     }
 
     /// Answers 429 with `Retry-After` beyond these limits. The default is
     /// [`RateLimit::DEFENDER_API`] (50 a minute, 1,500 an hour, API.md §2.6);
     /// `None` lifts the limit, a kinder mode its callers must give a reason for.
     pub fn set_rate_limit(&self, limit: Option<RateLimit>) {
-        self.shared.lock().rate = limit.map(RateWindows::new);
+        self.lock().rate = limit.map(RateWindows::new);
     }
 
     /// Adds an incident; returns its id. Panics on an invalid seed (a test bug).
@@ -809,22 +780,24 @@ impl GraphSim {
     }
 
     pub fn try_seed_incident(&self, seed: SeedIncident) -> Result<String, String> {
-        self.shared.lock().seed(seed)
+        self.lock().seed(seed)
     }
 
     pub fn incident(&self, id: &str) -> Option<SimIncident> {
-        self.shared.lock().incidents.get(id).cloned()
+        self.lock().incidents.get(id).cloned()
     }
 
     /// The incident's JSON as a client that prefers unknown enum members sees it.
     pub fn incident_json(&self, id: &str) -> Option<serde_json::Value> {
         let incident = self.incident(id)?;
-        Some(to_json(&incident.to_wire(&self.shared.tenant_id, true)))
+        Some(to_json(
+            &incident.to_wire(&self.shared().context.tenant_id, true),
+        ))
     }
 
     /// All incidents, by id.
     pub fn incidents(&self) -> Vec<SimIncident> {
-        let mut all: Vec<_> = self.shared.lock().incidents.values().cloned().collect();
+        let mut all: Vec<_> = self.lock().incidents.values().cloned().collect();
         all.sort_by(|a, b| id_order(&a.id).cmp(&id_order(&b.id)));
         all
     }
@@ -837,7 +810,7 @@ impl GraphSim {
         id: &str,
         f: impl FnOnce(&mut SimIncident),
     ) -> Option<SimIncident> {
-        self.shared.lock().change(id, f)
+        self.lock().change(id, f)
     }
 
     /// A change stamped `lastUpdateDateTime = at`: how an edit looks when it shows
@@ -849,7 +822,7 @@ impl GraphSim {
         at: DateTime<Utc>,
         f: impl FnOnce(&mut SimIncident),
     ) -> Option<SimIncident> {
-        self.shared.lock().change_at(id, at, f)
+        self.lock().change_at(id, at, f)
     }
 
     /// A validated change on Defender's side (what `PATCH /_sim/incidents/{id}` does).
@@ -858,7 +831,7 @@ impl GraphSim {
         id: &str,
         change: DefenderChange,
     ) -> Result<SimIncident, String> {
-        self.shared.lock().apply_defender_change(id, change)
+        self.lock().apply_defender_change(id, change)
     }
 
     /// Any `incidentStatus`, `awaitingAction` and `redirected` included.
@@ -920,7 +893,7 @@ impl GraphSim {
     /// becomes `redirected` with `redirectIncidentId`, and the target (which absorbed
     /// the alerts) is bumped too.
     pub fn redirect(&self, source_id: &str, target_id: &str) -> bool {
-        let mut state = self.shared.lock();
+        let mut state = self.lock();
         if !state.incidents.contains_key(target_id) {
             return false;
         }
@@ -998,7 +971,7 @@ impl GraphError {
 
 impl IntoResponse for GraphError {
     fn into_response(self) -> Response {
-        json_response(self.status, &self.body)
+        json_response_as(JSON_CONTENT_TYPE, self.status, &self.body)
     }
 }
 
@@ -1049,11 +1022,6 @@ fn to_json<T: Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).expect("simulator JSON serialises")
 }
 
-fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
-    let body = serde_json::to_vec(body).expect("simulator JSON serialises");
-    (status, [(header::CONTENT_TYPE, JSON_CONTENT_TYPE)], body).into_response()
-}
-
 // ---------------------------------------------------------------------------------
 // Request plumbing
 
@@ -1068,7 +1036,11 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
         .and_then(|v| v.to_str().ok());
     let throttled = {
         let mut state = shared.lock();
-        if let Err(problem) = shared.registry.check(authorization, &state.audience) {
+        if let Err(problem) = shared
+            .context
+            .registry
+            .check(authorization, &state.audience)
+        {
             drop(state);
             return GraphError::new(
                 StatusCode::UNAUTHORIZED,
@@ -1117,7 +1089,7 @@ fn link_base(shared: &Shared, headers: &HeaderMap) -> String {
                     .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
         })
         .map(|h| format!("http://{h}"))
-        .unwrap_or_else(|| shared.base_url.clone())
+        .unwrap_or_else(|| shared.context.base_url.clone())
 }
 
 /// The query's options, in order, with `$` option names checked for duplicates.
@@ -1392,7 +1364,7 @@ fn list(
         .iter()
         .filter_map(|id| state.incidents.get(id))
         .map(|incident| {
-            let mut wire = incident.to_wire(&shared.tenant_id, prefer);
+            let mut wire = incident.to_wire(&shared.context.tenant_id, prefer);
             if query.expand_alerts {
                 wire.alerts = Some(Vec::new());
             }
@@ -1422,13 +1394,13 @@ async fn list_incidents(
         wants_unknown_enums(&headers),
         &base,
     ) {
-        Ok(body) => json_response(StatusCode::OK, &body),
+        Ok(body) => json_response_as(JSON_CONTENT_TYPE, StatusCode::OK, &body),
         Err(error) => error.into_response(),
     }
 }
 
 fn entity(shared: &Shared, incident: &SimIncident, headers: &HeaderMap) -> Incident {
-    let mut wire = incident.to_wire(&shared.tenant_id, wants_unknown_enums(headers));
+    let mut wire = incident.to_wire(&shared.context.tenant_id, wants_unknown_enums(headers));
     wire.odata_context = Some(format!(
         "{}/v1.0/$metadata#security/incidents/$entity",
         link_base(shared, headers)
@@ -1460,7 +1432,7 @@ async fn get_incident(
     if expand {
         wire.alerts = Some(Vec::new());
     }
-    Ok(json_response(StatusCode::OK, &wire))
+    Ok(json_response_as(JSON_CONTENT_TYPE, StatusCode::OK, &wire))
 }
 
 /// The body as a JSON object, or Graph's 400/415.
@@ -1653,9 +1625,10 @@ async fn patch_incident(
         }
         incident.clone()
     };
-    Ok(json_response(
+    Ok(json_response_as(
+        JSON_CONTENT_TYPE,
         StatusCode::OK,
-        &entity(&shared, &incident, &headers),
+        entity(&shared, &incident, &headers),
     ))
 }
 
@@ -1707,7 +1680,7 @@ async fn post_comment(
         });
         incident.updated = at;
         incident.last_modified_by = Some(APP_NAME.to_string());
-        incident.to_wire(&shared.tenant_id, true).comments
+        incident.to_wire(&shared.context.tenant_id, true).comments
     };
     let body = serde_json::json!({
         "@odata.context": format!(
@@ -1716,7 +1689,7 @@ async fn post_comment(
         ),
         "value": comments,
     });
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(json_response_as(JSON_CONTENT_TYPE, StatusCode::OK, &body))
 }
 
 async fn unknown_route(request: Request) -> Response {
@@ -1756,14 +1729,22 @@ async fn admin_list(State(shared): State<Arc<Shared>>) -> Response {
     all.sort_by(|a, b| id_order(&a.id).cmp(&id_order(&b.id)));
     let value: Vec<Incident> = all
         .iter()
-        .map(|i| i.to_wire(&shared.tenant_id, true))
+        .map(|i| i.to_wire(&shared.context.tenant_id, true))
         .collect();
-    json_response(StatusCode::OK, &serde_json::json!({ "value": value }))
+    json_response_as(
+        JSON_CONTENT_TYPE,
+        StatusCode::OK,
+        serde_json::json!({ "value": value }),
+    )
 }
 
 async fn admin_get(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     match shared.lock().incidents.get(&id) {
-        Some(incident) => json_response(StatusCode::OK, &incident.to_wire(&shared.tenant_id, true)),
+        Some(incident) => json_response_as(
+            JSON_CONTENT_TYPE,
+            StatusCode::OK,
+            incident.to_wire(&shared.context.tenant_id, true),
+        ),
         None => admin_error(
             StatusCode::NOT_FOUND,
             format!("incident {id} does not exist"),
@@ -1778,9 +1759,10 @@ async fn admin_seed(State(shared): State<Arc<Shared>>, body: Bytes) -> Response 
     };
     let mut state = shared.lock();
     match state.seed(seed) {
-        Ok(id) => json_response(
+        Ok(id) => json_response_as(
+            JSON_CONTENT_TYPE,
             StatusCode::CREATED,
-            &state.incidents[&id].to_wire(&shared.tenant_id, true),
+            state.incidents[&id].to_wire(&shared.context.tenant_id, true),
         ),
         Err(e) => admin_error(StatusCode::BAD_REQUEST, format!("bad seed: {e}")),
     }
@@ -1803,26 +1785,13 @@ async fn admin_change(
         );
     }
     match state.apply_defender_change(&id, change) {
-        Ok(incident) => json_response(StatusCode::OK, &incident.to_wire(&shared.tenant_id, true)),
+        Ok(incident) => json_response_as(
+            JSON_CONTENT_TYPE,
+            StatusCode::OK,
+            incident.to_wire(&shared.context.tenant_id, true),
+        ),
         Err(e) => admin_error(StatusCode::BAD_REQUEST, format!("bad change: {e}")),
     }
-}
-
-async fn admin_requests(State(shared): State<Arc<Shared>>) -> Response {
-    let log: Vec<serde_json::Value> = shared
-        .kit
-        .requests()
-        .into_iter()
-        .map(|r| {
-            serde_json::json!({
-                "method": r.method,
-                "path": r.path,
-                "query": r.query,
-                "status": r.status,
-            })
-        })
-        .collect();
-    json_response(StatusCode::OK, &log)
 }
 
 #[cfg(test)]

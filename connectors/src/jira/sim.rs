@@ -11,10 +11,9 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -28,7 +27,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
-use crate::simkit::{self, SimKit, SimServer, Throttle};
+use crate::simkit::{self, Caller, Throttle, json_response};
 
 /// How far search runs behind writes by default. Jira's search is eventually
 /// consistent ("recent updates might not be immediately visible"), by an amount
@@ -249,8 +248,9 @@ struct Record {
     history: VecDeque<(Duration, SimIssue)>,
 }
 
+/// The simulator's model (what [`JiraSim`] locks); opaque outside this module.
 #[derive(Debug)]
-struct SimState {
+pub struct SimState {
     base_url: String,
     users: Vec<SimUser>,
     credentials: Option<(String, String)>,
@@ -265,6 +265,10 @@ struct SimState {
     per_issue_limit: Option<u32>,
     writes: HashMap<u64, VecDeque<Instant>>,
     posted_transitions: Vec<PostedTransition>,
+}
+
+impl simkit::VendorState for SimState {
+    const NAME: &'static str = "JiraSim";
 }
 
 const FIRST_ISSUE_ID: u64 = 10000;
@@ -1059,56 +1063,21 @@ fn transition_json(
     out
 }
 
-fn json_response(status: StatusCode, value: Value) -> Response {
-    (status, axum::Json(value)).into_response()
-}
-
 // ---------------------------------------------------------------------------------
 // The server
 
-struct Sim {
-    state: Mutex<SimState>,
-    kit: Arc<SimKit>,
-}
-
-impl Sim {
-    fn lock(&self) -> MutexGuard<'_, SimState> {
-        self.state.lock().expect("jira sim state")
-    }
-}
-
-type Shared = Arc<Sim>;
-
-/// Who the request authenticated as (the email), for `reporter` and comment authors.
-#[derive(Debug, Clone)]
-struct Caller(String);
+type Shared = Arc<simkit::Shared<SimState>>;
 
 /// A running Jira simulator.
-pub struct JiraSim {
-    pub server: SimServer,
-    pub kit: Arc<SimKit>,
-    sim: Shared,
-}
-
-impl std::fmt::Debug for JiraSim {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JiraSim")
-            .field("base_url", &self.server.base_url)
-            .finish_non_exhaustive()
-    }
-}
+pub type JiraSim = simkit::Sim<SimState>;
 
 impl JiraSim {
     /// Serves the simulator on `listener` (plain HTTP). It starts with no users,
     /// no projects and no credentials: until [`JiraSim::set_credentials`] is called
     /// every API request is refused with 401.
     pub async fn start(listener: TcpListener) -> JiraSim {
-        let kit = SimKit::new();
-        let sim: Shared = Arc::new(Sim {
-            state: Mutex::new(SimState::new()),
-            kit: kit.clone(),
-        });
-        let api = Router::new()
+        let sim = simkit::Shared::new(SimState::new(), ());
+        let api = simkit::Shared::router()
             .route("/rest/api/3/issue", post(create_issue))
             .route("/rest/api/3/issue/{key}", get(get_issue).put(edit_issue))
             .route(
@@ -1131,33 +1100,25 @@ impl JiraSim {
             .route("/rest/api/3/search/jql", get(search_get).post(search_post))
             .route("/_sim/issues", get(admin_issues))
             .route("/_sim/issues/{key}/transition", post(admin_transition))
-            .route("/_sim/requests", get(admin_requests))
             .fallback(no_route)
-            .layer(middleware::from_fn_with_state(sim.clone(), guard))
-            .with_state(sim.clone());
-        let router =
-            simkit::with_kit(api, kit.clone()).layer(middleware::map_response(tag_rate_limits));
-        let server = simkit::serve(listener, router, None).await;
-        sim.lock().base_url = server.base_url.clone();
-        JiraSim { server, kit, sim }
-    }
-
-    pub fn base_url(&self) -> String {
-        self.server.base_url.clone()
-    }
-
-    pub fn shutdown(&self) {
-        self.server.shutdown();
+            .layer(middleware::from_fn_with_state(sim.clone(), guard));
+        // Outside the kit: its burst-limit 429s carry Jira's reason header too.
+        let sim = JiraSim::serve(listener, sim, api, |router| {
+            router.layer(middleware::map_response(tag_rate_limits))
+        })
+        .await;
+        sim.lock().base_url = sim.base_url();
+        sim
     }
 
     /// Adds a user; returns the accountId.
     pub fn add_user(&self, email: &str, display_name: &str) -> String {
-        self.sim.lock().add_user(Some(email), display_name)
+        self.lock().add_user(Some(email), display_name)
     }
 
     /// The one email + API token pair accepted (HTTP Basic).
     pub fn set_credentials(&self, email: &str, api_token: &str) {
-        self.sim.lock().credentials = Some((email.to_string(), api_token.to_string()));
+        self.lock().credentials = Some((email.to_string(), api_token.to_string()));
     }
 
     /// Adds a project. The workflow's transition ids are offset by 100 for each
@@ -1176,7 +1137,7 @@ impl JiraSim {
                 );
             }
         }
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         let n = state.projects.len() as u32;
         for t in &mut workflow.transitions {
             t.id += 100 * n;
@@ -1193,7 +1154,7 @@ impl JiraSim {
 
     /// Adds a component to a project (components on create/edit must exist).
     pub fn add_component(&self, project: &str, name: &str) {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         if let Some(p) = state
             .projects
             .iter_mut()
@@ -1208,13 +1169,13 @@ impl JiraSim {
     /// Versions older than the lag in force at write time are forgotten.
     /// [`DEFAULT_INDEX_LAG`] unless set; `Duration::ZERO` is kinder than Jira.
     pub fn set_index_lag(&self, lag: Duration) {
-        self.sim.lock().index_lag = lag;
+        self.lock().index_lag = lag;
     }
 
     /// Lets the search index's clock run ahead by `by`, as if that much time had
     /// passed (tests use it instead of sleeping out the lag).
     pub fn pass_index_time(&self, by: Duration) {
-        self.sim.lock().index_skew += by;
+        self.lock().index_skew += by;
     }
 
     /// A per-second burst limit for all API requests (429, `Retry-After: 1`,
@@ -1230,30 +1191,30 @@ impl JiraSim {
     /// More than `writes` writes to one issue within a second get 429 with
     /// `RateLimit-Reason: jira-per-issue-on-write`; `None` (the default) lifts it.
     pub fn set_per_issue_write_limit(&self, writes: Option<u32>) {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         state.per_issue_limit = writes;
         state.writes.clear();
     }
 
     pub fn issue(&self, key: &str) -> Option<SimIssue> {
-        let state = self.sim.lock();
+        let state = self.lock();
         state.find(key).map(|i| state.records[i].current.clone())
     }
 
     pub fn issues(&self) -> Vec<SimIssue> {
-        let state = self.sim.lock();
+        let state = self.lock();
         state.records.iter().map(|r| r.current.clone()).collect()
     }
 
     /// The transitions clients carried out over REST, oldest first (an analyst's
     /// moves are not listed).
     pub fn posted_transitions(&self) -> Vec<PostedTransition> {
-        self.sim.lock().posted_transitions.clone()
+        self.lock().posted_transitions.clone()
     }
 
     /// The issue as `GET /issue/{key}?fields=*all&properties=*all` renders it.
     pub fn issue_json(&self, key: &str) -> Option<Value> {
-        let state = self.sim.lock();
+        let state = self.lock();
         let i = state.find(key)?;
         Some(issue_json(
             &state,
@@ -1272,14 +1233,14 @@ impl JiraSim {
         to_status_name: &str,
         resolution: Option<&str>,
     ) -> Result<(), String> {
-        analyst_transition(&self.sim, key, to_status_name, resolution)
+        analyst_transition(self.shared(), key, to_status_name, resolution)
     }
 
     /// Edits one field as an analyst would in the UI. Besides Jira's own shapes,
     /// `description` takes plain text, `priority`/`resolution` a name, `assignee`
     /// an email or accountId.
     pub fn edit_as_analyst(&self, key: &str, field: &str, value: Value) -> Result<(), String> {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         let i = state.find(key).ok_or(NOT_FOUND)?;
         let value = match (field, value) {
             ("description", Value::String(text)) => super::adf::text_to_adf(&text),
@@ -1307,7 +1268,7 @@ impl JiraSim {
         author: &str,
         text: &str,
     ) -> Result<String, String> {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         let i = state.find(key).ok_or(NOT_FOUND)?;
         let known = state
             .users
@@ -1332,7 +1293,7 @@ impl JiraSim {
     /// Test hook: pretends the issue was last written at `updated` (and created no
     /// later), long enough ago that the search index shows it.
     pub fn backdate(&self, key: &str, updated: DateTime<Utc>) -> Result<(), String> {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         let i = state.find(key).ok_or(NOT_FOUND)?;
         let at = state.index_now().saturating_sub(state.index_lag);
         let record = &mut state.records[i];
@@ -1434,13 +1395,6 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((email.to_string(), token.to_string()))
 }
 
-fn caller_of(request_caller: &Option<axum::Extension<Caller>>) -> String {
-    request_caller
-        .as_ref()
-        .map(|c| c.0.0.clone())
-        .unwrap_or_default()
-}
-
 async fn no_route(request: Request) -> Response {
     JiraError::new(
         StatusCode::NOT_FOUND,
@@ -1449,11 +1403,7 @@ async fn no_route(request: Request) -> Response {
     .into_response()
 }
 
-async fn create_issue(
-    State(sim): State<Shared>,
-    caller: Option<axum::Extension<Caller>>,
-    body: Bytes,
-) -> Reply {
+async fn create_issue(State(sim): State<Shared>, caller: Caller, body: Bytes) -> Reply {
     let body = parse_body(&body)?;
     reject_unknown(
         &body,
@@ -1599,9 +1549,7 @@ async fn create_issue(
         unreachable!("errors were reported above");
     };
 
-    let reporter = state
-        .user_by_email(&caller_of(&caller))
-        .map(|u| u.account_id.clone());
+    let reporter = state.user_by_email(&caller.0).map(|u| u.account_id.clone());
     let project = state
         .projects
         .iter_mut()
@@ -1750,7 +1698,7 @@ async fn get_transitions(
 async fn do_transition(
     State(sim): State<Shared>,
     Path(key): Path<String>,
-    caller: Option<axum::Extension<Caller>>,
+    caller: Caller,
     body: Bytes,
 ) -> Reply {
     let body = parse_body(&body)?;
@@ -1846,7 +1794,7 @@ async fn do_transition(
     apply_status(&mut issue, &to, resolution);
     if let Some(b) = comment_body {
         let author = state
-            .user_by_email(&caller_of(&caller))
+            .user_by_email(&caller.0)
             .map(|u| u.account_id.clone())
             .unwrap_or_default();
         state.add_comment(&mut issue, author, b);
@@ -1906,7 +1854,7 @@ async fn get_comments(
 async fn add_comment(
     State(sim): State<Shared>,
     Path(key): Path<String>,
-    caller: Option<axum::Extension<Caller>>,
+    caller: Caller,
     body: Bytes,
 ) -> Reply {
     let body = parse_body(&body)?;
@@ -1931,7 +1879,7 @@ async fn add_comment(
         ));
     }
     let author = state
-        .user_by_email(&caller_of(&caller))
+        .user_by_email(&caller.0)
         .map(|u| u.account_id.clone())
         .unwrap_or_default();
     let comment = state.add_comment(&mut issue, author, adf);
@@ -2016,9 +1964,9 @@ async fn user_search(State(sim): State<Shared>, RawQuery(query): RawQuery) -> Re
     Ok(json_response(StatusCode::OK, Value::Array(users)))
 }
 
-async fn myself(State(sim): State<Shared>, caller: Option<axum::Extension<Caller>>) -> Reply {
+async fn myself(State(sim): State<Shared>, caller: Caller) -> Reply {
     let state = sim.lock();
-    let email = caller_of(&caller);
+    let email = caller.0;
     match state.user_by_email(&email) {
         Some(u) => Ok(json_response(
             StatusCode::OK,
@@ -2219,7 +2167,7 @@ fn jql_hash(jql: &str, fields: &[String]) -> u64 {
     h.finish()
 }
 
-fn search(sim: &Sim, params: SearchParams) -> Reply {
+fn search(sim: &Shared, params: SearchParams) -> Reply {
     if params.reconcile.len() > 50 {
         return Err(JiraError::bad(
             "reconcileIssues accepts at most 50 issue ids",
@@ -2332,18 +2280,8 @@ async fn admin_transition(
     }
 }
 
-async fn admin_requests(State(sim): State<Shared>) -> Response {
-    let log: Vec<Value> = sim
-        .kit
-        .requests()
-        .into_iter()
-        .map(|r| json!({"method": r.method, "path": r.path, "query": r.query, "status": r.status}))
-        .collect();
-    json_response(StatusCode::OK, Value::Array(log))
-}
-
 fn analyst_transition(
-    sim: &Sim,
+    sim: &Shared,
     key: &str,
     to_status_name: &str,
     resolution: Option<&str>,
@@ -3588,7 +3526,7 @@ mod tests {
         create(&sim, "s", &[]).await;
         sim.comment_as_analyst("SEC-1", "Ana", "one").unwrap();
         {
-            let mut state = sim.sim.lock();
+            let mut state = sim.lock();
             let i = state.find("SEC-1").unwrap();
             let one = state.records[i].current.comments[0].clone();
             state.records[i].current.comments = vec![one; MAX_COMMENTS];

@@ -15,10 +15,9 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
@@ -41,7 +40,7 @@ use super::wire::{
     ResourceList,
 };
 use crate::auth::registry::{TokenProblem, TokenRegistry};
-use crate::simkit::{self, Fault, SimKit, SimServer};
+use crate::simkit::{self, Fault, json_response_as};
 
 mod filter;
 
@@ -623,7 +622,8 @@ fn buckets(limit: ArmRateLimit) -> [Bucket; 3] {
 
 type PutHook = Box<dyn FnOnce(&mut SimIncident) + Send>;
 
-struct SimState {
+/// The simulator's model (what [`SentinelSim`] locks); opaque outside this module.
+pub struct SimState {
     /// By lower-cased name (ARM names are case-insensitive).
     incidents: HashMap<String, SimIncident>,
     next_number: i64,
@@ -1143,23 +1143,26 @@ pub fn is_guid(s: &str) -> bool {
             .all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
-struct Shared {
-    state: Mutex<SimState>,
+/// What the simulator fixes at start and reads without its lock.
+#[derive(Debug)]
+pub struct Context {
     registry: Arc<TokenRegistry>,
-    kit: Arc<SimKit>,
     resources: Resources,
     /// Used for links when a request carries no usable `Host` header.
     base_url: String,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, SimState> {
-        self.state.lock().expect("sentinel sim state")
-    }
+type Shared = simkit::Shared<SimState, Context>;
 
+impl simkit::VendorState for SimState {
+    const NAME: &'static str = "SentinelSim";
+    const JSON_CONTENT_TYPE: &'static str = JSON_CONTENT_TYPE;
+}
+
+impl Shared {
     /// The incident as the API shows it (`preview`: with the preview-only fields).
     fn render(&self, incident: &SimIncident, preview: bool) -> Incident {
-        self.resources.incident_wire(incident, preview)
+        self.context.resources.incident_wire(incident, preview)
     }
 }
 
@@ -1167,20 +1170,7 @@ impl Shared {
 // The simulator and its admin API
 
 /// The Sentinel incidents simulator for one workspace.
-pub struct SentinelSim {
-    pub server: SimServer,
-    pub kit: Arc<SimKit>,
-    shared: Arc<Shared>,
-}
-
-impl std::fmt::Debug for SentinelSim {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SentinelSim")
-            .field("base_url", &self.server.base_url)
-            .field("workspace", &self.shared.resources.workspace)
-            .finish_non_exhaustive()
-    }
-}
+pub type SentinelSim = simkit::Sim<SimState, Context>;
 
 impl SentinelSim {
     /// Serves the simulator (plain HTTP) on `listener` until [`SentinelSim::shutdown`].
@@ -1192,64 +1182,47 @@ impl SentinelSim {
         let addr = listener
             .local_addr()
             .expect("a bound listener has an address");
-        let kit = SimKit::new();
-        let shared = Arc::new(Shared {
-            state: Mutex::new(SimState::new(Resources {
+        let shared = Shared::new(
+            SimState::new(Resources {
                 workspace: workspace.clone(),
-            })),
-            registry,
-            kit: kit.clone(),
-            resources: Resources { workspace },
-            base_url: format!("http://127.0.0.1:{}", addr.port()),
-        });
-        let router = Router::new()
+            }),
+            Context {
+                registry,
+                resources: Resources { workspace },
+                base_url: format!("http://127.0.0.1:{}", addr.port()),
+            },
+        );
+        let router = Shared::router()
             .route("/_sim/incidents", get(admin_list).post(admin_seed))
             .route("/_sim/incidents/{id}", get(admin_get).patch(admin_change))
             .route("/_sim/incidents/{id}/merge", post(admin_merge))
             .route("/_sim/incidents/{id}/comments", post(admin_comment))
-            .route("/_sim/requests", get(admin_requests))
-            .fallback(arm)
-            .with_state(shared.clone());
-        let router = simkit::with_kit(router, kit.clone());
-        let server = simkit::serve(listener, router, None).await;
-        SentinelSim {
-            server,
-            kit,
-            shared,
-        }
-    }
-
-    /// `http://127.0.0.1:PORT`: the client's ARM `base_url`.
-    pub fn base_url(&self) -> String {
-        self.server.base_url.clone()
+            .fallback(arm);
+        SentinelSim::serve(listener, shared, router, |router| router).await
     }
 
     pub fn workspace(&self) -> &SentinelWorkspace {
-        &self.shared.resources.workspace
+        &self.shared().context.resources.workspace
     }
 
     /// `/subscriptions/…/providers/Microsoft.SecurityInsights/incidents`: the
     /// collection's path (append `?api-version=…`).
     pub fn incidents_path(&self) -> String {
-        format!("{}/incidents", self.shared.resources.prefix())
-    }
-
-    pub fn shutdown(&self) {
-        self.server.shutdown();
+        format!("{}/incidents", self.shared().context.resources.prefix())
     }
 
     /// The token audience accepted (default `https://management.azure.com`).
     pub fn audience(&self) -> String {
-        self.shared.lock().audience.clone()
+        self.lock().audience.clone()
     }
 
     pub fn set_audience(&self, audience: &str) {
-        self.shared.lock().audience = audience.to_string();
+        self.lock().audience = audience.to_string();
     }
 
     /// The tenant named in Defender portal links of incidents seeded from now on.
     pub fn set_tenant_id(&self, tenant_id: &str) {
-        self.shared.lock().tenant_id = tenant_id.to_string();
+        self.lock().tenant_id = tenant_id.to_string();
     }
 
     /// ARM throttling per operation type, [`ArmRateLimit::SUBSCRIPTION`] by default
@@ -1257,32 +1230,32 @@ impl SentinelSim {
     /// `x-ms-ratelimit-remaining-subscription-{reads,writes,deletes}`. `None` lifts
     /// it, a kinder mode its callers must give a reason for.
     pub fn set_rate_limit(&self, limit: Option<ArmRateLimit>) {
-        self.shared.lock().rate = limit.map(buckets);
+        self.lock().rate = limit.map(buckets);
     }
 
     /// Show the preview-only `additionalData` fields (`mergedIncidentNumber`, …) on
     /// stable api-versions too; off by default (whether the service does is [U]).
     pub fn set_preview_data_on_stable(&self, on: bool) {
-        self.shared.lock().preview_on_stable = on;
+        self.lock().preview_on_stable = on;
     }
 
     /// The label a merge adds, `Redirected` by default. Its exact casing is
     /// unconfirmed (API.md §3.5 [U]: the docs write "redirected"), so tests can
     /// try either.
     pub fn set_redirected_label(&self, label: &str) {
-        self.shared.lock().redirected_label = label.to_string();
+        self.lock().redirected_label = label.to_string();
     }
 
     /// Reproduce azure-rest-api-specs#27165 (`properties/classification eq
     /// 'Undetermined'` lists nothing); on by default.
     pub fn set_undetermined_filter_bug(&self, on: bool) {
-        self.shared.lock().undetermined_bug = on;
+        self.lock().undetermined_bug = on;
     }
 
     /// Makes `upn` known with this display name (an owner sent by object id alone
     /// is resolved against these). Returns the object id.
     pub fn add_user(&self, upn: &str, display_name: &str) -> String {
-        let mut state = self.shared.lock();
+        let mut state = self.lock();
         let mut user = state.user_by_name(upn);
         user.assigned_to = Some(display_name.to_string());
         if let Some(u) = state
@@ -1302,23 +1275,23 @@ impl SentinelSim {
     }
 
     pub fn try_seed_incident(&self, seed: SeedIncident) -> Result<String, String> {
-        self.shared.lock().seed(seed)
+        self.lock().seed(seed)
     }
 
     pub fn incident(&self, id: &str) -> Option<SimIncident> {
-        self.shared.lock().get(id).cloned()
+        self.lock().get(id).cloned()
     }
 
     /// The incident's JSON as the API shows it (preview fields included).
     pub fn incident_json(&self, id: &str) -> Option<serde_json::Value> {
-        let state = self.shared.lock();
+        let state = self.lock();
         let incident = state.get(id)?;
-        Some(to_json(&self.shared.render(incident, true)))
+        Some(to_json(&self.shared().render(incident, true)))
     }
 
     /// All incidents, by number.
     pub fn incidents(&self) -> Vec<SimIncident> {
-        let mut all: Vec<_> = self.shared.lock().incidents.values().cloned().collect();
+        let mut all: Vec<_> = self.lock().incidents.values().cloned().collect();
         all.sort_by_key(|i| i.number);
         all
     }
@@ -1336,7 +1309,7 @@ impl SentinelSim {
         id: &str,
         f: impl FnOnce(&mut SimIncident),
     ) -> Option<SimIncident> {
-        self.shared.lock().change(id, f)
+        self.lock().change(id, f)
     }
 
     /// A change stamped `lastModifiedTimeUtc = at` with a fresh etag: how an edit
@@ -1348,7 +1321,7 @@ impl SentinelSim {
         at: DateTime<Utc>,
         f: impl FnOnce(&mut SimIncident),
     ) -> Option<SimIncident> {
-        let mut state = self.shared.lock();
+        let mut state = self.lock();
         state.change(id, f)?;
         let incident = state.get_mut(id).expect("changed above");
         incident.modified = at;
@@ -1361,7 +1334,7 @@ impl SentinelSim {
         id: &str,
         change: AnalystChange,
     ) -> Result<SimIncident, String> {
-        self.shared.lock().apply_analyst_change(id, change)
+        self.lock().apply_analyst_change(id, change)
     }
 
     pub fn set_status(&self, id: &str, status: &str) -> bool {
@@ -1455,15 +1428,14 @@ impl SentinelSim {
     /// target; the target absorbs the alerts. Both are bumped. False when either is
     /// missing.
     pub fn merge(&self, source_id: &str, target_id: &str) -> bool {
-        self.shared.lock().merge(source_id, target_id).is_ok()
+        self.lock().merge(source_id, target_id).is_ok()
     }
 
     /// Before the next API PUT to incident `id` is applied (after its body has been
     /// validated), runs `f` as an analyst change: the race between a client's GET
     /// and its PUT, so the PUT's etag is stale.
     pub fn on_next_put(&self, id: &str, f: impl FnOnce(&mut SimIncident) + Send + 'static) {
-        self.shared
-            .lock()
+        self.lock()
             .put_hooks
             .push((id.to_ascii_lowercase(), Box::new(f)));
     }
@@ -1530,7 +1502,7 @@ impl IntoResponse for ArmError {
         if self.inner_error_null {
             body["error"]["innerError"] = serde_json::Value::Null;
         }
-        let mut response = json_response(self.status, &body);
+        let mut response = json_response_as(JSON_CONTENT_TYPE, self.status, &body);
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
@@ -1567,11 +1539,6 @@ pub fn throttle_fault(times: u32, retry_after: u64) -> Fault {
 
 fn to_json<T: Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).expect("simulator JSON serialises")
-}
-
-fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
-    let body = serde_json::to_vec(body).expect("simulator JSON serialises");
-    (status, [(header::CONTENT_TYPE, JSON_CONTENT_TYPE)], body).into_response()
 }
 
 // ---------------------------------------------------------------------------------
@@ -1742,7 +1709,7 @@ fn link_base(shared: &Shared, headers: &HeaderMap) -> String {
                     .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
         })
         .map(|h| format!("http://{h}"))
-        .unwrap_or_else(|| shared.base_url.clone())
+        .unwrap_or_else(|| shared.context.base_url.clone())
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters (a space is %20).
@@ -2041,7 +2008,7 @@ fn list_incidents(call: &Call) -> Result<Response, ArmError> {
             .collect::<Vec<_>>(),
         next_link: next.map(|t| next_link(&call.link_base(), path, &call.api_version, &query, t)),
     };
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(json_response_as(JSON_CONTENT_TYPE, StatusCode::OK, &body))
 }
 
 fn list_comments(call: &Call, id: &str) -> Result<Response, ArmError> {
@@ -2067,11 +2034,16 @@ fn list_comments(call: &Call, id: &str) -> Result<Response, ArmError> {
     let body = ResourceList {
         value: items
             .into_iter()
-            .map(|c| call.shared.resources.comment_wire(&incident.name, c))
+            .map(|c| {
+                call.shared
+                    .context
+                    .resources
+                    .comment_wire(&incident.name, c)
+            })
             .collect::<Vec<_>>(),
         next_link: next.map(|t| next_link(&call.link_base(), path, &call.api_version, &query, t)),
     };
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(json_response_as(JSON_CONTENT_TYPE, StatusCode::OK, &body))
 }
 
 // ---------------------------------------------------------------------------------
@@ -2381,7 +2353,7 @@ fn put_incident(call: &Call, id: &str) -> Result<Response, ArmError> {
     } else {
         StatusCode::CREATED
     };
-    Ok(json_response(status, &body))
+    Ok(json_response_as(JSON_CONTENT_TYPE, status, &body))
 }
 
 fn delete_incident(call: &Call, id: &str) -> Response {
@@ -2455,9 +2427,10 @@ fn put_comment(call: &Call, id: &str, comment_id: &str) -> Result<Response, ArmE
         }
     };
     let name = incident.name.clone();
-    Ok(json_response(
+    Ok(json_response_as(
+        JSON_CONTENT_TYPE,
         status,
-        &shared.resources.comment_wire(&name, &comment),
+        shared.context.resources.comment_wire(&name, &comment),
     ))
 }
 
@@ -2470,9 +2443,13 @@ fn get_comment(call: &Call, id: &str, comment_id: &str) -> Result<Response, ArmE
         .comment_index(comment_id)
         .map(|i| &incident.comments[i])
         .ok_or_else(|| ArmError::not_found("Comment", comment_id))?;
-    Ok(json_response(
+    Ok(json_response_as(
+        JSON_CONTENT_TYPE,
         StatusCode::OK,
-        &call.shared.resources.comment_wire(&incident.name, comment),
+        call.shared
+            .context
+            .resources
+            .comment_wire(&incident.name, comment),
     ))
 }
 
@@ -2499,7 +2476,7 @@ fn incident_action(call: &Call, id: &str, action: &str) -> Result<Response, ArmE
         "entities" => serde_json::json!({"entities": [], "metaData": []}),
         _ => serde_json::json!({"value": []}),
     };
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(json_response_as(JSON_CONTENT_TYPE, StatusCode::OK, &body))
 }
 
 fn get_incident(call: &Call, id: &str) -> Result<Response, ArmError> {
@@ -2508,14 +2485,15 @@ fn get_incident(call: &Call, id: &str) -> Result<Response, ArmError> {
         .get(id)
         .ok_or_else(|| ArmError::not_found("Incident", id))?;
     let preview = is_preview(&state, &call.api_version);
-    Ok(json_response(
+    Ok(json_response_as(
+        JSON_CONTENT_TYPE,
         StatusCode::OK,
-        &call.shared.render(incident, preview),
+        call.shared.render(incident, preview),
     ))
 }
 
 fn dispatch(call: &Call) -> Result<Response, ArmError> {
-    let target = route(&call.shared.resources, call.uri.path())?;
+    let target = route(&call.shared.context.resources, call.uri.path())?;
     let method = call.method.clone();
     match (target, method) {
         (Target::Incidents, Method::GET) => list_incidents(call),
@@ -2573,7 +2551,7 @@ async fn arm(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let audience = shared.lock().audience.clone();
-    if let Err(problem) = shared.registry.check(authorization, &audience) {
+    if let Err(problem) = shared.context.registry.check(authorization, &audience) {
         return unauthorized(problem);
     }
     let pairs = query_pairs(uri.query());
@@ -2630,13 +2608,21 @@ async fn admin_list(State(shared): State<Arc<Shared>>) -> Response {
     let mut all: Vec<&SimIncident> = state.incidents.values().collect();
     all.sort_by_key(|i| i.number);
     let value: Vec<Incident> = all.into_iter().map(|i| shared.render(i, true)).collect();
-    json_response(StatusCode::OK, &serde_json::json!({ "value": value }))
+    json_response_as(
+        JSON_CONTENT_TYPE,
+        StatusCode::OK,
+        serde_json::json!({ "value": value }),
+    )
 }
 
 async fn admin_get(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
     let state = shared.lock();
     match state.get(&id) {
-        Some(incident) => json_response(StatusCode::OK, &shared.render(incident, true)),
+        Some(incident) => json_response_as(
+            JSON_CONTENT_TYPE,
+            StatusCode::OK,
+            shared.render(incident, true),
+        ),
         None => admin_error(
             StatusCode::NOT_FOUND,
             format!("incident {id} does not exist"),
@@ -2653,7 +2639,11 @@ async fn admin_seed(State(shared): State<Arc<Shared>>, body: Bytes) -> Response 
     match state.seed(seed) {
         Ok(id) => {
             let incident = state.get(&id).expect("just seeded");
-            json_response(StatusCode::CREATED, &shared.render(incident, true))
+            json_response_as(
+                JSON_CONTENT_TYPE,
+                StatusCode::CREATED,
+                shared.render(incident, true),
+            )
         }
         Err(e) => admin_error(StatusCode::BAD_REQUEST, format!("bad seed: {e}")),
     }
@@ -2676,7 +2666,11 @@ async fn admin_change(
         );
     }
     match state.apply_analyst_change(&id, change) {
-        Ok(incident) => json_response(StatusCode::OK, &shared.render(&incident, true)),
+        Ok(incident) => json_response_as(
+            JSON_CONTENT_TYPE,
+            StatusCode::OK,
+            shared.render(&incident, true),
+        ),
         Err(e) => admin_error(StatusCode::BAD_REQUEST, format!("bad change: {e}")),
     }
 }
@@ -2700,7 +2694,11 @@ async fn admin_merge(
     match state.merge(&id, &request.into) {
         Ok(()) => {
             let incident = state.get(&id).expect("merged");
-            json_response(StatusCode::OK, &shared.render(incident, true))
+            json_response_as(
+                JSON_CONTENT_TYPE,
+                StatusCode::OK,
+                shared.render(incident, true),
+            )
         }
         Err(e) => admin_error(StatusCode::BAD_REQUEST, format!("bad merge: {e}")),
     }
@@ -2723,30 +2721,17 @@ async fn admin_comment(
     match state.apply_analyst_change(&id, change) {
         Ok(incident) => {
             let comment = incident.comments.last().expect("just added");
-            json_response(
+            json_response_as(
+                JSON_CONTENT_TYPE,
                 StatusCode::CREATED,
-                &shared.resources.comment_wire(&incident.name, comment),
+                shared
+                    .context
+                    .resources
+                    .comment_wire(&incident.name, comment),
             )
         }
         Err(e) => admin_error(StatusCode::NOT_FOUND, e),
     }
-}
-
-async fn admin_requests(State(shared): State<Arc<Shared>>) -> Response {
-    let log: Vec<serde_json::Value> = shared
-        .kit
-        .requests()
-        .into_iter()
-        .map(|r| {
-            serde_json::json!({
-                "method": r.method,
-                "path": r.path,
-                "query": r.query,
-                "status": r.status,
-            })
-        })
-        .collect();
-    json_response(StatusCode::OK, &log)
 }
 
 #[cfg(test)]

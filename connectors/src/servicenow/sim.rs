@@ -35,10 +35,9 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -52,7 +51,7 @@ use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
 use super::wire::{ErrorBody, TIME_FORMAT};
-use crate::simkit::{self, SimKit, SimServer};
+use crate::simkit::{self, Caller, json_response};
 
 /// A record as stored: every value a string.
 pub type SimRecord = BTreeMap<String, String>;
@@ -505,8 +504,9 @@ struct RateWindow {
     count: u32,
 }
 
+/// The simulator's model (what [`ServiceNowSim`] locks); opaque outside this module.
 #[derive(Debug)]
-struct SimState {
+pub struct SimState {
     base_url: String,
     credentials: Option<(String, String)>,
     oauth_clients: Vec<OAuthClient>,
@@ -527,6 +527,10 @@ struct SimState {
     unqueryable: Vec<String>,
     /// A business rule that starts every new incident in state 1.
     insert_as_new: bool,
+}
+
+impl simkit::VendorState for SimState {
+    const NAME: &'static str = "ServiceNowSim";
 }
 
 /// An async business rule (see [`ServiceNowSim::add_async_rule`]).
@@ -609,10 +613,6 @@ impl IntoResponse for SnError {
             serde_json::to_value(ErrorBody::new(self.message, self.detail)).unwrap_or_default(),
         )
     }
-}
-
-fn json_response(status: StatusCode, value: Value) -> Response {
-    (status, axum::Json(value)).into_response()
 }
 
 /// How a write is checked: web services and analysts meet the data policies;
@@ -1199,37 +1199,10 @@ impl Params {
 // ---------------------------------------------------------------------------------
 // The server
 
-struct Sim {
-    state: Mutex<SimState>,
-    kit: Arc<SimKit>,
-}
-
-impl Sim {
-    fn lock(&self) -> MutexGuard<'_, SimState> {
-        self.state.lock().expect("servicenow sim state")
-    }
-}
-
-type Shared = Arc<Sim>;
-
-/// The user a request authenticated as (`user_name`).
-#[derive(Debug, Clone)]
-struct Caller(String);
+type Shared = Arc<simkit::Shared<SimState>>;
 
 /// A running ServiceNow simulator.
-pub struct ServiceNowSim {
-    pub server: SimServer,
-    pub kit: Arc<SimKit>,
-    sim: Shared,
-}
-
-impl std::fmt::Debug for ServiceNowSim {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServiceNowSim")
-            .field("base_url", &self.server.base_url)
-            .finish_non_exhaustive()
-    }
-}
+pub type ServiceNowSim = simkit::Sim<SimState>;
 
 impl ServiceNowSim {
     /// Serves the simulator on `listener` (plain HTTP). It starts with the Utah+
@@ -1237,38 +1210,23 @@ impl ServiceNowSim {
     /// [`ServiceNowSim::set_credentials`] (or an OAuth client) is set, every API
     /// request is refused with 401.
     pub async fn start(listener: TcpListener) -> ServiceNowSim {
-        let kit = SimKit::new();
-        let sim: Shared = Arc::new(Sim {
-            state: Mutex::new(SimState::new()),
-            kit: kit.clone(),
-        });
-        let api = Router::new()
+        let sim = simkit::Shared::new(SimState::new(), ());
+        let api = simkit::Shared::router()
             .route("/api/now/{*rest}", any(table_api))
             .route("/oauth_token.do", post(oauth_token))
             .route("/_sim/incidents", get(admin_incidents))
             .route("/_sim/incidents/{number}/resolve", post(admin_resolve))
-            .route("/_sim/requests", get(admin_requests))
             .fallback(no_route)
-            .layer(middleware::from_fn_with_state(sim.clone(), guard))
-            .with_state(sim.clone());
-        let router = simkit::with_kit(api, kit.clone());
-        let server = simkit::serve(listener, router, None).await;
-        sim.lock().base_url = server.base_url.clone();
-        ServiceNowSim { server, kit, sim }
-    }
-
-    pub fn base_url(&self) -> String {
-        self.server.base_url.clone()
-    }
-
-    pub fn shutdown(&self) {
-        self.server.shutdown();
+            .layer(middleware::from_fn_with_state(sim.clone(), guard));
+        let sim = ServiceNowSim::serve(listener, sim, api, |router| router).await;
+        sim.lock().base_url = sim.base_url();
+        sim
     }
 
     /// The one user name + password accepted (HTTP Basic). The user is added to
     /// `sys_user` if it is not there.
     pub fn set_credentials(&self, user_name: &str, password: &str) {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         state.credentials = Some((user_name.to_string(), password.to_string()));
         if state.user_by_name(user_name).is_none() {
             state.insert_plain(
@@ -1285,7 +1243,7 @@ impl ServiceNowSim {
 
     /// An OAuth application whose client-credentials tokens act as `user_name`.
     pub fn set_oauth_client(&self, client_id: &str, client_secret: &str, user_name: &str) {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         state.oauth_clients.retain(|c| c.client_id != client_id);
         state.oauth_clients.push(OAuthClient {
             client_id: client_id.to_string(),
@@ -1306,17 +1264,17 @@ impl ServiceNowSim {
 
     /// How long issued access tokens live (default 30 minutes).
     pub fn set_token_lifetime(&self, lifetime: Duration) {
-        self.sim.lock().token_lifetime = lifetime;
+        self.lock().token_lifetime = lifetime;
     }
 
     /// Forgets every issued token (as if they all expired).
     pub fn expire_tokens(&self) {
-        self.sim.lock().tokens.clear();
+        self.lock().tokens.clear();
     }
 
     /// Adds a `sys_user`; returns its sys_id.
     pub fn add_user(&self, user_name: &str, name: &str, email: &str) -> String {
-        self.sim.lock().insert_plain(
+        self.lock().insert_plain(
             "sys_user",
             &[
                 ("user_name", user_name),
@@ -1330,20 +1288,19 @@ impl ServiceNowSim {
 
     /// Adds a `sys_user_group`; returns its sys_id.
     pub fn add_group(&self, name: &str) -> String {
-        self.sim
-            .lock()
+        self.lock()
             .insert_plain("sys_user_group", &[("name", name), ("active", "true")])
     }
 
     /// Replaces the active close codes (e.g. with [`CLOSE_CODES_LEGACY`]).
     pub fn set_close_codes(&self, codes: &[&str]) {
-        self.sim.lock().set_close_codes(codes);
+        self.lock().set_close_codes(codes);
     }
 
     /// Allows `per_hour` API requests per user per hour (429 beyond, with
     /// `Retry-After` and `X-RateLimit-*`); `None` (the default) lifts the limit.
     pub fn set_rate_limit(&self, per_hour: Option<u32>) {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         state.rate_limit = per_hour;
         state.rate_windows.clear();
     }
@@ -1352,7 +1309,7 @@ impl ServiceNowSim {
     /// `sys_updated_on`, as on a real instance. `true` is kinder than an instance:
     /// each write to a record moves its time at least one second on.
     pub fn set_same_second_bump(&self, bump: bool) {
-        self.sim.lock().same_second_bump = bump;
+        self.lock().same_second_bump = bump;
     }
 
     /// Registers an async business rule (run as `system`): after every web
@@ -1361,7 +1318,7 @@ impl ServiceNowSim {
     /// `sys_mod_count`, the same `sys_updated_on`). The answer the caller got
     /// does not show it, as with a real async rule or flow.
     pub fn add_async_rule(&self, rule: impl Fn(&mut SimRecord) + Send + Sync + 'static) {
-        self.sim.lock().async_rules.push(AsyncRule(Arc::new(rule)));
+        self.lock().async_rules.push(AsyncRule(Arc::new(rule)));
     }
 
     /// Changes an incident as an analyst would, within the second of its last
@@ -1372,7 +1329,7 @@ impl ServiceNowSim {
         number: &str,
         edit: impl FnOnce(&mut SimRecord),
     ) -> Result<(), String> {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         let i = state
             .incident_by_number(number)
             .ok_or_else(|| format!("no incident {number}"))?;
@@ -1385,29 +1342,29 @@ impl ServiceNowSim {
     /// Query conditions on `field` are dropped from now on, as an instance does
     /// for a field it does not know or the caller may not read.
     pub fn ignore_query_field(&self, field: &str) {
-        self.sim.lock().unqueryable.push(field.to_string());
+        self.lock().unqueryable.push(field.to_string());
     }
 
     /// `true`: a business rule starts every new incident in state 1 (New),
     /// whatever the insert asked for, as some instances do. Default `false`.
     pub fn set_new_incidents_start_new(&self, on: bool) {
-        self.sim.lock().insert_as_new = on;
+        self.lock().insert_as_new = on;
     }
 
     pub fn incident(&self, number: &str) -> Option<SimRecord> {
-        let state = self.sim.lock();
+        let state = self.lock();
         state
             .incident_by_number(number)
             .map(|i| state.rows("incident")[i].clone())
     }
 
     pub fn incidents(&self) -> Vec<SimRecord> {
-        self.sim.lock().rows("incident").to_vec()
+        self.lock().rows("incident").to_vec()
     }
 
     /// The incident's journal (work notes and comments), oldest first.
     pub fn journal(&self, number: &str) -> Vec<SimRecord> {
-        let state = self.sim.lock();
+        let state = self.lock();
         let Some(i) = state.incident_by_number(number) else {
             return Vec::new();
         };
@@ -1423,7 +1380,7 @@ impl ServiceNowSim {
     /// Creates an incident as an analyst would (not the bridge's: no correlation
     /// id unless given). Returns its number.
     pub fn create_as_analyst(&self, fields: &[(&str, &str)]) -> Result<String, String> {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         let body: Map<String, Value> = fields
             .iter()
             .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
@@ -1445,7 +1402,7 @@ impl ServiceNowSim {
         number: &str,
         edit: impl FnOnce(&mut SimRecord),
     ) -> Result<(), String> {
-        self.sim.lock().analyst_edit(number, ANALYST, edit, true)
+        self.lock().analyst_edit(number, ANALYST, edit, true)
     }
 
     /// Resolves an incident (state 6) with a close code and notes.
@@ -1464,7 +1421,7 @@ impl ServiceNowSim {
 
     /// Adds a work note by `author` (a user name).
     pub fn add_work_note_as(&self, number: &str, author: &str, text: &str) -> Result<(), String> {
-        self.sim.lock().analyst_edit(
+        self.lock().analyst_edit(
             number,
             author,
             |r| {
@@ -1477,7 +1434,7 @@ impl ServiceNowSim {
     /// Sets the state as a server script would: the business rules run, the data
     /// policies do not.
     pub fn set_state(&self, number: &str, state: &str) -> Result<(), String> {
-        self.sim.lock().analyst_edit(
+        self.lock().analyst_edit(
             number,
             ANALYST,
             |r| {
@@ -1490,7 +1447,7 @@ impl ServiceNowSim {
     /// Test hook: pretends the incident was last written at `updated` (and
     /// created no later).
     pub fn backdate(&self, number: &str, updated: DateTime<Utc>) -> Result<(), String> {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         let i = state
             .incident_by_number(number)
             .ok_or_else(|| format!("no incident {number}"))?;
@@ -1643,7 +1600,7 @@ async fn table_api(
     Path(rest): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    caller: Option<axum::Extension<Caller>>,
+    caller: Caller,
     body: Bytes,
 ) -> Reply {
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
@@ -1663,7 +1620,7 @@ async fn table_api(
         ));
     };
     let params = Params::parse(&query);
-    let caller = caller.map(|c| c.0.0.clone()).unwrap_or_default();
+    let caller = caller.0;
     let path = format!("/api/now/{rest}");
     match (method.as_str(), sys_id) {
         ("GET", None) => Ok(list(&sim, def, &params, &path)),
@@ -1784,7 +1741,7 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, Sn
     }
 }
 
-fn list(sim: &Sim, def: &TableDef, params: &Params, path: &str) -> Response {
+fn list(sim: &Shared, def: &TableDef, params: &Params, path: &str) -> Response {
     let state = sim.lock();
     let mut rows: Vec<&SimRecord> = state
         .rows(def.name)
@@ -1925,16 +1882,6 @@ async fn admin_resolve(
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => SnError::bad("Resolve failed", e).into_response(),
     }
-}
-
-async fn admin_requests(State(sim): State<Shared>) -> Response {
-    let log: Vec<Value> = sim
-        .kit
-        .requests()
-        .into_iter()
-        .map(|r| json!({"method": r.method, "path": r.path, "query": r.query, "status": r.status}))
-        .collect();
-    json_response(StatusCode::OK, Value::Array(log))
 }
 
 #[cfg(test)]
