@@ -16,7 +16,6 @@
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -32,6 +31,7 @@ use bridge_core::vocab::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 
 use super::convert::{REDIRECTED_LABEL, canonical_enum};
 use super::wire::{
@@ -40,6 +40,7 @@ use super::wire::{
     ResourceList,
 };
 use crate::auth::registry::{TokenProblem, TokenRegistry};
+use crate::bucket::TokenBucket;
 use crate::simkit::{self, Fault, json_response_as};
 
 mod filter;
@@ -577,36 +578,36 @@ impl Operation {
     }
 }
 
+/// One of ARM's buckets: the shared [`TokenBucket`], shaped by ARM's whole-number
+/// limit and answered in ARM's terms (whole tokens left, whole seconds to wait).
 #[derive(Debug)]
 struct Bucket {
     limit: BucketLimit,
-    tokens: f64,
-    last: Instant,
+    bucket: TokenBucket,
 }
 
 impl Bucket {
     fn new(limit: BucketLimit) -> Bucket {
+        let shape = crate::bucket::BucketLimit {
+            burst: limit.capacity,
+            per_second: f64::from(limit.refill_per_second),
+        };
         Bucket {
             limit,
-            tokens: f64::from(limit.capacity),
-            last: Instant::now(),
+            bucket: TokenBucket::new(shape, Instant::now()),
         }
     }
 
     /// Takes a token: `Ok(remaining)` or `Err(seconds to wait)`.
     fn take(&mut self) -> Result<u32, u64> {
-        let now = Instant::now();
         let refill = f64::from(self.limit.refill_per_second);
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * refill)
-            .min(f64::from(self.limit.capacity));
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(self.tokens.floor() as u32)
-        } else if refill <= 0.0 {
-            Err(3600)
-        } else {
-            Err((((1.0 - self.tokens) / refill).ceil() as u64).max(1))
+        if refill <= 0.0 && self.bucket.tokens() < 1.0 {
+            // Never refilled: an hour is as good an answer as any.
+            return Err(3600);
+        }
+        match self.bucket.try_take(Instant::now()) {
+            Ok(()) => Ok(self.bucket.tokens().floor() as u32),
+            Err(_) => Err((((1.0 - self.bucket.tokens()) / refill).ceil() as u64).max(1)),
         }
     }
 }
