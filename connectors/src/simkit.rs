@@ -34,7 +34,9 @@ use tokio::sync::watch;
 
 mod shell;
 
-pub use shell::{Caller, Shared, Sim, VendorState, json_response, json_response_as};
+pub use shell::{
+    Caller, Shared, Sim, VendorState, basic_credentials, json_response, json_response_as,
+};
 
 /// A request a simulator answered.
 #[derive(Debug, Clone, PartialEq, Eq)]

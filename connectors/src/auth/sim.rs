@@ -14,7 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::post;
-use base64::Engine;
+
 use tokio::net::TcpListener;
 
 use super::registry::TokenRegistry;
@@ -398,27 +398,20 @@ fn scope_resource(scope: &str) -> Result<String, EntraError> {
 /// `Authorization: Basic` client credentials: base64 of the form-encoded id and
 /// secret joined by `:` (RFC 6749 §2.3.1).
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let decoded = String::from_utf8(decoded).ok()?;
-    let (id, secret) = decoded.split_once(':')?;
+    let (id, secret) = simkit::basic_credentials(headers)?;
     let unescape = |s: &str| {
         url::form_urlencoded::parse(format!("x={s}").as_bytes())
             .next()
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default()
     };
-    Some((unescape(id), unescape(secret)))
+    Some((unescape(&id), unescape(&secret)))
 }
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+
     use super::*;
     use crate::http::{HttpSettings, build_client};
 

@@ -129,6 +129,12 @@ impl simkit::VendorState for SimState {
     const NAME: &'static str = "GenericSim";
 }
 
+/// A running generic ticket system simulator.
+pub type GenericSim = simkit::Sim<SimState>;
+
+/// What the handlers share: the state and the kit.
+type Shared = Arc<simkit::Shared<SimState>>;
+
 impl SimState {
     fn find(&self, id_or_key: &str) -> Option<usize> {
         self.tickets
@@ -391,11 +397,6 @@ fn check_agent_edit(ticket: &SimTicket) -> Result<(), String> {
 
 // ---------------------------------------------------------------------------------
 // The server
-
-type Shared = Arc<simkit::Shared<SimState>>;
-
-/// A running generic ticket system simulator.
-pub type GenericSim = simkit::Sim<SimState>;
 
 impl GenericSim {
     /// Serves the simulator on `listener` (plain HTTP). It starts with no tickets

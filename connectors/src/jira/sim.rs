@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -181,6 +181,12 @@ pub struct SimState {
 impl simkit::VendorState for SimState {
     const NAME: &'static str = "JiraSim";
 }
+
+/// A running Jira simulator.
+pub type JiraSim = simkit::Sim<SimState>;
+
+/// What the handlers share: the state and the kit.
+type Shared = Arc<simkit::Shared<SimState>>;
 
 const FIRST_ISSUE_ID: u64 = 10000;
 
@@ -434,11 +440,6 @@ use render::*;
 // ---------------------------------------------------------------------------------
 // The server
 
-type Shared = Arc<simkit::Shared<SimState>>;
-
-/// A running Jira simulator.
-pub type JiraSim = simkit::Sim<SimState>;
-
 impl JiraSim {
     /// Serves the simulator on `listener` (plain HTTP). It starts with no users,
     /// no projects and no credentials: until [`JiraSim::set_credentials`] is called
@@ -682,7 +683,7 @@ async fn guard(State(sim): State<Shared>, mut request: Request, next: Next) -> R
     }
     let caller = {
         let state = sim.lock();
-        match basic_credentials(request.headers()) {
+        match simkit::basic_credentials(request.headers()) {
             Some((email, token))
                 if state
                     .credentials
@@ -750,17 +751,6 @@ async fn tag_rate_limits(mut response: Response) -> Response {
         );
     }
     response
-}
-
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get("authorization")?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
-    let (email, token) = decoded.split_once(':')?;
-    Some((email.to_string(), token.to_string()))
 }
 
 async fn no_route(request: Request) -> Response {

@@ -44,8 +44,6 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
@@ -151,6 +149,12 @@ pub struct SimState {
 impl simkit::VendorState for SimState {
     const NAME: &'static str = "ServiceNowSim";
 }
+
+/// A running ServiceNow simulator.
+pub type ServiceNowSim = simkit::Sim<SimState>;
+
+/// What the handlers share: the state and the kit.
+type Shared = Arc<simkit::Shared<SimState>>;
 
 /// An async business rule (see [`ServiceNowSim::add_async_rule`]).
 #[derive(Clone)]
@@ -735,11 +739,6 @@ pub use params::*;
 // ---------------------------------------------------------------------------------
 // The server
 
-type Shared = Arc<simkit::Shared<SimState>>;
-
-/// A running ServiceNow simulator.
-pub type ServiceNowSim = simkit::Sim<SimState>;
-
 impl ServiceNowSim {
     /// Serves the simulator on `listener` (plain HTTP). It starts with the Utah+
     /// close codes and no users, incidents or credentials: until
@@ -1007,7 +1006,7 @@ async fn guard(State(sim): State<Shared>, mut request: Request, next: Next) -> R
     let user = {
         let mut state = sim.lock();
         let headers = request.headers();
-        let basic = basic_credentials(headers).filter(|(u, p)| {
+        let basic = simkit::basic_credentials(headers).filter(|(u, p)| {
             state
                 .credentials
                 .as_ref()
@@ -1097,17 +1096,6 @@ fn rate_headers(headers: &mut HeaderMap, limit: u32, reset: i64) {
             headers.insert(name, v);
         }
     }
-}
-
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get("authorization")?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
-    let (user, password) = decoded.split_once(':')?;
-    Some((user.to_string(), password.to_string()))
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<String> {

@@ -1,6 +1,6 @@
 //! The one server shell every HTTP simulator is built on: its state behind one lock
 //! ([`Shared`]), the running server with its kit ([`Sim`]: start, base URL,
-//! shutdown), the caller a guard signed in ([`Caller`]), the admin surface's request
+//! shutdown), the caller a guard signed in ([`Caller`], from [`basic_credentials`]), the admin surface's request
 //! log (`GET /_sim/requests`) and JSON answers ([`json_response`]). A simulator
 //! supplies only its vendor's behaviour: its state type (a [`VendorState`]), what it
 //! fixes at start ([`Shared::context`]), its routes and its guard. Each `*Sim` is an
@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use base64::Engine as _;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
@@ -137,6 +138,22 @@ impl<T: Send + Sync> FromRequestParts<T> for Caller {
             .cloned()
             .unwrap_or_default())
     }
+}
+
+/// The user and password of an HTTP Basic `Authorization` header, as sent (a
+/// simulator compares them with the credentials it was given).
+pub fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
 }
 
 /// `status` with `body` as JSON (`application/json`).
