@@ -127,6 +127,10 @@ pub struct SimState {
 
 impl simkit::VendorState for SimState {
     const NAME: &'static str = "GenericSim";
+
+    fn served_at(&mut self, base_url: &str) {
+        self.base_url = base_url.to_string();
+    }
 }
 
 /// A running generic ticket system simulator.
@@ -431,9 +435,7 @@ impl GenericSim {
             .route("/_sim/tickets", get(admin_tickets))
             .fallback(no_route)
             .layer(middleware::from_fn_with_state(sim.clone(), guard));
-        let sim = GenericSim::serve(listener, sim, api, |router| router).await;
-        sim.lock().base_url = sim.base_url();
-        sim
+        GenericSim::serve(listener, sim, api, |router| router).await
     }
 
     /// The one way API callers may sign in.

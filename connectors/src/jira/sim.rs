@@ -180,6 +180,10 @@ pub struct SimState {
 
 impl simkit::VendorState for SimState {
     const NAME: &'static str = "JiraSim";
+
+    fn served_at(&mut self, base_url: &str) {
+        self.base_url = base_url.to_string();
+    }
 }
 
 /// A running Jira simulator.
@@ -472,12 +476,10 @@ impl JiraSim {
             .fallback(no_route)
             .layer(middleware::from_fn_with_state(sim.clone(), guard));
         // Outside the kit: its burst-limit 429s carry Jira's reason header too.
-        let sim = JiraSim::serve(listener, sim, api, |router| {
+        JiraSim::serve(listener, sim, api, |router| {
             router.layer(middleware::map_response(tag_rate_limits))
         })
-        .await;
-        sim.lock().base_url = sim.base_url();
-        sim
+        .await
     }
 
     /// Adds a user; returns the accountId.

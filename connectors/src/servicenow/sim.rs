@@ -148,6 +148,10 @@ pub struct SimState {
 
 impl simkit::VendorState for SimState {
     const NAME: &'static str = "ServiceNowSim";
+
+    fn served_at(&mut self, base_url: &str) {
+        self.base_url = base_url.to_string();
+    }
 }
 
 /// A running ServiceNow simulator.
@@ -753,9 +757,7 @@ impl ServiceNowSim {
             .route("/_sim/incidents/{number}/resolve", post(admin_resolve))
             .fallback(no_route)
             .layer(middleware::from_fn_with_state(sim.clone(), guard));
-        let sim = ServiceNowSim::serve(listener, sim, api, |router| router).await;
-        sim.lock().base_url = sim.base_url();
-        sim
+        ServiceNowSim::serve(listener, sim, api, |router| router).await
     }
 
     /// The one user name + password accepted (HTTP Basic). The user is added to

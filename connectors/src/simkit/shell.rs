@@ -28,6 +28,9 @@ pub trait VendorState: Send + 'static {
     const NAME: &'static str;
     /// The `Content-Type` of the simulator's JSON answers (vendors add parameters).
     const JSON_CONTENT_TYPE: &'static str = "application/json";
+
+    /// Told the server's base URL once it listens (for `self` links and `Location`).
+    fn served_at(&mut self, _base_url: &str) {}
 }
 
 /// What a simulator's handlers share: its state behind one lock, its kit, and what
@@ -96,6 +99,7 @@ impl<S: VendorState, C: Send + Sync + 'static> Sim<S, C> {
         let router = api.with_state(shared.clone());
         let router = outer(with_kit(router, shared.kit.clone()));
         let server = serve(listener, router, None).await;
+        shared.lock().served_at(&server.base_url);
         Sim {
             server,
             kit: shared.kit.clone(),
