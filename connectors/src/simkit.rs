@@ -36,6 +36,7 @@ mod shell;
 
 pub use shell::{
     Caller, Shared, Sim, VendorState, basic_credentials, json_response, json_response_as,
+    plain_base_url,
 };
 
 /// A request a simulator answered.

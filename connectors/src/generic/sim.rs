@@ -127,10 +127,6 @@ pub struct SimState {
 
 impl simkit::VendorState for SimState {
     const NAME: &'static str = "GenericSim";
-
-    fn served_at(&mut self, base_url: &str) {
-        self.base_url = base_url.to_string();
-    }
 }
 
 /// A running generic ticket system simulator.
@@ -409,7 +405,7 @@ impl GenericSim {
     pub async fn start(listener: TcpListener) -> GenericSim {
         let sim = simkit::Shared::new(
             SimState {
-                base_url: String::new(),
+                base_url: simkit::plain_base_url(&listener),
                 tickets: Vec::new(),
                 next_id: 1,
                 next_comment_id: 1,

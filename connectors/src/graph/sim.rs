@@ -698,15 +698,12 @@ impl GraphSim {
         registry: Arc<TokenRegistry>,
         tenant_id: &str,
     ) -> GraphSim {
-        let addr = listener
-            .local_addr()
-            .expect("a bound listener has an address");
         let shared = Shared::new(
             SimState::new(),
             Context {
                 registry,
                 tenant_id: tenant_id.to_string(),
-                base_url: format!("http://127.0.0.1:{}", addr.port()),
+                base_url: simkit::plain_base_url(&listener),
             },
         );
         let router = Shared::router()

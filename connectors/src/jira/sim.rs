@@ -180,10 +180,6 @@ pub struct SimState {
 
 impl simkit::VendorState for SimState {
     const NAME: &'static str = "JiraSim";
-
-    fn served_at(&mut self, base_url: &str) {
-        self.base_url = base_url.to_string();
-    }
 }
 
 /// A running Jira simulator.
@@ -195,9 +191,9 @@ type Shared = Arc<simkit::Shared<SimState>>;
 const FIRST_ISSUE_ID: u64 = 10000;
 
 impl SimState {
-    fn new() -> SimState {
+    fn new(base_url: String) -> SimState {
         SimState {
-            base_url: String::new(),
+            base_url,
             users: Vec::new(),
             credentials: None,
             projects: Vec::new(),
@@ -449,7 +445,7 @@ impl JiraSim {
     /// no projects and no credentials: until [`JiraSim::set_credentials`] is called
     /// every API request is refused with 401.
     pub async fn start(listener: TcpListener) -> JiraSim {
-        let sim = simkit::Shared::new(SimState::new(), ());
+        let sim = simkit::Shared::new(SimState::new(simkit::plain_base_url(&listener)), ());
         let api = simkit::Shared::router()
             .route("/rest/api/3/issue", post(create_issue))
             .route("/rest/api/3/issue/{key}", get(get_issue).put(edit_issue))

@@ -937,9 +937,6 @@ impl SentinelSim {
         registry: Arc<TokenRegistry>,
         workspace: SentinelWorkspace,
     ) -> SentinelSim {
-        let addr = listener
-            .local_addr()
-            .expect("a bound listener has an address");
         let shared = Shared::new(
             SimState::new(Resources {
                 workspace: workspace.clone(),
@@ -947,7 +944,7 @@ impl SentinelSim {
             Context {
                 registry,
                 resources: Resources { workspace },
-                base_url: format!("http://127.0.0.1:{}", addr.port()),
+                base_url: simkit::plain_base_url(&listener),
             },
         );
         let router = Shared::router()

@@ -148,10 +148,6 @@ pub struct SimState {
 
 impl simkit::VendorState for SimState {
     const NAME: &'static str = "ServiceNowSim";
-
-    fn served_at(&mut self, base_url: &str) {
-        self.base_url = base_url.to_string();
-    }
 }
 
 /// A running ServiceNow simulator.
@@ -251,9 +247,9 @@ struct WriteMode {
 }
 
 impl SimState {
-    fn new() -> SimState {
+    fn new(base_url: String) -> SimState {
         let mut state = SimState {
-            base_url: String::new(),
+            base_url,
             credentials: None,
             oauth_clients: Vec::new(),
             tokens: HashMap::new(),
@@ -749,7 +745,7 @@ impl ServiceNowSim {
     /// [`ServiceNowSim::set_credentials`] (or an OAuth client) is set, every API
     /// request is refused with 401.
     pub async fn start(listener: TcpListener) -> ServiceNowSim {
-        let sim = simkit::Shared::new(SimState::new(), ());
+        let sim = simkit::Shared::new(SimState::new(simkit::plain_base_url(&listener)), ());
         let api = simkit::Shared::router()
             .route("/api/now/{*rest}", any(table_api))
             .route("/oauth_token.do", post(oauth_token))

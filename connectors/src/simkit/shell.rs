@@ -28,9 +28,6 @@ pub trait VendorState: Send + 'static {
     const NAME: &'static str;
     /// The `Content-Type` of the simulator's JSON answers (vendors add parameters).
     const JSON_CONTENT_TYPE: &'static str = "application/json";
-
-    /// Told the server's base URL once it listens (for `self` links and `Location`).
-    fn served_at(&mut self, _base_url: &str) {}
 }
 
 /// What a simulator's handlers share: its state behind one lock, its kit, and what
@@ -99,7 +96,6 @@ impl<S: VendorState, C: Send + Sync + 'static> Sim<S, C> {
         let router = api.with_state(shared.clone());
         let router = outer(with_kit(router, shared.kit.clone()));
         let server = serve(listener, router, None).await;
-        shared.lock().served_at(&server.base_url);
         Sim {
             server,
             kit: shared.kit.clone(),
@@ -107,7 +103,7 @@ impl<S: VendorState, C: Send + Sync + 'static> Sim<S, C> {
         }
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`: [`plain_base_url`] of its listener.
     pub fn base_url(&self) -> String {
         self.server.base_url.clone()
     }
@@ -125,6 +121,15 @@ impl<S: VendorState, C: Send + Sync + 'static> Sim<S, C> {
     pub(crate) fn lock(&self) -> MutexGuard<'_, S> {
         self.shared.lock()
     }
+}
+
+/// The base URL [`Sim::serve`] will serve `listener` at (`http://127.0.0.1:PORT`):
+/// what a simulator puts in its `self` links and `Location` headers.
+pub fn plain_base_url(listener: &TcpListener) -> String {
+    let addr = listener
+        .local_addr()
+        .expect("a bound listener has an address");
+    format!("http://127.0.0.1:{}", addr.port())
 }
 
 /// Who the request signed in as (an email, a user name, an API client): a guard
