@@ -33,6 +33,8 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use url::Url;
 
+pub use crate::bucket::{BucketLimit, TokenBucket};
+
 /// `[http]` settings, already read from disk.
 #[derive(Debug, Clone, Default)]
 pub struct HttpSettings {
@@ -215,37 +217,6 @@ impl OperationClass {
     }
 }
 
-/// One token bucket's shape: it holds at most `burst` tokens and gains
-/// `per_second` of them every second.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BucketLimit {
-    pub burst: u32,
-    pub per_second: f64,
-}
-
-impl BucketLimit {
-    /// At least one token and a positive, finite rate (what the config loader
-    /// guarantees); anything else is clamped to that.
-    fn sane(self) -> BucketLimit {
-        BucketLimit {
-            burst: self.burst.max(1),
-            per_second: if self.per_second.is_finite() && self.per_second > 0.0 {
-                self.per_second
-            } else {
-                f64::MIN_POSITIVE
-            },
-        }
-    }
-
-    /// The stricter of the two in each dimension.
-    pub fn min(self, other: BucketLimit) -> BucketLimit {
-        BucketLimit {
-            burst: self.burst.min(other.burst),
-            per_second: self.per_second.min(other.per_second),
-        }
-    }
-}
-
 impl std::fmt::Display for BucketLimit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let per_second = self.per_second;
@@ -293,74 +264,6 @@ impl std::fmt::Display for Limits {
         match self {
             Limits::Shared(limit) => write!(f, "{limit}"),
             Limits::Split { reads, writes } => write!(f, "reads {reads}, writes {writes}"),
-        }
-    }
-}
-
-/// A token bucket, told the time: no clock, no sleeping. [`RateLimiter`] drives it.
-#[derive(Debug, Clone)]
-pub struct TokenBucket {
-    limit: BucketLimit,
-    tokens: f64,
-    /// When `tokens` was last brought up to date.
-    refilled: Instant,
-    /// After a 429: nothing goes before this instant.
-    paused_until: Option<Instant>,
-}
-
-impl TokenBucket {
-    /// A full bucket.
-    pub fn new(limit: BucketLimit, now: Instant) -> TokenBucket {
-        let limit = limit.sane();
-        TokenBucket {
-            limit,
-            tokens: f64::from(limit.burst),
-            refilled: now,
-            paused_until: None,
-        }
-    }
-
-    pub fn limit(&self) -> BucketLimit {
-        self.limit
-    }
-
-    /// Takes a token, or says how long until one is there.
-    pub fn try_take(&mut self, now: Instant) -> Result<(), Duration> {
-        if let Some(until) = self.paused_until {
-            if now < until {
-                return Err(until - now);
-            }
-            // The pause is over: the one request the server invited may go now;
-            // the rest of the bucket fills at the normal rate from here.
-            self.paused_until = None;
-            self.tokens = 1.0;
-            self.refilled = until;
-        }
-        self.refill(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            return Ok(());
-        }
-        let missing = 1.0 - self.tokens;
-        // Round up to the next microsecond so that the caller wakes with a token.
-        let wait = Duration::from_secs_f64(missing / self.limit.per_second);
-        Err(wait + Duration::from_micros(1))
-    }
-
-    /// The server refused a request with 429: empty the bucket and take nothing
-    /// before `until` (a later pause already in force stands).
-    pub fn pause_until(&mut self, until: Instant) {
-        self.tokens = 0.0;
-        if self.paused_until.is_none_or(|p| p < until) {
-            self.paused_until = Some(until);
-        }
-    }
-
-    fn refill(&mut self, now: Instant) {
-        if now > self.refilled {
-            let gained = (now - self.refilled).as_secs_f64() * self.limit.per_second;
-            self.tokens = (self.tokens + gained).min(f64::from(self.limit.burst));
-            self.refilled = now;
         }
     }
 }

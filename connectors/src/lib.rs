@@ -3,6 +3,7 @@
 //! the demo and benchmarks; plus the shared HTTP layer and the simulator kit.
 
 pub mod auth;
+pub mod bucket;
 pub mod doctor;
 pub mod generic;
 pub mod graph;

@@ -13,6 +13,9 @@
 //! `200` whose body is not JSON. A fault can also run a hook when it fires (someone
 //! else's concurrent edit, tokens expiring mid-run). The simple [`Fault`] (a status
 //! for the next N requests) converts into a rule.
+//!
+//! The server shell the simulators share (state behind one lock, the running
+//! [`Sim`], the [`Caller`], the admin request log, JSON answers) is in `shell.rs`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -28,6 +31,13 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+mod shell;
+
+pub use shell::{
+    Caller, Shared, Sim, VendorState, basic_credentials, json_response, json_response_as,
+    plain_base_url,
+};
 
 /// A request a simulator answered.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,12 +9,12 @@
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
 use axum::routing::post;
-use base64::Engine;
+
 use tokio::net::TcpListener;
 
 use super::registry::TokenRegistry;
@@ -171,21 +171,20 @@ impl EntraError {
             "correlation_id": correlation_id,
             "error_uri": format!("https://login.microsoftonline.com/error?code={}", self.code),
         });
-        json_response(self.status, body.to_string())
+        entra_json(self.status, body)
     }
 }
 
-fn json_response(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "application/json; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store, no-cache"),
-            (header::PRAGMA, "no-cache"),
-        ],
-        Body::from(body),
-    )
-        .into_response()
+/// Entra's JSON answers: with a charset, and never cached.
+fn entra_json(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut response = simkit::json_response_as("application/json; charset=utf-8", status, body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store, no-cache"),
+    );
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
 }
 
 /// A random GUID-shaped id, as Entra's trace and correlation ids are.
@@ -362,7 +361,7 @@ fn issue(
         "ext_expires_in": expires_in,
         "access_token": access_token,
     });
-    Ok(json_response(StatusCode::OK, body.to_string()))
+    Ok(entra_json(StatusCode::OK, body))
 }
 
 /// The one resource a client-credentials `scope` asks for: every space-separated
@@ -399,27 +398,20 @@ fn scope_resource(scope: &str) -> Result<String, EntraError> {
 /// `Authorization: Basic` client credentials: base64 of the form-encoded id and
 /// secret joined by `:` (RFC 6749 §2.3.1).
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let decoded = String::from_utf8(decoded).ok()?;
-    let (id, secret) = decoded.split_once(':')?;
+    let (id, secret) = simkit::basic_credentials(headers)?;
     let unescape = |s: &str| {
         url::form_urlencoded::parse(format!("x={s}").as_bytes())
             .next()
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default()
     };
-    Some((unescape(id), unescape(secret)))
+    Some((unescape(&id), unescape(&secret)))
 }
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+
     use super::*;
     use crate::http::{HttpSettings, build_client};
 

@@ -25,9 +25,8 @@
 //! Tests and the demo act as the helpdesk's agents through the admin API on
 //! [`GenericSim`] and under `/_sim/` (no auth).
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -40,7 +39,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
-use crate::simkit::{self, SimKit, SimServer};
+use crate::simkit::{self, Caller, json_response};
 
 /// The statuses a ticket can have.
 pub const STATUSES: &[&str] = &["open", "in_progress", "resolved", "closed"];
@@ -117,13 +116,24 @@ pub enum SimAuth {
 /// The author name of comments made with a bearer token.
 pub const BEARER_AUTHOR: &str = "api-client";
 
-struct SimState {
+/// The simulator's model (what [`GenericSim`] locks); opaque outside this module.
+pub struct SimState {
     base_url: String,
     tickets: Vec<SimTicket>,
     next_id: u64,
     next_comment_id: u64,
     auth: Option<SimAuth>,
 }
+
+impl simkit::VendorState for SimState {
+    const NAME: &'static str = "GenericSim";
+}
+
+/// A running generic ticket system simulator.
+pub type GenericSim = simkit::Sim<SimState>;
+
+/// What the handlers share: the state and the kit.
+type Shared = Arc<simkit::Shared<SimState>>;
 
 impl SimState {
     fn find(&self, id_or_key: &str) -> Option<usize> {
@@ -232,10 +242,6 @@ impl IntoResponse for ApiError {
 }
 
 type Reply = Result<Response, ApiError>;
-
-fn json_response(status: StatusCode, value: Value) -> Response {
-    (status, axum::Json(value)).into_response()
-}
 
 /// The body as a JSON object (415 when it is not sent as JSON, 400 when it is not an object).
 fn parse_object(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, ApiError> {
@@ -392,55 +398,22 @@ fn check_agent_edit(ticket: &SimTicket) -> Result<(), String> {
 // ---------------------------------------------------------------------------------
 // The server
 
-struct Sim {
-    state: Mutex<SimState>,
-    kit: Arc<SimKit>,
-}
-
-impl Sim {
-    fn lock(&self) -> MutexGuard<'_, SimState> {
-        self.state.lock().expect("generic sim state")
-    }
-}
-
-type Shared = Arc<Sim>;
-
-/// Who the request signed in as, for comment authors.
-#[derive(Debug, Clone)]
-struct Caller(String);
-
-/// A running generic ticket system simulator.
-pub struct GenericSim {
-    pub server: SimServer,
-    pub kit: Arc<SimKit>,
-    sim: Shared,
-}
-
-impl std::fmt::Debug for GenericSim {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GenericSim")
-            .field("base_url", &self.server.base_url)
-            .finish_non_exhaustive()
-    }
-}
-
 impl GenericSim {
     /// Serves the simulator on `listener` (plain HTTP). It starts with no tickets
     /// and no credentials: until [`GenericSim::set_auth`] is called every API
     /// request is refused with 401.
     pub async fn start(listener: TcpListener) -> GenericSim {
-        let kit = SimKit::new();
-        let sim: Shared = Arc::new(Sim {
-            state: Mutex::new(SimState {
-                base_url: String::new(),
+        let sim = simkit::Shared::new(
+            SimState {
+                base_url: simkit::plain_base_url(&listener),
                 tickets: Vec::new(),
                 next_id: 1,
                 next_comment_id: 1,
                 auth: None,
-            }),
-            kit: kit.clone(),
-        });
-        let api = Router::new()
+            },
+            (),
+        );
+        let api = simkit::Shared::router()
             .route("/api/tickets", get(list_tickets).post(create_ticket))
             .route(
                 "/api/tickets/{ticket}",
@@ -456,27 +429,14 @@ impl GenericSim {
                     .fallback(method_not_allowed),
             )
             .route("/_sim/tickets", get(admin_tickets))
-            .route("/_sim/requests", get(admin_requests))
             .fallback(no_route)
-            .layer(middleware::from_fn_with_state(sim.clone(), guard))
-            .with_state(sim.clone());
-        let router = simkit::with_kit(api, kit.clone());
-        let server = simkit::serve(listener, router, None).await;
-        sim.lock().base_url = server.base_url.clone();
-        GenericSim { server, kit, sim }
-    }
-
-    pub fn base_url(&self) -> String {
-        self.server.base_url.clone()
-    }
-
-    pub fn shutdown(&self) {
-        self.server.shutdown();
+            .layer(middleware::from_fn_with_state(sim.clone(), guard));
+        GenericSim::serve(listener, sim, api, |router| router).await
     }
 
     /// The one way API callers may sign in.
     pub fn set_auth(&self, auth: SimAuth) {
-        self.sim.lock().auth = Some(auth);
+        self.lock().auth = Some(auth);
     }
 
     /// Accept HTTP Basic with this username and password (only).
@@ -496,18 +456,18 @@ impl GenericSim {
 
     /// Every ticket, oldest first.
     pub fn tickets(&self) -> Vec<SimTicket> {
-        self.sim.lock().tickets.clone()
+        self.lock().tickets.clone()
     }
 
     /// The ticket with this key (or id).
     pub fn ticket(&self, key: &str) -> Option<SimTicket> {
-        let state = self.sim.lock();
+        let state = self.lock();
         state.find(key).map(|i| state.tickets[i].clone())
     }
 
     /// The ticket as `GET /api/tickets/{key}` shows it.
     pub fn ticket_json(&self, key: &str) -> Option<Value> {
-        let state = self.sim.lock();
+        let state = self.lock();
         state
             .find(key)
             .map(|i| ticket_json(&state.base_url, &state.tickets[i]))
@@ -515,7 +475,7 @@ impl GenericSim {
 
     /// Opens a ticket as an agent would (no external id: not the bridge's).
     pub fn create_as_agent(&self, summary: &str) -> SimTicket {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         let id = state.next_id;
         state.next_id += 1;
         let now = stamp(None);
@@ -547,7 +507,7 @@ impl GenericSim {
         key: &str,
         edit: impl FnOnce(&mut SimTicket),
     ) -> Result<SimTicket, String> {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         let i = state
             .find(key)
             .ok_or_else(|| format!("ticket {key} not found"))?;
@@ -575,7 +535,7 @@ impl GenericSim {
         author: &str,
         text: &str,
     ) -> Result<SimComment, String> {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         let i = state
             .find(key)
             .ok_or_else(|| format!("ticket {key} not found"))?;
@@ -585,7 +545,7 @@ impl GenericSim {
     /// Test hook: pretends the ticket last changed at `updated_at` (and was created
     /// no later).
     pub fn backdate(&self, key: &str, updated_at: DateTime<Utc>) -> Result<(), String> {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         let i = state
             .find(key)
             .ok_or_else(|| format!("ticket {key} not found"))?;
@@ -712,7 +672,12 @@ async fn get_ticket(State(sim): State<Shared>, Path(id_or_key): Path<String>) ->
     ))
 }
 
-fn write_ticket(sim: &Sim, id_or_key: &str, fields: &Map<String, Value>, replace: bool) -> Reply {
+fn write_ticket(
+    sim: &Shared,
+    id_or_key: &str,
+    fields: &Map<String, Value>,
+    replace: bool,
+) -> Reply {
     let mut state = sim.lock();
     let i = state
         .find(id_or_key)
@@ -762,7 +727,7 @@ async fn list_comments(State(sim): State<Shared>, Path(id_or_key): Path<String>)
 async fn add_comment(
     State(sim): State<Shared>,
     Path(id_or_key): Path<String>,
-    caller: Option<axum::Extension<Caller>>,
+    caller: Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Reply {
@@ -786,7 +751,7 @@ async fn add_comment(
         Some(t) if !t.trim().is_empty() => t.to_string(),
         _ => return Err(ApiError::invalid("`body` must be a non-empty string")),
     };
-    let author = caller.map(|c| c.0.0.clone()).unwrap_or_default();
+    let author = caller.0;
     let mut state = sim.lock();
     let i = state
         .find(&id_or_key)
@@ -922,16 +887,6 @@ async fn admin_tickets(State(sim): State<Shared>) -> Response {
         .map(|t| ticket_json(&state.base_url, t))
         .collect();
     json_response(StatusCode::OK, Value::Array(tickets))
-}
-
-async fn admin_requests(State(sim): State<Shared>) -> Response {
-    let log: Vec<Value> = sim
-        .kit
-        .requests()
-        .into_iter()
-        .map(|r| json!({"method": r.method, "path": r.path, "query": r.query, "status": r.status}))
-        .collect();
-    json_response(StatusCode::OK, Value::Array(log))
 }
 
 #[cfg(test)]

@@ -13,10 +13,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -36,7 +35,7 @@ use super::wire::{
     self, AlertComment, ErrorBody, ErrorDetail, INCIDENT_TYPE, Incident, InnerError,
 };
 use crate::auth::registry::TokenRegistry;
-use crate::simkit::{self, Fault, SimKit, SimServer};
+use crate::simkit::{self, Fault, json_response_as};
 
 mod filter;
 
@@ -365,8 +364,9 @@ impl RateWindows {
     }
 }
 
+/// The simulator's model (what [`GraphSim`] locks); opaque outside this module.
 #[derive(Debug)]
-struct SimState {
+pub struct SimState {
     incidents: HashMap<String, SimIncident>,
     next_id: u64,
     /// The last `lastUpdateDateTime` handed out: the next one is strictly later.
@@ -669,39 +669,27 @@ fn id_order(id: &str) -> (usize, &str) {
     (id.len(), id)
 }
 
-struct Shared {
-    state: Mutex<SimState>,
+/// What the simulator fixes at start and reads without its lock.
+#[derive(Debug)]
+pub struct Context {
     registry: Arc<TokenRegistry>,
-    kit: Arc<SimKit>,
     tenant_id: String,
     /// Used for links when a request carries no usable `Host` header.
     base_url: String,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, SimState> {
-        self.state.lock().expect("graph sim state")
-    }
+type Shared = simkit::Shared<SimState, Context>;
+
+impl simkit::VendorState for SimState {
+    const NAME: &'static str = "GraphSim";
+    const JSON_CONTENT_TYPE: &'static str = JSON_CONTENT_TYPE;
 }
 
 // ---------------------------------------------------------------------------------
 // The simulator and its admin API
 
 /// The Graph security incidents simulator.
-pub struct GraphSim {
-    pub server: SimServer,
-    pub kit: Arc<SimKit>,
-    shared: Arc<Shared>,
-}
-
-impl std::fmt::Debug for GraphSim {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GraphSim")
-            .field("base_url", &self.server.base_url)
-            .field("tenant_id", &self.shared.tenant_id)
-            .finish_non_exhaustive()
-    }
-}
+pub type GraphSim = simkit::Sim<SimState, Context>;
 
 impl GraphSim {
     /// Serves the simulator (plain HTTP) on `listener` until [`GraphSim::shutdown`].
@@ -710,18 +698,15 @@ impl GraphSim {
         registry: Arc<TokenRegistry>,
         tenant_id: &str,
     ) -> GraphSim {
-        let addr = listener
-            .local_addr()
-            .expect("a bound listener has an address");
-        let kit = SimKit::new();
-        let shared = Arc::new(Shared {
-            state: Mutex::new(SimState::new()),
-            registry,
-            kit: kit.clone(),
-            tenant_id: tenant_id.to_string(),
-            base_url: format!("http://127.0.0.1:{}", addr.port()),
-        });
-        let router = Router::new()
+        let shared = Shared::new(
+            SimState::new(),
+            Context {
+                registry,
+                tenant_id: tenant_id.to_string(),
+                base_url: simkit::plain_base_url(&listener),
+            },
+        );
+        let router = Shared::router()
             .route("/v1.0/security/incidents", get(list_incidents))
             .route(
                 "/v1.0/security/incidents/{id}",
@@ -730,51 +715,34 @@ impl GraphSim {
             .route("/v1.0/security/incidents/{id}/comments", post(post_comment))
             .route("/_sim/incidents", get(admin_list).post(admin_seed))
             .route("/_sim/incidents/{id}", get(admin_get).patch(admin_change))
-            .route("/_sim/requests", get(admin_requests))
             .fallback(unknown_route)
             .method_not_allowed_fallback(method_not_allowed)
-            .layer(middleware::from_fn_with_state(shared.clone(), guard))
-            .with_state(shared.clone());
-        let router = simkit::with_kit(router, kit.clone());
-        let server = simkit::serve(listener, router, None).await;
-        GraphSim {
-            server,
-            kit,
-            shared,
-        }
-    }
-
-    /// `http://127.0.0.1:PORT`: the client's `base_url` (the API lives under `/v1.0`).
-    pub fn base_url(&self) -> String {
-        self.server.base_url.clone()
+            .layer(middleware::from_fn_with_state(shared.clone(), guard));
+        GraphSim::serve(listener, shared, router, |router| router).await
     }
 
     pub fn tenant_id(&self) -> &str {
-        &self.shared.tenant_id
-    }
-
-    pub fn shutdown(&self) {
-        self.server.shutdown();
+        &self.shared().context.tenant_id
     }
 
     /// The token audience accepted (default `https://graph.microsoft.com`).
     pub fn audience(&self) -> String {
-        self.shared.lock().audience.clone()
+        self.lock().audience.clone()
     }
 
     pub fn set_audience(&self, audience: &str) {
-        self.shared.lock().audience = audience.to_string();
+        self.lock().audience = audience.to_string();
     }
 
     /// Every other page of a multi-page listing comes back empty (with a next link).
     pub fn set_empty_pages(&self, on: bool) {
-        self.shared.lock().empty_pages = on;
+        self.lock().empty_pages = on;
     }
 
     /// Refuse a `$skiptoken` request that also carries `$skip` (a rebuilt link); on
     /// by default.
     pub fn set_reject_skip_with_token(&self, on: bool) {
-        self.shared.lock().reject_skip_with_token = on;
+        self.lock().reject_skip_with_token = on;
     }
 
     /// Live paging (the default, as Graph's offset paging behaves) re-runs the query
@@ -784,7 +752,7 @@ impl GraphSim {
     /// through its result list frozen at its first page (each incident exactly
     /// once), which no Graph API promises.
     pub fn set_live_paging(&self, on: bool) {
-        self.shared.lock().live_paging = on;
+        self.lock().live_paging = on;
     }
 
     /// Past `limit` items into a listing (by `$skip` or through next links), pages
@@ -792,14 +760,14 @@ impl GraphSim {
     /// integrators saw `$skip` paging do under volume (API.md §2.7.3; 500 on the
     /// alerts API). Off by default because the offset is unknown for incidents.
     pub fn set_skip_limit(&self, limit: Option<usize>) {
-        self.shared.lock().skip_limit = limit;
+        self.lock().skip_limit = limit;
     }
 
     /// Answers 429 with `Retry-After` beyond these limits. The default is
     /// [`RateLimit::DEFENDER_API`] (50 a minute, 1,500 an hour, API.md §2.6);
     /// `None` lifts the limit, a kinder mode its callers must give a reason for.
     pub fn set_rate_limit(&self, limit: Option<RateLimit>) {
-        self.shared.lock().rate = limit.map(RateWindows::new);
+        self.lock().rate = limit.map(RateWindows::new);
     }
 
     /// Adds an incident; returns its id. Panics on an invalid seed (a test bug).
@@ -809,22 +777,24 @@ impl GraphSim {
     }
 
     pub fn try_seed_incident(&self, seed: SeedIncident) -> Result<String, String> {
-        self.shared.lock().seed(seed)
+        self.lock().seed(seed)
     }
 
     pub fn incident(&self, id: &str) -> Option<SimIncident> {
-        self.shared.lock().incidents.get(id).cloned()
+        self.lock().incidents.get(id).cloned()
     }
 
     /// The incident's JSON as a client that prefers unknown enum members sees it.
     pub fn incident_json(&self, id: &str) -> Option<serde_json::Value> {
         let incident = self.incident(id)?;
-        Some(to_json(&incident.to_wire(&self.shared.tenant_id, true)))
+        Some(to_json(
+            &incident.to_wire(&self.shared().context.tenant_id, true),
+        ))
     }
 
     /// All incidents, by id.
     pub fn incidents(&self) -> Vec<SimIncident> {
-        let mut all: Vec<_> = self.shared.lock().incidents.values().cloned().collect();
+        let mut all: Vec<_> = self.lock().incidents.values().cloned().collect();
         all.sort_by(|a, b| id_order(&a.id).cmp(&id_order(&b.id)));
         all
     }
@@ -837,7 +807,7 @@ impl GraphSim {
         id: &str,
         f: impl FnOnce(&mut SimIncident),
     ) -> Option<SimIncident> {
-        self.shared.lock().change(id, f)
+        self.lock().change(id, f)
     }
 
     /// A change stamped `lastUpdateDateTime = at`: how an edit looks when it shows
@@ -849,7 +819,7 @@ impl GraphSim {
         at: DateTime<Utc>,
         f: impl FnOnce(&mut SimIncident),
     ) -> Option<SimIncident> {
-        self.shared.lock().change_at(id, at, f)
+        self.lock().change_at(id, at, f)
     }
 
     /// A validated change on Defender's side (what `PATCH /_sim/incidents/{id}` does).
@@ -858,7 +828,7 @@ impl GraphSim {
         id: &str,
         change: DefenderChange,
     ) -> Result<SimIncident, String> {
-        self.shared.lock().apply_defender_change(id, change)
+        self.lock().apply_defender_change(id, change)
     }
 
     /// Any `incidentStatus`, `awaitingAction` and `redirected` included.
@@ -920,7 +890,7 @@ impl GraphSim {
     /// becomes `redirected` with `redirectIncidentId`, and the target (which absorbed
     /// the alerts) is bumped too.
     pub fn redirect(&self, source_id: &str, target_id: &str) -> bool {
-        let mut state = self.shared.lock();
+        let mut state = self.lock();
         if !state.incidents.contains_key(target_id) {
             return false;
         }
@@ -998,7 +968,7 @@ impl GraphError {
 
 impl IntoResponse for GraphError {
     fn into_response(self) -> Response {
-        json_response(self.status, &self.body)
+        json_response_as(JSON_CONTENT_TYPE, self.status, &self.body)
     }
 }
 
@@ -1049,11 +1019,6 @@ fn to_json<T: Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).expect("simulator JSON serialises")
 }
 
-fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
-    let body = serde_json::to_vec(body).expect("simulator JSON serialises");
-    (status, [(header::CONTENT_TYPE, JSON_CONTENT_TYPE)], body).into_response()
-}
-
 // ---------------------------------------------------------------------------------
 // Request plumbing
 
@@ -1068,7 +1033,11 @@ async fn guard(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
         .and_then(|v| v.to_str().ok());
     let throttled = {
         let mut state = shared.lock();
-        if let Err(problem) = shared.registry.check(authorization, &state.audience) {
+        if let Err(problem) = shared
+            .context
+            .registry
+            .check(authorization, &state.audience)
+        {
             drop(state);
             return GraphError::new(
                 StatusCode::UNAUTHORIZED,
@@ -1117,7 +1086,7 @@ fn link_base(shared: &Shared, headers: &HeaderMap) -> String {
                     .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
         })
         .map(|h| format!("http://{h}"))
-        .unwrap_or_else(|| shared.base_url.clone())
+        .unwrap_or_else(|| shared.context.base_url.clone())
 }
 
 /// The query's options, in order, with `$` option names checked for duplicates.
@@ -1164,248 +1133,9 @@ fn non_negative(name: &str, value: &str) -> Result<usize, GraphError> {
 }
 
 // ---------------------------------------------------------------------------------
-// Listing and $skiptoken
-
-/// What a `$skiptoken` encodes (opaque to clients).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct SkipToken {
-    offset: usize,
-    /// The frozen result list; 0 under live paging.
-    snapshot: u64,
-    /// The query the token belongs to.
-    fingerprint: u64,
-    /// The empty page before this offset was already served (`set_empty_pages`).
-    empty_served: bool,
-}
-
-impl SkipToken {
-    fn encode(&self) -> String {
-        let raw = format!(
-            "v1.{}.{}.{:x}.{}",
-            self.offset, self.snapshot, self.fingerprint, self.empty_served as u8
-        );
-        URL_SAFE_NO_PAD.encode(raw)
-    }
-
-    fn decode(token: &str) -> Option<SkipToken> {
-        let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(token.trim()).ok()?).ok()?;
-        let mut parts = raw.split('.');
-        if parts.next()? != "v1" {
-            return None;
-        }
-        let offset = parts.next()?.parse().ok()?;
-        let snapshot = parts.next()?.parse().ok()?;
-        let fingerprint = u64::from_str_radix(parts.next()?, 16).ok()?;
-        let empty_served = match parts.next()? {
-            "0" => false,
-            "1" => true,
-            _ => return None,
-        };
-        parts.next().is_none().then_some(SkipToken {
-            offset,
-            snapshot,
-            fingerprint,
-            empty_served,
-        })
-    }
-}
-
-#[derive(Debug)]
-struct ListQuery {
-    pairs: Vec<(String, String)>,
-    filter: Vec<Clause>,
-    top: usize,
-    skip: Option<usize>,
-    count: bool,
-    expand_alerts: bool,
-    token: Option<SkipToken>,
-    fingerprint: u64,
-}
-
-fn is_paging_option(name: &str) -> bool {
-    name.eq_ignore_ascii_case("$skip") || name.eq_ignore_ascii_case("$skiptoken")
-}
-
-fn parse_list_query(raw: Option<&str>) -> Result<ListQuery, GraphError> {
-    let pairs = query_pairs(raw)?;
-    let mut query = ListQuery {
-        pairs: Vec::new(),
-        filter: Vec::new(),
-        top: MAX_TOP,
-        skip: None,
-        count: false,
-        expand_alerts: false,
-        token: None,
-        fingerprint: 0,
-    };
-    for (name, value) in &pairs {
-        if !name.starts_with('$') {
-            continue; // non-OData parameters are ignored, as OData services do
-        }
-        match name.to_ascii_lowercase().as_str() {
-            "$filter" => query.filter = parse_filter(value)?,
-            "$top" => {
-                let top = non_negative("$top", value)?;
-                if top > MAX_TOP {
-                    return Err(GraphError::top_exceeded(value.trim()));
-                }
-                query.top = top;
-            }
-            "$skip" => query.skip = Some(non_negative("$skip", value)?),
-            "$count" => {
-                query.count = match value.to_ascii_lowercase().as_str() {
-                    "true" => true,
-                    "false" => false,
-                    _ => {
-                        return Err(GraphError::bad_request(format!(
-                            "'{value}' is not a valid count option."
-                        )));
-                    }
-                }
-            }
-            "$expand" => query.expand_alerts = expand_alerts(value)?,
-            "$skiptoken" => {
-                query.token = Some(SkipToken::decode(value).ok_or_else(|| {
-                    GraphError::bad_request("The $skiptoken value is not valid.")
-                })?);
-            }
-            _ => return Err(unsupported_option(name)),
-        }
-    }
-    let mut hasher = DefaultHasher::new();
-    let mut canonical: Vec<(String, &String)> = pairs
-        .iter()
-        .filter(|(name, _)| !is_paging_option(name))
-        .map(|(name, value)| (name.to_ascii_lowercase(), value))
-        .collect();
-    canonical.sort();
-    canonical.hash(&mut hasher);
-    query.fingerprint = hasher.finish();
-    query.pairs = pairs;
-    Ok(query)
-}
-
-fn next_link(base: &str, pairs: &[(String, String)], token: SkipToken) -> String {
-    let mut url = Url::parse(&format!("{base}/v1.0/security/incidents"))
-        .expect("the simulator's base URL is a URL");
-    {
-        let mut query = url.query_pairs_mut();
-        for (name, value) in pairs.iter().filter(|(name, _)| !is_paging_option(name)) {
-            query.append_pair(name, value);
-        }
-        query.append_pair("$skiptoken", &token.encode());
-    }
-    url.to_string()
-}
-
-#[derive(Debug, Serialize)]
-struct ListBody {
-    #[serde(rename = "@odata.context")]
-    context: String,
-    #[serde(rename = "@odata.count", skip_serializing_if = "Option::is_none")]
-    count: Option<usize>,
-    value: Vec<Incident>,
-    #[serde(rename = "@odata.nextLink", skip_serializing_if = "Option::is_none")]
-    next_link: Option<String>,
-}
-
-fn list(
-    shared: &Shared,
-    raw: Option<&str>,
-    prefer: bool,
-    base: &str,
-) -> Result<ListBody, GraphError> {
-    let query = parse_list_query(raw)?;
-    let mut state = shared.lock();
-    let context = format!("{base}/v1.0/$metadata#security/incidents");
-    let (ids, offset, snapshot) = match query.token {
-        None => (state.query(&query.filter), query.skip.unwrap_or(0), None),
-        Some(token) => {
-            if query.skip.is_some() && state.reject_skip_with_token {
-                return Err(GraphError::bad_request(
-                    "$skip cannot be combined with $skiptoken: request the @odata.nextLink exactly as returned.",
-                ));
-            }
-            if token.fingerprint != query.fingerprint {
-                return Err(GraphError::bad_request(
-                    "The $skiptoken does not belong to this query: request the @odata.nextLink exactly as returned.",
-                ));
-            }
-            let ids = if token.snapshot == 0 {
-                state.query(&query.filter)
-            } else {
-                state
-                    .snapshots
-                    .iter()
-                    .find(|s| s.id == token.snapshot && s.fingerprint == token.fingerprint)
-                    .map(|s| s.ids.clone())
-                    .ok_or_else(|| {
-                        GraphError::bad_request(
-                            "The $skiptoken has expired; start the listing again.",
-                        )
-                    })?
-            };
-            (ids, token.offset, Some(token.snapshot))
-        }
-    };
-    if let Some(token) = query.token
-        && state.empty_pages
-        && !token.empty_served
-    {
-        let token = SkipToken {
-            empty_served: true,
-            ..token
-        };
-        return Ok(ListBody {
-            context,
-            count: None,
-            value: Vec::new(),
-            next_link: Some(next_link(base, &query.pairs, token)),
-        });
-    }
-    if state.skip_limit.is_some_and(|limit| offset > limit) {
-        return Ok(ListBody {
-            context,
-            count: (query.count && query.token.is_none()).then_some(ids.len()),
-            value: Vec::new(),
-            next_link: None,
-        });
-    }
-    let start = offset.min(ids.len());
-    let end = (start + query.top).min(ids.len());
-    let next = if end < ids.len() && query.top > 0 {
-        let snapshot = match snapshot {
-            Some(s) => s,
-            None if state.live_paging => 0,
-            None => state.keep_snapshot(query.fingerprint, ids.clone()),
-        };
-        Some(SkipToken {
-            offset: end,
-            snapshot,
-            fingerprint: query.fingerprint,
-            empty_served: false,
-        })
-    } else {
-        None
-    };
-    let value = ids[start..end]
-        .iter()
-        .filter_map(|id| state.incidents.get(id))
-        .map(|incident| {
-            let mut wire = incident.to_wire(&shared.tenant_id, prefer);
-            if query.expand_alerts {
-                wire.alerts = Some(Vec::new());
-            }
-            wire
-        })
-        .collect();
-    Ok(ListBody {
-        context,
-        count: (query.count && query.token.is_none()).then_some(ids.len()),
-        value,
-        next_link: next.map(|token| next_link(base, &query.pairs, token)),
-    })
-}
+// Listing and $skiptoken: `sim/listing.rs`.
+mod listing;
+use listing::*;
 
 // ---------------------------------------------------------------------------------
 // Handlers: the Graph API
@@ -1422,13 +1152,13 @@ async fn list_incidents(
         wants_unknown_enums(&headers),
         &base,
     ) {
-        Ok(body) => json_response(StatusCode::OK, &body),
+        Ok(body) => json_response_as(JSON_CONTENT_TYPE, StatusCode::OK, &body),
         Err(error) => error.into_response(),
     }
 }
 
 fn entity(shared: &Shared, incident: &SimIncident, headers: &HeaderMap) -> Incident {
-    let mut wire = incident.to_wire(&shared.tenant_id, wants_unknown_enums(headers));
+    let mut wire = incident.to_wire(&shared.context.tenant_id, wants_unknown_enums(headers));
     wire.odata_context = Some(format!(
         "{}/v1.0/$metadata#security/incidents/$entity",
         link_base(shared, headers)
@@ -1460,7 +1190,7 @@ async fn get_incident(
     if expand {
         wire.alerts = Some(Vec::new());
     }
-    Ok(json_response(StatusCode::OK, &wire))
+    Ok(json_response_as(JSON_CONTENT_TYPE, StatusCode::OK, &wire))
 }
 
 /// The body as a JSON object, or Graph's 400/415.
@@ -1653,9 +1383,10 @@ async fn patch_incident(
         }
         incident.clone()
     };
-    Ok(json_response(
+    Ok(json_response_as(
+        JSON_CONTENT_TYPE,
         StatusCode::OK,
-        &entity(&shared, &incident, &headers),
+        entity(&shared, &incident, &headers),
     ))
 }
 
@@ -1707,7 +1438,7 @@ async fn post_comment(
         });
         incident.updated = at;
         incident.last_modified_by = Some(APP_NAME.to_string());
-        incident.to_wire(&shared.tenant_id, true).comments
+        incident.to_wire(&shared.context.tenant_id, true).comments
     };
     let body = serde_json::json!({
         "@odata.context": format!(
@@ -1716,7 +1447,7 @@ async fn post_comment(
         ),
         "value": comments,
     });
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(json_response_as(JSON_CONTENT_TYPE, StatusCode::OK, &body))
 }
 
 async fn unknown_route(request: Request) -> Response {
@@ -1745,823 +1476,9 @@ async fn method_not_allowed(method: Method) -> Response {
 }
 
 // ---------------------------------------------------------------------------------
-// Handlers: the admin surface under /_sim/ (no auth)
-
-fn admin_error(status: StatusCode, message: String) -> Response {
-    graph_error(status, "SimulatorAdmin", &message)
-}
-
-async fn admin_list(State(shared): State<Arc<Shared>>) -> Response {
-    let mut all: Vec<SimIncident> = shared.lock().incidents.values().cloned().collect();
-    all.sort_by(|a, b| id_order(&a.id).cmp(&id_order(&b.id)));
-    let value: Vec<Incident> = all
-        .iter()
-        .map(|i| i.to_wire(&shared.tenant_id, true))
-        .collect();
-    json_response(StatusCode::OK, &serde_json::json!({ "value": value }))
-}
-
-async fn admin_get(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    match shared.lock().incidents.get(&id) {
-        Some(incident) => json_response(StatusCode::OK, &incident.to_wire(&shared.tenant_id, true)),
-        None => admin_error(
-            StatusCode::NOT_FOUND,
-            format!("incident {id} does not exist"),
-        ),
-    }
-}
-
-async fn admin_seed(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    let seed: SeedIncident = match serde_json::from_slice(&body) {
-        Ok(seed) => seed,
-        Err(e) => return admin_error(StatusCode::BAD_REQUEST, format!("bad seed: {e}")),
-    };
-    let mut state = shared.lock();
-    match state.seed(seed) {
-        Ok(id) => json_response(
-            StatusCode::CREATED,
-            &state.incidents[&id].to_wire(&shared.tenant_id, true),
-        ),
-        Err(e) => admin_error(StatusCode::BAD_REQUEST, format!("bad seed: {e}")),
-    }
-}
-
-async fn admin_change(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let change: DefenderChange = match serde_json::from_slice(&body) {
-        Ok(change) => change,
-        Err(e) => return admin_error(StatusCode::BAD_REQUEST, format!("bad change: {e}")),
-    };
-    let mut state = shared.lock();
-    if !state.incidents.contains_key(&id) {
-        return admin_error(
-            StatusCode::NOT_FOUND,
-            format!("incident {id} does not exist"),
-        );
-    }
-    match state.apply_defender_change(&id, change) {
-        Ok(incident) => json_response(StatusCode::OK, &incident.to_wire(&shared.tenant_id, true)),
-        Err(e) => admin_error(StatusCode::BAD_REQUEST, format!("bad change: {e}")),
-    }
-}
-
-async fn admin_requests(State(shared): State<Arc<Shared>>) -> Response {
-    let log: Vec<serde_json::Value> = shared
-        .kit
-        .requests()
-        .into_iter()
-        .map(|r| {
-            serde_json::json!({
-                "method": r.method,
-                "path": r.path,
-                "query": r.query,
-                "status": r.status,
-            })
-        })
-        .collect();
-    json_response(StatusCode::OK, &log)
-}
+// Handlers: the admin surface under /_sim/ (no auth): `sim/admin.rs`.
+mod admin;
+use admin::*;
 
 #[cfg(test)]
-mod tests {
-    use chrono::{TimeZone, Utc};
-    use reqwest::Method;
-    use serde_json::json;
-
-    use super::*;
-    use crate::graph::testkit::{Harness, TENANT, harness};
-
-    const LIST: &str = "/v1.0/security/incidents";
-
-    fn error_code(body: &serde_json::Value) -> &str {
-        body["error"]["code"].as_str().unwrap_or("<none>")
-    }
-
-    #[tokio::test]
-    async fn graph_sim_top_over_50_is_the_exact_400() {
-        let h = harness().await;
-        let (status, body) = h.get(&format!("{LIST}?$top=100")).await;
-        assert_eq!(status, 400);
-        let error = &body["error"];
-        assert_eq!(error["code"], "");
-        assert_eq!(
-            error["message"],
-            "The query specified in the URI is not valid. The limit of '50' for Top query has been exceeded. The value from the incoming request is '100'."
-        );
-        assert_eq!(error["details"], json!([]));
-        let inner = &error["innerError"];
-        assert!(inner["date"].is_string());
-        assert!(inner["request-id"].is_string());
-        assert!(inner["client-request-id"].is_string());
-        assert_eq!(h.get(&format!("{LIST}?$top=50")).await.0, 200);
-    }
-
-    #[tokio::test]
-    async fn graph_sim_hides_awaiting_action_without_prefer() {
-        let h = harness().await;
-        let id = h
-            .sim
-            .seed_incident(SeedIncident::new("x").status("awaitingAction"));
-        let (_, plain) = h.get(&format!("{LIST}/{id}")).await;
-        assert_eq!(plain["status"], "unknownFutureValue");
-        let (_, listed) = h.get(LIST).await;
-        assert_eq!(listed["value"][0]["status"], "unknownFutureValue");
-        let (_, preferred) = h
-            .raw(Method::GET, &format!("{LIST}/{id}"), true, None)
-            .await;
-        assert_eq!(preferred["status"], "awaitingAction");
-        assert_eq!(h.sim.incident(&id).unwrap().status, "awaitingAction");
-    }
-
-    #[tokio::test]
-    async fn graph_sim_serves_the_documented_shapes() {
-        let h = harness().await;
-        let id = h.sim.seed_incident(
-            SeedIncident::new("Multi-stage incident")
-                .severity("high")
-                .assigned_to("soc-bot@contoso.com")
-                .tag("ticket:SEC-1042")
-                .comment("Incident Sync App", "Ticket SEC-1042 opened")
-                .created(Utc.with_ymd_and_hms(2025, 5, 2, 7, 58, 40).unwrap()),
-        );
-        assert_eq!(id, FIRST_ID.to_string());
-        let (status, body) = h.get(&format!("{LIST}/{id}?$expand=alerts")).await;
-        assert_eq!(status, 200);
-        let base = h.sim.base_url();
-        assert_eq!(
-            body["@odata.context"],
-            format!("{base}/v1.0/$metadata#security/incidents/$entity")
-        );
-        assert_eq!(body["@odata.type"], "#microsoft.graph.security.incident");
-        assert_eq!(body["displayName"], "Multi-stage incident");
-        assert_eq!(body["severity"], "high");
-        assert_eq!(body["classification"], "unknown");
-        assert_eq!(body["description"], serde_json::Value::Null);
-        assert_eq!(body["redirectIncidentId"], serde_json::Value::Null);
-        assert_eq!(body["customTags"], json!(["ticket:SEC-1042"]));
-        assert_eq!(body["alerts"], json!([]));
-        assert_eq!(body["tenantId"], TENANT);
-        assert_eq!(
-            body["incidentWebUrl"],
-            format!("https://security.microsoft.com/incidents/{id}?tid={TENANT}")
-        );
-        assert_eq!(body["createdDateTime"], "2025-05-02T07:58:40.0000000Z");
-        assert_eq!(
-            body["comments"][0],
-            json!({"comment": "Ticket SEC-1042 opened", "createdByDisplayName": "Incident Sync App", "createdDateTime": "2025-05-02T07:58:40.0000000Z"})
-        );
-
-        let (status, body) = h.get(&format!("{LIST}?$count=true&$top=1")).await;
-        assert_eq!(status, 200);
-        assert_eq!(
-            body["@odata.context"],
-            format!("{base}/v1.0/$metadata#security/incidents")
-        );
-        assert_eq!(body["@odata.count"], 1);
-        assert!(body.get("@odata.nextLink").is_none());
-        assert!(body["value"][0].get("alerts").is_none());
-
-        let (status, body) = h.get(&format!("{LIST}/123")).await;
-        assert_eq!((status, error_code(&body)), (404, "NotFound"));
-    }
-
-    #[tokio::test]
-    async fn graph_sim_refuses_what_graph_does_not_document() {
-        let h = harness().await;
-        for (query, needle) in [
-            (
-                "$orderby=lastUpdateDateTime%20asc",
-                "'$orderby' is not supported",
-            ),
-            ("$select=id", "'$select' is not supported"),
-            ("$top=ten", "non-negative integer"),
-            ("$top=5&$TOP=6", "more than once"),
-            ("$expand=evidence", "'evidence'"),
-            ("$count=yes", "not a valid count option"),
-            ("$skiptoken=garbage", "$skiptoken"),
-            (
-                "$filter=displayName%20eq%20'x'",
-                "cannot be used in a $filter",
-            ),
-            (
-                "$filter=title%20eq%20'x'",
-                "Could not find a property named 'title'",
-            ),
-            (
-                "$filter=lastUpdateDateTime%20ge%20'2026-11-01T00:00:00Z'",
-                "incompatible types",
-            ),
-            ("$filter=status%20eq%20active", "quote strings"),
-            ("$filter=status%20eq%20'bogus'", "not a valid enumeration"),
-            ("$filter=status%20gt%20'active'", "cannot be applied"),
-            (
-                "$filter=status%20eq%20'active'%20or%20status%20eq%20'resolved'",
-                "'or' is not supported",
-            ),
-            ("$filter=(status%20eq%20'active')", "parentheses"),
-            (
-                "$filter=lastUpdateDateTime%20ge",
-                "expected 'property operator value'",
-            ),
-        ] {
-            let (status, body) = h.get(&format!("{LIST}?{query}")).await;
-            assert_eq!(status, 400, "{query}");
-            let message = body["error"]["message"].as_str().unwrap();
-            assert!(message.contains(needle), "{query}: {message}");
-        }
-        let (status, body) = h.get("/v1.0/security/alerts_v2x").await;
-        assert_eq!((status, error_code(&body)), (400, "BadRequest"));
-    }
-
-    #[tokio::test]
-    async fn graph_sim_filters_by_time_status_and_assignee() {
-        let h = harness().await;
-        let at = |d| Utc.with_ymd_and_hms(2026, 11, d, 0, 0, 0).unwrap();
-        let a = h
-            .sim
-            .seed_incident(SeedIncident::new("a").updated(at(1)).status("resolved"));
-        let b = h.sim.seed_incident(
-            SeedIncident::new("b")
-                .updated(at(2))
-                .assigned_to("o'neil@x"),
-        );
-        let c = h.sim.seed_incident(SeedIncident::new("c").updated(at(3)));
-        let ids = |body: serde_json::Value| -> Vec<String> {
-            body["value"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| i["id"].as_str().unwrap().to_string())
-                .collect()
-        };
-        for (filter, expected) in [
-            ("lastUpdateDateTime ge 2026-11-02T00:00:00Z", vec![&c, &b]),
-            ("lastUpdateDateTime gt 2026-11-02T00:00:00Z", vec![&c]),
-            (
-                "lastUpdateDateTime le 2026-11-02T00:00:00.0000000Z",
-                vec![&b, &a],
-            ),
-            ("lastUpdateDateTime lt 2026-11-02T00:00:00Z", vec![&a]),
-            ("status eq 'Resolved'", vec![&a]),
-            (
-                "status eq 'active' and lastUpdateDateTime ge 2026-11-01T00:00:00Z",
-                vec![&c, &b],
-            ),
-            ("assignedTo eq 'o''neil@x'", vec![&b]),
-            ("assignedTo eq null", vec![&c, &a]),
-            ("determination eq 'notMalicious'", vec![]),
-            ("createdDateTime ge 2026-11-03T00:00:00+00:00", vec![&c]),
-        ] {
-            let mut url = Url::parse(&format!("{}{LIST}", h.sim.base_url())).unwrap();
-            url.query_pairs_mut().append_pair("$filter", filter);
-            let path = format!("{LIST}?{}", url.query().unwrap());
-            let (status, body) = h.get(&path).await;
-            assert_eq!(status, 200, "{filter}: {body}");
-            let expected: Vec<String> = expected.into_iter().cloned().collect();
-            assert_eq!(ids(body), expected, "{filter}");
-        }
-    }
-
-    /// Follows next links from `first`, returning the ids of each page.
-    async fn pages(h: &Harness, first: &str) -> Vec<Vec<String>> {
-        let mut pages = Vec::new();
-        let (status, mut body) = h.get(first).await;
-        assert_eq!(status, 200, "{body}");
-        loop {
-            pages.push(
-                body["value"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|i| i["id"].as_str().unwrap().to_string())
-                    .collect(),
-            );
-            let Some(next) = body["@odata.nextLink"].as_str() else {
-                break;
-            };
-            let path = next
-                .strip_prefix(&h.sim.base_url())
-                .expect("a link on the sim");
-            let (status, next_body) = h.get(path).await;
-            assert_eq!(status, 200, "{next_body}");
-            body = next_body;
-        }
-        pages
-    }
-
-    #[tokio::test]
-    async fn graph_sim_next_links_are_opaque_and_checked() {
-        let h = harness().await;
-        for i in 0..7 {
-            h.sim.seed_incident(SeedIncident::new(format!("{i}")));
-        }
-        let (_, body) = h.get(&format!("{LIST}?$top=3&$count=true")).await;
-        assert_eq!(body["@odata.count"], 7);
-        let next = body["@odata.nextLink"].as_str().unwrap().to_string();
-        assert!(next.starts_with(&format!("{}/v1.0/security/incidents?", h.sim.base_url())));
-        assert!(
-            next.contains("%24top=3") && next.contains("%24count=true"),
-            "{next}"
-        );
-        assert!(next.contains("%24skiptoken="), "{next}");
-        let path = next.strip_prefix(&h.sim.base_url()).unwrap();
-        let (status, second) = h.get(path).await;
-        assert_eq!(status, 200);
-        assert!(second.get("@odata.count").is_none());
-
-        // A client that rebuilds the link is caught.
-        let (status, body) = h.get(&format!("{path}&$skip=3")).await;
-        assert_eq!(status, 400);
-        assert!(body["error"]["message"].as_str().unwrap().contains("$skip"));
-        let rebuilt = path.replace("%24top=3", "%24top=4");
-        let (status, body) = h.get(&rebuilt).await;
-        assert_eq!(status, 400);
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("does not belong")
-        );
-        h.sim.set_reject_skip_with_token(false);
-        assert_eq!(h.get(&format!("{path}&$skip=3")).await.0, 200);
-
-        let all = pages(&h, &format!("{LIST}?$top=3")).await;
-        assert_eq!(all.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 3, 1]);
-        let skipped = pages(&h, &format!("{LIST}?$top=3&$skip=5")).await;
-        assert_eq!(
-            skipped,
-            vec![
-                all[1][2..]
-                    .iter()
-                    .chain(&all[2])
-                    .cloned()
-                    .collect::<Vec<_>>()
-            ]
-        );
-    }
-
-    #[tokio::test]
-    async fn graph_sim_pages_shift_under_a_listing_unless_frozen() {
-        let h = harness().await;
-        let ids: Vec<String> = (0..6)
-            .map(|i| h.sim.seed_incident(SeedIncident::new(format!("{i}"))))
-            .collect();
-        // Kinder, opt-in: the listing's result list is frozen at page one. Shown
-        // here only so that the switch has a test; no other test turns it on.
-        h.sim.set_live_paging(false);
-        // Newest first: 6th, 5th, …
-        let (_, first) = h.get(&format!("{LIST}?$top=3")).await;
-        let next = first["@odata.nextLink"].as_str().unwrap().to_string();
-        assert!(h.sim.set_title(&ids[0], "touched while paging"));
-        let path = next.strip_prefix(&h.sim.base_url()).unwrap();
-        let (_, second) = h.get(path).await;
-        let second: Vec<&str> = second["value"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["id"].as_str().unwrap())
-            .collect();
-        assert_eq!(second, vec![&ids[2], &ids[1], &ids[0]]);
-
-        // Live paging (the default) re-runs the query: the touched incident jumps
-        // to the front and the offsets shift, as with plain $skip paging.
-        h.sim.set_live_paging(true);
-        let (_, first) = h.get(&format!("{LIST}?$top=3")).await;
-        let next = first["@odata.nextLink"].as_str().unwrap().to_string();
-        assert!(h.sim.set_title(&ids[1], "touched again"));
-        let path = next.strip_prefix(&h.sim.base_url()).unwrap();
-        let (_, second) = h.get(path).await;
-        let first: Vec<&str> = first["value"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["id"].as_str().unwrap())
-            .collect();
-        let second: Vec<&str> = second["value"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["id"].as_str().unwrap())
-            .collect();
-        assert_eq!(first, vec![&ids[0], &ids[5], &ids[4]]);
-        // ids[4] comes again, and ids[1] (now first) is never seen.
-        assert_eq!(second, vec![&ids[4], &ids[3], &ids[2]]);
-    }
-
-    #[tokio::test]
-    async fn graph_sim_empty_pages_keep_their_next_link() {
-        let h = harness().await;
-        for i in 0..5 {
-            h.sim.seed_incident(SeedIncident::new(format!("{i}")));
-        }
-        h.sim.set_empty_pages(true);
-        let sizes: Vec<usize> = pages(&h, &format!("{LIST}?$top=2"))
-            .await
-            .iter()
-            .map(Vec::len)
-            .collect();
-        assert_eq!(sizes, vec![2, 0, 2, 0, 1]);
-    }
-
-    #[tokio::test]
-    async fn graph_sim_patch_validates_like_the_update_doc() {
-        let h = harness().await;
-        let id = h.sim.seed_incident(SeedIncident::new("x").tag("keep"));
-        let path = format!("{LIST}/{id}");
-        for (body, needle) in [
-            (json!({"status": "redirected"}), "set by the service"),
-            (json!({"status": "awaitingAction"}), "set by the service"),
-            (json!({"status": "unknownFutureValue"}), "Cannot convert"),
-            (json!({"status": "closed"}), "incidentStatus"),
-            (json!({"status": null}), "incidentStatus"),
-            (json!({"classification": "bogus"}), "alertClassification"),
-            (json!({"severity": "high"}), "read-only"),
-            (json!({"displayName": "y"}), "read-only"),
-            (json!({"resolvingComment": "y"}), "read-only"),
-            (json!({"Status": "active"}), "does not exist"),
-            (json!({"customTags": "one"}), "Collection(Edm.String)"),
-            (json!({"assignedTo": 3}), "Edm.String"),
-            (json!(["status"]), "Unable to read JSON"),
-        ] {
-            let (status, reply) = h.raw(Method::PATCH, &path, false, Some(body.clone())).await;
-            assert_eq!(status, 400, "{body}");
-            assert_eq!(error_code(&reply), "BadRequest", "{body}");
-            let message = reply["error"]["message"].as_str().unwrap();
-            assert!(message.contains(needle), "{body}: {message}");
-        }
-        // Nothing above changed the incident.
-        assert_eq!(h.sim.incident(&id).unwrap().last_modified_by, None);
-
-        let (status, reply) = h
-            .raw(
-                Method::PATCH,
-                &path,
-                false,
-                Some(json!({
-                    "status": "Resolved",
-                    "classification": "TruePositive",
-                    "determination": "MultiStagedAttack",
-                    "customTags": ["keep", "ticket:SEC-9"],
-                })),
-            )
-            .await;
-        assert_eq!(status, 200, "{reply}");
-        assert_eq!(reply["status"], "resolved");
-        assert_eq!(reply["classification"], "truePositive");
-        assert_eq!(reply["determination"], "multiStagedAttack");
-        assert_eq!(reply["customTags"], json!(["keep", "ticket:SEC-9"]));
-        assert_eq!(reply["lastModifiedBy"], APP_NAME);
-        let (_, reply) = h
-            .raw(
-                Method::PATCH,
-                &path,
-                false,
-                Some(json!({"determination": "notEnoughDataToValidate"})),
-            )
-            .await;
-        assert_eq!(reply["determination"], "insufficientData");
-
-        let (status, reply) = h
-            .raw(
-                Method::PATCH,
-                &format!("{LIST}/4"),
-                false,
-                Some(json!({"status": "active"})),
-            )
-            .await;
-        assert_eq!((status, error_code(&reply)), (404, "NotFound"));
-        let (status, _) = h.raw(Method::DELETE, &path, false, None).await;
-        assert_eq!(status, 405);
-    }
-
-    #[tokio::test]
-    async fn graph_sim_comment_post_returns_the_whole_list() {
-        let h = harness().await;
-        let id = h
-            .sim
-            .seed_incident(SeedIncident::new("x").comment("Analyst", "first"));
-        let before = h.sim.incident(&id).unwrap().updated;
-        let path = format!("{LIST}/{id}/comments");
-        let body =
-            json!({"@odata.type": "microsoft.graph.security.alertComment", "comment": "second"});
-        let (status, reply) = h.raw(Method::POST, &path, false, Some(body)).await;
-        assert_eq!(status, 200, "{reply}");
-        assert_eq!(
-            reply["@odata.context"],
-            format!(
-                "{}/v1.0/$metadata#Collection(microsoft.graph.security.alertComment)",
-                h.sim.base_url()
-            )
-        );
-        let comments = reply["value"].as_array().unwrap();
-        assert_eq!(comments.len(), 2);
-        assert_eq!(comments[1]["comment"], "second");
-        assert_eq!(comments[1]["createdByDisplayName"], APP_NAME);
-        assert!(h.sim.incident(&id).unwrap().updated > before);
-
-        for body in [
-            json!({"comment": ""}),
-            json!({"text": "x"}),
-            json!({"@odata.type": "x", "comment": "y"}),
-        ] {
-            let (status, _) = h.raw(Method::POST, &path, false, Some(body.clone())).await;
-            assert_eq!(status, 400, "{body}");
-        }
-    }
-
-    #[tokio::test]
-    async fn graph_sim_requires_a_graph_token() {
-        let h = harness().await;
-        let url = format!("{}{LIST}", h.sim.base_url());
-        let response = h.http.get(&url).send().await.unwrap();
-        assert_eq!(response.status(), 401);
-        let body: serde_json::Value = response.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "InvalidAuthenticationToken");
-        assert_eq!(body["error"]["message"], "Access token is empty.");
-        assert!(body["error"]["innerError"]["request-id"].is_string());
-
-        let (arm, _) = h.registry.issue("https://management.azure.com");
-        let response = h.http.get(&url).bearer_auth(arm).send().await.unwrap();
-        assert_eq!(response.status(), 401);
-
-        // A sovereign cloud's audience.
-        h.sim.set_audience("https://graph.microsoft.us");
-        assert_eq!(h.get(LIST).await.0, 401);
-        let (us, _) = h.registry.issue("https://graph.microsoft.us");
-        let response = h.http.get(&url).bearer_auth(us).send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        assert_eq!(h.sim.audience(), "https://graph.microsoft.us");
-    }
-
-    #[tokio::test]
-    async fn graph_sim_rate_limit_answers_429_with_retry_after() {
-        let h = harness().await;
-        h.sim.set_rate_limit(Some(RateLimit {
-            per_minute: 2,
-            per_hour: 100,
-        }));
-        assert_eq!(h.get(LIST).await.0, 200);
-        assert_eq!(h.get(LIST).await.0, 200);
-        let url = format!("{}{LIST}", h.sim.base_url());
-        let response = h.http.get(&url).bearer_auth(&h.token).send().await.unwrap();
-        assert_eq!(response.status(), 429);
-        let retry_after: u64 = response.headers()["retry-after"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert!((1..=60).contains(&retry_after));
-        let body: serde_json::Value = response.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "TooManyRequests");
-        assert_eq!(body["error"]["innerError"]["code"], "429");
-        h.sim.set_rate_limit(None);
-        assert_eq!(h.get(LIST).await.0, 200);
-    }
-
-    #[tokio::test]
-    async fn graph_sim_updates_in_one_instant_still_move_forward() {
-        let h = harness().await;
-        let id = h.sim.seed_incident(SeedIncident::new("x"));
-        let mut last = h.sim.incident(&id).unwrap().updated;
-        for i in 0..200 {
-            let after = h
-                .sim
-                .update_as_defender(&id, |inc| inc.display_name = Some(format!("{i}")))
-                .unwrap();
-            assert!(after.updated > last);
-            assert_eq!(after.last_modified_by.as_deref(), Some(DEFENDER_NAME));
-            last = after.updated;
-        }
-        let wire = h.sim.incident_json(&id).unwrap();
-        let text = wire["lastUpdateDateTime"].as_str().unwrap();
-        assert_eq!(text.len(), "2025-05-02T08:11:04.6033333Z".len(), "{text}");
-        assert_eq!(wire::parse_timestamp(text), Some(last));
-    }
-
-    #[tokio::test]
-    async fn graph_sim_admin_rust_api() {
-        let h = harness().await;
-        let a = h.sim.seed_incident(SeedIncident::new("a"));
-        let b = h.sim.seed_incident(SeedIncident::new("b").id("50000"));
-        let c = h.sim.seed_incident(SeedIncident::new("c"));
-        assert_eq!(
-            (a.as_str(), b.as_str(), c.as_str()),
-            ("41000", "50000", "50001")
-        );
-        assert!(
-            h.sim
-                .try_seed_incident(SeedIncident::new("d").severity("huge"))
-                .is_err()
-        );
-        assert!(
-            h.sim
-                .try_seed_incident(SeedIncident::new("d").id("50000"))
-                .is_err()
-        );
-
-        assert!(h.sim.set_status(&a, "InProgress"));
-        assert!(!h.sim.set_status(&a, "closed"));
-        assert!(h.sim.set_severity(&a, "low"));
-        assert!(h.sim.set_title(&a, "renamed"));
-        assert!(h.sim.assign(&a, "analyst@contoso.com"));
-        assert!(h.sim.add_comment_as(&a, "Analyst", "looking"));
-        assert!(!h.sim.set_title("1", "nope"));
-        let inc = h.sim.incident(&a).unwrap();
-        assert_eq!(inc.status, "inProgress");
-        assert_eq!(inc.severity, "low");
-        assert_eq!(inc.display_name.as_deref(), Some("renamed"));
-        assert_eq!(inc.assigned_to.as_deref(), Some("analyst@contoso.com"));
-        assert_eq!(inc.comments[0].author, "Analyst");
-
-        let target_before = h.sim.incident(&c).unwrap().updated;
-        assert!(h.sim.redirect(&a, &c));
-        let inc = h.sim.incident(&a).unwrap();
-        assert_eq!(inc.status, "redirected");
-        assert_eq!(inc.redirect_incident_id.as_deref(), Some(c.as_str()));
-        assert!(h.sim.incident(&c).unwrap().updated > target_before);
-        assert!(!h.sim.redirect(&a, "404"));
-
-        let ids: Vec<String> = h.sim.incidents().into_iter().map(|i| i.id).collect();
-        assert_eq!(ids, vec![a, b, c]);
-    }
-
-    #[tokio::test]
-    async fn graph_sim_admin_http_surface_needs_no_token() {
-        let h = harness().await;
-        let base = h.sim.base_url();
-        let response = h
-            .http
-            .post(format!("{base}/_sim/incidents"))
-            .json(&json!({"displayName": "seeded over HTTP", "severity": "High", "status": "awaitingAction", "customTags": ["t"]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
-        let seeded: serde_json::Value = response.json().await.unwrap();
-        let id = seeded["id"].as_str().unwrap().to_string();
-        assert_eq!(seeded["status"], "awaitingAction");
-        assert_eq!(seeded["severity"], "high");
-
-        let response = h
-            .http
-            .patch(format!("{base}/_sim/incidents/{id}"))
-            .json(&json!({"status": "redirected", "redirectIncidentId": "41999", "assignedTo": null, "comment": {"author": "Defender Experts", "text": "merged"}}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let changed: serde_json::Value = response.json().await.unwrap();
-        assert_eq!(changed["status"], "redirected");
-        assert_eq!(changed["redirectIncidentId"], "41999");
-        assert_eq!(
-            changed["comments"][0]["createdByDisplayName"],
-            "Defender Experts"
-        );
-        assert_eq!(changed["lastModifiedBy"], DEFENDER_NAME);
-
-        let response = h
-            .http
-            .patch(format!("{base}/_sim/incidents/{id}"))
-            .json(&json!({"colour": "red"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 400);
-
-        h.get(LIST).await;
-        let listed: serde_json::Value = h
-            .http
-            .get(format!("{base}/_sim/incidents"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(listed["value"].as_array().unwrap().len(), 1);
-        let log: serde_json::Value = h
-            .http
-            .get(format!("{base}/_sim/requests"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(
-            log,
-            json!([{"method": "GET", "path": LIST, "query": null, "status": 200}])
-        );
-    }
-
-    #[tokio::test]
-    async fn graph_sim_pages_hold_50_by_default() {
-        let h = harness().await;
-        for i in 0..51 {
-            h.sim.seed_incident(SeedIncident::new(format!("{i}")));
-        }
-        let (status, first) = h.get(LIST).await;
-        assert_eq!(status, 200);
-        assert_eq!(first["value"].as_array().unwrap().len(), MAX_TOP);
-        let next = first["@odata.nextLink"].as_str().unwrap();
-        let (_, second) = h.get(next.strip_prefix(&h.sim.base_url()).unwrap()).await;
-        assert_eq!(second["value"].as_array().unwrap().len(), 1);
-        assert!(second.get("@odata.nextLink").is_none());
-    }
-
-    #[tokio::test]
-    async fn graph_sim_skip_paging_can_end_silently_past_a_limit() {
-        let h = harness().await;
-        for i in 0..8 {
-            h.sim.seed_incident(SeedIncident::new(format!("{i}")));
-        }
-        h.sim.set_skip_limit(Some(4));
-        let sizes: Vec<usize> = pages(&h, &format!("{LIST}?$top=3"))
-            .await
-            .iter()
-            .map(Vec::len)
-            .collect();
-        // Offsets 0 and 3 answer; offset 6 is past the limit: an empty last page.
-        assert_eq!(sizes, vec![3, 3, 0]);
-        let (status, body) = h.get(&format!("{LIST}?$skip=5")).await;
-        assert_eq!(status, 200);
-        assert_eq!(body["value"], json!([]));
-        assert!(body.get("@odata.nextLink").is_none());
-        h.sim.set_skip_limit(None);
-        assert_eq!(pages(&h, &format!("{LIST}?$top=3")).await.len(), 3);
-    }
-
-    #[tokio::test]
-    async fn graph_sim_throttles_at_the_defender_limits_by_default() {
-        let h = harness().await;
-        for _ in 0..RateLimit::DEFENDER_API.per_minute {
-            assert_eq!(h.get(LIST).await.0, 200);
-        }
-        let (status, body) = h.get(LIST).await;
-        assert_eq!((status, error_code(&body)), (429, "TooManyRequests"));
-    }
-
-    #[tokio::test]
-    async fn graph_sim_comments_can_only_be_added() {
-        let h = harness().await;
-        let id = h
-            .sim
-            .seed_incident(SeedIncident::new("x").comment("Analyst", "first"));
-        let path = format!("{LIST}/{id}/comments");
-        for method in [Method::GET, Method::PATCH, Method::PUT, Method::DELETE] {
-            let (status, _) = h.raw(method.clone(), &path, false, None).await;
-            assert_eq!(status, 405, "{method}");
-        }
-        // The comments come embedded in the incident.
-        let (_, incident) = h.get(&format!("{LIST}/{id}")).await;
-        assert_eq!(incident["comments"][0]["comment"], "first");
-    }
-
-    #[tokio::test]
-    async fn graph_sim_has_no_etag_and_the_last_writer_wins() {
-        let h = harness().await;
-        let id = h.sim.seed_incident(SeedIncident::new("x"));
-        let path = format!("{LIST}/{id}");
-        let (_, first) = h
-            .raw(
-                Method::PATCH,
-                &path,
-                false,
-                Some(json!({"status": "inProgress", "assignedTo": "a@contoso.com"})),
-            )
-            .await;
-        assert!(first.get("@odata.etag").is_none(), "{first}");
-        // A second writer that never read the first write still wins, and what
-        // it leaves out keeps its value.
-        let (status, second) = h
-            .raw(
-                Method::PATCH,
-                &path,
-                false,
-                Some(json!({"assignedTo": "b@contoso.com"})),
-            )
-            .await;
-        assert_eq!(status, 200);
-        assert_eq!(second["assignedTo"], "b@contoso.com");
-        assert_eq!(second["status"], "inProgress");
-        assert!(
-            second["lastUpdateDateTime"].as_str().unwrap()
-                > first["lastUpdateDateTime"].as_str().unwrap()
-        );
-    }
-
-    #[test]
-    fn graph_sim_skiptokens_round_trip() {
-        let token = SkipToken {
-            offset: 150,
-            snapshot: 7,
-            fingerprint: 0xdead_beef,
-            empty_served: true,
-        };
-        assert_eq!(SkipToken::decode(&token.encode()), Some(token));
-        assert_eq!(SkipToken::decode("djEuMS4x"), None);
-    }
-}
+mod tests;

@@ -11,24 +11,23 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
-use crate::simkit::{self, SimKit, SimServer, Throttle};
+use crate::simkit::{self, Caller, Throttle, json_response};
 
 /// How far search runs behind writes by default. Jira's search is eventually
 /// consistent ("recent updates might not be immediately visible"), by an amount
@@ -67,98 +66,9 @@ const NOT_ADF: &str =
     "Operation value must be an Atlassian Document (see the Atlassian Document Format)";
 
 // ---------------------------------------------------------------------------------
-// Workflows
-
-/// A status of a workflow and its category (`new`, `indeterminate`, `done`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkflowStatus {
-    pub id: String,
-    pub name: String,
-    pub category: String,
-}
-
-/// A transition. `from` lists the status names it is available from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkflowTransition {
-    pub id: u32,
-    pub name: String,
-    pub from: Vec<String>,
-    pub to: String,
-    /// Fields on the transition screen (`resolution` is the one that matters).
-    pub screen: Vec<String>,
-}
-
-/// A project's workflow. The first status is where new issues start.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Workflow {
-    pub statuses: Vec<WorkflowStatus>,
-    pub transitions: Vec<WorkflowTransition>,
-}
-
-impl Default for Workflow {
-    fn default() -> Self {
-        Workflow::standard()
-    }
-}
-
-impl Workflow {
-    /// "To Do" (new) → "In Progress" (indeterminate) → "Done" (done): Start Progress
-    /// (11), Done from To Do (21) and from In Progress (31), both with `resolution`
-    /// on the screen, Stop Progress (41), Reopen (51).
-    pub fn standard() -> Workflow {
-        let status = |id: &str, name: &str, category: &str| WorkflowStatus {
-            id: id.into(),
-            name: name.into(),
-            category: category.into(),
-        };
-        let transition =
-            |id, name: &str, from: &str, to: &str, screen: &[&str]| WorkflowTransition {
-                id,
-                name: name.into(),
-                from: vec![from.into()],
-                to: to.into(),
-                screen: screen.iter().map(|s| s.to_string()).collect(),
-            };
-        Workflow {
-            statuses: vec![
-                status("10000", "To Do", "new"),
-                status("3", "In Progress", "indeterminate"),
-                status("10001", "Done", "done"),
-            ],
-            transitions: vec![
-                transition(11, "Start Progress", "To Do", "In Progress", &[]),
-                transition(21, "Done", "To Do", "Done", &["resolution"]),
-                transition(31, "Done", "In Progress", "Done", &["resolution"]),
-                transition(41, "Stop Progress", "In Progress", "To Do", &[]),
-                transition(51, "Reopen", "Done", "To Do", &[]),
-            ],
-        }
-    }
-
-    /// The standard workflow whose Reopen screen also shows `resolution` (so a
-    /// client may, and should, clear it there).
-    pub fn with_reopen_screen() -> Workflow {
-        let mut w = Workflow::standard();
-        for t in &mut w.transitions {
-            if t.name == "Reopen" {
-                t.screen.push("resolution".into());
-            }
-        }
-        w
-    }
-
-    fn status(&self, name: &str) -> Option<&WorkflowStatus> {
-        self.statuses
-            .iter()
-            .find(|s| s.name.eq_ignore_ascii_case(name))
-    }
-
-    fn available<'a>(&'a self, from: &'a str) -> impl Iterator<Item = &'a WorkflowTransition> {
-        self.transitions
-            .iter()
-            .filter(move |t| t.from.iter().any(|f| f.eq_ignore_ascii_case(from)))
-    }
-}
+// Workflows: `sim/workflow.rs`.
+mod workflow;
+pub use workflow::*;
 
 // ---------------------------------------------------------------------------------
 // State
@@ -249,8 +159,9 @@ struct Record {
     history: VecDeque<(Duration, SimIssue)>,
 }
 
+/// The simulator's model (what [`JiraSim`] locks); opaque outside this module.
 #[derive(Debug)]
-struct SimState {
+pub struct SimState {
     base_url: String,
     users: Vec<SimUser>,
     credentials: Option<(String, String)>,
@@ -267,12 +178,22 @@ struct SimState {
     posted_transitions: Vec<PostedTransition>,
 }
 
+impl simkit::VendorState for SimState {
+    const NAME: &'static str = "JiraSim";
+}
+
+/// A running Jira simulator.
+pub type JiraSim = simkit::Sim<SimState>;
+
+/// What the handlers share: the state and the kit.
+type Shared = Arc<simkit::Shared<SimState>>;
+
 const FIRST_ISSUE_ID: u64 = 10000;
 
 impl SimState {
-    fn new() -> SimState {
+    fn new(base_url: String) -> SimState {
         SimState {
-            base_url: String::new(),
+            base_url,
             users: Vec::new(),
             credentials: None,
             projects: Vec::new(),
@@ -507,608 +428,25 @@ fn query_list(pairs: &[(String, String)], name: &str) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------------
-// Field validation (shared by create, edit and the analyst API)
-
-fn check_adf(value: &Value) -> Result<(), String> {
-    fn node(n: &Value, depth: usize) -> Result<(), String> {
-        if depth > 64 {
-            return Err(NOT_ADF.into());
-        }
-        let obj = n.as_object().ok_or(NOT_ADF)?;
-        let kind = obj.get("type").and_then(Value::as_str).ok_or(NOT_ADF)?;
-        if kind == "text" {
-            let text = obj.get("text").and_then(Value::as_str).unwrap_or("");
-            if text.is_empty() {
-                return Err("ADF text nodes must not be empty".into());
-            }
-        }
-        match obj.get("content") {
-            None => Ok(()),
-            Some(Value::Array(children)) => children.iter().try_for_each(|c| node(c, depth + 1)),
-            Some(_) => Err(NOT_ADF.into()),
-        }
-    }
-    let obj = value.as_object().ok_or(NOT_ADF)?;
-    if obj.get("type") != Some(&json!("doc")) || obj.get("version") != Some(&json!(1)) {
-        return Err(NOT_ADF.into());
-    }
-    match obj.get("content") {
-        Some(Value::Array(children)) => children.iter().try_for_each(|c| node(c, 1)),
-        _ => Err(NOT_ADF.into()),
-    }
-}
-
-fn parse_summary(v: &Value) -> Result<String, String> {
-    match v {
-        Value::String(s) if s.trim().is_empty() => {
-            Err("You must specify a summary of the issue.".into())
-        }
-        Value::String(s) if s.chars().count() > 255 => {
-            Err("Summary must be less than 255 characters.".into())
-        }
-        Value::String(s) => Ok(s.clone()),
-        Value::Null => Err("You must specify a summary of the issue.".into()),
-        _ => Err("Operation value must be a string".into()),
-    }
-}
-
-fn parse_description(v: &Value) -> Result<Option<Value>, String> {
-    match v {
-        Value::Null => Ok(None),
-        doc => check_adf(doc).map(|()| Some(doc.clone())),
-    }
-}
-
-/// `{"name": …}` or `{"id": …}` against a list whose ids are `base + index`.
-fn parse_named(v: &Value, names: &[&str], id_base: usize) -> Option<String> {
-    let obj = v.as_object()?;
-    if let Some(name) = obj.get("name").and_then(Value::as_str) {
-        return names
-            .iter()
-            .find(|n| n.eq_ignore_ascii_case(name))
-            .map(|n| n.to_string());
-    }
-    let id = obj
-        .get("id")
-        .and_then(Value::as_str)?
-        .parse::<usize>()
-        .ok()?;
-    names.get(id.checked_sub(id_base)?).map(|n| n.to_string())
-}
-
-fn parse_priority(v: &Value) -> Result<String, String> {
-    parse_named(v, PRIORITIES, 1).ok_or_else(|| {
-        let name = v.get("name").and_then(Value::as_str).unwrap_or("");
-        format!("Priority name '{name}' is not valid. Specify a valid value for priority.")
-    })
-}
-
-fn parse_resolution(v: &Value) -> Result<Option<String>, String> {
-    match v {
-        Value::Null => Ok(None),
-        v => parse_named(v, RESOLUTIONS, 10000)
-            .map(Some)
-            .ok_or_else(|| "Could not find valid 'id' or 'name' in resolution object.".into()),
-    }
-}
-
-fn parse_assignee(state: &SimState, v: &Value) -> Result<Option<String>, String> {
-    match v {
-        Value::Null => Ok(None),
-        Value::Object(obj) => {
-            let id = obj
-                .get("accountId")
-                .and_then(Value::as_str)
-                .ok_or("Specify the assignee by 'accountId'")?;
-            state
-                .user(id)
-                .map(|u| Some(u.account_id.clone()))
-                .ok_or_else(|| format!("User '{id}' does not exist."))
-        }
-        _ => Err("Operation value must be an object".into()),
-    }
-}
-
-fn check_label(label: &str) -> Result<(), String> {
-    if label.is_empty() {
-        Err("Labels cannot be empty.".into())
-    } else if label.chars().any(char::is_whitespace) {
-        Err(format!(
-            "The label '{label}' contains spaces which is invalid."
-        ))
-    } else if label.chars().count() > 255 {
-        Err(format!(
-            "The label '{label}' exceeds the maximum length of 255 characters."
-        ))
-    } else {
-        Ok(())
-    }
-}
-
-fn parse_labels(v: &Value) -> Result<Vec<String>, String> {
-    let items = v.as_array().ok_or("Operation value must be an array")?;
-    let mut labels: Vec<String> = Vec::new();
-    for item in items {
-        let label = item.as_str().ok_or("Operation value must be a string")?;
-        check_label(label)?;
-        if !labels.iter().any(|l| l == label) {
-            labels.push(label.to_string());
-        }
-    }
-    Ok(labels)
-}
-
-fn parse_components(project: &Project, v: &Value) -> Result<Vec<String>, String> {
-    let items = v.as_array().ok_or("Operation value must be an array")?;
-    items
-        .iter()
-        .map(|item| {
-            let name = item
-                .as_object()
-                .and_then(|o| o.get("name").or_else(|| o.get("id")))
-                .and_then(Value::as_str)
-                .ok_or("expected Object containing a 'name' or 'id' property")?;
-            project
-                .components
-                .iter()
-                .find(|c| c.eq_ignore_ascii_case(name))
-                .cloned()
-                .ok_or_else(|| format!("Component name '{name}' is not valid"))
-        })
-        .collect()
-}
-
-fn not_on_screen(field: &str) -> String {
-    format!("Field '{field}' cannot be set. It is not on the appropriate screen, or unknown.")
-}
-
-/// Applies an edit (`{"fields":…, "update":…}`); every problem is reported at once.
-/// Returns whether anything changed.
-fn apply_edit(
-    state: &mut SimState,
-    i: usize,
-    fields: &Map<String, Value>,
-    update: &Map<String, Value>,
-) -> Result<bool, JiraError> {
-    let mut issue = state.records[i].current.clone();
-    let before = issue.clone();
-    let mut errors = BTreeMap::new();
-    for (name, value) in fields {
-        if update.contains_key(name) {
-            errors.insert(
-                name.clone(),
-                format!("Field '{name}' cannot be set in both 'fields' and 'update'."),
-            );
-            continue;
-        }
-        let result = match name.as_str() {
-            "summary" => parse_summary(value).map(|s| issue.summary = s),
-            "description" => parse_description(value).map(|d| issue.description = d),
-            "priority" => parse_priority(value).map(|p| issue.priority = p),
-            "assignee" => parse_assignee(state, value).map(|a| issue.assignee = a),
-            "labels" => parse_labels(value).map(|l| issue.labels = l),
-            "resolution" => parse_resolution(value).map(|r| {
-                issue.resolution_date = r.as_ref().map(|_| simkit::now());
-                issue.resolution = r;
-            }),
-            "components" => {
-                let project = state.project(&issue.project).expect("project exists");
-                parse_components(project, value).map(|c| issue.components = c)
-            }
-            other => Err(not_on_screen(other)),
-        };
-        if let Err(e) = result {
-            errors.insert(name.clone(), e);
-        }
-    }
-    for (name, ops) in update {
-        if name != "labels" {
-            errors.insert(name.clone(), not_on_screen(name));
-            continue;
-        }
-        let Some(ops) = ops.as_array() else {
-            errors.insert(name.clone(), "Operation value must be an array".into());
-            continue;
-        };
-        for op in ops {
-            let result = match op.as_object().and_then(|o| o.iter().next()) {
-                Some((verb, Value::String(label))) if verb == "add" => {
-                    check_label(label).map(|()| {
-                        if !issue.labels.contains(label) {
-                            issue.labels.push(label.clone());
-                        }
-                    })
-                }
-                Some((verb, Value::String(label))) if verb == "remove" => {
-                    issue.labels.retain(|l| l != label);
-                    Ok(())
-                }
-                Some((verb, value)) if verb == "set" => {
-                    parse_labels(value).map(|l| issue.labels = l)
-                }
-                _ => Err("Operation must be one of add, remove or set with a string label".into()),
-            };
-            if let Err(e) = result {
-                errors.insert(name.clone(), e);
-            }
-        }
-    }
-    if !errors.is_empty() {
-        return Err(JiraError::fields(errors));
-    }
-    if issue == before {
-        return Ok(false);
-    }
-    issue.updated = state.tick();
-    state.commit(i, issue);
-    Ok(true)
-}
-
-/// Moves an issue to `to` (a status of its workflow), as the workflow's
-/// post-functions would: done sets the resolution (given, kept, or "Done") and
-/// its date; any other category clears both unless a resolution is given.
-fn apply_status(issue: &mut SimIssue, to: &WorkflowStatus, resolution: Option<Option<String>>) {
-    issue.status = to.name.clone();
-    issue.status_category = to.category.clone();
-    if to.category == "done" {
-        let r = match resolution {
-            Some(Some(r)) => r,
-            _ => issue.resolution.clone().unwrap_or_else(|| "Done".into()),
-        };
-        issue.resolution = Some(r);
-        issue.resolution_date = Some(simkit::now());
-    } else {
-        issue.resolution = resolution.flatten();
-        issue.resolution_date = issue.resolution.as_ref().map(|_| simkit::now());
-    }
-}
+// Field validation (shared by create, edit and the analyst API): `sim/fields.rs`.
+mod fields;
+use fields::*;
 
 // ---------------------------------------------------------------------------------
-// Rendering
-
-fn format_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3f%z").to_string()
-}
-
-fn category_json(base: &str, key: &str) -> Value {
-    let (id, name, color) = match key {
-        "new" => (2, "To Do", "blue-gray"),
-        "indeterminate" => (4, "In Progress", "yellow"),
-        "done" => (3, "Done", "green"),
-        _ => (1, "No Category", "medium-gray"),
-    };
-    json!({
-        "self": format!("{base}/rest/api/3/statuscategory/{id}"),
-        "id": id, "key": key, "colorName": color, "name": name,
-    })
-}
-
-fn status_json(base: &str, status: &WorkflowStatus) -> Value {
-    json!({
-        "self": format!("{base}/rest/api/3/status/{}", status.id),
-        "description": "",
-        "name": status.name,
-        "id": status.id,
-        "statusCategory": category_json(base, &status.category),
-    })
-}
-
-fn user_json(state: &SimState, account_id: &str) -> Value {
-    let base = &state.base_url;
-    let (email, name) = match state.user(account_id) {
-        Some(u) => (u.email.clone(), u.display_name.clone()),
-        None => (None, "Former user".to_string()),
-    };
-    let mut user = json!({
-        "self": format!("{base}/rest/api/3/user?accountId={account_id}"),
-        "accountId": account_id,
-        "accountType": "atlassian",
-        "displayName": name,
-        "active": true,
-        "timeZone": "UTC",
-    });
-    if let Some(email) = email {
-        user["emailAddress"] = json!(email);
-    }
-    user
-}
-
-fn comment_json(state: &SimState, issue: &SimIssue, c: &SimComment) -> Value {
-    json!({
-        "self": format!("{}/rest/api/3/issue/{}/comment/{}", state.base_url, issue.id, c.id),
-        "id": c.id,
-        "author": user_json(state, &c.author),
-        "body": c.body,
-        "updateAuthor": user_json(state, &c.author),
-        "created": format_time(c.created),
-        "updated": format_time(c.updated),
-        "jsdPublic": true,
-    })
-}
-
-/// Which fields to render.
-#[derive(Debug, Clone)]
-enum FieldSelection {
-    IdOnly,
-    Some {
-        all: bool,
-        navigable: bool,
-        include: Vec<String>,
-        exclude: Vec<String>,
-    },
-}
-
-impl FieldSelection {
-    fn parse(list: &[String]) -> FieldSelection {
-        let mut all = false;
-        let mut navigable = false;
-        let mut include = Vec::new();
-        let mut exclude = Vec::new();
-        for f in list {
-            match f.as_str() {
-                "*all" => all = true,
-                "*navigable" => navigable = true,
-                f if f.starts_with('-') => exclude.push(f[1..].to_string()),
-                f => include.push(f.to_string()),
-            }
-        }
-        if !all && !navigable && include.iter().all(|f| f == "id" || f == "key") {
-            return FieldSelection::IdOnly;
-        }
-        FieldSelection::Some {
-            all,
-            navigable,
-            include,
-            exclude,
-        }
-    }
-
-    fn all() -> FieldSelection {
-        FieldSelection::parse(&["*all".to_string()])
-    }
-
-    fn wants(&self, field: &str) -> bool {
-        match self {
-            FieldSelection::IdOnly => false,
-            FieldSelection::Some {
-                all,
-                navigable,
-                include,
-                exclude,
-            } => {
-                !exclude.iter().any(|f| f == field)
-                    && (*all
-                        || (*navigable && field != "comment")
-                        || include.iter().any(|f| f == field))
-            }
-        }
-    }
-}
-
-fn issue_json(
-    state: &SimState,
-    issue: &SimIssue,
-    fields: &FieldSelection,
-    properties: &[String],
-) -> Value {
-    let base = &state.base_url;
-    if matches!(fields, FieldSelection::IdOnly) {
-        return json!({ "id": issue.id.to_string() });
-    }
-    let workflow = state.workflow(issue);
-    let project = state.project(&issue.project).expect("project exists");
-    let status = workflow
-        .status(&issue.status)
-        .cloned()
-        .unwrap_or(WorkflowStatus {
-            id: "0".into(),
-            name: issue.status.clone(),
-            category: issue.status_category.clone(),
-        });
-    let type_id = ISSUE_TYPES
-        .iter()
-        .find(|(_, n)| *n == issue.issue_type)
-        .map(|(id, _)| *id)
-        .unwrap_or("10001");
-    let priority_id = PRIORITIES
-        .iter()
-        .position(|p| *p == issue.priority)
-        .map(|i| i + 1)
-        .unwrap_or(3);
-    let resolution = issue.resolution.as_ref().map(|r| {
-        let id = RESOLUTIONS.iter().position(|x| x == r).unwrap_or(0) + 10000;
-        json!({"self": format!("{base}/rest/api/3/resolution/{id}"), "id": id.to_string(), "name": r, "description": ""})
-    });
-    let shown = issue.comments.len().min(EMBEDDED_COMMENTS);
-    let all_fields: Vec<(&str, Value)> = vec![
-        ("summary", json!(issue.summary)),
-        ("description", json!(issue.description)),
-        (
-            "project",
-            json!({"self": format!("{base}/rest/api/3/project/{}", project.id), "id": project.id.to_string(), "key": project.key, "name": project.key}),
-        ),
-        (
-            "issuetype",
-            json!({"self": format!("{base}/rest/api/3/issuetype/{type_id}"), "id": type_id, "name": issue.issue_type, "subtask": false}),
-        ),
-        ("status", status_json(base, &status)),
-        (
-            "statuscategorychangedate",
-            json!(format_time(issue.updated)),
-        ),
-        ("resolution", json!(resolution)),
-        (
-            "resolutiondate",
-            json!(issue.resolution_date.map(format_time)),
-        ),
-        (
-            "priority",
-            json!({"self": format!("{base}/rest/api/3/priority/{priority_id}"), "id": priority_id.to_string(), "name": issue.priority}),
-        ),
-        ("labels", json!(issue.labels)),
-        (
-            "components",
-            json!(
-                issue
-                    .components
-                    .iter()
-                    .map(|c| json!({"name": c}))
-                    .collect::<Vec<_>>()
-            ),
-        ),
-        (
-            "assignee",
-            issue
-                .assignee
-                .as_deref()
-                .map(|a| user_json(state, a))
-                .unwrap_or(Value::Null),
-        ),
-        (
-            "reporter",
-            issue
-                .reporter
-                .as_deref()
-                .map(|a| user_json(state, a))
-                .unwrap_or(Value::Null),
-        ),
-        ("created", json!(format_time(issue.created))),
-        ("updated", json!(format_time(issue.updated))),
-        (
-            "comment",
-            json!({
-                "self": format!("{base}/rest/api/3/issue/{}/comment", issue.id),
-                "comments": issue.comments[..shown].iter().map(|c| comment_json(state, issue, c)).collect::<Vec<_>>(),
-                "maxResults": shown,
-                "total": issue.comments.len(),
-                "startAt": 0,
-            }),
-        ),
-    ];
-    let rendered: Map<String, Value> = all_fields
-        .into_iter()
-        .filter(|(name, _)| fields.wants(name))
-        .map(|(name, value)| (name.to_string(), value))
-        .collect();
-    let mut out = json!({
-        "expand": "renderedFields,names,schema,operations,editmeta,changelog,versionedRepresentations",
-        "id": issue.id.to_string(),
-        "self": format!("{base}/rest/api/3/issue/{}", issue.id),
-        "key": issue.key,
-        "fields": rendered,
-    });
-    if !properties.is_empty() {
-        let all = properties.iter().any(|p| p == "*all");
-        let props: Map<String, Value> = issue
-            .properties
-            .iter()
-            .filter(|(k, _)| all || properties.contains(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        out["properties"] = Value::Object(props);
-    }
-    out
-}
-
-fn transition_json(
-    state: &SimState,
-    workflow: &Workflow,
-    t: &WorkflowTransition,
-    expand: bool,
-) -> Value {
-    let base = &state.base_url;
-    let to = workflow.status(&t.to).expect("transition targets exist");
-    let mut out = json!({
-        "id": t.id.to_string(),
-        "name": t.name,
-        "to": status_json(base, to),
-        "hasScreen": !t.screen.is_empty(),
-        "isGlobal": false,
-        "isInitial": false,
-        "isAvailable": true,
-        "isConditional": false,
-        "isLooped": false,
-    });
-    if expand {
-        let fields: Map<String, Value> = t
-            .screen
-            .iter()
-            .map(|f| {
-                let meta = if f == "resolution" {
-                    json!({
-                        "required": false,
-                        "schema": {"type": "resolution", "system": "resolution"},
-                        "name": "Resolution",
-                        "key": "resolution",
-                        "hasDefaultValue": false,
-                        "operations": ["set"],
-                        "allowedValues": RESOLUTIONS.iter().enumerate().map(|(i, r)| json!({
-                            "self": format!("{base}/rest/api/3/resolution/{}", 10000 + i),
-                            "id": (10000 + i).to_string(),
-                            "name": r,
-                        })).collect::<Vec<_>>(),
-                    })
-                } else {
-                    json!({"required": false, "name": f, "key": f, "operations": ["set"]})
-                };
-                (f.clone(), meta)
-            })
-            .collect();
-        out["fields"] = Value::Object(fields);
-    }
-    out
-}
-
-fn json_response(status: StatusCode, value: Value) -> Response {
-    (status, axum::Json(value)).into_response()
-}
+// Rendering: `sim/render.rs`.
+mod render;
+use render::*;
 
 // ---------------------------------------------------------------------------------
 // The server
-
-struct Sim {
-    state: Mutex<SimState>,
-    kit: Arc<SimKit>,
-}
-
-impl Sim {
-    fn lock(&self) -> MutexGuard<'_, SimState> {
-        self.state.lock().expect("jira sim state")
-    }
-}
-
-type Shared = Arc<Sim>;
-
-/// Who the request authenticated as (the email), for `reporter` and comment authors.
-#[derive(Debug, Clone)]
-struct Caller(String);
-
-/// A running Jira simulator.
-pub struct JiraSim {
-    pub server: SimServer,
-    pub kit: Arc<SimKit>,
-    sim: Shared,
-}
-
-impl std::fmt::Debug for JiraSim {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JiraSim")
-            .field("base_url", &self.server.base_url)
-            .finish_non_exhaustive()
-    }
-}
 
 impl JiraSim {
     /// Serves the simulator on `listener` (plain HTTP). It starts with no users,
     /// no projects and no credentials: until [`JiraSim::set_credentials`] is called
     /// every API request is refused with 401.
     pub async fn start(listener: TcpListener) -> JiraSim {
-        let kit = SimKit::new();
-        let sim: Shared = Arc::new(Sim {
-            state: Mutex::new(SimState::new()),
-            kit: kit.clone(),
-        });
-        let api = Router::new()
+        let sim = simkit::Shared::new(SimState::new(simkit::plain_base_url(&listener)), ());
+        let api = simkit::Shared::router()
             .route("/rest/api/3/issue", post(create_issue))
             .route("/rest/api/3/issue/{key}", get(get_issue).put(edit_issue))
             .route(
@@ -1131,33 +469,23 @@ impl JiraSim {
             .route("/rest/api/3/search/jql", get(search_get).post(search_post))
             .route("/_sim/issues", get(admin_issues))
             .route("/_sim/issues/{key}/transition", post(admin_transition))
-            .route("/_sim/requests", get(admin_requests))
             .fallback(no_route)
-            .layer(middleware::from_fn_with_state(sim.clone(), guard))
-            .with_state(sim.clone());
-        let router =
-            simkit::with_kit(api, kit.clone()).layer(middleware::map_response(tag_rate_limits));
-        let server = simkit::serve(listener, router, None).await;
-        sim.lock().base_url = server.base_url.clone();
-        JiraSim { server, kit, sim }
-    }
-
-    pub fn base_url(&self) -> String {
-        self.server.base_url.clone()
-    }
-
-    pub fn shutdown(&self) {
-        self.server.shutdown();
+            .layer(middleware::from_fn_with_state(sim.clone(), guard));
+        // Outside the kit: its burst-limit 429s carry Jira's reason header too.
+        JiraSim::serve(listener, sim, api, |router| {
+            router.layer(middleware::map_response(tag_rate_limits))
+        })
+        .await
     }
 
     /// Adds a user; returns the accountId.
     pub fn add_user(&self, email: &str, display_name: &str) -> String {
-        self.sim.lock().add_user(Some(email), display_name)
+        self.lock().add_user(Some(email), display_name)
     }
 
     /// The one email + API token pair accepted (HTTP Basic).
     pub fn set_credentials(&self, email: &str, api_token: &str) {
-        self.sim.lock().credentials = Some((email.to_string(), api_token.to_string()));
+        self.lock().credentials = Some((email.to_string(), api_token.to_string()));
     }
 
     /// Adds a project. The workflow's transition ids are offset by 100 for each
@@ -1176,7 +504,7 @@ impl JiraSim {
                 );
             }
         }
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         let n = state.projects.len() as u32;
         for t in &mut workflow.transitions {
             t.id += 100 * n;
@@ -1193,7 +521,7 @@ impl JiraSim {
 
     /// Adds a component to a project (components on create/edit must exist).
     pub fn add_component(&self, project: &str, name: &str) {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         if let Some(p) = state
             .projects
             .iter_mut()
@@ -1208,13 +536,13 @@ impl JiraSim {
     /// Versions older than the lag in force at write time are forgotten.
     /// [`DEFAULT_INDEX_LAG`] unless set; `Duration::ZERO` is kinder than Jira.
     pub fn set_index_lag(&self, lag: Duration) {
-        self.sim.lock().index_lag = lag;
+        self.lock().index_lag = lag;
     }
 
     /// Lets the search index's clock run ahead by `by`, as if that much time had
     /// passed (tests use it instead of sleeping out the lag).
     pub fn pass_index_time(&self, by: Duration) {
-        self.sim.lock().index_skew += by;
+        self.lock().index_skew += by;
     }
 
     /// A per-second burst limit for all API requests (429, `Retry-After: 1`,
@@ -1230,30 +558,30 @@ impl JiraSim {
     /// More than `writes` writes to one issue within a second get 429 with
     /// `RateLimit-Reason: jira-per-issue-on-write`; `None` (the default) lifts it.
     pub fn set_per_issue_write_limit(&self, writes: Option<u32>) {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         state.per_issue_limit = writes;
         state.writes.clear();
     }
 
     pub fn issue(&self, key: &str) -> Option<SimIssue> {
-        let state = self.sim.lock();
+        let state = self.lock();
         state.find(key).map(|i| state.records[i].current.clone())
     }
 
     pub fn issues(&self) -> Vec<SimIssue> {
-        let state = self.sim.lock();
+        let state = self.lock();
         state.records.iter().map(|r| r.current.clone()).collect()
     }
 
     /// The transitions clients carried out over REST, oldest first (an analyst's
     /// moves are not listed).
     pub fn posted_transitions(&self) -> Vec<PostedTransition> {
-        self.sim.lock().posted_transitions.clone()
+        self.lock().posted_transitions.clone()
     }
 
     /// The issue as `GET /issue/{key}?fields=*all&properties=*all` renders it.
     pub fn issue_json(&self, key: &str) -> Option<Value> {
-        let state = self.sim.lock();
+        let state = self.lock();
         let i = state.find(key)?;
         Some(issue_json(
             &state,
@@ -1272,14 +600,14 @@ impl JiraSim {
         to_status_name: &str,
         resolution: Option<&str>,
     ) -> Result<(), String> {
-        analyst_transition(&self.sim, key, to_status_name, resolution)
+        analyst_transition(self.shared(), key, to_status_name, resolution)
     }
 
     /// Edits one field as an analyst would in the UI. Besides Jira's own shapes,
     /// `description` takes plain text, `priority`/`resolution` a name, `assignee`
     /// an email or accountId.
     pub fn edit_as_analyst(&self, key: &str, field: &str, value: Value) -> Result<(), String> {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         let i = state.find(key).ok_or(NOT_FOUND)?;
         let value = match (field, value) {
             ("description", Value::String(text)) => super::adf::text_to_adf(&text),
@@ -1307,7 +635,7 @@ impl JiraSim {
         author: &str,
         text: &str,
     ) -> Result<String, String> {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         let i = state.find(key).ok_or(NOT_FOUND)?;
         let known = state
             .users
@@ -1332,7 +660,7 @@ impl JiraSim {
     /// Test hook: pretends the issue was last written at `updated` (and created no
     /// later), long enough ago that the search index shows it.
     pub fn backdate(&self, key: &str, updated: DateTime<Utc>) -> Result<(), String> {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         let i = state.find(key).ok_or(NOT_FOUND)?;
         let at = state.index_now().saturating_sub(state.index_lag);
         let record = &mut state.records[i];
@@ -1353,7 +681,7 @@ async fn guard(State(sim): State<Shared>, mut request: Request, next: Next) -> R
     }
     let caller = {
         let state = sim.lock();
-        match basic_credentials(request.headers()) {
+        match simkit::basic_credentials(request.headers()) {
             Some((email, token))
                 if state
                     .credentials
@@ -1423,24 +751,6 @@ async fn tag_rate_limits(mut response: Response) -> Response {
     response
 }
 
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get("authorization")?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
-    let (email, token) = decoded.split_once(':')?;
-    Some((email.to_string(), token.to_string()))
-}
-
-fn caller_of(request_caller: &Option<axum::Extension<Caller>>) -> String {
-    request_caller
-        .as_ref()
-        .map(|c| c.0.0.clone())
-        .unwrap_or_default()
-}
-
 async fn no_route(request: Request) -> Response {
     JiraError::new(
         StatusCode::NOT_FOUND,
@@ -1449,11 +759,7 @@ async fn no_route(request: Request) -> Response {
     .into_response()
 }
 
-async fn create_issue(
-    State(sim): State<Shared>,
-    caller: Option<axum::Extension<Caller>>,
-    body: Bytes,
-) -> Reply {
+async fn create_issue(State(sim): State<Shared>, caller: Caller, body: Bytes) -> Reply {
     let body = parse_body(&body)?;
     reject_unknown(
         &body,
@@ -1599,9 +905,7 @@ async fn create_issue(
         unreachable!("errors were reported above");
     };
 
-    let reporter = state
-        .user_by_email(&caller_of(&caller))
-        .map(|u| u.account_id.clone());
+    let reporter = state.user_by_email(&caller.0).map(|u| u.account_id.clone());
     let project = state
         .projects
         .iter_mut()
@@ -1750,7 +1054,7 @@ async fn get_transitions(
 async fn do_transition(
     State(sim): State<Shared>,
     Path(key): Path<String>,
-    caller: Option<axum::Extension<Caller>>,
+    caller: Caller,
     body: Bytes,
 ) -> Reply {
     let body = parse_body(&body)?;
@@ -1846,7 +1150,7 @@ async fn do_transition(
     apply_status(&mut issue, &to, resolution);
     if let Some(b) = comment_body {
         let author = state
-            .user_by_email(&caller_of(&caller))
+            .user_by_email(&caller.0)
             .map(|u| u.account_id.clone())
             .unwrap_or_default();
         state.add_comment(&mut issue, author, b);
@@ -1906,7 +1210,7 @@ async fn get_comments(
 async fn add_comment(
     State(sim): State<Shared>,
     Path(key): Path<String>,
-    caller: Option<axum::Extension<Caller>>,
+    caller: Caller,
     body: Bytes,
 ) -> Reply {
     let body = parse_body(&body)?;
@@ -1931,7 +1235,7 @@ async fn add_comment(
         ));
     }
     let author = state
-        .user_by_email(&caller_of(&caller))
+        .user_by_email(&caller.0)
         .map(|u| u.account_id.clone())
         .unwrap_or_default();
     let comment = state.add_comment(&mut issue, author, adf);
@@ -2016,9 +1320,9 @@ async fn user_search(State(sim): State<Shared>, RawQuery(query): RawQuery) -> Re
     Ok(json_response(StatusCode::OK, Value::Array(users)))
 }
 
-async fn myself(State(sim): State<Shared>, caller: Option<axum::Extension<Caller>>) -> Reply {
+async fn myself(State(sim): State<Shared>, caller: Caller) -> Reply {
     let state = sim.lock();
-    let email = caller_of(&caller);
+    let email = caller.0;
     match state.user_by_email(&email) {
         Some(u) => Ok(json_response(
             StatusCode::OK,
@@ -2124,253 +1428,14 @@ async fn search_gone() -> Reply {
 }
 
 // ---------------------------------------------------------------------------------
-// Search
-
-struct SearchParams {
-    jql: String,
-    next_page_token: Option<String>,
-    max_results: Option<i64>,
-    fields: Vec<String>,
-    properties: Vec<String>,
-    reconcile: Vec<String>,
-}
-
-async fn search_get(State(sim): State<Shared>, RawQuery(query): RawQuery) -> Reply {
-    let pairs = query_pairs(&query);
-    let max_results = match query_value(&pairs, "maxResults") {
-        None => None,
-        Some(v) => Some(
-            v.parse::<i64>()
-                .map_err(|_| JiraError::bad("maxResults must be a number"))?,
-        ),
-    };
-    let params = SearchParams {
-        jql: query_value(&pairs, "jql").unwrap_or("").to_string(),
-        next_page_token: query_value(&pairs, "nextPageToken").map(str::to_string),
-        max_results,
-        fields: query_list(&pairs, "fields"),
-        properties: query_list(&pairs, "properties"),
-        reconcile: query_list(&pairs, "reconcileIssues"),
-    };
-    search(&sim, params)
-}
-
-async fn search_post(State(sim): State<Shared>, body: Bytes) -> Reply {
-    let body = parse_body(&body)?;
-    reject_unknown(
-        &body,
-        &[
-            "jql",
-            "nextPageToken",
-            "maxResults",
-            "fields",
-            "expand",
-            "properties",
-            "fieldsByKeys",
-            "failFast",
-            "reconcileIssues",
-        ],
-    )?;
-    let strings = |name: &str| -> Result<Vec<String>, JiraError> {
-        match body.get(name) {
-            None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| match v {
-                    Value::String(s) => Ok(s.clone()),
-                    Value::Number(n) => Ok(n.to_string()),
-                    _ => Err(JiraError::bad(format!(
-                        "'{name}' must be an array of strings"
-                    ))),
-                })
-                .collect(),
-            Some(_) => Err(JiraError::bad(format!("'{name}' must be an array"))),
-        }
-    };
-    let params = SearchParams {
-        jql: match body.get("jql") {
-            None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => s.clone(),
-            Some(_) => return Err(JiraError::bad("'jql' must be a string")),
-        },
-        next_page_token: match body.get("nextPageToken") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => return Err(JiraError::bad("'nextPageToken' must be a string")),
-        },
-        max_results: match body.get("maxResults") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(
-                v.as_i64()
-                    .ok_or_else(|| JiraError::bad("'maxResults' must be an integer"))?,
-            ),
-        },
-        fields: strings("fields")?,
-        properties: strings("properties")?,
-        reconcile: strings("reconcileIssues")?,
-    };
-    search(&sim, params)
-}
-
-fn jql_hash(jql: &str, fields: &[String]) -> u64 {
-    let mut h = std::hash::DefaultHasher::new();
-    jql.hash(&mut h);
-    fields.hash(&mut h);
-    h.finish()
-}
-
-fn search(sim: &Sim, params: SearchParams) -> Reply {
-    if params.reconcile.len() > 50 {
-        return Err(JiraError::bad(
-            "reconcileIssues accepts at most 50 issue ids",
-        ));
-    }
-    if params.properties.len() > 5 {
-        return Err(JiraError::bad("At most 5 properties can be requested"));
-    }
-    let query = jql::parse(&params.jql).map_err(JiraError::bad)?;
-    let Some(filter) = &query.filter else {
-        return Err(JiraError::bad(UNBOUNDED));
-    };
-    if let Some((field, _)) = query.order.iter().find(|(f, _)| !jql::sortable(f)) {
-        return Err(JiraError::bad(format!(
-            "Error in the JQL Query: Not able to sort using field '{field}'."
-        )));
-    }
-    let selection = FieldSelection::parse(&params.fields);
-    let cap: i64 = if matches!(selection, FieldSelection::IdOnly) {
-        5000
-    } else {
-        100
-    };
-    let max_results = match params.max_results {
-        None => 50,
-        Some(n) if n < 0 => return Err(JiraError::bad("maxResults must not be negative")),
-        Some(n) => n.clamp(1, cap),
-    } as usize;
-    let hash = jql_hash(&params.jql, &params.fields);
-    let offset = match &params.next_page_token {
-        None => 0,
-        Some(token) => decode_token(token)
-            .filter(|(h, _)| *h == hash)
-            .map(|(_, o)| o)
-            .ok_or_else(|| JiraError::bad("The provided next page token is invalid or expired."))?,
-    };
-
-    let state = sim.lock();
-    jql::validate(filter, &state).map_err(JiraError::bad)?;
-    let mut matches: Vec<&SimIssue> = state
-        .records
-        .iter()
-        .filter_map(|record| {
-            let reconcile = params.reconcile.iter().any(|r| {
-                *r == record.current.id.to_string() || r.eq_ignore_ascii_case(&record.current.key)
-            });
-            state.indexed(record, reconcile)
-        })
-        .filter(|issue| jql::matches(filter, issue, &state))
-        .collect();
-    jql::sort(&mut matches, &query.order);
-    let page: Vec<Value> = matches
-        .iter()
-        .skip(offset)
-        .take(max_results)
-        .map(|issue| issue_json(&state, issue, &selection, &params.properties))
-        .collect();
-    let end = offset + page.len();
-    let mut out = json!({"issues": page, "isLast": end >= matches.len()});
-    if end < matches.len() {
-        out["nextPageToken"] = json!(encode_token(hash, end));
-    }
-    Ok(json_response(StatusCode::OK, out))
-}
-
-fn encode_token(hash: u64, offset: usize) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{hash:016x}:{offset}"))
-}
-
-fn decode_token(token: &str) -> Option<(u64, usize)> {
-    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(token).ok()?).ok()?;
-    let (hash, offset) = raw.split_once(':')?;
-    Some((u64::from_str_radix(hash, 16).ok()?, offset.parse().ok()?))
-}
+// Search: `sim/search.rs`.
+mod search;
+use search::*;
 
 // ---------------------------------------------------------------------------------
-// Admin HTTP
-
-async fn admin_issues(State(sim): State<Shared>) -> Response {
-    let state = sim.lock();
-    let issues: Vec<Value> = state
-        .records
-        .iter()
-        .map(|r| {
-            issue_json(
-                &state,
-                &r.current,
-                &FieldSelection::all(),
-                &["*all".to_string()],
-            )
-        })
-        .collect();
-    json_response(StatusCode::OK, Value::Array(issues))
-}
-
-async fn admin_transition(
-    State(sim): State<Shared>,
-    Path(key): Path<String>,
-    body: Bytes,
-) -> Response {
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let Some(to) = body.get("to").and_then(Value::as_str) else {
-        return JiraError::bad("body must be {\"to\": \"<status name>\", \"resolution\"?: \"…\"}")
-            .into_response();
-    };
-    let resolution = body.get("resolution").and_then(Value::as_str);
-    match analyst_transition(&sim, &key, to, resolution) {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => JiraError::bad(e).into_response(),
-    }
-}
-
-async fn admin_requests(State(sim): State<Shared>) -> Response {
-    let log: Vec<Value> = sim
-        .kit
-        .requests()
-        .into_iter()
-        .map(|r| json!({"method": r.method, "path": r.path, "query": r.query, "status": r.status}))
-        .collect();
-    json_response(StatusCode::OK, Value::Array(log))
-}
-
-fn analyst_transition(
-    sim: &Sim,
-    key: &str,
-    to_status_name: &str,
-    resolution: Option<&str>,
-) -> Result<(), String> {
-    let mut state = sim.lock();
-    let i = state.find(key).ok_or(NOT_FOUND)?;
-    let mut issue = state.records[i].current.clone();
-    let to = state
-        .workflow(&issue)
-        .status(to_status_name)
-        .cloned()
-        .ok_or_else(|| format!("status {to_status_name:?} is not in the workflow"))?;
-    let resolution = match resolution {
-        None => None,
-        Some(r) => Some(Some(
-            RESOLUTIONS
-                .iter()
-                .find(|x| x.eq_ignore_ascii_case(r))
-                .map(|x| x.to_string())
-                .ok_or_else(|| format!("resolution {r:?} does not exist"))?,
-        )),
-    };
-    apply_status(&mut issue, &to, resolution);
-    issue.updated = state.tick();
-    state.commit(i, issue);
-    Ok(())
-}
+// Admin HTTP: `sim/admin.rs`.
+mod admin;
+use admin::*;
 
 // ---------------------------------------------------------------------------------
 // JQL
@@ -2380,1423 +1445,7 @@ fn analyst_transition(
 /// `statusCategory`, `resolution`, `assignee`; `AND`, `OR`, `NOT`, parentheses,
 /// `IN (…)`, `NOT IN (…)`; `ORDER BY` up to 7 fields. Strings are `"…"` or `'…'`
 /// with backslash escapes.
-pub(crate) mod jql {
-    use std::cmp::Ordering;
-
-    use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-
-    use super::{SimIssue, SimState};
-
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    pub enum Tok {
-        Str(String),
-        Word(String),
-        Op(&'static str),
-        LParen,
-        RParen,
-        Comma,
-    }
-
-    const RESERVED: &[&str] = &[
-        "and", "or", "not", "order", "by", "in", "is", "empty", "null", "asc", "desc", "was",
-        "changed",
-    ];
-
-    fn err(message: impl std::fmt::Display) -> String {
-        format!("Error in the JQL Query: {message}")
-    }
-
-    pub fn tokenize(input: &str) -> Result<Vec<Tok>, String> {
-        let chars: Vec<char> = input.chars().collect();
-        let mut toks = Vec::new();
-        let mut i = 0;
-        while i < chars.len() {
-            let c = chars[i];
-            match c {
-                c if c.is_whitespace() => i += 1,
-                '(' => {
-                    toks.push(Tok::LParen);
-                    i += 1;
-                }
-                ')' => {
-                    toks.push(Tok::RParen);
-                    i += 1;
-                }
-                ',' => {
-                    toks.push(Tok::Comma);
-                    i += 1;
-                }
-                '"' | '\'' => {
-                    let quote = c;
-                    let start = i;
-                    i += 1;
-                    let mut s = String::new();
-                    loop {
-                        let Some(&c) = chars.get(i) else {
-                            return Err(err(format!(
-                                "the quoted string starting at character {} is not terminated",
-                                start + 1
-                            )));
-                        };
-                        i += 1;
-                        if c == quote {
-                            break;
-                        }
-                        if c != '\\' {
-                            s.push(c);
-                            continue;
-                        }
-                        let Some(&e) = chars.get(i) else {
-                            return Err(err("a backslash ends the query"));
-                        };
-                        i += 1;
-                        match e {
-                            '"' | '\'' | '\\' | ' ' => s.push(e),
-                            'n' => s.push('\n'),
-                            'r' => s.push('\r'),
-                            't' => s.push('\t'),
-                            'u' => {
-                                let hex: String =
-                                    chars.get(i..i + 4).unwrap_or(&[]).iter().collect();
-                                let code = u32::from_str_radix(&hex, 16)
-                                    .ok()
-                                    .filter(|_| hex.len() == 4)
-                                    .and_then(char::from_u32)
-                                    .ok_or_else(|| {
-                                        err(format!("'\\u{hex}' is not a valid unicode escape"))
-                                    })?;
-                                s.push(code);
-                                i += 4;
-                            }
-                            other => {
-                                return Err(err(format!(
-                                    "'\\{other}' is an illegal JQL escape sequence (character {i})"
-                                )));
-                            }
-                        }
-                    }
-                    toks.push(Tok::Str(s));
-                }
-                '=' => {
-                    toks.push(Tok::Op("="));
-                    i += 1;
-                }
-                '~' => {
-                    toks.push(Tok::Op("~"));
-                    i += 1;
-                }
-                '!' | '>' | '<' => {
-                    let next = chars.get(i + 1).copied();
-                    let op = match (c, next) {
-                        ('!', Some('=')) => "!=",
-                        ('!', Some('~')) => "!~",
-                        ('>', Some('=')) => ">=",
-                        ('<', Some('=')) => "<=",
-                        ('>', _) => ">",
-                        ('<', _) => "<",
-                        _ => {
-                            return Err(err(format!(
-                                "the character '!' at position {} must be followed by '=' or '~'",
-                                i + 1
-                            )));
-                        }
-                    };
-                    i += op.len();
-                    toks.push(Tok::Op(op));
-                }
-                c if c.is_alphanumeric() || "_-.:@/*".contains(c) => {
-                    let start = i;
-                    while chars
-                        .get(i)
-                        .is_some_and(|c| c.is_alphanumeric() || "_-.:@/*".contains(*c))
-                    {
-                        i += 1;
-                    }
-                    toks.push(Tok::Word(chars[start..i].iter().collect()));
-                }
-                other => {
-                    return Err(err(format!(
-                        "the character '{other}' is a reserved JQL character. You must enclose it in a string or use the escape '\\u{:04x}' instead. (line 1, character {})",
-                        other as u32,
-                        i + 1
-                    )));
-                }
-            }
-        }
-        Ok(toks)
-    }
-
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Op {
-        Eq,
-        Ne,
-        Ge,
-        Gt,
-        Le,
-        Lt,
-        Like,
-        NotLike,
-        In,
-        NotIn,
-    }
-
-    impl Op {
-        fn text(self) -> &'static str {
-            match self {
-                Op::Eq => "=",
-                Op::Ne => "!=",
-                Op::Ge => ">=",
-                Op::Gt => ">",
-                Op::Le => "<=",
-                Op::Lt => "<",
-                Op::Like => "~",
-                Op::NotLike => "!~",
-                Op::In => "in",
-                Op::NotIn => "not in",
-            }
-        }
-    }
-
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    pub enum Expr {
-        And(Box<Expr>, Box<Expr>),
-        Or(Box<Expr>, Box<Expr>),
-        Not(Box<Expr>),
-        Clause {
-            field: String,
-            op: Op,
-            values: Vec<String>,
-        },
-    }
-
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    pub struct Query {
-        pub filter: Option<Expr>,
-        /// (field, descending)
-        pub order: Vec<(String, bool)>,
-    }
-
-    struct Parser {
-        toks: Vec<Tok>,
-        pos: usize,
-    }
-
-    fn describe(t: Option<&Tok>) -> String {
-        match t {
-            None => "the end of the query".into(),
-            Some(Tok::Str(s)) => format!("\"{s}\""),
-            Some(Tok::Word(w)) => format!("'{w}'"),
-            Some(Tok::Op(o)) => format!("'{o}'"),
-            Some(Tok::LParen) => "'('".into(),
-            Some(Tok::RParen) => "')'".into(),
-            Some(Tok::Comma) => "','".into(),
-        }
-    }
-
-    impl Parser {
-        fn peek(&self) -> Option<&Tok> {
-            self.toks.get(self.pos)
-        }
-
-        fn keyword(&self, kw: &str) -> bool {
-            matches!(self.peek(), Some(Tok::Word(w)) if w.eq_ignore_ascii_case(kw))
-        }
-
-        fn eat_keyword(&mut self, kw: &str) -> bool {
-            let found = self.keyword(kw);
-            if found {
-                self.pos += 1;
-            }
-            found
-        }
-
-        fn expect(&mut self, tok: &Tok) -> Result<(), String> {
-            if self.peek() == Some(tok) {
-                self.pos += 1;
-                Ok(())
-            } else {
-                Err(err(format!(
-                    "expecting {} but got {}",
-                    describe(Some(tok)),
-                    describe(self.peek())
-                )))
-            }
-        }
-
-        fn name(&mut self, what: &str) -> Result<String, String> {
-            match self.peek().cloned() {
-                Some(Tok::Word(w)) if !RESERVED.contains(&w.to_ascii_lowercase().as_str()) => {
-                    self.pos += 1;
-                    Ok(w)
-                }
-                Some(Tok::Str(s)) => {
-                    self.pos += 1;
-                    Ok(s)
-                }
-                other => Err(err(format!(
-                    "expecting {what} but got {}",
-                    describe(other.as_ref())
-                ))),
-            }
-        }
-
-        fn query(&mut self) -> Result<Query, String> {
-            let filter = if self.peek().is_none() || self.keyword("order") {
-                None
-            } else {
-                Some(self.or()?)
-            };
-            let mut order = Vec::new();
-            if self.eat_keyword("order") {
-                if !self.eat_keyword("by") {
-                    return Err(err(format!(
-                        "expecting 'by' but got {}",
-                        describe(self.peek())
-                    )));
-                }
-                loop {
-                    let field = self.name("a field name")?.to_ascii_lowercase();
-                    let descending = if self.eat_keyword("desc") {
-                        true
-                    } else {
-                        self.eat_keyword("asc");
-                        false
-                    };
-                    order.push((field, descending));
-                    if self.peek() != Some(&Tok::Comma) {
-                        break;
-                    }
-                    self.pos += 1;
-                }
-                if order.len() > 7 {
-                    return Err(err("the ORDER BY clause can have at most 7 fields"));
-                }
-            }
-            if let Some(t) = self.peek() {
-                return Err(err(format!(
-                    "expecting either 'OR' or 'AND' but got {}",
-                    describe(Some(t))
-                )));
-            }
-            Ok(Query { filter, order })
-        }
-
-        fn or(&mut self) -> Result<Expr, String> {
-            let mut left = self.and()?;
-            while self.eat_keyword("or") {
-                left = Expr::Or(Box::new(left), Box::new(self.and()?));
-            }
-            Ok(left)
-        }
-
-        fn and(&mut self) -> Result<Expr, String> {
-            let mut left = self.unary()?;
-            while self.eat_keyword("and") {
-                left = Expr::And(Box::new(left), Box::new(self.unary()?));
-            }
-            Ok(left)
-        }
-
-        fn unary(&mut self) -> Result<Expr, String> {
-            if self.eat_keyword("not") {
-                return Ok(Expr::Not(Box::new(self.unary()?)));
-            }
-            if self.peek() == Some(&Tok::LParen) {
-                self.pos += 1;
-                let inner = self.or()?;
-                self.expect(&Tok::RParen)?;
-                return Ok(inner);
-            }
-            self.clause()
-        }
-
-        fn clause(&mut self) -> Result<Expr, String> {
-            let field = self.name("a field name")?.to_ascii_lowercase();
-            let op = match self.peek().cloned() {
-                Some(Tok::Op(o)) => {
-                    self.pos += 1;
-                    match o {
-                        "=" => Op::Eq,
-                        "!=" => Op::Ne,
-                        ">=" => Op::Ge,
-                        ">" => Op::Gt,
-                        "<=" => Op::Le,
-                        "<" => Op::Lt,
-                        "~" => Op::Like,
-                        _ => Op::NotLike,
-                    }
-                }
-                Some(Tok::Word(w)) if w.eq_ignore_ascii_case("in") => {
-                    self.pos += 1;
-                    Op::In
-                }
-                Some(Tok::Word(w)) if w.eq_ignore_ascii_case("not") => {
-                    self.pos += 1;
-                    if !self.eat_keyword("in") {
-                        return Err(err(format!(
-                            "expecting 'in' but got {}",
-                            describe(self.peek())
-                        )));
-                    }
-                    Op::NotIn
-                }
-                other => {
-                    return Err(err(format!(
-                        "expecting an operator after '{field}' but got {}",
-                        describe(other.as_ref())
-                    )));
-                }
-            };
-            let values = if matches!(op, Op::In | Op::NotIn) {
-                self.expect(&Tok::LParen)?;
-                let mut values = vec![self.name("a value")?];
-                while self.peek() == Some(&Tok::Comma) {
-                    self.pos += 1;
-                    values.push(self.name("a value")?);
-                }
-                self.expect(&Tok::RParen)?;
-                values
-            } else {
-                vec![self.name("a value")?]
-            };
-            Ok(Expr::Clause { field, op, values })
-        }
-    }
-
-    pub fn parse(input: &str) -> Result<Query, String> {
-        let toks = tokenize(input)?;
-        Parser { toks, pos: 0 }.query()
-    }
-
-    /// A date literal and its precision.
-    fn parse_date(field: &str, s: &str) -> Result<(DateTime<Utc>, chrono::Duration), String> {
-        for format in ["%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M"] {
-            if let Ok(t) = NaiveDateTime::parse_from_str(s, format) {
-                return Ok((t.and_utc(), chrono::Duration::minutes(1)));
-            }
-        }
-        for format in ["%Y-%m-%d", "%Y/%m/%d"] {
-            if let Ok(d) = NaiveDate::parse_from_str(s, format) {
-                let t = d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
-                return Ok((t, chrono::Duration::days(1)));
-            }
-        }
-        Err(format!(
-            "Date value '{s}' for field '{field}' is invalid. Valid formats include: 'yyyy/MM/dd HH:mm', 'yyyy-MM-dd HH:mm', 'yyyy/MM/dd', 'yyyy-MM-dd'."
-        ))
-    }
-
-    fn unsupported(field: &str, op: Op) -> String {
-        format!(
-            "The operator '{}' is not supported by the '{field}' field.",
-            op.text()
-        )
-    }
-
-    /// Checks fields, operators and values against the instance (Jira answers 400
-    /// for a project or key that does not exist).
-    pub(super) fn validate(expr: &Expr, state: &SimState) -> Result<(), String> {
-        match expr {
-            Expr::And(a, b) | Expr::Or(a, b) => {
-                validate(a, state)?;
-                validate(b, state)
-            }
-            Expr::Not(a) => validate(a, state),
-            Expr::Clause { field, op, values } => {
-                let list_ops = [Op::Eq, Op::Ne, Op::In, Op::NotIn];
-                match field.as_str() {
-                    "project" => {
-                        if !list_ops.contains(op) {
-                            return Err(unsupported(field, *op));
-                        }
-                        for v in values {
-                            if state.project(v).is_none() {
-                                return Err(format!(
-                                    "The value '{v}' does not exist for the field 'project'."
-                                ));
-                            }
-                        }
-                        Ok(())
-                    }
-                    "key" | "issuekey" => {
-                        if !list_ops.contains(op) {
-                            return Err(unsupported(field, *op));
-                        }
-                        for v in values {
-                            if v.parse::<u64>().is_err() && state.find(v).is_none() {
-                                return Err(format!(
-                                    "An issue with key '{v}' does not exist for field 'key'."
-                                ));
-                            }
-                        }
-                        Ok(())
-                    }
-                    "labels" | "status" | "statuscategory" | "resolution" | "assignee" => {
-                        if list_ops.contains(op) {
-                            Ok(())
-                        } else {
-                            Err(unsupported(field, *op))
-                        }
-                    }
-                    "id" => {
-                        if !list_ops.contains(op) {
-                            return Err(unsupported(field, *op));
-                        }
-                        match values.iter().find(|v| v.parse::<u64>().is_err()) {
-                            Some(v) => Err(format!("The value '{v}' is not a valid issue id.")),
-                            None => Ok(()),
-                        }
-                    }
-                    "updated" | "created" => {
-                        if matches!(op, Op::Like | Op::NotLike | Op::In | Op::NotIn) {
-                            return Err(unsupported(field, *op));
-                        }
-                        values
-                            .iter()
-                            .try_for_each(|v| parse_date(field, v).map(|_| ()))
-                    }
-                    "summary" | "text" => {
-                        if matches!(op, Op::Like | Op::NotLike) {
-                            Ok(())
-                        } else {
-                            Err(unsupported(field, *op))
-                        }
-                    }
-                    other => Err(format!(
-                        "Field '{other}' does not exist or you do not have permission to view it."
-                    )),
-                }
-            }
-        }
-    }
-
-    fn any_eq(values: &[String], op: Op, test: impl Fn(&str) -> bool) -> bool {
-        let hit = values.iter().any(|v| test(v));
-        match op {
-            Op::Eq | Op::In => hit,
-            _ => !hit,
-        }
-    }
-
-    /// Whether `issue` matches a validated expression.
-    pub(super) fn matches(expr: &Expr, issue: &SimIssue, state: &SimState) -> bool {
-        match expr {
-            Expr::And(a, b) => matches(a, issue, state) && matches(b, issue, state),
-            Expr::Or(a, b) => matches(a, issue, state) || matches(b, issue, state),
-            Expr::Not(a) => !matches(a, issue, state),
-            Expr::Clause { field, op, values } => match field.as_str() {
-                "project" => any_eq(values, *op, |v| {
-                    state
-                        .project(v)
-                        .is_some_and(|p| p.key.eq_ignore_ascii_case(&issue.project))
-                }),
-                "key" | "issuekey" | "id" => any_eq(values, *op, |v| {
-                    v == issue.id.to_string() || v.eq_ignore_ascii_case(&issue.key)
-                }),
-                "labels" => any_eq(values, *op, |v| issue.labels.iter().any(|l| l == v)),
-                "status" => any_eq(values, *op, |v| v.eq_ignore_ascii_case(&issue.status)),
-                "statuscategory" => {
-                    let name = match issue.status_category.as_str() {
-                        "new" => "To Do",
-                        "indeterminate" => "In Progress",
-                        "done" => "Done",
-                        _ => "",
-                    };
-                    any_eq(values, *op, |v| {
-                        v.eq_ignore_ascii_case(&issue.status_category)
-                            || v.eq_ignore_ascii_case(name)
-                    })
-                }
-                "resolution" => any_eq(values, *op, |v| {
-                    issue
-                        .resolution
-                        .as_deref()
-                        .map_or(v.eq_ignore_ascii_case("unresolved"), |r| {
-                            r.eq_ignore_ascii_case(v)
-                        })
-                }),
-                "assignee" => any_eq(values, *op, |v| {
-                    issue.assignee.as_deref().is_some_and(|a| {
-                        a == v
-                            || state
-                                .user(a)
-                                .and_then(|u| u.email.as_deref())
-                                .is_some_and(|e| e.eq_ignore_ascii_case(v))
-                    })
-                }),
-                "updated" | "created" => {
-                    let t = if field == "updated" {
-                        issue.updated
-                    } else {
-                        issue.created
-                    };
-                    let Ok((at, precision)) = parse_date(field, &values[0]) else {
-                        return false;
-                    };
-                    match op {
-                        Op::Ge => t >= at,
-                        Op::Gt => t >= at + precision,
-                        Op::Le => t < at + precision,
-                        Op::Lt => t < at,
-                        Op::Eq => t >= at && t < at + precision,
-                        _ => !(t >= at && t < at + precision),
-                    }
-                }
-                "summary" | "text" => {
-                    let hit = issue
-                        .summary
-                        .to_lowercase()
-                        .contains(&values[0].to_lowercase());
-                    (*op == Op::Like) == hit
-                }
-                _ => false,
-            },
-        }
-    }
-
-    fn compare(a: &SimIssue, b: &SimIssue, field: &str) -> Ordering {
-        match field {
-            "updated" => a.updated.cmp(&b.updated),
-            "created" => a.created.cmp(&b.created),
-            "key" | "issuekey" => a.project.cmp(&b.project).then(a.number().cmp(&b.number())),
-            "id" => a.id.cmp(&b.id),
-            "summary" => a.summary.cmp(&b.summary),
-            "status" => a.status.cmp(&b.status),
-            "priority" => {
-                let rank = |p: &str| super::PRIORITIES.iter().position(|x| *x == p);
-                rank(&a.priority).cmp(&rank(&b.priority))
-            }
-            _ => Ordering::Equal,
-        }
-    }
-
-    /// Sorts by the ORDER BY fields (default: newest id first), then by id.
-    pub fn sort(issues: &mut [&SimIssue], order: &[(String, bool)]) {
-        issues.sort_by(|a, b| {
-            if order.is_empty() {
-                return b.id.cmp(&a.id);
-            }
-            order
-                .iter()
-                .map(|(field, desc)| {
-                    let o = compare(a, b, field);
-                    if *desc { o.reverse() } else { o }
-                })
-                .find(|o| o.is_ne())
-                .unwrap_or_else(|| a.id.cmp(&b.id))
-        });
-    }
-
-    /// ORDER BY fields the simulator can sort on.
-    pub fn sortable(field: &str) -> bool {
-        matches!(
-            field,
-            "updated" | "created" | "key" | "issuekey" | "id" | "summary" | "status" | "priority"
-        )
-    }
-}
+pub(crate) mod jql;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::simkit::bind_loopback;
-
-    const EMAIL: &str = "bridge@acme.example";
-    const TOKEN: &str = "jira-api-token";
-
-    async fn start() -> JiraSim {
-        let sim = JiraSim::start(bind_loopback(0).await.unwrap()).await;
-        sim.set_credentials(EMAIL, TOKEN);
-        sim.add_user(EMAIL, "ITSM Bridge");
-        sim.add_project("SEC", Workflow::standard());
-        sim
-    }
-
-    struct Answer {
-        status: u16,
-        headers: reqwest::header::HeaderMap,
-        body: Value,
-    }
-
-    async fn call(sim: &JiraSim, method: Method, path: &str, body: Option<Value>) -> Answer {
-        let client = crate::http::build_client(&crate::http::HttpSettings::default()).unwrap();
-        let mut request = client
-            .request(method, format!("{}{path}", sim.base_url()))
-            .basic_auth(EMAIL, Some(TOKEN));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.unwrap();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Answer {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    fn adf(text: &str) -> Value {
-        super::super::adf::text_to_adf(text)
-    }
-
-    async fn create(sim: &JiraSim, summary: &str, labels: &[&str]) -> Answer {
-        call(
-            sim,
-            Method::POST,
-            "/rest/api/3/issue",
-            Some(json!({"fields": {
-                "project": {"key": "SEC"}, "issuetype": {"name": "Task"},
-                "summary": summary, "description": adf("d"), "labels": labels,
-            }})),
-        )
-        .await
-    }
-
-    /// A create with a valid base and `fields` merged over it.
-    async fn create_with(sim: &JiraSim, fields: Value) -> Answer {
-        let mut all =
-            json!({"project": {"key": "SEC"}, "issuetype": {"name": "Task"}, "summary": "s"});
-        for (k, v) in fields.as_object().unwrap() {
-            all[k] = v.clone();
-        }
-        call(
-            sim,
-            Method::POST,
-            "/rest/api/3/issue",
-            Some(json!({"fields": all})),
-        )
-        .await
-    }
-
-    fn search_body(jql: &str) -> Option<Value> {
-        Some(json!({"jql": jql, "fields": ["summary", "labels", "updated"]}))
-    }
-
-    #[tokio::test]
-    async fn create_validates_like_jira() {
-        let sim = start().await;
-        let a = call(
-            &sim,
-            Method::POST,
-            "/rest/api/3/issue",
-            Some(json!({"fields": {"project": {"key": "SEC"}, "issuetype": {"name": "Task"}}})),
-        )
-        .await;
-        assert_eq!(a.status, 400);
-        assert_eq!(
-            a.body,
-            json!({"errorMessages": [], "errors": {"summary": "You must specify a summary of the issue."}})
-        );
-        for (fields, field) in [
-            (json!({"description": "plain text"}), "description"),
-            (
-                json!({"description": {"type": "doc", "version": 1, "content": [{"type": "paragraph", "content": [{"type": "text", "text": ""}]}]}}),
-                "description",
-            ),
-            (json!({"priority": {"name": "Urgent"}}), "priority"),
-            (json!({"labels": ["has space"]}), "labels"),
-            (json!({"components": ["Auth"]}), "components"),
-            (json!({"project": {"key": "NOPE"}}), "project"),
-            (json!({"issuetype": {"name": "Spaceship"}}), "issuetype"),
-            (json!({"status": {"name": "Done"}}), "status"),
-            (json!({"resolution": {"name": "Done"}}), "resolution"),
-            (json!({"assignee": {"accountId": "nobody"}}), "assignee"),
-        ] {
-            let a = create_with(&sim, fields.clone()).await;
-            assert_eq!(a.status, 400, "{fields}");
-            assert!(a.body["errors"][field].is_string(), "{fields}: {}", a.body);
-        }
-        sim.add_component("SEC", "Auth");
-        let a = create_with(
-            &sim,
-            json!({"components": [{"name": "Auth"}], "priority": {"name": "Low"}}),
-        )
-        .await;
-        assert_eq!(a.status, 201, "{}", a.body);
-        assert_eq!(a.body["key"], "SEC-1");
-        assert_eq!(a.body["id"], "10000");
-        assert!(sim.issues().len() == 1);
-        let a = call(&sim, Method::POST, "/rest/api/3/issue", Some(json!("nope"))).await;
-        assert_eq!(a.status, 400);
-        assert!(a.body["errorMessages"][0].is_string());
-    }
-
-    #[tokio::test]
-    async fn get_edit_and_properties() {
-        let sim = start().await;
-        create(&sim, "s", &["a"]).await;
-        let a = call(&sim, Method::GET, "/rest/api/3/issue/SEC-1", None).await;
-        assert_eq!(a.status, 200);
-        let f = &a.body["fields"];
-        assert_eq!(f["status"]["statusCategory"]["key"], "new");
-        assert_eq!(f["priority"]["name"], "Medium");
-        assert_eq!(f["resolution"], Value::Null);
-        assert_eq!(f["reporter"]["emailAddress"], EMAIL);
-        let created = f["created"].as_str().unwrap();
-        assert!(
-            created.ends_with("+0000") && created.len() == 28,
-            "{created}"
-        );
-        // By id, and case-insensitively by key.
-        assert_eq!(
-            call(&sim, Method::GET, "/rest/api/3/issue/10000", None)
-                .await
-                .status,
-            200
-        );
-        assert_eq!(
-            call(&sim, Method::GET, "/rest/api/3/issue/sec-1", None)
-                .await
-                .status,
-            200
-        );
-        let a = call(&sim, Method::GET, "/rest/api/3/issue/SEC-2", None).await;
-        assert_eq!(a.status, 404);
-        assert_eq!(a.body["errorMessages"][0], NOT_FOUND);
-
-        let before = sim.issue("SEC-1").unwrap().updated;
-        let a = call(
-            &sim,
-            Method::PUT,
-            "/rest/api/3/issue/SEC-1",
-            Some(json!({"fields": {"summary": "t"}, "update": {"labels": [{"add": "b"}, {"remove": "a"}]}})),
-        )
-        .await;
-        assert_eq!(a.status, 204);
-        let issue = sim.issue("SEC-1").unwrap();
-        assert_eq!(issue.summary, "t");
-        assert_eq!(issue.labels, vec!["b"]);
-        assert!(issue.updated > before);
-        let a = call(
-            &sim,
-            Method::PUT,
-            "/rest/api/3/issue/SEC-1",
-            Some(json!({"fields": {"status": {"name": "Done"}}})),
-        )
-        .await;
-        assert_eq!(a.status, 400);
-
-        let a = call(
-            &sim,
-            Method::PUT,
-            "/rest/api/3/issue/SEC-1/properties/itsm-bridge",
-            Some(json!({"x": 1})),
-        )
-        .await;
-        assert_eq!(a.status, 201);
-        let a = call(
-            &sim,
-            Method::PUT,
-            "/rest/api/3/issue/SEC-1/properties/itsm-bridge",
-            Some(json!({"x": 2})),
-        )
-        .await;
-        assert_eq!(a.status, 200);
-        let a = call(
-            &sim,
-            Method::GET,
-            "/rest/api/3/issue/SEC-1/properties/itsm-bridge",
-            None,
-        )
-        .await;
-        assert_eq!(a.body, json!({"key": "itsm-bridge", "value": {"x": 2}}));
-        let a = call(
-            &sim,
-            Method::GET,
-            "/rest/api/3/issue/SEC-1/properties/other",
-            None,
-        )
-        .await;
-        assert_eq!(a.status, 404);
-        let a = call(
-            &sim,
-            Method::GET,
-            "/rest/api/3/issue/SEC-1?fields=summary&properties=itsm-bridge",
-            None,
-        )
-        .await;
-        assert_eq!(a.body["properties"]["itsm-bridge"], json!({"x": 2}));
-        assert_eq!(a.body["fields"].as_object().unwrap().len(), 1);
-    }
-
-    #[tokio::test]
-    async fn transitions_follow_the_workflow() {
-        let sim = start().await;
-        create(&sim, "s", &[]).await;
-        let a = call(
-            &sim,
-            Method::GET,
-            "/rest/api/3/issue/SEC-1/transitions?expand=transitions.fields",
-            None,
-        )
-        .await;
-        let ts = a.body["transitions"].as_array().unwrap();
-        let names: Vec<&str> = ts.iter().map(|t| t["name"].as_str().unwrap()).collect();
-        assert_eq!(names, vec!["Start Progress", "Done"]);
-        assert!(ts[1]["fields"]["resolution"].is_object());
-        assert!(ts[0]["fields"].as_object().unwrap().is_empty());
-        let a = call(
-            &sim,
-            Method::GET,
-            "/rest/api/3/issue/SEC-1/transitions",
-            None,
-        )
-        .await;
-        assert!(a.body["transitions"][1].get("fields").is_none());
-
-        // Reopen (51) is not available from To Do.
-        let a = call(
-            &sim,
-            Method::POST,
-            "/rest/api/3/issue/SEC-1/transitions",
-            Some(json!({"transition": {"id": "51"}})),
-        )
-        .await;
-        assert_eq!(a.status, 400);
-        assert!(
-            a.body["errorMessages"][0]
-                .as_str()
-                .unwrap()
-                .contains("'51'")
-        );
-        // Resolution is not on Start Progress' screen.
-        let a = call(
-            &sim,
-            Method::POST,
-            "/rest/api/3/issue/SEC-1/transitions",
-            Some(json!({"transition": {"id": "11"}, "fields": {"resolution": {"name": "Done"}}})),
-        )
-        .await;
-        assert_eq!(a.status, 400);
-        assert!(a.body["errors"]["resolution"].is_string());
-        let a = call(
-            &sim,
-            Method::POST,
-            "/rest/api/3/issue/SEC-1/transitions",
-            Some(json!({"transition": {"id": "21"}, "fields": {"resolution": {"name": "Nope"}}})),
-        )
-        .await;
-        assert_eq!(a.status, 400);
-        let a = call(
-            &sim,
-            Method::POST,
-            "/rest/api/3/issue/SEC-1/transitions",
-            Some(
-                json!({"transition": {"id": "21"}, "fields": {"resolution": {"name": "Won't Do"}}}),
-            ),
-        )
-        .await;
-        assert_eq!(a.status, 204);
-        let issue = sim.issue("SEC-1").unwrap();
-        assert_eq!(
-            (issue.status.as_str(), issue.resolution.as_deref()),
-            ("Done", Some("Won't Do"))
-        );
-        assert!(issue.resolution_date.is_some());
-        // The analyst reopens over the admin HTTP surface (no auth).
-        let response = crate::http::build_client(&Default::default())
-            .unwrap()
-            .post(format!("{}/_sim/issues/SEC-1/transition", sim.base_url()))
-            .json(&json!({"to": "To Do"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 204);
-        let issue = sim.issue("SEC-1").unwrap();
-        assert_eq!(
-            (issue.status.as_str(), issue.resolution.as_deref()),
-            ("To Do", None)
-        );
-        sim.transition_as_analyst("SEC-1", "done", Some("duplicate"))
-            .unwrap();
-        assert_eq!(
-            sim.issue("SEC-1").unwrap().resolution.as_deref(),
-            Some("Duplicate")
-        );
-        assert!(sim.transition_as_analyst("SEC-1", "Closed", None).is_err());
-    }
-
-    #[tokio::test]
-    async fn old_search_endpoint_is_gone() {
-        let sim = start().await;
-        for method in [Method::GET, Method::POST] {
-            let a = call(&sim, method, "/rest/api/3/search?jql=project%3DSEC", None).await;
-            assert_eq!(a.status, 410);
-            assert!(
-                a.body["errorMessages"][0]
-                    .as_str()
-                    .unwrap()
-                    .contains("/search/jql")
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn unbounded_and_unparseable_jql_are_rejected() {
-        let sim = start().await;
-        for jql in ["ORDER BY key DESC", "", "  "] {
-            let a = call(
-                &sim,
-                Method::POST,
-                "/rest/api/3/search/jql",
-                search_body(jql),
-            )
-            .await;
-            assert_eq!(a.status, 400, "{jql}");
-            assert_eq!(a.body["errorMessages"][0], UNBOUNDED);
-        }
-        let a = call(
-            &sim,
-            Method::GET,
-            "/rest/api/3/search/jql?jql=order%20by%20key",
-            None,
-        )
-        .await;
-        assert_eq!(a.status, 400);
-        assert_eq!(a.body["errorMessages"][0], UNBOUNDED);
-        for jql in [
-            "project = ",
-            "project = \"SEC",
-            "project = SEC AND",
-            "project = SEC labels = x",
-            "(project = SEC",
-            "project # SEC",
-            "nosuchfield = 1",
-            "project = NOPE",
-            "updated >= \"yesterday\"",
-            "summary = x",
-            "project = SEC ORDER BY colour",
-            "labels = \"a\\qb\"",
-            "project = SEC ORDER BY key, id, created, updated, summary, status, priority, key",
-        ] {
-            let a = call(
-                &sim,
-                Method::POST,
-                "/rest/api/3/search/jql",
-                search_body(jql),
-            )
-            .await;
-            assert_eq!(a.status, 400, "{jql}: {}", a.body);
-            assert!(a.body["errorMessages"][0].is_string(), "{jql}");
-        }
-        let a = call(
-            &sim,
-            Method::POST,
-            "/rest/api/3/search/jql",
-            Some(json!({"jql": "project = SEC", "startAt": 0})),
-        )
-        .await;
-        assert_eq!(a.status, 400, "offset paging is not part of /search/jql");
-    }
-
-    #[tokio::test]
-    async fn search_returns_ids_by_default_caps_pages_and_binds_tokens() {
-        let sim = start().await;
-        // About what search finds, not when: no index lag.
-        sim.set_index_lag(std::time::Duration::ZERO);
-        for n in 0..3 {
-            create(&sim, &format!("s{n}"), &["itsm-bridge"]).await;
-        }
-        let a = call(
-            &sim,
-            Method::POST,
-            "/rest/api/3/search/jql",
-            Some(json!({"jql": "project = SEC"})),
-        )
-        .await;
-        assert_eq!(a.status, 200);
-        assert_eq!(a.body["issues"][0], json!({"id": "10002"}));
-        assert_eq!(a.body["isLast"], true);
-        assert!(a.body.get("total").is_none());
-        assert!(a.body.get("nextPageToken").is_none());
-
-        let a = call(
-            &sim,
-            Method::POST,
-            "/rest/api/3/search/jql",
-            Some(json!({"jql": "project = SEC ORDER BY key ASC", "fields": ["summary"], "maxResults": 2})),
-        )
-        .await;
-        assert_eq!(a.body["issues"].as_array().unwrap().len(), 2);
-        assert_eq!(a.body["isLast"], false);
-        let token = a.body["nextPageToken"].as_str().unwrap().to_string();
-        // The token belongs to its query.
-        let a = call(
-            &sim,
-            Method::POST,
-            "/rest/api/3/search/jql",
-            Some(json!({"jql": "project = SEC ORDER BY key DESC", "fields": ["summary"], "nextPageToken": token})),
-        )
-        .await;
-        assert_eq!(a.status, 400);
-        let a = call(
-            &sim,
-            Method::GET,
-            &format!("/rest/api/3/search/jql?jql=project%20%3D%20SEC%20ORDER%20BY%20key%20ASC&fields=summary&maxResults=2&nextPageToken={token}"),
-            None,
-        )
-        .await;
-        assert_eq!(a.status, 200);
-        assert_eq!(a.body["issues"][0]["key"], "SEC-3");
-        assert_eq!(a.body["isLast"], true);
-
-        // OR, NOT, IN and parentheses.
-        let a = call(
-            &sim,
-            Method::POST,
-            "/rest/api/3/search/jql",
-            search_body("project = SEC AND (key = SEC-1 OR key in (SEC-3)) AND NOT summary ~ s1 ORDER BY key DESC"),
-        )
-        .await;
-        let keys: Vec<&str> = a.body["issues"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["key"].as_str().unwrap())
-            .collect();
-        assert_eq!(keys, vec!["SEC-3", "SEC-1"]);
-    }
-
-    #[tokio::test]
-    async fn jql_dates_have_minute_precision() {
-        let sim = start().await;
-        // About what search finds, not when: no index lag.
-        sim.set_index_lag(std::time::Duration::ZERO);
-        create(&sim, "s", &[]).await;
-        let at = chrono::TimeZone::with_ymd_and_hms(&Utc, 2025, 5, 2, 8, 0, 30).unwrap()
-            + chrono::Duration::milliseconds(123);
-        sim.backdate("SEC-1", at).unwrap();
-        let keys = |a: &Answer| -> Vec<String> {
-            a.body["issues"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| i["key"].as_str().unwrap().to_string())
-                .collect()
-        };
-        for (literal, expected) in [("2025-05-02 08:00", 1), ("2025/05/02 08:01", 0)] {
-            let jql = format!("project = SEC AND updated >= \"{literal}\"");
-            let a = call(
-                &sim,
-                Method::POST,
-                "/rest/api/3/search/jql",
-                Some(json!({"jql": jql, "fields": ["summary"]})),
-            )
-            .await;
-            assert_eq!(a.status, 200, "{literal}: {}", a.body);
-            assert_eq!(keys(&a).len(), expected, "{literal}");
-        }
-        // Seconds are not a JQL date format; the body still has milliseconds.
-        let a = call(
-            &sim,
-            Method::POST,
-            "/rest/api/3/search/jql",
-            search_body("project = SEC AND updated >= \"2025-05-02 08:00:30\""),
-        )
-        .await;
-        assert_eq!(a.status, 400);
-        assert!(
-            a.body["errorMessages"][0]
-                .as_str()
-                .unwrap()
-                .contains("is invalid"),
-            "{}",
-            a.body
-        );
-        let a = call(
-            &sim,
-            Method::GET,
-            "/rest/api/3/issue/SEC-1?fields=updated",
-            None,
-        )
-        .await;
-        assert_eq!(a.body["fields"]["updated"], "2025-05-02T08:00:30.123+0000");
-    }
-
-    #[tokio::test]
-    async fn search_pages_hold_50_by_default_and_100_with_fields() {
-        let sim = start().await;
-        // About what search finds, not when: no index lag.
-        sim.set_index_lag(std::time::Duration::ZERO);
-        for n in 0..120 {
-            create(&sim, &format!("s{n}"), &[]).await;
-        }
-        let page = |body: Value| {
-            let sim = &sim;
-            async move {
-                let a = call(sim, Method::POST, "/rest/api/3/search/jql", Some(body)).await;
-                assert_eq!(a.status, 200, "{}", a.body);
-                a.body["issues"].as_array().unwrap().len()
-            }
-        };
-        assert_eq!(page(json!({"jql": "project = SEC"})).await, 50);
-        assert_eq!(
-            page(json!({"jql": "project = SEC", "fields": ["summary"], "maxResults": 5000})).await,
-            100
-        );
-        assert_eq!(
-            page(json!({"jql": "project = SEC", "maxResults": 5000})).await,
-            120
-        );
-    }
-
-    #[tokio::test]
-    async fn search_and_property_limits_are_enforced() {
-        let sim = start().await;
-        create(&sim, "s", &[]).await;
-        let search = |body: Value| {
-            let sim = &sim;
-            async move { call(sim, Method::POST, "/rest/api/3/search/jql", Some(body)).await }
-        };
-        let six: Vec<String> = (0..6).map(|n| format!("p{n}")).collect();
-        let a = search(json!({"jql": "project = SEC", "properties": six})).await;
-        assert_eq!(a.status, 400, "{}", a.body);
-        let a = search(json!({"jql": "project = SEC", "properties": &six[..5]})).await;
-        assert_eq!(a.status, 200, "{}", a.body);
-        let ids: Vec<u64> = (10000..10051).collect();
-        let a = search(json!({"jql": "project = SEC", "reconcileIssues": ids})).await;
-        assert_eq!(a.status, 400, "{}", a.body);
-        let a = search(json!({"jql": "project = SEC", "reconcileIssues": &ids[..50]})).await;
-        assert_eq!(a.status, 200, "{}", a.body);
-
-        let key = "k".repeat(256);
-        let a = call(
-            &sim,
-            Method::PUT,
-            &format!("/rest/api/3/issue/SEC-1/properties/{key}"),
-            Some(json!(1)),
-        )
-        .await;
-        assert_eq!(a.status, 400, "{}", a.body);
-        let a = call(
-            &sim,
-            Method::PUT,
-            "/rest/api/3/issue/SEC-1/properties/itsm-bridge",
-            Some(json!("v".repeat(32768))),
-        )
-        .await;
-        assert_eq!(a.status, 400, "{}", a.body);
-        assert!(a.body["errorMessages"][0].is_string(), "{}", a.body);
-    }
-
-    #[tokio::test]
-    async fn comments_beyond_the_per_issue_limit_get_413() {
-        let sim = start().await;
-        create(&sim, "s", &[]).await;
-        sim.comment_as_analyst("SEC-1", "Ana", "one").unwrap();
-        {
-            let mut state = sim.sim.lock();
-            let i = state.find("SEC-1").unwrap();
-            let one = state.records[i].current.comments[0].clone();
-            state.records[i].current.comments = vec![one; MAX_COMMENTS];
-        }
-        let a = call(
-            &sim,
-            Method::POST,
-            "/rest/api/3/issue/SEC-1/comment",
-            Some(json!({"body": adf("one too many")})),
-        )
-        .await;
-        assert_eq!(a.status, 413);
-        assert!(a.body["errorMessages"][0].is_string(), "{}", a.body);
-    }
-
-    #[tokio::test]
-    async fn updated_is_monotonic_with_milliseconds() {
-        let sim = start().await;
-        create(&sim, "s", &[]).await;
-        let mut last = sim.issue("SEC-1").unwrap().updated;
-        for n in 0..5 {
-            sim.edit_as_analyst("SEC-1", "summary", json!(format!("n{n}")))
-                .unwrap();
-            let now = sim.issue("SEC-1").unwrap().updated;
-            assert!(now > last);
-            assert_eq!(now.timestamp_subsec_nanos() % 1_000_000, 0);
-            last = now;
-        }
-        // A no-op edit changes nothing.
-        sim.edit_as_analyst("SEC-1", "summary", json!("n4"))
-            .unwrap();
-        assert_eq!(sim.issue("SEC-1").unwrap().updated, last);
-    }
-
-    #[tokio::test]
-    async fn comments_need_adf_and_page_by_offset() {
-        let sim = start().await;
-        create(&sim, "s", &[]).await;
-        let a = call(
-            &sim,
-            Method::POST,
-            "/rest/api/3/issue/SEC-1/comment",
-            Some(json!({"body": "plain"})),
-        )
-        .await;
-        assert_eq!(a.status, 400);
-        assert_eq!(a.body["errors"]["comment"], NOT_ADF);
-        for n in 0..3 {
-            let a = call(
-                &sim,
-                Method::POST,
-                "/rest/api/3/issue/SEC-1/comment",
-                Some(json!({"body": adf(&format!("c{n}"))})),
-            )
-            .await;
-            assert_eq!(a.status, 201);
-            assert_eq!(a.body["author"]["emailAddress"], EMAIL);
-        }
-        let a = call(
-            &sim,
-            Method::GET,
-            "/rest/api/3/issue/SEC-1/comment?startAt=1&maxResults=1&orderBy=-created",
-            None,
-        )
-        .await;
-        assert_eq!(a.body["total"], 3);
-        assert_eq!(a.body["startAt"], 1);
-        assert_eq!(a.body["comments"][0]["body"], adf("c1"));
-        let a = call(
-            &sim,
-            Method::GET,
-            "/rest/api/3/issue/SEC-1/comment?orderBy=author",
-            None,
-        )
-        .await;
-        assert_eq!(a.status, 400);
-    }
-
-    #[tokio::test]
-    async fn requests_without_valid_basic_auth_get_401() {
-        let sim = start().await;
-        let client = crate::http::build_client(&Default::default()).unwrap();
-        for request in [
-            client.get(format!("{}/rest/api/3/issue/SEC-1", sim.base_url())),
-            client
-                .get(format!("{}/rest/api/3/issue/SEC-1", sim.base_url()))
-                .basic_auth(EMAIL, Some("wrong")),
-            client
-                .get(format!("{}/rest/api/3/issue/SEC-1", sim.base_url()))
-                .bearer_auth(TOKEN),
-        ] {
-            let response = request.send().await.unwrap();
-            assert_eq!(response.status().as_u16(), 401);
-            let body: Value = response.json().await.unwrap();
-            assert_eq!(body["errorMessages"][0], UNAUTHENTICATED);
-        }
-        // The admin surface needs none.
-        let response = client
-            .get(format!("{}/_sim/issues", sim.base_url()))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 200);
-        let response = client
-            .get(format!("{}/_sim/requests", sim.base_url()))
-            .send()
-            .await
-            .unwrap();
-        let log: Value = response.json().await.unwrap();
-        assert_eq!(log.as_array().unwrap().len(), 3);
-        assert_eq!(log[0]["status"], 401);
-    }
-
-    #[tokio::test]
-    async fn per_issue_write_limit_answers_429_with_its_reason() {
-        let sim = start().await;
-        create(&sim, "s", &[]).await;
-        sim.set_per_issue_write_limit(Some(2));
-        for n in 0..2 {
-            let a = call(
-                &sim,
-                Method::PUT,
-                "/rest/api/3/issue/SEC-1",
-                Some(json!({"fields": {"summary": format!("n{n}")}})),
-            )
-            .await;
-            assert_eq!(a.status, 204);
-        }
-        let a = call(
-            &sim,
-            Method::PUT,
-            "/rest/api/3/issue/SEC-1",
-            Some(json!({"fields": {"summary": "x"}})),
-        )
-        .await;
-        assert_eq!(a.status, 429);
-        assert_eq!(a.headers["ratelimit-reason"], "jira-per-issue-on-write");
-        assert_eq!(a.headers["retry-after"], "1");
-        // Reads and other issues are not limited.
-        assert_eq!(
-            call(&sim, Method::GET, "/rest/api/3/issue/SEC-1", None)
-                .await
-                .status,
-            200
-        );
-        create(&sim, "t", &[]).await;
-        let a = call(
-            &sim,
-            Method::PUT,
-            "/rest/api/3/issue/SEC-2",
-            Some(json!({"fields": {"summary": "y"}})),
-        )
-        .await;
-        assert_eq!(a.status, 204);
-    }
-
-    #[tokio::test]
-    async fn burst_limit_answers_429_with_its_reason() {
-        let sim = start().await;
-        sim.set_burst_limit(Some(2));
-        let mut statuses = Vec::new();
-        let mut last = None;
-        for _ in 0..3 {
-            let a = call(&sim, Method::GET, "/rest/api/3/myself", None).await;
-            statuses.push(a.status);
-            last = Some(a);
-        }
-        assert_eq!(statuses, vec![200, 200, 429]);
-        let last = last.unwrap();
-        assert_eq!(last.headers["ratelimit-reason"], "jira-burst-based");
-        assert_eq!(last.headers["retry-after"], "1");
-        assert_eq!(last.body["errorMessages"][0], "Rate limit exceeded.");
-    }
-
-    #[test]
-    fn jql_parses_precedence_escapes_and_order() {
-        let q = jql::parse(
-            r#"project = SEC AND labels = "a\"b\\c" OR NOT key in (SEC-1, 'SEC-2') order by updated asc, KEY desc"#,
-        )
-        .unwrap();
-        let clause = |field: &str, op, values: &[&str]| jql::Expr::Clause {
-            field: field.into(),
-            op,
-            values: values.iter().map(|v| v.to_string()).collect(),
-        };
-        assert_eq!(
-            q.filter.unwrap(),
-            jql::Expr::Or(
-                Box::new(jql::Expr::And(
-                    Box::new(clause("project", jql::Op::Eq, &["SEC"])),
-                    Box::new(clause("labels", jql::Op::Eq, &["a\"b\\c"])),
-                )),
-                Box::new(jql::Expr::Not(Box::new(clause(
-                    "key",
-                    jql::Op::In,
-                    &["SEC-1", "SEC-2"]
-                )))),
-            )
-        );
-        assert_eq!(
-            q.order,
-            vec![("updated".to_string(), false), ("key".to_string(), true)]
-        );
-        assert_eq!(
-            jql::tokenize(r#""\u00e9\n""#).unwrap(),
-            vec![jql::Tok::Str("é\n".into())]
-        );
-        assert!(jql::parse("labels = and").is_err());
-        assert!(jql::parse("labels = \"x\" \"y\"").is_err());
-    }
-}
+mod tests;

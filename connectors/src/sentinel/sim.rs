@@ -15,10 +15,8 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
@@ -33,6 +31,7 @@ use bridge_core::vocab::{
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 
 use super::convert::{REDIRECTED_LABEL, canonical_enum};
 use super::wire::{
@@ -41,7 +40,8 @@ use super::wire::{
     ResourceList,
 };
 use crate::auth::registry::{TokenProblem, TokenRegistry};
-use crate::simkit::{self, Fault, SimKit, SimServer};
+use crate::bucket::TokenBucket;
+use crate::simkit::{self, Fault, json_response_as};
 
 mod filter;
 
@@ -295,252 +295,9 @@ impl Resources {
 }
 
 // ---------------------------------------------------------------------------------
-// Seeds and analyst changes
-
-/// A new incident for [`SentinelSim::seed_incident`] (or `POST /_sim/incidents`,
-/// whose JSON uses these names in camelCase). By default it is a Defender XDR
-/// incident (`providerName` "Microsoft XDR", a numeric `providerIncidentId` and its
-/// Defender portal link); [`SeedIncident::sentinel_native`] makes one of Sentinel's
-/// own. Without times it is created now; an unset `updated` equals `created`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
-pub struct SeedIncident {
-    /// An explicit GUID; random by default.
-    pub id: Option<String>,
-    pub title: String,
-    pub description: Option<String>,
-    pub severity: String,
-    pub status: String,
-    pub classification: Option<String>,
-    pub classification_reason: Option<String>,
-    pub classification_comment: Option<String>,
-    /// The owner's UPN (also their email).
-    pub owner: Option<String>,
-    pub labels: Vec<SeedLabel>,
-    /// `None`: Defender XDR.
-    pub provider_name: Option<String>,
-    /// For a Defender incident; the next from [`FIRST_PROVIDER_ID`] by default.
-    pub provider_incident_id: Option<String>,
-    pub alerts_count: i64,
-    pub alert_product_names: Vec<String>,
-    pub tactics: Vec<String>,
-    pub created: Option<DateTime<Utc>>,
-    pub updated: Option<DateTime<Utc>>,
-}
-
-impl Default for SeedIncident {
-    fn default() -> Self {
-        SeedIncident {
-            id: None,
-            title: "Suspicious activity".into(),
-            description: None,
-            severity: "Medium".into(),
-            status: "New".into(),
-            classification: None,
-            classification_reason: None,
-            classification_comment: None,
-            owner: None,
-            labels: Vec::new(),
-            provider_name: None,
-            provider_incident_id: None,
-            alerts_count: 1,
-            alert_product_names: Vec::new(),
-            tactics: Vec::new(),
-            created: None,
-            updated: None,
-        }
-    }
-}
-
-/// A label on a seed; `labelType` defaults to `User`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SeedLabel {
-    #[serde(alias = "labelName")]
-    pub name: String,
-    #[serde(default = "user_label_type")]
-    pub label_type: String,
-}
-
-fn user_label_type() -> String {
-    "User".into()
-}
-
-impl SeedIncident {
-    pub fn new(title: impl Into<String>) -> SeedIncident {
-        SeedIncident {
-            title: title.into(),
-            ..SeedIncident::default()
-        }
-    }
-
-    pub fn id(mut self, id: impl Into<String>) -> Self {
-        self.id = Some(id.into());
-        self
-    }
-
-    pub fn description(mut self, description: impl Into<String>) -> Self {
-        self.description = Some(description.into());
-        self
-    }
-
-    pub fn severity(mut self, severity: impl Into<String>) -> Self {
-        self.severity = severity.into();
-        self
-    }
-
-    pub fn status(mut self, status: impl Into<String>) -> Self {
-        self.status = status.into();
-        self
-    }
-
-    pub fn classification(mut self, classification: impl Into<String>) -> Self {
-        self.classification = Some(classification.into());
-        self
-    }
-
-    pub fn classification_reason(mut self, reason: impl Into<String>) -> Self {
-        self.classification_reason = Some(reason.into());
-        self
-    }
-
-    pub fn classification_comment(mut self, comment: impl Into<String>) -> Self {
-        self.classification_comment = Some(comment.into());
-        self
-    }
-
-    pub fn owner(mut self, upn: impl Into<String>) -> Self {
-        self.owner = Some(upn.into());
-        self
-    }
-
-    /// A `User` label.
-    pub fn label(mut self, name: impl Into<String>) -> Self {
-        self.labels.push(SeedLabel {
-            name: name.into(),
-            label_type: "User".into(),
-        });
-        self
-    }
-
-    /// An `AutoAssigned` label (set by an analytics rule or automation).
-    pub fn auto_label(mut self, name: impl Into<String>) -> Self {
-        self.labels.push(SeedLabel {
-            name: name.into(),
-            label_type: "AutoAssigned".into(),
-        });
-        self
-    }
-
-    /// Sentinel's own incident (`providerName` "Azure Sentinel", no provider id).
-    pub fn sentinel_native(mut self) -> Self {
-        self.provider_name = Some(SENTINEL_PROVIDER.into());
-        self
-    }
-
-    /// The Defender XDR incident id (the join key to Graph).
-    pub fn provider_incident_id(mut self, id: impl Into<String>) -> Self {
-        self.provider_incident_id = Some(id.into());
-        self
-    }
-
-    pub fn alerts(mut self, count: i64) -> Self {
-        self.alerts_count = count;
-        self
-    }
-
-    pub fn tactic(mut self, tactic: impl Into<String>) -> Self {
-        self.tactics.push(tactic.into());
-        self
-    }
-
-    pub fn created(mut self, at: DateTime<Utc>) -> Self {
-        self.created = Some(at);
-        self
-    }
-
-    pub fn updated(mut self, at: DateTime<Utc>) -> Self {
-        self.updated = Some(at);
-        self
-    }
-}
-
-/// A change made in the portal (`PATCH /_sim/incidents/{id}`): validated enums but
-/// no closing rules; absent fields are kept, `null` clears the nullable ones.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
-pub struct AnalystChange {
-    pub title: Option<String>,
-    #[serde(deserialize_with = "some_even_if_null")]
-    pub description: Option<Option<String>>,
-    pub severity: Option<String>,
-    pub status: Option<String>,
-    #[serde(deserialize_with = "some_even_if_null")]
-    pub classification: Option<Option<String>>,
-    #[serde(deserialize_with = "some_even_if_null")]
-    pub classification_reason: Option<Option<String>>,
-    #[serde(deserialize_with = "some_even_if_null")]
-    pub classification_comment: Option<Option<String>>,
-    /// A UPN; `null` unassigns.
-    #[serde(deserialize_with = "some_even_if_null")]
-    pub owner: Option<Option<String>>,
-    /// Replaces the labels.
-    pub labels: Option<Vec<SeedLabel>>,
-    /// A comment written by an analyst.
-    pub comment: Option<SeedComment>,
-}
-
-/// A comment written in the portal.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SeedComment {
-    #[serde(default = "default_author")]
-    pub author: String,
-    #[serde(alias = "message")]
-    pub text: String,
-}
-
-fn default_author() -> String {
-    "SOC Analyst".into()
-}
-
-fn some_even_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
-}
-
-/// One ARM token bucket: `capacity` requests at once, refilled at
-/// `refill_per_second`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BucketLimit {
-    pub capacity: u32,
-    pub refill_per_second: u32,
-}
-
-/// ARM's throttling, per operation type (API.md §3.8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ArmRateLimit {
-    pub reads: BucketLimit,
-    pub writes: BucketLimit,
-    pub deletes: BucketLimit,
-}
-
-impl ArmRateLimit {
-    /// The documented per-subscription buckets.
-    pub const SUBSCRIPTION: ArmRateLimit = ArmRateLimit {
-        reads: BucketLimit {
-            capacity: 250,
-            refill_per_second: 25,
-        },
-        writes: BucketLimit {
-            capacity: 200,
-            refill_per_second: 10,
-        },
-        deletes: BucketLimit {
-            capacity: 200,
-            refill_per_second: 10,
-        },
-    };
-}
+// Seeds and analyst changes: `sim/seed.rs`.
+mod seed;
+pub use seed::*;
 
 // ---------------------------------------------------------------------------------
 // State
@@ -578,36 +335,36 @@ impl Operation {
     }
 }
 
+/// One of ARM's buckets: the shared [`TokenBucket`], shaped by ARM's whole-number
+/// limit and answered in ARM's terms (whole tokens left, whole seconds to wait).
 #[derive(Debug)]
 struct Bucket {
     limit: BucketLimit,
-    tokens: f64,
-    last: Instant,
+    bucket: TokenBucket,
 }
 
 impl Bucket {
     fn new(limit: BucketLimit) -> Bucket {
+        let shape = crate::bucket::BucketLimit {
+            burst: limit.capacity,
+            per_second: f64::from(limit.refill_per_second),
+        };
         Bucket {
             limit,
-            tokens: f64::from(limit.capacity),
-            last: Instant::now(),
+            bucket: TokenBucket::new(shape, Instant::now()),
         }
     }
 
     /// Takes a token: `Ok(remaining)` or `Err(seconds to wait)`.
     fn take(&mut self) -> Result<u32, u64> {
-        let now = Instant::now();
         let refill = f64::from(self.limit.refill_per_second);
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * refill)
-            .min(f64::from(self.limit.capacity));
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(self.tokens.floor() as u32)
-        } else if refill <= 0.0 {
-            Err(3600)
-        } else {
-            Err((((1.0 - self.tokens) / refill).ceil() as u64).max(1))
+        if refill <= 0.0 && self.bucket.tokens() < 1.0 {
+            // Never refilled: an hour is as good an answer as any.
+            return Err(3600);
+        }
+        match self.bucket.try_take(Instant::now()) {
+            Ok(()) => Ok(self.bucket.tokens().floor() as u32),
+            Err(_) => Err((((1.0 - self.bucket.tokens()) / refill).ceil() as u64).max(1)),
         }
     }
 }
@@ -623,7 +380,8 @@ fn buckets(limit: ArmRateLimit) -> [Bucket; 3] {
 
 type PutHook = Box<dyn FnOnce(&mut SimIncident) + Send>;
 
-struct SimState {
+/// The simulator's model (what [`SentinelSim`] locks); opaque outside this module.
+pub struct SimState {
     /// By lower-cased name (ARM names are case-insensitive).
     incidents: HashMap<String, SimIncident>,
     next_number: i64,
@@ -1143,23 +901,26 @@ pub fn is_guid(s: &str) -> bool {
             .all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
-struct Shared {
-    state: Mutex<SimState>,
+/// What the simulator fixes at start and reads without its lock.
+#[derive(Debug)]
+pub struct Context {
     registry: Arc<TokenRegistry>,
-    kit: Arc<SimKit>,
     resources: Resources,
     /// Used for links when a request carries no usable `Host` header.
     base_url: String,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, SimState> {
-        self.state.lock().expect("sentinel sim state")
-    }
+type Shared = simkit::Shared<SimState, Context>;
 
+impl simkit::VendorState for SimState {
+    const NAME: &'static str = "SentinelSim";
+    const JSON_CONTENT_TYPE: &'static str = JSON_CONTENT_TYPE;
+}
+
+impl Shared {
     /// The incident as the API shows it (`preview`: with the preview-only fields).
     fn render(&self, incident: &SimIncident, preview: bool) -> Incident {
-        self.resources.incident_wire(incident, preview)
+        self.context.resources.incident_wire(incident, preview)
     }
 }
 
@@ -1167,20 +928,7 @@ impl Shared {
 // The simulator and its admin API
 
 /// The Sentinel incidents simulator for one workspace.
-pub struct SentinelSim {
-    pub server: SimServer,
-    pub kit: Arc<SimKit>,
-    shared: Arc<Shared>,
-}
-
-impl std::fmt::Debug for SentinelSim {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SentinelSim")
-            .field("base_url", &self.server.base_url)
-            .field("workspace", &self.shared.resources.workspace)
-            .finish_non_exhaustive()
-    }
-}
+pub type SentinelSim = simkit::Sim<SimState, Context>;
 
 impl SentinelSim {
     /// Serves the simulator (plain HTTP) on `listener` until [`SentinelSim::shutdown`].
@@ -1189,67 +937,47 @@ impl SentinelSim {
         registry: Arc<TokenRegistry>,
         workspace: SentinelWorkspace,
     ) -> SentinelSim {
-        let addr = listener
-            .local_addr()
-            .expect("a bound listener has an address");
-        let kit = SimKit::new();
-        let shared = Arc::new(Shared {
-            state: Mutex::new(SimState::new(Resources {
+        let shared = Shared::new(
+            SimState::new(Resources {
                 workspace: workspace.clone(),
-            })),
-            registry,
-            kit: kit.clone(),
-            resources: Resources { workspace },
-            base_url: format!("http://127.0.0.1:{}", addr.port()),
-        });
-        let router = Router::new()
+            }),
+            Context {
+                registry,
+                resources: Resources { workspace },
+                base_url: simkit::plain_base_url(&listener),
+            },
+        );
+        let router = Shared::router()
             .route("/_sim/incidents", get(admin_list).post(admin_seed))
             .route("/_sim/incidents/{id}", get(admin_get).patch(admin_change))
             .route("/_sim/incidents/{id}/merge", post(admin_merge))
             .route("/_sim/incidents/{id}/comments", post(admin_comment))
-            .route("/_sim/requests", get(admin_requests))
-            .fallback(arm)
-            .with_state(shared.clone());
-        let router = simkit::with_kit(router, kit.clone());
-        let server = simkit::serve(listener, router, None).await;
-        SentinelSim {
-            server,
-            kit,
-            shared,
-        }
-    }
-
-    /// `http://127.0.0.1:PORT`: the client's ARM `base_url`.
-    pub fn base_url(&self) -> String {
-        self.server.base_url.clone()
+            .fallback(arm);
+        SentinelSim::serve(listener, shared, router, |router| router).await
     }
 
     pub fn workspace(&self) -> &SentinelWorkspace {
-        &self.shared.resources.workspace
+        &self.shared().context.resources.workspace
     }
 
     /// `/subscriptions/…/providers/Microsoft.SecurityInsights/incidents`: the
     /// collection's path (append `?api-version=…`).
     pub fn incidents_path(&self) -> String {
-        format!("{}/incidents", self.shared.resources.prefix())
-    }
-
-    pub fn shutdown(&self) {
-        self.server.shutdown();
+        format!("{}/incidents", self.shared().context.resources.prefix())
     }
 
     /// The token audience accepted (default `https://management.azure.com`).
     pub fn audience(&self) -> String {
-        self.shared.lock().audience.clone()
+        self.lock().audience.clone()
     }
 
     pub fn set_audience(&self, audience: &str) {
-        self.shared.lock().audience = audience.to_string();
+        self.lock().audience = audience.to_string();
     }
 
     /// The tenant named in Defender portal links of incidents seeded from now on.
     pub fn set_tenant_id(&self, tenant_id: &str) {
-        self.shared.lock().tenant_id = tenant_id.to_string();
+        self.lock().tenant_id = tenant_id.to_string();
     }
 
     /// ARM throttling per operation type, [`ArmRateLimit::SUBSCRIPTION`] by default
@@ -1257,32 +985,32 @@ impl SentinelSim {
     /// `x-ms-ratelimit-remaining-subscription-{reads,writes,deletes}`. `None` lifts
     /// it, a kinder mode its callers must give a reason for.
     pub fn set_rate_limit(&self, limit: Option<ArmRateLimit>) {
-        self.shared.lock().rate = limit.map(buckets);
+        self.lock().rate = limit.map(buckets);
     }
 
     /// Show the preview-only `additionalData` fields (`mergedIncidentNumber`, …) on
     /// stable api-versions too; off by default (whether the service does is [U]).
     pub fn set_preview_data_on_stable(&self, on: bool) {
-        self.shared.lock().preview_on_stable = on;
+        self.lock().preview_on_stable = on;
     }
 
     /// The label a merge adds, `Redirected` by default. Its exact casing is
     /// unconfirmed (API.md §3.5 [U]: the docs write "redirected"), so tests can
     /// try either.
     pub fn set_redirected_label(&self, label: &str) {
-        self.shared.lock().redirected_label = label.to_string();
+        self.lock().redirected_label = label.to_string();
     }
 
     /// Reproduce azure-rest-api-specs#27165 (`properties/classification eq
     /// 'Undetermined'` lists nothing); on by default.
     pub fn set_undetermined_filter_bug(&self, on: bool) {
-        self.shared.lock().undetermined_bug = on;
+        self.lock().undetermined_bug = on;
     }
 
     /// Makes `upn` known with this display name (an owner sent by object id alone
     /// is resolved against these). Returns the object id.
     pub fn add_user(&self, upn: &str, display_name: &str) -> String {
-        let mut state = self.shared.lock();
+        let mut state = self.lock();
         let mut user = state.user_by_name(upn);
         user.assigned_to = Some(display_name.to_string());
         if let Some(u) = state
@@ -1302,23 +1030,23 @@ impl SentinelSim {
     }
 
     pub fn try_seed_incident(&self, seed: SeedIncident) -> Result<String, String> {
-        self.shared.lock().seed(seed)
+        self.lock().seed(seed)
     }
 
     pub fn incident(&self, id: &str) -> Option<SimIncident> {
-        self.shared.lock().get(id).cloned()
+        self.lock().get(id).cloned()
     }
 
     /// The incident's JSON as the API shows it (preview fields included).
     pub fn incident_json(&self, id: &str) -> Option<serde_json::Value> {
-        let state = self.shared.lock();
+        let state = self.lock();
         let incident = state.get(id)?;
-        Some(to_json(&self.shared.render(incident, true)))
+        Some(to_json(&self.shared().render(incident, true)))
     }
 
     /// All incidents, by number.
     pub fn incidents(&self) -> Vec<SimIncident> {
-        let mut all: Vec<_> = self.shared.lock().incidents.values().cloned().collect();
+        let mut all: Vec<_> = self.lock().incidents.values().cloned().collect();
         all.sort_by_key(|i| i.number);
         all
     }
@@ -1336,7 +1064,7 @@ impl SentinelSim {
         id: &str,
         f: impl FnOnce(&mut SimIncident),
     ) -> Option<SimIncident> {
-        self.shared.lock().change(id, f)
+        self.lock().change(id, f)
     }
 
     /// A change stamped `lastModifiedTimeUtc = at` with a fresh etag: how an edit
@@ -1348,7 +1076,7 @@ impl SentinelSim {
         at: DateTime<Utc>,
         f: impl FnOnce(&mut SimIncident),
     ) -> Option<SimIncident> {
-        let mut state = self.shared.lock();
+        let mut state = self.lock();
         state.change(id, f)?;
         let incident = state.get_mut(id).expect("changed above");
         incident.modified = at;
@@ -1361,7 +1089,7 @@ impl SentinelSim {
         id: &str,
         change: AnalystChange,
     ) -> Result<SimIncident, String> {
-        self.shared.lock().apply_analyst_change(id, change)
+        self.lock().apply_analyst_change(id, change)
     }
 
     pub fn set_status(&self, id: &str, status: &str) -> bool {
@@ -1455,15 +1183,14 @@ impl SentinelSim {
     /// target; the target absorbs the alerts. Both are bumped. False when either is
     /// missing.
     pub fn merge(&self, source_id: &str, target_id: &str) -> bool {
-        self.shared.lock().merge(source_id, target_id).is_ok()
+        self.lock().merge(source_id, target_id).is_ok()
     }
 
     /// Before the next API PUT to incident `id` is applied (after its body has been
     /// validated), runs `f` as an analyst change: the race between a client's GET
     /// and its PUT, so the PUT's etag is stale.
     pub fn on_next_put(&self, id: &str, f: impl FnOnce(&mut SimIncident) + Send + 'static) {
-        self.shared
-            .lock()
+        self.lock()
             .put_hooks
             .push((id.to_ascii_lowercase(), Box::new(f)));
     }
@@ -1530,7 +1257,7 @@ impl IntoResponse for ArmError {
         if self.inner_error_null {
             body["error"]["innerError"] = serde_json::Value::Null;
         }
-        let mut response = json_response(self.status, &body);
+        let mut response = json_response_as(JSON_CONTENT_TYPE, self.status, &body);
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
@@ -1567,11 +1294,6 @@ pub fn throttle_fault(times: u32, retry_after: u64) -> Fault {
 
 fn to_json<T: Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_value(value).expect("simulator JSON serialises")
-}
-
-fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
-    let body = serde_json::to_vec(body).expect("simulator JSON serialises");
-    (status, [(header::CONTENT_TYPE, JSON_CONTENT_TYPE)], body).into_response()
 }
 
 // ---------------------------------------------------------------------------------
@@ -1742,7 +1464,7 @@ fn link_base(shared: &Shared, headers: &HeaderMap) -> String {
                     .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
         })
         .map(|h| format!("http://{h}"))
-        .unwrap_or_else(|| shared.base_url.clone())
+        .unwrap_or_else(|| shared.context.base_url.clone())
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters (a space is %20).
@@ -1759,1946 +1481,19 @@ fn encode(value: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------------
-// Listing and $skipToken
-
-/// What a `$skipToken` encodes (opaque to clients): the sort position of the last
-/// item served (keyset paging: an item changed meanwhile moves, it is not skipped)
-/// and the query it belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct SkipToken {
-    key: i64,
-    tie: i64,
-    fingerprint: u64,
-}
-
-impl SkipToken {
-    fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!(
-            "v1.{}.{}.{:x}",
-            self.key, self.tie, self.fingerprint
-        ))
-    }
-
-    fn decode(token: &str) -> Option<SkipToken> {
-        let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(token.trim()).ok()?).ok()?;
-        let mut parts = raw.split('.');
-        if parts.next()? != "v1" {
-            return None;
-        }
-        let token = SkipToken {
-            key: parts.next()?.parse().ok()?,
-            tie: parts.next()?.parse().ok()?,
-            fingerprint: u64::from_str_radix(parts.next()?, 16).ok()?,
-        };
-        parts.next().is_none().then_some(token)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SortField {
-    LastModified,
-    Created,
-    Number,
-    Severity,
-}
-
-#[derive(Debug)]
-struct ListQuery {
-    /// `$filter`, `$orderby`, `$top` as given, in order: echoed in `nextLink`.
-    echo: Vec<(String, String)>,
-    filter: Vec<Clause>,
-    sort: SortField,
-    descending: bool,
-    top: usize,
-    token: Option<SkipToken>,
-    fingerprint: u64,
-}
-
-fn parse_orderby(value: &str, scope: Scope) -> Result<(SortField, bool), ArmError> {
-    let mut words = value.split_whitespace();
-    let field = words.next().unwrap_or("");
-    let descending = match words.next().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("asc") => false,
-        Some("desc") => true,
-        Some(other) => {
-            return Err(ArmError::bad_request(format!(
-                "Invalid $orderby: '{other}' is not asc or desc."
-            )));
-        }
-    };
-    if words.next().is_some() || value.contains(',') {
-        return Err(ArmError::bad_request(
-            "Invalid $orderby: order by one property.",
-        ));
-    }
-    let sort = match (field, scope) {
-        ("properties/lastModifiedTimeUtc", _) => SortField::LastModified,
-        ("properties/createdTimeUtc", _) => SortField::Created,
-        ("properties/incidentNumber", Scope::Incidents) => SortField::Number,
-        ("properties/severity", Scope::Incidents) => SortField::Severity,
-        _ => {
-            return Err(ArmError::bad_request(format!(
-                "Invalid $orderby: could not find a property named '{field}'."
-            )));
-        }
-    };
-    Ok((sort, descending))
-}
-
-fn parse_list_query(
-    pairs: &[(String, String)],
-    path: &str,
-    scope: Scope,
-) -> Result<ListQuery, ArmError> {
-    let mut query = ListQuery {
-        echo: Vec::new(),
-        filter: Vec::new(),
-        sort: match scope {
-            Scope::Incidents => SortField::LastModified,
-            Scope::Comments => SortField::Created,
-        },
-        // [U] the service's default order; newest change first for incidents.
-        descending: scope == Scope::Incidents,
-        top: DEFAULT_PAGE_SIZE,
-        token: None,
-        fingerprint: 0,
-    };
-    let mut seen: Vec<String> = Vec::new();
-    for (name, value) in pairs {
-        let lower = name.to_ascii_lowercase();
-        if lower == "api-version" || !lower.starts_with('$') {
-            continue;
-        }
-        if seen.contains(&lower) {
-            return Err(ArmError::bad_request(format!(
-                "The query parameter '{name}' was specified more than once."
-            )));
-        }
-        seen.push(lower.clone());
-        match lower.as_str() {
-            "$filter" => query.filter = parse_filter(value, scope)?,
-            "$orderby" => (query.sort, query.descending) = parse_orderby(value, scope)?,
-            "$top" => {
-                query.top = value
-                    .trim()
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|t| (1..=MAX_TOP).contains(t))
-                    .ok_or_else(|| {
-                        ArmError::bad_request(format!(
-                            "The value '{value}' of $top is invalid: it must be an integer from 1 to {MAX_TOP}."
-                        ))
-                    })?;
-            }
-            "$skiptoken" => {
-                query.token =
-                    Some(SkipToken::decode(value).ok_or_else(|| {
-                        ArmError::bad_request("The $skipToken value is not valid.")
-                    })?);
-                continue;
-            }
-            _ => {
-                return Err(ArmError::bad_request(format!(
-                    "The query parameter '{name}' is not supported."
-                )));
-            }
-        }
-        query.echo.push((name.clone(), value.clone()));
-    }
-    let mut hasher = DefaultHasher::new();
-    path.to_ascii_lowercase().hash(&mut hasher);
-    let mut canonical: Vec<(String, &String)> = query
-        .echo
-        .iter()
-        .map(|(n, v)| (n.to_ascii_lowercase(), v))
-        .collect();
-    canonical.sort();
-    canonical.hash(&mut hasher);
-    query.fingerprint = hasher.finish();
-    if let Some(token) = query.token
-        && token.fingerprint != query.fingerprint
-    {
-        return Err(ArmError::bad_request(
-            "The $skipToken does not belong to this query: request the nextLink exactly as returned.",
-        ));
-    }
-    Ok(query)
-}
-
-fn severity_rank(severity: &str) -> i64 {
-    match severity {
-        "Informational" => 0,
-        "Low" => 1,
-        "Medium" => 2,
-        _ => 3,
-    }
-}
-
-fn nanos(t: &DateTime<Utc>) -> i64 {
-    t.timestamp_nanos_opt().unwrap_or(i64::MAX)
-}
-
-/// One page of `rows` (each with its sort key and tie-breaker): the rows after the
-/// token, at most `top`, and the token for the rest if any.
-fn page<T>(mut rows: Vec<(i64, i64, T)>, query: &ListQuery) -> (Vec<T>, Option<SkipToken>) {
-    rows.sort_by_key(|(k, t, _)| (*k, *t));
-    if query.descending {
-        rows.reverse();
-    }
-    let after = |k: i64, t: i64| match query.token {
-        None => true,
-        Some(token) if query.descending => (k, t) < (token.key, token.tie),
-        Some(token) => (k, t) > (token.key, token.tie),
-    };
-    let mut rest = rows
-        .into_iter()
-        .filter(|(k, t, _)| after(*k, *t))
-        .peekable();
-    let mut items = Vec::new();
-    let mut last = None;
-    while items.len() < query.top {
-        let Some((k, t, item)) = rest.next() else {
-            break;
-        };
-        last = Some((k, t));
-        items.push(item);
-    }
-    let next = match (rest.peek(), last) {
-        (Some(_), Some((key, tie))) => Some(SkipToken {
-            key,
-            tie,
-            fingerprint: query.fingerprint,
-        }),
-        _ => None,
-    };
-    (items, next)
-}
-
-fn next_link(
-    base: &str,
-    path: &str,
-    api_version: &str,
-    query: &ListQuery,
-    token: SkipToken,
-) -> String {
-    let mut link = format!("{base}{path}?api-version={}", encode(api_version));
-    for (name, value) in &query.echo {
-        link.push('&');
-        link.push_str(name);
-        link.push('=');
-        link.push_str(&encode(value));
-    }
-    link.push_str("&$skipToken=");
-    link.push_str(&token.encode());
-    link
-}
-
-struct Call<'a> {
-    shared: &'a Shared,
-    method: &'a Method,
-    uri: &'a Uri,
-    headers: &'a HeaderMap,
-    pairs: Vec<(String, String)>,
-    api_version: String,
-    body: &'a [u8],
-}
-
-impl Call<'_> {
-    fn link_base(&self) -> String {
-        link_base(self.shared, self.headers)
-    }
-
-    fn not_allowed(&self) -> ArmError {
-        ArmError::method_not_allowed(self.uri, &self.api_version, self.method)
-    }
-}
-
-fn list_incidents(call: &Call) -> Result<Response, ArmError> {
-    let path = call.uri.path();
-    let query = parse_list_query(&call.pairs, path, Scope::Incidents)?;
-    let state = call.shared.lock();
-    let bug = state.undetermined_bug && query.filter.iter().any(Clause::is_undetermined_bug);
-    let rows = state
-        .incidents
-        .values()
-        .filter(|i| !bug && query.filter.iter().all(|c| c.matches(*i)))
-        .map(|i| {
-            let key = match query.sort {
-                SortField::LastModified => nanos(&i.modified),
-                SortField::Created => nanos(&i.created),
-                SortField::Number => i.number,
-                SortField::Severity => severity_rank(&i.severity),
-            };
-            (key, i.number, i)
-        })
-        .collect();
-    let (items, next) = page(rows, &query);
-    let preview = is_preview(&state, &call.api_version);
-    let body = ResourceList {
-        value: items
-            .into_iter()
-            .map(|i| call.shared.render(i, preview))
-            .collect::<Vec<_>>(),
-        next_link: next.map(|t| next_link(&call.link_base(), path, &call.api_version, &query, t)),
-    };
-    Ok(json_response(StatusCode::OK, &body))
-}
-
-fn list_comments(call: &Call, id: &str) -> Result<Response, ArmError> {
-    let path = call.uri.path();
-    let query = parse_list_query(&call.pairs, path, Scope::Comments)?;
-    let state = call.shared.lock();
-    let incident = state
-        .get(id)
-        .ok_or_else(|| ArmError::not_found("Incident", id))?;
-    let rows = incident
-        .comments
-        .iter()
-        .filter(|c| query.filter.iter().all(|f| f.matches(*c)))
-        .map(|c| {
-            let key = match query.sort {
-                SortField::LastModified => nanos(&c.modified),
-                _ => nanos(&c.created),
-            };
-            (key, c.seq, c)
-        })
-        .collect();
-    let (items, next) = page(rows, &query);
-    let body = ResourceList {
-        value: items
-            .into_iter()
-            .map(|c| call.shared.resources.comment_wire(&incident.name, c))
-            .collect::<Vec<_>>(),
-        next_link: next.map(|t| next_link(&call.link_base(), path, &call.api_version, &query, t)),
-    };
-    Ok(json_response(StatusCode::OK, &body))
-}
+// Listing and $skipToken: `sim/listing.rs`.
+mod listing;
+use listing::*;
 
 // ---------------------------------------------------------------------------------
-// PUT bodies
-
-/// A validated incident PUT: every writable field (absent = cleared).
-#[derive(Debug)]
-struct IncidentWrite {
-    etag: Option<String>,
-    title: String,
-    description: Option<String>,
-    severity: &'static str,
-    status: &'static str,
-    classification: Option<&'static str>,
-    classification_reason: Option<&'static str>,
-    classification_comment: Option<String>,
-    owner: Option<IncidentOwner>,
-    labels: Vec<String>,
-    first_activity: Option<DateTime<Utc>>,
-    last_activity: Option<DateTime<Utc>>,
-}
-
-fn json_object(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, ArmError> {
-    match serde_json::from_slice(body) {
-        Ok(serde_json::Value::Object(object)) => Ok(object),
-        _ => Err(ArmError::new(
-            StatusCode::BAD_REQUEST,
-            "InvalidRequestContent",
-            "The request content was invalid and could not be deserialized.",
-        )),
-    }
-}
-
-fn string_field(
-    object: &serde_json::Map<String, serde_json::Value>,
-    name: &str,
-) -> Result<Option<String>, ArmError> {
-    match object.get(name) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(ArmError::bad_request(format!(
-            "Cannot convert the value {other} of '{name}' to a string."
-        ))),
-    }
-}
-
-fn enum_field(
-    object: &serde_json::Map<String, serde_json::Value>,
-    name: &str,
-    set: &[&'static str],
-) -> Result<Option<&'static str>, ArmError> {
-    string_field(object, name)?
-        .map(|v| {
-            canonical_enum(set, &v).ok_or_else(|| {
-                ArmError::bad_request(format!(
-                    "The value '{v}' of '{name}' is invalid; it must be one of {}.",
-                    set.join(", ")
-                ))
-            })
-        })
-        .transpose()
-}
-
-fn time_field(
-    object: &serde_json::Map<String, serde_json::Value>,
-    name: &str,
-) -> Result<Option<DateTime<Utc>>, ArmError> {
-    string_field(object, name)?
-        .map(|v| {
-            wire::parse_timestamp(&v)
-                .map(wire::truncate_timestamp)
-                .ok_or_else(|| {
-                    ArmError::bad_request(format!(
-                        "The value '{v}' of '{name}' is not a date-time."
-                    ))
-                })
-        })
-        .transpose()
-}
-
-/// The closing rules (API.md §3.4).
-fn check_closing_rules(
-    status: &str,
-    classification: Option<&str>,
-    reason: Option<&str>,
-) -> Result<(), ArmError> {
-    if status == "Closed" && classification.is_none() {
-        return Err(ArmError::bad_request(
-            "status 'Closed' must have classification",
-        ));
-    }
-    let Some(classification) = classification else {
-        return match reason {
-            Some(reason) => Err(ArmError::bad_request(format!(
-                "classificationReason '{reason}' must have classification"
-            ))),
-            None => Ok(()),
-        };
-    };
-    let allowed: &[&str] = match classification {
-        "TruePositive" => &["SuspiciousActivity"],
-        "BenignPositive" => &["SuspiciousButExpected"],
-        "FalsePositive" => &["IncorrectAlertLogic", "InaccurateData"],
-        _ => &[],
-    };
-    match reason {
-        None if classification == "BenignPositive" => Err(ArmError::bad_request(
-            "classification 'BenignPositive' must have classificationReason",
-        )),
-        Some(reason) if !allowed.contains(&reason) => Err(ArmError::bad_request(format!(
-            "classificationReason '{reason}' is not valid for classification '{classification}'"
-        ))),
-        _ => Ok(()),
-    }
-}
-
-fn parse_incident_write(body: &[u8]) -> Result<IncidentWrite, ArmError> {
-    let object = json_object(body)?;
-    let etag = string_field(&object, "etag")?;
-    let properties = match object.get("properties") {
-        Some(serde_json::Value::Object(p)) => p,
-        _ => {
-            return Err(ArmError::bad_request(
-                "The 'properties' of the incident are required.",
-            ));
-        }
-    };
-    let required = |name: &str| {
-        ArmError::bad_request(format!(
-            "The '{name}' property of the incident is required."
-        ))
-    };
-    let title = string_field(properties, "title")?
-        .filter(|t| !t.trim().is_empty())
-        .ok_or_else(|| required("title"))?;
-    let severity = enum_field(properties, "severity", SENTINEL_SEVERITY)?
-        .ok_or_else(|| required("severity"))?;
-    let status =
-        enum_field(properties, "status", SENTINEL_STATUS)?.ok_or_else(|| required("status"))?;
-    let classification = enum_field(properties, "classification", SENTINEL_CLASSIFICATION)?;
-    let classification_reason = enum_field(
-        properties,
-        "classificationReason",
-        SENTINEL_CLASSIFICATION_REASON,
-    )?;
-    check_closing_rules(status, classification, classification_reason)?;
-    let owner = match properties.get("owner") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(value @ serde_json::Value::Object(_)) => {
-            let owner: IncidentOwner = serde_json::from_value(value.clone())
-                .map_err(|e| ArmError::bad_request(format!("The 'owner' is invalid: {e}.")))?;
-            if let Some(id) = owner.object_id.as_deref()
-                && !is_guid(id)
-            {
-                return Err(ArmError::bad_request(format!(
-                    "The owner objectId '{id}' is not a GUID."
-                )));
-            }
-            if let Some(t) = owner.owner_type.as_deref()
-                && canonical_enum(&["Unknown", "User", "Group"], t).is_none()
-            {
-                return Err(ArmError::bad_request(format!(
-                    "The owner ownerType '{t}' is invalid."
-                )));
-            }
-            let names_someone = [&owner.object_id, &owner.email, &owner.user_principal_name]
-                .into_iter()
-                .flatten()
-                .any(|v| !v.trim().is_empty());
-            names_someone.then_some(owner)
-        }
-        Some(_) => return Err(ArmError::bad_request("The 'owner' must be an object.")),
-    };
-    let labels = match properties.get("labels") {
-        None | Some(serde_json::Value::Null) => Vec::new(),
-        Some(serde_json::Value::Array(items)) => {
-            let mut names: Vec<String> = Vec::new();
-            for item in items {
-                // `labelType` is read-only: ignored.
-                let name = item
-                    .get("labelName")
-                    .and_then(|n| n.as_str())
-                    .map(str::trim)
-                    .filter(|n| !n.is_empty())
-                    .ok_or_else(|| ArmError::bad_request("Every label must have a labelName."))?;
-                if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
-                    names.push(name.to_string());
-                }
-            }
-            names
-        }
-        Some(_) => return Err(ArmError::bad_request("The 'labels' must be an array.")),
-    };
-    Ok(IncidentWrite {
-        etag,
-        title,
-        description: string_field(properties, "description")?,
-        severity,
-        status,
-        classification,
-        classification_reason,
-        classification_comment: string_field(properties, "classificationComment")?,
-        owner,
-        labels,
-        first_activity: time_field(properties, "firstActivityTimeUtc")?,
-        last_activity: time_field(properties, "lastActivityTimeUtc")?,
-    })
-}
-
-fn conflict(id: &str) -> ArmError {
-    ArmError::new(
-        StatusCode::CONFLICT,
-        "Conflict",
-        format!("New version of resource '{id}' exists. Data was not saved"),
-    )
-}
-
-fn put_incident(call: &Call, id: &str) -> Result<Response, ArmError> {
-    if !is_guid(id) {
-        return Err(ArmError::bad_request(format!(
-            "The incident id '{id}' is not a valid GUID."
-        )));
-    }
-    let write = parse_incident_write(call.body)?;
-    let shared = call.shared;
-    let mut state = shared.lock();
-    let key = id.to_ascii_lowercase();
-    while let Some(i) = state.put_hooks.iter().position(|(k, _)| *k == key) {
-        let (_, hook) = state.put_hooks.remove(i);
-        state.change(id, hook);
-    }
-    let exists = state.get(id).is_some();
-    // A body etag is a precondition: it must name the current version (a missing
-    // incident has none). [U for the missing case]
-    if let Some(etag) = &write.etag
-        && state.get(id).is_none_or(|i| i.etag != *etag)
-    {
-        return Err(conflict(id));
-    }
-    let at = state.stamp();
-    let etag = state.etag();
-    let owner = write.owner.as_ref().map(|o| state.resolve_owner(o));
-    if !exists {
-        let number = state.next_number;
-        state.next_number += 1;
-        state.incidents.insert(
-            key.clone(),
-            SimIncident {
-                name: id.to_string(),
-                number,
-                etag: String::new(),
-                title: String::new(),
-                description: None,
-                severity: String::new(),
-                status: String::new(),
-                classification: None,
-                classification_reason: None,
-                classification_comment: None,
-                owner: None,
-                labels: Vec::new(),
-                first_activity: None,
-                last_activity: None,
-                created: at,
-                modified: at,
-                provider_name: SENTINEL_PROVIDER.to_string(),
-                provider_incident_id: None,
-                provider_incident_url: None,
-                alerts_count: 0,
-                alert_product_names: Vec::new(),
-                tactics: Vec::new(),
-                merged_incident_number: None,
-                merged_incident_url: None,
-                comments: Vec::new(),
-            },
-        );
-    }
-    let incident = state.incidents.get_mut(&key).expect("present");
-    incident.etag = etag;
-    incident.modified = at;
-    incident.title = write.title;
-    incident.description = write.description;
-    incident.severity = write.severity.to_string();
-    incident.status = write.status.to_string();
-    incident.classification = write.classification.map(str::to_string);
-    incident.classification_reason = write.classification_reason.map(str::to_string);
-    incident.classification_comment = write.classification_comment;
-    incident.owner = owner;
-    incident.labels = write
-        .labels
-        .into_iter()
-        .map(|name| {
-            let label_type = incident
-                .labels
-                .iter()
-                .find(|l| l.name.eq_ignore_ascii_case(&name))
-                .map_or_else(|| "User".to_string(), |l| l.label_type.clone());
-            SimLabel { name, label_type }
-        })
-        .collect();
-    incident.first_activity = write.first_activity;
-    incident.last_activity = write.last_activity;
-    let incident = incident.clone();
-    let preview = is_preview(&state, &call.api_version);
-    let body = shared.render(&incident, preview);
-    let status = if exists {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok(json_response(status, &body))
-}
-
-fn delete_incident(call: &Call, id: &str) -> Response {
-    let removed = call
-        .shared
-        .lock()
-        .incidents
-        .remove(&id.to_ascii_lowercase());
-    match removed {
-        Some(_) => StatusCode::OK.into_response(),
-        None => StatusCode::NO_CONTENT.into_response(),
-    }
-}
-
-fn put_comment(call: &Call, id: &str, comment_id: &str) -> Result<Response, ArmError> {
-    if !is_guid(comment_id) {
-        return Err(ArmError::bad_request(format!(
-            "The comment id '{comment_id}' is not a valid GUID."
-        )));
-    }
-    let object = json_object(call.body)?;
-    let etag = string_field(&object, "etag")?;
-    let message = match object.get("properties") {
-        Some(serde_json::Value::Object(p)) => string_field(p, "message")?,
-        _ => None,
-    }
-    .filter(|m| !m.trim().is_empty())
-    .ok_or_else(|| ArmError::bad_request("The 'message' property of the comment is required."))?;
-    let shared = call.shared;
-    let mut state = shared.lock();
-    let existing = state
-        .get(id)
-        .ok_or_else(|| ArmError::not_found("Incident", id))?
-        .comment_index(comment_id);
-    let current_etag = existing.map(|i| state.get(id).expect("checked").comments[i].etag.clone());
-    if let Some(etag) = &etag
-        && current_etag.as_ref() != Some(etag)
-    {
-        return Err(conflict(comment_id));
-    }
-    let at = state.stamp();
-    let comment_etag = state.etag();
-    let incident_etag = state.etag();
-    state.comment_seq += 1;
-    let seq = state.comment_seq;
-    let incident = state.get_mut(id).expect("checked above");
-    // A comment is activity on the incident: `lastModifiedTimeUtc` (and the etag,
-    // since `commentsCount` changed) move, so a poller sees portal comments. [U]
-    incident.modified = at;
-    incident.etag = incident_etag;
-    let (comment, status) = match existing {
-        Some(i) => {
-            let comment = &mut incident.comments[i];
-            comment.message = message;
-            comment.modified = at;
-            comment.etag = comment_etag;
-            (comment.clone(), StatusCode::OK)
-        }
-        None => {
-            let comment = SimComment {
-                name: comment_id.to_string(),
-                message,
-                author: app_author(),
-                created: at,
-                modified: at,
-                etag: comment_etag,
-                seq,
-            };
-            incident.comments.push(comment.clone());
-            (comment, StatusCode::CREATED)
-        }
-    };
-    let name = incident.name.clone();
-    Ok(json_response(
-        status,
-        &shared.resources.comment_wire(&name, &comment),
-    ))
-}
-
-fn get_comment(call: &Call, id: &str, comment_id: &str) -> Result<Response, ArmError> {
-    let state = call.shared.lock();
-    let incident = state
-        .get(id)
-        .ok_or_else(|| ArmError::not_found("Incident", id))?;
-    let comment = incident
-        .comment_index(comment_id)
-        .map(|i| &incident.comments[i])
-        .ok_or_else(|| ArmError::not_found("Comment", comment_id))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &call.shared.resources.comment_wire(&incident.name, comment),
-    ))
-}
-
-fn delete_comment(call: &Call, id: &str, comment_id: &str) -> Result<Response, ArmError> {
-    let mut state = call.shared.lock();
-    let index = state
-        .get(id)
-        .ok_or_else(|| ArmError::not_found("Incident", id))?
-        .comment_index(comment_id);
-    let Some(index) = index else {
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    };
-    state.change(id, |incident| {
-        incident.comments.remove(index);
-    });
-    Ok(StatusCode::OK.into_response())
-}
-
-fn incident_action(call: &Call, id: &str, action: &str) -> Result<Response, ArmError> {
-    if call.shared.lock().get(id).is_none() {
-        return Err(ArmError::not_found("Incident", id));
-    }
-    let body = match action {
-        "entities" => serde_json::json!({"entities": [], "metaData": []}),
-        _ => serde_json::json!({"value": []}),
-    };
-    Ok(json_response(StatusCode::OK, &body))
-}
-
-fn get_incident(call: &Call, id: &str) -> Result<Response, ArmError> {
-    let state = call.shared.lock();
-    let incident = state
-        .get(id)
-        .ok_or_else(|| ArmError::not_found("Incident", id))?;
-    let preview = is_preview(&state, &call.api_version);
-    Ok(json_response(
-        StatusCode::OK,
-        &call.shared.render(incident, preview),
-    ))
-}
-
-fn dispatch(call: &Call) -> Result<Response, ArmError> {
-    let target = route(&call.shared.resources, call.uri.path())?;
-    let method = call.method.clone();
-    match (target, method) {
-        (Target::Incidents, Method::GET) => list_incidents(call),
-        (Target::Incident(id), Method::GET) => get_incident(call, &id),
-        (Target::Incident(id), Method::PUT) => put_incident(call, &id),
-        (Target::Incident(id), Method::DELETE) => Ok(delete_incident(call, &id)),
-        (Target::Comments(id), Method::GET) => list_comments(call, &id),
-        (Target::Comment(id, c), Method::GET) => get_comment(call, &id, &c),
-        (Target::Comment(id, c), Method::PUT) => put_comment(call, &id, &c),
-        (Target::Comment(id, c), Method::DELETE) => delete_comment(call, &id, &c),
-        (Target::Action(id, action), Method::POST) => incident_action(call, &id, action),
-        _ => Err(call.not_allowed()),
-    }
-}
-
-fn unauthorized(problem: TokenProblem) -> Response {
-    let code = match problem {
-        TokenProblem::Expired => "ExpiredAuthenticationToken",
-        _ => "InvalidAuthenticationToken",
-    };
-    let message = match problem {
-        TokenProblem::WrongAudience => format!(
-            "The access token has been obtained for wrong audience or resource. It should exactly match one of the allowed audiences '{DEFAULT_AUDIENCE}', '{DEFAULT_AUDIENCE}/'. ({})",
-            problem.message()
-        ),
-        _ => format!("The access token is invalid. ({})", problem.message()),
-    };
-    let mut response = ArmError::new(StatusCode::UNAUTHORIZED, code, message).into_response();
-    let challenge = format!(
-        "Bearer authorization_uri=\"https://login.microsoftonline.com/common\", error=\"invalid_token\", error_description=\"{}\"",
-        problem.message()
-    );
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_str(&challenge).expect("ASCII header value"),
-    );
-    response
-}
-
-/// Every ARM request: token, `api-version`, throttling, then the route.
-async fn arm(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if uri.path().starts_with("/_sim") {
-        return admin_error(
-            StatusCode::NOT_FOUND,
-            "no such simulator admin route".into(),
-        );
-    }
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let audience = shared.lock().audience.clone();
-    if let Err(problem) = shared.registry.check(authorization, &audience) {
-        return unauthorized(problem);
-    }
-    let pairs = query_pairs(uri.query());
-    let api_version = match api_version(&pairs) {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
-    let operation = Operation::of(&method);
-    let remaining = match shared.lock().take_token(operation) {
-        Ok(remaining) => remaining,
-        Err(wait) => {
-            let mut response = (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(header::CONTENT_TYPE, JSON_CONTENT_TYPE)],
-                throttle_body(operation.name(), wait),
-            )
-                .into_response();
-            let headers = response.headers_mut();
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(wait));
-            headers.insert(operation.header(), HeaderValue::from(0u32));
-            return response;
-        }
-    };
-    let call = Call {
-        shared: &shared,
-        method: &method,
-        uri: &uri,
-        headers: &headers,
-        pairs,
-        api_version,
-        body: &body,
-    };
-    let mut response = dispatch(&call).unwrap_or_else(IntoResponse::into_response);
-    let headers = response.headers_mut();
-    if let Some(remaining) = remaining {
-        headers.insert(operation.header(), HeaderValue::from(remaining));
-    }
-    headers.insert(
-        "x-ms-request-id",
-        HeaderValue::from_str(&random_guid()).expect("a GUID is a header value"),
-    );
-    response
-}
+// PUT bodies: `sim/writes.rs`.
+mod writes;
+use writes::*;
 
 // ---------------------------------------------------------------------------------
-// Handlers: the admin surface under /_sim/ (no auth)
-
-fn admin_error(status: StatusCode, message: String) -> Response {
-    ArmError::new(status, "SimulatorAdmin", message).into_response()
-}
-
-async fn admin_list(State(shared): State<Arc<Shared>>) -> Response {
-    let state = shared.lock();
-    let mut all: Vec<&SimIncident> = state.incidents.values().collect();
-    all.sort_by_key(|i| i.number);
-    let value: Vec<Incident> = all.into_iter().map(|i| shared.render(i, true)).collect();
-    json_response(StatusCode::OK, &serde_json::json!({ "value": value }))
-}
-
-async fn admin_get(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    let state = shared.lock();
-    match state.get(&id) {
-        Some(incident) => json_response(StatusCode::OK, &shared.render(incident, true)),
-        None => admin_error(
-            StatusCode::NOT_FOUND,
-            format!("incident {id} does not exist"),
-        ),
-    }
-}
-
-async fn admin_seed(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    let seed: SeedIncident = match serde_json::from_slice(&body) {
-        Ok(seed) => seed,
-        Err(e) => return admin_error(StatusCode::BAD_REQUEST, format!("bad seed: {e}")),
-    };
-    let mut state = shared.lock();
-    match state.seed(seed) {
-        Ok(id) => {
-            let incident = state.get(&id).expect("just seeded");
-            json_response(StatusCode::CREATED, &shared.render(incident, true))
-        }
-        Err(e) => admin_error(StatusCode::BAD_REQUEST, format!("bad seed: {e}")),
-    }
-}
-
-async fn admin_change(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let change: AnalystChange = match serde_json::from_slice(&body) {
-        Ok(change) => change,
-        Err(e) => return admin_error(StatusCode::BAD_REQUEST, format!("bad change: {e}")),
-    };
-    let mut state = shared.lock();
-    if state.get(&id).is_none() {
-        return admin_error(
-            StatusCode::NOT_FOUND,
-            format!("incident {id} does not exist"),
-        );
-    }
-    match state.apply_analyst_change(&id, change) {
-        Ok(incident) => json_response(StatusCode::OK, &shared.render(&incident, true)),
-        Err(e) => admin_error(StatusCode::BAD_REQUEST, format!("bad change: {e}")),
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MergeRequest {
-    into: String,
-}
-
-async fn admin_merge(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let request: MergeRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return admin_error(StatusCode::BAD_REQUEST, format!("bad merge: {e}")),
-    };
-    let mut state = shared.lock();
-    match state.merge(&id, &request.into) {
-        Ok(()) => {
-            let incident = state.get(&id).expect("merged");
-            json_response(StatusCode::OK, &shared.render(incident, true))
-        }
-        Err(e) => admin_error(StatusCode::BAD_REQUEST, format!("bad merge: {e}")),
-    }
-}
-
-async fn admin_comment(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let comment: SeedComment = match serde_json::from_slice(&body) {
-        Ok(c) => c,
-        Err(e) => return admin_error(StatusCode::BAD_REQUEST, format!("bad comment: {e}")),
-    };
-    let mut state = shared.lock();
-    let change = AnalystChange {
-        comment: Some(comment),
-        ..AnalystChange::default()
-    };
-    match state.apply_analyst_change(&id, change) {
-        Ok(incident) => {
-            let comment = incident.comments.last().expect("just added");
-            json_response(
-                StatusCode::CREATED,
-                &shared.resources.comment_wire(&incident.name, comment),
-            )
-        }
-        Err(e) => admin_error(StatusCode::NOT_FOUND, e),
-    }
-}
-
-async fn admin_requests(State(shared): State<Arc<Shared>>) -> Response {
-    let log: Vec<serde_json::Value> = shared
-        .kit
-        .requests()
-        .into_iter()
-        .map(|r| {
-            serde_json::json!({
-                "method": r.method,
-                "path": r.path,
-                "query": r.query,
-                "status": r.status,
-            })
-        })
-        .collect();
-    json_response(StatusCode::OK, &log)
-}
+// Handlers: the admin surface under /_sim/ (no auth): `sim/admin.rs`.
+mod admin;
+use admin::*;
 
 #[cfg(test)]
-mod tests {
-    use chrono::{TimeZone, Utc};
-    use reqwest::Method;
-    use serde_json::json;
-
-    use super::*;
-    use crate::sentinel::testkit::{API_VERSION, Harness, harness, workspace};
-
-    fn code(body: &serde_json::Value) -> &str {
-        body["error"]["code"].as_str().unwrap_or("<none>")
-    }
-
-    fn message(body: &serde_json::Value) -> &str {
-        body["error"]["message"].as_str().unwrap_or("<none>")
-    }
-
-    impl Harness {
-        fn list_url(&self, query: &str) -> String {
-            format!("{}?api-version={API_VERSION}{query}", self.incidents())
-        }
-
-        fn incident_url(&self, id: &str) -> String {
-            format!("{}/{id}?api-version={API_VERSION}", self.incidents())
-        }
-
-        fn comment_url(&self, id: &str, comment: &str) -> String {
-            format!(
-                "{}/{id}/comments/{comment}?api-version={API_VERSION}",
-                self.incidents()
-            )
-        }
-
-        async fn put(&self, url: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-            self.raw(Method::PUT, url, Some(body)).await
-        }
-    }
-
-    /// A PUT body with every required field.
-    fn body(status: &str) -> serde_json::Value {
-        json!({"properties": {"title": "t", "severity": "Medium", "status": status}})
-    }
-
-    #[tokio::test]
-    async fn sentinel_sim_requires_one_known_api_version() {
-        let h = harness().await;
-        let (status, body) = h.get(&h.incidents()).await;
-        assert_eq!((status, code(&body)), (400, "MissingApiVersionParameter"));
-        let (status, body) = h
-            .get(&format!("{}&api-version={API_VERSION}", h.list_url("")))
-            .await;
-        assert_eq!((status, code(&body)), (400, "InvalidApiVersionParameter"));
-        assert!(message(&body).contains("2025-09-01,2025-09-01"), "{body}");
-        let (status, body) = h
-            .get(&format!("{}?api-version=2019-01-01-preview", h.incidents()))
-            .await;
-        assert_eq!((status, code(&body)), (400, "InvalidApiVersionParameter"));
-        for version in ["2025-09-01", "2024-03-01", "2025-07-01-preview"] {
-            let (status, _) = h
-                .get(&format!("{}?api-version={version}", h.incidents()))
-                .await;
-            assert_eq!(status, 200, "{version}");
-        }
-    }
-
-    #[tokio::test]
-    async fn sentinel_sim_checks_bearer_tokens() {
-        let h = harness().await;
-        let url = h.list_url("");
-        let (status, headers, body) = h.raw_with("", Method::GET, &url, None).await;
-        assert_eq!((status, code(&body)), (401, "InvalidAuthenticationToken"));
-        let challenge = headers["www-authenticate"].to_str().unwrap();
-        assert!(
-            challenge.starts_with("Bearer authorization_uri="),
-            "{challenge}"
-        );
-        let (graph, _) = h.registry.issue("https://graph.microsoft.com");
-        let (status, _, body) = h.raw_with(&graph, Method::GET, &url, None).await;
-        assert_eq!((status, code(&body)), (401, "InvalidAuthenticationToken"));
-        assert!(message(&body).contains("audience"), "{body}");
-        h.registry.expire_all();
-        let (status, _, body) = h.raw_with(&h.token, Method::GET, &url, None).await;
-        assert_eq!((status, code(&body)), (401, "ExpiredAuthenticationToken"));
-        // Auth comes before the api-version check, as on ARM.
-        let (status, _, _) = h.raw_with("", Method::GET, &h.incidents(), None).await;
-        assert_eq!(status, 401);
-    }
-
-    #[tokio::test]
-    async fn sentinel_sim_knows_only_its_workspace() {
-        let h = harness().await;
-        let path = h.list_url("");
-        let w = workspace();
-        for (from, to, expected) in [
-            (
-                w.workspace_name.as_str(),
-                "other-ws",
-                "ParentResourceNotFound",
-            ),
-            (
-                w.resource_group.as_str(),
-                "other-rg",
-                "ResourceGroupNotFound",
-            ),
-            (
-                w.subscription_id.as_str(),
-                "44444444-4444-4444-4444-444444444444",
-                "SubscriptionNotFound",
-            ),
-            (
-                "Microsoft.SecurityInsights",
-                "Microsoft.Insights",
-                "InvalidResourceType",
-            ),
-        ] {
-            let (status, body) = h.get(&path.replacen(from, to, 1)).await;
-            assert_eq!((status, code(&body)), (404, expected), "{to}");
-        }
-        // ARM paths are case-insensitive.
-        let (status, _) = h
-            .get(
-                &path
-                    .replace("incidents", "Incidents")
-                    .replace("soc-ws", "SOC-WS"),
-            )
-            .await;
-        assert_eq!(status, 200);
-    }
-
-    #[tokio::test]
-    async fn sentinel_sim_serves_the_documented_shapes() {
-        let h = harness().await;
-        let created = Utc.with_ymd_and_hms(2025, 5, 2, 8, 0, 12).unwrap();
-        let id = h.sim.seed_incident(
-            SeedIncident::new("Suspicious sign-in")
-                .severity("medium")
-                .status("Active")
-                .owner("ana.ruiz@contoso.example")
-                .label("ticket:SEC-1042")
-                .auto_label("phishing")
-                .provider_incident_id("41877")
-                .tactic("InitialAccess")
-                .created(created),
-        );
-        assert!(is_guid(&id));
-        let (status, body) = h.get(&h.incident_url(&id)).await;
-        assert_eq!(status, 200);
-        let resource_id = format!(
-            "{}/Incidents/{id}",
-            h.incidents().trim_end_matches("/incidents")
-        );
-        assert_eq!(body["id"], resource_id);
-        assert_eq!(body["name"], id);
-        assert_eq!(body["type"], "Microsoft.SecurityInsights/Incidents");
-        let etag = body["etag"].as_str().unwrap();
-        assert!(
-            etag.starts_with('"') && etag.ends_with('"') && is_guid(&etag[1..etag.len() - 1]),
-            "{etag}"
-        );
-        let p = &body["properties"];
-        assert_eq!(p["title"], "Suspicious sign-in");
-        assert_eq!(p["severity"], "Medium");
-        assert_eq!(p["status"], "Active");
-        assert_eq!(p["incidentNumber"], FIRST_NUMBER);
-        assert_eq!(
-            p["incidentUrl"],
-            format!(
-                "https://portal.azure.com/#asset/Microsoft_Azure_Security_Insights/Incident{resource_id}"
-            )
-        );
-        assert_eq!(p["providerName"], "Microsoft XDR");
-        assert_eq!(p["providerIncidentId"], "41877");
-        assert_eq!(p["createdTimeUtc"], "2025-05-02T08:00:12.0000000Z");
-        assert_eq!(
-            p["labels"],
-            json!([{"labelName": "ticket:SEC-1042", "labelType": "User"}, {"labelName": "phishing", "labelType": "AutoAssigned"}])
-        );
-        let owner = &p["owner"];
-        assert_eq!(owner["userPrincipalName"], "ana.ruiz@contoso.example");
-        assert_eq!(owner["assignedTo"], "Ana Ruiz");
-        assert_eq!(owner["ownerType"], "User");
-        assert!(is_guid(owner["objectId"].as_str().unwrap()));
-        let data = &p["additionalData"];
-        assert_eq!(data["alertsCount"], 1);
-        assert_eq!(data["commentsCount"], 0);
-        assert_eq!(data["tactics"], json!(["InitialAccess"]));
-        assert_eq!(
-            data["providerIncidentUrl"],
-            format!("https://security.microsoft.com/incidents/41877?tid={DEFAULT_TENANT_ID}")
-        );
-        assert!(data.get("mergedIncidentNumber").is_none());
-        assert!(data.get("techniques").is_none());
-        assert!(p.get("description").is_none());
-
-        let native = h
-            .sim
-            .seed_incident(SeedIncident::new("rule hit").sentinel_native());
-        let (_, body) = h.get(&h.incident_url(&native)).await;
-        assert_eq!(body["properties"]["providerName"], "Azure Sentinel");
-        assert_eq!(body["properties"]["incidentNumber"], FIRST_NUMBER + 1);
-        assert!(body["properties"].get("providerIncidentId").is_none());
-
-        let (status, body) = h
-            .get(&h.incident_url("00000000-0000-4000-8000-000000000000"))
-            .await;
-        assert_eq!((status, code(&body)), (404, "NotFound"));
-    }
-
-    #[tokio::test]
-    async fn sentinel_sim_pages_with_skip_tokens() {
-        let h = harness().await;
-        for i in 0..120 {
-            h.sim
-                .seed_incident(SeedIncident::new(format!("incident {i}")));
-        }
-        let (status, body) = h.get(&h.list_url("&$top=1001")).await;
-        assert_eq!((status, code(&body)), (400, "BadRequest"));
-        let (status, _) = h.get(&h.list_url("&$top=1000")).await;
-        assert_eq!(status, 200);
-        let (status, body) = h.get(&h.list_url("&$select=name")).await;
-        assert_eq!((status, code(&body)), (400, "BadRequest"));
-
-        // Without $top: pages of 50, newest change first, links on the sim's host.
-        let (_, first) = h.get(&h.list_url("")).await;
-        assert_eq!(first["value"].as_array().unwrap().len(), DEFAULT_PAGE_SIZE);
-        assert_eq!(
-            first["value"][0]["properties"]["incidentNumber"],
-            FIRST_NUMBER + 119
-        );
-        let mut link = first["nextLink"].as_str().unwrap().to_string();
-        assert!(
-            link.starts_with(&format!(
-                "{}{}?api-version={API_VERSION}&$skipToken=",
-                h.sim.base_url(),
-                h.incidents()
-            )),
-            "{link}"
-        );
-        let mut pages = 1;
-        loop {
-            let (status, page) = h.get(&link).await;
-            assert_eq!(status, 200);
-            pages += 1;
-            match page.get("nextLink") {
-                Some(next) => link = next.as_str().unwrap().to_string(),
-                None => {
-                    assert_eq!(page["value"].as_array().unwrap().len(), 20);
-                    break;
-                }
-            }
-        }
-        assert_eq!(pages, 3);
-
-        // The original query rides along, %20-encoded, and must not change.
-        let filter = "&$filter=properties/status%20eq%20'New'&$orderby=properties/incidentNumber%20asc&$top=100";
-        let (_, first) = h.get(&h.list_url(filter)).await;
-        assert_eq!(
-            first["value"][0]["properties"]["incidentNumber"],
-            FIRST_NUMBER
-        );
-        let link = first["nextLink"].as_str().unwrap();
-        assert!(
-            link.contains("&$filter=properties%2Fstatus%20eq%20%27New%27&$orderby=properties%2FincidentNumber%20asc&$top=100&$skipToken="),
-            "{link}"
-        );
-        let (status, second) = h.get(link).await;
-        assert_eq!(status, 200);
-        assert_eq!(second["value"].as_array().unwrap().len(), 20);
-        assert!(second.get("nextLink").is_none());
-        let (status, body) = h.get(&link.replace("%27New%27", "%27Active%27")).await;
-        assert_eq!((status, code(&body)), (400, "BadRequest"));
-        let (status, body) = h.get(&link.replace("$skipToken=", "$skipToken=x")).await;
-        assert_eq!((status, code(&body)), (400, "BadRequest"));
-    }
-
-    #[tokio::test]
-    async fn sentinel_sim_filters_and_orders() {
-        let h = harness().await;
-        let t = |d| Utc.with_ymd_and_hms(2026, 11, d, 12, 0, 0).unwrap();
-        let a = h
-            .sim
-            .seed_incident(SeedIncident::new("a").created(t(1)).updated(t(5)));
-        let b = h.sim.seed_incident(
-            SeedIncident::new("b")
-                .status("Active")
-                .created(t(2))
-                .updated(t(3)),
-        );
-        let c = h.sim.seed_incident(
-            SeedIncident::new("c")
-                .status("Closed")
-                .classification("Undetermined")
-                .created(t(3))
-                .updated(t(4)),
-        );
-        let names = |body: &serde_json::Value| -> Vec<String> {
-            body["value"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| i["name"].as_str().unwrap().to_string())
-                .collect()
-        };
-        let (_, body) = h
-            .get(&h.list_url("&$filter=properties/lastModifiedTimeUtc%20ge%202026-11-04T00:00:00Z&$orderby=properties/lastModifiedTimeUtc%20asc"))
-            .await;
-        assert_eq!(names(&body), vec![c.clone(), a.clone()]);
-        let (_, body) = h
-            .get(&h.list_url("&$filter=properties/createdTimeUtc%20gt%202026-11-01T12:00:00Z%20and%20properties/status%20eq%20'Active'"))
-            .await;
-        assert_eq!(names(&body), vec![b.clone()]);
-        let (_, body) = h
-            .get(&h.list_url("&$orderby=properties/createdTimeUtc%20desc"))
-            .await;
-        assert_eq!(names(&body), vec![c.clone(), b.clone(), a.clone()]);
-        // The known service bug, and without it.
-        let undetermined = "&$filter=properties/classification%20eq%20'Undetermined'";
-        let (_, body) = h.get(&h.list_url(undetermined)).await;
-        assert_eq!(names(&body), Vec::<String>::new());
-        h.sim.set_undetermined_filter_bug(false);
-        let (_, body) = h.get(&h.list_url(undetermined)).await;
-        assert_eq!(names(&body), vec![c]);
-        let (status, body) = h
-            .get(
-                &h.list_url(
-                    "&$filter=properties/lastModifiedTimeUtc%20ge%20'2026-11-04T00:00:00Z'",
-                ),
-            )
-            .await;
-        assert_eq!((status, code(&body)), (400, "BadRequest"));
-        let (status, _) = h.get(&h.list_url("&$orderby=properties/title")).await;
-        assert_eq!(status, 400);
-    }
-
-    #[tokio::test]
-    async fn sentinel_sim_finds_incidents_by_number_and_provider_id() {
-        let h = harness().await;
-        let a = h
-            .sim
-            .seed_incident(SeedIncident::new("a").provider_incident_id("41877"));
-        let b = h
-            .sim
-            .seed_incident(SeedIncident::new("b").provider_incident_id("41900"));
-        assert!(h.sim.merge(&a, &b));
-        let number = h.sim.incident(&b).unwrap().number;
-        let names = |body: &serde_json::Value| -> Vec<String> {
-            body["value"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| i["name"].as_str().unwrap().to_string())
-                .collect()
-        };
-        let (status, body) = h
-            .get(&h.list_url(&format!(
-                "&$filter=properties/incidentNumber%20eq%20{number}&$top=10"
-            )))
-            .await;
-        assert_eq!((status, names(&body)), (200, vec![b.clone()]));
-        // The merged-away incident is still its own Defender incident.
-        let (status, body) = h
-            .get(&h.list_url("&$filter=properties/providerIncidentId%20eq%20'41900'&$top=10"))
-            .await;
-        assert_eq!((status, names(&body)), (200, vec![b.clone()]));
-        let (_, body) = h
-            .get(&h.list_url("&$filter=properties/providerIncidentId%20eq%20'41877'"))
-            .await;
-        assert_eq!(names(&body), vec![a]);
-        let (_, body) = h
-            .get(&h.list_url("&$filter=properties/providerIncidentId%20eq%20'1'"))
-            .await;
-        assert_eq!(names(&body), Vec::<String>::new());
-        // Not a filterable property, or the wrong kind of literal: 400.
-        for bad in [
-            "properties/providerIncidentUrl%20eq%20'x'",
-            "properties/additionalData/mergedIncidentNumber%20eq%20'1'",
-            "name%20eq%20'x'",
-            "properties/incidentNumber%20eq%20'8801'",
-            "properties/providerIncidentId%20eq%2041900",
-        ] {
-            let (status, body) = h.get(&h.list_url(&format!("&$filter={bad}"))).await;
-            assert_eq!((status, code(&body)), (400, "BadRequest"), "{bad}");
-        }
-    }
-
-    #[tokio::test]
-    async fn sentinel_sim_put_validates_and_enforces_closing_rules() {
-        let h = harness().await;
-        let id = h.sim.seed_incident(SeedIncident::new("x"));
-        let url = h.incident_url(&id);
-        let cases = [
-            (
-                json!({"properties": {"severity": "Medium", "status": "New"}}),
-                "title",
-            ),
-            (
-                json!({"properties": {"title": "t", "status": "New"}}),
-                "severity",
-            ),
-            (
-                json!({"properties": {"title": "t", "severity": "Critical", "status": "New"}}),
-                "Critical",
-            ),
-            (json!({"title": "t"}), "properties"),
-            (body("Closed"), "status 'Closed' must have classification"),
-            (
-                json!({"properties": {"title": "t", "severity": "Low", "status": "Closed", "classification": "BenignPositive"}}),
-                "classification 'BenignPositive' must have classificationReason",
-            ),
-            (
-                json!({"properties": {"title": "t", "severity": "Low", "status": "Closed", "classification": "TruePositive", "classificationReason": "InaccurateData"}}),
-                "not valid for classification 'TruePositive'",
-            ),
-            (
-                json!({"properties": {"title": "t", "severity": "Low", "status": "Closed", "classification": "Undetermined", "classificationReason": "SuspiciousActivity"}}),
-                "not valid for classification 'Undetermined'",
-            ),
-            (
-                json!({"properties": {"title": "t", "severity": "Low", "status": "New", "owner": {"objectId": "ana"}}}),
-                "objectId",
-            ),
-            (
-                json!({"properties": {"title": "t", "severity": "Low", "status": "New", "labels": [{"labelType": "User"}]}}),
-                "labelName",
-            ),
-        ];
-        for (body, needle) in cases {
-            let (status, answer) = h.put(&url, body.clone()).await;
-            assert_eq!(status, 400, "{body}");
-            assert!(message(&answer).contains(needle), "{answer} lacks {needle}");
-        }
-        assert_eq!(h.sim.incident(&id).unwrap().title, "x");
-        for (classification, reason) in [
-            ("TruePositive", Some("SuspiciousActivity")),
-            ("BenignPositive", Some("SuspiciousButExpected")),
-            ("FalsePositive", Some("IncorrectAlertLogic")),
-            ("FalsePositive", Some("InaccurateData")),
-            ("FalsePositive", None),
-            ("Undetermined", None),
-        ] {
-            let mut closing = body("Closed");
-            closing["properties"]["classification"] = classification.into();
-            if let Some(reason) = reason {
-                closing["properties"]["classificationReason"] = reason.into();
-            }
-            let (status, answer) = h.put(&url, closing).await;
-            assert_eq!(status, 200, "{answer}");
-        }
-    }
-
-    #[tokio::test]
-    async fn sentinel_sim_put_replaces_fully_with_etags() {
-        let h = harness().await;
-        let id = h.sim.seed_incident(
-            SeedIncident::new("x")
-                .description("d")
-                .owner("ana.ruiz@contoso.example")
-                .auto_label("phishing"),
-        );
-        let url = h.incident_url(&id);
-        let (_, current) = h.get(&url).await;
-        let etag = current["etag"].as_str().unwrap().to_string();
-        let modified = current["properties"]["lastModifiedTimeUtc"]
-            .as_str()
-            .unwrap()
-            .to_string();
-
-        // Stale etag: 409 with ARM's body, nothing saved.
-        let mut stale = body("Active");
-        stale["etag"] = "\"00000000-0000-0d00-0000-000000000000\"".into();
-        let (status, answer) = h.put(&url, stale).await;
-        assert_eq!(status, 409);
-        assert_eq!(
-            answer,
-            json!({"error": {"code": "Conflict", "message": format!("New version of resource '{id}' exists. Data was not saved")}})
-        );
-        assert_eq!(h.sim.incident(&id).unwrap().status, "New");
-
-        // The current etag: applied; what was omitted is cleared; labelType is
-        // read-only, so the AutoAssigned label keeps its type.
-        let mut put = body("Active");
-        put["etag"] = etag.clone().into();
-        put["properties"]["labels"] = json!([{"labelName": "phishing", "labelType": "User"}, {"labelName": "new", "labelType": "AutoAssigned"}]);
-        let (status, answer) = h.put(&url, put).await;
-        assert_eq!(status, 200, "{answer}");
-        let p = &answer["properties"];
-        assert_eq!(p["status"], "Active");
-        assert!(p.get("description").is_none());
-        assert!(p.get("owner").is_none());
-        assert_eq!(
-            p["labels"],
-            json!([{"labelName": "phishing", "labelType": "AutoAssigned"}, {"labelName": "new", "labelType": "User"}])
-        );
-        let new_etag = answer["etag"].as_str().unwrap();
-        assert_ne!(new_etag, etag);
-        assert!(p["lastModifiedTimeUtc"].as_str().unwrap() > modified.as_str());
-        // The old etag is stale now; no etag at all applies.
-        let mut again = body("New");
-        again["etag"] = etag.into();
-        assert_eq!(h.put(&url, again).await.0, 409);
-        let (status, answer) = h.put(&url, body("New")).await;
-        assert_eq!(status, 200);
-        assert_ne!(answer["etag"], new_etag);
-        // An owner named by UPN alone is resolved by the server.
-        let mut owned = body("New");
-        owned["properties"]["owner"] = json!({"userPrincipalName": "ana.ruiz@contoso.example", "email": "ana.ruiz@contoso.example"});
-        let (_, answer) = h.put(&url, owned).await;
-        assert_eq!(answer["properties"]["owner"]["assignedTo"], "Ana Ruiz");
-
-        // A new GUID creates (201); a non-GUID is refused.
-        let fresh = "7d2e6a10-1111-4222-8333-944455556666";
-        let (status, answer) = h.put(&h.incident_url(fresh), body("New")).await;
-        assert_eq!(status, 201, "{answer}");
-        assert_eq!(answer["properties"]["incidentNumber"], FIRST_NUMBER + 1);
-        assert_eq!(answer["properties"]["providerName"], "Azure Sentinel");
-        assert_eq!(
-            h.put(&h.incident_url("not-a-guid"), body("New")).await.0,
-            400
-        );
-        // DELETE: 200, then 204.
-        assert_eq!(
-            h.raw(Method::DELETE, &h.incident_url(fresh), None).await.0,
-            200
-        );
-        assert_eq!(
-            h.raw(Method::DELETE, &h.incident_url(fresh), None).await.0,
-            204
-        );
-    }
-
-    #[tokio::test]
-    async fn sentinel_sim_refuses_patch_and_put_on_the_collection() {
-        let h = harness().await;
-        let id = h.sim.seed_incident(SeedIncident::new("x"));
-        let (status, answer) = h
-            .raw(Method::PATCH, &h.incident_url(&id), Some(body("Active")))
-            .await;
-        assert_eq!((status, code(&answer)), (405, "UnsupportedApiVersion"));
-        assert_eq!(answer["error"]["innerError"], serde_json::Value::Null);
-        assert!(
-            answer["error"]
-                .as_object()
-                .unwrap()
-                .contains_key("innerError")
-        );
-        assert!(
-            message(&answer)
-                .ends_with("with API version '2025-09-01' does not support HTTP method 'PATCH'."),
-            "{answer}"
-        );
-        let (status, answer) = h.put(&h.list_url(""), body("New")).await;
-        assert_eq!((status, code(&answer)), (405, "UnsupportedApiVersion"));
-        assert!(message(&answer).contains("'PUT'"));
-    }
-
-    #[tokio::test]
-    async fn sentinel_sim_comments() {
-        let h = harness().await;
-        let id = h.sim.seed_incident(SeedIncident::new("x"));
-        let before = h.sim.incident(&id).unwrap();
-        let c1 = "11111111-1111-4111-8111-111111111111";
-        let (status, answer) = h
-            .put(
-                &h.comment_url(&id, c1),
-                json!({"properties": {"message": "first"}}),
-            )
-            .await;
-        assert_eq!(status, 201);
-        assert_eq!(answer["name"], c1);
-        assert_eq!(
-            answer["type"],
-            "Microsoft.SecurityInsights/incidents/comments"
-        );
-        assert_eq!(answer["properties"]["author"]["name"], APP_NAME);
-        let (status, answer) = h
-            .put(
-                &h.comment_url(&id, c1),
-                json!({"properties": {"message": "first, edited"}}),
-            )
-            .await;
-        assert_eq!(
-            (status, answer["properties"]["message"].as_str()),
-            (200, Some("first, edited"))
-        );
-        for bad in [
-            json!({"properties": {}}),
-            json!({"properties": {"message": ""}}),
-            json!({"message": "x"}),
-        ] {
-            assert_eq!(h.put(&h.comment_url(&id, c1), bad).await.0, 400);
-        }
-        assert_eq!(
-            h.put(
-                &h.comment_url(&id, "c-1"),
-                json!({"properties": {"message": "m"}})
-            )
-            .await
-            .0,
-            400
-        );
-        let missing = "22222222-2222-4222-8222-222222222222";
-        let (status, answer) = h
-            .put(
-                &h.comment_url(missing, c1),
-                json!({"properties": {"message": "m"}}),
-            )
-            .await;
-        assert_eq!((status, code(&answer)), (404, "NotFound"));
-        for i in 0..4 {
-            h.sim
-                .add_comment_as(&id, "SOC Analyst", &format!("note {i}"));
-        }
-        let incident = h.sim.incident(&id).unwrap();
-        assert_eq!(incident.comments.len(), 5);
-        assert!(incident.modified > before.modified);
-        assert_ne!(incident.etag, before.etag);
-        let (_, json) = h.get(&h.incident_url(&id)).await;
-        assert_eq!(json["properties"]["additionalData"]["commentsCount"], 5);
-
-        // Pageable list, oldest first.
-        let list = format!(
-            "{}/{id}/comments?api-version={API_VERSION}&$top=2",
-            h.incidents()
-        );
-        let mut url = list.clone();
-        let mut messages = Vec::new();
-        loop {
-            let (status, page) = h.get(&url).await;
-            assert_eq!(status, 200, "{page}");
-            for c in page["value"].as_array().unwrap() {
-                messages.push(c["properties"]["message"].as_str().unwrap().to_string());
-            }
-            match page.get("nextLink") {
-                Some(next) => url = next.as_str().unwrap().to_string(),
-                None => break,
-            }
-        }
-        assert_eq!(
-            messages,
-            vec!["first, edited", "note 0", "note 1", "note 2", "note 3"]
-        );
-        let (status, one) = h.get(&h.comment_url(&id, c1)).await;
-        assert_eq!((status, one["name"].as_str()), (200, Some(c1)));
-        assert_eq!(
-            h.raw(Method::DELETE, &h.comment_url(&id, c1), None).await.0,
-            200
-        );
-        assert_eq!(
-            h.raw(Method::DELETE, &h.comment_url(&id, c1), None).await.0,
-            204
-        );
-        let (status, answer) = h.get(&h.comment_url(&id, c1)).await;
-        assert_eq!((status, code(&answer)), (404, "NotFound"));
-    }
-
-    #[tokio::test]
-    async fn sentinel_sim_merge_shape() {
-        let h = harness().await;
-        let source = h.sim.seed_incident(
-            SeedIncident::new("a")
-                .provider_incident_id("41877")
-                .alerts(2),
-        );
-        let target = h.sim.seed_incident(
-            SeedIncident::new("b")
-                .provider_incident_id("41900")
-                .alerts(3),
-        );
-        let target_before = h.sim.incident(&target).unwrap();
-        assert!(h.sim.merge(&source, &target));
-        assert!(!h.sim.merge(&source, &source));
-        let merged = h.sim.incident(&source).unwrap();
-        assert_eq!(merged.status, "Closed");
-        assert_eq!(merged.classification.as_deref(), Some("Undetermined"));
-        assert_eq!(
-            merged.labels,
-            vec![SimLabel {
-                name: "Redirected".into(),
-                label_type: "AutoAssigned".into()
-            }]
-        );
-        // It stays the same Defender incident; its portal link leads to the target.
-        assert_eq!(merged.provider_incident_id.as_deref(), Some("41877"));
-        assert_eq!(
-            merged.provider_incident_url,
-            target_before.provider_incident_url
-        );
-        let target_after = h.sim.incident(&target).unwrap();
-        assert_eq!(target_after.alerts_count, 5);
-        assert!(target_after.modified > target_before.modified);
-
-        let preview = format!("{}/{source}?api-version=2025-07-01-preview", h.incidents());
-        let (_, json) = h.get(&preview).await;
-        let data = &json["properties"]["additionalData"];
-        assert_eq!(
-            data["mergedIncidentNumber"],
-            target_before.number.to_string()
-        );
-        let (_, target_json) = h.get(&h.incident_url(&target)).await;
-        assert_eq!(
-            data["mergedIncidentUrl"],
-            target_json["properties"]["incidentUrl"]
-        );
-        assert_eq!(
-            data["providerIncidentUrl"],
-            target_json["properties"]["additionalData"]["providerIncidentUrl"]
-        );
-        // The stable API does not show the preview fields unless told to.
-        let (_, stable) = h.get(&h.incident_url(&source)).await;
-        assert!(
-            stable["properties"]["additionalData"]
-                .get("mergedIncidentNumber")
-                .is_none()
-        );
-        h.sim.set_preview_data_on_stable(true);
-        let (_, stable) = h.get(&h.incident_url(&source)).await;
-        assert_eq!(
-            stable["properties"]["additionalData"]["mergedIncidentNumber"],
-            target_before.number.to_string()
-        );
-        // A merged incident still takes a PUT that resends it as read.
-        let mut put = stable.clone();
-        put["properties"]["labels"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"labelName": "ticket:SEC-1"}));
-        let (status, answer) = h.put(&h.incident_url(&source), put).await;
-        assert_eq!(status, 200, "{answer}");
-    }
-
-    #[tokio::test]
-    async fn sentinel_sim_redirected_label_casing_is_configurable() {
-        let h = harness().await;
-        let a = h.sim.seed_incident(SeedIncident::new("a"));
-        let b = h.sim.seed_incident(SeedIncident::new("b"));
-        let c = h.sim.seed_incident(SeedIncident::new("c"));
-        h.sim.set_redirected_label("redirected");
-        assert!(h.sim.merge(&a, &c));
-        let (_, json) = h.get(&h.incident_url(&a)).await;
-        assert_eq!(
-            json["properties"]["labels"],
-            json!([{"labelName": "redirected", "labelType": "AutoAssigned"}])
-        );
-        h.sim.set_redirected_label(REDIRECTED_LABEL);
-        assert!(h.sim.merge(&b, &c));
-        assert_eq!(h.sim.incident(&b).unwrap().labels[0].name, "Redirected");
-    }
-
-    #[tokio::test]
-    async fn sentinel_sim_throttles_per_operation_type() {
-        let h = harness().await;
-        let id = h.sim.seed_incident(SeedIncident::new("x"));
-        let url = h.incident_url(&id);
-        // ARM's subscription buckets apply by default: 250 reads, 200 writes.
-        let (_, headers, _) = h.raw_with(&h.token, Method::GET, &url, None).await;
-        assert_eq!(
-            headers["x-ms-ratelimit-remaining-subscription-reads"],
-            "249"
-        );
-        let tight = BucketLimit {
-            capacity: 2,
-            refill_per_second: 1,
-        };
-        h.sim.set_rate_limit(Some(ArmRateLimit {
-            reads: tight,
-            ..ArmRateLimit::SUBSCRIPTION
-        }));
-        let mut remaining = Vec::new();
-        for _ in 0..2 {
-            let (status, headers, _) = h.raw_with(&h.token, Method::GET, &url, None).await;
-            assert_eq!(status, 200);
-            remaining.push(
-                headers["x-ms-ratelimit-remaining-subscription-reads"]
-                    .to_str()
-                    .unwrap()
-                    .to_string(),
-            );
-        }
-        assert_eq!(remaining, vec!["1", "0"]);
-        let (status, headers, answer) = h.raw_with(&h.token, Method::GET, &url, None).await;
-        assert_eq!((status, code(&answer)), (429, "TooManyRequests"));
-        assert_eq!(headers["retry-after"], "1");
-        // Writes have their own bucket.
-        let (status, headers, _) = h
-            .raw_with(&h.token, Method::PUT, &url, Some(body("Active")))
-            .await;
-        assert_eq!(status, 200);
-        assert_eq!(
-            headers["x-ms-ratelimit-remaining-subscription-writes"],
-            "199"
-        );
-        h.sim.set_rate_limit(None);
-        let (status, headers, _) = h.raw_with(&h.token, Method::GET, &url, None).await;
-        assert_eq!(status, 200);
-        assert!(
-            headers
-                .get("x-ms-ratelimit-remaining-subscription-reads")
-                .is_none()
-        );
-    }
-
-    #[tokio::test]
-    async fn sentinel_sim_admin_http() {
-        let h = harness().await;
-        let admin = |path: &str| format!("{}/_sim{path}", h.sim.base_url());
-        let seeded: serde_json::Value = h
-            .http
-            .post(admin("/incidents"))
-            .json(&json!({"title": "from http", "severity": "High", "labels": [{"name": "vip"}], "owner": "li.wei@contoso.example"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let id = seeded["name"].as_str().unwrap().to_string();
-        assert_eq!(seeded["properties"]["severity"], "High");
-        let other = h.sim.seed_incident(SeedIncident::new("other"));
-        let response = h
-            .http
-            .patch(admin(&format!("/incidents/{id}")))
-            .json(&json!({"status": "Active", "owner": null, "comment": {"author": "SOC Analyst", "text": "on it"}}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let incident = h.sim.incident(&id).unwrap();
-        assert_eq!(incident.status, "Active");
-        assert_eq!(incident.owner, None);
-        assert_eq!(incident.comments[0].message, "on it");
-        let response = h
-            .http
-            .post(admin(&format!("/incidents/{id}/merge")))
-            .json(&json!({"into": other}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        assert!(h.sim.incident(&id).unwrap().has_label("redirected"));
-        let bad = h
-            .http
-            .patch(admin(&format!("/incidents/{id}")))
-            .json(&json!({"status": "Resolved"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(bad.status(), 400);
-        // Admin calls are not logged; API calls are.
-        h.get(&h.incident_url(&id)).await;
-        let log: serde_json::Value = h
-            .http
-            .get(admin("/requests"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(log.as_array().unwrap().len(), 1);
-        assert_eq!(log[0]["method"], "GET");
-        let listed: serde_json::Value = h
-            .http
-            .get(admin("/incidents"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(listed["value"].as_array().unwrap().len(), 2);
-    }
-
-    #[tokio::test]
-    async fn sentinel_sim_every_write_issues_a_new_etag_and_a_later_time() {
-        let h = harness().await;
-        let id = h.sim.seed_incident(SeedIncident::new("x"));
-        let url = h.incident_url(&id);
-        let read = |body: &serde_json::Value| {
-            let etag = body["etag"].as_str().unwrap().to_string();
-            let modified = body["properties"]["lastModifiedTimeUtc"]
-                .as_str()
-                .unwrap()
-                .to_string();
-            // 100 ns precision, as ARM writes it.
-            assert_eq!(
-                modified.len(),
-                "2025-05-02T08:12:30.0100000Z".len(),
-                "{modified}"
-            );
-            (etag, modified)
-        };
-        let (_, body) = h.get(&url).await;
-        let mut last = read(&body);
-        // A PUT through the API, the same PUT again, a comment, an analyst's edit
-        // in the portal: each is a write with its own etag and a later time.
-        for step in 0..4 {
-            match step {
-                0 | 1 => {
-                    let mut put = body.clone();
-                    put["properties"]["title"] = "y".into();
-                    put.as_object_mut().unwrap().remove("etag");
-                    assert_eq!(h.put(&url, put).await.0, 200);
-                }
-                2 => {
-                    let comment = h.comment_url(&id, "33333333-3333-4333-8333-333333333333");
-                    let (status, _) = h
-                        .put(&comment, json!({"properties": {"message": "m"}}))
-                        .await;
-                    assert_eq!(status, 201);
-                }
-                _ => assert!(h.sim.set_title(&id, "by an analyst")),
-            }
-            let (_, now) = h.get(&url).await;
-            let now = read(&now);
-            assert_ne!(now.0, last.0, "step {step}");
-            assert!(now.1 > last.1, "step {step}: {} after {}", now.1, last.1);
-            last = now;
-        }
-    }
-
-    #[tokio::test]
-    async fn sentinel_sim_answers_the_incident_actions() {
-        let h = harness().await;
-        let id = h.sim.seed_incident(SeedIncident::new("x"));
-        for action in ["alerts", "bookmarks", "entities"] {
-            let url = format!("{}/{id}/{action}?api-version={API_VERSION}", h.incidents());
-            let (status, body) = h.raw(Method::POST, &url, None).await;
-            assert_eq!(status, 200, "{action}: {body}");
-        }
-        let url = format!("{}/{id}/nonsense?api-version={API_VERSION}", h.incidents());
-        let (status, body) = h.raw(Method::POST, &url, None).await;
-        assert_eq!((status, code(&body)), (404, "NotFound"));
-    }
-
-    #[test]
-    fn sentinel_sim_helpers() {
-        assert_eq!(display_name("ana.ruiz@contoso.example"), "Ana Ruiz");
-        assert!(is_guid("6f0c2b8e-7c1a-4a53-9a0e-2d3f4b5c6d7e"));
-        assert!(!is_guid("6f0c2b8e-7c1a-4a53-9a0e-2d3f4b5c6d7"));
-        assert!(is_guid(&guid_from("x")) && guid_from("x") == guid_from("x"));
-        assert_eq!(
-            encode("properties/status eq 'New'"),
-            "properties%2Fstatus%20eq%20%27New%27"
-        );
-        let token = SkipToken {
-            key: -5,
-            tie: 8800,
-            fingerprint: 0xabc,
-        };
-        assert_eq!(SkipToken::decode(&token.encode()), Some(token));
-        assert_eq!(segments("/a/b%20c/d+e"), vec!["a", "b c", "d+e"]);
-    }
-}
+mod tests;

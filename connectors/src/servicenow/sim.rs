@@ -35,24 +35,21 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
 use super::wire::{ErrorBody, TIME_FORMAT};
-use crate::simkit::{self, SimKit, SimServer};
+use crate::simkit::{self, Caller, json_response};
 
 /// A record as stored: every value a string.
 pub type SimRecord = BTreeMap<String, String>;
@@ -95,397 +92,16 @@ const NO_RECORD: (&str, &str) = (
 );
 
 // ---------------------------------------------------------------------------------
-// Tables
-
-struct TableDef {
-    name: &'static str,
-    fields: &'static [&'static str],
-    /// Reference fields and the table they point into.
-    references: &'static [(&'static str, &'static str)],
-    /// The field a reference to this table displays.
-    display: &'static str,
-}
-
-impl TableDef {
-    fn has(&self, field: &str) -> bool {
-        self.fields.contains(&field)
-    }
-
-    fn reference(&self, field: &str) -> Option<&'static str> {
-        self.references
-            .iter()
-            .find(|(f, _)| *f == field)
-            .map(|(_, t)| *t)
-    }
-}
-
-const INCIDENT_COLUMNS: &[&str] = &[
-    "sys_id",
-    "number",
-    "short_description",
-    "description",
-    "state",
-    "incident_state",
-    "impact",
-    "urgency",
-    "priority",
-    "severity",
-    "hold_reason",
-    "close_code",
-    "close_notes",
-    "work_notes",
-    "comments",
-    "correlation_id",
-    "correlation_display",
-    "assignment_group",
-    "assigned_to",
-    "caller_id",
-    "opened_by",
-    "resolved_by",
-    "closed_by",
-    "category",
-    "subcategory",
-    "contact_type",
-    "active",
-    "opened_at",
-    "resolved_at",
-    "closed_at",
-    "sys_class_name",
-    "sys_created_on",
-    "sys_created_by",
-    "sys_updated_on",
-    "sys_updated_by",
-    "sys_mod_count",
-];
-
-const INCIDENT: TableDef = TableDef {
-    name: "incident",
-    fields: INCIDENT_COLUMNS,
-    references: &[
-        ("assigned_to", "sys_user"),
-        ("assignment_group", "sys_user_group"),
-        ("caller_id", "sys_user"),
-        ("opened_by", "sys_user"),
-        ("resolved_by", "sys_user"),
-        ("closed_by", "sys_user"),
-    ],
-    display: "number",
-};
-
-const JOURNAL: TableDef = TableDef {
-    name: "sys_journal_field",
-    fields: &[
-        "sys_id",
-        "name",
-        "element",
-        "element_id",
-        "value",
-        "sys_created_on",
-        "sys_created_by",
-    ],
-    references: &[],
-    display: "value",
-};
-
-const CHOICE: TableDef = TableDef {
-    name: "sys_choice",
-    fields: &[
-        "sys_id",
-        "name",
-        "element",
-        "value",
-        "label",
-        "sequence",
-        "inactive",
-        "language",
-        "sys_created_on",
-        "sys_updated_on",
-    ],
-    references: &[],
-    display: "label",
-};
-
-const USER: TableDef = TableDef {
-    name: "sys_user",
-    fields: &[
-        "sys_id",
-        "user_name",
-        "name",
-        "email",
-        "active",
-        "time_zone",
-        "sys_created_on",
-        "sys_updated_on",
-    ],
-    references: &[],
-    display: "name",
-};
-
-const GROUP: TableDef = TableDef {
-    name: "sys_user_group",
-    fields: &[
-        "sys_id",
-        "name",
-        "description",
-        "active",
-        "sys_created_on",
-        "sys_updated_on",
-    ],
-    references: &[],
-    display: "name",
-};
-
-const TABLES: &[&TableDef] = &[&INCIDENT, &JOURNAL, &CHOICE, &USER, &GROUP];
-
-fn table_def(name: &str) -> Option<&'static TableDef> {
-    TABLES.iter().copied().find(|t| t.name == name)
-}
-
-/// Fields a client cannot set on an incident (the instance computes them).
-const SYSTEM_SET: &[&str] = &[
-    "sys_id",
-    "number",
-    "priority",
-    "incident_state",
-    "active",
-    "opened_at",
-    "opened_by",
-    "resolved_at",
-    "resolved_by",
-    "closed_at",
-    "closed_by",
-    "sys_class_name",
-    "sys_created_on",
-    "sys_created_by",
-    "sys_updated_on",
-    "sys_updated_by",
-    "sys_mod_count",
-];
-
-const JOURNAL_ELEMENTS: &[&str] = &["work_notes", "comments"];
-const STATES: &[&str] = &["1", "2", "3", "6", "7", "8"];
-const HOLD_REASONS: &[&str] = &["1", "3", "4", "5"];
-
-/// The labels of the incident's choice fields.
-fn choice_label(field: &str, value: &str) -> Option<&'static str> {
-    let label = match (field, value) {
-        ("state" | "incident_state", "1") => "New",
-        ("state" | "incident_state", "2") => "In Progress",
-        ("state" | "incident_state", "3") => "On Hold",
-        ("state" | "incident_state", "6") => "Resolved",
-        ("state" | "incident_state", "7") => "Closed",
-        ("state" | "incident_state", "8") => "Canceled",
-        ("impact" | "urgency", "1") => "1 - High",
-        ("impact" | "urgency", "2") => "2 - Medium",
-        ("impact" | "urgency", "3") => "3 - Low",
-        ("priority", "1") => "1 - Critical",
-        ("priority", "2") => "2 - High",
-        ("priority", "3") => "3 - Moderate",
-        ("priority", "4") => "4 - Low",
-        ("priority", "5") => "5 - Planning",
-        ("hold_reason", "1") => "Awaiting Caller",
-        ("hold_reason", "3") => "Awaiting Problem",
-        ("hold_reason", "4") => "Awaiting Vendor",
-        ("hold_reason", "5") => "Awaiting Change",
-        _ => return None,
-    };
-    Some(label)
-}
-
-/// The baseline priority matrix (impact × urgency → priority).
-pub fn priority(impact: &str, urgency: &str) -> &'static str {
-    let n = |s: &str| {
-        s.parse::<u8>()
-            .ok()
-            .filter(|n| (1..=3).contains(n))
-            .unwrap_or(3)
-    };
-    match n(impact) + n(urgency) {
-        2 => "1",
-        3 => "2",
-        4 => "3",
-        5 => "4",
-        _ => "5",
-    }
-}
-
-fn field_label(field: &str) -> &str {
-    match field {
-        "close_code" => "Resolution code",
-        "close_notes" => "Resolution notes",
-        "hold_reason" => "On hold reason",
-        "state" => "State",
-        "impact" => "Impact",
-        "urgency" => "Urgency",
-        other => other,
-    }
-}
-
-fn field(record: &SimRecord, name: &str) -> String {
-    record.get(name).cloned().unwrap_or_default()
-}
-
-fn new_sys_id() -> String {
-    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
-}
-
-fn now_second() -> NaiveDateTime {
-    let now = simkit::now();
-    now.with_nanosecond(0).unwrap_or(now).naive_utc()
-}
+// Tables: `sim/tables.rs`.
+mod tables;
+pub use tables::*;
 
 // ---------------------------------------------------------------------------------
 // Encoded queries
 
 /// The encoded-query subset the simulator understands. Parsing never fails: like
 /// the instance, it drops what it cannot read.
-pub mod encoded {
-    use std::cmp::Ordering;
-
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub enum Op {
-        Eq,
-        Ne,
-        Ge,
-        Le,
-        Gt,
-        Lt,
-        StartsWith,
-        EndsWith,
-        Like,
-        NotLike,
-        In,
-        NotIn,
-        IsEmpty,
-        IsNotEmpty,
-    }
-
-    /// `<field><op><value>`.
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    pub struct Condition {
-        pub field: String,
-        pub op: Op,
-        pub value: String,
-    }
-
-    /// `^NQ`-separated groups (any matches) of `^`-joined terms (all match), each
-    /// term a list of `^OR` alternatives (one matches); then the sort keys.
-    #[derive(Debug, Clone, Default, PartialEq, Eq)]
-    pub struct Query {
-        pub groups: Vec<Vec<Vec<Condition>>>,
-        /// `(field, descending)`.
-        pub order: Vec<(String, bool)>,
-    }
-
-    const OPS: &[(&str, Op)] = &[
-        ("!=", Op::Ne),
-        (">=", Op::Ge),
-        ("<=", Op::Le),
-        ("=", Op::Eq),
-        (">", Op::Gt),
-        ("<", Op::Lt),
-        ("STARTSWITH", Op::StartsWith),
-        ("ENDSWITH", Op::EndsWith),
-        ("NOTLIKE", Op::NotLike),
-        ("NOT LIKE", Op::NotLike),
-        ("DOESNOTCONTAIN", Op::NotLike),
-        ("LIKE", Op::Like),
-        ("CONTAINS", Op::Like),
-        ("NOT IN", Op::NotIn),
-        ("IN", Op::In),
-        ("ISNOTEMPTY", Op::IsNotEmpty),
-        ("ISEMPTY", Op::IsEmpty),
-    ];
-
-    /// One condition, or `None` when the text is not one.
-    pub fn condition(text: &str) -> Option<Condition> {
-        let end = text
-            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.'))
-            .unwrap_or(text.len());
-        let (field, rest) = text.split_at(end);
-        if field.is_empty() {
-            return None;
-        }
-        let (symbol, op) = OPS.iter().find(|(s, _)| rest.starts_with(s))?;
-        Some(Condition {
-            field: field.to_string(),
-            op: *op,
-            value: rest[symbol.len()..].to_string(),
-        })
-    }
-
-    /// Parses `sysparm_query`. `^` always separates (encoded queries have no escape
-    /// for it).
-    pub fn parse(input: &str) -> Query {
-        let mut query = Query::default();
-        let mut group: Vec<Vec<Condition>> = Vec::new();
-        for (i, token) in input.split('^').enumerate() {
-            if token.is_empty() || token == "EQ" {
-                continue;
-            }
-            if let Some(field) = token.strip_prefix("ORDERBYDESC") {
-                query.order.push((field.to_string(), true));
-                continue;
-            }
-            if let Some(field) = token.strip_prefix("ORDERBY") {
-                query.order.push((field.to_string(), false));
-                continue;
-            }
-            if i > 0
-                && let Some(rest) = token.strip_prefix("NQ")
-            {
-                query.groups.push(std::mem::take(&mut group));
-                group.extend(condition(rest).map(|c| vec![c]));
-                continue;
-            }
-            if i > 0
-                && let Some(rest) = token.strip_prefix("OR")
-            {
-                if let Some(c) = condition(rest) {
-                    match group.last_mut() {
-                        Some(alternatives) => alternatives.push(c),
-                        None => group.push(vec![c]),
-                    }
-                }
-                continue;
-            }
-            group.extend(condition(token).map(|c| vec![c]));
-        }
-        query.groups.push(group);
-        query
-    }
-
-    /// Numbers compare as numbers, everything else as text (the fixed-width
-    /// `yyyy-MM-dd HH:mm:ss` compares correctly as text).
-    pub fn compare(a: &str, b: &str) -> Ordering {
-        match (a.parse::<i64>(), b.parse::<i64>()) {
-            (Ok(x), Ok(y)) => x.cmp(&y),
-            _ => a.cmp(b),
-        }
-    }
-
-    impl Op {
-        /// Whether a field holding `actual` passes `<op><value>`.
-        pub fn test(self, actual: &str, value: &str) -> bool {
-            match self {
-                Op::Eq => actual == value,
-                Op::Ne => actual != value,
-                Op::Ge => !actual.is_empty() && compare(actual, value) != Ordering::Less,
-                Op::Le => !actual.is_empty() && compare(actual, value) != Ordering::Greater,
-                Op::Gt => !actual.is_empty() && compare(actual, value) == Ordering::Greater,
-                Op::Lt => !actual.is_empty() && compare(actual, value) == Ordering::Less,
-                Op::StartsWith => actual.starts_with(value),
-                Op::EndsWith => actual.ends_with(value),
-                Op::Like => actual.to_lowercase().contains(&value.to_lowercase()),
-                Op::NotLike => !actual.to_lowercase().contains(&value.to_lowercase()),
-                Op::In => value.split(',').any(|v| v == actual),
-                Op::NotIn => !value.split(',').any(|v| v == actual),
-                Op::IsEmpty => actual.is_empty(),
-                Op::IsNotEmpty => !actual.is_empty(),
-            }
-        }
-    }
-}
+pub mod encoded;
 
 use encoded::{Condition, Query};
 
@@ -505,8 +121,9 @@ struct RateWindow {
     count: u32,
 }
 
+/// The simulator's model (what [`ServiceNowSim`] locks); opaque outside this module.
 #[derive(Debug)]
-struct SimState {
+pub struct SimState {
     base_url: String,
     credentials: Option<(String, String)>,
     oauth_clients: Vec<OAuthClient>,
@@ -528,6 +145,16 @@ struct SimState {
     /// A business rule that starts every new incident in state 1.
     insert_as_new: bool,
 }
+
+impl simkit::VendorState for SimState {
+    const NAME: &'static str = "ServiceNowSim";
+}
+
+/// A running ServiceNow simulator.
+pub type ServiceNowSim = simkit::Sim<SimState>;
+
+/// What the handlers share: the state and the kit.
+type Shared = Arc<simkit::Shared<SimState>>;
 
 /// An async business rule (see [`ServiceNowSim::add_async_rule`]).
 #[derive(Clone)]
@@ -611,10 +238,6 @@ impl IntoResponse for SnError {
     }
 }
 
-fn json_response(status: StatusCode, value: Value) -> Response {
-    (status, axum::Json(value)).into_response()
-}
-
 /// How a write is checked: web services and analysts meet the data policies;
 /// server scripts (`set_state`) do not.
 #[derive(Debug, Clone, Copy)]
@@ -624,9 +247,9 @@ struct WriteMode {
 }
 
 impl SimState {
-    fn new() -> SimState {
+    fn new(base_url: String) -> SimState {
         let mut state = SimState {
-            base_url: String::new(),
+            base_url,
             credentials: None,
             oauth_clients: Vec::new(),
             tokens: HashMap::new(),
@@ -1109,127 +732,12 @@ impl SimState {
 }
 
 // ---------------------------------------------------------------------------------
-// Request parameters
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DisplayMode {
-    Raw,
-    Display,
-    All,
-}
-
-#[derive(Debug, Clone)]
-struct Params {
-    pairs: Vec<(String, String)>,
-    query: Query,
-    fields: Option<Vec<String>>,
-    limit: usize,
-    offset: usize,
-    display: DisplayMode,
-    exclude_links: bool,
-    input_display: bool,
-    no_count: bool,
-    suppress_pagination: bool,
-}
-
-/// The default `sysparm_limit`.
-pub const DEFAULT_LIMIT: usize = 10_000;
-
-impl Params {
-    fn parse(query: &Option<String>) -> Params {
-        let pairs: Vec<(String, String)> =
-            url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
-                .into_owned()
-                .collect();
-        let get = |name: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-        };
-        let flag = |name: &str| get(name).is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        let fields = get("sysparm_fields").map(|f| {
-            f.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect::<Vec<_>>()
-        });
-        let display = match get("sysparm_display_value")
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            Some("true") => DisplayMode::Display,
-            Some("all") => DisplayMode::All,
-            _ => DisplayMode::Raw,
-        };
-        Params {
-            query: encoded::parse(get("sysparm_query").unwrap_or("")),
-            fields: fields.filter(|f| !f.is_empty()),
-            limit: get("sysparm_limit")
-                .and_then(|v| v.parse::<usize>().ok())
-                .filter(|n| *n > 0)
-                .unwrap_or(DEFAULT_LIMIT),
-            offset: get("sysparm_offset")
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0),
-            display,
-            exclude_links: flag("sysparm_exclude_reference_link"),
-            input_display: flag("sysparm_input_display_value"),
-            no_count: flag("sysparm_no_count"),
-            suppress_pagination: flag("sysparm_suppress_pagination_header"),
-            pairs,
-        }
-    }
-
-    /// This request's URL with another offset, for the `Link` header.
-    fn page_link(&self, base: &str, path: &str, offset: usize, rel: &str) -> String {
-        let mut query = url::form_urlencoded::Serializer::new(String::new());
-        query
-            .append_pair("sysparm_offset", &offset.to_string())
-            .append_pair("sysparm_limit", &self.limit.to_string());
-        for (k, v) in &self.pairs {
-            if k != "sysparm_offset" && k != "sysparm_limit" {
-                query.append_pair(k, v);
-            }
-        }
-        format!("<{base}{path}?{}>;rel=\"{rel}\"", query.finish())
-    }
-}
+// Request parameters: `sim/params.rs`.
+mod params;
+pub use params::*;
 
 // ---------------------------------------------------------------------------------
 // The server
-
-struct Sim {
-    state: Mutex<SimState>,
-    kit: Arc<SimKit>,
-}
-
-impl Sim {
-    fn lock(&self) -> MutexGuard<'_, SimState> {
-        self.state.lock().expect("servicenow sim state")
-    }
-}
-
-type Shared = Arc<Sim>;
-
-/// The user a request authenticated as (`user_name`).
-#[derive(Debug, Clone)]
-struct Caller(String);
-
-/// A running ServiceNow simulator.
-pub struct ServiceNowSim {
-    pub server: SimServer,
-    pub kit: Arc<SimKit>,
-    sim: Shared,
-}
-
-impl std::fmt::Debug for ServiceNowSim {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServiceNowSim")
-            .field("base_url", &self.server.base_url)
-            .finish_non_exhaustive()
-    }
-}
 
 impl ServiceNowSim {
     /// Serves the simulator on `listener` (plain HTTP). It starts with the Utah+
@@ -1237,38 +745,21 @@ impl ServiceNowSim {
     /// [`ServiceNowSim::set_credentials`] (or an OAuth client) is set, every API
     /// request is refused with 401.
     pub async fn start(listener: TcpListener) -> ServiceNowSim {
-        let kit = SimKit::new();
-        let sim: Shared = Arc::new(Sim {
-            state: Mutex::new(SimState::new()),
-            kit: kit.clone(),
-        });
-        let api = Router::new()
+        let sim = simkit::Shared::new(SimState::new(simkit::plain_base_url(&listener)), ());
+        let api = simkit::Shared::router()
             .route("/api/now/{*rest}", any(table_api))
             .route("/oauth_token.do", post(oauth_token))
             .route("/_sim/incidents", get(admin_incidents))
             .route("/_sim/incidents/{number}/resolve", post(admin_resolve))
-            .route("/_sim/requests", get(admin_requests))
             .fallback(no_route)
-            .layer(middleware::from_fn_with_state(sim.clone(), guard))
-            .with_state(sim.clone());
-        let router = simkit::with_kit(api, kit.clone());
-        let server = simkit::serve(listener, router, None).await;
-        sim.lock().base_url = server.base_url.clone();
-        ServiceNowSim { server, kit, sim }
-    }
-
-    pub fn base_url(&self) -> String {
-        self.server.base_url.clone()
-    }
-
-    pub fn shutdown(&self) {
-        self.server.shutdown();
+            .layer(middleware::from_fn_with_state(sim.clone(), guard));
+        ServiceNowSim::serve(listener, sim, api, |router| router).await
     }
 
     /// The one user name + password accepted (HTTP Basic). The user is added to
     /// `sys_user` if it is not there.
     pub fn set_credentials(&self, user_name: &str, password: &str) {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         state.credentials = Some((user_name.to_string(), password.to_string()));
         if state.user_by_name(user_name).is_none() {
             state.insert_plain(
@@ -1285,7 +776,7 @@ impl ServiceNowSim {
 
     /// An OAuth application whose client-credentials tokens act as `user_name`.
     pub fn set_oauth_client(&self, client_id: &str, client_secret: &str, user_name: &str) {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         state.oauth_clients.retain(|c| c.client_id != client_id);
         state.oauth_clients.push(OAuthClient {
             client_id: client_id.to_string(),
@@ -1306,17 +797,17 @@ impl ServiceNowSim {
 
     /// How long issued access tokens live (default 30 minutes).
     pub fn set_token_lifetime(&self, lifetime: Duration) {
-        self.sim.lock().token_lifetime = lifetime;
+        self.lock().token_lifetime = lifetime;
     }
 
     /// Forgets every issued token (as if they all expired).
     pub fn expire_tokens(&self) {
-        self.sim.lock().tokens.clear();
+        self.lock().tokens.clear();
     }
 
     /// Adds a `sys_user`; returns its sys_id.
     pub fn add_user(&self, user_name: &str, name: &str, email: &str) -> String {
-        self.sim.lock().insert_plain(
+        self.lock().insert_plain(
             "sys_user",
             &[
                 ("user_name", user_name),
@@ -1330,20 +821,19 @@ impl ServiceNowSim {
 
     /// Adds a `sys_user_group`; returns its sys_id.
     pub fn add_group(&self, name: &str) -> String {
-        self.sim
-            .lock()
+        self.lock()
             .insert_plain("sys_user_group", &[("name", name), ("active", "true")])
     }
 
     /// Replaces the active close codes (e.g. with [`CLOSE_CODES_LEGACY`]).
     pub fn set_close_codes(&self, codes: &[&str]) {
-        self.sim.lock().set_close_codes(codes);
+        self.lock().set_close_codes(codes);
     }
 
     /// Allows `per_hour` API requests per user per hour (429 beyond, with
     /// `Retry-After` and `X-RateLimit-*`); `None` (the default) lifts the limit.
     pub fn set_rate_limit(&self, per_hour: Option<u32>) {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         state.rate_limit = per_hour;
         state.rate_windows.clear();
     }
@@ -1352,7 +842,7 @@ impl ServiceNowSim {
     /// `sys_updated_on`, as on a real instance. `true` is kinder than an instance:
     /// each write to a record moves its time at least one second on.
     pub fn set_same_second_bump(&self, bump: bool) {
-        self.sim.lock().same_second_bump = bump;
+        self.lock().same_second_bump = bump;
     }
 
     /// Registers an async business rule (run as `system`): after every web
@@ -1361,7 +851,7 @@ impl ServiceNowSim {
     /// `sys_mod_count`, the same `sys_updated_on`). The answer the caller got
     /// does not show it, as with a real async rule or flow.
     pub fn add_async_rule(&self, rule: impl Fn(&mut SimRecord) + Send + Sync + 'static) {
-        self.sim.lock().async_rules.push(AsyncRule(Arc::new(rule)));
+        self.lock().async_rules.push(AsyncRule(Arc::new(rule)));
     }
 
     /// Changes an incident as an analyst would, within the second of its last
@@ -1372,7 +862,7 @@ impl ServiceNowSim {
         number: &str,
         edit: impl FnOnce(&mut SimRecord),
     ) -> Result<(), String> {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         let i = state
             .incident_by_number(number)
             .ok_or_else(|| format!("no incident {number}"))?;
@@ -1385,29 +875,29 @@ impl ServiceNowSim {
     /// Query conditions on `field` are dropped from now on, as an instance does
     /// for a field it does not know or the caller may not read.
     pub fn ignore_query_field(&self, field: &str) {
-        self.sim.lock().unqueryable.push(field.to_string());
+        self.lock().unqueryable.push(field.to_string());
     }
 
     /// `true`: a business rule starts every new incident in state 1 (New),
     /// whatever the insert asked for, as some instances do. Default `false`.
     pub fn set_new_incidents_start_new(&self, on: bool) {
-        self.sim.lock().insert_as_new = on;
+        self.lock().insert_as_new = on;
     }
 
     pub fn incident(&self, number: &str) -> Option<SimRecord> {
-        let state = self.sim.lock();
+        let state = self.lock();
         state
             .incident_by_number(number)
             .map(|i| state.rows("incident")[i].clone())
     }
 
     pub fn incidents(&self) -> Vec<SimRecord> {
-        self.sim.lock().rows("incident").to_vec()
+        self.lock().rows("incident").to_vec()
     }
 
     /// The incident's journal (work notes and comments), oldest first.
     pub fn journal(&self, number: &str) -> Vec<SimRecord> {
-        let state = self.sim.lock();
+        let state = self.lock();
         let Some(i) = state.incident_by_number(number) else {
             return Vec::new();
         };
@@ -1423,7 +913,7 @@ impl ServiceNowSim {
     /// Creates an incident as an analyst would (not the bridge's: no correlation
     /// id unless given). Returns its number.
     pub fn create_as_analyst(&self, fields: &[(&str, &str)]) -> Result<String, String> {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         let body: Map<String, Value> = fields
             .iter()
             .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
@@ -1445,7 +935,7 @@ impl ServiceNowSim {
         number: &str,
         edit: impl FnOnce(&mut SimRecord),
     ) -> Result<(), String> {
-        self.sim.lock().analyst_edit(number, ANALYST, edit, true)
+        self.lock().analyst_edit(number, ANALYST, edit, true)
     }
 
     /// Resolves an incident (state 6) with a close code and notes.
@@ -1464,7 +954,7 @@ impl ServiceNowSim {
 
     /// Adds a work note by `author` (a user name).
     pub fn add_work_note_as(&self, number: &str, author: &str, text: &str) -> Result<(), String> {
-        self.sim.lock().analyst_edit(
+        self.lock().analyst_edit(
             number,
             author,
             |r| {
@@ -1477,7 +967,7 @@ impl ServiceNowSim {
     /// Sets the state as a server script would: the business rules run, the data
     /// policies do not.
     pub fn set_state(&self, number: &str, state: &str) -> Result<(), String> {
-        self.sim.lock().analyst_edit(
+        self.lock().analyst_edit(
             number,
             ANALYST,
             |r| {
@@ -1490,7 +980,7 @@ impl ServiceNowSim {
     /// Test hook: pretends the incident was last written at `updated` (and
     /// created no later).
     pub fn backdate(&self, number: &str, updated: DateTime<Utc>) -> Result<(), String> {
-        let mut state = self.sim.lock();
+        let mut state = self.lock();
         let i = state
             .incident_by_number(number)
             .ok_or_else(|| format!("no incident {number}"))?;
@@ -1514,7 +1004,7 @@ async fn guard(State(sim): State<Shared>, mut request: Request, next: Next) -> R
     let user = {
         let mut state = sim.lock();
         let headers = request.headers();
-        let basic = basic_credentials(headers).filter(|(u, p)| {
+        let basic = simkit::basic_credentials(headers).filter(|(u, p)| {
             state
                 .credentials
                 .as_ref()
@@ -1606,17 +1096,6 @@ fn rate_headers(headers: &mut HeaderMap, limit: u32, reset: i64) {
     }
 }
 
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get("authorization")?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
-    let (user, password) = decoded.split_once(':')?;
-    Some((user.to_string(), password.to_string()))
-}
-
 fn bearer_token(headers: &HeaderMap) -> Option<String> {
     let value = headers.get("authorization")?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
@@ -1643,7 +1122,7 @@ async fn table_api(
     Path(rest): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    caller: Option<axum::Extension<Caller>>,
+    caller: Caller,
     body: Bytes,
 ) -> Reply {
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
@@ -1663,7 +1142,7 @@ async fn table_api(
         ));
     };
     let params = Params::parse(&query);
-    let caller = caller.map(|c| c.0.0.clone()).unwrap_or_default();
+    let caller = caller.0;
     let path = format!("/api/now/{rest}");
     match (method.as_str(), sys_id) {
         ("GET", None) => Ok(list(&sim, def, &params, &path)),
@@ -1784,7 +1263,7 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, Sn
     }
 }
 
-fn list(sim: &Sim, def: &TableDef, params: &Params, path: &str) -> Response {
+fn list(sim: &Shared, def: &TableDef, params: &Params, path: &str) -> Response {
     let state = sim.lock();
     let mut rows: Vec<&SimRecord> = state
         .rows(def.name)
@@ -1927,852 +1406,5 @@ async fn admin_resolve(
     }
 }
 
-async fn admin_requests(State(sim): State<Shared>) -> Response {
-    let log: Vec<Value> = sim
-        .kit
-        .requests()
-        .into_iter()
-        .map(|r| json!({"method": r.method, "path": r.path, "query": r.query, "status": r.status}))
-        .collect();
-    json_response(StatusCode::OK, Value::Array(log))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::encoded::{Op, parse};
-    use super::*;
-    use crate::simkit::bind_loopback;
-
-    const USER: &str = "bridge";
-    const PASSWORD: &str = "snow-password";
-
-    async fn start() -> ServiceNowSim {
-        let sim = ServiceNowSim::start(bind_loopback(0).await.unwrap()).await;
-        sim.set_credentials(USER, PASSWORD);
-        sim
-    }
-
-    struct Answer {
-        status: u16,
-        headers: reqwest::header::HeaderMap,
-        body: Value,
-    }
-
-    async fn call(sim: &ServiceNowSim, method: Method, path: &str, body: Option<Value>) -> Answer {
-        let client = crate::http::build_client(&crate::http::HttpSettings::default()).unwrap();
-        let mut request = client
-            .request(method, format!("{}{path}", sim.base_url()))
-            .basic_auth(USER, Some(PASSWORD));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.unwrap();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Answer {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    fn q(query: &str) -> String {
-        url::form_urlencoded::byte_serialize(query.as_bytes()).collect()
-    }
-
-    fn numbers(body: &Value) -> Vec<String> {
-        body["result"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["number"].as_str().unwrap_or_default().to_string())
-            .collect()
-    }
-
-    #[test]
-    fn encoded_queries_parse_into_groups_alternatives_and_order() {
-        let query = parse(
-            "active=true^stateIN1,2^ORpriority<=2^NQshort_descriptionLIKEvpn^ORDERBYsys_updated_on^ORDERBYDESCnumber",
-        );
-        assert_eq!(query.groups.len(), 2);
-        assert_eq!(query.groups[0].len(), 2);
-        assert_eq!(query.groups[0][1].len(), 2);
-        assert_eq!(query.groups[0][1][0].op, Op::In);
-        assert_eq!(query.groups[0][1][1].field, "priority");
-        assert_eq!(query.groups[0][1][1].op, Op::Le);
-        assert_eq!(query.groups[1][0][0].value, "vpn");
-        assert_eq!(
-            query.order,
-            vec![
-                ("sys_updated_on".to_string(), false),
-                ("number".to_string(), true)
-            ]
-        );
-        let c = encoded::condition("correlation_idSTARTSWITHitsm-bridge:").unwrap();
-        assert_eq!(
-            (c.field.as_str(), c.op, c.value.as_str()),
-            ("correlation_id", Op::StartsWith, "itsm-bridge:")
-        );
-        let c = encoded::condition("sys_updated_on>=2025-05-02 08:00:00").unwrap();
-        assert_eq!((c.op, c.value.as_str()), (Op::Ge, "2025-05-02 08:00:00"));
-        assert_eq!(encoded::condition("=x"), None);
-        assert_eq!(encoded::condition("fieldWHATEVERx"), None);
-        // `^` always separates: a value cannot hold one.
-        let query = parse("correlation_id=a^NQsys_id!=0");
-        assert_eq!(query.groups.len(), 2);
-        assert!(Op::Ge.test("2025-05-02 08:00:01", "2025-05-02 08:00:00"));
-        assert!(!Op::Ge.test("", "2025-05-02 08:00:00"));
-        assert!(Op::Lt.test("9", "10"), "numbers compare as numbers");
-    }
-
-    #[test]
-    fn priority_follows_the_baseline_matrix() {
-        let table = [
-            ("1", "1", "1"),
-            ("1", "2", "2"),
-            ("2", "1", "2"),
-            ("1", "3", "3"),
-            ("2", "2", "3"),
-            ("3", "1", "3"),
-            ("2", "3", "4"),
-            ("3", "2", "4"),
-            ("3", "3", "5"),
-        ];
-        for (impact, urgency, want) in table {
-            assert_eq!(priority(impact, urgency), want, "{impact}x{urgency}");
-        }
-    }
-
-    #[tokio::test]
-    async fn create_returns_201_location_strings_and_calculated_fields() {
-        let sim = start().await;
-        let a = call(
-            &sim,
-            Method::POST,
-            "/api/now/table/incident",
-            Some(json!({"short_description":"s","impact":1,"urgency":"2","priority":"5","number":"X1","bogus":"ignored"})),
-        )
-        .await;
-        assert_eq!(a.status, 201);
-        let r = &a.body["result"];
-        let sys_id = r["sys_id"].as_str().unwrap().to_string();
-        assert!(super::super::wire::is_sys_id(&sys_id));
-        assert_eq!(
-            a.headers["location"].to_str().unwrap(),
-            format!("{}/api/now/table/incident/{sys_id}", sim.base_url())
-        );
-        assert_eq!(r["number"], "INC0010001");
-        assert_eq!(r["impact"], "1");
-        assert_eq!(r["priority"], "2", "calculated, not taken from the body");
-        assert_eq!(r["state"], "1");
-        assert_eq!(r["incident_state"], "1");
-        assert_eq!(r["sys_mod_count"], "0");
-        assert_eq!(r["active"], "true");
-        assert!(r.get("bogus").is_none());
-        // The default reference shape: {link, value}; "" when empty.
-        assert_eq!(
-            r["opened_by"]["value"],
-            sim.incidents()[0]["opened_by"].as_str()
-        );
-        assert!(
-            r["opened_by"]["link"]
-                .as_str()
-                .unwrap()
-                .contains("/api/now/table/sys_user/")
-        );
-        assert_eq!(r["assigned_to"], "");
-
-        // An array body acts on its first record only; the v2 path works too.
-        let a = call(
-            &sim,
-            Method::POST,
-            "/api/now/v2/table/incident",
-            Some(json!([{"short_description":"first"},{"short_description":"second"}])),
-        )
-        .await;
-        assert_eq!(a.status, 201);
-        assert_eq!(a.body["result"]["short_description"], "first");
-        assert_eq!(sim.incidents().len(), 2);
-
-        let a = call(
-            &sim,
-            Method::GET,
-            "/api/now/table/incident/0123456789abcdef0123456789abcdef",
-            None,
-        )
-        .await;
-        assert_eq!(a.status, 404);
-        assert_eq!(
-            a.body,
-            json!({"error":{"message":"No Record found","detail":"Record doesn't exist or ACL restricts the record retrieval"},"status":"failure"})
-        );
-        // PUT updates like PATCH; DELETE answers 204 and the record is gone.
-        let path = format!("/api/now/table/incident/{sys_id}");
-        let a = call(&sim, Method::PUT, &path, Some(json!({"urgency":"1"}))).await;
-        assert_eq!(
-            (a.status, a.body["result"]["priority"].as_str()),
-            (200, Some("1"))
-        );
-        let a = call(&sim, Method::POST, &path, Some(json!({}))).await;
-        assert_eq!(a.status, 405);
-        let a = call(&sim, Method::DELETE, &path, None).await;
-        assert_eq!(a.status, 204);
-        let a = call(&sim, Method::GET, &path, None).await;
-        assert_eq!(a.status, 404);
-        let a = call(&sim, Method::GET, "/api/now/table/nope", None).await;
-        assert_eq!(a.status, 400);
-        assert_eq!(a.body["status"], "failure");
-    }
-
-    #[tokio::test]
-    async fn writes_need_a_json_content_type_and_body() {
-        let sim = start().await;
-        let client = crate::http::build_client(&crate::http::HttpSettings::default()).unwrap();
-        let response = client
-            .post(format!("{}/api/now/table/incident", sim.base_url()))
-            .basic_auth(USER, Some(PASSWORD))
-            .header("content-type", "text/plain")
-            .body("short_description=x")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 415);
-        let response = client
-            .post(format!("{}/api/now/table/incident", sim.base_url()))
-            .basic_auth(USER, Some(PASSWORD))
-            .header("content-type", "application/json")
-            .body("{not json")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 400);
-        assert!(sim.incidents().is_empty());
-    }
-
-    #[tokio::test]
-    async fn data_policies_guard_resolve_close_and_hold() {
-        let sim = start().await;
-        let number = sim
-            .create_as_analyst(&[("short_description", "s")])
-            .unwrap();
-        let sys_id = sim.incident(&number).unwrap()["sys_id"].clone();
-        let path = format!("/api/now/table/incident/{sys_id}");
-        let a = call(&sim, Method::PATCH, &path, Some(json!({"state":"6"}))).await;
-        assert_eq!(a.status, 403);
-        assert_eq!(
-            a.body,
-            json!({"error":{"message":"Operation Failed","detail":"Data Policy Exception: The following fields are mandatory: Resolution code, Resolution notes"},"status":"failure"})
-        );
-        let a = call(
-            &sim,
-            Method::PATCH,
-            &path,
-            Some(json!({"state":"7","close_code":"Solution provided"})),
-        )
-        .await;
-        assert_eq!(a.status, 403);
-        assert!(
-            a.body["error"]["detail"]
-                .as_str()
-                .unwrap()
-                .ends_with("mandatory: Resolution notes")
-        );
-        let a = call(&sim, Method::PATCH, &path, Some(json!({"state":"3"}))).await;
-        assert_eq!(a.status, 403);
-        assert!(
-            a.body["error"]["detail"]
-                .as_str()
-                .unwrap()
-                .ends_with("On hold reason")
-        );
-        let a = call(
-            &sim,
-            Method::PATCH,
-            &path,
-            Some(json!({"state":"6","close_code":"Solved (Permanently)","close_notes":"n"})),
-        )
-        .await;
-        assert_eq!(a.status, 403, "a legacy code is not a Utah choice");
-        assert_eq!(
-            sim.incident(&number).unwrap()["state"],
-            "1",
-            "nothing was saved"
-        );
-
-        let a = call(
-            &sim,
-            Method::PATCH,
-            &path,
-            Some(json!({"state":"3","hold_reason":"4"})),
-        )
-        .await;
-        assert_eq!(a.status, 200);
-        assert_eq!(a.body["result"]["hold_reason"], "4");
-        let a = call(
-            &sim,
-            Method::PATCH,
-            &path,
-            Some(json!({"state":"6","close_code":"Solution provided","close_notes":"done"})),
-        )
-        .await;
-        assert_eq!(a.status, 200);
-        let r = &a.body["result"];
-        assert_eq!(
-            (r["state"].as_str(), r["incident_state"].as_str()),
-            (Some("6"), Some("6"))
-        );
-        assert_eq!(r["hold_reason"], "", "leaving On Hold clears the reason");
-        assert_ne!(r["resolved_at"], "");
-        assert_eq!(r["sys_mod_count"], "2");
-
-        sim.set_close_codes(CLOSE_CODES_LEGACY);
-        let choices = call(
-            &sim,
-            Method::GET,
-            &format!(
-                "/api/now/table/sys_choice?sysparm_query={}&sysparm_fields=value",
-                q("name=incident^element=close_code^inactive=false")
-            ),
-            None,
-        )
-        .await;
-        let values: Vec<&str> = choices.body["result"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["value"].as_str().unwrap())
-            .collect();
-        assert_eq!(values, CLOSE_CODES_LEGACY);
-        // A script is not held by data policies.
-        let other = sim
-            .create_as_analyst(&[("short_description", "t")])
-            .unwrap();
-        sim.set_state(&other, "7").unwrap();
-        assert_eq!(sim.incident(&other).unwrap()["active"], "false");
-        assert!(
-            sim.resolve_as_analyst(&other, "Solution provided", "x")
-                .is_err()
-        );
-        sim.resolve_as_analyst(&other, "Solved (Permanently)", "x")
-            .unwrap();
-    }
-
-    #[tokio::test]
-    async fn journal_fields_append_and_read_back_empty() {
-        let sim = start().await;
-        let number = sim
-            .create_as_analyst(&[("short_description", "s")])
-            .unwrap();
-        let sys_id = sim.incident(&number).unwrap()["sys_id"].clone();
-        let path = format!("/api/now/table/incident/{sys_id}");
-        let a = call(
-            &sim,
-            Method::PATCH,
-            &path,
-            Some(json!({"work_notes":"first"})),
-        )
-        .await;
-        assert_eq!(a.body["result"]["work_notes"], "");
-        call(
-            &sim,
-            Method::PATCH,
-            &path,
-            Some(json!({"comments":"visible","work_notes":"second"})),
-        )
-        .await;
-        sim.add_work_note_as(&number, "ana", "third").unwrap();
-        let query = q(&format!(
-            "name=incident^element_id={sys_id}^elementINwork_notes,comments^ORDERBYsys_created_on"
-        ));
-        let a = call(
-            &sim,
-            Method::GET,
-            &format!("/api/now/table/sys_journal_field?sysparm_query={query}"),
-            None,
-        )
-        .await;
-        let rows = a.body["result"].as_array().unwrap();
-        let values: Vec<&str> = rows.iter().map(|r| r["value"].as_str().unwrap()).collect();
-        assert_eq!(values.len(), 4);
-        assert_eq!(values[0], "first");
-        assert_eq!(values[3], "third");
-        assert_eq!(rows[3]["sys_created_by"], "ana");
-        assert_eq!(rows[0]["sys_created_by"], USER);
-        let incident = sim.incident(&number).unwrap();
-        assert_eq!(incident["work_notes"], "");
-        assert_eq!(incident["sys_mod_count"], "3");
-        // Times never go back (writes within one second share it).
-        let times: Vec<&str> = rows
-            .iter()
-            .map(|r| r["sys_created_on"].as_str().unwrap())
-            .collect();
-        assert!(times.windows(2).all(|w| w[0] <= w[1]));
-        // A no-op update is not a write.
-        let before = sim.incident(&number).unwrap();
-        call(
-            &sim,
-            Method::PATCH,
-            &path,
-            Some(json!({"short_description":"s"})),
-        )
-        .await;
-        assert_eq!(sim.incident(&number).unwrap(), before);
-    }
-
-    #[tokio::test]
-    async fn lists_page_with_link_and_total_and_ignore_unknown_fields() {
-        let sim = start().await;
-        for n in 0..5 {
-            sim.create_as_analyst(&[
-                ("short_description", &format!("s{n}")),
-                ("correlation_id", &format!("c{n}")),
-            ])
-            .unwrap();
-        }
-        let a = call(
-            &sim,
-            Method::GET,
-            &format!("/api/now/table/incident?sysparm_query={}&sysparm_limit=2&sysparm_offset=2&sysparm_fields=number", q("ORDERBYnumber")),
-            None,
-        )
-        .await;
-        assert_eq!(numbers(&a.body), vec!["INC0010003", "INC0010004"]);
-        assert_eq!(a.headers["x-total-count"], "5");
-        let link = a.headers["link"].to_str().unwrap();
-        let rels = super::super::wire::parse_link_header(link);
-        let rel = |name: &str| {
-            rels.iter()
-                .find(|(r, _)| r == name)
-                .map(|(_, u)| u.clone())
-                .unwrap()
-        };
-        assert!(rel("next").starts_with(&format!(
-            "{}/api/now/table/incident?sysparm_offset=4&sysparm_limit=2",
-            sim.base_url()
-        )));
-        assert!(rel("prev").contains("sysparm_offset=0"));
-        assert!(rel("last").contains("sysparm_offset=4"));
-        assert!(rel("first").contains("sysparm_fields=number"));
-        // Suppressed on request.
-        let a = call(
-            &sim,
-            Method::GET,
-            "/api/now/table/incident?sysparm_limit=2&sysparm_no_count=true",
-            None,
-        )
-        .await;
-        assert!(a.headers.get("link").is_none() && a.headers.get("x-total-count").is_none());
-        // An unknown field drops its condition: everything matches.
-        let a = call(
-            &sim,
-            Method::GET,
-            &format!(
-                "/api/now/table/incident?sysparm_query={}&sysparm_fields=number",
-                q("corelation_id=c1")
-            ),
-            None,
-        )
-        .await;
-        assert_eq!(numbers(&a.body).len(), 5);
-        let a = call(
-            &sim,
-            Method::GET,
-            &format!(
-                "/api/now/table/incident?sysparm_query={}&sysparm_fields=number,nonsense",
-                q("correlation_id=c1^ORcorrelation_id=c3")
-            ),
-            None,
-        )
-        .await;
-        assert_eq!(numbers(&a.body), vec!["INC0010002", "INC0010004"]);
-        assert!(a.body["result"][0].get("nonsense").is_none());
-        // ^NQ starts an alternative query.
-        let a = call(
-            &sim,
-            Method::GET,
-            &format!(
-                "/api/now/table/incident?sysparm_query={}&sysparm_fields=number",
-                q("correlation_id=c1^NQshort_descriptionLIKES4^ORDERBYDESCnumber")
-            ),
-            None,
-        )
-        .await;
-        assert_eq!(numbers(&a.body), vec!["INC0010005", "INC0010002"]);
-        // The default limit is 10000.
-        let a = call(&sim, Method::GET, "/api/now/table/incident", None).await;
-        assert!(
-            a.headers["link"]
-                .to_str()
-                .unwrap()
-                .contains("sysparm_limit=10000")
-        );
-    }
-
-    #[tokio::test]
-    async fn display_values_and_dot_walked_fields() {
-        let sim = start().await;
-        let ana = sim.add_user("ana.ruiz", "Ana Ruiz", "ana@contoso.com");
-        let soc = sim.add_group("SOC");
-        let number = sim
-            .create_as_analyst(&[
-                ("short_description", "s"),
-                ("assigned_to", &ana),
-                ("assignment_group", &soc),
-                ("state", "2"),
-            ])
-            .unwrap();
-        let fields = "number,state,assigned_to,assigned_to.email,assignment_group.name";
-        let get = |mode: &str| {
-            let sim = &sim;
-            let path = format!(
-                "/api/now/table/incident?sysparm_query={}&sysparm_fields={fields}&{mode}",
-                q(&format!("number={number}"))
-            );
-            async move { call(sim, Method::GET, &path, None).await.body["result"][0].clone() }
-        };
-        let raw = get("sysparm_exclude_reference_link=true").await;
-        assert_eq!(raw["assigned_to"], ana.as_str());
-        assert_eq!(raw["assigned_to.email"], "ana@contoso.com");
-        assert_eq!(raw["assignment_group.name"], "SOC");
-        let display = get("sysparm_display_value=true&sysparm_exclude_reference_link=true").await;
-        assert_eq!(display["state"], "In Progress");
-        assert_eq!(display["assigned_to"], "Ana Ruiz");
-        let all = get("sysparm_display_value=all").await;
-        assert_eq!(
-            all["state"],
-            json!({"display_value":"In Progress","value":"2"})
-        );
-        assert_eq!(all["assigned_to"]["display_value"], "Ana Ruiz");
-        assert_eq!(all["assigned_to"]["value"], ana.as_str());
-        assert!(all["assigned_to"]["link"].as_str().unwrap().ends_with(&ana));
-        // Queries walk references too.
-        let a = call(
-            &sim,
-            Method::GET,
-            &format!(
-                "/api/now/table/incident?sysparm_query={}",
-                q("assigned_to.email=ana@contoso.com")
-            ),
-            None,
-        )
-        .await;
-        assert_eq!(numbers(&a.body), vec![number.clone()]);
-        // sysparm_input_display_value writes a display value as its reference.
-        let sys_id = sim.incident(&number).unwrap()["sys_id"].clone();
-        let sam = sim.add_user("sam", "Sam Okafor", "sam@contoso.com");
-        let a = call(
-            &sim,
-            Method::PATCH,
-            &format!("/api/now/table/incident/{sys_id}?sysparm_input_display_value=true&sysparm_exclude_reference_link=true"),
-            Some(json!({"assigned_to":"Sam Okafor"})),
-        )
-        .await;
-        assert_eq!(a.body["result"]["assigned_to"], sam.as_str());
-    }
-
-    #[tokio::test]
-    async fn auth_rate_limits_and_oauth_tokens() {
-        let sim = start().await;
-        let client = crate::http::build_client(&crate::http::HttpSettings::default()).unwrap();
-        let url = format!("{}/api/now/table/incident", sim.base_url());
-        let response = client
-            .get(&url)
-            .basic_auth(USER, Some("wrong"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 401);
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(
-            body,
-            json!({"error":{"message":"User Not Authenticated","detail":"Required to provide Auth information"},"status":"failure"})
-        );
-
-        sim.set_rate_limit(Some(2));
-        for _ in 0..2 {
-            let a = call(&sim, Method::GET, "/api/now/table/incident", None).await;
-            assert_eq!(a.status, 200);
-            assert_eq!(a.headers["x-ratelimit-limit"], "2");
-        }
-        let a = call(&sim, Method::GET, "/api/now/table/incident", None).await;
-        assert_eq!(a.status, 429);
-        let wait: u64 = a.headers["retry-after"].to_str().unwrap().parse().unwrap();
-        assert!((3500..=3600).contains(&wait), "{wait}");
-        assert!(
-            a.headers.contains_key("x-ratelimit-reset")
-                && a.headers.contains_key("x-ratelimit-rule")
-        );
-        assert_eq!(a.body["error"]["message"], "Rate limit exceeded");
-        sim.set_rate_limit(None);
-
-        sim.set_oauth_client("cid", "csecret", "bridge.oauth");
-        let token = |secret: &str| {
-            let form =
-                format!("grant_type=client_credentials&client_id=cid&client_secret={secret}");
-            client
-                .post(format!("{}/oauth_token.do", sim.base_url()))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(form)
-                .send()
-        };
-        assert_eq!(token("nope").await.unwrap().status().as_u16(), 401);
-        let body: Value = token("csecret").await.unwrap().json().await.unwrap();
-        assert_eq!(body["token_type"], "Bearer");
-        let access = body["access_token"].as_str().unwrap();
-        let response = client
-            .post(&url)
-            .bearer_auth(access)
-            .json(&json!({"short_description":"by oauth"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 201);
-        assert_eq!(sim.incidents()[0]["sys_created_by"], "bridge.oauth");
-        sim.expire_tokens();
-        let response = client.get(&url).bearer_auth(access).send().await.unwrap();
-        assert_eq!(response.status().as_u16(), 401);
-    }
-
-    #[tokio::test]
-    async fn pagination_headers_and_bodies_are_dropped_on_request() {
-        let sim = start().await;
-        for n in 0..3 {
-            sim.create_as_analyst(&[("short_description", &format!("s{n}"))])
-                .unwrap();
-        }
-        let a = call(
-            &sim,
-            Method::GET,
-            "/api/now/table/incident?sysparm_limit=1&sysparm_suppress_pagination_header=true",
-            None,
-        )
-        .await;
-        assert_eq!(a.status, 200);
-        assert_eq!(a.body["result"].as_array().unwrap().len(), 1);
-        assert!(a.headers.get("link").is_none() && a.headers.get("x-total-count").is_none());
-        // An empty match is an empty list, not a 404.
-        let a = call(
-            &sim,
-            Method::GET,
-            &format!(
-                "/api/now/table/incident?sysparm_query={}",
-                q("correlation_id=nobody")
-            ),
-            None,
-        )
-        .await;
-        assert_eq!((a.status, a.body.clone()), (200, json!({"result": []})));
-        // X-no-response-body: the write happens, the answer has no body.
-        let client = crate::http::build_client(&crate::http::HttpSettings::default()).unwrap();
-        let response = client
-            .post(format!("{}/api/now/table/incident", sim.base_url()))
-            .basic_auth(USER, Some(PASSWORD))
-            .header("x-no-response-body", "true")
-            .json(&json!({"short_description": "quiet"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 201);
-        assert!(response.bytes().await.unwrap().is_empty());
-        assert_eq!(sim.incidents().len(), 4);
-    }
-
-    #[tokio::test]
-    async fn query_names_and_values_are_case_sensitive() {
-        let sim = start().await;
-        for n in 0..3 {
-            sim.create_as_analyst(&[
-                ("short_description", &format!("s{n}")),
-                ("correlation_id", &format!("sentinel:c{n}")),
-            ])
-            .unwrap();
-        }
-        let find = |query: &str| {
-            let sim = &sim;
-            let path = format!(
-                "/api/now/table/incident?sysparm_query={}&sysparm_fields=number",
-                q(query)
-            );
-            async move { numbers(&call(sim, Method::GET, &path, None).await.body) }
-        };
-        assert_eq!(find("correlation_id=sentinel:c1").await, vec!["INC0010002"]);
-        // Another case of the value is another value …
-        assert!(find("correlation_id=Sentinel:C1").await.is_empty());
-        // … and another case of the name is an unknown field: its condition is
-        // dropped and every row matches.
-        assert_eq!(find("Correlation_id=sentinel:c1").await.len(), 3);
-        assert_eq!(
-            find("correlation_idSTARTSWITHsentinel:^ORDERBYDESCnumber").await,
-            vec!["INC0010003", "INC0010002", "INC0010001"]
-        );
-    }
-
-    #[tokio::test]
-    async fn system_fields_cannot_be_set_and_values_are_strings() {
-        let sim = start().await;
-        let a = call(
-            &sim,
-            Method::POST,
-            "/api/now/table/incident",
-            Some(json!({"short_description": "s", "sys_mod_count": "41", "sys_updated_on": "2001-01-01 00:00:00"})),
-        )
-        .await;
-        assert_eq!(a.status, 201, "{}", a.body);
-        let r = &a.body["result"];
-        assert_eq!(r["sys_mod_count"], "0");
-        assert_ne!(r["sys_updated_on"], "2001-01-01 00:00:00");
-        // Every value is a string; times are `yyyy-MM-dd HH:mm:ss` in UTC.
-        for (name, value) in r.as_object().unwrap() {
-            assert!(value.is_string() || value.is_object(), "{name}: {value}");
-        }
-        let updated = r["sys_updated_on"].as_str().unwrap();
-        assert!(
-            NaiveDateTime::parse_from_str(updated, TIME_FORMAT).is_ok(),
-            "{updated}"
-        );
-        // Each write counts in sys_mod_count.
-        let path = format!("/api/now/table/incident/{}", r["sys_id"].as_str().unwrap());
-        for n in 1..=3 {
-            let a = call(
-                &sim,
-                Method::PATCH,
-                &path,
-                Some(json!({"description": format!("d{n}")})),
-            )
-            .await;
-            assert_eq!(a.body["result"]["sys_mod_count"], n.to_string());
-        }
-        // A display value written without sysparm_input_display_value is stored
-        // verbatim in the reference field (KB0534905).
-        sim.add_user("sam", "Sam Okafor", "sam@contoso.com");
-        let a = call(
-            &sim,
-            Method::PATCH,
-            &format!("{path}?sysparm_exclude_reference_link=true"),
-            Some(json!({"assigned_to": "Sam Okafor"})),
-        )
-        .await;
-        assert_eq!(a.body["result"]["assigned_to"], "Sam Okafor");
-    }
-
-    #[tokio::test]
-    async fn admin_http_resolves_and_lists() {
-        let sim = start().await;
-        let number = sim
-            .create_as_analyst(&[("short_description", "s")])
-            .unwrap();
-        let client = crate::http::build_client(&crate::http::HttpSettings::default()).unwrap();
-        let response = client
-            .post(format!(
-                "{}/_sim/incidents/{number}/resolve",
-                sim.base_url()
-            ))
-            .json(&json!({"close_code":"Solution provided","close_notes":"fixed"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 204);
-        let response = client
-            .post(format!(
-                "{}/_sim/incidents/{number}/resolve",
-                sim.base_url()
-            ))
-            .json(&json!({"close_code":"Made up","close_notes":"fixed"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 400);
-        let all: Value = client
-            .get(format!("{}/_sim/incidents", sim.base_url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(all[0]["state"], "6");
-        assert_eq!(all[0]["close_code"], "Solution provided");
-        call(&sim, Method::GET, "/api/now/table/incident", None).await;
-        let log: Value = client
-            .get(format!("{}/_sim/requests", sim.base_url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(log.as_array().unwrap().len(), 1);
-        assert_eq!(log[0]["path"], "/api/now/table/incident");
-    }
-
-    #[tokio::test]
-    async fn same_second_writes_share_the_time_and_differ_in_mod_count() {
-        let sim = start().await;
-        let number = sim
-            .create_as_analyst(&[("short_description", "s")])
-            .unwrap();
-        let first = sim.incident(&number).unwrap();
-        sim.update_as_analyst_within_the_second(&number, |r| {
-            r.insert("description".into(), "d".into());
-        })
-        .unwrap();
-        let second = sim.incident(&number).unwrap();
-        assert_eq!(second["sys_updated_on"], first["sys_updated_on"]);
-        assert_eq!(first["sys_mod_count"], "0");
-        assert_eq!(second["sys_mod_count"], "1");
-
-        // Writes in one second share it unless the kinder mode is asked for.
-        let prev = sim.incident(&number).unwrap()["sys_updated_on"].clone();
-        sim.backdate(&number, Utc::now() + chrono::Duration::hours(1))
-            .unwrap();
-        let future = sim.incident(&number).unwrap()["sys_updated_on"].clone();
-        sim.update_as_analyst(&number, |r| {
-            r.insert("description".into(), "later".into());
-        })
-        .unwrap();
-        assert!(sim.incident(&number).unwrap()["sys_updated_on"] < future);
-        assert!(sim.incident(&number).unwrap()["sys_updated_on"] >= prev);
-        sim.set_same_second_bump(true);
-        sim.backdate(&number, Utc::now() + chrono::Duration::hours(1))
-            .unwrap();
-        sim.update_as_analyst(&number, |r| {
-            r.insert("description".into(), "bumped".into());
-        })
-        .unwrap();
-        assert!(sim.incident(&number).unwrap()["sys_updated_on"] > future);
-    }
-
-    #[tokio::test]
-    async fn an_async_rule_writes_within_the_second_of_the_api_write_unseen_by_its_answer() {
-        let sim = start().await;
-        sim.add_async_rule(|r| {
-            if r["state"] == "1" {
-                r.insert("state".into(), "2".into());
-            }
-        });
-        let client = reqwest::Client::new();
-        let answer: Value = client
-            .post(format!("{}/api/now/table/incident", sim.base_url()))
-            .basic_auth(USER, Some(PASSWORD))
-            .json(&json!({"short_description": "x", "state": "1"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let number = answer["result"]["number"].as_str().unwrap().to_string();
-        assert_eq!(
-            answer["result"]["state"], "1",
-            "the answer predates the rule"
-        );
-        assert_eq!(answer["result"]["sys_mod_count"], "0");
-        let now = sim.incident(&number).unwrap();
-        assert_eq!(now["state"], "2");
-        assert_eq!(now["sys_mod_count"], "1");
-        assert_eq!(now["sys_updated_on"], answer["result"]["sys_updated_on"]);
-        assert_eq!(now["sys_updated_by"], "system");
-    }
-}
+mod tests;
