@@ -606,151 +606,65 @@ impl<'a> Cycle<'a> {
         Ok(())
     }
 
-    /// Carries new comments across, each way the mapping allows: a comment is
-    /// copied once (its fingerprint and its copy's are recorded), never copied back
-    /// (copies carry the marker), and a retry finds its earlier copy instead of
-    /// writing a second one.
+    /// Carries new comments across, each way the mapping allows, as
+    /// `comments::plan_copies` says: each copy is written (or an earlier copy
+    /// claimed), then the fingerprints and ledger entries of those made are
+    /// recorded in one transaction; the first failed write ends the link's turn.
     /// A ticket made this cycle holds only what the bridge wrote: its comments are
     /// not read back (`new_ticket`).
     async fn sync_comments(&mut self, link: &Link, new_ticket: bool) -> Result<(), EngineError> {
-        use crate::comments::{fingerprint, is_bridge_comment, render_copy};
-        let settings = self.rt.mapping.comments;
+        use crate::comments::{Claim, CopyRules, plan_copies, ticket_fingerprint};
         let (incident_id, key) = (link.incident_id.as_str(), link.ticket_key.as_str());
         let known = self.store.synced_comments(&self.rt.pair, incident_id)?;
-        // Both sides as `get` just read them (a sweep, a retry), when their
-        // comments came with them: no need to read them again.
-        let fetched = self.fetched.remove(incident_id);
-        let (got_incident, got_ticket) = match fetched {
-            Some((i, t)) => (
-                self.rt.source.get_has_comments().then_some(i.comments),
-                self.rt.tickets.get_has_comments().then_some(t.comments),
-            ),
-            None => (None, None),
-        };
-        let on_incident = match got_incident {
-            Some(c) => Ok(c),
-            None => self.rt.source.comments(incident_id).await,
-        };
-        let on_incident = match on_incident {
-            Ok(c) => c,
+        let (on_incident, on_ticket) = match self.read_comments(incident_id, key, new_ticket).await
+        {
+            Ok(sides) => sides,
             Err(e) => {
                 self.report.failed += 1;
                 return self.note_failure(incident_id, Some(key), "sync_comments", &e);
             }
         };
-        let on_ticket = match (new_ticket, got_ticket) {
-            (true, _) => Ok(Vec::new()),
-            (false, Some(c)) => Ok(c),
-            (false, None) => self.rt.tickets.comments(key).await,
+        let rules = CopyRules {
+            sync: self.rt.mapping.comments,
+            source_name: source_system_name(self.rt.mapping.source_kind),
+            ticket_name: ticket_system_name(self.rt.mapping.ticket_kind),
+            ticket_limit: comment_limit(self.rt.mapping.ticket_kind),
         };
-        let on_ticket = match on_ticket {
-            Ok(c) => c,
-            Err(e) => {
-                self.report.failed += 1;
-                return self.note_failure(incident_id, Some(key), "sync_comments", &e);
-            }
-        };
-        let (source_name, ticket_name) = (
-            source_system_name(self.rt.mapping.source_kind),
-            ticket_system_name(self.rt.mapping.ticket_kind),
-        );
         let mut fingerprints = Vec::new();
         let mut records = Vec::new();
         let mut failure = None;
-        if settings.to_ticket {
-            for comment in &on_incident {
-                let fp = format!("i:{}", fingerprint(comment));
-                if known.contains(&fp) || is_bridge_comment(&comment.text) {
-                    continue;
-                }
-                let text = render_copy(
-                    comment,
-                    source_name,
-                    comment_limit(self.rt.mapping.ticket_kind),
-                );
-                // A copy already on the ticket (a retry whose record was lost) is
-                // taken, unless it is the recorded copy of an earlier comment that
-                // read the same (same author, text and minute).
-                let unclaimed = |c: &&Comment| {
-                    let fp = format!("t:{}", fingerprint(c));
-                    c.text.trim() == text.trim()
-                        && !known.contains(&fp)
-                        && !fingerprints.contains(&fp)
-                };
-                let copy = match on_ticket.iter().find(unclaimed) {
-                    Some(existing) => existing.clone(),
-                    None => match self.rt.tickets.add_comment(key, &text).await {
-                        Ok(c) => c,
+        for copy in plan_copies(&rules, &known, &on_incident, &on_ticket) {
+            let copy_fingerprint = match (copy.direction, copy.claim) {
+                (_, Some(Claim::TicketComment { fingerprint })) => Some(fingerprint),
+                (_, Some(Claim::IncidentCopy)) => None,
+                (Direction::ToTicket, None) => {
+                    match self.rt.tickets.add_comment(key, &copy.text).await {
+                        Ok(written) => Some(ticket_fingerprint(&written)),
                         Err(e) => {
                             failure = Some(e);
                             break;
                         }
-                    },
-                };
-                fingerprints.push(fp);
-                fingerprints.push(format!("t:{}", fingerprint(&copy)));
-                records.push(LedgerRecord {
-                    changes: vec![FieldChange {
-                        field: "comment".into(),
-                        old: None,
-                        new: Some(text),
-                        conflict: None,
-                    }],
-                    ..self.record(
-                        "copy_comment",
-                        Some(Direction::ToTicket),
-                        incident_id,
-                        Some(key),
-                    )
-                });
-            }
-        }
-        if settings.to_incident && failure.is_none() {
-            for comment in &on_ticket {
-                let fp = format!("t:{}", fingerprint(comment));
-                if known.contains(&fp)
-                    || fingerprints.contains(&fp)
-                    || is_bridge_comment(&comment.text)
-                {
-                    continue;
+                    }
                 }
-                let text = render_copy(comment, ticket_name, 4000);
-                // Copies on the incident are not recorded one by one: count them
-                // against the ticket comments already copied that read the same.
-                let copies = on_incident
-                    .iter()
-                    .filter(|c| c.text.trim() == text.trim())
-                    .count();
-                let copied = on_ticket
-                    .iter()
-                    .filter(|c| {
-                        let fp = format!("t:{}", fingerprint(c));
-                        (known.contains(&fp) || fingerprints.contains(&fp))
-                            && render_copy(c, ticket_name, 4000).trim() == text.trim()
-                    })
-                    .count();
-                if copies <= copied
-                    && let Err(e) = self.rt.source.add_comment(incident_id, &text).await
-                {
-                    failure = Some(e);
-                    break;
+                (Direction::ToIncident, None) => {
+                    if let Err(e) = self.rt.source.add_comment(incident_id, &copy.text).await {
+                        failure = Some(e);
+                        break;
+                    }
+                    None
                 }
-                fingerprints.push(fp);
-                records.push(LedgerRecord {
-                    changes: vec![FieldChange {
-                        field: "comment".into(),
-                        old: None,
-                        new: Some(text),
-                        conflict: None,
-                    }],
-                    ..self.record(
-                        "copy_comment",
-                        Some(Direction::ToIncident),
-                        incident_id,
-                        Some(key),
-                    )
-                });
-            }
+            };
+            fingerprints.push(copy.fingerprint);
+            fingerprints.extend(copy_fingerprint);
+            records.push(LedgerRecord {
+                changes: vec![FieldChange {
+                    field: "comment".into(),
+                    old: None,
+                    new: Some(copy.text),
+                    conflict: None,
+                }],
+                ..self.record("copy_comment", Some(copy.direction), incident_id, Some(key))
+            });
         }
         if !fingerprints.is_empty() {
             self.report.comments_copied += records.len();
@@ -766,6 +680,35 @@ impl<'a> Cycle<'a> {
             return self.note_failure(incident_id, Some(key), "sync_comments", &e);
         }
         Ok(())
+    }
+
+    /// The comments on both sides of a link: as `get` just read them (a sweep, a
+    /// retry) when their comments came with them, otherwise read now. A ticket
+    /// made this cycle (`new_ticket`) holds none but the bridge's.
+    async fn read_comments(
+        &mut self,
+        incident_id: &str,
+        key: &str,
+        new_ticket: bool,
+    ) -> Result<(Vec<Comment>, Vec<Comment>), ConnectorError> {
+        let fetched = self.fetched.remove(incident_id);
+        let (got_incident, got_ticket) = match fetched {
+            Some((i, t)) => (
+                self.rt.source.get_has_comments().then_some(i.comments),
+                self.rt.tickets.get_has_comments().then_some(t.comments),
+            ),
+            None => (None, None),
+        };
+        let on_incident = match got_incident {
+            Some(c) => c,
+            None => self.rt.source.comments(incident_id).await?,
+        };
+        let on_ticket = match (new_ticket, got_ticket) {
+            (true, _) => Vec::new(),
+            (false, Some(c)) => c,
+            (false, None) => self.rt.tickets.comments(key).await?,
+        };
+        Ok((on_incident, on_ticket))
     }
 
     async fn begin(&mut self, action: &Action) -> Result<IntentId, StoreError> {
