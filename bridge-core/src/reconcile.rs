@@ -325,8 +325,32 @@ pub fn plan_close(pair: PairSpec<'_>, link: &Link, incident: &IncidentSnapshot) 
     actions
 }
 
+/// A ticket to make for a new incident: what `Action::CreateTicket` carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTicket {
+    pub incident: Box<IncidentSnapshot>,
+    pub create: TicketCreate,
+    pub baseline: Baseline,
+}
+
+impl From<NewTicket> for Action {
+    fn from(new: NewTicket) -> Action {
+        Action::CreateTicket {
+            incident: new.incident,
+            create: new.create,
+            baseline: new.baseline,
+        }
+    }
+}
+
 /// A new incident: its ticket, rendered from the mapping.
 pub fn plan_create(pair: PairSpec<'_>, incident: &IncidentSnapshot) -> Option<Action> {
+    plan_new_ticket(pair, incident).map(Action::from)
+}
+
+/// The ticket a new incident gets, rendered from the mapping; `None` for an
+/// incident in a status the mapping makes no ticket for.
+pub fn plan_new_ticket(pair: PairSpec<'_>, incident: &IncidentSnapshot) -> Option<NewTicket> {
     let status = incident
         .attrs
         .get("status")
@@ -373,7 +397,7 @@ pub fn plan_create(pair: PairSpec<'_>, incident: &IncidentSnapshot) -> Option<Ac
             labels.push(l);
         }
     }
-    Some(Action::CreateTicket {
+    Some(NewTicket {
         incident: Box::new(incident.clone()),
         create: TicketCreate {
             correlation: Correlation::new(pair.source, incident.id.clone()).with_scope(pair.scope),
