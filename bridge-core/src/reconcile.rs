@@ -515,73 +515,48 @@ fn decide_field(
     ticket: Option<&TicketSnapshot>,
 ) -> FieldDecision {
     let base = known.cloned().unwrap_or_default();
-    let inc_now = match incident {
-        Some(i) => rule.incident_value(i, pair.source),
-        None => base.incident.clone(),
-    };
-    let tic_now = match ticket {
-        Some(t) => t.attrs.get(&rule.ticket).cloned(),
-        None => base.ticket.clone(),
+    let now = Agreed {
+        incident: match incident {
+            Some(i) => rule.incident_value(i, pair.source),
+            None => base.incident.clone(),
+        },
+        ticket: match ticket {
+            Some(t) => t.attrs.get(&rule.ticket).cloned(),
+            None => base.ticket.clone(),
+        },
+        held: false,
     };
     let (inc_changed, tic_changed) = match known {
-        Some(b) => (inc_now != b.incident, tic_now != b.ticket),
+        Some(b) => (now.incident != b.incident, now.ticket != b.ticket),
         // A field added to the mapping after the link was made: bring it in step.
         None => (rule.flow.to_ticket(), !rule.flow.to_ticket()),
-    };
-    let record = |change, held, note| FieldDecision::Record {
-        change,
-        agreed: Agreed {
-            incident: inc_now.clone(),
-            ticket: tic_now.clone(),
-            held,
-        },
-        note,
     };
 
     let (winner, conflict) = match (inc_changed, tic_changed) {
         (false, false) => {
-            // Unchanged, but maybe never agreed (a value the other side could not take
-            // at the time, like a Jira resolution on an open issue): carried along
-            // with the next write to that side.
-            let desired = rule.map_to_ticket(inc_now.as_deref());
-            let pending =
-                (rule.flow.to_ticket() && !base.held && desired.is_some() && desired != tic_now)
-                    .then(|| FieldWrite {
-                        attr: rule.ticket.clone(),
-                        value: desired.clone(),
-                        change: FieldChange {
-                            field: rule.name.clone(),
-                            old: tic_now.clone(),
-                            new: desired.clone(),
-                            conflict: None,
-                        },
-                        agreed: Agreed {
-                            incident: inc_now.clone(),
-                            ticket: desired.clone(),
-                            held: false,
-                        },
-                    });
-            return FieldDecision::Unchanged { pending };
+            return FieldDecision::Unchanged {
+                pending: pending_for_ticket(rule, &base, now),
+            };
         }
         (true, false) => (Winner::Incident, None),
         (false, true) => (Winner::Ticket, None),
-        (true, true) if corresponds(rule, inc_now.as_deref(), tic_now.as_deref()) => {
+        (true, true) if corresponds(rule, now.incident.as_deref(), now.ticket.as_deref()) => {
             let change = FieldChange {
                 field: rule.name.clone(),
                 old: base.ticket.clone(),
-                new: tic_now.clone(),
+                new: now.ticket.clone(),
                 conflict: None,
             };
             let note = format!("{}: both sides changed to matching values", rule.name);
-            return record(Some(change), false, Some(note));
+            return record(now, Some(change), Some(note));
         }
         (true, true) => {
             let policy = rule.conflict.unwrap_or(pair.policy);
             let (winner, tie) = settle(pair, rule, policy, incident, ticket);
             let conflict = ConflictNote {
                 policy,
-                incident_value: inc_now.clone(),
-                ticket_value: tic_now.clone(),
+                incident_value: now.incident.clone(),
+                ticket_value: now.ticket.clone(),
                 tie,
             };
             (winner, Some(conflict))
@@ -589,77 +564,16 @@ fn decide_field(
     };
 
     match winner {
-        Winner::Incident if rule.flow.to_ticket() => {
-            let desired = rule.map_to_ticket(inc_now.as_deref());
-            if inc_now.is_some() && desired.is_none() {
-                let note = format!(
-                    "{}: no ticket value is mapped for {}",
-                    rule.name,
-                    crate::ledger::plain_value(inc_now.as_deref())
-                );
-                record(None, false, Some(note))
-            } else if desired == tic_now {
-                record(None, false, None)
-            } else {
-                FieldDecision::ToTicket(FieldWrite {
-                    attr: rule.ticket.clone(),
-                    value: desired.clone(),
-                    change: FieldChange {
-                        field: rule.name.clone(),
-                        old: tic_now.clone(),
-                        new: desired.clone(),
-                        conflict,
-                    },
-                    agreed: Agreed {
-                        incident: inc_now.clone(),
-                        ticket: desired,
-                        held: false,
-                    },
-                })
-            }
-        }
+        Winner::Incident if rule.flow.to_ticket() => flow_to_ticket(rule, now, conflict),
         Winner::Ticket if rule.flow.to_incident() && rule.incident_attr().is_some() => {
-            let attr = rule.incident_attr().expect("checked above");
-            let desired = rule.map_to_incident(tic_now.as_deref());
-            let closed = crate::vocab::find(incident_attrs(pair.mapping.source_kind), attr)
-                .is_some_and(|a| a.values.is_some());
-            if desired.is_none() && closed {
-                // Emptied on the ticket (a Jira reopen clears the resolution): an
-                // enumerated incident attribute keeps its value.
-                record(None, false, None)
-            } else if tic_now.is_some() && desired.is_none() {
-                let note = format!(
-                    "{}: no incident value is mapped for {}",
-                    rule.name,
-                    crate::ledger::plain_value(tic_now.as_deref())
-                );
-                record(None, false, Some(note))
-            } else if desired == inc_now {
-                record(None, false, None)
-            } else {
-                FieldDecision::ToIncident(FieldWrite {
-                    attr: attr.to_string(),
-                    value: desired.clone(),
-                    change: FieldChange {
-                        field: rule.name.clone(),
-                        old: inc_now.clone(),
-                        new: desired.clone(),
-                        conflict,
-                    },
-                    agreed: Agreed {
-                        incident: desired,
-                        ticket: tic_now.clone(),
-                        held: false,
-                    },
-                })
-            }
+            flow_to_incident(pair, rule, now, conflict)
         }
         // The change went against the field's flow: accept it where it was made.
         _ => {
             let (side, old, new) = if inc_changed {
-                ("incident", base.incident.clone(), inc_now.clone())
+                ("incident", base.incident, now.incident.clone())
             } else {
-                ("ticket", base.ticket.clone(), tic_now.clone())
+                ("ticket", base.ticket, now.ticket.clone())
             };
             let note = format!(
                 "{}: changed on the {side}, which this field does not sync from",
@@ -672,9 +586,130 @@ fn decide_field(
                 conflict,
             };
             // Kept on the ticket until the incident moves again.
-            record(Some(change), !inc_changed, Some(note))
+            let now = Agreed {
+                held: !inc_changed,
+                ..now
+            };
+            record(now, Some(change), Some(note))
         }
     }
+}
+
+/// No write: the baseline moves to `now`.
+fn record(now: Agreed, change: Option<FieldChange>, note: Option<String>) -> FieldDecision {
+    FieldDecision::Record {
+        change,
+        agreed: now,
+        note,
+    }
+}
+
+/// Unchanged, but maybe never agreed (a value the other side could not take at
+/// the time, like a Jira resolution on an open issue): carried along with the
+/// next write to the ticket. A value held on the ticket on purpose is not.
+fn pending_for_ticket(rule: &FieldRule, base: &Agreed, now: Agreed) -> Option<FieldWrite> {
+    if !rule.flow.to_ticket() || base.held {
+        return None;
+    }
+    let desired = rule.map_to_ticket(now.incident.as_deref());
+    if desired.is_none() || desired == now.ticket {
+        return None;
+    }
+    Some(FieldWrite {
+        attr: rule.ticket.clone(),
+        value: desired.clone(),
+        change: FieldChange {
+            field: rule.name.clone(),
+            old: now.ticket,
+            new: desired.clone(),
+            conflict: None,
+        },
+        agreed: Agreed {
+            incident: now.incident,
+            ticket: desired,
+            held: false,
+        },
+    })
+}
+
+/// The incident's side won: its value, mapped, goes to the ticket, unless the
+/// mapping has no ticket value for it or the ticket already holds it.
+fn flow_to_ticket(rule: &FieldRule, now: Agreed, conflict: Option<ConflictNote>) -> FieldDecision {
+    let desired = rule.map_to_ticket(now.incident.as_deref());
+    if now.incident.is_some() && desired.is_none() {
+        let note = format!(
+            "{}: no ticket value is mapped for {}",
+            rule.name,
+            crate::ledger::plain_value(now.incident.as_deref())
+        );
+        return record(now, None, Some(note));
+    }
+    if desired == now.ticket {
+        return record(now, None, None);
+    }
+    FieldDecision::ToTicket(FieldWrite {
+        attr: rule.ticket.clone(),
+        value: desired.clone(),
+        change: FieldChange {
+            field: rule.name.clone(),
+            old: now.ticket,
+            new: desired.clone(),
+            conflict,
+        },
+        agreed: Agreed {
+            incident: now.incident,
+            ticket: desired,
+            held: false,
+        },
+    })
+}
+
+/// The ticket's side won: its value, mapped, goes to the incident attribute,
+/// unless the ticket emptied an enumerated attribute (which keeps its value),
+/// the mapping has no incident value for it, or the incident already holds it.
+fn flow_to_incident(
+    pair: PairSpec<'_>,
+    rule: &FieldRule,
+    now: Agreed,
+    conflict: Option<ConflictNote>,
+) -> FieldDecision {
+    let Some(attr) = rule.incident_attr() else {
+        return record(now, None, None);
+    };
+    let desired = rule.map_to_incident(now.ticket.as_deref());
+    let closed = crate::vocab::find(incident_attrs(pair.mapping.source_kind), attr)
+        .is_some_and(|a| a.values.is_some());
+    if desired.is_none() && closed {
+        // Emptied on the ticket (a Jira reopen clears the resolution): an
+        // enumerated incident attribute keeps its value.
+        return record(now, None, None);
+    }
+    if now.ticket.is_some() && desired.is_none() {
+        let note = format!(
+            "{}: no incident value is mapped for {}",
+            rule.name,
+            crate::ledger::plain_value(now.ticket.as_deref())
+        );
+        return record(now, None, Some(note));
+    }
+    if desired == now.incident {
+        return record(now, None, None);
+    }
+    FieldDecision::ToIncident(FieldWrite {
+        attr: attr.to_string(),
+        value: desired.clone(),
+        change: FieldChange {
+            field: rule.name.clone(),
+            old: now.incident,
+            new: desired.clone(),
+            conflict,
+        },
+        agreed: Agreed {
+            incident: desired,
+            ticket: now.ticket,
+            held: false,
+        },
+    })
 }
 
 /// The writes to one side gathered from the fields' decisions.
