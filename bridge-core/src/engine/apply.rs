@@ -251,42 +251,7 @@ impl Cycle<'_> {
                 Err(e) => return self.fail_create(intent, &incident, e).await,
             },
         };
-        let now = self.clock.now();
-        let mut baseline = baseline;
-        if !worked_on {
-            for rule in &self.rt.mapping.fields {
-                let entry = baseline.entry(rule.name.clone()).or_default();
-                entry.ticket = ticket.attrs.get(&rule.ticket).cloned();
-            }
-        }
-        let link = Link {
-            pair: self.rt.pair.clone(),
-            incident_id: incident.id.clone(),
-            incident_display_id: incident.display_id.clone(),
-            incident_url: incident.web_url.clone(),
-            ticket_key: ticket.key.clone(),
-            ticket_id: ticket.id.clone(),
-            ticket_url: ticket.url.clone(),
-            state: LinkState::Active,
-            baseline,
-            written_back: false,
-            incident_modified: incident.modified,
-            incident_version: incident.etag.clone(),
-            // A ticket worked on before adoption is read again as changed.
-            ticket_modified: if worked_on {
-                ticket.created
-            } else {
-                ticket.modified
-            },
-            ticket_version: if worked_on {
-                None
-            } else {
-                ticket.version.clone()
-            },
-            created: now,
-            updated: now,
-            merged_into: None,
-        };
+        let link = self.new_link(&incident, &ticket, baseline, worked_on);
         let changes = create
             .attrs
             .iter()
@@ -338,6 +303,53 @@ impl Cycle<'_> {
                 .await?
                 .or(Some(link))),
             None => Ok(Some(link)),
+        }
+    }
+
+    /// The link of a ticket just made (or adopted) for `incident`. Unless someone
+    /// worked on the ticket before the bridge found it, the baseline takes the
+    /// ticket's side as the ticket holds it.
+    fn new_link(
+        &self,
+        incident: &IncidentSnapshot,
+        ticket: &TicketSnapshot,
+        mut baseline: Baseline,
+        worked_on: bool,
+    ) -> Link {
+        let now = self.clock.now();
+        if !worked_on {
+            for rule in &self.rt.mapping.fields {
+                let entry = baseline.entry(rule.name.clone()).or_default();
+                entry.ticket = ticket.attrs.get(&rule.ticket).cloned();
+            }
+        }
+        Link {
+            pair: self.rt.pair.clone(),
+            incident_id: incident.id.clone(),
+            incident_display_id: incident.display_id.clone(),
+            incident_url: incident.web_url.clone(),
+            ticket_key: ticket.key.clone(),
+            ticket_id: ticket.id.clone(),
+            ticket_url: ticket.url.clone(),
+            state: LinkState::Active,
+            baseline,
+            written_back: false,
+            incident_modified: incident.modified,
+            incident_version: incident.etag.clone(),
+            // A ticket worked on before adoption is read again as changed.
+            ticket_modified: if worked_on {
+                ticket.created
+            } else {
+                ticket.modified
+            },
+            ticket_version: if worked_on {
+                None
+            } else {
+                ticket.version.clone()
+            },
+            created: now,
+            updated: now,
+            merged_into: None,
         }
     }
 
@@ -499,65 +511,8 @@ impl Cycle<'_> {
     ) -> Result<Applied, EngineError> {
         self.written_incident = None;
         let intent = self.begin(&action).await?;
-        let now = self.clock.now();
-        let (direction, changes, result) = match &action {
-            Action::UpdateTicket {
-                ticket_key,
-                update,
-                changes,
-                baseline,
-                incident_seen,
-                ..
-            } => {
-                let result = self.rt.tickets.update(ticket_key, update).await.map(|t| {
-                    let mut baseline = baseline.clone();
-                    let detail = read_back(
-                        &self.rt.mapping,
-                        &mut baseline,
-                        &link.baseline,
-                        |rule| update.set.contains_key(&rule.ticket),
-                        |rule| t.attrs.get(&rule.ticket).cloned(),
-                        |a| &mut a.ticket,
-                    );
-                    link.baseline.extend(baseline);
-                    // The version the write produced is the bridge's own: what
-                    // comes after it, even within the same second, is someone
-                    // else's.
-                    advance(&mut link, incident_seen.clone(), Some(t.version()), now);
-                    detail
-                });
-                (Direction::ToTicket, changes.clone(), result)
-            }
-            Action::UpdateIncident {
-                incident_id,
-                update,
-                changes,
-                baseline,
-                ticket_seen,
-                ..
-            } => {
-                let result = self.rt.source.update(incident_id, update).await.map(|i| {
-                    self.written_incident = Some(i.clone());
-                    let mut baseline = baseline.clone();
-                    let source = self.rt.source_name.as_str();
-                    let detail = read_back(
-                        &self.rt.mapping,
-                        &mut baseline,
-                        &link.baseline,
-                        |rule| {
-                            rule.incident_attr()
-                                .is_some_and(|a| update.set.contains_key(a))
-                        },
-                        |rule| rule.incident_value(&i, source),
-                        |a| &mut a.incident,
-                    );
-                    link.baseline.extend(baseline);
-                    advance(&mut link, Some(i.version()), ticket_seen.clone(), now);
-                    detail
-                });
-                (Direction::ToIncident, changes.clone(), result)
-            }
-            _ => return Ok(Applied::Failed),
+        let Some((direction, changes, result)) = self.write_update(&mut link, &action).await else {
+            return Ok(Applied::Failed);
         };
         let conflicts = changes.iter().filter(|c| c.conflict.is_some()).count();
         match result {
@@ -598,34 +553,124 @@ impl Cycle<'_> {
                 Ok(Applied::Conflict(link))
             }
             Err(e) => {
-                tracing::warn!(pair = %self.rt.pair, incident = %link.incident_id, ticket = %link.ticket_key, error = %e, "{} failed", action.kind());
-                self.report.failed += 1;
-                let (incident_id, ticket_key) = (link.incident_id.clone(), link.ticket_key.clone());
-                self.note_failure(&incident_id, Some(&ticket_key), action.kind(), &e)?;
-                let partly = self.partly_applied(&mut link, &action).await;
-                let mut detail = e.to_string();
-                if !partly.is_empty() {
-                    detail.push_str(&format!(
-                        "; partly applied, the ticket now holds {}",
-                        partly.join(", ")
-                    ));
-                }
-                let record = LedgerRecord {
-                    changes,
-                    outcome: Outcome::Failed,
-                    detail: Some(detail),
-                    ..self.record(
-                        action.kind(),
-                        Some(direction),
-                        &link.incident_id,
-                        Some(&link.ticket_key),
-                    )
-                };
-                let saved = (!partly.is_empty()).then_some(&link);
-                self.store.finish_intent(intent, saved, &[record])?;
-                Ok(Applied::Failed)
+                self.update_failed(intent, link, &action, direction, changes, e)
+                    .await
             }
         }
+    }
+
+    /// Writes an update to its side. Says which way it went, the changes it
+    /// carried, and on success what the remote read back that differs from what
+    /// was asked; the link takes the new baseline and versions. `None`: not an
+    /// update.
+    async fn write_update(
+        &mut self,
+        link: &mut Link,
+        action: &Action,
+    ) -> Option<(
+        Direction,
+        Vec<FieldChange>,
+        Result<Option<String>, ConnectorError>,
+    )> {
+        let now = self.clock.now();
+        Some(match action {
+            Action::UpdateTicket {
+                ticket_key,
+                update,
+                changes,
+                baseline,
+                incident_seen,
+                ..
+            } => {
+                let result = self.rt.tickets.update(ticket_key, update).await.map(|t| {
+                    let mut baseline = baseline.clone();
+                    let detail = read_back(
+                        &self.rt.mapping,
+                        &mut baseline,
+                        &link.baseline,
+                        |rule| update.set.contains_key(&rule.ticket),
+                        |rule| t.attrs.get(&rule.ticket).cloned(),
+                        |a| &mut a.ticket,
+                    );
+                    link.baseline.extend(baseline);
+                    // The version the write produced is the bridge's own: what
+                    // comes after it, even within the same second, is someone
+                    // else's.
+                    advance(link, incident_seen.clone(), Some(t.version()), now);
+                    detail
+                });
+                (Direction::ToTicket, changes.clone(), result)
+            }
+            Action::UpdateIncident {
+                incident_id,
+                update,
+                changes,
+                baseline,
+                ticket_seen,
+                ..
+            } => {
+                let result = self.rt.source.update(incident_id, update).await.map(|i| {
+                    self.written_incident = Some(i.clone());
+                    let mut baseline = baseline.clone();
+                    let source = self.rt.source_name.as_str();
+                    let detail = read_back(
+                        &self.rt.mapping,
+                        &mut baseline,
+                        &link.baseline,
+                        |rule| {
+                            rule.incident_attr()
+                                .is_some_and(|a| update.set.contains_key(a))
+                        },
+                        |rule| rule.incident_value(&i, source),
+                        |a| &mut a.incident,
+                    );
+                    link.baseline.extend(baseline);
+                    advance(link, Some(i.version()), ticket_seen.clone(), now);
+                    detail
+                });
+                (Direction::ToIncident, changes.clone(), result)
+            }
+            _ => return None,
+        })
+    }
+
+    /// An update that failed: the incident is set aside, what the ticket took
+    /// of it is kept as the bridge's own, and the failure is recorded.
+    async fn update_failed(
+        &mut self,
+        intent: IntentId,
+        mut link: Link,
+        action: &Action,
+        direction: Direction,
+        changes: Vec<FieldChange>,
+        e: ConnectorError,
+    ) -> Result<Applied, EngineError> {
+        tracing::warn!(pair = %self.rt.pair, incident = %link.incident_id, ticket = %link.ticket_key, error = %e, "{} failed", action.kind());
+        self.report.failed += 1;
+        let (incident_id, ticket_key) = (link.incident_id.clone(), link.ticket_key.clone());
+        self.note_failure(&incident_id, Some(&ticket_key), action.kind(), &e)?;
+        let partly = self.partly_applied(&mut link, action).await;
+        let mut detail = e.to_string();
+        if !partly.is_empty() {
+            detail.push_str(&format!(
+                "; partly applied, the ticket now holds {}",
+                partly.join(", ")
+            ));
+        }
+        let record = LedgerRecord {
+            changes,
+            outcome: Outcome::Failed,
+            detail: Some(detail),
+            ..self.record(
+                action.kind(),
+                Some(direction),
+                &link.incident_id,
+                Some(&link.ticket_key),
+            )
+        };
+        let saved = (!partly.is_empty()).then_some(&link);
+        self.store.finish_intent(intent, saved, &[record])?;
+        Ok(Applied::Failed)
     }
 
     /// A ticket update that failed may have got part of the way (a Jira status
