@@ -193,79 +193,14 @@ pub async fn run_cycle(
 
     // Changed tickets first, kept by key: usually few, and an incident page needs
     // its tickets' current state for a true three-way diff.
-    let mut held: BTreeMap<String, TicketSnapshot> = BTreeMap::new();
-    let mut max_ticket = ticket_mark;
-    let mut page = rt.tickets.changed_since(ticket_from).await?;
-    loop {
-        for ticket in page.items {
-            cycle.report.tickets_seen += 1;
-            max_ticket = max_ticket.max(ticket.modified);
-            let newer = held
-                .get(&ticket.key)
-                .is_none_or(|h| ticket.version().freshness(&h.version()) == Freshness::Newer);
-            if newer && store.link_by_ticket(&rt.pair, &ticket.key)?.is_some() {
-                held.insert(ticket.key.clone(), ticket);
-            }
-        }
-        match page.next {
-            Some(next) => page = rt.tickets.next_page(&next).await?,
-            None => break,
-        }
-    }
-
-    let mut max_incident = incident_mark;
-    let mut page = rt.source.changed_since(incident_from).await?;
-    loop {
-        let incidents: Vec<IncidentSnapshot> = dedup_incidents(page.items)
-            .into_iter()
-            .filter(|i| !cycle.held_back.contains(&i.id))
-            .collect();
-        cycle.report.incidents_seen += incidents.len();
-        for i in &incidents {
-            max_incident = max_incident.max(i.modified);
-        }
-        let ids: Vec<String> = incidents.iter().map(|i| i.id.clone()).collect();
-        cycle.touched.extend(ids.iter().cloned());
-        let links = store.links_for_incidents(&rt.pair, &ids)?;
-        let tickets: Vec<TicketSnapshot> = links
-            .iter()
-            .filter_map(|l| held.remove(&l.ticket_key))
-            .collect();
-        cycle
-            .reconcile_and_apply(&incidents, &tickets, links)
-            .await?;
-        match page.next {
-            Some(next) => page = rt.source.next_page(&next).await?,
-            None => break,
-        }
-    }
-
+    let (mut held, max_ticket) = cycle.poll_tickets(ticket_from, ticket_mark).await?;
+    let max_incident = cycle
+        .poll_incidents(incident_from, incident_mark, &mut held)
+        .await?;
     // Tickets whose incidents did not change.
-    let tickets: Vec<TicketSnapshot> = held.into_values().collect();
-    for chunk in tickets.chunks(200) {
-        let mut links = Vec::with_capacity(chunk.len());
-        for t in chunk {
-            if let Some(link) = store.link_by_ticket(&rt.pair, &t.key)?
-                && !cycle.held_back.contains(&link.incident_id)
-            {
-                // Only a ticket with something new counts as having had its look:
-                // a due retry of its incident must still re-read it otherwise.
-                if t.version()
-                    .freshness(&link.ticket_seen())
-                    .may_have_changed()
-                {
-                    cycle.touched.insert(link.incident_id.clone());
-                }
-                links.push(link);
-            }
-        }
-        let chunk: Vec<TicketSnapshot> = chunk
-            .iter()
-            .filter(|t| links.iter().any(|l| l.ticket_key == t.key))
-            .cloned()
-            .collect();
-        cycle.reconcile_and_apply(&[], &chunk, links).await?;
-    }
+    cycle
+        .reconcile_tickets(held.into_values().collect())
+        .await?;
 
     // Creates whose answer was lost this cycle: finished now where the ticket
     // system can tell at once.
@@ -295,6 +230,106 @@ pub async fn run_cycle(
         store.set_watermark(&rt.pair, Side::Tickets, max_ticket.max(ticket_mark))?;
     }
     Ok(cycle.report)
+}
+
+impl Cycle<'_> {
+    /// The changed tickets of linked incidents since `from`, the newest version of
+    /// each by key, and the newest modification time seen (at least `mark`).
+    async fn poll_tickets(
+        &mut self,
+        from: Timestamp,
+        mark: Timestamp,
+    ) -> Result<(BTreeMap<String, TicketSnapshot>, Timestamp), EngineError> {
+        let (rt, store) = (self.rt, self.store);
+        let mut held: BTreeMap<String, TicketSnapshot> = BTreeMap::new();
+        let mut max_ticket = mark;
+        let mut page = rt.tickets.changed_since(from).await?;
+        loop {
+            for ticket in page.items {
+                self.report.tickets_seen += 1;
+                max_ticket = max_ticket.max(ticket.modified);
+                let newer = held
+                    .get(&ticket.key)
+                    .is_none_or(|h| ticket.version().freshness(&h.version()) == Freshness::Newer);
+                if newer && store.link_by_ticket(&rt.pair, &ticket.key)?.is_some() {
+                    held.insert(ticket.key.clone(), ticket);
+                }
+            }
+            match page.next {
+                Some(next) => page = rt.tickets.next_page(&next).await?,
+                None => break,
+            }
+        }
+        Ok((held, max_ticket))
+    }
+
+    /// Streams the changed incidents since `from` page by page through
+    /// `reconcile`, each page with the held tickets of its links (taken out of
+    /// `held`). Returns the newest modification time seen (at least `mark`).
+    async fn poll_incidents(
+        &mut self,
+        from: Timestamp,
+        mark: Timestamp,
+        held: &mut BTreeMap<String, TicketSnapshot>,
+    ) -> Result<Timestamp, EngineError> {
+        let (rt, store) = (self.rt, self.store);
+        let mut max_incident = mark;
+        let mut page = rt.source.changed_since(from).await?;
+        loop {
+            let incidents: Vec<IncidentSnapshot> = dedup_incidents(page.items)
+                .into_iter()
+                .filter(|i| !self.held_back.contains(&i.id))
+                .collect();
+            self.report.incidents_seen += incidents.len();
+            for i in &incidents {
+                max_incident = max_incident.max(i.modified);
+            }
+            let ids: Vec<String> = incidents.iter().map(|i| i.id.clone()).collect();
+            self.touched.extend(ids.iter().cloned());
+            let links = store.links_for_incidents(&rt.pair, &ids)?;
+            let tickets: Vec<TicketSnapshot> = links
+                .iter()
+                .filter_map(|l| held.remove(&l.ticket_key))
+                .collect();
+            self.reconcile_and_apply(&incidents, &tickets, links)
+                .await?;
+            match page.next {
+                Some(next) => page = rt.source.next_page(&next).await?,
+                None => break,
+            }
+        }
+        Ok(max_incident)
+    }
+
+    /// Reconciles changed tickets whose incidents did not change, in chunks.
+    async fn reconcile_tickets(&mut self, tickets: Vec<TicketSnapshot>) -> Result<(), EngineError> {
+        let (rt, store) = (self.rt, self.store);
+        for chunk in tickets.chunks(200) {
+            let mut links = Vec::with_capacity(chunk.len());
+            for t in chunk {
+                if let Some(link) = store.link_by_ticket(&rt.pair, &t.key)?
+                    && !self.held_back.contains(&link.incident_id)
+                {
+                    // Only a ticket with something new counts as having had its look:
+                    // a due retry of its incident must still re-read it otherwise.
+                    if t.version()
+                        .freshness(&link.ticket_seen())
+                        .may_have_changed()
+                    {
+                        self.touched.insert(link.incident_id.clone());
+                    }
+                    links.push(link);
+                }
+            }
+            let chunk: Vec<TicketSnapshot> = chunk
+                .iter()
+                .filter(|t| links.iter().any(|l| l.ticket_key == t.key))
+                .cloned()
+                .collect();
+            self.reconcile_and_apply(&[], &chunk, links).await?;
+        }
+        Ok(())
+    }
 }
 
 /// How long a failing incident waits before its next retry: a minute, doubling

@@ -124,37 +124,14 @@ impl Cycle<'_> {
                 };
                 let to_incident = matches!(action, Action::UpdateIncident { .. });
                 match self.update(link, action, replan).await? {
-                    Applied::Done(mut link) => {
+                    Applied::Done(link) => {
                         // What the bridge just wrote to the incident may change what
                         // the ticket shows (a template over a written attribute):
                         // that follows now, not when the incident next moves.
-                        if let Some(incident) = self.written_incident.take().filter(|_| to_incident)
-                        {
-                            // A ticket value held on purpose (an analyst's own close
-                            // notes) stays: the bridge's write moved what its template
-                            // shows, not an analyst.
-                            let mut rebased = false;
-                            for rule in &self.rt.mapping.fields {
-                                let render = rule.incident_value(&incident, &self.rt.source_name);
-                                if let Some(agreed) = link.baseline.get_mut(&rule.name)
-                                    && agreed.held
-                                    && agreed.incident != render
-                                {
-                                    agreed.incident = render;
-                                    rebased = true;
-                                }
-                            }
-                            if rebased {
-                                self.store.save_link(&link, &[])?;
-                            }
-                            for follow in reconcile::plan_to_ticket(self.spec(), &link, &incident) {
-                                if let Applied::Done(l) =
-                                    self.update(link.clone(), follow, false).await?
-                                {
-                                    link = l;
-                                }
-                            }
-                        }
+                        let link = match self.written_incident.take().filter(|_| to_incident) {
+                            Some(incident) => self.follow_incident_write(link, &incident).await?,
+                            None => link,
+                        };
                         links.insert(link.incident_id.clone(), link);
                     }
                     Applied::Failed => {}
@@ -190,6 +167,38 @@ impl Cycle<'_> {
             }
         }
         Ok(())
+    }
+
+    /// After a write to the incident: the ticket side of the incident as the
+    /// source returned it (a template over an attribute the bridge just wrote),
+    /// with the incident side of values held on the ticket moved along.
+    async fn follow_incident_write(
+        &mut self,
+        mut link: Link,
+        incident: &IncidentSnapshot,
+    ) -> Result<Link, EngineError> {
+        // A ticket value held on purpose (an analyst's own close notes) stays:
+        // the bridge's write moved what its template shows, not an analyst.
+        let mut rebased = false;
+        for rule in &self.rt.mapping.fields {
+            let render = rule.incident_value(incident, &self.rt.source_name);
+            if let Some(agreed) = link.baseline.get_mut(&rule.name)
+                && agreed.held
+                && agreed.incident != render
+            {
+                agreed.incident = render;
+                rebased = true;
+            }
+        }
+        if rebased {
+            self.store.save_link(&link, &[])?;
+        }
+        for follow in reconcile::plan_to_ticket(self.spec(), &link, incident) {
+            if let Applied::Done(l) = self.update(link.clone(), follow, false).await? {
+                link = l;
+            }
+        }
+        Ok(link)
     }
 
     /// Creates (or adopts) the ticket of a new incident, then writes back.
@@ -252,6 +261,29 @@ impl Cycle<'_> {
             },
         };
         let link = self.new_link(&incident, &ticket, baseline, worked_on);
+        self.record_linked(intent, &incident, &ticket, &create, &link, adopted)?;
+
+        let write_back = reconcile::plan_write_back(self.spec(), &link, Some(&incident));
+        match write_back {
+            Some(action) => Ok(self
+                .write_back(link.clone(), action, Some(&incident))
+                .await?
+                .or(Some(link))),
+            None => Ok(Some(link)),
+        }
+    }
+
+    /// Commits a linked ticket (finishing the create's intent, if it had one)
+    /// with its `create_ticket` or `adopt_ticket` ledger entry.
+    fn record_linked(
+        &mut self,
+        intent: Option<IntentId>,
+        incident: &IncidentSnapshot,
+        ticket: &TicketSnapshot,
+        create: &crate::model::TicketCreate,
+        link: &Link,
+        adopted: bool,
+    ) -> Result<(), StoreError> {
         let changes = create
             .attrs
             .iter()
@@ -285,8 +317,8 @@ impl Cycle<'_> {
             )
         };
         match intent {
-            Some(id) => self.store.finish_intent(id, Some(&link), &[record])?,
-            None => self.store.save_link(&link, &[record])?,
+            Some(id) => self.store.finish_intent(id, Some(link), &[record])?,
+            None => self.store.save_link(link, &[record])?,
         }
         if adopted {
             self.report.tickets_adopted += 1;
@@ -295,15 +327,7 @@ impl Cycle<'_> {
         }
         self.newest_ticket = Some(Some(ticket.key.clone()));
         tracing::info!(pair = %self.rt.pair, incident = %incident.id, ticket = %ticket.key, adopted, "ticket linked");
-
-        let write_back = reconcile::plan_write_back(self.spec(), &link, Some(&incident));
-        match write_back {
-            Some(action) => Ok(self
-                .write_back(link.clone(), action, Some(&incident))
-                .await?
-                .or(Some(link))),
-            None => Ok(Some(link)),
-        }
+        Ok(())
     }
 
     /// The link of a ticket just made (or adopted) for `incident`. Unless someone
