@@ -20,9 +20,7 @@ use crate::model::{
     IncidentUpdate, Link, LinkState, TicketSnapshot, TicketUpdate, Timestamp, Version,
 };
 use crate::ports::{ConnectorError, ErrorKind, IncidentSource, Lookup, TicketSystem};
-use crate::reconcile::{
-    self, Action, Input, PairSpec, Plan, is_redirected as is_redirected_snapshot,
-};
+use crate::reconcile::{self, Action, Input, PairSpec, Plan};
 use crate::store::{DeadLetter, Intent, IntentId, Side, Store, StoreError};
 
 /// Where the engine gets the time. The real one reads the system clock; tests pass

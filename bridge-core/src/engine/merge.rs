@@ -1,9 +1,11 @@
-//! Merged ("redirected") incidents: following the chain to the survivor, making
-//! sure it has a ticket, and applying the mapping's merge policy (closing as a
-//! duplicate, the notes on both tickets, raising the survivor's priority).
+//! Merged ("redirected") incidents: following the chain to the survivor (the
+//! pure `merge_walk` says what to read next), making sure it has a ticket, and
+//! applying the mapping's merge policy (closing as a duplicate, the notes on
+//! both tickets, raising the survivor's priority).
 
 use super::apply::Applied;
 use super::*;
+use crate::merge_walk::{Found, MergeWalk, Step, WalkEnd};
 
 impl Cycle<'_> {
     /// A merged ("redirected") incident: follows the chain to the surviving incident
@@ -100,14 +102,14 @@ impl Cycle<'_> {
         Ok(())
     }
 
-    /// Follows a merged incident's chain to the survivor. `None`: a read failed,
-    /// and the incident was set aside as a dead letter.
+    /// Follows a merged incident's chain to the survivor, reading what the pure
+    /// `MergeWalk` asks for. `None`: a read failed, and the incident was set
+    /// aside as a dead letter.
     async fn follow_chain(
         &mut self,
         source: &IncidentSnapshot,
         target_id: Option<String>,
-    ) -> Result<Option<Walk>, EngineError> {
-        const MAX_CHAIN: usize = 8;
+    ) -> Result<Option<WalkEnd>, EngineError> {
         // A listing may carry a merged incident whose target it could not look up:
         // read it once on its own, where a failure is this incident's alone and
         // sends it to the dead letters, before concluding the target is unknown.
@@ -122,47 +124,15 @@ impl Cycle<'_> {
                 }
             },
         };
-        let Some(first) = target_id else {
-            return Ok(Some(Walk::problem(
-                "the source closed it as merged without naming the incident it was merged into"
-                    .into(),
-            )));
-        };
-        let mut chain = vec![source.id.clone()];
-        let mut next = first;
+        let mut walk = MergeWalk::new(&source.id, target_id);
         loop {
-            if chain.contains(&next) {
-                chain.push(next);
-                let problem = format!("the merge chain {} loops", chain.join(" → "));
-                return Ok(Some(Walk::problem(problem)));
-            }
-            if chain.len() > MAX_CHAIN {
-                let problem = format!(
-                    "the merge chain {} is longer than {MAX_CHAIN}",
-                    chain.join(" → ")
-                );
-                return Ok(Some(Walk::problem(problem)));
-            }
+            let next = match walk.poll() {
+                Step::Done(end) => return Ok(Some(*end)),
+                Step::Read(next) => next,
+            };
             match self.rt.source.get(&next).await {
-                Ok(snapshot) => {
-                    chain.push(next.clone());
-                    match snapshot.redirect_to.clone() {
-                        Some(further) if is_redirected_snapshot(&snapshot) => next = further,
-                        _ => {
-                            return Ok(Some(Walk {
-                                survivor: Some(snapshot),
-                                problem: None,
-                            }));
-                        }
-                    }
-                }
-                Err(e) if e.kind == ErrorKind::NotFound => {
-                    let problem = format!(
-                        "the merge chain {} → {next} ends at an incident that does not exist",
-                        chain.join(" → ")
-                    );
-                    return Ok(Some(Walk::problem(problem)));
-                }
+                Ok(snapshot) => walk.handle(Found::Incident(Box::new(snapshot))),
+                Err(e) if e.kind == ErrorKind::NotFound => walk.handle(Found::Nothing),
                 Err(e) => {
                     self.report.failed += 1;
                     self.note_failure(&source.id, None, "merge", &e)?;
@@ -419,22 +389,6 @@ impl Cycle<'_> {
     }
 }
 
-/// Where a merge chain led: the surviving incident, or why there is none to
-/// name (no target given, a loop, a chain too long, a dangling end).
-struct Walk {
-    survivor: Option<IncidentSnapshot>,
-    problem: Option<String>,
-}
-
-impl Walk {
-    fn problem(problem: String) -> Walk {
-        Walk {
-            survivor: None,
-            problem: Some(problem),
-        }
-    }
-}
-
 /// The survivor of a merge, its ticket, and how the notes name it.
 struct MergeTarget {
     survivor: Option<IncidentSnapshot>,
@@ -445,7 +399,7 @@ struct MergeTarget {
 }
 
 impl MergeTarget {
-    fn new(walk: Walk, link: Option<Link>) -> MergeTarget {
+    fn new(walk: WalkEnd, link: Option<Link>) -> MergeTarget {
         let where_to = match (&walk.survivor, &link) {
             (_, Some(t)) => format!(
                 "incident {} (ticket {}: {})",
