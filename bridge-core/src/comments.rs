@@ -1,11 +1,18 @@
 //! Comments carried between an incident and its ticket: how a copy is written
 //! (who said it, where and when, in plain text, cut to the target's limit), how the
 //! bridge recognises its own copies (a marker at the start, besides the ids it
-//! records), and how a comment is fingerprinted for the record. All pure.
+//! records), and how a comment is fingerprinted for the record. All pure;
+//! `plan.rs` decides which comments to copy.
 
 use sha2::{Digest, Sha256};
 
 use crate::model::Comment;
+
+mod plan;
+pub use plan::{
+    Claim, CommentCopy, CopyRules, INCIDENT_LIMIT, incident_fingerprint, plan_copies,
+    ticket_fingerprint,
+};
 
 /// Every comment the bridge writes starts with this: a second line of defence
 /// (after the recorded fingerprints) against copying its own copies back.

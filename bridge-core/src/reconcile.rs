@@ -325,8 +325,32 @@ pub fn plan_close(pair: PairSpec<'_>, link: &Link, incident: &IncidentSnapshot) 
     actions
 }
 
+/// A ticket to make for a new incident: what `Action::CreateTicket` carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTicket {
+    pub incident: Box<IncidentSnapshot>,
+    pub create: TicketCreate,
+    pub baseline: Baseline,
+}
+
+impl From<NewTicket> for Action {
+    fn from(new: NewTicket) -> Action {
+        Action::CreateTicket {
+            incident: new.incident,
+            create: new.create,
+            baseline: new.baseline,
+        }
+    }
+}
+
 /// A new incident: its ticket, rendered from the mapping.
 pub fn plan_create(pair: PairSpec<'_>, incident: &IncidentSnapshot) -> Option<Action> {
+    plan_new_ticket(pair, incident).map(Action::from)
+}
+
+/// The ticket a new incident gets, rendered from the mapping; `None` for an
+/// incident in a status the mapping makes no ticket for.
+pub fn plan_new_ticket(pair: PairSpec<'_>, incident: &IncidentSnapshot) -> Option<NewTicket> {
     let status = incident
         .attrs
         .get("status")
@@ -373,7 +397,7 @@ pub fn plan_create(pair: PairSpec<'_>, incident: &IncidentSnapshot) -> Option<Ac
             labels.push(l);
         }
     }
-    Some(Action::CreateTicket {
+    Some(NewTicket {
         incident: Box::new(incident.clone()),
         create: TicketCreate {
             correlation: Correlation::new(pair.source, incident.id.clone()).with_scope(pair.scope),
@@ -445,254 +469,334 @@ enum Winner {
     Ticket,
 }
 
-/// The three-way diff of one link.
+/// What the three-way diff of one field decided: the whole per-field decision,
+/// taken by [`decide_field`] and gathered by [`plan_link`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FieldDecision {
+    /// Unchanged on both sides. `pending` is a value the ticket never took (a
+    /// Jira resolution on an open issue), carried along with the next write to
+    /// the ticket, if there is one.
+    Unchanged { pending: Option<FieldWrite> },
+    /// The change flows to the ticket.
+    ToTicket(FieldWrite),
+    /// The change flows to the incident.
+    ToIncident(FieldWrite),
+    /// No write: the baseline moves to what both sides hold now (both changed to
+    /// corresponding values, a change against the field's flow, a value the
+    /// other side has no mapping for or already holds).
+    Record {
+        change: Option<FieldChange>,
+        agreed: Agreed,
+        note: Option<String>,
+    },
+}
+
+/// One field's write to one side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FieldWrite {
+    /// The attribute written on that side.
+    attr: String,
+    value: Option<String>,
+    change: FieldChange,
+    /// What both sides agree on once the write succeeded.
+    agreed: Agreed,
+}
+
+/// The per-field three-way decision: the field's `known` baseline (`None` for a
+/// field added to the mapping after the link was made), what each side holds now
+/// (a side not read this time is taken as its baseline), and the rule's flow and
+/// conflict policy. Pure; it reads the snapshots' times only to settle a
+/// `newest_wins` conflict.
+fn decide_field(
+    pair: PairSpec<'_>,
+    rule: &FieldRule,
+    known: Option<&Agreed>,
+    incident: Option<&IncidentSnapshot>,
+    ticket: Option<&TicketSnapshot>,
+) -> FieldDecision {
+    let base = known.cloned().unwrap_or_default();
+    let now = Agreed {
+        incident: match incident {
+            Some(i) => rule.incident_value(i, pair.source),
+            None => base.incident.clone(),
+        },
+        ticket: match ticket {
+            Some(t) => t.attrs.get(&rule.ticket).cloned(),
+            None => base.ticket.clone(),
+        },
+        held: false,
+    };
+    let (inc_changed, tic_changed) = match known {
+        Some(b) => (now.incident != b.incident, now.ticket != b.ticket),
+        // A field added to the mapping after the link was made: bring it in step.
+        None => (rule.flow.to_ticket(), !rule.flow.to_ticket()),
+    };
+
+    let (winner, conflict) = match (inc_changed, tic_changed) {
+        (false, false) => {
+            return FieldDecision::Unchanged {
+                pending: pending_for_ticket(rule, &base, now),
+            };
+        }
+        (true, false) => (Winner::Incident, None),
+        (false, true) => (Winner::Ticket, None),
+        (true, true) if corresponds(rule, now.incident.as_deref(), now.ticket.as_deref()) => {
+            let change = FieldChange {
+                field: rule.name.clone(),
+                old: base.ticket.clone(),
+                new: now.ticket.clone(),
+                conflict: None,
+            };
+            let note = format!("{}: both sides changed to matching values", rule.name);
+            return record(now, Some(change), Some(note));
+        }
+        (true, true) => {
+            let policy = rule.conflict.unwrap_or(pair.policy);
+            let (winner, tie) = settle(pair, rule, policy, incident, ticket);
+            let conflict = ConflictNote {
+                policy,
+                incident_value: now.incident.clone(),
+                ticket_value: now.ticket.clone(),
+                tie,
+            };
+            (winner, Some(conflict))
+        }
+    };
+
+    match winner {
+        Winner::Incident if rule.flow.to_ticket() => flow_to_ticket(rule, now, conflict),
+        Winner::Ticket if rule.flow.to_incident() && rule.incident_attr().is_some() => {
+            flow_to_incident(pair, rule, now, conflict)
+        }
+        // The change went against the field's flow: accept it where it was made.
+        _ => {
+            let (side, old, new) = if inc_changed {
+                ("incident", base.incident, now.incident.clone())
+            } else {
+                ("ticket", base.ticket, now.ticket.clone())
+            };
+            let note = format!(
+                "{}: changed on the {side}, which this field does not sync from",
+                rule.name
+            );
+            let change = FieldChange {
+                field: rule.name.clone(),
+                old,
+                new,
+                conflict,
+            };
+            // Kept on the ticket until the incident moves again.
+            let now = Agreed {
+                held: !inc_changed,
+                ..now
+            };
+            record(now, Some(change), Some(note))
+        }
+    }
+}
+
+/// No write: the baseline moves to `now`.
+fn record(now: Agreed, change: Option<FieldChange>, note: Option<String>) -> FieldDecision {
+    FieldDecision::Record {
+        change,
+        agreed: now,
+        note,
+    }
+}
+
+/// Unchanged, but maybe never agreed (a value the other side could not take at
+/// the time, like a Jira resolution on an open issue): carried along with the
+/// next write to the ticket. A value held on the ticket on purpose is not.
+fn pending_for_ticket(rule: &FieldRule, base: &Agreed, now: Agreed) -> Option<FieldWrite> {
+    if !rule.flow.to_ticket() || base.held {
+        return None;
+    }
+    let desired = rule.map_to_ticket(now.incident.as_deref());
+    if desired.is_none() || desired == now.ticket {
+        return None;
+    }
+    Some(FieldWrite {
+        attr: rule.ticket.clone(),
+        value: desired.clone(),
+        change: FieldChange {
+            field: rule.name.clone(),
+            old: now.ticket,
+            new: desired.clone(),
+            conflict: None,
+        },
+        agreed: Agreed {
+            incident: now.incident,
+            ticket: desired,
+            held: false,
+        },
+    })
+}
+
+/// The incident's side won: its value, mapped, goes to the ticket, unless the
+/// mapping has no ticket value for it or the ticket already holds it.
+fn flow_to_ticket(rule: &FieldRule, now: Agreed, conflict: Option<ConflictNote>) -> FieldDecision {
+    let desired = rule.map_to_ticket(now.incident.as_deref());
+    if now.incident.is_some() && desired.is_none() {
+        let note = format!(
+            "{}: no ticket value is mapped for {}",
+            rule.name,
+            crate::ledger::plain_value(now.incident.as_deref())
+        );
+        return record(now, None, Some(note));
+    }
+    if desired == now.ticket {
+        return record(now, None, None);
+    }
+    FieldDecision::ToTicket(FieldWrite {
+        attr: rule.ticket.clone(),
+        value: desired.clone(),
+        change: FieldChange {
+            field: rule.name.clone(),
+            old: now.ticket,
+            new: desired.clone(),
+            conflict,
+        },
+        agreed: Agreed {
+            incident: now.incident,
+            ticket: desired,
+            held: false,
+        },
+    })
+}
+
+/// The ticket's side won: its value, mapped, goes to the incident attribute,
+/// unless the ticket emptied an enumerated attribute (which keeps its value),
+/// the mapping has no incident value for it, or the incident already holds it.
+fn flow_to_incident(
+    pair: PairSpec<'_>,
+    rule: &FieldRule,
+    now: Agreed,
+    conflict: Option<ConflictNote>,
+) -> FieldDecision {
+    let Some(attr) = rule.incident_attr() else {
+        return record(now, None, None);
+    };
+    let desired = rule.map_to_incident(now.ticket.as_deref());
+    let closed = crate::vocab::find(incident_attrs(pair.mapping.source_kind), attr)
+        .is_some_and(|a| a.values.is_some());
+    if desired.is_none() && closed {
+        // Emptied on the ticket (a Jira reopen clears the resolution): an
+        // enumerated incident attribute keeps its value.
+        return record(now, None, None);
+    }
+    if now.ticket.is_some() && desired.is_none() {
+        let note = format!(
+            "{}: no incident value is mapped for {}",
+            rule.name,
+            crate::ledger::plain_value(now.ticket.as_deref())
+        );
+        return record(now, None, Some(note));
+    }
+    if desired == now.incident {
+        return record(now, None, None);
+    }
+    FieldDecision::ToIncident(FieldWrite {
+        attr: attr.to_string(),
+        value: desired.clone(),
+        change: FieldChange {
+            field: rule.name.clone(),
+            old: now.incident,
+            new: desired.clone(),
+            conflict,
+        },
+        agreed: Agreed {
+            incident: desired,
+            ticket: now.ticket,
+            held: false,
+        },
+    })
+}
+
+/// The writes to one side gathered from the fields' decisions.
+#[derive(Debug, Default)]
+struct SideWrites {
+    set: BTreeMap<String, Option<String>>,
+    changes: Vec<FieldChange>,
+    baseline: Baseline,
+}
+
+impl SideWrites {
+    fn push(&mut self, rule: &FieldRule, write: FieldWrite) {
+        self.set.insert(write.attr, write.value);
+        self.changes.push(write.change);
+        self.baseline.insert(rule.name.clone(), write.agreed);
+    }
+}
+
+/// The baseline moves that need no write, with their changes and notes.
+#[derive(Debug, Default)]
+struct Recorded {
+    changes: Vec<FieldChange>,
+    baseline: Baseline,
+    notes: Vec<String>,
+}
+
+/// What the fold over a link's fields gathers.
+#[derive(Debug, Default)]
+struct LinkWrites<'r> {
+    ticket: SideWrites,
+    incident: SideWrites,
+    recorded: Recorded,
+    /// Values the ticket never took, sent only if the ticket is written anyway.
+    pending_ticket: Vec<(&'r FieldRule, FieldWrite)>,
+}
+
+impl<'r> LinkWrites<'r> {
+    fn add(mut self, rule: &'r FieldRule, decision: FieldDecision) -> Self {
+        match decision {
+            FieldDecision::Unchanged { pending } => {
+                self.pending_ticket.extend(pending.map(|w| (rule, w)));
+            }
+            FieldDecision::ToTicket(write) => self.ticket.push(rule, write),
+            FieldDecision::ToIncident(write) => self.incident.push(rule, write),
+            FieldDecision::Record {
+                change,
+                agreed,
+                note,
+            } => {
+                self.recorded.changes.extend(change);
+                self.recorded.baseline.insert(rule.name.clone(), agreed);
+                self.recorded.notes.extend(note);
+            }
+        }
+        self
+    }
+
+    /// A ticket write carries along the values the ticket never took.
+    fn finish(mut self) -> Self {
+        if !self.ticket.set.is_empty() {
+            for (rule, write) in std::mem::take(&mut self.pending_ticket) {
+                if !self.ticket.set.contains_key(&write.attr) {
+                    self.ticket.push(rule, write);
+                }
+            }
+        }
+        self
+    }
+}
+
+/// The three-way diff of one link: a fold of [`decide_field`] over the mapped
+/// fields, then at most one write to each side and one baseline record.
 fn plan_link(
     pair: PairSpec<'_>,
     link: &Link,
     incident: Option<&IncidentSnapshot>,
     ticket: Option<&TicketSnapshot>,
 ) -> Vec<Action> {
-    let mut ticket_update = TicketUpdate::default();
-    let mut ticket_changes = Vec::new();
-    let mut ticket_baseline = Baseline::new();
-    let mut incident_update = IncidentUpdate::default();
-    let mut incident_changes = Vec::new();
-    let mut incident_baseline = Baseline::new();
-    let mut recorded_changes = Vec::new();
-    let mut recorded_baseline = Baseline::new();
-    let mut notes = Vec::new();
-    let mut pending_ticket = Vec::new();
-
-    for rule in &pair.mapping.fields {
-        let known = link.baseline.get(&rule.name);
-        let base = known.cloned().unwrap_or_default();
-        let inc_now = match incident {
-            Some(i) => rule.incident_value(i, pair.source),
-            None => base.incident.clone(),
-        };
-        let tic_now = match ticket {
-            Some(t) => t.attrs.get(&rule.ticket).cloned(),
-            None => base.ticket.clone(),
-        };
-        let (inc_changed, tic_changed) = match known {
-            Some(b) => (inc_now != b.incident, tic_now != b.ticket),
-            // A field added to the mapping after the link was made: bring it in step.
-            None => (rule.flow.to_ticket(), !rule.flow.to_ticket()),
-        };
-        if !inc_changed && !tic_changed {
-            // Unchanged, but maybe never agreed (a value the other side could not take
-            // at the time, like a Jira resolution on an open issue): carried along
-            // with the next write to that side.
-            if rule.flow.to_ticket() && !base.held {
-                let desired = rule.map_to_ticket(inc_now.as_deref());
-                if desired.is_some() && desired != tic_now {
-                    pending_ticket.push((rule, inc_now.clone(), tic_now.clone(), desired));
-                }
-            }
-            continue;
-        }
-
-        let winner = match (inc_changed, tic_changed) {
-            (true, false) => Some(Winner::Incident),
-            (false, true) => Some(Winner::Ticket),
-            _ => None,
-        };
-        let mut conflict = None;
-        let winner = match winner {
-            Some(w) => w,
-            None if corresponds(rule, inc_now.as_deref(), tic_now.as_deref()) => {
-                recorded_changes.push(FieldChange {
-                    field: rule.name.clone(),
-                    old: base.ticket.clone(),
-                    new: tic_now.clone(),
-                    conflict: None,
-                });
-                recorded_baseline.insert(
-                    rule.name.clone(),
-                    Agreed {
-                        incident: inc_now,
-                        ticket: tic_now,
-                        held: false,
-                    },
-                );
-                notes.push(format!(
-                    "{}: both sides changed to matching values",
-                    rule.name
-                ));
-                continue;
-            }
-            None => {
-                let policy = rule.conflict.unwrap_or(pair.policy);
-                let (w, tie) = settle(pair, rule, policy, incident, ticket);
-                conflict = Some(ConflictNote {
-                    policy,
-                    incident_value: inc_now.clone(),
-                    ticket_value: tic_now.clone(),
-                    tie,
-                });
-                w
-            }
-        };
-
-        match winner {
-            Winner::Incident if rule.flow.to_ticket() => {
-                let desired = rule.map_to_ticket(inc_now.as_deref());
-                if inc_now.is_some() && desired.is_none() {
-                    notes.push(format!(
-                        "{}: no ticket value is mapped for {}",
-                        rule.name,
-                        crate::ledger::plain_value(inc_now.as_deref())
-                    ));
-                    recorded_baseline.insert(
-                        rule.name.clone(),
-                        Agreed {
-                            incident: inc_now,
-                            ticket: tic_now,
-                            held: false,
-                        },
-                    );
-                } else if desired == tic_now {
-                    recorded_baseline.insert(
-                        rule.name.clone(),
-                        Agreed {
-                            incident: inc_now,
-                            ticket: tic_now,
-                            held: false,
-                        },
-                    );
-                } else {
-                    ticket_update
-                        .set
-                        .insert(rule.ticket.clone(), desired.clone());
-                    ticket_changes.push(FieldChange {
-                        field: rule.name.clone(),
-                        old: tic_now,
-                        new: desired.clone(),
-                        conflict,
-                    });
-                    ticket_baseline.insert(
-                        rule.name.clone(),
-                        Agreed {
-                            incident: inc_now,
-                            ticket: desired,
-                            held: false,
-                        },
-                    );
-                }
-            }
-            Winner::Ticket if rule.flow.to_incident() && rule.incident_attr().is_some() => {
-                let attr = rule.incident_attr().expect("checked above");
-                let desired = rule.map_to_incident(tic_now.as_deref());
-                let closed = crate::vocab::find(incident_attrs(pair.mapping.source_kind), attr)
-                    .is_some_and(|a| a.values.is_some());
-                if desired.is_none() && closed {
-                    // Emptied on the ticket (a Jira reopen clears the resolution): an
-                    // enumerated incident attribute keeps its value.
-                    recorded_baseline.insert(
-                        rule.name.clone(),
-                        Agreed {
-                            incident: inc_now,
-                            ticket: tic_now,
-                            held: false,
-                        },
-                    );
-                } else if tic_now.is_some() && desired.is_none() {
-                    notes.push(format!(
-                        "{}: no incident value is mapped for {}",
-                        rule.name,
-                        crate::ledger::plain_value(tic_now.as_deref())
-                    ));
-                    recorded_baseline.insert(
-                        rule.name.clone(),
-                        Agreed {
-                            incident: inc_now,
-                            ticket: tic_now,
-                            held: false,
-                        },
-                    );
-                } else if desired == inc_now {
-                    recorded_baseline.insert(
-                        rule.name.clone(),
-                        Agreed {
-                            incident: inc_now,
-                            ticket: tic_now,
-                            held: false,
-                        },
-                    );
-                } else {
-                    incident_update
-                        .set
-                        .insert(attr.to_string(), desired.clone());
-                    incident_changes.push(FieldChange {
-                        field: rule.name.clone(),
-                        old: inc_now,
-                        new: desired.clone(),
-                        conflict,
-                    });
-                    incident_baseline.insert(
-                        rule.name.clone(),
-                        Agreed {
-                            incident: desired,
-                            ticket: tic_now,
-                            held: false,
-                        },
-                    );
-                }
-            }
-            // The change went against the field's flow: accept it where it was made.
-            _ => {
-                let (side, old, new) = if inc_changed {
-                    ("incident", base.incident.clone(), inc_now.clone())
-                } else {
-                    ("ticket", base.ticket.clone(), tic_now.clone())
-                };
-                notes.push(format!(
-                    "{}: changed on the {side}, which this field does not sync from",
-                    rule.name
-                ));
-                recorded_changes.push(FieldChange {
-                    field: rule.name.clone(),
-                    old,
-                    new,
-                    conflict,
-                });
-                recorded_baseline.insert(
-                    rule.name.clone(),
-                    Agreed {
-                        incident: inc_now,
-                        ticket: tic_now,
-                        // Kept on the ticket until the incident moves again.
-                        held: !inc_changed,
-                    },
-                );
-            }
-        }
-    }
-
-    if !ticket_update.is_empty() {
-        for (rule, inc_now, tic_now, desired) in pending_ticket {
-            if ticket_update.set.contains_key(&rule.ticket) {
-                continue;
-            }
-            ticket_update
-                .set
-                .insert(rule.ticket.clone(), desired.clone());
-            ticket_changes.push(FieldChange {
-                field: rule.name.clone(),
-                old: tic_now,
-                new: desired.clone(),
-                conflict: None,
-            });
-            ticket_baseline.insert(
-                rule.name.clone(),
-                Agreed {
-                    incident: inc_now,
-                    ticket: desired,
-                    held: false,
-                },
-            );
-        }
-    }
+    let writes = pair
+        .mapping
+        .fields
+        .iter()
+        .fold(LinkWrites::default(), |writes, rule| {
+            let known = link.baseline.get(&rule.name);
+            writes.add(rule, decide_field(pair, rule, known, incident, ticket))
+        })
+        .finish();
 
     let incident_seen = incident.map(IncidentSnapshot::version);
     let ticket_seen = ticket.map(TicketSnapshot::version);
@@ -703,37 +807,43 @@ fn plan_link(
             .as_ref()
             .is_some_and(|v| v.freshness(&link.ticket_seen()) == Freshness::Newer);
     let mut actions = Vec::new();
-    if !ticket_update.is_empty() {
+    if !writes.ticket.set.is_empty() {
         actions.push(Action::UpdateTicket {
             incident_id: link.incident_id.clone(),
             ticket_key: link.ticket_key.clone(),
-            update: ticket_update,
-            changes: ticket_changes,
-            baseline: ticket_baseline,
+            update: TicketUpdate {
+                set: writes.ticket.set,
+                add_labels: Vec::new(),
+            },
+            changes: writes.ticket.changes,
+            baseline: writes.ticket.baseline,
             incident_seen: incident_seen.clone(),
             ticket_seen: ticket_seen.clone(),
         });
     }
-    if !incident_update.is_empty() {
+    if !writes.incident.set.is_empty() {
         actions.push(Action::UpdateIncident {
             incident_id: link.incident_id.clone(),
             ticket_key: link.ticket_key.clone(),
-            update: incident_update,
-            changes: incident_changes,
-            baseline: incident_baseline,
+            update: IncidentUpdate {
+                set: writes.incident.set,
+                add_tags: Vec::new(),
+            },
+            changes: writes.incident.changes,
+            baseline: writes.incident.baseline,
             incident_seen: incident_seen.clone(),
             ticket_seen: ticket_seen.clone(),
         });
     }
-    if !recorded_baseline.is_empty() || (actions.is_empty() && moved) {
+    if !writes.recorded.baseline.is_empty() || (actions.is_empty() && moved) {
         actions.push(Action::RecordBaseline {
             incident_id: link.incident_id.clone(),
             ticket_key: link.ticket_key.clone(),
-            changes: recorded_changes,
-            baseline: recorded_baseline,
+            changes: writes.recorded.changes,
+            baseline: writes.recorded.baseline,
             incident_seen,
             ticket_seen,
-            note: notes.join("; "),
+            note: writes.recorded.notes.join("; "),
         });
     }
     actions

@@ -29,81 +29,11 @@ pub async fn run_sweep(
     cycle.sweeping = true;
     cycle.report.sweep = true;
     cycle.recover().await?;
-    let waiting: HashSet<String> = store
-        .dead_letters(Some(&rt.pair), None)?
-        .into_iter()
-        .map(|l| l.incident_id)
-        .collect();
-    let settled_before = clock.now() - SETTLED_AFTER;
-    let mut settled = 0;
-    let mut links = Vec::new();
-    for link in store.links(Some(&rt.pair))? {
-        if link.state != LinkState::Active
-            || waiting.contains(&link.incident_id)
-            || cycle.held_back.contains(&link.incident_id)
-        {
-            continue;
-        }
-        if link.updated < settled_before && incident_closed(rt, &link) {
-            settled += 1;
-            continue;
-        }
-        links.push(link);
-    }
-
+    let (links, settled) = links_to_sweep(&cycle)?;
     let mut gone = 0;
     for link in links {
-        cycle.report.links_checked += 1;
-        let incident = rt.source.get(&link.incident_id).await;
-        let ticket = rt.tickets.get(&link.ticket_key).await;
-        let (incident, ticket) = match (incident, ticket) {
-            (Ok(i), Ok(t)) => (i, t),
-            (Err(e), _) | (_, Err(e)) if e.kind == ErrorKind::NotFound => {
-                // Deleted on one side: nothing to repair it from. Said once per
-                // sweep, and the link is kept for the record.
-                gone += 1;
-                if !dry_run {
-                    let record = LedgerRecord {
-                        outcome: Outcome::Failed,
-                        detail: Some(format!("the sweep could not read it: {e}")),
-                        ..cycle.record("sweep", None, &link.incident_id, Some(&link.ticket_key))
-                    };
-                    store.append_ledger(&[record])?;
-                }
-                continue;
-            }
-            (Err(e), _) | (_, Err(e)) => {
-                cycle.report.failed += 1;
-                if !dry_run {
-                    cycle.note_failure(&link.incident_id, Some(&link.ticket_key), "sweep", &e)?;
-                }
-                continue;
-            }
-        };
-        let before = (cycle.report.writes(), cycle.report.planned.len());
-        let drift = describe_drift(&link, &incident, &ticket);
-        cycle
-            .fetched
-            .insert(link.incident_id.clone(), (incident.clone(), ticket.clone()));
-        cycle
-            .reconcile_and_apply(
-                std::slice::from_ref(&incident),
-                std::slice::from_ref(&ticket),
-                vec![link.clone()],
-            )
-            .await?;
-        let writes = cycle.report.writes() - before.0;
-        if writes > 0 || cycle.report.planned.len() > before.1 {
-            cycle.report.repaired += 1;
-        }
-        if writes > 0 {
-            let record = LedgerRecord {
-                detail: Some(format!(
-                    "{drift}; {writes} write(s) brought it back in step"
-                )),
-                ..cycle.record("repair", None, &link.incident_id, Some(&link.ticket_key))
-            };
-            store.append_ledger(&[record])?;
+        if !cycle.sweep_link(link).await? {
+            gone += 1;
         }
     }
 
@@ -140,6 +70,92 @@ pub async fn run_sweep(
         store.append_ledger(&[record])?;
     }
     Ok(cycle.report)
+}
+
+/// The open links of the pair to sweep (active, not waiting in the dead letters
+/// or held back), and how many were left out as closed for over
+/// [`SETTLED_AFTER`].
+fn links_to_sweep(cycle: &Cycle<'_>) -> Result<(Vec<Link>, usize), EngineError> {
+    let waiting: HashSet<String> = cycle
+        .store
+        .dead_letters(Some(&cycle.rt.pair), None)?
+        .into_iter()
+        .map(|l| l.incident_id)
+        .collect();
+    let settled_before = cycle.clock.now() - SETTLED_AFTER;
+    let mut settled = 0;
+    let mut links = Vec::new();
+    for link in cycle.store.links(Some(&cycle.rt.pair))? {
+        if link.state != LinkState::Active
+            || waiting.contains(&link.incident_id)
+            || cycle.held_back.contains(&link.incident_id)
+        {
+            continue;
+        }
+        if link.updated < settled_before && incident_closed(cycle.rt, &link) {
+            settled += 1;
+            continue;
+        }
+        links.push(link);
+    }
+    Ok((links, settled))
+}
+
+impl Cycle<'_> {
+    /// Re-reads both sides of one link and repairs what drifted. `false`: the
+    /// link could not be read because one side is gone (said in the ledger).
+    async fn sweep_link(&mut self, link: Link) -> Result<bool, EngineError> {
+        self.report.links_checked += 1;
+        let incident = self.rt.source.get(&link.incident_id).await;
+        let ticket = self.rt.tickets.get(&link.ticket_key).await;
+        let (incident, ticket) = match (incident, ticket) {
+            (Ok(i), Ok(t)) => (i, t),
+            (Err(e), _) | (_, Err(e)) if e.kind == ErrorKind::NotFound => {
+                // Deleted on one side: nothing to repair it from. Said once per
+                // sweep, and the link is kept for the record.
+                if !self.dry_run {
+                    let record = LedgerRecord {
+                        outcome: Outcome::Failed,
+                        detail: Some(format!("the sweep could not read it: {e}")),
+                        ..self.record("sweep", None, &link.incident_id, Some(&link.ticket_key))
+                    };
+                    self.store.append_ledger(&[record])?;
+                }
+                return Ok(false);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                self.report.failed += 1;
+                if !self.dry_run {
+                    self.note_failure(&link.incident_id, Some(&link.ticket_key), "sweep", &e)?;
+                }
+                return Ok(true);
+            }
+        };
+        let before = (self.report.writes(), self.report.planned.len());
+        let drift = describe_drift(&link, &incident, &ticket);
+        self.fetched
+            .insert(link.incident_id.clone(), (incident.clone(), ticket.clone()));
+        self.reconcile_and_apply(
+            std::slice::from_ref(&incident),
+            std::slice::from_ref(&ticket),
+            vec![link.clone()],
+        )
+        .await?;
+        let writes = self.report.writes() - before.0;
+        if writes > 0 || self.report.planned.len() > before.1 {
+            self.report.repaired += 1;
+        }
+        if writes > 0 {
+            let record = LedgerRecord {
+                detail: Some(format!(
+                    "{drift}; {writes} write(s) brought it back in step"
+                )),
+                ..self.record("repair", None, &link.incident_id, Some(&link.ticket_key))
+            };
+            self.store.append_ledger(&[record])?;
+        }
+        Ok(true)
+    }
 }
 
 /// Whether both sides last agreed that the link's incident is closed.

@@ -882,3 +882,5 @@ fn a_value_with_no_mapping_is_noted_in_plain_words() {
         "{plan:?}"
     );
 }
+
+mod decide_field;
