@@ -377,6 +377,7 @@ fn log_report(r: &CycleReport) {
         links_checked = r.links_checked,
         repaired = r.repaired,
         failed = r.failed,
+        waiting_for_search = r.waiting.len(),
         "{} done",
         if r.sweep { "sweep" } else { "cycle" }
     );
