@@ -2330,7 +2330,7 @@ since = 2026-10-01T12:00:00+02:00
     }
 
     /// Bad `[ledger]` input, each with the exact diagnostic (candidates for the
-    /// bad-input table of `tests/bad_input.rs`).
+    /// bad-input table of `tests/it/bad_input.rs`).
     #[test]
     fn bad_ledger_input_names_file_line_and_column() {
         let base = format!("{SOURCE}\n{TICKETS}\n{SYNC}\n[ledger]\n");

@@ -23,7 +23,6 @@
 //! what a kill meets still depends on timing. `ITSM_BRIDGE_CRASH_KEEP=<dir>`
 //! keeps the database and the daemon's log there for a post-mortem.
 
-mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::OpenOptions;
@@ -32,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Env, assert_success, stdout};
+use crate::common::{Env, assert_success, stdout};
 use connectors::graph::sim::SeedIncident;
 use connectors::sentinel::sim::SeedIncident as SentinelSeed;
 use connectors::simkit::LoggedRequest;
@@ -692,7 +691,7 @@ fn run_once(env: &Env) -> std::process::Output {
             panic!(
                 "`run --once` hung for two minutes\nstdout:\n{}\nstderr:\n{}",
                 stdout(&out),
-                common::stderr(&out)
+                crate::common::stderr(&out)
             );
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -720,7 +719,7 @@ fn finish_in_one_run(env: &Env, expected: &[(&str, &[String])]) -> Duration {
         out.status.success() && pending.is_empty() && letters.is_empty(),
         "one run --once did not finish: exit {:?}\n{text}{}\npending: {pending:?}\ndead letters: {letters:?}",
         out.status.code(),
-        common::stderr(&out),
+        crate::common::stderr(&out),
     );
     let written_back: BTreeMap<(String, String), bool> = rows(
         &env.db,
@@ -754,7 +753,7 @@ fn settle_across_pairs(env: &Env) -> usize {
     for runs in 1..=3 {
         let out = run_once(env);
         let text = stdout(&out);
-        assert!(out.status.success(), "{text}{}", common::stderr(&out));
+        assert!(out.status.success(), "{text}{}", crate::common::stderr(&out));
         if text
             .lines()
             .filter(|l| l.contains(": read "))

@@ -5,13 +5,12 @@
 //! marks where the diagnostic must point. Hostile remote input (a next link to
 //! another host) and a permissive umask are tried end to end at the bottom.
 
-mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{Env, bridge_in, stderr};
+use crate::common::{Env, bridge_in, stderr};
 
 /// Where a case's diagnostic points.
 const MARK: char = '‸';
@@ -19,9 +18,9 @@ const MARK: char = '‸';
 /// A secret value written inline in some cases: it must never be echoed back.
 const CANARY: &str = "hunter2-canary";
 
-const JIRA_MAPPING: &str = include_str!("../mappings/jira.toml");
-const SERVICENOW_MAPPING: &str = include_str!("../mappings/servicenow.toml");
-const GENERIC_MAPPING: &str = include_str!("../mappings/generic.toml");
+const JIRA_MAPPING: &str = include_str!("../../mappings/jira.toml");
+const SERVICENOW_MAPPING: &str = include_str!("../../mappings/servicenow.toml");
+const GENERIC_MAPPING: &str = include_str!("../../mappings/generic.toml");
 
 /// Every table and pair kind, every secret in a file: `check` accepts it.
 const CONFIG: &str = r#"[store]
@@ -1132,7 +1131,7 @@ fn the_good_inputs_pass_check() {
     write_inputs(dir.path(), &good_files());
     let config = dir.path().join("bridge.toml");
     let out = bridge_in(dir.path(), &["check", "--config", config.to_str().unwrap()]);
-    common::assert_success(&out);
+    crate::common::assert_success(&out);
     assert_eq!(stderr(&out), "", "no warning for good inputs");
     assert!(
         !dir.path().join("bridge.db").exists(),
@@ -1159,7 +1158,7 @@ fn a_public_listen_and_a_readable_secret_file_pass_check_with_warnings() {
     std::fs::set_permissions(&exposed, std::fs::Permissions::from_mode(0o644)).unwrap();
     let config = dir.path().join("bridge.toml");
     let out = bridge_in(dir.path(), &["check", "--config", config.to_str().unwrap()]);
-    common::assert_success(&out);
+    crate::common::assert_success(&out);
     let err = stderr(&out);
     assert!(
         err.contains("[server] listen 0.0.0.0:9464 is not a loopback address")
@@ -1336,7 +1335,7 @@ fn the_database_is_created_owner_only_whatever_the_umask() {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    common::assert_success(&out);
+    crate::common::assert_success(&out);
     let db = env.db.file_name().unwrap().to_str().unwrap().to_string();
     let mut checked = 0;
     for entry in std::fs::read_dir(env.db.parent().unwrap()).unwrap() {

@@ -3,7 +3,6 @@
 //! `/livez`, `/metrics` and the dashboard read over plain HTTP, and a clean stop
 //! on SIGTERM. Also: a port already taken is a startup error naming it.
 
-mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -11,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Env, stderr};
+use crate::common::{Env, stderr};
 
 /// How long anything here may take before the test gives up.
 const PATIENCE: Duration = Duration::from_secs(60);

@@ -1,9 +1,8 @@
 //! Defender (Graph) incidents ⇄ Jira issues, end to end: the real binary against
 //! the simulators. Each test reads as a situation an ops team would recognise.
 
-mod common;
 
-use common::{Env, assert_success, stderr, stdout};
+use crate::common::{Env, assert_success, stderr, stdout};
 use connectors::jira::adf::adf_to_text;
 use connectors::sims::{
     ANALYSTS, ARM_CLIENT_SECRET, GENERIC_TOKEN, GRAPH_CLIENT_SECRET, JIRA_API_TOKEN,

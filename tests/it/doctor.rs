@@ -6,12 +6,11 @@
 //! exactly as `check` does; and no configured secret ever reaches the output, even
 //! when a server echoes one back.
 
-mod common;
 
 use std::process::Output;
 
 use axum::http::Method;
-use common::{Env, stderr, stdout};
+use crate::common::{Env, stderr, stdout};
 use connectors::simkit::{Effect, FaultRule};
 use connectors::sims;
 

@@ -7,9 +7,8 @@
 //! `sys_mod_count`, the Sentinel etag, the helpdesk's `version`) and compares a
 //! tie in time field by field where it has none (Jira, Graph).
 
-mod common;
 
-use common::Env;
+use crate::common::Env;
 
 const JIRA_PAIR: &str = "defender->jira";
 const SNOW_PAIR: &str = "sentinel->servicenow";
@@ -17,7 +16,7 @@ const DESK_PAIR: &str = "sentinel->helpdesk";
 
 /// No drift sweep ran and nothing was repaired: the poll carried it.
 fn assert_no_sweep(env: &Env) {
-    let ledger = common::stdout(&env.bridge(&["ledger", "export", "--db", env.db_arg()]));
+    let ledger = crate::common::stdout(&env.bridge(&["ledger", "export", "--db", env.db_arg()]));
     assert!(
         !ledger.contains("\"repair\"") && !ledger.contains("\"sweep\""),
         "{ledger}"

@@ -3,12 +3,11 @@
 //! holder; no incident gets two tickets. Read-only commands keep working beside
 //! the daemon, and a SIGKILLed holder leaves nothing to clean up.
 
-mod common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Env, assert_success, stderr, stdout};
+use crate::common::{Env, assert_success, stderr, stdout};
 
 /// How long anything here may take before the test gives up.
 const PATIENCE: Duration = Duration::from_secs(90);

@@ -11,7 +11,6 @@
 //! they make the retry due through the store (`schedule_retry`), and a create whose
 //! answer was lost is made old enough to be settled by backdating its outbox intent.
 
-mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Output;
@@ -20,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::Method;
 use bridge_core::store::{Side, SqliteStore, Store};
-use common::{Env, assert_success, stderr, stdout};
+use crate::common::{Env, assert_success, stderr, stdout};
 use connectors::simkit::{Effect, FaultRule, LoggedRequest, Trigger};
 
 const JIRA_PAIR: &str = "defender->jira";

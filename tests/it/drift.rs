@@ -2,10 +2,9 @@
 //! watermark, the way a lagging replica or a clock running behind shows them) are
 //! found by the sweep, repaired, and reported in the ledger.
 
-mod common;
 
 use chrono::{Duration, Utc};
-use common::{Env, assert_success, stdout};
+use crate::common::{Env, assert_success, stdout};
 
 /// `run --sweep`: each pair's cycle, then its sweep.
 fn sweep(env: &Env) -> String {

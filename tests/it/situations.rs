@@ -13,13 +13,12 @@
 //! Every test starts from empty simulators and seeds only the incidents its
 //! situation needs, so it stays small and fast.
 
-mod common;
 
 use std::process::Output;
 
 use axum::http::Method;
 use chrono::{DateTime, SubsecRound, Utc};
-use common::{Env, assert_success, stderr, stdout};
+use crate::common::{Env, assert_success, stderr, stdout};
 use connectors::graph::sim::{SeedIncident, SimComment};
 use connectors::jira::adf::adf_to_text;
 use connectors::sentinel::sim::SeedIncident as SentinelSeed;

@@ -1,0 +1,19 @@
+//! The end-to-end tests, in one binary so that CI links one test crate instead of
+//! thirteen. Each module runs the real `itsm-bridge` binary against the simulators
+//! (`common` is the harness); `cargo test --test it <module>::` runs one file.
+
+mod common;
+
+mod bad_input;
+mod crash;
+mod doctor;
+mod drift;
+mod examples;
+mod faults;
+mod graph_jira;
+mod ledger;
+mod one_writer;
+mod same_tick;
+mod sentinel_pairs;
+mod server;
+mod situations;
