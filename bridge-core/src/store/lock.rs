@@ -166,7 +166,7 @@ fn describe_holder(text: &str) -> String {
 }
 
 /// This machine's name, as the kernel has it (unix), or the environment says.
-fn host_name() -> String {
+pub(super) fn host_name() -> String {
     let from_kernel = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .ok()

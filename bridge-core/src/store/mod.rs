@@ -1,14 +1,19 @@
 //! Persistence behind a trait: the mapping table (links with their baselines),
 //! watermarks, the outbox of intended remote writes, and the hash-chained ledger.
-//! `SqliteStore` is the embedded default; the trait is what a PostgreSQL store
-//! will implement for several replicas.
+//! `SqliteStore` is the embedded default; `PgStore` keeps the same on a
+//! PostgreSQL database that several replicas share, each pair driven by the
+//! holder of its lease.
 
 mod lock;
+pub mod postgres;
 mod sqlite;
+#[cfg(test)]
+mod suite;
 
 use std::fmt;
 
 pub use lock::{LockError, StoreLock};
+pub use postgres::{Fence, LeaseKeeper, LeaseSettings, PgConnect, PgStore};
 pub use sqlite::SqliteStore;
 pub(crate) use sqlite::create_private_dir;
 
@@ -30,6 +35,18 @@ pub enum StoreError {
     /// The ledger's append-only triggers were removed or changed: someone edited
     /// the store behind the bridge's back.
     Tampered(String),
+    /// A PostgreSQL statement failed.
+    Postgres(::postgres::Error),
+    /// `[store] url` (or what goes with it) cannot be used; nothing was opened.
+    Config(String),
+    /// The database cannot be reached (connection refused, timed out, closed).
+    Unreachable(String),
+    /// This replica no longer holds the lease of `pair` (it expired while the
+    /// process was paused or cut off, or another replica took it): the commit
+    /// was refused and nothing of it was written.
+    LostLease {
+        pair: String,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -45,6 +62,16 @@ impl fmt::Display for StoreError {
                  backup, or move it aside to start a new store"
             ),
             StoreError::Tampered(m) => write!(f, "{m}"),
+            StoreError::Postgres(e) => {
+                write!(f, "database error: {}", postgres::postgres_message(e))
+            }
+            StoreError::Config(m) => write!(f, "{m}"),
+            StoreError::Unreachable(m) => write!(f, "{m}"),
+            StoreError::LostLease { pair } => write!(
+                f,
+                "lost the lease for pair {pair}: another replica drives it now, and nothing \
+                 of this commit was written"
+            ),
         }
     }
 }
@@ -57,7 +84,23 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+impl From<::postgres::Error> for StoreError {
+    fn from(e: ::postgres::Error) -> Self {
+        StoreError::Postgres(e)
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Who drives a pair (PostgreSQL stores): the replica holding its lease, the
+/// lease's fencing token and how long it has left by the database's clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaseInfo {
+    pub pair: String,
+    pub holder: String,
+    pub token: i64,
+    pub expires_in: std::time::Duration,
+}
 
 /// Which side of a pair a watermark belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,4 +246,10 @@ pub trait Store: Send + Sync {
     /// Links per pair and state, dead letters per pair and the ledger's length, of
     /// one moment, without reading any link or entry in full.
     fn counts(&self) -> StoreResult<StoreCounts>;
+
+    /// The pairs' leases, ordered by pair: which replica drives which pair. A
+    /// store of one process (SQLite) has none.
+    fn leases(&self) -> StoreResult<Vec<LeaseInfo>> {
+        Ok(Vec::new())
+    }
 }

@@ -490,29 +490,29 @@ fn schema_version(conn: &Connection) -> StoreResult<i64> {
     Ok(version)
 }
 
-fn time_text(time: &Timestamp) -> String {
+pub(super) fn time_text(time: &Timestamp) -> String {
     ledger::canonical_time(time)
 }
 
 /// A remote modification time, kept exactly as the remote stamped it: Graph and
 /// Sentinel stamp to 100 ns, and a time cut to microseconds would make the same
 /// snapshot look newer than its link on every poll of the overlap window.
-fn remote_time_text(time: &Timestamp) -> String {
+pub(super) fn remote_time_text(time: &Timestamp) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
-fn parse_time(column: &str, text: &str) -> Result<Timestamp, String> {
+pub(super) fn parse_time(column: &str, text: &str) -> Result<Timestamp, String> {
     DateTime::parse_from_rfc3339(text)
         .map(|time| time.with_timezone(&Utc))
         .map_err(|e| format!("{column} {text:?} is not an RFC 3339 time: {e}"))
 }
 
-fn to_json<T: Serialize>(value: &T, what: &str) -> StoreResult<String> {
+pub(super) fn to_json<T: Serialize>(value: &T, what: &str) -> StoreResult<String> {
     serde_json::to_string(value)
         .map_err(|e| StoreError::Corrupt(format!("cannot encode {what} as JSON: {e}")))
 }
 
-fn parse_link_state(text: &str) -> Option<LinkState> {
+pub(super) fn parse_link_state(text: &str) -> Option<LinkState> {
     match text {
         "active" => Some(LinkState::Active),
         "merged" => Some(LinkState::Merged),
@@ -520,7 +520,7 @@ fn parse_link_state(text: &str) -> Option<LinkState> {
     }
 }
 
-fn parse_direction(text: &str) -> Option<Direction> {
+pub(super) fn parse_direction(text: &str) -> Option<Direction> {
     match text {
         "to_ticket" => Some(Direction::ToTicket),
         "to_incident" => Some(Direction::ToIncident),
@@ -528,7 +528,7 @@ fn parse_direction(text: &str) -> Option<Direction> {
     }
 }
 
-fn parse_outcome(text: &str) -> Option<Outcome> {
+pub(super) fn parse_outcome(text: &str) -> Option<Outcome> {
     match text {
         "ok" => Some(Outcome::Ok),
         "failed" => Some(Outcome::Failed),
@@ -2151,6 +2151,13 @@ mod tests {
             }),
             Vec::<i64>::new()
         );
+    }
+
+    /// The behaviour every store shares, on SQLite.
+    mod shared_suite {
+        crate::store::suite::store_suite!(Some(
+            crate::store::SqliteStore::open_in_memory().unwrap()
+        ));
     }
 
     #[test]

@@ -1,0 +1,446 @@
+//! The PostgreSQL store against a real PostgreSQL, named by
+//! `ITSM_BRIDGE_TEST_PG` (`.ci/run` sets it). Each test makes a schema of its
+//! own and drops it afterwards; without the variable, each says it was skipped.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use postgres::{Client, NoTls};
+
+use super::*;
+use crate::store::suite::{self, AsStore, at, link, record};
+
+/// A schema of its own on the test database, dropped with it.
+pub(crate) struct TestSchema {
+    base: String,
+    name: String,
+}
+
+impl TestSchema {
+    pub(crate) fn new() -> Option<TestSchema> {
+        let base = match std::env::var("ITSM_BRIDGE_TEST_PG") {
+            Ok(url) if !url.is_empty() => url,
+            _ => {
+                eprintln!("skipped: ITSM_BRIDGE_TEST_PG is not set");
+                return None;
+            }
+        };
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "itsm_test_{}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        );
+        let schema = TestSchema { base, name };
+        schema.admin(&format!("CREATE SCHEMA {}", schema.name));
+        Some(schema)
+    }
+
+    /// Runs SQL on a connection of its own, in this schema.
+    pub(crate) fn admin(&self, sql: &str) {
+        let mut client =
+            Client::connect(&self.base, NoTls).expect("connect to ITSM_BRIDGE_TEST_PG");
+        client
+            .batch_execute(&format!("SET search_path TO {}; {sql}", self.name))
+            .unwrap_or_else(|e| panic!("{sql}: {}", postgres_message(&e)));
+    }
+
+    pub(crate) fn url(&self) -> String {
+        let sep = if self.base.contains('?') { '&' } else { '?' };
+        format!("{}{sep}options=-csearch_path%3D{}", self.base, self.name)
+    }
+
+    pub(crate) fn connect(&self) -> PgConnect {
+        PgConnect::new(&self.url(), None).unwrap()
+    }
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        if let Ok(mut client) = Client::connect(&self.base, NoTls) {
+            let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
+        }
+    }
+}
+
+/// A migrated store in a schema of its own.
+struct TestStore {
+    store: PgStore,
+    _schema: TestSchema,
+}
+
+impl AsStore for TestStore {
+    fn as_store(&self) -> &dyn Store {
+        &self.store
+    }
+}
+
+fn test_store() -> Option<TestStore> {
+    let schema = TestSchema::new()?;
+    let store = PgStore::open(&schema.connect()).unwrap();
+    Some(TestStore {
+        store,
+        _schema: schema,
+    })
+}
+
+/// The behaviour every store shares, on PostgreSQL.
+mod shared_suite {
+    crate::store::suite::store_suite!(super::test_store());
+}
+
+#[test]
+fn store_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<PgStore>();
+}
+
+#[test]
+fn a_password_in_the_url_is_refused_and_never_shown() {
+    let e = PgConnect::new("postgres://bridge:hunter2@db.internal/itsm", None).unwrap_err();
+    assert!(matches!(e, StoreError::Config(_)), "{e:?}");
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    let secret = SecretString::from("hunter2".to_owned());
+    let connect = PgConnect::new("postgres://bridge@db.internal:5433/itsm", Some(&secret)).unwrap();
+    assert_eq!(connect.shown(), "postgres://bridge@db.internal:5433/itsm");
+    assert!(!format!("{connect:?}").contains("hunter2"));
+    let e = PgConnect::new("postgres://bridge@db.internal/itsm?sslmode=require", None).unwrap_err();
+    assert!(e.to_string().contains("sslmode=require"), "{e}");
+}
+
+#[test]
+fn an_unreachable_database_is_named_without_its_password() {
+    let secret = SecretString::from("hunter2".to_owned());
+    let connect = PgConnect::new(
+        "postgres://bridge@127.0.0.1:1/itsm?connect_timeout=2",
+        Some(&secret),
+    )
+    .unwrap();
+    let e = PgStore::open(&connect).unwrap_err();
+    assert!(matches!(e, StoreError::Unreachable(_)), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.contains("postgres://bridge@127.0.0.1:1/itsm"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+}
+
+#[test]
+fn migrations_apply_once_and_a_newer_schema_is_refused() {
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    let connect = schema.connect();
+    drop(PgStore::open(&connect).unwrap());
+    // Reopening changes nothing.
+    let store = PgStore::open(&connect).unwrap();
+    store.append_ledger(&[record("p", "1", 0)]).unwrap();
+    drop(store);
+    let store = PgStore::open_read_only(&connect).unwrap();
+    assert_eq!(store.verify_ledger().unwrap().entries, 1);
+    drop(store);
+
+    schema.admin("UPDATE itsm_bridge_schema SET version = 99");
+    let e = PgStore::open(&connect).unwrap_err();
+    assert!(matches!(e, StoreError::Corrupt(_)), "{e:?}");
+    assert!(e.to_string().contains("newer"), "{e}");
+    assert!(PgStore::open_read_only(&connect).is_err());
+}
+
+#[test]
+fn another_programs_schema_is_refused_and_left_as_it_is() {
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    schema.admin("CREATE TABLE customers (id int); INSERT INTO customers VALUES (1)");
+    let e = PgStore::open(&schema.connect()).unwrap_err();
+    assert!(matches!(e, StoreError::NotAStore(_)), "{e:?}");
+    let e = PgStore::open_read_only(&schema.connect()).unwrap_err();
+    assert!(matches!(e, StoreError::NotAStore(_)), "{e:?}");
+    // Nothing was created beside the table.
+    let mut client = Client::connect(&schema.url(), NoTls).unwrap();
+    let tables: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 1);
+}
+
+#[test]
+fn the_read_only_store_reads_and_the_database_refuses_its_writes() {
+    let Some(db) = test_store() else {
+        return;
+    };
+    db.store
+        .save_link(&link("p", "1", "SEC-1"), &[record("p", "1", 0)])
+        .unwrap();
+    let reader = PgStore::open_read_only(&db._schema.connect()).unwrap();
+    assert_eq!(reader.links(None).unwrap().len(), 1);
+    assert!(reader.verify_ledger().unwrap().is_intact());
+    let e = reader.append_ledger(&[record("p", "1", 1)]).unwrap_err();
+    assert!(e.to_string().contains("read-only"), "{e}");
+    assert_eq!(db.store.verify_ledger().unwrap().entries, 1);
+}
+
+#[test]
+fn the_ledger_refuses_update_delete_and_truncate() {
+    let Some(db) = test_store() else {
+        return;
+    };
+    db.store.append_ledger(&[record("p", "1", 0)]).unwrap();
+    for sql in [
+        "UPDATE ledger SET detail = 'x'",
+        "DELETE FROM ledger",
+        "TRUNCATE ledger",
+    ] {
+        let e = db.store.execute_for_tests(sql).unwrap_err();
+        assert!(e.to_string().contains("append-only"), "{sql}: {e}");
+    }
+    assert_eq!(db.store.verify_ledger().unwrap().entries, 1);
+}
+
+#[test]
+fn dropped_or_disabled_append_only_triggers_are_refused_at_open() {
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    drop(PgStore::open(&schema.connect()).unwrap());
+    schema.admin("ALTER TABLE ledger DISABLE TRIGGER ledger_no_change");
+    let e = PgStore::open(&schema.connect()).unwrap_err();
+    assert!(matches!(e, StoreError::Tampered(_)), "{e:?}");
+    assert!(
+        e.to_string().contains("ledger_no_change is disabled"),
+        "{e}"
+    );
+    schema.admin(
+        "ALTER TABLE ledger ENABLE TRIGGER ledger_no_change; DROP TRIGGER ledger_no_truncate ON ledger",
+    );
+    let e = PgStore::open(&schema.connect()).unwrap_err();
+    assert!(
+        e.to_string().contains("ledger_no_truncate is missing"),
+        "{e}"
+    );
+    schema.admin(
+        "CREATE TRIGGER ledger_no_truncate BEFORE TRUNCATE ON ledger \
+         FOR EACH STATEMENT EXECUTE FUNCTION ledger_append_only()",
+    );
+    PgStore::open(&schema.connect()).unwrap();
+    schema.admin(
+        "CREATE OR REPLACE FUNCTION ledger_append_only() RETURNS trigger LANGUAGE plpgsql \
+         AS $$ BEGIN RETURN NEW; END $$",
+    );
+    let e = PgStore::open(&schema.connect()).unwrap_err();
+    assert!(e.to_string().contains("was changed"), "{e}");
+}
+
+#[test]
+fn verify_finds_an_entry_changed_behind_the_bridges_back() {
+    let Some(db) = test_store() else {
+        return;
+    };
+    let records: Vec<_> = (0..5).map(|i| record("p", "1", i)).collect();
+    db.store.append_ledger(&records).unwrap();
+    db._schema.admin(
+        "ALTER TABLE ledger DISABLE TRIGGER ledger_no_change; \
+         UPDATE ledger SET outcome = 'failed' WHERE seq = 3; \
+         ALTER TABLE ledger ENABLE TRIGGER ledger_no_change",
+    );
+    let report = db.store.verify_ledger().unwrap();
+    assert_eq!(report.first_break.map(|(seq, _)| seq), Some(3));
+}
+
+#[test]
+fn appends_from_several_replicas_make_one_chain() {
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    let connect = schema.connect();
+    let stores: Vec<Arc<PgStore>> = (0..3)
+        .map(|_| Arc::new(PgStore::open(&connect).unwrap()))
+        .collect();
+    let threads: Vec<_> = stores
+        .iter()
+        .enumerate()
+        .map(|(n, store)| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..40 {
+                    let pair = format!("pair-{n}");
+                    store
+                        .append_ledger(&[record(&pair, &i.to_string(), i), record(&pair, "x", i)])
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let report = stores[0].verify_ledger().unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.entries, 240);
+}
+
+fn settings(pairs: &[&str], period_ms: u64) -> LeaseSettings {
+    LeaseSettings {
+        pairs: pairs.iter().map(|p| (*p).to_owned()).collect(),
+        period: Duration::from_millis(period_ms),
+    }
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < limit,
+            "{what} did not happen within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_replica_that_lost_its_lease_commits_nothing() {
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    let connect = schema.connect();
+    drop(PgStore::open(&connect).unwrap());
+    let fence_a = Fence::new("replica-a".into());
+    let keeper_a = LeaseKeeper::start(&connect, fence_a.clone(), settings(&["p"], 60_000)).unwrap();
+    let token_a = fence_a.token("p").expect("the only replica takes the pair");
+    let a = PgStore::open(&connect).unwrap().with_fence(fence_a.clone());
+    let intent_id = a.begin_intent(&suite::intent("p", "1")).unwrap();
+    a.set_watermark("p", Side::Incidents, at(1)).unwrap();
+
+    // Replica A stalls past its lease (as if paused); B starts and takes over.
+    schema.admin("UPDATE leases SET expires_at = now() - interval '1 second'");
+    let fence_b = Fence::new("replica-b".into());
+    let keeper_b = LeaseKeeper::start(&connect, fence_b.clone(), settings(&["p"], 60_000)).unwrap();
+    let token_b = fence_b.token("p").expect("B takes the expired lease");
+    assert!(token_b > token_a, "a new holder gets a larger token");
+    let b = PgStore::open(&connect).unwrap().with_fence(fence_b.clone());
+
+    // A wakes up: each of its commits is refused, and nothing of them is written.
+    let refused = [
+        a.finish_intent(
+            intent_id,
+            Some(&link("p", "1", "SEC-1")),
+            &[record("p", "1", 2)],
+        ),
+        a.save_link(&link("p", "2", "SEC-2"), &[record("p", "2", 3)]),
+        a.append_ledger(&[record("p", "3", 4)]),
+        a.set_watermark("p", Side::Incidents, at(9)),
+        a.begin_intent(&suite::intent("p", "4")).map(|_| ()),
+    ];
+    for result in refused {
+        let e = result.unwrap_err();
+        assert!(
+            matches!(&e, StoreError::LostLease { pair } if pair == "p"),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("lost the lease for pair p"), "{e}");
+    }
+    assert!(!fence_a.holds("p"), "A noticed it lost the lease");
+    assert_eq!(
+        b.pending_intents().unwrap().len(),
+        1,
+        "A's intent is still pending"
+    );
+    assert!(b.links(None).unwrap().is_empty());
+    assert_eq!(b.verify_ledger().unwrap().entries, 0);
+    assert_eq!(b.watermark("p", Side::Incidents).unwrap(), Some(at(1)));
+
+    // B, the holder, commits.
+    b.finish_intent(
+        intent_id,
+        Some(&link("p", "1", "SEC-1")),
+        &[record("p", "1", 2)],
+    )
+    .unwrap();
+    assert_eq!(b.leases().unwrap()[0].holder, "replica-b");
+    drop((keeper_a, keeper_b));
+}
+
+#[test]
+fn an_expired_lease_refuses_commits_even_before_anyone_takes_over() {
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    let connect = schema.connect();
+    drop(PgStore::open(&connect).unwrap());
+    let fence = Fence::new("replica-a".into());
+    let keeper = LeaseKeeper::start(&connect, fence.clone(), settings(&["p"], 60_000)).unwrap();
+    let store = PgStore::open(&connect).unwrap().with_fence(fence.clone());
+    store.append_ledger(&[record("p", "1", 0)]).unwrap();
+    schema.admin("UPDATE leases SET expires_at = now() - interval '1 millisecond'");
+    let e = store.append_ledger(&[record("p", "1", 1)]).unwrap_err();
+    assert!(matches!(e, StoreError::LostLease { .. }), "{e:?}");
+    // A pair this replica never held is refused without asking the database.
+    let e = store.append_ledger(&[record("q", "1", 1)]).unwrap_err();
+    assert!(matches!(e, StoreError::LostLease { .. }), "{e:?}");
+    assert_eq!(store.verify_ledger().unwrap().entries, 1);
+    drop(keeper);
+}
+
+#[test]
+fn replicas_share_the_pairs_and_take_over_when_one_leaves() {
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    let connect = schema.connect();
+    let reader = PgStore::open(&connect).unwrap();
+    let pairs = ["a->x", "b->x", "c->x"];
+    let fence_a = Fence::new("replica-a".into());
+    let keeper_a = LeaseKeeper::start(&connect, fence_a.clone(), settings(&pairs, 900)).unwrap();
+    assert_eq!(
+        fence_a.held_pairs().len(),
+        3,
+        "alone, a replica drives every pair"
+    );
+
+    let fence_b = Fence::new("replica-b".into());
+    let keeper_b = LeaseKeeper::start(&connect, fence_b.clone(), settings(&pairs, 900)).unwrap();
+    wait_until("the pairs are shared", Duration::from_secs(10), || {
+        fence_a.held_pairs().len() == 2 && fence_b.held_pairs().len() == 1
+    });
+    let leases = reader.leases().unwrap();
+    assert_eq!(leases.len(), 3);
+    for lease in &leases {
+        let holder_fence = if lease.holder == "replica-a" {
+            &fence_a
+        } else {
+            &fence_b
+        };
+        assert_eq!(
+            holder_fence.token(&lease.pair),
+            Some(lease.token),
+            "{lease:?}"
+        );
+    }
+
+    keeper_a.stop();
+    wait_until("B takes every pair", Duration::from_secs(10), || {
+        fence_b.held_pairs().len() == 3
+    });
+    assert!(
+        reader
+            .leases()
+            .unwrap()
+            .iter()
+            .all(|l| l.holder == "replica-b")
+    );
+    keeper_b.stop();
+    assert!(
+        reader.leases().unwrap().is_empty(),
+        "a clean stop gives its leases up"
+    );
+}
