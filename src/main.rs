@@ -90,10 +90,31 @@ enum Command {
         #[arg(long)]
         write_config: Option<PathBuf>,
     },
+    /// Manage the store itself.
+    Store {
+        #[command(subcommand)]
+        action: StoreCommand,
+    },
     /// Print speed figures measured on the simulators (nothing is asserted).
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Copy an SQLite store (links, baselines, watermarks, outbox, dead letters,
+    /// synced comments, ledger) into an empty PostgreSQL store; the ledger
+    /// verifies there with the same head. The password, if any, is read from
+    /// PGPASSWORD.
+    Migrate {
+        /// The SQLite store (`[store] path`); refused while a daemon uses it.
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL store: postgres://user@host:port/db (no password in it).
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -211,6 +232,9 @@ impl From<bridge_core::store::StoreError> for Failure {
             bridge_core::store::StoreError::NotAStore(message) => {
                 Failure::Input(format!("error: {message}"))
             }
+            bridge_core::store::StoreError::Config(message) => {
+                Failure::Input(format!("error: {message}"))
+            }
             e => Failure::Runtime(e.into()),
         }
     }
@@ -266,6 +290,9 @@ async fn dispatch(command: Command) -> CmdResult {
         } => cmd::run::run(&config, once || dry_run || sweep, dry_run, sweep).await,
         Command::Check { config } => cmd::check::run(&config),
         Command::Doctor { config } => cmd::doctor::run(&config).await,
+        Command::Store {
+            action: StoreCommand::Migrate { from, to },
+        } => cmd::store::migrate(&from, &to),
         Command::Links { db, json } => cmd::links::run(&db.resolve()?, json),
         Command::Ledger { action } => match action {
             LedgerCommand::List {

@@ -8,6 +8,7 @@ pub mod ledger;
 pub mod links;
 pub mod run;
 pub mod sim;
+pub mod store;
 
 use std::path::Path;
 

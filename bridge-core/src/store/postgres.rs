@@ -21,6 +21,7 @@
 //! [`StoreError::LostLease`]. Ledger appends take `LOCK TABLE ledger IN
 //! EXCLUSIVE MODE` first, so the appends of all replicas make one hash chain.
 
+mod import;
 mod lease;
 #[cfg(test)]
 mod tests;
@@ -35,6 +36,7 @@ use postgres::types::ToSql;
 use postgres::{Client, GenericClient, NoTls, Row, Transaction};
 use secrecy::{ExposeSecret, SecretString};
 
+pub use import::{ImportReport, import_sqlite};
 pub use lease::{LeaseKeeper, LeaseSettings};
 
 use super::sqlite::{
@@ -565,6 +567,37 @@ fn check_fence<'a>(
             }
             return Err(lost());
         }
+    }
+    Ok(())
+}
+
+/// Refuses a target that holds anything, or that a replica uses: `store
+/// migrate` copies into an empty store only.
+fn check_empty_and_unused(tx: &mut Transaction<'_>) -> StoreResult<()> {
+    let row = tx.query_one(
+        "SELECT (SELECT count(*) FROM links), (SELECT count(*) FROM outbox), \
+         (SELECT count(*) FROM ledger), (SELECT count(*) FROM dead_letters), \
+         (SELECT count(*) FROM watermarks), (SELECT count(*) FROM synced_comments), \
+         (SELECT count(*) FROM leases WHERE expires_at > now()), \
+         (SELECT count(*) FROM replicas WHERE seen_at > now() - interval '10 minutes')",
+        &[],
+    )?;
+    let count = |i: usize| row.get::<_, i64>(i);
+    if count(6) > 0 || count(7) > 0 {
+        return Err(StoreError::Config(format!(
+            "the PostgreSQL store is in use: {} replica(s) seen in the last 10 minutes, {} \
+             lease(s) held; stop every `itsm-bridge run` on it first; nothing was copied",
+            count(7),
+            count(6)
+        )));
+    }
+    let rows: i64 = (0..6).map(count).sum();
+    if rows > 0 {
+        return Err(StoreError::Config(format!(
+            "the PostgreSQL store is not empty ({rows} row(s) in links, outbox, ledger, dead \
+             letters, watermarks and synced comments); migrate into a new database or schema; \
+             nothing was copied"
+        )));
     }
     Ok(())
 }

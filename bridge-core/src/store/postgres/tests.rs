@@ -444,3 +444,118 @@ fn replicas_share_the_pairs_and_take_over_when_one_leaves() {
         "a clean stop gives its leases up"
     );
 }
+
+#[test]
+fn an_sqlite_store_moves_to_postgres_with_its_ledger_intact() {
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridge.db");
+    let sqlite = crate::store::SqliteStore::open(&path).unwrap();
+    let mut merged = link("p", "2", "SEC-2");
+    merged.state = crate::model::LinkState::Merged;
+    merged.merged_into = Some("1".into());
+    sqlite
+        .save_link(&link("p", "1", "SEC-1"), &[record("p", "1", 0)])
+        .unwrap();
+    sqlite.save_link(&merged, &[record("p", "2", 1)]).unwrap();
+    sqlite.set_watermark("p", Side::Incidents, at(5)).unwrap();
+    sqlite.set_watermark("p", Side::Tickets, at(6)).unwrap();
+    let done = sqlite.begin_intent(&suite::intent("p", "8")).unwrap();
+    sqlite.finish_intent(done, None, &[]).unwrap();
+    let pending = sqlite.begin_intent(&suite::intent("p", "9")).unwrap();
+    sqlite
+        .record_failure(&DeadLetter {
+            pair: "p".into(),
+            incident_id: "7".into(),
+            ticket_key: None,
+            action: "create_ticket".into(),
+            last_error: "refused".into(),
+            attempts: 1,
+            first_failed: at(0),
+            last_failed: at(0),
+            next_attempt: at(60),
+        })
+        .unwrap();
+    sqlite
+        .record_synced_comments(
+            "p",
+            "1",
+            &["i:a".into(), "t:b".into()],
+            &[record("p", "1", 2)],
+        )
+        .unwrap();
+    let records: Vec<_> = (3..50).map(|i| record("p", "1", i)).collect();
+    sqlite.append_ledger(&records).unwrap();
+    let original = sqlite.verify_ledger().unwrap();
+    drop(sqlite);
+
+    let target = PgStore::open(&schema.connect()).unwrap();
+    let report = import_sqlite(&path, &target).unwrap();
+    assert_eq!(
+        (
+            report.links,
+            report.watermarks,
+            report.outbox,
+            report.dead_letters,
+            report.synced_comments
+        ),
+        (2, 2, 1, 1, 2)
+    );
+    assert_eq!(report.ledger, original);
+
+    let sqlite = crate::store::SqliteStore::open_read_only(&path).unwrap();
+    assert_eq!(target.links(None).unwrap(), sqlite.links(None).unwrap());
+    assert_eq!(
+        target.pending_intents().unwrap(),
+        sqlite.pending_intents().unwrap()
+    );
+    assert_eq!(target.pending_intents().unwrap()[0].0, pending);
+    assert_eq!(
+        target.dead_letters(None, None).unwrap(),
+        sqlite.dead_letters(None, None).unwrap()
+    );
+    assert_eq!(
+        target.synced_comments("p", "1").unwrap(),
+        sqlite.synced_comments("p", "1").unwrap()
+    );
+    assert_eq!(target.watermark("p", Side::Tickets).unwrap(), Some(at(6)));
+    assert_eq!(
+        target.verify_ledger().unwrap(),
+        original,
+        "same entries, same head"
+    );
+    // The outbox goes on after the ids SQLite gave, and the chain after its head.
+    assert!(target.begin_intent(&suite::intent("p", "10")).unwrap() > pending);
+    target.append_ledger(&[record("p", "1", 99)]).unwrap();
+    assert!(target.verify_ledger().unwrap().is_intact());
+
+    // A store that holds anything already is refused, and left as it is.
+    let e = import_sqlite(&path, &target).unwrap_err();
+    assert!(e.to_string().contains("not empty"), "{e}");
+    assert_eq!(
+        target.verify_ledger().unwrap().entries,
+        original.entries + 1
+    );
+}
+
+#[test]
+fn a_postgres_store_in_use_is_not_migrated_into() {
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bridge.db");
+    drop(crate::store::SqliteStore::open(&path).unwrap());
+    let target = PgStore::open(&schema.connect()).unwrap();
+    let keeper = LeaseKeeper::start(
+        &schema.connect(),
+        Fence::new("replica-a".into()),
+        settings(&["p"], 60_000),
+    )
+    .unwrap();
+    let e = import_sqlite(&path, &target).unwrap_err();
+    assert!(e.to_string().contains("in use"), "{e}");
+    drop(keeper);
+}
