@@ -6,6 +6,7 @@
 
 mod cmd;
 mod output;
+mod replicas;
 mod server;
 
 use std::path::PathBuf;
@@ -350,17 +351,18 @@ async fn dispatch(command: Command) -> CmdResult {
 }
 
 impl DbArgs {
-    /// The database file: `--db`, or the `[store] path` of `--config` (default bridge.toml).
-    fn resolve(&self) -> Result<PathBuf, Failure> {
+    /// The store: the file `--db`, or the `[store]` of `--config` (default
+    /// bridge.toml), a file or a PostgreSQL database.
+    fn resolve(&self) -> Result<replicas::StoreAt, Failure> {
         if let Some(db) = &self.db {
-            return Ok(db.clone());
+            return Ok(replicas::StoreAt::Sqlite(db.clone()));
         }
         let config = self
             .config
             .clone()
             .unwrap_or_else(|| PathBuf::from("bridge.toml"));
         let config = cmd::load_config(&config)?;
-        Ok(config.store.path)
+        replicas::StoreAt::of(&config)
     }
 }
 

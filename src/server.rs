@@ -791,14 +791,20 @@ async fn livez() -> &'static str {
 async fn healthz(State(app): State<AppState>) -> Response {
     let status = app.status();
     let counts = app.read(|store| store.counts()).await;
-    let (code, body) = health(&status, counts.as_ref().map_err(String::as_str));
+    let (code, mut body) = health(&status, counts.as_ref().map_err(String::as_str));
+    if let Ok(leases) = app.read(|store| store.leases()).await {
+        crate::replicas::add_leases_to_health(&mut body, &leases);
+    }
     (code, Json(body)).into_response()
 }
 
 async fn metrics(State(app): State<AppState>) -> Response {
     let status = app.status();
     let counts = app.read(|store| store.counts()).await;
-    let text = render_metrics(&status, counts.as_ref().ok());
+    let mut text = render_metrics(&status, counts.as_ref().ok());
+    if let Ok(leases) = app.read(|store| store.leases()).await {
+        text.push_str(&crate::replicas::lease_metrics(&leases));
+    }
     ([(CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response()
 }
 

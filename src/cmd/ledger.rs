@@ -10,19 +10,19 @@ use std::process::ExitCode;
 use bridge_core::checkpoint::{self, Checkpoint, SigningKey, Verdict};
 use bridge_core::config::Config;
 use bridge_core::ledger::{GENESIS_HASH, LedgerEntry, LedgerFilter};
-use bridge_core::store::Store;
 use secrecy::ExposeSecret;
 
 use crate::output::{Table, csv_field};
+use crate::replicas::StoreAt;
 use crate::{CmdResult, Failure};
 
 pub fn list(
-    db: &Path,
+    db: &StoreAt,
     pair: Option<String>,
     incident: Option<String>,
     limit: Option<usize>,
 ) -> CmdResult {
-    let store = super::open_existing_store(db)?;
+    let store = db.open_reader()?;
     let filter = LedgerFilter {
         pair,
         incident_id: incident,
@@ -83,8 +83,8 @@ fn shorten(s: &str) -> String {
     }
 }
 
-pub fn export(db: &Path, csv: bool) -> CmdResult {
-    let store = super::open_existing_store(db)?;
+pub fn export(db: &StoreAt, csv: bool) -> CmdResult {
+    let store = db.open_reader()?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let io = |e: std::io::Error| bridge_core::store::StoreError::Io(e);
@@ -124,7 +124,7 @@ pub fn export(db: &Path, csv: bool) -> CmdResult {
 }
 
 pub fn verify(
-    db: &Path,
+    db: &StoreAt,
     checkpoints: &[PathBuf],
     expect_heads: &[String],
     public_key: Option<&str>,
@@ -135,7 +135,7 @@ pub fn verify(
     for path in checkpoints {
         anchors.push((path, Checkpoint::read(path).map_err(Failure::Input)?));
     }
-    let store = super::open_existing_store(db)?;
+    let store = db.open_reader()?;
     if let Err(e) = store.check_append_only() {
         eprintln!("warning: {e}");
     }
@@ -220,9 +220,9 @@ pub fn checkpoint(config_path: &Path) -> CmdResult {
             config.file.display()
         )));
     };
-    let store = super::open_existing_store(&config.store.path)?;
+    let store = StoreAt::of(&config)?.open_reader()?;
     let (path, anchor) = checkpoint::write_checkpoint(
-        &store,
+        store.as_ref(),
         &key,
         &config.ledger.checkpoint_dir,
         chrono::Utc::now(),

@@ -2,16 +2,14 @@
 //! failing (the dead letters), each with its next retry and last error, and the
 //! intents still pending (writes begun whose outcome is not recorded yet).
 
-use std::path::Path;
 use std::process::ExitCode;
-
-use bridge_core::store::Store;
 
 use crate::CmdResult;
 use crate::output::Table;
+use crate::replicas::StoreAt;
 
-pub fn run(db: &Path, json: bool) -> CmdResult {
-    let store = super::open_existing_store(db)?;
+pub fn run(db: &StoreAt, json: bool) -> CmdResult {
+    let store = db.open_reader()?;
     let links = store.links(None)?;
     let failing = store.dead_letters(None, None)?;
     let pending = store.pending_intents()?;

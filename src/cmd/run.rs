@@ -16,9 +16,10 @@ use bridge_core::checkpoint::{self, SigningKey};
 use bridge_core::config;
 use bridge_core::engine::{self, CycleReport, PairRuntime, SystemClock};
 use bridge_core::schedule::Scheduler;
-use bridge_core::store::{SqliteStore, Store};
+use bridge_core::store::{Fence, SqliteStore, Store};
 use connectors::wiring;
 
+use crate::replicas::{self, Drive, RunStore, StoreAt};
 use crate::server::{self, RunKind};
 use crate::{CmdResult, Failure};
 
@@ -27,15 +28,36 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
     config::check_secrets(&config).map_err(|e| Failure::Input(e.to_string()))?;
     let signing_key = super::ledger::signing_key(&config)?;
     let pairs = wiring::build_pairs(&config).map_err(|e| Failure::Input(e.to_string()))?;
-    // One writer per store: held until this function returns (or the process
-    // dies, which releases it too).
-    let (_lock, store): (_, Arc<dyn Store>) = if dry_run && !config.store.path.exists() {
-        (None, Arc::new(SqliteStore::open_in_memory()?))
-    } else {
-        let (lock, store) = super::open_store_for_writing(&config.store.path)?;
-        (Some(lock), Arc::new(store))
+    // One writer per store (SQLite's lock) or per pair (PostgreSQL's leases):
+    // held until this function returns (or the process dies, which releases
+    // the lock at once and the leases when they expire).
+    let at = StoreAt::of(&config)?;
+    let run_store = match &at {
+        StoreAt::Sqlite(path) if dry_run && !path.exists() => None,
+        StoreAt::Postgres { .. } if dry_run => None,
+        _ => Some(RunStore::open(
+            &at,
+            pairs.iter().map(|p| p.pair.clone()).collect(),
+        )?),
     };
+    let store: Arc<dyn Store> = match (&run_store, &at) {
+        (Some(opened), _) => opened.store.clone(),
+        (None, StoreAt::Postgres { .. }) => at.open_reader()?,
+        (None, StoreAt::Sqlite(_)) => Arc::new(SqliteStore::open_in_memory()?),
+    };
+    let fence = run_store.as_ref().and_then(|r| r.fence.clone());
     if once {
+        // On PostgreSQL, only the pairs this replica holds; the others are
+        // driven by another replica.
+        let (pairs, elsewhere): (Vec<PairRuntime>, Vec<PairRuntime>) = pairs
+            .into_iter()
+            .partition(|p| fence.as_ref().is_none_or(|f| f.holds(&p.pair)));
+        for pair in &elsewhere {
+            eprintln!(
+                "{}: not run: another replica holds its lease and drives it",
+                pair.pair
+            );
+        }
         let reports = run_once(&pairs, store.as_ref(), dry_run, sweep).await;
         let mut ok = print_reports(&reports, dry_run);
         if !dry_run {
@@ -48,6 +70,10 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
                 }
                 ok = false;
             }
+        }
+        ok &= elsewhere.is_empty();
+        if let Some(opened) = run_store {
+            opened.stop();
         }
         return Ok(if ok {
             ExitCode::SUCCESS
@@ -69,12 +95,12 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
         Some(listen) => {
             // A connection of its own: a scrape reads beside the loop's writes
             // (WAL) and never waits for the loop's connection.
-            let reader: Arc<dyn Store> = Arc::new(SqliteStore::open_read_only(&config.store.path)?);
+            let reader = at.open_reader()?;
             Some(server::start(listen, status.clone(), reader, stop.clone()).await?)
         }
         None => None,
     };
-    tracing::info!(pairs = pairs.len(), db = %config.store.path.display(), "itsm-bridge running");
+    tracing::info!(pairs = pairs.len(), db = %at.shown(), "itsm-bridge running");
     // The pairs of one source run on a task of their own, taking turns: two pairs
     // writing to one incident at once could lose each other's tags (Graph replaces
     // the whole set). Sources run side by side, so one held up by its remote's pace
@@ -103,14 +129,14 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
     if let (Some(schedule), Some(key)) = (config.ledger.checkpoint.clone(), signing_key) {
         // A connection of its own, read-only: verifying the chain before signing
         // reads the whole ledger, and must not hold up the pairs' writes.
-        let reader: Arc<dyn Store> = Arc::new(SqliteStore::open_read_only(&config.store.path)?);
+        let reader = at.open_reader()?;
         let dir = config.ledger.checkpoint_dir.clone();
         tasks.spawn(run_checkpoints(schedule, key, dir, reader, stop.clone()));
     }
     for (_, jobs) in by_source {
         let (pairs, store, status, stop) =
             (pairs.clone(), store.clone(), status.clone(), stop.clone());
-        tasks.spawn(run_jobs(jobs, pairs, store, status, stop));
+        tasks.spawn(run_jobs(jobs, pairs, store, fence.clone(), status, stop));
     }
     while let Some(done) = tasks.join_next().await {
         done.map_err(anyhow::Error::from)?;
@@ -118,6 +144,9 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
     tracing::info!("stopping");
     if let Some(server) = server {
         server.stopped().await;
+    }
+    if let Some(opened) = run_store {
+        opened.stop();
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -136,6 +165,7 @@ async fn run_jobs(
     jobs: Vec<Job>,
     pairs: Arc<Vec<PairRuntime>>,
     store: Arc<dyn Store>,
+    fence: Option<Arc<Fence>>,
     status: server::SharedStatus,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -146,6 +176,11 @@ async fn run_jobs(
             let started = std::time::Instant::now();
             let (index, kind) = (jobs[job].pair, jobs[job].kind);
             let pair = &pairs[index];
+            // On PostgreSQL, only a pair whose lease this replica holds.
+            let Drive::Yes(_busy) = replicas::may_drive(fence.as_ref(), &pair.pair) else {
+                scheduler.handle_done(job, chrono::Utc::now(), None);
+                continue;
+            };
             let result = match kind {
                 RunKind::Cycle => {
                     engine::run_cycle(pair, store.as_ref(), &SystemClock, false).await

@@ -15,8 +15,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Config, HttpConfig, LedgerConfig, RateLimitConfig, SecretRef, SentinelWorkspace, ServerConfig,
-    SourceConfig, StoreConfig, SyncConfig, TicketAuth, TicketSystemConfig,
+    Config, HttpConfig, LedgerConfig, PostgresStoreConfig, RateLimitConfig, SecretRef,
+    SentinelWorkspace, ServerConfig, SourceConfig, StoreConfig, SyncConfig, TicketAuth,
+    TicketSystemConfig,
 };
 use crate::diag::{Diagnostic, InputError, Reporter, line_col};
 use crate::mapping;
@@ -140,6 +141,14 @@ pub fn check_secrets(config: &Config) -> Result<(), InputError> {
             });
         }
     };
+    if let Some(password) = config
+        .store
+        .postgres
+        .as_ref()
+        .and_then(|p| p.password.as_ref())
+    {
+        check("[store]".to_owned(), "password", password);
+    }
     for source in &config.sources {
         check(
             format!("[[source]] `{}`", source.name),
@@ -221,6 +230,9 @@ struct RawLedger {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     path: Text,
+    url: Text,
+    password: RawSecret,
+    lease: Text,
 }
 
 #[derive(Deserialize)]
@@ -623,7 +635,72 @@ impl Checker<'_> {
                 path
             }
         };
-        Some(StoreConfig { path })
+        let postgres = match raw {
+            Some(raw) => self.postgres_store(raw)?,
+            None => None,
+        };
+        Some(StoreConfig { path, postgres })
+    }
+
+    /// `[store] url` with its `password` and `lease` (see `PostgresStoreConfig`).
+    fn postgres_store(&mut self, raw: &RawStore) -> Option<Option<PostgresStoreConfig>> {
+        let Some(url) = &raw.url else {
+            for (key, at) in [
+                ("password", raw.password.as_ref().map(|p| p.span().start)),
+                ("lease", raw.lease.as_ref().map(|l| l.span().start)),
+            ] {
+                if let Some(at) = at {
+                    self.r.at(
+                        at,
+                        format!("store {key} is for a PostgreSQL store; add url = \"postgres://user@host/db\" or remove {key}"),
+                    );
+                    return None;
+                }
+            }
+            return Some(None);
+        };
+        if let Some(path) = &raw.path {
+            self.r.at(
+                path.span().start,
+                "give the store a path (SQLite) or a url (PostgreSQL), not both",
+            );
+            return None;
+        }
+        let text = url.get_ref().trim();
+        if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
+            self.r.at(
+                url.span().start,
+                "store url must be a PostgreSQL URL, e.g. \"postgres://bridge@db.internal:5432/itsm\"",
+            );
+            return None;
+        }
+        if let Err(e) = crate::store::PgConnect::new(text, None) {
+            self.r.at(url.span().start, format!("store url: {e}"));
+            return None;
+        }
+        let password = match &raw.password {
+            Some(value) => Some(self.secret("password", value)?),
+            None => None,
+        };
+        let lease = match &raw.lease {
+            None => Duration::from_secs(15),
+            Some(t) => match parse_duration(t.get_ref()) {
+                Ok(lease) if lease >= Duration::from_secs(1) => lease,
+                Ok(_) => {
+                    self.r.at(t.span().start, "store lease must be at least 1s");
+                    return None;
+                }
+                Err(e) => {
+                    self.r.at(t.span().start, format!("store lease: {e}"));
+                    return None;
+                }
+            },
+        };
+        Some(Some(PostgresStoreConfig {
+            url: text.to_owned(),
+            password,
+            lease,
+        }))
     }
 
     fn ledger(&mut self, raw: Option<&Spanned<RawLedger>>) -> Option<LedgerConfig> {

@@ -49,6 +49,22 @@ pub struct LedgerConfig {
 pub struct StoreConfig {
     /// Absolute, or resolved against the config file's directory.
     pub path: PathBuf,
+    /// `[store] url`: a PostgreSQL database that replicas share, in place of
+    /// the SQLite file at `path`.
+    pub postgres: Option<PostgresStoreConfig>,
+}
+
+/// `[store] url = "postgres://user@host:port/db"`, its password and its leases.
+#[derive(Debug, Clone)]
+pub struct PostgresStoreConfig {
+    /// The URL as written (checked: no password in it, no `sslmode=require`).
+    pub url: String,
+    /// `[store] password`, a secret reference like every other.
+    pub password: Option<SecretRef>,
+    /// `[store] lease`: how long a replica's lease on a pair lasts unless
+    /// renewed (15 s by default); a dead replica's pairs are taken over within
+    /// about this long.
+    pub lease: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -247,6 +247,10 @@ pub trait Store: Send + Sync {
     /// one moment, without reading any link or entry in full.
     fn counts(&self) -> StoreResult<StoreCounts>;
 
+    /// Whether the ledger's append-only triggers are there as the migrations
+    /// made them: [`StoreError::Tampered`] if one was dropped, disabled or changed.
+    fn check_append_only(&self) -> StoreResult<()>;
+
     /// The pairs' leases, ordered by pair: which replica drives which pair. A
     /// store of one process (SQLite) has none.
     fn leases(&self) -> StoreResult<Vec<LeaseInfo>> {

@@ -1484,6 +1484,10 @@ impl Store for PgStore {
         })
     }
 
+    fn check_append_only(&self) -> StoreResult<()> {
+        self.call(|client, _| check_append_only(client))
+    }
+
     /// The lease table as the database has it now, with each lease's time left
     /// by the database's clock.
     fn leases(&self) -> StoreResult<Vec<LeaseInfo>> {

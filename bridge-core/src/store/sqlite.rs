@@ -1125,6 +1125,10 @@ impl Store for SqliteStore {
     /// length is its last `seq`, which has no gaps (the triggers refuse deletes,
     /// `verify_ledger` reports a gap), so it costs one index lookup however long
     /// the ledger is.
+    fn check_append_only(&self) -> StoreResult<()> {
+        SqliteStore::check_append_only(self)
+    }
+
     fn counts(&self) -> StoreResult<StoreCounts> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
