@@ -13,6 +13,7 @@ mod faults;
 mod graph_jira;
 mod ledger;
 mod one_writer;
+mod replicas;
 mod same_tick;
 mod sentinel_pairs;
 mod server;
