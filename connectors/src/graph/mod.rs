@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod convert;
+pub mod doctor;
 pub mod sim;
 pub mod wire;
 
