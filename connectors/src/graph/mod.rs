@@ -103,4 +103,4 @@ pub(crate) mod testkit {
     }
 }
 #[cfg(test)]
-pub(crate) mod fuzz;
+mod fuzz;
