@@ -554,8 +554,15 @@ impl GraphSim {
                 get(get_incident).patch(patch_incident),
             )
             .route("/v1.0/security/incidents/{id}/comments", post(post_comment))
-            .route("/_sim/incidents", get(admin_list).post(admin_seed))
-            .route("/_sim/incidents/{id}", get(admin_get).patch(admin_change))
+            .route(
+                "/_sim/incidents",
+                get(admin_list).post(simkit::admin_seed::<SimState, Context>),
+            )
+            .route(
+                "/_sim/incidents/{id}",
+                get(simkit::admin_get::<SimState, Context>)
+                    .patch(simkit::admin_change::<SimState, Context>),
+            )
             .fallback(unknown_route)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(middleware::from_fn_with_state(shared.clone(), guard));
@@ -670,37 +677,6 @@ impl GraphSim {
         change: DefenderChange,
     ) -> Result<SimIncident, String> {
         self.lock().apply_defender_change(id, change)
-    }
-
-    /// Any `incidentStatus`, `awaitingAction` and `redirected` included.
-    pub fn set_status(&self, id: &str, status: &str) -> bool {
-        self.apply(
-            id,
-            DefenderChange {
-                status: Some(status.into()),
-                ..DefenderChange::default()
-            },
-        )
-    }
-
-    pub fn set_severity(&self, id: &str, severity: &str) -> bool {
-        self.apply(
-            id,
-            DefenderChange {
-                severity: Some(severity.into()),
-                ..DefenderChange::default()
-            },
-        )
-    }
-
-    pub fn set_title(&self, id: &str, title: &str) -> bool {
-        self.apply(
-            id,
-            DefenderChange {
-                title: Some(title.into()),
-                ..DefenderChange::default()
-            },
-        )
     }
 
     pub fn assign(&self, id: &str, upn: &str) -> bool {

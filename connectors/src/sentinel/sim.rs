@@ -841,8 +841,15 @@ impl SentinelSim {
             },
         );
         let router = Shared::router()
-            .route("/_sim/incidents", get(admin_list).post(admin_seed))
-            .route("/_sim/incidents/{id}", get(admin_get).patch(admin_change))
+            .route(
+                "/_sim/incidents",
+                get(admin_list).post(simkit::admin_seed::<SimState, Context>),
+            )
+            .route(
+                "/_sim/incidents/{id}",
+                get(simkit::admin_get::<SimState, Context>)
+                    .patch(simkit::admin_change::<SimState, Context>),
+            )
             .route("/_sim/incidents/{id}/merge", post(admin_merge))
             .route("/_sim/incidents/{id}/comments", post(admin_comment))
             .fallback(arm);
@@ -983,36 +990,6 @@ impl SentinelSim {
         change: AnalystChange,
     ) -> Result<SimIncident, String> {
         self.lock().apply_analyst_change(id, change)
-    }
-
-    pub fn set_status(&self, id: &str, status: &str) -> bool {
-        self.apply(
-            id,
-            AnalystChange {
-                status: Some(status.into()),
-                ..AnalystChange::default()
-            },
-        )
-    }
-
-    pub fn set_severity(&self, id: &str, severity: &str) -> bool {
-        self.apply(
-            id,
-            AnalystChange {
-                severity: Some(severity.into()),
-                ..AnalystChange::default()
-            },
-        )
-    }
-
-    pub fn set_title(&self, id: &str, title: &str) -> bool {
-        self.apply(
-            id,
-            AnalystChange {
-                title: Some(title.into()),
-                ..AnalystChange::default()
-            },
-        )
     }
 
     /// Assigns to `upn` (`None` unassigns).

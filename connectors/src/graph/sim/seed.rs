@@ -55,49 +55,19 @@ impl Default for SeedIncident {
     }
 }
 
+crate::simkit::seed_setters!(SeedIncident {
+    some id,
+    some description,
+    set status,
+    set severity,
+    some classification,
+    some determination,
+    some assigned_to,
+    at created,
+    at updated,
+});
+
 impl SeedIncident {
-    pub fn new(title: impl Into<String>) -> SeedIncident {
-        SeedIncident {
-            title: title.into(),
-            ..SeedIncident::default()
-        }
-    }
-
-    pub fn id(mut self, id: impl Into<String>) -> Self {
-        self.id = Some(id.into());
-        self
-    }
-
-    pub fn description(mut self, description: impl Into<String>) -> Self {
-        self.description = Some(description.into());
-        self
-    }
-
-    pub fn status(mut self, status: impl Into<String>) -> Self {
-        self.status = status.into();
-        self
-    }
-
-    pub fn severity(mut self, severity: impl Into<String>) -> Self {
-        self.severity = severity.into();
-        self
-    }
-
-    pub fn classification(mut self, classification: impl Into<String>) -> Self {
-        self.classification = Some(classification.into());
-        self
-    }
-
-    pub fn determination(mut self, determination: impl Into<String>) -> Self {
-        self.determination = Some(determination.into());
-        self
-    }
-
-    pub fn assigned_to(mut self, upn: impl Into<String>) -> Self {
-        self.assigned_to = Some(upn.into());
-        self
-    }
-
     pub fn tag(mut self, tag: impl Into<String>) -> Self {
         self.custom_tags.push(tag.into());
         self
@@ -109,16 +79,6 @@ impl SeedIncident {
             text: text.into(),
             created: None,
         });
-        self
-    }
-
-    pub fn created(mut self, at: DateTime<Utc>) -> Self {
-        self.created = Some(at);
-        self
-    }
-
-    pub fn updated(mut self, at: DateTime<Utc>) -> Self {
-        self.updated = Some(at);
         self
     }
 }
@@ -168,4 +128,16 @@ pub(super) fn some_even_if_null<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)
+}
+
+impl simkit::AnalystEdit for DefenderChange {
+    fn common(
+        &mut self,
+    ) -> (
+        &mut Option<String>,
+        &mut Option<String>,
+        &mut Option<String>,
+    ) {
+        (&mut self.status, &mut self.severity, &mut self.title)
+    }
 }
