@@ -751,116 +751,6 @@ impl ServiceNowSim {
     }
 }
 
-/// Authentication (Basic or an OAuth bearer token) and the hourly rate limit on
-/// every API request.
-async fn guard(State(sim): State<Shared>, mut request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_string();
-    if path.starts_with("/_sim") || path == "/oauth_token.do" {
-        return next.run(request).await;
-    }
-    let user = {
-        let mut state = sim.lock();
-        let headers = request.headers();
-        let basic = simkit::basic_credentials(headers).filter(|(u, p)| {
-            state
-                .credentials
-                .as_ref()
-                .is_some_and(|(cu, cp)| cu == u && cp == p)
-        });
-        let bearer = bearer_token(headers).and_then(|t| {
-            let now = Instant::now();
-            state.tokens.retain(|_, (_, expiry)| *expiry > now);
-            state.tokens.get(&t).map(|(user, _)| user.clone())
-        });
-        match basic.map(|(u, _)| u).or(bearer) {
-            Some(user) => user,
-            None => {
-                let mut response = SnError::new(
-                    StatusCode::UNAUTHORIZED,
-                    UNAUTHENTICATED.0,
-                    Some(UNAUTHENTICATED.1.to_string()),
-                )
-                .into_response();
-                response.headers_mut().insert(
-                    "www-authenticate",
-                    HeaderValue::from_static("BASIC realm=\"Service-now\""),
-                );
-                return response;
-            }
-        }
-    };
-    let limit = {
-        let mut state = sim.lock();
-        match state.rate_limit {
-            None => None,
-            Some(limit) => {
-                let now = Utc::now().timestamp();
-                let window = state
-                    .rate_windows
-                    .entry(user.clone())
-                    .or_insert(RateWindow {
-                        start: now,
-                        count: 0,
-                    });
-                if now >= window.start + 3600 {
-                    *window = RateWindow {
-                        start: now,
-                        count: 0,
-                    };
-                }
-                let reset = window.start + 3600;
-                if window.count >= limit {
-                    let mut response = SnError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "Rate limit exceeded",
-                        Some(format!(
-                            "Rate limit of {limit} requests per hour for Table API exceeded"
-                        )),
-                    )
-                    .into_response();
-                    rate_headers(response.headers_mut(), limit, reset);
-                    let wait = (reset - now).max(1).to_string();
-                    if let Ok(v) = HeaderValue::from_str(&wait) {
-                        response.headers_mut().insert("retry-after", v);
-                    }
-                    return response;
-                }
-                window.count += 1;
-                Some((limit, reset))
-            }
-        }
-    };
-    request.extensions_mut().insert(Caller(user));
-    let mut response = next.run(request).await;
-    if let Some((limit, reset)) = limit {
-        rate_headers(response.headers_mut(), limit, reset);
-    }
-    response
-}
-
-fn rate_headers(headers: &mut HeaderMap, limit: u32, reset: i64) {
-    for (name, value) in [
-        ("x-ratelimit-limit", limit.to_string()),
-        ("x-ratelimit-reset", reset.to_string()),
-        (
-            "x-ratelimit-rule",
-            "d3b1a2c4e5f60718293a4b5c6d7e8f90".to_string(),
-        ),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(name, v);
-        }
-    }
-}
-
-fn bearer_token(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get("authorization")?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
-}
-
 async fn no_route() -> Response {
     SnError::new(
         StatusCode::BAD_REQUEST,
@@ -1033,90 +923,15 @@ fn list(sim: &Shared, def: &TableDef, params: &Params, path: &str) -> Response {
     response
 }
 
-/// `POST /oauth_token.do` with `grant_type=client_credentials`.
-async fn oauth_token(State(sim): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let form_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let refuse = |status: StatusCode, error: &str, description: &str| {
-        json_response(
-            status,
-            json!({ "error": error, "error_description": description }),
-        )
-    };
-    if !form_type {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "form body expected",
-        );
-    }
-    if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "only client_credentials is enabled",
-        );
-    }
-    let mut state = sim.lock();
-    let client = state.oauth_clients.iter().find(|c| {
-        Some(&c.client_id) == form.get("client_id") && Some(&c.secret) == form.get("client_secret")
-    });
-    let Some(client) = client.cloned() else {
-        return refuse(StatusCode::UNAUTHORIZED, "server_error", "access_denied");
-    };
-    let token = format!("{}{}", new_sys_id(), new_sys_id());
-    let lifetime = state.token_lifetime;
-    state
-        .tokens
-        .insert(token.clone(), (client.user, Instant::now() + lifetime));
-    json_response(
-        StatusCode::OK,
-        json!({
-            "access_token": token,
-            "scope": "useraccount",
-            "token_type": "Bearer",
-            "expires_in": lifetime.as_secs().saturating_sub(1),
-        }),
-    )
-}
+// ---------------------------------------------------------------------------------
+// Sign-in (Basic, OAuth client credentials) and the hourly limit: `sim/auth.rs`.
+mod auth;
+use auth::*;
 
-async fn admin_incidents(State(sim): State<Shared>) -> Response {
-    let state = sim.lock();
-    let all: Vec<Value> = state.rows("incident").iter().map(|r| json!(r)).collect();
-    json_response(StatusCode::OK, Value::Array(all))
-}
-
-async fn admin_resolve(
-    State(sim): State<Shared>,
-    Path(number): Path<String>,
-    body: Bytes,
-) -> Response {
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let field = |name: &str| {
-        body.get(name)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    let (code, notes) = (field("close_code"), field("close_notes"));
-    let result = sim.lock().analyst_edit(
-        &number,
-        ANALYST,
-        |r| {
-            r.insert("state".into(), "6".into());
-            r.insert("close_code".into(), code);
-            r.insert("close_notes".into(), notes);
-        },
-        true,
-    );
-    match result {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => SnError::bad("Resolve failed", e).into_response(),
-    }
-}
+// ---------------------------------------------------------------------------------
+// Handlers: the admin surface under /_sim/ (no auth): `sim/admin.rs`.
+mod admin;
+use admin::*;
 
 #[cfg(test)]
 mod tests;
