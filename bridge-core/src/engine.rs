@@ -14,9 +14,9 @@ use chrono::Duration;
 use serde::Serialize;
 
 use crate::ledger::{LedgerRecord, Outcome};
-use crate::mapping::{Mapping, MergePolicy};
+use crate::mapping::Mapping;
 use crate::model::{
-    Agreed, Baseline, Comment, ConflictPolicy, Direction, FieldChange, Freshness, IncidentSnapshot,
+    Baseline, Comment, ConflictPolicy, Direction, FieldChange, Freshness, IncidentSnapshot,
     IncidentUpdate, Link, LinkState, TicketSnapshot, TicketUpdate, Timestamp, Version,
 };
 use crate::ports::{ConnectorError, ErrorKind, IncidentSource, Lookup, TicketSystem};
