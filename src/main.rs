@@ -6,6 +6,7 @@
 
 mod cmd;
 mod output;
+mod report;
 mod server;
 
 use std::path::PathBuf;

@@ -19,7 +19,8 @@ use bridge_core::schedule::Scheduler;
 use bridge_core::store::{SqliteStore, Store};
 use connectors::wiring;
 
-use crate::server::{self, RunKind};
+use crate::report::{self, RunKind, what_it_did};
+use crate::server;
 use crate::{CmdResult, Failure};
 
 pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResult {
@@ -58,7 +59,7 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
 
     // Signals are caught from here on: a stop during a job lets it finish.
     let stop = stop_signal().map_err(anyhow::Error::from)?;
-    let status: server::SharedStatus = Arc::new(Mutex::new(server::Status::new(
+    let status: report::SharedStatus = Arc::new(Mutex::new(report::Status::new(
         pairs
             .iter()
             .zip(&config.syncs)
@@ -136,7 +137,7 @@ async fn run_jobs(
     jobs: Vec<Job>,
     pairs: Arc<Vec<PairRuntime>>,
     store: Arc<dyn Store>,
-    status: server::SharedStatus,
+    status: report::SharedStatus,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let schedules = jobs.iter().map(|j| j.schedule.clone()).collect();
@@ -381,36 +382,6 @@ fn log_report(r: &CycleReport) {
         "{} done",
         if r.sweep { "sweep" } else { "cycle" }
     );
-}
-
-/// What a run wrote, in words: every count that is not zero, or "nothing to write".
-pub fn what_it_did(r: &CycleReport) -> String {
-    let mut done = Vec::new();
-    for (n, what) in [
-        (r.tickets_created, "ticket(s) created"),
-        (r.tickets_adopted, "adopted"),
-        (r.tickets_updated, "ticket(s) updated"),
-        (r.incidents_updated, "incident(s) updated"),
-        (r.write_backs, "written back"),
-        (r.conflicts, "conflict(s) settled"),
-        (r.merged, "merged incident(s) handled"),
-        (r.comments_copied, "comment(s) copied"),
-        (r.repaired, "drifted link(s) repaired"),
-        (r.recovered, "recovered from earlier failures"),
-        (
-            r.waiting.len(),
-            "create(s) waiting for the ticket system's search",
-        ),
-        (r.failed, "FAILED"),
-    ] {
-        if n > 0 {
-            done.push(format!("{n} {what}"));
-        }
-    }
-    if done.is_empty() {
-        done.push("nothing to write".into());
-    }
-    done.join(", ")
 }
 
 pub fn print_report(r: &CycleReport, dry_run: bool) {
