@@ -19,6 +19,8 @@ use bridge_core::schedule::Scheduler;
 use bridge_core::store::{SqliteStore, Store};
 use connectors::wiring;
 
+use tracing::Instrument;
+
 use crate::report::{self, RunKind, what_it_did};
 use crate::server;
 use crate::{CmdResult, Failure};
@@ -142,19 +144,29 @@ async fn run_jobs(
 ) {
     let schedules = jobs.iter().map(|j| j.schedule.clone()).collect();
     let mut scheduler = Scheduler::new(schedules, chrono::Utc::now());
+    let mut runs = vec![0u64; jobs.len()];
     loop {
         for job in scheduler.poll_due(chrono::Utc::now()) {
             let started = std::time::Instant::now();
             let (index, kind) = (jobs[job].pair, jobs[job].kind);
             let pair = &pairs[index];
+            runs[job] += 1;
+            // The engine's own span names the pair and says cycle or sweep; this
+            // one numbers the job's runs, and holds what is logged after it.
+            let span = tracing::info_span!("job", run = runs[job]);
             let result = match kind {
                 RunKind::Cycle => {
-                    engine::run_cycle(pair, store.as_ref(), &SystemClock, false).await
+                    engine::run_cycle(pair, store.as_ref(), &SystemClock, false)
+                        .instrument(span.clone())
+                        .await
                 }
                 RunKind::Sweep => {
-                    engine::run_sweep(pair, store.as_ref(), &SystemClock, false).await
+                    engine::run_sweep(pair, store.as_ref(), &SystemClock, false)
+                        .instrument(span.clone())
+                        .await
                 }
             };
+            let _in_job = span.enter();
             status
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -176,6 +188,7 @@ async fn run_jobs(
                 }
             };
             scheduler.handle_done(job, chrono::Utc::now(), retry);
+            drop(_in_job);
             if *stop.borrow() {
                 return;
             }
@@ -292,11 +305,14 @@ async fn run_checkpoints(
     store: Arc<dyn Store>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let key = Arc::new(key);
     let mut scheduler = Scheduler::new(vec![schedule], chrono::Utc::now());
     let mut last_seq = None;
     loop {
         for job in scheduler.poll_due(chrono::Utc::now()) {
-            last_seq = write_checkpoint(store.as_ref(), &key, &dir).or(last_seq);
+            last_seq = write_checkpoint_blocking(&store, &key, &dir)
+                .await
+                .or(last_seq);
             scheduler.handle_done(job, chrono::Utc::now(), None);
         }
         if *stop.borrow() {
@@ -313,7 +329,26 @@ async fn run_checkpoints(
     }
     let head = store.counts().map(|c| c.ledger_entries as i64).ok();
     if head.is_some() && head != last_seq {
-        write_checkpoint(store.as_ref(), &key, &dir);
+        write_checkpoint_blocking(&store, &key, &dir).await;
+    }
+}
+
+/// Writes one checkpoint on the blocking pool: verifying the chain first reads
+/// the whole ledger, which grows without bound, and must not hold an async
+/// worker (the pairs' tasks and the server run on them). The sequence number
+/// it covers.
+async fn write_checkpoint_blocking(
+    store: &Arc<dyn Store>,
+    key: &Arc<SigningKey>,
+    dir: &Path,
+) -> Option<i64> {
+    let (store, key, dir) = (store.clone(), key.clone(), dir.to_path_buf());
+    match tokio::task::spawn_blocking(move || write_checkpoint(store.as_ref(), &key, &dir)).await {
+        Ok(seq) => seq,
+        Err(e) => {
+            tracing::error!(error = %e, "ledger checkpoint failed");
+            None
+        }
     }
 }
 
