@@ -648,10 +648,48 @@ impl Checker<'_> {
     }
 
     fn field(&mut self, header: usize, name: String, f: &RawField) -> Option<FieldRule> {
-        let mut ok = true;
+        let ticket = self.field_ticket(header, f);
+        let side = self.field_side(header, f);
+        let is_template = f.template.is_some() && f.incident.is_none();
+        let flow = self.field_flow(f, is_template);
+        let flow_at = f.flow.as_ref().map(|s| s.span().start);
+        let mut ok = match flow {
+            Some(flow) => self.maps_fit_the_flow(header, f, flow, is_template),
+            None => false,
+        };
+        let conflict = self.field_conflict(f, flow, &mut ok);
 
-        // The ticket attribute.
-        let ticket = match (&f.ticket, self.tickets) {
+        let (Some(ticket), Some(side), Some(flow)) = (ticket, side, flow) else {
+            return None;
+        };
+        let ticket_end = End {
+            spec: ticket,
+            system: self.ticket_system(),
+            role: "ticket",
+        };
+        ok &= self.writable_both_ways(header, f, flow_at, flow, &ticket_end, &side);
+        let maps = self.field_value_maps(header, f, flow, &ticket_end, &side);
+        let (Some((to_ticket, to_incident)), true) = (maps, ok) else {
+            return None;
+        };
+        let incident = match side {
+            Side::Attr(spec) => IncidentSide::Attr(spec.name.to_string()),
+            Side::Template(t) => IncidentSide::Template(t),
+        };
+        Some(FieldRule {
+            name,
+            incident,
+            ticket: ticket.name.to_string(),
+            flow,
+            to_ticket,
+            to_incident,
+            conflict,
+        })
+    }
+
+    /// The field's ticket attribute, known to the ticket system.
+    fn field_ticket(&mut self, header: usize, f: &RawField) -> Option<&'static AttrSpec> {
+        match (&f.ticket, self.tickets) {
             (None, _) => {
                 self.r.at(
                     header,
@@ -676,10 +714,12 @@ impl Checker<'_> {
                 }
                 spec
             }
-        };
+        }
+    }
 
-        // The incident side: an attribute or a template.
-        let side = match (&f.incident, &f.template) {
+    /// The field's incident side: an attribute known to the source, or a template.
+    fn field_side(&mut self, header: usize, f: &RawField) -> Option<Side> {
+        match (&f.incident, &f.template) {
             (Some(_), Some(t)) => {
                 self.r.at(
                     t.span().start,
@@ -716,11 +756,12 @@ impl Checker<'_> {
                 }
             },
             (None, Some(t)) => self.template(t, false).map(Side::Template),
-        };
-        let is_template = f.template.is_some() && f.incident.is_none();
+        }
+    }
 
-        // The flow: templates go to the ticket, attributes both ways unless told.
-        let flow = match &f.flow {
+    /// The flow: templates go to the ticket, attributes both ways unless told.
+    fn field_flow(&mut self, f: &RawField, is_template: bool) -> Option<Flow> {
+        match &f.flow {
             None if is_template => Some(Flow::ToTicket),
             None => Some(Flow::Both),
             Some(s) => {
@@ -741,71 +782,81 @@ impl Checker<'_> {
                 }
                 flow
             }
-        };
-        let flow_at = f.flow.as_ref().map(|s| s.span().start);
-        let flow_note = if f.flow.is_none() {
-            " (flow defaults to \"both\")"
-        } else {
-            ""
-        };
+        }
+    }
 
-        if let Some(flow) = flow {
-            if is_template && flow.to_incident() {
-                self.r.at(
-                    flow_at.unwrap_or(header),
-                    "a template only flows to the ticket; set flow = \"to_ticket\" or remove `flow`",
-                );
-                ok = false;
-            }
-            // Maps and defaults for a direction the flow does not include.
-            let directions = [
-                (
-                    "to_ticket",
-                    flow.to_ticket(),
-                    f.to_ticket.as_ref().map(|m| m.span().start),
-                    f.to_ticket_default.as_ref().map(|d| d.span().start),
-                ),
-                (
-                    "to_incident",
-                    flow.to_incident(),
-                    f.to_incident.as_ref().map(|m| m.span().start),
-                    f.to_incident_default.as_ref().map(|d| d.span().start),
-                ),
-            ];
-            for (dir, included, map_at, default_at) in directions {
-                for (what, at) in [
-                    (dir.to_string(), map_at),
-                    (format!("{dir}_default"), default_at),
-                ] {
-                    let Some(at) = at else { continue };
-                    if is_template {
-                        let message = if dir == "to_ticket" {
-                            format!(
-                                "a template field has no value map: its text goes to the ticket as rendered; remove `{what}`"
-                            )
-                        } else {
-                            format!("a template only flows to the ticket; remove `{what}`")
-                        };
-                        self.r.at(at, message);
-                        ok = false;
-                    } else if !included {
-                        self.r.at(
-                            at,
-                            format!(
-                                "{what} is given but flow = \"{}\"; remove it or set flow = \"both\"",
-                                flow_name(flow)
-                            ),
-                        );
-                        ok = false;
-                    }
-                }
-            }
-        } else {
+    /// A template flows to the ticket only, and has no value map; a map or a
+    /// default is given only for a direction the flow includes.
+    fn maps_fit_the_flow(
+        &mut self,
+        header: usize,
+        f: &RawField,
+        flow: Flow,
+        is_template: bool,
+    ) -> bool {
+        let mut ok = true;
+        let flow_at = f.flow.as_ref().map(|s| s.span().start);
+        if is_template && flow.to_incident() {
+            self.r.at(
+                flow_at.unwrap_or(header),
+                "a template only flows to the ticket; set flow = \"to_ticket\" or remove `flow`",
+            );
             ok = false;
         }
+        // Maps and defaults for a direction the flow does not include.
+        let directions = [
+            (
+                "to_ticket",
+                flow.to_ticket(),
+                f.to_ticket.as_ref().map(|m| m.span().start),
+                f.to_ticket_default.as_ref().map(|d| d.span().start),
+            ),
+            (
+                "to_incident",
+                flow.to_incident(),
+                f.to_incident.as_ref().map(|m| m.span().start),
+                f.to_incident_default.as_ref().map(|d| d.span().start),
+            ),
+        ];
+        for (dir, included, map_at, default_at) in directions {
+            for (what, at) in [
+                (dir.to_string(), map_at),
+                (format!("{dir}_default"), default_at),
+            ] {
+                let Some(at) = at else { continue };
+                if is_template {
+                    let message = if dir == "to_ticket" {
+                        format!(
+                            "a template field has no value map: its text goes to the ticket as rendered; remove `{what}`"
+                        )
+                    } else {
+                        format!("a template only flows to the ticket; remove `{what}`")
+                    };
+                    self.r.at(at, message);
+                    ok = false;
+                } else if !included {
+                    self.r.at(
+                        at,
+                        format!(
+                            "{what} is given but flow = \"{}\"; remove it or set flow = \"both\"",
+                            flow_name(flow)
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok
+    }
 
-        // The per-field conflict policy.
-        let conflict = match &f.conflict {
+    /// The per-field conflict policy, which only a two-way field has.
+    fn field_conflict(
+        &mut self,
+        f: &RawField,
+        flow: Option<Flow>,
+        ok: &mut bool,
+    ) -> Option<ConflictPolicy> {
+        match &f.conflict {
             None => None,
             Some(c) => {
                 let policy = ConflictPolicy::parse(c.get_ref());
@@ -817,28 +868,36 @@ impl Checker<'_> {
                             c.get_ref()
                         ),
                     );
-                    ok = false;
+                    *ok = false;
                 } else if flow.is_some_and(|fl| fl != Flow::Both) {
                     self.r.at(
                         c.span().start,
                         "`conflict` only applies when flow = \"both\" (a one-way field never conflicts); remove it",
                     );
-                    ok = false;
+                    *ok = false;
                 }
                 policy
             }
-        };
+        }
+    }
 
-        let (Some(ticket), Some(side), Some(flow)) = (ticket, side, flow) else {
-            return None;
+    /// Each end the flow writes to is writable.
+    fn writable_both_ways(
+        &mut self,
+        header: usize,
+        f: &RawField,
+        flow_at: Option<usize>,
+        flow: Flow,
+        ticket_end: &End,
+        side: &Side,
+    ) -> bool {
+        let mut ok = true;
+        let ticket = ticket_end.spec;
+        let flow_note = if f.flow.is_none() {
+            " (flow defaults to \"both\")"
+        } else {
+            ""
         };
-        let ticket_end = End {
-            spec: ticket,
-            system: self.ticket_system(),
-            role: "ticket",
-        };
-
-        // Writability.
         if flow.to_ticket() && !ticket.writable {
             self.r.at(
                 flow_at.unwrap_or(header),
@@ -849,7 +908,7 @@ impl Checker<'_> {
             );
             ok = false;
         }
-        if let Side::Attr(spec) = &side {
+        if let Side::Attr(spec) = side {
             if flow.to_incident() && !spec.writable {
                 self.r.at(
                     flow_at.unwrap_or(header),
@@ -862,11 +921,24 @@ impl Checker<'_> {
                 ok = false;
             }
         }
+        ok
+    }
 
-        // Value maps.
+    /// The value maps of each direction the flow writes: `None` when one is
+    /// wrong; a direction whose values are copied as they are has `None` in it.
+    fn field_value_maps(
+        &mut self,
+        header: usize,
+        f: &RawField,
+        flow: Flow,
+        ticket_end: &End,
+        side: &Side,
+    ) -> Option<(Option<ValueMap>, Option<ValueMap>)> {
+        let mut ok = true;
+        let ticket = ticket_end.spec;
         let mut to_ticket = None;
         let mut to_incident = None;
-        match &side {
+        match side {
             Side::Template(_) => {
                 if let Some(values) = ticket.values {
                     let at = f.template.as_ref().map_or(header, |t| t.span().start);
@@ -892,7 +964,7 @@ impl Checker<'_> {
                     match self.value_map(
                         "to_ticket",
                         &incident_end,
-                        &ticket_end,
+                        ticket_end,
                         f.to_ticket.as_ref(),
                         f.to_ticket_default.as_ref(),
                         header,
@@ -904,7 +976,7 @@ impl Checker<'_> {
                 if flow.to_incident() && spec.writable {
                     match self.value_map(
                         "to_incident",
-                        &ticket_end,
+                        ticket_end,
                         &incident_end,
                         f.to_incident.as_ref(),
                         f.to_incident_default.as_ref(),
@@ -916,23 +988,7 @@ impl Checker<'_> {
                 }
             }
         }
-
-        if !ok {
-            return None;
-        }
-        let incident = match side {
-            Side::Attr(spec) => IncidentSide::Attr(spec.name.to_string()),
-            Side::Template(t) => IncidentSide::Template(t),
-        };
-        Some(FieldRule {
-            name,
-            incident,
-            ticket: ticket.name.to_string(),
-            flow,
-            to_ticket,
-            to_incident,
-            conflict,
-        })
+        ok.then_some((to_ticket, to_incident))
     }
 
     /// Checks the map (and default) for one direction, `from` → `to`. `None` when it
