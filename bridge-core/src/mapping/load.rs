@@ -191,59 +191,9 @@ enum Side {
 
 impl Checker<'_> {
     fn mapping(&mut self, raw: &RawMapping) -> Option<Parts> {
-        match &raw.version {
-            None => self.r.at(
-                0,
-                "add `version = 1` at the top: the mapping format version",
-            ),
-            Some(v) if *v.get_ref() != VERSION => self.r.at(
-                v.span().start,
-                format!(
-                    "unsupported mapping version {}; this bridge reads version = 1",
-                    v.get_ref()
-                ),
-            ),
-            Some(_) => {}
-        }
-        self.source = match &raw.source {
-            None => {
-                self.r.at(0, "add `source = \"graph\"` or `source = \"sentinel\"`: the incident vocabulary this mapping reads");
-                None
-            }
-            Some(s) => {
-                let kind = SourceKind::parse(s.get_ref());
-                if kind.is_none() {
-                    self.r.at(
-                        s.span().start,
-                        format!(
-                            "unknown source `{}`; write \"graph\" or \"sentinel\"",
-                            s.get_ref()
-                        ),
-                    );
-                }
-                kind
-            }
-        };
-        self.tickets = match &raw.tickets {
-            None => {
-                self.r.at(0, "add `tickets = \"jira\"`, `\"servicenow\"` or `\"generic\"`: the ticket vocabulary this mapping writes");
-                None
-            }
-            Some(s) => {
-                let kind = TicketKind::parse(s.get_ref());
-                if kind.is_none() {
-                    self.r.at(
-                        s.span().start,
-                        format!(
-                            "unknown tickets `{}`; write \"jira\", \"servicenow\" or \"generic\"",
-                            s.get_ref()
-                        ),
-                    );
-                }
-                kind
-            }
-        };
-
+        self.version(raw);
+        self.source = self.source_kind(raw);
+        self.tickets = self.ticket_kind(raw);
         let (labels, skip_create_statuses) = match &raw.create {
             Some(create) => (
                 self.labels(&create.labels),
@@ -260,42 +210,8 @@ impl Checker<'_> {
             None => Some(WriteBack::default()),
         };
         let api = self.api(raw);
-        let merge = match raw.merge.as_ref().and_then(|m| m.policy.as_ref()) {
-            None => Some(MergePolicy::default()),
-            Some(p) => match p.get_ref().as_str() {
-                "close_as_duplicate" => Some(MergePolicy::CloseAsDuplicate),
-                "link_only" => Some(MergePolicy::LinkOnly),
-                "keep_open" => Some(MergePolicy::KeepOpen),
-                other => {
-                    self.r.at(
-                        p.span().start,
-                        format!("unknown merge policy `{other}`; write \"close_as_duplicate\", \"link_only\" or \"keep_open\""),
-                    );
-                    None
-                }
-            },
-        };
-
-        let raise_priority = match raw.merge.as_ref().and_then(|m| m.raise_priority.as_ref()) {
-            Some(r) if *r.get_ref() => {
-                let reads_severity = fields.as_ref().is_some_and(|fields| {
-                    fields.iter().any(|f: &FieldRule| {
-                        f.flow.to_ticket() && f.incident_attr() == Some("severity")
-                    })
-                });
-                if fields.is_some() && !reads_severity {
-                    self.r.at(
-                        r.span().start,
-                        "raise_priority needs a [[field]] with incident = \"severity\" that flows to the ticket; add one or remove raise_priority",
-                    );
-                    None
-                } else {
-                    Some(true)
-                }
-            }
-            _ => Some(false),
-        };
-
+        let merge = self.merge_policy(raw);
+        let raise_priority = self.raise_priority(raw, fields.as_deref());
         let close_with = self.close_with(raw.merge.as_ref(), merge);
 
         Some(Parts {
@@ -322,6 +238,113 @@ impl Checker<'_> {
             },
             api: api?,
         })
+    }
+
+    /// `version = 1`.
+    fn version(&mut self, raw: &RawMapping) {
+        match &raw.version {
+            None => self.r.at(
+                0,
+                "add `version = 1` at the top: the mapping format version",
+            ),
+            Some(v) if *v.get_ref() != VERSION => self.r.at(
+                v.span().start,
+                format!(
+                    "unsupported mapping version {}; this bridge reads version = 1",
+                    v.get_ref()
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+
+    /// `source`: the incident vocabulary the mapping reads.
+    fn source_kind(&mut self, raw: &RawMapping) -> Option<SourceKind> {
+        match &raw.source {
+            None => {
+                self.r.at(0, "add `source = \"graph\"` or `source = \"sentinel\"`: the incident vocabulary this mapping reads");
+                None
+            }
+            Some(s) => {
+                let kind = SourceKind::parse(s.get_ref());
+                if kind.is_none() {
+                    self.r.at(
+                        s.span().start,
+                        format!(
+                            "unknown source `{}`; write \"graph\" or \"sentinel\"",
+                            s.get_ref()
+                        ),
+                    );
+                }
+                kind
+            }
+        }
+    }
+
+    /// `tickets`: the ticket vocabulary the mapping writes.
+    fn ticket_kind(&mut self, raw: &RawMapping) -> Option<TicketKind> {
+        match &raw.tickets {
+            None => {
+                self.r.at(0, "add `tickets = \"jira\"`, `\"servicenow\"` or `\"generic\"`: the ticket vocabulary this mapping writes");
+                None
+            }
+            Some(s) => {
+                let kind = TicketKind::parse(s.get_ref());
+                if kind.is_none() {
+                    self.r.at(
+                        s.span().start,
+                        format!(
+                            "unknown tickets `{}`; write \"jira\", \"servicenow\" or \"generic\"",
+                            s.get_ref()
+                        ),
+                    );
+                }
+                kind
+            }
+        }
+    }
+
+    /// `[merge] policy`, `close_as_duplicate` when not given.
+    fn merge_policy(&mut self, raw: &RawMapping) -> Option<MergePolicy> {
+        match raw.merge.as_ref().and_then(|m| m.policy.as_ref()) {
+            None => Some(MergePolicy::default()),
+            Some(p) => match p.get_ref().as_str() {
+                "close_as_duplicate" => Some(MergePolicy::CloseAsDuplicate),
+                "link_only" => Some(MergePolicy::LinkOnly),
+                "keep_open" => Some(MergePolicy::KeepOpen),
+                other => {
+                    self.r.at(
+                        p.span().start,
+                        format!("unknown merge policy `{other}`; write \"close_as_duplicate\", \"link_only\" or \"keep_open\""),
+                    );
+                    None
+                }
+            },
+        }
+    }
+
+    /// `[merge] raise_priority`, which needs a rule reading `severity` that
+    /// flows to the ticket (`fields` is `None` when the rules are wrong).
+    fn raise_priority(&mut self, raw: &RawMapping, fields: Option<&[FieldRule]>) -> Option<bool> {
+        match raw.merge.as_ref().and_then(|m| m.raise_priority.as_ref()) {
+            Some(r) if *r.get_ref() => {
+                let reads_severity = fields.is_some_and(|fields| {
+                    fields.iter().any(|f: &FieldRule| {
+                        f.flow.to_ticket() && f.incident_attr() == Some("severity")
+                    })
+                });
+                if fields.is_some() && !reads_severity {
+                    self.r.at(
+                        r.span().start,
+                        "raise_priority needs a [[field]] with incident = \"severity\" that flows to the ticket; add one or remove raise_priority",
+                    );
+                    None
+                } else {
+                    Some(true)
+                }
+            }
+            _ => Some(false),
+        }
     }
 
     /// ServiceNow refuses to resolve or close an incident (state 6 or 7) without a
@@ -1003,6 +1026,43 @@ impl Checker<'_> {
         anchor: usize,
     ) -> Option<Option<ValueMap>> {
         let mut ok = true;
+        let entries = self.map_entries(dir, from, to, map);
+        ok &= entries.is_some();
+        let default_value = match default {
+            Some(d) => {
+                let v = self.target_value(dir, to, d);
+                ok &= v.is_some();
+                v
+            }
+            None => None,
+        };
+
+        // Totality: every value that can arrive must have somewhere to go.
+        if default.is_none() {
+            ok &= self.every_value_has_somewhere_to_go(dir, from, to, map, anchor);
+        }
+        if !ok {
+            return None;
+        }
+        if map.is_none() && default_value.is_none() {
+            return Some(None);
+        }
+        Some(Some(ValueMap {
+            entries: entries.unwrap_or_default(),
+            default: default_value,
+        }))
+    }
+
+    /// A map's entries: keys the `from` side has (case-insensitively, once each)
+    /// and values the `to` side takes. `None` when one is wrong.
+    fn map_entries(
+        &mut self,
+        dir: &str,
+        from: &End,
+        to: &End,
+        map: Option<&RawValueMap>,
+    ) -> Option<Vec<(String, String)>> {
+        let mut ok = true;
         let mut entries: Vec<(String, String)> = Vec::new();
         if let Some(map) = map {
             let mut items: Vec<_> = map.get_ref().iter().collect();
@@ -1044,80 +1104,62 @@ impl Checker<'_> {
                 }
             }
         }
-        let default_value = match default {
-            Some(d) => {
-                let v = self.target_value(dir, to, d);
-                ok &= v.is_some();
-                v
-            }
-            None => None,
-        };
+        ok.then_some(entries)
+    }
 
-        // Totality: every value that can arrive must have somewhere to go.
-        if default.is_none() {
-            match (from.spec.values, map) {
-                (Some(values), Some(m)) => {
-                    let missing: Vec<&str> = values
+    /// Without a default, every value that can arrive in `from` is mapped, or
+    /// copied into a `to` that takes it.
+    fn every_value_has_somewhere_to_go(
+        &mut self,
+        dir: &str,
+        from: &End,
+        to: &End,
+        map: Option<&RawValueMap>,
+        anchor: usize,
+    ) -> bool {
+        let mut ok = true;
+        match (from.spec.values, map) {
+            (Some(values), Some(m)) => {
+                let missing: Vec<&str> = values
+                    .iter()
+                    .copied()
+                    .filter(|v| {
+                        !m.get_ref()
+                            .keys()
+                            .any(|k| k.get_ref().eq_ignore_ascii_case(v))
+                    })
+                    .collect();
+                if !missing.is_empty() {
+                    self.r.at(
+                        m.span().start,
+                        format!(
+                            "{dir} does not cover the {} {} values: {} (add them or set {dir}_default)",
+                            from.role,
+                            from.spec.name,
+                            missing.join(", ")
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+            (Some(values), None) => {
+                if let Some(targets) = to.spec.values {
+                    let uncopyable: Vec<&str> = values
                         .iter()
                         .copied()
                         .filter(|v| {
-                            !m.get_ref()
-                                .keys()
-                                .any(|k| k.get_ref().eq_ignore_ascii_case(v))
+                            find_ci(targets, v).is_none()
+                                || contains_ci(to.spec.read_only_values, v)
                         })
                         .collect();
-                    if !missing.is_empty() {
+                    if !uncopyable.is_empty() {
                         self.r.at(
-                            m.span().start,
+                            anchor,
                             format!(
-                                "{dir} does not cover the {} {} values: {} (add them or set {dir}_default)",
+                                "add a {dir} map: the {} {} values {} cannot be copied to the {} {}, which takes: {}",
                                 from.role,
                                 from.spec.name,
-                                missing.join(", ")
-                            ),
-                        );
-                        ok = false;
-                    }
-                }
-                (Some(values), None) => {
-                    if let Some(targets) = to.spec.values {
-                        let uncopyable: Vec<&str> = values
-                            .iter()
-                            .copied()
-                            .filter(|v| {
-                                find_ci(targets, v).is_none()
-                                    || contains_ci(to.spec.read_only_values, v)
-                            })
-                            .collect();
-                        if !uncopyable.is_empty() {
-                            self.r.at(
-                                anchor,
-                                format!(
-                                    "add a {dir} map: the {} {} values {} cannot be copied to the {} {}, which takes: {}",
-                                    from.role,
-                                    from.spec.name,
-                                    uncopyable.join(", "),
-                                    to.system,
-                                    to.spec.name,
-                                    writable_values(to.spec).join(", ")
-                                ),
-                            );
-                            ok = false;
-                        }
-                    }
-                }
-                (None, map) => {
-                    if to.spec.values.is_some() {
-                        let (at, what) = match map {
-                            Some(m) => (m.span().start, format!("set {dir}_default")),
-                            None => (anchor, format!("add a {dir} map and {dir}_default")),
-                        };
-                        self.r.at(
-                            at,
-                            format!(
-                                "{what}: the {} {} is free text, and the {} {} takes only: {}",
-                                from.role,
-                                from.spec.name,
+                                uncopyable.join(", "),
                                 to.system,
                                 to.spec.name,
                                 writable_values(to.spec).join(", ")
@@ -1127,18 +1169,28 @@ impl Checker<'_> {
                     }
                 }
             }
+            (None, map) => {
+                if to.spec.values.is_some() {
+                    let (at, what) = match map {
+                        Some(m) => (m.span().start, format!("set {dir}_default")),
+                        None => (anchor, format!("add a {dir} map and {dir}_default")),
+                    };
+                    self.r.at(
+                        at,
+                        format!(
+                            "{what}: the {} {} is free text, and the {} {} takes only: {}",
+                            from.role,
+                            from.spec.name,
+                            to.system,
+                            to.spec.name,
+                            writable_values(to.spec).join(", ")
+                        ),
+                    );
+                    ok = false;
+                }
+            }
         }
-
-        if !ok {
-            return None;
-        }
-        if map.is_none() && default_value.is_none() {
-            return Some(None);
-        }
-        Some(Some(ValueMap {
-            entries,
-            default: default_value,
-        }))
+        ok
     }
 
     /// `[merge] close_with`: writable ticket attributes and values they take, for a
