@@ -8,7 +8,54 @@ impl Checker<'_> {
         let header = span.start;
         let mut ok = true;
         let name = self.name("source", header, raw.name.as_ref());
-        let kind = match &raw.kind {
+        let kind = self.source_kind(header, raw);
+        let tenant_id = self.tenant_id(header, raw);
+        let client_id = self.required(
+            header,
+            "client_id",
+            "\"<application (client) id>\"",
+            raw.client_id.as_ref(),
+        );
+        let client_secret = self.client_secret(header, raw);
+        let authority_host = self.authority_host(raw);
+        let (workspace, api_version, sentinel_ok) = self.sentinel_target(header, raw, kind);
+        ok &= sentinel_ok;
+
+        let base_url = match (&raw.base_url, kind) {
+            (Some(b), _) => self.credential_url(b, "bearer tokens"),
+            (None, Some(SourceKind::Graph)) => Some(DEFAULT_GRAPH_URL.to_string()),
+            (None, Some(SourceKind::Sentinel)) => Some(DEFAULT_ARM_URL.to_string()),
+            (None, None) => None,
+        };
+        let scope = match (&raw.scope, &base_url) {
+            (Some(s), _) => self.required(header, "scope", "\"<resource>/.default\"", Some(s)),
+            (None, Some(base)) => Some(format!("{base}/.default")),
+            (None, None) => None,
+        };
+        let rate_limit = self.rate_limit(raw.rate_limit.as_ref(), raw.burst.as_ref());
+        ok &= rate_limit.is_ok();
+
+        if !ok {
+            return None;
+        }
+        Some(SourceConfig {
+            name: name?,
+            kind: kind?,
+            tenant_id: tenant_id?,
+            client_id: client_id?,
+            client_secret: client_secret?,
+            authority_host: authority_host?,
+            base_url: base_url?,
+            scope: scope?,
+            workspace,
+            api_version,
+            rate_limit: rate_limit.ok()?,
+        })
+    }
+
+    /// `kind`: graph or sentinel.
+    fn source_kind(&mut self, header: usize, raw: &RawSource) -> Option<SourceKind> {
+        match &raw.kind {
             None => {
                 self.r.at(
                     header,
@@ -29,8 +76,12 @@ impl Checker<'_> {
                 }
                 kind
             }
-        };
-        let mut tenant_id = self.required(
+        }
+    }
+
+    /// `tenant_id`: a GUID or the tenant's domain.
+    fn tenant_id(&mut self, header: usize, raw: &RawSource) -> Option<String> {
+        let tenant_id = self.required(
             header,
             "tenant_id",
             "\"<Entra ID tenant id>\"",
@@ -46,16 +97,14 @@ impl Checker<'_> {
                     "tenant_id `{id}` is not a tenant id; copy the Directory (tenant) ID, a GUID like \"00000000-0000-0000-0000-000000000000\", from the app registration (or give the tenant's domain, e.g. \"contoso.onmicrosoft.com\")"
                 ),
             );
-            tenant_id = None;
-            ok = false;
+            return None;
         }
-        let client_id = self.required(
-            header,
-            "client_id",
-            "\"<application (client) id>\"",
-            raw.client_id.as_ref(),
-        );
-        let client_secret = match &raw.client_secret {
+        tenant_id
+    }
+
+    /// `client_secret`: a reference to the app registration's secret.
+    fn client_secret(&mut self, header: usize, raw: &RawSource) -> Option<SecretRef> {
+        match &raw.client_secret {
             None => {
                 self.r.at(
                     header,
@@ -64,8 +113,12 @@ impl Checker<'_> {
                 None
             }
             Some(s) => self.secret("client_secret", s),
-        };
-        let authority_host = match &raw.authority_host {
+        }
+    }
+
+    /// `authority_host`: https only, Entra ID's by default.
+    fn authority_host(&mut self, raw: &RawSource) -> Option<String> {
+        match &raw.authority_host {
             None => Some(DEFAULT_AUTHORITY_HOST.to_string()),
             Some(a) => match check_url(a.get_ref(), true) {
                 Ok(url) => Some(url),
@@ -82,8 +135,19 @@ impl Checker<'_> {
                     None
                 }
             },
-        };
+        }
+    }
 
+    /// The Sentinel workspace (`subscription_id`, `resource_group`,
+    /// `workspace_name`) and `api_version` a sentinel source needs and a graph
+    /// source must not have. The bool says whether they are right.
+    fn sentinel_target(
+        &mut self,
+        header: usize,
+        raw: &RawSource,
+        kind: Option<SourceKind>,
+    ) -> (Option<SentinelWorkspace>, Option<String>, bool) {
+        let mut ok = true;
         let sentinel_keys = [
             ("subscription_id", raw.subscription_id.as_ref()),
             ("resource_group", raw.resource_group.as_ref()),
@@ -161,36 +225,6 @@ impl Checker<'_> {
             }
             None => {}
         }
-
-        let base_url = match (&raw.base_url, kind) {
-            (Some(b), _) => self.credential_url(b, "bearer tokens"),
-            (None, Some(SourceKind::Graph)) => Some(DEFAULT_GRAPH_URL.to_string()),
-            (None, Some(SourceKind::Sentinel)) => Some(DEFAULT_ARM_URL.to_string()),
-            (None, None) => None,
-        };
-        let scope = match (&raw.scope, &base_url) {
-            (Some(s), _) => self.required(header, "scope", "\"<resource>/.default\"", Some(s)),
-            (None, Some(base)) => Some(format!("{base}/.default")),
-            (None, None) => None,
-        };
-        let rate_limit = self.rate_limit(raw.rate_limit.as_ref(), raw.burst.as_ref());
-        ok &= rate_limit.is_ok();
-
-        if !ok {
-            return None;
-        }
-        Some(SourceConfig {
-            name: name?,
-            kind: kind?,
-            tenant_id: tenant_id?,
-            client_id: client_id?,
-            client_secret: client_secret?,
-            authority_host: authority_host?,
-            base_url: base_url?,
-            scope: scope?,
-            workspace,
-            api_version,
-            rate_limit: rate_limit.ok()?,
-        })
+        (workspace, api_version, ok)
     }
 }
