@@ -14,7 +14,36 @@ impl Checker<'_> {
     ) -> Option<SyncConfig> {
         let header = span.start;
         let mut ok = true;
-        let source = match &raw.source {
+        let source = self.sync_source(header, raw, sources);
+        let tickets = self.sync_tickets(header, raw, ticket_systems);
+        if let (Some(source), Some(tickets)) = (&source, &tickets) {
+            ok &= self.pair_fits(header, source, tickets, pairs);
+        }
+        let schedule = self.schedule(header, raw);
+        let sweep = self.sweep(raw);
+        let conflict = self.conflict(raw);
+        let since = self.since(header, raw);
+        if !ok {
+            return None;
+        }
+        Some(SyncConfig {
+            source: source?.0,
+            tickets: tickets?.0,
+            schedule: schedule?,
+            sweep: sweep?,
+            conflict: conflict?,
+            since: since?,
+        })
+    }
+
+    /// `source`: the name of a `[[source]]`.
+    fn sync_source<'n>(
+        &mut self,
+        header: usize,
+        raw: &RawSync,
+        sources: &'n BTreeMap<String, Named>,
+    ) -> Option<(String, &'n Named)> {
+        match &raw.source {
             None => {
                 self.r.at(
                     header,
@@ -32,8 +61,17 @@ impl Checker<'_> {
                     None
                 }
             },
-        };
-        let tickets = match &raw.tickets {
+        }
+    }
+
+    /// `tickets`: the name of a `[[ticket_system]]`, and where it is written.
+    fn sync_tickets<'n>(
+        &mut self,
+        header: usize,
+        raw: &RawSync,
+        ticket_systems: &'n BTreeMap<String, Named>,
+    ) -> Option<(String, &'n Named, usize)> {
+        match &raw.tickets {
             None => {
                 self.r.at(
                     header,
@@ -51,39 +89,50 @@ impl Checker<'_> {
                     None
                 }
             },
-        };
-        // The ticket system's mapping must read this source's vocabulary.
-        if let (Some((source_name, source)), Some((tickets_name, tickets, at))) =
-            (&source, &tickets)
-        {
-            if let (Some(kind), Some((file, mapping_kind))) = (source.source_kind, &tickets.mapping)
-            {
-                if kind != *mapping_kind {
-                    self.r.at(
-                        *at,
-                        format!(
-                            "ticket system `{tickets_name}` maps with {}, written for source = \"{}\", but source `{source_name}` is kind = \"{}\"; pair it with a [[ticket_system]] whose mapping has source = \"{}\"",
-                            file.display(),
-                            mapping_kind.as_str(),
-                            kind.as_str(),
-                            kind.as_str()
-                        ),
-                    );
-                    ok = false;
-                }
-            }
-            let pair = (source_name.clone(), tickets_name.clone());
-            if let Some(first) = pairs.get(&pair) {
+        }
+    }
+
+    /// The ticket system's mapping reads this source's vocabulary, and the pair
+    /// is synced by one `[[sync]]` only.
+    fn pair_fits(
+        &mut self,
+        header: usize,
+        (source_name, source): &(String, &Named),
+        (tickets_name, tickets, at): &(String, &Named, usize),
+        pairs: &mut BTreeMap<(String, String), usize>,
+    ) -> bool {
+        let mut ok = true;
+        if let (Some(kind), Some((file, mapping_kind))) = (source.source_kind, &tickets.mapping) {
+            if kind != *mapping_kind {
                 self.r.at(
-                    header,
-                    format!("the pair {source_name} -> {tickets_name} is already synced by the [[sync]] on line {first}; keep one"),
+                    *at,
+                    format!(
+                        "ticket system `{tickets_name}` maps with {}, written for source = \"{}\", but source `{source_name}` is kind = \"{}\"; pair it with a [[ticket_system]] whose mapping has source = \"{}\"",
+                        file.display(),
+                        mapping_kind.as_str(),
+                        kind.as_str(),
+                        kind.as_str()
+                    ),
                 );
                 ok = false;
-            } else {
-                pairs.insert(pair, self.line(header));
             }
         }
-        let schedule = match &raw.schedule {
+        let pair = (source_name.clone(), tickets_name.clone());
+        if let Some(first) = pairs.get(&pair) {
+            self.r.at(
+                header,
+                format!("the pair {source_name} -> {tickets_name} is already synced by the [[sync]] on line {first}; keep one"),
+            );
+            ok = false;
+        } else {
+            pairs.insert(pair, self.line(header));
+        }
+        ok
+    }
+
+    /// `schedule`: a cron line that fires.
+    fn schedule(&mut self, header: usize, raw: &RawSync) -> Option<Schedule> {
+        match &raw.schedule {
             None => {
                 self.r.at(
                     header,
@@ -98,8 +147,12 @@ impl Checker<'_> {
                     None
                 }
             },
-        };
-        let sweep = match &raw.sweep {
+        }
+    }
+
+    /// `sweep`: a cron line that fires, or "off"; hourly by default.
+    fn sweep(&mut self, raw: &RawSync) -> Option<Option<Schedule>> {
+        match &raw.sweep {
             None => Some(Some(
                 Schedule::parse(DEFAULT_SWEEP).expect("the default sweep schedule parses"),
             )),
@@ -114,8 +167,12 @@ impl Checker<'_> {
                     None
                 }
             },
-        };
-        let conflict = match &raw.conflict {
+        }
+    }
+
+    /// `conflict`: the pair's conflict policy, newest_wins by default.
+    fn conflict(&mut self, raw: &RawSync) -> Option<ConflictPolicy> {
+        match &raw.conflict {
             None => Some(ConflictPolicy::NewestWins),
             Some(c) => {
                 let policy = ConflictPolicy::parse(c.get_ref());
@@ -130,8 +187,12 @@ impl Checker<'_> {
                 }
                 policy
             }
-        };
-        let since = match &raw.since {
+        }
+    }
+
+    /// `since`: an RFC 3339 time, not in the future, the first run reaches back to.
+    fn since(&mut self, header: usize, raw: &RawSync) -> Option<chrono::DateTime<chrono::Utc>> {
+        match &raw.since {
             None => {
                 self.r.at(
                     header,
@@ -166,17 +227,6 @@ impl Checker<'_> {
                     }
                 }
             }
-        };
-        if !ok {
-            return None;
         }
-        Some(SyncConfig {
-            source: source?.0,
-            tickets: tickets?.0,
-            schedule: schedule?,
-            sweep: sweep?,
-            conflict: conflict?,
-            since: since?,
-        })
     }
 }
