@@ -6,8 +6,6 @@
 mod lock;
 mod sqlite;
 
-use std::fmt;
-
 pub use lock::{LockError, StoreLock};
 pub use sqlite::SqliteStore;
 pub(crate) use sqlite::create_private_dir;
@@ -15,46 +13,31 @@ pub(crate) use sqlite::create_private_dir;
 use crate::ledger::{LedgerEntry, LedgerFilter, LedgerRecord, VerifyReport};
 use crate::model::{Link, LinkState, Timestamp};
 
-/// A store failure: the database could not be read or written.
-#[derive(Debug)]
+/// A store failure: the database could not be read or written. The rusqlite and
+/// io errors stay reachable through `Error::source`.
+#[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    Sqlite(rusqlite::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// The database holds something this version cannot read.
+    #[error("database content is not readable: {0}")]
     Corrupt(String),
-    Io(std::io::Error),
+    #[error("database file error: {0}")]
+    Io(#[source] std::io::Error),
     /// A read-only command was pointed at a file that is not an itsm-bridge store
     /// (another SQLite database, or not a database at all); it was not changed.
+    #[error("{0}")]
     NotAStore(String),
     /// `PRAGMA quick_check` found the file damaged; nothing was written to it.
+    #[error(
+        "the database is damaged ({0}); nothing was written to it: restore it from a \
+         backup, or move it aside to start a new store"
+    )]
     Damaged(String),
     /// The ledger's append-only triggers were removed or changed: someone edited
     /// the store behind the bridge's back.
+    #[error("{0}")]
     Tampered(String),
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoreError::Sqlite(e) => write!(f, "database error: {e}"),
-            StoreError::Corrupt(m) => write!(f, "database content is not readable: {m}"),
-            StoreError::Io(e) => write!(f, "database file error: {e}"),
-            StoreError::NotAStore(m) => write!(f, "{m}"),
-            StoreError::Damaged(m) => write!(
-                f,
-                "the database is damaged ({m}); nothing was written to it: restore it from a \
-                 backup, or move it aside to start a new store"
-            ),
-            StoreError::Tampered(m) => write!(f, "{m}"),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError::Sqlite(e)
-    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
