@@ -7,6 +7,7 @@
 mod cmd;
 mod output;
 mod replicas;
+mod report;
 mod server;
 
 use std::path::PathBuf;
@@ -274,10 +275,31 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Err(Failure::Runtime(e)) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// An error and its causes, joined by ": " as `{:#}` joins them, except that a
+/// cause the error above it already quotes is not said again (`StoreError`
+/// quotes its rusqlite or io error and keeps it as its `source` too).
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        let said = cause.to_string();
+        text.push_str(&said);
+        if cause
+            .source()
+            .is_some_and(|source| said.contains(&source.to_string()))
+        {
+            break;
+        }
+    }
+    text
 }
 
 async fn dispatch(command: Command) -> CmdResult {
@@ -383,4 +405,20 @@ fn init_logging(quiet: bool) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_error_is_said_once_though_it_keeps_its_cause() {
+        let io = std::io::Error::other("disk full");
+        let e = anyhow::Error::from(bridge_core::store::StoreError::Io(io))
+            .context("cannot record the cycle");
+        assert_eq!(
+            error_text(&e),
+            "cannot record the cycle: database file error: disk full"
+        );
+    }
 }

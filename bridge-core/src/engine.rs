@@ -12,11 +12,12 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::ledger::{LedgerRecord, Outcome};
-use crate::mapping::{Mapping, MergePolicy};
+use crate::mapping::Mapping;
 use crate::model::{
-    Agreed, Baseline, Comment, ConflictPolicy, Direction, FieldChange, Freshness, IncidentSnapshot,
+    Baseline, Comment, ConflictPolicy, Direction, FieldChange, Freshness, IncidentSnapshot,
     IncidentUpdate, Link, LinkState, TicketSnapshot, TicketUpdate, Timestamp, Version,
 };
 use crate::ports::{ConnectorError, ErrorKind, IncidentSource, Lookup, TicketSystem};
@@ -129,37 +130,27 @@ impl CycleReport {
 
 /// A cycle that could not run: the store failed, or a poll failed (nothing after
 /// the failed page was planned; the watermark did not move).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    Store(StoreError),
-    Poll(ConnectorError),
-}
-
-impl std::fmt::Display for EngineError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            EngineError::Store(e) => write!(f, "{e}"),
-            EngineError::Poll(e) => write!(f, "polling failed: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for EngineError {}
-
-impl From<StoreError> for EngineError {
-    fn from(e: StoreError) -> Self {
-        EngineError::Store(e)
-    }
-}
-
-impl From<ConnectorError> for EngineError {
-    fn from(e: ConnectorError) -> Self {
-        EngineError::Poll(e)
-    }
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("polling failed: {0}")]
+    Poll(#[from] ConnectorError),
 }
 
 /// Runs one sync cycle of a pair.
+/// Its logs are in a `cycle` span that names the pair.
 pub async fn run_cycle(
+    rt: &PairRuntime,
+    store: &dyn Store,
+    clock: &dyn Clock,
+    dry_run: bool,
+) -> Result<CycleReport, EngineError> {
+    let span = tracing::info_span!("cycle", pair = %rt.pair);
+    cycle(rt, store, clock, dry_run).instrument(span).await
+}
+
+async fn cycle(
     rt: &PairRuntime,
     store: &dyn Store,
     clock: &dyn Clock,

@@ -10,6 +10,7 @@ pub mod diag;
 pub mod engine;
 pub mod ledger;
 pub mod mapping;
+pub mod merge_plan;
 pub mod merge_walk;
 pub mod model;
 pub mod ports;

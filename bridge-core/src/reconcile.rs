@@ -906,4 +906,4 @@ fn truncate(at: Timestamp, tick: chrono::Duration) -> Timestamp {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

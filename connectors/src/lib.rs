@@ -14,4 +14,6 @@ pub mod sentinel;
 pub mod servicenow;
 pub mod simkit;
 pub mod sims;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod wiring;

@@ -32,8 +32,11 @@ use futures::StreamExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+mod incidents;
 mod shell;
 
+pub(crate) use incidents::seed_setters;
+pub use incidents::{AnalystEdit, IncidentAdmin, admin_change, admin_get, admin_seed};
 pub use shell::{
     Caller, Shared, Sim, VendorState, basic_credentials, json_response, json_response_as,
     plain_base_url,

@@ -31,14 +31,7 @@ pub async fn run(db: &Path) -> CmdResult {
     // before the old demo database is cleared away (this creates its folder,
     // owner-only).
     let _lock = super::lock_store(db)?;
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Failure::Input(format!("{}: cannot create it: {e}", dir.display())))?;
-    for suffix in ["", "-wal", "-shm"] {
-        let file = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
-        if file.exists() {
-            std::fs::remove_file(&file).map_err(anyhow::Error::from)?;
-        }
-    }
+    clear_old_store(db, &dir)?;
 
     let sims = Sims::start(SimPorts::default())
         .await
@@ -61,11 +54,71 @@ pub async fn run(db: &Path) -> CmdResult {
     let pairs = wiring::build_pairs(&config).map_err(|e| Failure::Input(e.to_string()))?;
     let store = SqliteStore::open(&config.store.path)?;
 
+    let per_pair = first_sync(&sims, &store, &pairs).await?;
+    show_defender(&sims, &store, &defender[..5])?;
+    show_sentinel(&sims, &store, &sentinel[..5])?;
+
+    println!("\n== 2. Meanwhile, people work on both sides");
+    let touched_defender = work_in_defender_and_jira(&sims, &store, &defender)?;
+    let touched_sentinel = work_in_sentinel_and_its_helpdesks(&sims, &store, &sentinel)?;
+
+    sync_until_settled(&store, &pairs).await?;
+    show_defender(&sims, &store, &touched_defender)?;
+    show_sentinel(&sims, &store, &touched_sentinel)?;
+    show_conversation(&sims, &store, &defender[2])?;
+
+    repair_a_change_the_polls_miss(&sims, &store, &pairs, &defender[6]).await?;
+
+    let report = store.verify_ledger()?;
+    println!(
+        "\n== Ledger: {} entries, hash chain {}",
+        report.entries,
+        if report.is_intact() {
+            "intact"
+        } else {
+            "BROKEN"
+        }
+    );
+    print_calls_per_ticket(&per_pair);
+    println!("\nDatabase: {}", config.store.path.display());
+    println!(
+        "Explore it:\n  cargo run --release -- links --db {0}\n  cargo run --release -- ledger list --db {0} --limit 20\n  cargo run --release -- ledger verify --db {0}",
+        db.display()
+    );
+    sims.shutdown();
+    Ok(if report.is_intact() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Clears the previous demo's database (and its WAL files) out of the way,
+/// creating the folder it goes in.
+fn clear_old_store(db: &Path, dir: &Path) -> Result<(), Failure> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Failure::Input(format!("{}: cannot create it: {e}", dir.display())))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        if file.exists() {
+            std::fs::remove_file(&file).map_err(anyhow::Error::from)?;
+        }
+    }
+    Ok(())
+}
+
+/// Step 1: one cycle of every pair. Says, per pair, how many tickets it linked
+/// and how many requests that took.
+async fn first_sync(
+    sims: &Sims,
+    store: &SqliteStore,
+    pairs: &[PairRuntime],
+) -> Result<Vec<(String, usize, usize)>, Failure> {
     println!("== 1. First sync: every open incident gets a ticket, its key is written back");
     let mut per_pair = Vec::new();
-    for pair in &pairs {
+    for pair in pairs {
         let before = sims.request_counts();
-        let report = cycle(pair, &store).await?;
+        let report = cycle(pair, store).await?;
         let calls = pair_calls(&pair.pair, before, sims.request_counts());
         per_pair.push((
             pair.pair.clone(),
@@ -73,18 +126,29 @@ pub async fn run(db: &Path) -> CmdResult {
             calls,
         ));
     }
-    show_defender(&sims, &store, &defender[..5])?;
-    show_sentinel(&sims, &store, &sentinel[..5])?;
+    Ok(per_pair)
+}
 
-    println!("\n== 2. Meanwhile, people work on both sides");
-    let key = |pair: &str, id: &str| store.link(pair, id).ok().flatten().map(|l| l.ticket_key);
-    let mut touched_defender = Vec::new();
-    if let Some(k) = key("defender->jira", &defender[0]) {
+/// The ticket key the pair linked to an incident, if any.
+fn key_of(store: &SqliteStore, pair: &str, id: &str) -> Option<String> {
+    store.link(pair, id).ok().flatten().map(|l| l.ticket_key)
+}
+
+/// Step 2 on the Defender side: a Jira resolve, a severity raise, an
+/// assignment, a status change, a merge and a conversation. Says which
+/// incidents were touched.
+fn work_in_defender_and_jira(
+    sims: &Sims,
+    store: &SqliteStore,
+    defender: &[String],
+) -> Result<Vec<String>, Failure> {
+    let mut touched = Vec::new();
+    if let Some(k) = key_of(store, "defender->jira", &defender[0]) {
         sims.jira
             .transition_as_analyst(&k, "Done", Some("Won't Do"))
             .map_err(anyhow::Error::msg)?;
         println!("  Jira: {k} resolved as \"Won't Do\" (a false positive)");
-        touched_defender.push(defender[0].clone());
+        touched.push(defender[0].clone());
     }
     sims.graph.set_severity(&defender[2], "high");
     sims.graph.assign(&defender[2], ANALYSTS[1].0);
@@ -99,7 +163,7 @@ pub async fn run(db: &Path) -> CmdResult {
         "  Defender: correlation merged incident {} into {} (it is now `redirected`)",
         defender[3], defender[2]
     );
-    touched_defender.extend([
+    touched.extend([
         defender[2].clone(),
         defender[3].clone(),
         defender[4].clone(),
@@ -110,7 +174,7 @@ pub async fn run(db: &Path) -> CmdResult {
         "Host WS-0142 isolated; collecting a memory image.",
     );
     println!("  Defender: Ana Ruiz comments on incident {}", defender[2]);
-    if let Some(k) = key("defender->jira", &defender[2]) {
+    if let Some(k) = key_of(store, "defender->jira", &defender[2]) {
         sims.jira
             .comment_as_analyst(
                 &k,
@@ -120,9 +184,18 @@ pub async fn run(db: &Path) -> CmdResult {
             .map_err(anyhow::Error::msg)?;
         println!("  Jira: {} answers on {k}", ANALYSTS[1].1);
     }
+    Ok(touched)
+}
 
-    let mut touched_sentinel = Vec::new();
-    if let Some(k) = key("sentinel->servicenow", &sentinel[0]) {
+/// Step 2 on the Sentinel side: a ServiceNow resolve, a helpdesk resolve, a
+/// severity raise with an assignment. Says which incidents were touched.
+fn work_in_sentinel_and_its_helpdesks(
+    sims: &Sims,
+    store: &SqliteStore,
+    sentinel: &[String],
+) -> Result<Vec<String>, Failure> {
+    let mut touched = Vec::new();
+    if let Some(k) = key_of(store, "sentinel->servicenow", &sentinel[0]) {
         sims.servicenow
             .resolve_as_analyst(
                 &k,
@@ -131,48 +204,57 @@ pub async fn run(db: &Path) -> CmdResult {
             )
             .map_err(anyhow::Error::msg)?;
         println!("  ServiceNow: {k} resolved with \"Solution provided\"");
-        touched_sentinel.push(sentinel[0].clone());
+        touched.push(sentinel[0].clone());
     }
-    if let Some(k) = key("sentinel->helpdesk", &sentinel[1]) {
+    if let Some(k) = key_of(store, "sentinel->helpdesk", &sentinel[1]) {
         sims.generic
             .resolve_as_agent(&k, "false_positive")
             .map_err(anyhow::Error::msg)?;
         println!("  Helpdesk: {k} resolved as a false positive");
-        touched_sentinel.push(sentinel[1].clone());
+        touched.push(sentinel[1].clone());
     }
     sims.sentinel.set_severity(&sentinel[3], "High");
     sims.sentinel.assign(&sentinel[3], Some(ANALYSTS[2].0));
     println!(
         "  Sentinel: incident {} raised to High and assigned to {}",
-        number(&sims, &sentinel[3]),
+        number(sims, &sentinel[3]),
         ANALYSTS[2].0
     );
-    touched_sentinel.push(sentinel[3].clone());
+    touched.push(sentinel[3].clone());
+    Ok(touched)
+}
 
+/// Step 3: cycles of every pair until a round writes nothing (at most five).
+async fn sync_until_settled(store: &SqliteStore, pairs: &[PairRuntime]) -> Result<(), Failure> {
     println!("\n== 3. Syncing until both sides agree");
     let mut round = 0;
     loop {
         round += 1;
         let mut writes = 0;
-        for pair in &pairs {
-            writes += cycle(pair, &store).await?.writes();
+        for pair in pairs {
+            writes += cycle(pair, store).await?.writes();
         }
         if writes == 0 || round == 5 {
             println!("  (round {round}: nothing left to write)");
-            break;
+            return Ok(());
         }
         println!(
             "  (round {round}: {writes} write(s); changes made by one pair can give another work)"
         );
     }
-    show_defender(&sims, &store, &touched_defender)?;
-    show_sentinel(&sims, &store, &touched_sentinel)?;
-    show_conversation(&sims, &store, &defender[2])?;
+}
 
+/// Step 4: a Defender change stamped behind the watermark, which the polls walk
+/// past and the drift sweep repairs.
+async fn repair_a_change_the_polls_miss(
+    sims: &Sims,
+    store: &SqliteStore,
+    pairs: &[PairRuntime],
+    late: &str,
+) -> Result<(), Failure> {
     println!("\n== 4. A change the polls cannot see, repaired by the drift sweep");
     // Defender's change reaches the API stamped two hours back (a replica running
     // late): every poll from the watermark walks past it.
-    let late = &defender[6];
     let stamped = chrono::Utc::now() - chrono::Duration::hours(2);
     sims.graph.update_as_defender_at(late, stamped, |i| {
         i.severity = "high".into();
@@ -186,9 +268,9 @@ pub async fn run(db: &Path) -> CmdResult {
         .iter()
         .find(|p| p.pair == "defender->jira")
         .expect("the demo config has defender->jira");
-    cycle(defender_pair, &store).await?;
+    cycle(defender_pair, store).await?;
     let before = sims.request_counts();
-    let report = engine::run_sweep(defender_pair, &store, &SystemClock, false)
+    let report = engine::run_sweep(defender_pair, store, &SystemClock, false)
         .await
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("{}: {e}", defender_pair.pair)))?;
     let calls = pair_calls(&defender_pair.pair, before, sims.request_counts());
@@ -197,36 +279,18 @@ pub async fn run(db: &Path) -> CmdResult {
         "  (the sweep took {calls} requests, {:.1} per open link)",
         calls as f64 / report.links_checked.max(1) as f64
     );
-    show_defender(&sims, &store, std::slice::from_ref(late))?;
+    show_defender(sims, store, &[late.to_string()])
+}
 
-    let report = store.verify_ledger()?;
-    println!(
-        "\n== Ledger: {} entries, hash chain {}",
-        report.entries,
-        if report.is_intact() {
-            "intact"
-        } else {
-            "BROKEN"
-        }
-    );
+/// The first sync's requests per pair, per ticket linked.
+fn print_calls_per_ticket(per_pair: &[(String, usize, usize)]) {
     println!("API calls in the first sync, per ticket created (token requests not counted):");
-    for (pair, linked, calls) in &per_pair {
+    for (pair, linked, calls) in per_pair {
         println!(
             "  {pair:<22} {linked:>3} tickets, {calls:>4} requests, {:.1} per incident",
             *calls as f64 / (*linked).max(1) as f64
         );
     }
-    println!("\nDatabase: {}", config.store.path.display());
-    println!(
-        "Explore it:\n  cargo run --release -- links --db {0}\n  cargo run --release -- ledger list --db {0} --limit 20\n  cargo run --release -- ledger verify --db {0}",
-        db.display()
-    );
-    sims.shutdown();
-    Ok(if report.is_intact() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
 }
 
 /// Requests a pair's two systems answered between two counts.

@@ -19,8 +19,11 @@ use bridge_core::schedule::Scheduler;
 use bridge_core::store::{Fence, SqliteStore, Store};
 use connectors::wiring;
 
+use tracing::Instrument;
+
 use crate::replicas::{self, Drive, RunStore, StoreAt};
-use crate::server::{self, RunKind};
+use crate::report::{self, RunKind, what_it_did};
+use crate::server;
 use crate::{CmdResult, Failure};
 
 pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResult {
@@ -84,7 +87,7 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
 
     // Signals are caught from here on: a stop during a job lets it finish.
     let stop = stop_signal().map_err(anyhow::Error::from)?;
-    let status: server::SharedStatus = Arc::new(Mutex::new(server::Status::new(
+    let status: report::SharedStatus = Arc::new(Mutex::new(report::Status::new(
         pairs
             .iter()
             .zip(&config.syncs)
@@ -166,11 +169,12 @@ async fn run_jobs(
     pairs: Arc<Vec<PairRuntime>>,
     store: Arc<dyn Store>,
     fence: Option<Arc<Fence>>,
-    status: server::SharedStatus,
+    status: report::SharedStatus,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let schedules = jobs.iter().map(|j| j.schedule.clone()).collect();
     let mut scheduler = Scheduler::new(schedules, chrono::Utc::now());
+    let mut runs = vec![0u64; jobs.len()];
     loop {
         for job in scheduler.poll_due(chrono::Utc::now()) {
             let started = std::time::Instant::now();
@@ -181,14 +185,23 @@ async fn run_jobs(
                 scheduler.handle_done(job, chrono::Utc::now(), None);
                 continue;
             };
+            runs[job] += 1;
+            // The engine's own span names the pair and says cycle or sweep; this
+            // one numbers the job's runs, and holds what is logged after it.
+            let span = tracing::info_span!("job", run = runs[job]);
             let result = match kind {
                 RunKind::Cycle => {
-                    engine::run_cycle(pair, store.as_ref(), &SystemClock, false).await
+                    engine::run_cycle(pair, store.as_ref(), &SystemClock, false)
+                        .instrument(span.clone())
+                        .await
                 }
                 RunKind::Sweep => {
-                    engine::run_sweep(pair, store.as_ref(), &SystemClock, false).await
+                    engine::run_sweep(pair, store.as_ref(), &SystemClock, false)
+                        .instrument(span.clone())
+                        .await
                 }
             };
+            let _in_job = span.enter();
             status
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -210,6 +223,7 @@ async fn run_jobs(
                 }
             };
             scheduler.handle_done(job, chrono::Utc::now(), retry);
+            drop(_in_job);
             if *stop.borrow() {
                 return;
             }
@@ -326,11 +340,14 @@ async fn run_checkpoints(
     store: Arc<dyn Store>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let key = Arc::new(key);
     let mut scheduler = Scheduler::new(vec![schedule], chrono::Utc::now());
     let mut last_seq = None;
     loop {
         for job in scheduler.poll_due(chrono::Utc::now()) {
-            last_seq = write_checkpoint(store.as_ref(), &key, &dir).or(last_seq);
+            last_seq = write_checkpoint_blocking(&store, &key, &dir)
+                .await
+                .or(last_seq);
             scheduler.handle_done(job, chrono::Utc::now(), None);
         }
         if *stop.borrow() {
@@ -347,7 +364,26 @@ async fn run_checkpoints(
     }
     let head = store.counts().map(|c| c.ledger_entries as i64).ok();
     if head.is_some() && head != last_seq {
-        write_checkpoint(store.as_ref(), &key, &dir);
+        write_checkpoint_blocking(&store, &key, &dir).await;
+    }
+}
+
+/// Writes one checkpoint on the blocking pool: verifying the chain first reads
+/// the whole ledger, which grows without bound, and must not hold an async
+/// worker (the pairs' tasks and the server run on them). The sequence number
+/// it covers.
+async fn write_checkpoint_blocking(
+    store: &Arc<dyn Store>,
+    key: &Arc<SigningKey>,
+    dir: &Path,
+) -> Option<i64> {
+    let (store, key, dir) = (store.clone(), key.clone(), dir.to_path_buf());
+    match tokio::task::spawn_blocking(move || write_checkpoint(store.as_ref(), &key, &dir)).await {
+        Ok(seq) => seq,
+        Err(e) => {
+            tracing::error!(error = %e, "ledger checkpoint failed");
+            None
+        }
     }
 }
 
@@ -416,36 +452,6 @@ fn log_report(r: &CycleReport) {
         "{} done",
         if r.sweep { "sweep" } else { "cycle" }
     );
-}
-
-/// What a run wrote, in words: every count that is not zero, or "nothing to write".
-pub fn what_it_did(r: &CycleReport) -> String {
-    let mut done = Vec::new();
-    for (n, what) in [
-        (r.tickets_created, "ticket(s) created"),
-        (r.tickets_adopted, "adopted"),
-        (r.tickets_updated, "ticket(s) updated"),
-        (r.incidents_updated, "incident(s) updated"),
-        (r.write_backs, "written back"),
-        (r.conflicts, "conflict(s) settled"),
-        (r.merged, "merged incident(s) handled"),
-        (r.comments_copied, "comment(s) copied"),
-        (r.repaired, "drifted link(s) repaired"),
-        (r.recovered, "recovered from earlier failures"),
-        (
-            r.waiting.len(),
-            "create(s) waiting for the ticket system's search",
-        ),
-        (r.failed, "FAILED"),
-    ] {
-        if n > 0 {
-            done.push(format!("{n} {what}"));
-        }
-    }
-    if done.is_empty() {
-        done.push("nothing to write".into());
-    }
-    done.join(", ")
 }
 
 pub fn print_report(r: &CycleReport, dry_run: bool) {

@@ -326,7 +326,7 @@ impl Cycle<'_> {
             self.report.tickets_created += 1;
         }
         self.newest_ticket = Some(Some(ticket.key.clone()));
-        tracing::info!(pair = %self.rt.pair, incident = %incident.id, ticket = %ticket.key, adopted, "ticket linked");
+        tracing::info!(incident = %incident.id, ticket = %ticket.key, adopted, "ticket linked");
         Ok(())
     }
 
@@ -387,7 +387,7 @@ impl Cycle<'_> {
         incident: &IncidentSnapshot,
         error: ConnectorError,
     ) -> Result<Option<Link>, EngineError> {
-        tracing::warn!(pair = %self.rt.pair, incident = %incident.id, error = %error, "ticket create outcome unknown; will look for it before trying again");
+        tracing::warn!(incident = %incident.id, error = %error, "ticket create outcome unknown; will look for it before trying again");
         self.lost_creates.push(intent);
         self.held_back.insert(incident.id.clone());
         let record = LedgerRecord {
@@ -412,7 +412,7 @@ impl Cycle<'_> {
         incident: &IncidentSnapshot,
         error: ConnectorError,
     ) -> Result<Option<Link>, EngineError> {
-        tracing::warn!(pair = %self.rt.pair, incident = %incident.id, error = %error, "ticket create failed");
+        tracing::warn!(incident = %incident.id, error = %error, "ticket create failed");
         self.report.failed += 1;
         self.note_failure(&incident.id, None, "create_ticket", &error)?;
         let record = LedgerRecord {
@@ -506,7 +506,7 @@ impl Cycle<'_> {
                 Ok(Some(link))
             }
             Err(e) => {
-                tracing::warn!(pair = %self.rt.pair, incident = %incident_id, error = %e, "write-back failed");
+                tracing::warn!(incident = %incident_id, error = %e, "write-back failed");
                 self.report.failed += 1;
                 self.note_failure(incident_id, Some(ticket_key), "write_back", &e)?;
                 let record = LedgerRecord {
@@ -561,7 +561,7 @@ impl Cycle<'_> {
                 Ok(Applied::Done(link))
             }
             Err(e) if e.kind == ErrorKind::Conflict && replan => {
-                tracing::info!(pair = %self.rt.pair, incident = %link.incident_id, ticket = %link.ticket_key, error = %e, "concurrent change; re-reading both sides");
+                tracing::info!(incident = %link.incident_id, ticket = %link.ticket_key, error = %e, "concurrent change; re-reading both sides");
                 let record = LedgerRecord {
                     changes,
                     outcome: Outcome::Skipped,
@@ -669,7 +669,7 @@ impl Cycle<'_> {
         changes: Vec<FieldChange>,
         e: ConnectorError,
     ) -> Result<Applied, EngineError> {
-        tracing::warn!(pair = %self.rt.pair, incident = %link.incident_id, ticket = %link.ticket_key, error = %e, "{} failed", action.kind());
+        tracing::warn!(incident = %link.incident_id, ticket = %link.ticket_key, error = %e, "{} failed", action.kind());
         self.report.failed += 1;
         let (incident_id, ticket_key) = (link.incident_id.clone(), link.ticket_key.clone());
         self.note_failure(&incident_id, Some(&ticket_key), action.kind(), &e)?;
@@ -770,7 +770,7 @@ impl Cycle<'_> {
         let (incident, ticket) = match (incident, ticket) {
             (Ok(i), Ok(t)) => (i, t),
             (Err(e), _) | (_, Err(e)) => {
-                tracing::warn!(pair = %self.rt.pair, incident = %link.incident_id, error = %e, "re-read failed");
+                tracing::warn!(incident = %link.incident_id, error = %e, "re-read failed");
                 self.report.failed += 1;
                 self.note_failure(&link.incident_id, Some(&link.ticket_key), "re-read", &e)?;
                 return Ok(());

@@ -1,10 +1,12 @@
 //! Merged ("redirected") incidents: following the chain to the survivor (the
 //! pure `merge_walk` says what to read next), making sure it has a ticket, and
-//! applying the mapping's merge policy (closing as a duplicate, the notes on
-//! both tickets, raising the survivor's priority).
+//! carrying out the mapping's merge policy as the pure `merge_plan` decides it
+//! (closing as a duplicate, the notes on both tickets, raising the survivor's
+//! priority).
 
 use super::apply::Applied;
 use super::*;
+use crate::merge_plan::{self, MergePlan, MergeTarget};
 use crate::merge_walk::{Found, MergeWalk, Step, WalkEnd};
 
 impl Cycle<'_> {
@@ -39,61 +41,52 @@ impl Cycle<'_> {
             return Ok(());
         }
 
-        let policy = self.rt.mapping.merge;
-        let merged_into = target.survivor.as_ref().map(|s| s.id.clone());
+        let plan = merge_plan::plan_merge(self.spec(), &source, &source_link, &target);
         let intent = self
             .begin(&Action::Merge {
                 incident: Box::new(source.clone()),
-                target_id: merged_into.clone(),
+                target_id: plan.merged_into.clone(),
             })
             .await?;
-        let mut changes = vec![FieldChange {
-            field: "link".into(),
-            old: Some("active".into()),
-            new: Some(format!(
-                "merged into {}",
-                merged_into.as_deref().unwrap_or("?")
-            )),
-            conflict: None,
-        }];
+        let mut changes = plan.changes.clone();
         let failure = self
-            .apply_merge_policy(&source, &mut source_link, &target, &mut changes, links)
+            .carry_out(
+                &plan,
+                &mut source_link,
+                target.link.as_ref(),
+                &mut changes,
+                links,
+            )
             .await?;
+        let record = |cycle: &Self, ticket_key: &str| {
+            cycle.record(
+                "merge",
+                Some(Direction::ToTicket),
+                &source.id,
+                Some(ticket_key),
+            )
+        };
         if let Some(error) = failure {
             self.report.failed += 1;
             let record = LedgerRecord {
                 changes,
                 outcome: Outcome::Failed,
                 detail: Some(error.clone()),
-                ..self.record(
-                    "merge",
-                    Some(Direction::ToTicket),
-                    &source.id,
-                    Some(&source_link.ticket_key),
-                )
+                ..record(self, &source_link.ticket_key)
             };
             self.store.finish_intent(intent, None, &[record])?;
             let e = ConnectorError::new(ErrorKind::Transient, self.rt.pair.clone(), error);
             return self.note_failure(&source.id, Some(&source_link.ticket_key), "merge", &e);
         }
         source_link.state = LinkState::Merged;
-        source_link.merged_into = merged_into;
+        source_link.merged_into = plan.merged_into;
         source_link.saw_incident(source.version());
         source_link.updated = self.clock.now();
-        let where_to = &target.where_to;
         let record = LedgerRecord {
             changes,
             outcome: Outcome::Ok,
-            detail: Some(match &target.problem {
-                Some(p) => format!("policy {}; {p}", policy.as_str()),
-                None => format!("policy {}; merged into {where_to}", policy.as_str()),
-            }),
-            ..self.record(
-                "merge",
-                Some(Direction::ToTicket),
-                &source.id,
-                Some(&source_link.ticket_key),
-            )
+            detail: Some(plan.detail),
+            ..record(self, &source_link.ticket_key)
         };
         self.store
             .finish_intent(intent, Some(&source_link), &[record])?;
@@ -181,19 +174,13 @@ impl Cycle<'_> {
         source: &IncidentSnapshot,
         target: &MergeTarget,
     ) -> Result<(), EngineError> {
-        let where_to = &target.where_to;
         let record = LedgerRecord {
             outcome: if target.problem.is_some() {
                 Outcome::Failed
             } else {
                 Outcome::Ok
             },
-            detail: Some(match &target.problem {
-                Some(p) => format!("merged before it had a ticket; {p}"),
-                None => format!(
-                    "merged into {where_to} before it had a ticket; no ticket is made for it"
-                ),
-            }),
+            detail: Some(target.unlinked_detail()),
             ..self.record("merge", None, &source.id, None)
         };
         if self.last_ledger_detail(&source.id, "merge")? != record.detail {
@@ -202,158 +189,57 @@ impl Cycle<'_> {
         Ok(())
     }
 
-    /// The mapping's merge policy on the merged incident's ticket: closed as a
-    /// duplicate, a note on it and on the survivor's ticket, the survivor's
-    /// priority raised. Says what failed, if anything did.
-    async fn apply_merge_policy(
+    /// Carries a merge plan out in its order: every close action, then (if they
+    /// all succeeded) both notes, then (if nothing failed) the priority raise.
+    /// Adds what was written to `changes`; says what failed, if anything did.
+    async fn carry_out(
         &mut self,
-        source: &IncidentSnapshot,
+        plan: &MergePlan,
         source_link: &mut Link,
-        target: &MergeTarget,
+        survivor_link: Option<&Link>,
         changes: &mut Vec<FieldChange>,
         links: &mut HashMap<String, Link>,
     ) -> Result<Option<String>, EngineError> {
-        let policy = self.rt.mapping.merge;
-        let where_to = &target.where_to;
         let mut failure = None;
-        if policy == MergePolicy::CloseAsDuplicate {
-            for action in reconcile::plan_close(self.spec(), source_link, source) {
-                match self.update(source_link.clone(), action, false).await? {
-                    Applied::Done(link) => *source_link = link,
-                    Applied::Failed | Applied::Conflict(_) => {
-                        failure = Some("closing its ticket failed".to_string())
-                    }
-                }
-            }
-        }
-        if policy != MergePolicy::KeepOpen && failure.is_none() {
-            let label = &source.display_id;
-            let to_source = format!(
-                "[itsm-bridge] Incident {label} was merged into {where_to}. Work continues there; this ticket is no longer synced."
-            );
-            if let Err(e) = self.comment_once(&source_link.ticket_key, &to_source).await {
-                failure = Some(e.to_string());
-            } else {
-                changes.push(FieldChange {
-                    field: "comment".into(),
-                    old: None,
-                    new: Some(to_source),
-                    conflict: None,
-                });
-            }
-            if let Some(target) = &target.link {
-                let to_target = format!(
-                    "[itsm-bridge] This incident absorbed incident {label} (ticket {}: {}).",
-                    source_link.ticket_key, source_link.ticket_url
-                );
-                match self.comment_once(&target.ticket_key, &to_target).await {
-                    Err(e) => failure = Some(e.to_string()),
-                    Ok(()) => changes.push(FieldChange {
-                        field: "target_comment".into(),
-                        old: None,
-                        new: Some(to_target),
-                        conflict: None,
-                    }),
-                }
-            }
-        }
-        if self.rt.mapping.raise_priority
-            && policy != MergePolicy::KeepOpen
-            && failure.is_none()
-            && let (Some(survivor), Some(target)) = (&target.survivor, &target.link)
-        {
+        for action in &plan.close {
             match self
-                .raise_priority(source, survivor, target.clone())
+                .update(source_link.clone(), action.clone(), false)
                 .await?
             {
-                Ok(Some((raised, link))) => {
-                    changes.extend(raised);
-                    links.insert(link.incident_id.clone(), link);
+                Applied::Done(link) => *source_link = link,
+                Applied::Failed | Applied::Conflict(_) => {
+                    failure = Some(merge_plan::CLOSE_FAILED.to_string())
                 }
-                Ok(None) => {}
-                Err(e) => failure = Some(e),
             }
         }
-        Ok(failure)
-    }
-
-    /// `[merge] raise_priority`: when the merged incident was more severe than the
-    /// survivor, the survivor's ticket takes the merged one's priority. The raised
-    /// value is held (see `Agreed::held`): it stays until the survivor's own
-    /// severity changes. `Err` says why the raise failed.
-    pub(super) async fn raise_priority(
-        &mut self,
-        merged: &IncidentSnapshot,
-        survivor: &IncidentSnapshot,
-        target: Link,
-    ) -> Result<Result<Option<(Vec<FieldChange>, Link)>, String>, EngineError> {
-        let source = self.rt.source_name.as_str();
-        let rank = |v: &Option<String>| v.as_deref().and_then(crate::vocab::severity_rank);
-        let mut update = TicketUpdate::default();
-        let mut changes = Vec::new();
-        let mut baseline = Baseline::new();
-        for rule in self
-            .rt
-            .mapping
-            .fields
-            .iter()
-            .filter(|r| r.flow.to_ticket() && r.incident_attr() == Some("severity"))
-        {
-            let theirs = rule.incident_value(merged, source);
-            let ours = rule.incident_value(survivor, source);
-            if rank(&theirs) <= rank(&ours) {
-                continue;
-            }
-            let Some(raised) = rule.map_to_ticket(theirs.as_deref()) else {
-                continue;
-            };
-            let now = target
-                .baseline
-                .get(&rule.name)
-                .and_then(|a| a.ticket.clone());
-            if now.as_deref() == Some(raised.as_str()) {
-                continue;
-            }
-            update.set.insert(rule.ticket.clone(), Some(raised.clone()));
-            changes.push(FieldChange {
-                field: rule.name.clone(),
-                old: now,
-                new: Some(raised.clone()),
-                conflict: None,
-            });
-            baseline.insert(
-                rule.name.clone(),
-                Agreed {
-                    incident: ours,
-                    ticket: Some(raised),
-                    held: true,
-                },
-            );
+        if failure.is_some() {
+            return Ok(failure);
         }
-        if update.is_empty() {
-            return Ok(Ok(None));
+        for note in &plan.notes {
+            match self.comment_once(&note.ticket_key, &note.text).await {
+                Err(e) => failure = Some(e.to_string()),
+                Ok(()) => changes.push(note.change.clone()),
+            }
         }
-        let action = Action::UpdateTicket {
-            incident_id: target.incident_id.clone(),
-            ticket_key: target.ticket_key.clone(),
-            update,
-            changes: changes.clone(),
-            baseline,
-            incident_seen: None,
-            ticket_seen: None,
+        if failure.is_some() {
+            return Ok(failure);
+        }
+        let (Some(raise), Some(survivor_link)) = (&plan.raise, survivor_link) else {
+            return Ok(None);
         };
-        let key = target.ticket_key.clone();
-        Ok(match self.update(target, action, false).await? {
-            Applied::Done(link) => {
-                for c in &mut changes {
-                    c.field = format!("target {} ({key})", c.field);
+        Ok(
+            match self
+                .update(survivor_link.clone(), raise.action.clone(), false)
+                .await?
+            {
+                Applied::Done(link) => {
+                    changes.extend(raise.changes.iter().cloned());
+                    links.insert(link.incident_id.clone(), link);
+                    None
                 }
-                Ok(Some((changes, link)))
-            }
-            Applied::Failed | Applied::Conflict(_) => {
-                Err(format!("raising the priority of {key} failed"))
-            }
-        })
+                Applied::Failed | Applied::Conflict(_) => Some(raise.failure.clone()),
+            },
+        )
     }
 
     /// The detail of the newest ledger entry of this pair with this action for the
@@ -386,33 +272,5 @@ impl Cycle<'_> {
             return Ok(());
         }
         self.rt.tickets.add_comment(key, text).await.map(|_| ())
-    }
-}
-
-/// The survivor of a merge, its ticket, and how the notes name it.
-struct MergeTarget {
-    survivor: Option<IncidentSnapshot>,
-    link: Option<Link>,
-    problem: Option<String>,
-    /// The survivor as the notes name it: its ticket, else its incident.
-    where_to: String,
-}
-
-impl MergeTarget {
-    fn new(walk: WalkEnd, link: Option<Link>) -> MergeTarget {
-        let where_to = match (&walk.survivor, &link) {
-            (_, Some(t)) => format!(
-                "incident {} (ticket {}: {})",
-                t.incident_display_id, t.ticket_key, t.ticket_url
-            ),
-            (Some(s), None) => format!("incident {} ({})", s.display_id, s.web_url),
-            (None, None) => "another incident".to_string(),
-        };
-        MergeTarget {
-            survivor: walk.survivor,
-            link,
-            problem: walk.problem,
-            where_to,
-        }
     }
 }

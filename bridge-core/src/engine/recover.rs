@@ -70,7 +70,7 @@ impl Cycle<'_> {
                 return Ok(None);
             }
             Err(e) => {
-                tracing::warn!(pair = %self.rt.pair, incident = %incident.id, error = %e, "cannot tell yet whether a create whose answer was lost made a ticket");
+                tracing::warn!(incident = %incident.id, error = %e, "cannot tell yet whether a create whose answer was lost made a ticket");
                 self.held_back.insert(incident.id.clone());
                 self.report.failed += 1;
                 self.report.unresolved.push(format!(

@@ -19,7 +19,18 @@ pub const SETTLED_AFTER: Duration = Duration::days(7);
 /// Re-reads both sides of every open link of the pair and repairs what drifted
 /// from the baseline. Incidents waiting in the dead letters are left to their own
 /// retries; links of merged incidents are no longer synced and are not read.
+/// Its logs are in a `sweep` span that names the pair.
 pub async fn run_sweep(
+    rt: &PairRuntime,
+    store: &dyn Store,
+    clock: &dyn Clock,
+    dry_run: bool,
+) -> Result<CycleReport, EngineError> {
+    let span = tracing::info_span!("sweep", pair = %rt.pair);
+    sweep(rt, store, clock, dry_run).instrument(span).await
+}
+
+async fn sweep(
     rt: &PairRuntime,
     store: &dyn Store,
     clock: &dyn Clock,

@@ -191,59 +191,9 @@ enum Side {
 
 impl Checker<'_> {
     fn mapping(&mut self, raw: &RawMapping) -> Option<Parts> {
-        match &raw.version {
-            None => self.r.at(
-                0,
-                "add `version = 1` at the top: the mapping format version",
-            ),
-            Some(v) if *v.get_ref() != VERSION => self.r.at(
-                v.span().start,
-                format!(
-                    "unsupported mapping version {}; this bridge reads version = 1",
-                    v.get_ref()
-                ),
-            ),
-            Some(_) => {}
-        }
-        self.source = match &raw.source {
-            None => {
-                self.r.at(0, "add `source = \"graph\"` or `source = \"sentinel\"`: the incident vocabulary this mapping reads");
-                None
-            }
-            Some(s) => {
-                let kind = SourceKind::parse(s.get_ref());
-                if kind.is_none() {
-                    self.r.at(
-                        s.span().start,
-                        format!(
-                            "unknown source `{}`; write \"graph\" or \"sentinel\"",
-                            s.get_ref()
-                        ),
-                    );
-                }
-                kind
-            }
-        };
-        self.tickets = match &raw.tickets {
-            None => {
-                self.r.at(0, "add `tickets = \"jira\"`, `\"servicenow\"` or `\"generic\"`: the ticket vocabulary this mapping writes");
-                None
-            }
-            Some(s) => {
-                let kind = TicketKind::parse(s.get_ref());
-                if kind.is_none() {
-                    self.r.at(
-                        s.span().start,
-                        format!(
-                            "unknown tickets `{}`; write \"jira\", \"servicenow\" or \"generic\"",
-                            s.get_ref()
-                        ),
-                    );
-                }
-                kind
-            }
-        };
-
+        self.version(raw);
+        self.source = self.source_kind(raw);
+        self.tickets = self.ticket_kind(raw);
         let (labels, skip_create_statuses) = match &raw.create {
             Some(create) => (
                 self.labels(&create.labels),
@@ -260,42 +210,8 @@ impl Checker<'_> {
             None => Some(WriteBack::default()),
         };
         let api = self.api(raw);
-        let merge = match raw.merge.as_ref().and_then(|m| m.policy.as_ref()) {
-            None => Some(MergePolicy::default()),
-            Some(p) => match p.get_ref().as_str() {
-                "close_as_duplicate" => Some(MergePolicy::CloseAsDuplicate),
-                "link_only" => Some(MergePolicy::LinkOnly),
-                "keep_open" => Some(MergePolicy::KeepOpen),
-                other => {
-                    self.r.at(
-                        p.span().start,
-                        format!("unknown merge policy `{other}`; write \"close_as_duplicate\", \"link_only\" or \"keep_open\""),
-                    );
-                    None
-                }
-            },
-        };
-
-        let raise_priority = match raw.merge.as_ref().and_then(|m| m.raise_priority.as_ref()) {
-            Some(r) if *r.get_ref() => {
-                let reads_severity = fields.as_ref().is_some_and(|fields| {
-                    fields.iter().any(|f: &FieldRule| {
-                        f.flow.to_ticket() && f.incident_attr() == Some("severity")
-                    })
-                });
-                if fields.is_some() && !reads_severity {
-                    self.r.at(
-                        r.span().start,
-                        "raise_priority needs a [[field]] with incident = \"severity\" that flows to the ticket; add one or remove raise_priority",
-                    );
-                    None
-                } else {
-                    Some(true)
-                }
-            }
-            _ => Some(false),
-        };
-
+        let merge = self.merge_policy(raw);
+        let raise_priority = self.raise_priority(raw, fields.as_deref());
         let close_with = self.close_with(raw.merge.as_ref(), merge);
 
         Some(Parts {
@@ -322,6 +238,113 @@ impl Checker<'_> {
             },
             api: api?,
         })
+    }
+
+    /// `version = 1`.
+    fn version(&mut self, raw: &RawMapping) {
+        match &raw.version {
+            None => self.r.at(
+                0,
+                "add `version = 1` at the top: the mapping format version",
+            ),
+            Some(v) if *v.get_ref() != VERSION => self.r.at(
+                v.span().start,
+                format!(
+                    "unsupported mapping version {}; this bridge reads version = 1",
+                    v.get_ref()
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+
+    /// `source`: the incident vocabulary the mapping reads.
+    fn source_kind(&mut self, raw: &RawMapping) -> Option<SourceKind> {
+        match &raw.source {
+            None => {
+                self.r.at(0, "add `source = \"graph\"` or `source = \"sentinel\"`: the incident vocabulary this mapping reads");
+                None
+            }
+            Some(s) => {
+                let kind = SourceKind::parse(s.get_ref());
+                if kind.is_none() {
+                    self.r.at(
+                        s.span().start,
+                        format!(
+                            "unknown source `{}`; write \"graph\" or \"sentinel\"",
+                            s.get_ref()
+                        ),
+                    );
+                }
+                kind
+            }
+        }
+    }
+
+    /// `tickets`: the ticket vocabulary the mapping writes.
+    fn ticket_kind(&mut self, raw: &RawMapping) -> Option<TicketKind> {
+        match &raw.tickets {
+            None => {
+                self.r.at(0, "add `tickets = \"jira\"`, `\"servicenow\"` or `\"generic\"`: the ticket vocabulary this mapping writes");
+                None
+            }
+            Some(s) => {
+                let kind = TicketKind::parse(s.get_ref());
+                if kind.is_none() {
+                    self.r.at(
+                        s.span().start,
+                        format!(
+                            "unknown tickets `{}`; write \"jira\", \"servicenow\" or \"generic\"",
+                            s.get_ref()
+                        ),
+                    );
+                }
+                kind
+            }
+        }
+    }
+
+    /// `[merge] policy`, `close_as_duplicate` when not given.
+    fn merge_policy(&mut self, raw: &RawMapping) -> Option<MergePolicy> {
+        match raw.merge.as_ref().and_then(|m| m.policy.as_ref()) {
+            None => Some(MergePolicy::default()),
+            Some(p) => match p.get_ref().as_str() {
+                "close_as_duplicate" => Some(MergePolicy::CloseAsDuplicate),
+                "link_only" => Some(MergePolicy::LinkOnly),
+                "keep_open" => Some(MergePolicy::KeepOpen),
+                other => {
+                    self.r.at(
+                        p.span().start,
+                        format!("unknown merge policy `{other}`; write \"close_as_duplicate\", \"link_only\" or \"keep_open\""),
+                    );
+                    None
+                }
+            },
+        }
+    }
+
+    /// `[merge] raise_priority`, which needs a rule reading `severity` that
+    /// flows to the ticket (`fields` is `None` when the rules are wrong).
+    fn raise_priority(&mut self, raw: &RawMapping, fields: Option<&[FieldRule]>) -> Option<bool> {
+        match raw.merge.as_ref().and_then(|m| m.raise_priority.as_ref()) {
+            Some(r) if *r.get_ref() => {
+                let reads_severity = fields.is_some_and(|fields| {
+                    fields.iter().any(|f: &FieldRule| {
+                        f.flow.to_ticket() && f.incident_attr() == Some("severity")
+                    })
+                });
+                if fields.is_some() && !reads_severity {
+                    self.r.at(
+                        r.span().start,
+                        "raise_priority needs a [[field]] with incident = \"severity\" that flows to the ticket; add one or remove raise_priority",
+                    );
+                    None
+                } else {
+                    Some(true)
+                }
+            }
+            _ => Some(false),
+        }
     }
 
     /// ServiceNow refuses to resolve or close an incident (state 6 or 7) without a
@@ -648,10 +671,48 @@ impl Checker<'_> {
     }
 
     fn field(&mut self, header: usize, name: String, f: &RawField) -> Option<FieldRule> {
-        let mut ok = true;
+        let ticket = self.field_ticket(header, f);
+        let side = self.field_side(header, f);
+        let is_template = f.template.is_some() && f.incident.is_none();
+        let flow = self.field_flow(f, is_template);
+        let flow_at = f.flow.as_ref().map(|s| s.span().start);
+        let mut ok = match flow {
+            Some(flow) => self.maps_fit_the_flow(header, f, flow, is_template),
+            None => false,
+        };
+        let conflict = self.field_conflict(f, flow, &mut ok);
 
-        // The ticket attribute.
-        let ticket = match (&f.ticket, self.tickets) {
+        let (Some(ticket), Some(side), Some(flow)) = (ticket, side, flow) else {
+            return None;
+        };
+        let ticket_end = End {
+            spec: ticket,
+            system: self.ticket_system(),
+            role: "ticket",
+        };
+        ok &= self.writable_both_ways(header, f, flow_at, flow, &ticket_end, &side);
+        let maps = self.field_value_maps(header, f, flow, &ticket_end, &side);
+        let (Some((to_ticket, to_incident)), true) = (maps, ok) else {
+            return None;
+        };
+        let incident = match side {
+            Side::Attr(spec) => IncidentSide::Attr(spec.name.to_string()),
+            Side::Template(t) => IncidentSide::Template(t),
+        };
+        Some(FieldRule {
+            name,
+            incident,
+            ticket: ticket.name.to_string(),
+            flow,
+            to_ticket,
+            to_incident,
+            conflict,
+        })
+    }
+
+    /// The field's ticket attribute, known to the ticket system.
+    fn field_ticket(&mut self, header: usize, f: &RawField) -> Option<&'static AttrSpec> {
+        match (&f.ticket, self.tickets) {
             (None, _) => {
                 self.r.at(
                     header,
@@ -676,10 +737,12 @@ impl Checker<'_> {
                 }
                 spec
             }
-        };
+        }
+    }
 
-        // The incident side: an attribute or a template.
-        let side = match (&f.incident, &f.template) {
+    /// The field's incident side: an attribute known to the source, or a template.
+    fn field_side(&mut self, header: usize, f: &RawField) -> Option<Side> {
+        match (&f.incident, &f.template) {
             (Some(_), Some(t)) => {
                 self.r.at(
                     t.span().start,
@@ -716,11 +779,12 @@ impl Checker<'_> {
                 }
             },
             (None, Some(t)) => self.template(t, false).map(Side::Template),
-        };
-        let is_template = f.template.is_some() && f.incident.is_none();
+        }
+    }
 
-        // The flow: templates go to the ticket, attributes both ways unless told.
-        let flow = match &f.flow {
+    /// The flow: templates go to the ticket, attributes both ways unless told.
+    fn field_flow(&mut self, f: &RawField, is_template: bool) -> Option<Flow> {
+        match &f.flow {
             None if is_template => Some(Flow::ToTicket),
             None => Some(Flow::Both),
             Some(s) => {
@@ -741,71 +805,81 @@ impl Checker<'_> {
                 }
                 flow
             }
-        };
-        let flow_at = f.flow.as_ref().map(|s| s.span().start);
-        let flow_note = if f.flow.is_none() {
-            " (flow defaults to \"both\")"
-        } else {
-            ""
-        };
+        }
+    }
 
-        if let Some(flow) = flow {
-            if is_template && flow.to_incident() {
-                self.r.at(
-                    flow_at.unwrap_or(header),
-                    "a template only flows to the ticket; set flow = \"to_ticket\" or remove `flow`",
-                );
-                ok = false;
-            }
-            // Maps and defaults for a direction the flow does not include.
-            let directions = [
-                (
-                    "to_ticket",
-                    flow.to_ticket(),
-                    f.to_ticket.as_ref().map(|m| m.span().start),
-                    f.to_ticket_default.as_ref().map(|d| d.span().start),
-                ),
-                (
-                    "to_incident",
-                    flow.to_incident(),
-                    f.to_incident.as_ref().map(|m| m.span().start),
-                    f.to_incident_default.as_ref().map(|d| d.span().start),
-                ),
-            ];
-            for (dir, included, map_at, default_at) in directions {
-                for (what, at) in [
-                    (dir.to_string(), map_at),
-                    (format!("{dir}_default"), default_at),
-                ] {
-                    let Some(at) = at else { continue };
-                    if is_template {
-                        let message = if dir == "to_ticket" {
-                            format!(
-                                "a template field has no value map: its text goes to the ticket as rendered; remove `{what}`"
-                            )
-                        } else {
-                            format!("a template only flows to the ticket; remove `{what}`")
-                        };
-                        self.r.at(at, message);
-                        ok = false;
-                    } else if !included {
-                        self.r.at(
-                            at,
-                            format!(
-                                "{what} is given but flow = \"{}\"; remove it or set flow = \"both\"",
-                                flow_name(flow)
-                            ),
-                        );
-                        ok = false;
-                    }
-                }
-            }
-        } else {
+    /// A template flows to the ticket only, and has no value map; a map or a
+    /// default is given only for a direction the flow includes.
+    fn maps_fit_the_flow(
+        &mut self,
+        header: usize,
+        f: &RawField,
+        flow: Flow,
+        is_template: bool,
+    ) -> bool {
+        let mut ok = true;
+        let flow_at = f.flow.as_ref().map(|s| s.span().start);
+        if is_template && flow.to_incident() {
+            self.r.at(
+                flow_at.unwrap_or(header),
+                "a template only flows to the ticket; set flow = \"to_ticket\" or remove `flow`",
+            );
             ok = false;
         }
+        // Maps and defaults for a direction the flow does not include.
+        let directions = [
+            (
+                "to_ticket",
+                flow.to_ticket(),
+                f.to_ticket.as_ref().map(|m| m.span().start),
+                f.to_ticket_default.as_ref().map(|d| d.span().start),
+            ),
+            (
+                "to_incident",
+                flow.to_incident(),
+                f.to_incident.as_ref().map(|m| m.span().start),
+                f.to_incident_default.as_ref().map(|d| d.span().start),
+            ),
+        ];
+        for (dir, included, map_at, default_at) in directions {
+            for (what, at) in [
+                (dir.to_string(), map_at),
+                (format!("{dir}_default"), default_at),
+            ] {
+                let Some(at) = at else { continue };
+                if is_template {
+                    let message = if dir == "to_ticket" {
+                        format!(
+                            "a template field has no value map: its text goes to the ticket as rendered; remove `{what}`"
+                        )
+                    } else {
+                        format!("a template only flows to the ticket; remove `{what}`")
+                    };
+                    self.r.at(at, message);
+                    ok = false;
+                } else if !included {
+                    self.r.at(
+                        at,
+                        format!(
+                            "{what} is given but flow = \"{}\"; remove it or set flow = \"both\"",
+                            flow_name(flow)
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok
+    }
 
-        // The per-field conflict policy.
-        let conflict = match &f.conflict {
+    /// The per-field conflict policy, which only a two-way field has.
+    fn field_conflict(
+        &mut self,
+        f: &RawField,
+        flow: Option<Flow>,
+        ok: &mut bool,
+    ) -> Option<ConflictPolicy> {
+        match &f.conflict {
             None => None,
             Some(c) => {
                 let policy = ConflictPolicy::parse(c.get_ref());
@@ -817,28 +891,36 @@ impl Checker<'_> {
                             c.get_ref()
                         ),
                     );
-                    ok = false;
+                    *ok = false;
                 } else if flow.is_some_and(|fl| fl != Flow::Both) {
                     self.r.at(
                         c.span().start,
                         "`conflict` only applies when flow = \"both\" (a one-way field never conflicts); remove it",
                     );
-                    ok = false;
+                    *ok = false;
                 }
                 policy
             }
-        };
+        }
+    }
 
-        let (Some(ticket), Some(side), Some(flow)) = (ticket, side, flow) else {
-            return None;
+    /// Each end the flow writes to is writable.
+    fn writable_both_ways(
+        &mut self,
+        header: usize,
+        f: &RawField,
+        flow_at: Option<usize>,
+        flow: Flow,
+        ticket_end: &End,
+        side: &Side,
+    ) -> bool {
+        let mut ok = true;
+        let ticket = ticket_end.spec;
+        let flow_note = if f.flow.is_none() {
+            " (flow defaults to \"both\")"
+        } else {
+            ""
         };
-        let ticket_end = End {
-            spec: ticket,
-            system: self.ticket_system(),
-            role: "ticket",
-        };
-
-        // Writability.
         if flow.to_ticket() && !ticket.writable {
             self.r.at(
                 flow_at.unwrap_or(header),
@@ -849,7 +931,7 @@ impl Checker<'_> {
             );
             ok = false;
         }
-        if let Side::Attr(spec) = &side {
+        if let Side::Attr(spec) = side {
             if flow.to_incident() && !spec.writable {
                 self.r.at(
                     flow_at.unwrap_or(header),
@@ -862,11 +944,24 @@ impl Checker<'_> {
                 ok = false;
             }
         }
+        ok
+    }
 
-        // Value maps.
+    /// The value maps of each direction the flow writes: `None` when one is
+    /// wrong; a direction whose values are copied as they are has `None` in it.
+    fn field_value_maps(
+        &mut self,
+        header: usize,
+        f: &RawField,
+        flow: Flow,
+        ticket_end: &End,
+        side: &Side,
+    ) -> Option<(Option<ValueMap>, Option<ValueMap>)> {
+        let mut ok = true;
+        let ticket = ticket_end.spec;
         let mut to_ticket = None;
         let mut to_incident = None;
-        match &side {
+        match side {
             Side::Template(_) => {
                 if let Some(values) = ticket.values {
                     let at = f.template.as_ref().map_or(header, |t| t.span().start);
@@ -892,7 +987,7 @@ impl Checker<'_> {
                     match self.value_map(
                         "to_ticket",
                         &incident_end,
-                        &ticket_end,
+                        ticket_end,
                         f.to_ticket.as_ref(),
                         f.to_ticket_default.as_ref(),
                         header,
@@ -904,7 +999,7 @@ impl Checker<'_> {
                 if flow.to_incident() && spec.writable {
                     match self.value_map(
                         "to_incident",
-                        &ticket_end,
+                        ticket_end,
                         &incident_end,
                         f.to_incident.as_ref(),
                         f.to_incident_default.as_ref(),
@@ -916,23 +1011,7 @@ impl Checker<'_> {
                 }
             }
         }
-
-        if !ok {
-            return None;
-        }
-        let incident = match side {
-            Side::Attr(spec) => IncidentSide::Attr(spec.name.to_string()),
-            Side::Template(t) => IncidentSide::Template(t),
-        };
-        Some(FieldRule {
-            name,
-            incident,
-            ticket: ticket.name.to_string(),
-            flow,
-            to_ticket,
-            to_incident,
-            conflict,
-        })
+        ok.then_some((to_ticket, to_incident))
     }
 
     /// Checks the map (and default) for one direction, `from` → `to`. `None` when it
@@ -946,6 +1025,43 @@ impl Checker<'_> {
         default: Option<&Spanned<String>>,
         anchor: usize,
     ) -> Option<Option<ValueMap>> {
+        let mut ok = true;
+        let entries = self.map_entries(dir, from, to, map);
+        ok &= entries.is_some();
+        let default_value = match default {
+            Some(d) => {
+                let v = self.target_value(dir, to, d);
+                ok &= v.is_some();
+                v
+            }
+            None => None,
+        };
+
+        // Totality: every value that can arrive must have somewhere to go.
+        if default.is_none() {
+            ok &= self.every_value_has_somewhere_to_go(dir, from, to, map, anchor);
+        }
+        if !ok {
+            return None;
+        }
+        if map.is_none() && default_value.is_none() {
+            return Some(None);
+        }
+        Some(Some(ValueMap {
+            entries: entries.unwrap_or_default(),
+            default: default_value,
+        }))
+    }
+
+    /// A map's entries: keys the `from` side has (case-insensitively, once each)
+    /// and values the `to` side takes. `None` when one is wrong.
+    fn map_entries(
+        &mut self,
+        dir: &str,
+        from: &End,
+        to: &End,
+        map: Option<&RawValueMap>,
+    ) -> Option<Vec<(String, String)>> {
         let mut ok = true;
         let mut entries: Vec<(String, String)> = Vec::new();
         if let Some(map) = map {
@@ -988,80 +1104,62 @@ impl Checker<'_> {
                 }
             }
         }
-        let default_value = match default {
-            Some(d) => {
-                let v = self.target_value(dir, to, d);
-                ok &= v.is_some();
-                v
-            }
-            None => None,
-        };
+        ok.then_some(entries)
+    }
 
-        // Totality: every value that can arrive must have somewhere to go.
-        if default.is_none() {
-            match (from.spec.values, map) {
-                (Some(values), Some(m)) => {
-                    let missing: Vec<&str> = values
+    /// Without a default, every value that can arrive in `from` is mapped, or
+    /// copied into a `to` that takes it.
+    fn every_value_has_somewhere_to_go(
+        &mut self,
+        dir: &str,
+        from: &End,
+        to: &End,
+        map: Option<&RawValueMap>,
+        anchor: usize,
+    ) -> bool {
+        let mut ok = true;
+        match (from.spec.values, map) {
+            (Some(values), Some(m)) => {
+                let missing: Vec<&str> = values
+                    .iter()
+                    .copied()
+                    .filter(|v| {
+                        !m.get_ref()
+                            .keys()
+                            .any(|k| k.get_ref().eq_ignore_ascii_case(v))
+                    })
+                    .collect();
+                if !missing.is_empty() {
+                    self.r.at(
+                        m.span().start,
+                        format!(
+                            "{dir} does not cover the {} {} values: {} (add them or set {dir}_default)",
+                            from.role,
+                            from.spec.name,
+                            missing.join(", ")
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+            (Some(values), None) => {
+                if let Some(targets) = to.spec.values {
+                    let uncopyable: Vec<&str> = values
                         .iter()
                         .copied()
                         .filter(|v| {
-                            !m.get_ref()
-                                .keys()
-                                .any(|k| k.get_ref().eq_ignore_ascii_case(v))
+                            find_ci(targets, v).is_none()
+                                || contains_ci(to.spec.read_only_values, v)
                         })
                         .collect();
-                    if !missing.is_empty() {
+                    if !uncopyable.is_empty() {
                         self.r.at(
-                            m.span().start,
+                            anchor,
                             format!(
-                                "{dir} does not cover the {} {} values: {} (add them or set {dir}_default)",
+                                "add a {dir} map: the {} {} values {} cannot be copied to the {} {}, which takes: {}",
                                 from.role,
                                 from.spec.name,
-                                missing.join(", ")
-                            ),
-                        );
-                        ok = false;
-                    }
-                }
-                (Some(values), None) => {
-                    if let Some(targets) = to.spec.values {
-                        let uncopyable: Vec<&str> = values
-                            .iter()
-                            .copied()
-                            .filter(|v| {
-                                find_ci(targets, v).is_none()
-                                    || contains_ci(to.spec.read_only_values, v)
-                            })
-                            .collect();
-                        if !uncopyable.is_empty() {
-                            self.r.at(
-                                anchor,
-                                format!(
-                                    "add a {dir} map: the {} {} values {} cannot be copied to the {} {}, which takes: {}",
-                                    from.role,
-                                    from.spec.name,
-                                    uncopyable.join(", "),
-                                    to.system,
-                                    to.spec.name,
-                                    writable_values(to.spec).join(", ")
-                                ),
-                            );
-                            ok = false;
-                        }
-                    }
-                }
-                (None, map) => {
-                    if to.spec.values.is_some() {
-                        let (at, what) = match map {
-                            Some(m) => (m.span().start, format!("set {dir}_default")),
-                            None => (anchor, format!("add a {dir} map and {dir}_default")),
-                        };
-                        self.r.at(
-                            at,
-                            format!(
-                                "{what}: the {} {} is free text, and the {} {} takes only: {}",
-                                from.role,
-                                from.spec.name,
+                                uncopyable.join(", "),
                                 to.system,
                                 to.spec.name,
                                 writable_values(to.spec).join(", ")
@@ -1071,18 +1169,28 @@ impl Checker<'_> {
                     }
                 }
             }
+            (None, map) => {
+                if to.spec.values.is_some() {
+                    let (at, what) = match map {
+                        Some(m) => (m.span().start, format!("set {dir}_default")),
+                        None => (anchor, format!("add a {dir} map and {dir}_default")),
+                    };
+                    self.r.at(
+                        at,
+                        format!(
+                            "{what}: the {} {} is free text, and the {} {} takes only: {}",
+                            from.role,
+                            from.spec.name,
+                            to.system,
+                            to.spec.name,
+                            writable_values(to.spec).join(", ")
+                        ),
+                    );
+                    ok = false;
+                }
+            }
         }
-
-        if !ok {
-            return None;
-        }
-        if map.is_none() && default_value.is_none() {
-            return Some(None);
-        }
-        Some(Some(ValueMap {
-            entries,
-            default: default_value,
-        }))
+        ok
     }
 
     /// `[merge] close_with`: writable ticket attributes and values they take, for a

@@ -10,7 +10,7 @@ use crate::mapping::{Flow, IncidentSide, Template, ValueMap, WriteBack};
 use crate::model::{Attrs, Direction};
 use crate::vocab::{GRAPH_CLASSIFICATION, GRAPH_SEVERITY, GRAPH_STATUS, SourceKind, TicketKind};
 
-fn t0() -> DateTime<Utc> {
+pub(crate) fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 8, 0, 0).unwrap()
 }
 
@@ -37,7 +37,7 @@ fn rule(name: &str, incident: &str, ticket: &str, flow: Flow) -> FieldRule {
 }
 
 /// The shape of mappings/jira.toml, built by hand so these tests stand alone.
-fn mapping() -> Mapping {
+pub(crate) fn mapping() -> Mapping {
     let attrs = [
         "title",
         "severity",
@@ -121,7 +121,7 @@ fn mapping() -> Mapping {
     }
 }
 
-fn pair(mapping: &Mapping, policy: ConflictPolicy) -> PairSpec<'_> {
+pub(crate) fn pair(mapping: &Mapping, policy: ConflictPolicy) -> PairSpec<'_> {
     PairSpec {
         pair: "defender->jira",
         source: "defender",
@@ -131,7 +131,12 @@ fn pair(mapping: &Mapping, policy: ConflictPolicy) -> PairSpec<'_> {
     }
 }
 
-fn incident(id: &str, status: &str, severity: &str, modified: DateTime<Utc>) -> IncidentSnapshot {
+pub(crate) fn incident(
+    id: &str,
+    status: &str,
+    severity: &str,
+    modified: DateTime<Utc>,
+) -> IncidentSnapshot {
     let mut attrs = Attrs::new();
     attrs.insert("title".into(), format!("Incident {id}"));
     attrs.insert("status".into(), status.into());
@@ -153,7 +158,11 @@ fn incident(id: &str, status: &str, severity: &str, modified: DateTime<Utc>) -> 
 }
 
 /// The ticket as the bridge would have created it for `incident`.
-fn ticket_for(plan: &Plan, key: &str, modified: DateTime<Utc>) -> (TicketSnapshot, Baseline) {
+pub(crate) fn ticket_for(
+    plan: &Plan,
+    key: &str,
+    modified: DateTime<Utc>,
+) -> (TicketSnapshot, Baseline) {
     let Action::CreateTicket {
         create, baseline, ..
     } = &plan.actions[0]
@@ -175,7 +184,11 @@ fn ticket_for(plan: &Plan, key: &str, modified: DateTime<Utc>) -> (TicketSnapsho
     (ticket, baseline.clone())
 }
 
-fn link(incident: &IncidentSnapshot, ticket: &TicketSnapshot, baseline: Baseline) -> Link {
+pub(crate) fn link(
+    incident: &IncidentSnapshot,
+    ticket: &TicketSnapshot,
+    baseline: Baseline,
+) -> Link {
     Link {
         ticket_version: None,
         incident_version: None,
@@ -198,7 +211,7 @@ fn link(incident: &IncidentSnapshot, ticket: &TicketSnapshot, baseline: Baseline
 }
 
 /// An incident and its ticket, in step.
-fn synced(status: &str) -> (IncidentSnapshot, TicketSnapshot, Link, Mapping) {
+pub(crate) fn synced(status: &str) -> (IncidentSnapshot, TicketSnapshot, Link, Mapping) {
     let m = mapping();
     let inc = incident("41877", status, "high", t0());
     let plan = reconcile(

@@ -9,7 +9,6 @@
 //! Readers do not take it: `links`, `ledger list|export|verify` and the
 //! dashboard open the database read-only beside the daemon.
 
-use std::fmt;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -25,40 +24,30 @@ pub struct StoreLock {
 }
 
 /// Why the lock was not taken.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Another process holds it; `holder` says who, as its lock file does.
+    #[error(
+        "the store {} is already in use by another itsm-bridge ({holder}); one store \
+         has one writer: stop that one first, or give this one another [store] path",
+        db.display()
+    )]
     Held {
         db: PathBuf,
         lock_file: PathBuf,
         holder: String,
     },
     /// The lock file could not be created, read or locked.
+    #[error(
+        "cannot lock the store through {}: {error}; check that its folder is writable",
+        lock_file.display()
+    )]
     Io {
         lock_file: PathBuf,
+        #[source]
         error: std::io::Error,
     },
 }
-
-impl fmt::Display for LockError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LockError::Held { db, holder, .. } => write!(
-                f,
-                "the store {} is already in use by another itsm-bridge ({holder}); one store \
-                 has one writer: stop that one first, or give this one another [store] path",
-                db.display()
-            ),
-            LockError::Io { lock_file, error } => write!(
-                f,
-                "cannot lock the store through {}: {error}; check that its folder is writable",
-                lock_file.display()
-            ),
-        }
-    }
-}
-
-impl std::error::Error for LockError {}
 
 impl StoreLock {
     /// The lock file of the database at `db`: `<db>.lock`.

@@ -10,8 +10,6 @@ mod sqlite;
 #[cfg(test)]
 mod suite;
 
-use std::fmt;
-
 pub use lock::{LockError, StoreLock};
 pub use postgres::{Fence, LeaseKeeper, LeaseSettings, PgConnect, PgStore};
 pub use sqlite::SqliteStore;
@@ -20,68 +18,50 @@ pub(crate) use sqlite::create_private_dir;
 use crate::ledger::{LedgerEntry, LedgerFilter, LedgerRecord, VerifyReport};
 use crate::model::{Link, LinkState, Timestamp};
 
-/// A store failure: the database could not be read or written.
-#[derive(Debug)]
+/// A store failure: the database could not be read or written. The rusqlite and
+/// io errors stay reachable through `Error::source`.
+#[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    Sqlite(rusqlite::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// The database holds something this version cannot read.
+    #[error("database content is not readable: {0}")]
     Corrupt(String),
-    Io(std::io::Error),
+    #[error("database file error: {0}")]
+    Io(#[source] std::io::Error),
     /// A read-only command was pointed at a file that is not an itsm-bridge store
     /// (another SQLite database, or not a database at all); it was not changed.
+    #[error("{0}")]
     NotAStore(String),
     /// `PRAGMA quick_check` found the file damaged; nothing was written to it.
+    #[error(
+        "the database is damaged ({0}); nothing was written to it: restore it from a \
+         backup, or move it aside to start a new store"
+    )]
     Damaged(String),
     /// The ledger's append-only triggers were removed or changed: someone edited
     /// the store behind the bridge's back.
+    #[error("{0}")]
     Tampered(String),
-    /// A PostgreSQL statement failed.
+    /// A PostgreSQL statement failed. The message already has the server's
+    /// words and the client's causes (its own `Display` says only "db error"),
+    /// so the client's error is not a `source` to be said again.
+    #[error("database error: {}", postgres::postgres_message(.0))]
     Postgres(::postgres::Error),
     /// `[store] url` (or what goes with it) cannot be used; nothing was opened.
+    #[error("{0}")]
     Config(String),
     /// The database cannot be reached (connection refused, timed out, closed).
+    #[error("{0}")]
     Unreachable(String),
     /// This replica no longer holds the lease of `pair` (it expired while the
     /// process was paused or cut off, or another replica took it): the commit
     /// was refused and nothing of it was written.
-    LostLease {
-        pair: String,
-    },
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoreError::Sqlite(e) => write!(f, "database error: {e}"),
-            StoreError::Corrupt(m) => write!(f, "database content is not readable: {m}"),
-            StoreError::Io(e) => write!(f, "database file error: {e}"),
-            StoreError::NotAStore(m) => write!(f, "{m}"),
-            StoreError::Damaged(m) => write!(
-                f,
-                "the database is damaged ({m}); nothing was written to it: restore it from a \
-                 backup, or move it aside to start a new store"
-            ),
-            StoreError::Tampered(m) => write!(f, "{m}"),
-            StoreError::Postgres(e) => {
-                write!(f, "database error: {}", postgres::postgres_message(e))
-            }
-            StoreError::Config(m) => write!(f, "{m}"),
-            StoreError::Unreachable(m) => write!(f, "{m}"),
-            StoreError::LostLease { pair } => write!(
-                f,
-                "lost the lease for pair {pair}: another replica drives it now, and nothing \
-                 of this commit was written"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError::Sqlite(e)
-    }
+    #[error(
+        "lost the lease for pair {pair}: another replica drives it now, and nothing of this \
+         commit was written"
+    )]
+    LostLease { pair: String },
 }
 
 impl From<::postgres::Error> for StoreError {

@@ -1464,6 +1464,12 @@ mod tests {
         }
         let missing = SqliteStore::open_read_only(&dir.path().join("missing.db")).unwrap_err();
         assert!(matches!(missing, StoreError::Io(_)), "{missing:?}");
+        let cause = std::error::Error::source(&missing).expect("the io error is kept");
+        assert!(cause.is::<std::io::Error>(), "{cause:?}");
+        assert!(
+            missing.to_string().contains(&cause.to_string()),
+            "the message still says it: {missing}"
+        );
         assert_eq!(
             snapshot(dir.path()),
             before,

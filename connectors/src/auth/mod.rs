@@ -6,6 +6,7 @@
 //! ([`sim`]) and the registry of issued tokens the other simulators check
 //! ([`registry`]).
 
+pub mod doctor;
 pub mod registry;
 pub mod sim;
 

@@ -19,8 +19,8 @@ use super::convert::{
     correlation_value, link_header_next, parse_correlation_value, resolve_next, scope_tag,
     to_snapshot,
 };
-use crate::graph::fuzz::strategies::{ODD, any_json, hostile_text, mutate, mutation};
 use crate::http::{Api, Auth, HttpSettings, build_client};
+use crate::testkit::{ODD, any_json, hostile_text, mutate, mutation};
 
 const KEYS: &[&str] = &[
     "id",

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod convert;
+pub mod doctor;
 pub mod sim;
 pub mod wire;
 
@@ -102,4 +103,4 @@ pub(crate) mod testkit {
     }
 }
 #[cfg(test)]
-pub(crate) mod fuzz;
+mod fuzz;

@@ -18,7 +18,7 @@ use super::adf::{adf_to_text, text_to_adf};
 use super::client::{changed_since_jql, correlation_jql, jql_string};
 use super::sim::jql::{self, Expr, Op, Tok};
 use super::wire::{IssueBean, correlation_label, parse_correlation_label, to_snapshot};
-use crate::graph::fuzz::strategies::{ODD, any_json, hostile_text, mutate, mutation};
+use crate::testkit::{ODD, any_json, hostile_text, mutate, mutation};
 
 /// Jira's field names, for generated objects.
 const KEYS: &[&str] = &[

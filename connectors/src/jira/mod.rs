@@ -9,6 +9,7 @@
 
 pub mod adf;
 pub mod client;
+pub mod doctor;
 pub mod sim;
 pub mod wire;
 

@@ -17,9 +17,7 @@ use bridge_core::vocab::{
 
 use super::convert::{canonical_enum, comment_from_value, snapshot_from_value};
 use super::wire::ResourceList;
-use crate::graph::fuzz::strategies::{
-    any_json, ascii_escaped, enum_like, hostile_text, mutate, mutation,
-};
+use crate::testkit::{any_json, ascii_escaped, enum_like, hostile_text, mutate, mutation};
 
 /// Sentinel's field names, for generated objects.
 const KEYS: &[&str] = &[

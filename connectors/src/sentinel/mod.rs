@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod convert;
+pub mod doctor;
 pub mod sim;
 pub mod wire;
 

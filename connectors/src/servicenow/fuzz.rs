@@ -19,7 +19,7 @@ use super::sim::encoded::{self, Condition, Op};
 use super::wire::{
     Record, correlation_id, next_link, parse_correlation_id, query_literal, to_snapshot,
 };
-use crate::graph::fuzz::strategies::{any_json, hostile_text, mutate, mutation};
+use crate::testkit::{any_json, hostile_text, mutate, mutation};
 
 /// The Table API's field names, for generated objects.
 const KEYS: &[&str] = &[

@@ -9,6 +9,7 @@
 //! incident number (`INC0010042`), its `id` the `sys_id`.
 
 pub mod client;
+pub mod doctor;
 pub mod oauth;
 pub mod sim;
 pub mod wire;

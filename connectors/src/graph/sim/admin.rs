@@ -21,61 +21,28 @@ pub(super) async fn admin_list(State(shared): State<Arc<Shared>>) -> Response {
     )
 }
 
-pub(super) async fn admin_get(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-) -> Response {
-    match shared.lock().incidents.get(&id) {
-        Some(incident) => json_response_as(
-            JSON_CONTENT_TYPE,
-            StatusCode::OK,
-            incident.to_wire(&shared.context.tenant_id, true),
-        ),
-        None => admin_error(
-            StatusCode::NOT_FOUND,
-            format!("incident {id} does not exist"),
-        ),
-    }
-}
+impl simkit::IncidentAdmin<Context> for SimState {
+    type Seed = SeedIncident;
+    type Change = DefenderChange;
+    type View = Incident;
 
-pub(super) async fn admin_seed(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    let seed: SeedIncident = match serde_json::from_slice(&body) {
-        Ok(seed) => seed,
-        Err(e) => return admin_error(StatusCode::BAD_REQUEST, format!("bad seed: {e}")),
-    };
-    let mut state = shared.lock();
-    match state.seed(seed) {
-        Ok(id) => json_response_as(
-            JSON_CONTENT_TYPE,
-            StatusCode::CREATED,
-            state.incidents[&id].to_wire(&shared.context.tenant_id, true),
-        ),
-        Err(e) => admin_error(StatusCode::BAD_REQUEST, format!("bad seed: {e}")),
+    fn seed(&mut self, seed: SeedIncident) -> Result<String, String> {
+        SimState::seed(self, seed)
     }
-}
 
-pub(super) async fn admin_change(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let change: DefenderChange = match serde_json::from_slice(&body) {
-        Ok(change) => change,
-        Err(e) => return admin_error(StatusCode::BAD_REQUEST, format!("bad change: {e}")),
-    };
-    let mut state = shared.lock();
-    if !state.incidents.contains_key(&id) {
-        return admin_error(
-            StatusCode::NOT_FOUND,
-            format!("incident {id} does not exist"),
-        );
+    fn contains(&self, id: &str) -> bool {
+        self.incidents.contains_key(id)
     }
-    match state.apply_defender_change(&id, change) {
-        Ok(incident) => json_response_as(
-            JSON_CONTENT_TYPE,
-            StatusCode::OK,
-            incident.to_wire(&shared.context.tenant_id, true),
-        ),
-        Err(e) => admin_error(StatusCode::BAD_REQUEST, format!("bad change: {e}")),
+
+    fn apply_change(&mut self, id: &str, change: DefenderChange) -> Result<(), String> {
+        self.apply_defender_change(id, change).map(|_| ())
+    }
+
+    fn view(&self, context: &Context, id: &str) -> Incident {
+        self.incidents[id].to_wire(&context.tenant_id, true)
+    }
+
+    fn admin_error(status: StatusCode, message: String) -> Response {
+        admin_error(status, message)
     }
 }

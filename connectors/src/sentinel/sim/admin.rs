@@ -19,66 +19,30 @@ pub(super) async fn admin_list(State(shared): State<Arc<Shared>>) -> Response {
     )
 }
 
-pub(super) async fn admin_get(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-) -> Response {
-    let state = shared.lock();
-    match state.get(&id) {
-        Some(incident) => json_response_as(
-            JSON_CONTENT_TYPE,
-            StatusCode::OK,
-            shared.render(incident, true),
-        ),
-        None => admin_error(
-            StatusCode::NOT_FOUND,
-            format!("incident {id} does not exist"),
-        ),
-    }
-}
+impl simkit::IncidentAdmin<Context> for SimState {
+    type Seed = SeedIncident;
+    type Change = AnalystChange;
+    type View = Incident;
 
-pub(super) async fn admin_seed(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    let seed: SeedIncident = match serde_json::from_slice(&body) {
-        Ok(seed) => seed,
-        Err(e) => return admin_error(StatusCode::BAD_REQUEST, format!("bad seed: {e}")),
-    };
-    let mut state = shared.lock();
-    match state.seed(seed) {
-        Ok(id) => {
-            let incident = state.get(&id).expect("just seeded");
-            json_response_as(
-                JSON_CONTENT_TYPE,
-                StatusCode::CREATED,
-                shared.render(incident, true),
-            )
-        }
-        Err(e) => admin_error(StatusCode::BAD_REQUEST, format!("bad seed: {e}")),
+    fn seed(&mut self, seed: SeedIncident) -> Result<String, String> {
+        SimState::seed(self, seed)
     }
-}
 
-pub(super) async fn admin_change(
-    State(shared): State<Arc<Shared>>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let change: AnalystChange = match serde_json::from_slice(&body) {
-        Ok(change) => change,
-        Err(e) => return admin_error(StatusCode::BAD_REQUEST, format!("bad change: {e}")),
-    };
-    let mut state = shared.lock();
-    if state.get(&id).is_none() {
-        return admin_error(
-            StatusCode::NOT_FOUND,
-            format!("incident {id} does not exist"),
-        );
+    fn contains(&self, id: &str) -> bool {
+        self.get(id).is_some()
     }
-    match state.apply_analyst_change(&id, change) {
-        Ok(incident) => json_response_as(
-            JSON_CONTENT_TYPE,
-            StatusCode::OK,
-            shared.render(&incident, true),
-        ),
-        Err(e) => admin_error(StatusCode::BAD_REQUEST, format!("bad change: {e}")),
+
+    fn apply_change(&mut self, id: &str, change: AnalystChange) -> Result<(), String> {
+        self.apply_analyst_change(id, change).map(|_| ())
+    }
+
+    fn view(&self, context: &Context, id: &str) -> Incident {
+        let incident = self.get(id).expect("the incident exists");
+        context.resources.incident_wire(incident, true)
+    }
+
+    fn admin_error(status: StatusCode, message: String) -> Response {
+        admin_error(status, message)
     }
 }
 

@@ -72,54 +72,20 @@ pub(super) fn user_label_type() -> String {
     "User".into()
 }
 
+crate::simkit::seed_setters!(SeedIncident {
+    some id,
+    some description,
+    set severity,
+    set status,
+    some classification,
+    some classification_reason,
+    some classification_comment,
+    some owner,
+    at created,
+    at updated,
+});
+
 impl SeedIncident {
-    pub fn new(title: impl Into<String>) -> SeedIncident {
-        SeedIncident {
-            title: title.into(),
-            ..SeedIncident::default()
-        }
-    }
-
-    pub fn id(mut self, id: impl Into<String>) -> Self {
-        self.id = Some(id.into());
-        self
-    }
-
-    pub fn description(mut self, description: impl Into<String>) -> Self {
-        self.description = Some(description.into());
-        self
-    }
-
-    pub fn severity(mut self, severity: impl Into<String>) -> Self {
-        self.severity = severity.into();
-        self
-    }
-
-    pub fn status(mut self, status: impl Into<String>) -> Self {
-        self.status = status.into();
-        self
-    }
-
-    pub fn classification(mut self, classification: impl Into<String>) -> Self {
-        self.classification = Some(classification.into());
-        self
-    }
-
-    pub fn classification_reason(mut self, reason: impl Into<String>) -> Self {
-        self.classification_reason = Some(reason.into());
-        self
-    }
-
-    pub fn classification_comment(mut self, comment: impl Into<String>) -> Self {
-        self.classification_comment = Some(comment.into());
-        self
-    }
-
-    pub fn owner(mut self, upn: impl Into<String>) -> Self {
-        self.owner = Some(upn.into());
-        self
-    }
-
     /// A `User` label.
     pub fn label(mut self, name: impl Into<String>) -> Self {
         self.labels.push(SeedLabel {
@@ -157,16 +123,6 @@ impl SeedIncident {
 
     pub fn tactic(mut self, tactic: impl Into<String>) -> Self {
         self.tactics.push(tactic.into());
-        self
-    }
-
-    pub fn created(mut self, at: DateTime<Utc>) -> Self {
-        self.created = Some(at);
-        self
-    }
-
-    pub fn updated(mut self, at: DateTime<Utc>) -> Self {
-        self.updated = Some(at);
         self
     }
 }
@@ -248,4 +204,16 @@ impl ArmRateLimit {
             refill_per_second: 10,
         },
     };
+}
+
+impl simkit::AnalystEdit for AnalystChange {
+    fn common(
+        &mut self,
+    ) -> (
+        &mut Option<String>,
+        &mut Option<String>,
+        &mut Option<String>,
+    ) {
+        (&mut self.status, &mut self.severity, &mut self.title)
+    }
 }

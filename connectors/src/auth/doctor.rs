@@ -1,0 +1,334 @@
+//! `itsm-bridge doctor`'s Entra ID token probe, and what a failed token request
+//! means (AADSTS code, HTTP status → the setting to fix). The claims of an issued
+//! token are read here too: they say what the service will allow.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bridge_core::config::SourceConfig;
+use bridge_core::vocab::SourceKind;
+use secrecy::SecretString;
+use serde_json::Value;
+
+use crate::auth::EntraTokenProvider;
+use crate::doctor::{Check, Problem, common_advice};
+use crate::http::TokenProvider;
+
+/// The name of the token check.
+pub(crate) const TOKEN: &str = "Entra ID token";
+
+/// Asks Entra ID for a token as the source's settings say, and records how that
+/// went as the token check. `None` when there is no token to go on with.
+pub(crate) async fn token_check(
+    checks: &mut Vec<Check>,
+    config: &SourceConfig,
+    client: reqwest::Client,
+    settings: &EntraSettings,
+) -> Option<(Arc<EntraTokenProvider>, SecretString)> {
+    let secret = match config.client_secret.resolve() {
+        Ok(secret) => secret,
+        Err(e) => {
+            checks.push(Check::fail(
+                TOKEN,
+                format!("client_secret: {e}"),
+                "set the secret where client_secret points (`itsm-bridge check` names it)",
+            ));
+            return None;
+        }
+    };
+    let tokens = match EntraTokenProvider::new(
+        &config.authority_host,
+        &config.tenant_id,
+        &config.client_id,
+        secret,
+        config.scope.clone(),
+        client,
+    ) {
+        Ok(tokens) => Arc::new(tokens),
+        Err(e) => {
+            checks.push(Check::fail(
+                TOKEN,
+                e.message.clone(),
+                "fix the setting the message names in this [[source]]",
+            ));
+            return None;
+        }
+    };
+    match tokens.token().await {
+        Ok(token) => {
+            checks.push(Check::pass(
+                TOKEN,
+                format!(
+                    "issued for {} by {}",
+                    config.scope,
+                    config.authority_host.trim_end_matches('/')
+                ),
+            ));
+            Some((tokens, token))
+        }
+        Err(e) => {
+            checks.push(Check::fail(
+                TOKEN,
+                token_error(&e.message),
+                entra_advice(&Problem::of(&e), settings),
+            ));
+            None
+        }
+    }
+}
+
+/// An Entra error without the "token request to … failed: " its line already says.
+fn token_error(message: &str) -> &str {
+    match (
+        message.starts_with("token request to "),
+        message.find(" failed: "),
+    ) {
+        (true, Some(at)) => &message[at + " failed: ".len()..],
+        _ => message,
+    }
+}
+
+/// The settings an Entra ID token request is made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntraSettings {
+    pub kind: SourceKind,
+    pub authority_host: String,
+    pub tenant_id: String,
+    pub client_id: String,
+    pub scope: String,
+    pub base_url: String,
+}
+
+impl EntraSettings {
+    pub fn of(config: &SourceConfig) -> EntraSettings {
+        EntraSettings {
+            kind: config.kind,
+            authority_host: config.authority_host.trim_end_matches('/').to_string(),
+            tenant_id: config.tenant_id.clone(),
+            client_id: config.client_id.clone(),
+            scope: config.scope.clone(),
+            base_url: config.base_url.trim_end_matches('/').to_string(),
+        }
+    }
+
+    pub(crate) fn scope_example(&self) -> &'static str {
+        match self.kind {
+            SourceKind::Graph => {
+                "https://graph.microsoft.com/.default; US Gov: https://graph.microsoft.us/.default; \
+                 China: https://microsoftgraph.chinacloudapi.cn/.default"
+            }
+            SourceKind::Sentinel => {
+                "https://management.azure.com/.default; US Gov: \
+                 https://management.usgovcloudapi.net/.default; China: \
+                 https://management.chinacloudapi.cn/.default"
+            }
+        }
+    }
+}
+
+/// The Entra ID authority hosts of the clouds, for advice.
+const AUTHORITIES: &str = "https://login.microsoftonline.com; US Gov: \
+                           https://login.microsoftonline.us; China: https://login.chinacloudapi.cn";
+
+/// What a failed token request means.
+pub fn entra_advice(problem: &Problem, s: &EntraSettings) -> String {
+    let (tenant, client, scope, authority) =
+        (&s.tenant_id, &s.client_id, &s.scope, &s.authority_host);
+    if let Some(code) = problem.aadsts() {
+        let advice = match code {
+            7000215 => Some(format!(
+                "client_secret is not a valid secret of app {client}: use the secret's Value \
+                 (shown once, when it was created), not its Secret ID, and check it has not expired \
+                 (app registration > Certificates & secrets)"
+            )),
+            7000222 => Some(format!(
+                "the client secret of app {client} has expired: create a new one (app registration > \
+                 Certificates & secrets) and put it where client_secret points"
+            )),
+            7000216 | 7000218 => Some("client_secret is missing: set it".to_string()),
+            700016 => Some(format!(
+                "tenant {tenant} has no app {client}: check client_id (the app's Application (client) \
+                 ID) and tenant_id (its Directory (tenant) ID); a multi-tenant app must be consented \
+                 in this tenant first"
+            )),
+            90002 | 900023 | 900022 => Some(format!(
+                "tenant {tenant} was not found at {authority}: check tenant_id, and that authority_host \
+                 is your cloud's ({AUTHORITIES})"
+            )),
+            70011 | 28000 | 28002 | 1002012 => Some(format!(
+                "scope {scope} is not valid: it must be one resource's .default scope ({}), or \
+                 leave scope unset to use <base_url>/.default",
+                s.scope_example()
+            )),
+            500011 => Some(format!(
+                "the resource of scope {scope} does not exist in tenant {tenant}: the scope must name \
+                 the API in the tenant's cloud ({})",
+                s.scope_example()
+            )),
+            53003 => Some(
+                "a Conditional Access policy blocks the app's sign-in: exclude its service \
+                 principal from the policy, or allow the bridge's network location"
+                    .to_string(),
+            ),
+            7000112 | 700005 => Some(format!(
+                "app {client} is disabled in tenant {tenant}: enable its service principal \
+                 (Enterprise applications > Properties > Enabled for users to sign-in)"
+            )),
+            _ => None,
+        };
+        if let Some(advice) = advice {
+            return advice;
+        }
+    }
+    if problem.unreachable() {
+        if problem.mentions("certificate") || problem.mentions("tls") {
+            return format!(
+                "the TLS connection to authority_host {authority} failed: if a TLS-inspecting proxy or \
+                 a private CA is in between, add its CA certificate to [http] ca_bundle"
+            );
+        }
+        return format!(
+            "authority_host {authority} cannot be reached: check it is your cloud's ({AUTHORITIES}), \
+             DNS and the firewall, and set [http] proxy if this machine must go through one"
+        );
+    }
+    if let Some(advice) = common_advice(problem, "authority_host", authority) {
+        return advice;
+    }
+    match problem.status {
+        Some(400 | 401) => format!(
+            "Entra ID refused the app's credentials: check tenant_id ({tenant}), client_id \
+             ({client}) and client_secret against the app registration"
+        ),
+        Some(404) => format!(
+            "{authority} has no token endpoint for tenant {tenant}: check authority_host ({AUTHORITIES}) \
+             and tenant_id"
+        ),
+        _ => "the token request failed: check authority_host, tenant_id, client_id and \
+              client_secret of this [[source]]"
+            .to_string(),
+    }
+}
+
+/// The `roles` claim of a JWT access token (empty when there is none), or `None`
+/// when the token is not a JWT whose claims can be read. The signature is not
+/// checked: the claims only explain what the service will say.
+pub fn token_roles(token: &str) -> Option<Vec<String>> {
+    let mut parts = token.split('.');
+    let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    let claims = claims.as_object()?;
+    Some(
+        claims
+            .get("roles")
+            .and_then(Value::as_array)
+            .map(|roles| {
+                roles
+                    .iter()
+                    .filter_map(|r| r.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    )
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::doctor::fixtures::problem;
+    use bridge_core::ports::ErrorKind;
+    use serde_json::json;
+
+    pub(crate) fn settings(kind: SourceKind) -> EntraSettings {
+        EntraSettings {
+            kind,
+            authority_host: "https://login.microsoftonline.com".into(),
+            tenant_id: "tenant-1".into(),
+            client_id: "client-1".into(),
+            scope: "https://graph.microsoft.com/.default".into(),
+            base_url: "https://graph.microsoft.com".into(),
+        }
+    }
+
+    #[test]
+    fn entra_codes_name_the_setting_to_fix() {
+        let s = settings(SourceKind::Graph);
+        let advice = |message: &str| entra_advice(&problem(ErrorKind::Auth, message), &s);
+        assert!(advice("HTTP 401 invalid_client: AADSTS7000215: bad").contains("Value"));
+        assert!(advice("HTTP 401 invalid_client: AADSTS7000222: expired").contains("expired"));
+        assert!(advice("HTTP 400 unauthorized_client: AADSTS700016: x").contains("client_id"));
+        let tenant = advice("HTTP 400 invalid_request: AADSTS90002: x");
+        assert!(tenant.contains("tenant_id") && tenant.contains("login.microsoftonline.us"));
+        let scope = advice("HTTP 400 invalid_scope: AADSTS70011: x");
+        assert!(scope.contains("scope") && scope.contains("https://graph.microsoft.com/.default"));
+        let arm = entra_advice(
+            &problem(ErrorKind::Auth, "HTTP 400 invalid_scope: AADSTS70011: x"),
+            &settings(SourceKind::Sentinel),
+        );
+        assert!(
+            arm.contains("https://management.azure.com/.default"),
+            "{arm}"
+        );
+        // An unknown code falls back to the status.
+        assert!(advice("HTTP 401 invalid_client: AADSTS1: x").contains("client_secret"));
+    }
+
+    #[test]
+    fn an_unreachable_authority_host_is_named() {
+        let s = settings(SourceKind::Graph);
+        let advice = entra_advice(
+            &problem(
+                ErrorKind::Transient,
+                "token request failed: could not reach the token endpoint (dns error)",
+            ),
+            &s,
+        );
+        assert!(advice.contains("authority_host"), "{advice}");
+        assert!(advice.contains("cannot be reached"), "{advice}");
+        let tls = entra_advice(
+            &problem(
+                ErrorKind::Transient,
+                "could not reach the token endpoint (invalid peer certificate: UnknownIssuer)",
+            ),
+            &s,
+        );
+        assert!(tls.contains("ca_bundle"), "{tls}");
+        let throttled = entra_advice(&problem(ErrorKind::RateLimited(None), "HTTP 429"), &s);
+        assert!(throttled.contains("wait"), "{throttled}");
+    }
+
+    #[test]
+    fn jwt_roles_are_read_and_opaque_tokens_are_not() {
+        let claims = URL_SAFE_NO_PAD.encode(
+            json!({"aud": "https://graph.microsoft.com", "roles": ["SecurityIncident.Read.All"]})
+                .to_string(),
+        );
+        let token = format!("eyJhbGciOiJub25lIn0.{claims}.c2ln");
+        assert_eq!(
+            token_roles(&token),
+            Some(vec!["SecurityIncident.Read.All".to_string()])
+        );
+        let no_roles = format!(
+            "h.{}.s",
+            URL_SAFE_NO_PAD.encode(json!({"aud": "x"}).to_string())
+        );
+        assert_eq!(token_roles(&no_roles), Some(vec![]));
+        assert_eq!(token_roles("sim.0123456789abcdef"), None);
+        assert_eq!(token_roles("a.b.c.d"), None);
+        assert_eq!(token_roles("a.!!!.c"), None);
+    }
+
+    #[test]
+    fn token_errors_drop_what_the_line_already_says() {
+        assert_eq!(
+            token_error("token request to https://l for tenant t failed: HTTP 401 x: y"),
+            "HTTP 401 x: y"
+        );
+        assert_eq!(token_error("scope is empty"), "scope is empty");
+    }
+}
