@@ -664,3 +664,57 @@ fn a_ledger_key_that_is_not_a_key_is_refused_without_being_shown() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_postgres_store_is_a_url_with_a_password_reference_and_a_lease() {
+    let dir = workspace();
+    let path = dir.path().join("bridge.toml");
+    let base = format!("{SOURCE}\n{TICKETS}\n{SYNC}");
+    let config = parse(&path, &base).unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.store.postgres.is_none(), "SQLite by default");
+
+    let text = format!(
+        "[store]\nurl = \"postgres://bridge@db.internal:5432/itsm\"\npassword = {{ env = \"BRIDGE_PG_PASSWORD\" }}\nlease = \"30s\"\n{base}"
+    );
+    let config = parse(&path, &text).unwrap_or_else(|e| panic!("{e}"));
+    let pg = config.store.postgres.expect("a PostgreSQL store");
+    assert_eq!(pg.url, "postgres://bridge@db.internal:5432/itsm");
+    assert_eq!(
+        pg.password,
+        Some(SecretRef::Env("BRIDGE_PG_PASSWORD".into()))
+    );
+    assert_eq!(pg.lease, Duration::from_secs(30));
+    let text = format!("[store]\nurl = \"postgresql://bridge@db/itsm\"\n{base}");
+    let pg = parse(&path, &text).unwrap().store.postgres.unwrap();
+    assert_eq!((pg.password, pg.lease), (None, Duration::from_secs(15)));
+}
+
+#[test]
+fn a_bad_postgres_store_is_named_where_it_is_written() {
+    let base = format!("{SOURCE}\n{TICKETS}\n{SYNC}");
+    let cases: Vec<(&str, &str)> = vec![
+        (
+            "[store]\nurl = \"mysql://bridge@db/itsm\"\n",
+            "DIR/bridge.toml:2:7: store url must be a PostgreSQL URL, e.g. \"postgres://bridge@db.internal:5432/itsm\"",
+        ),
+        (
+            "[store]\nurl = \"postgres://db/itsm?sslmode=require\"\n",
+            "DIR/bridge.toml:2:7: store url: [store] url asks for sslmode=require",
+        ),
+        (
+            "[store]\nurl = \"postgres://db/itsm\"\nlease = \"500ms\"\n",
+            "DIR/bridge.toml:3:9: store lease must be at least 1s",
+        ),
+        (
+            "[store]\npassword = { env = \"P\" }\n",
+            "DIR/bridge.toml:2:12: store password is for a PostgreSQL store",
+        ),
+    ];
+    for (store, expected) in cases {
+        let found = errors(&format!("{store}{base}"), &[]);
+        assert!(
+            found.iter().any(|d| d.starts_with(expected)),
+            "{store}: expected {expected:?}, got {found:?}"
+        );
+    }
+}
