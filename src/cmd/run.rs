@@ -217,6 +217,12 @@ async fn run_jobs(
                     log_report(&report);
                     None
                 }
+                // A replica that lost the pair's lease stops driving it until it
+                // holds it again (the lease keeper says when), with no retry.
+                Err(e) if fence.as_ref().is_some_and(|f| !f.holds(&pair.pair)) => {
+                    tracing::warn!(pair = %pair.pair, error = %e, "{} stopped: this replica no longer holds the pair's lease", kind.as_str());
+                    None
+                }
                 Err(e) => {
                     tracing::error!(pair = %pair.pair, error = %e, "{} failed; retrying in 30s", kind.as_str());
                     Some(chrono::Duration::seconds(30))

@@ -224,6 +224,24 @@ impl Replica {
         }
     }
 
+    /// The address its `[server]` serves on, from its log (`serving … listen=…`).
+    fn address(&self) -> String {
+        let mut found = None;
+        wait_until("the server is up", Duration::from_secs(30), || {
+            found = self
+                .log_text()
+                .lines()
+                .find(|l| l.contains("serving"))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .find_map(|w| w.strip_prefix("listen="))
+                        .map(str::to_owned)
+                });
+            found.is_some()
+        });
+        found.unwrap()
+    }
+
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -239,6 +257,27 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Du
         std::thread::sleep(Duration::from_millis(50));
     }
     start.elapsed()
+}
+
+/// A GET over a plain socket: the status code and the body.
+fn get(address: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    (
+        head.split(' ').nth(1).unwrap().parse().unwrap(),
+        body.to_owned(),
+    )
 }
 
 fn heavy() -> bool {
@@ -472,6 +511,13 @@ fn a_paused_holder_commits_nothing_once_its_lease_has_passed() {
     };
     let env = Env::start_with(120, 30);
     point_at(&env.config, &pg);
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let text = text.replacen(
+        "\n[http]\n",
+        "\n[server]\nlisten = \"127.0.0.1:0\"\n\n[http]\n",
+        1,
+    );
+    std::fs::write(&env.config, text).unwrap();
     let open = Open::of(&env);
 
     let stale = Replica::start(&env, "stale");
@@ -510,6 +556,26 @@ fn a_paused_holder_commits_nothing_once_its_lease_has_passed() {
          ({:.2?} since the pause)",
         paused.elapsed()
     );
+    // The survivor's /healthz and /metrics say it drives every pair.
+    let address = other.address();
+    let (_, health) = get(&address, "/healthz");
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    for pair in health["pairs"].as_array().unwrap() {
+        assert!(other.is(pair["held_by"].as_str().unwrap()), "{pair}");
+    }
+    assert_eq!(health["leases"].as_array().unwrap().len(), 3);
+    let (_, metrics) = get(&address, "/metrics");
+    let held: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("itsm_bridge_lease_held{") && l.ends_with(" 1"))
+        .collect();
+    assert_eq!(held.len(), 3, "{metrics}");
+    assert!(
+        held.iter()
+            .all(|l| l.contains(&format!(":{}:", other.child.id()))),
+        "{held:?}"
+    );
+
     let mut changed = BTreeMap::new();
     change_titles(&env, &open, 0, &mut changed);
     std::thread::sleep(Duration::from_secs(2));
