@@ -92,6 +92,7 @@ impl RunStore {
                 })
             }
             StoreAt::Postgres { connect, lease } => {
+                let connect = &connect.as_ref().clone().with_lease(*lease);
                 let store = PgStore::open(connect)?;
                 let fence = Fence::new(Fence::holder_name());
                 let keeper = LeaseKeeper::start(

@@ -155,6 +155,26 @@ impl PgConnect {
         Ok(PgConnect { config, shown })
     }
 
+    /// Sessions that give their locks up on their own when this process stops
+    /// answering: a transaction left idle longer than `lease` (the process was
+    /// paused or cut off mid-transaction, still holding a lease row `FOR SHARE`
+    /// or the ledger's lock) is ended by the server, so the other replicas can
+    /// take the pair over and append; and a statement waits for a lock at most
+    /// three lease periods instead of for ever.
+    pub fn with_lease(mut self, lease: Duration) -> PgConnect {
+        let ms = lease.as_millis().max(1);
+        let mut options = self.config.get_options().unwrap_or("").to_owned();
+        if !options.is_empty() {
+            options.push(' ');
+        }
+        options.push_str(&format!(
+            "-c idle_in_transaction_session_timeout={ms} -c lock_timeout={}",
+            ms * 3
+        ));
+        self.config.options(&options);
+        self
+    }
+
     /// The database, as it may be shown: user, hosts, port, database name.
     pub fn shown(&self) -> &str {
         &self.shown

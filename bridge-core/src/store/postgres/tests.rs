@@ -559,3 +559,26 @@ fn a_postgres_store_in_use_is_not_migrated_into() {
     assert!(e.to_string().contains("in use"), "{e}");
     drop(keeper);
 }
+
+#[test]
+fn a_replica_paused_inside_a_transaction_does_not_hold_the_others_up() {
+    let Some(schema) = TestSchema::new() else {
+        return;
+    };
+    let connect = schema.connect().with_lease(Duration::from_millis(800));
+    let store = PgStore::open(&connect).unwrap();
+    store.append_ledger(&[record("p", "1", 0)]).unwrap();
+    // A session of a replica (same options) that took the ledger's lock and
+    // stopped answering, as a process SIGSTOPped mid-append would.
+    let mut paused = connect.config.connect(NoTls).unwrap();
+    paused
+        .batch_execute("BEGIN; LOCK TABLE ledger IN EXCLUSIVE MODE")
+        .unwrap();
+    // Without the server ending the idle session, this would wait for ever.
+    store.append_ledger(&[record("p", "1", 1)]).unwrap();
+    assert_eq!(store.verify_ledger().unwrap().entries, 2);
+    assert!(
+        paused.batch_execute("COMMIT").is_err(),
+        "the idle session was ended"
+    );
+}
