@@ -610,14 +610,6 @@ fn an_sqlite_store_moves_to_postgres_with_its_ledger_head() {
     };
     let env = Env::start(12);
     env.sync();
-    let verify = env.bridge(&["ledger", "verify", "--db", env.db_arg()]);
-    assert_success(&verify);
-    let head = stdout(&verify)
-        .split("head ")
-        .nth(1)
-        .map(|h| h.trim().to_owned())
-        .expect("verify names the head");
-
     // A store a daemon is using is refused.
     let daemon = Replica::start(&env, "sqlite-daemon");
     wait_until(
@@ -630,6 +622,15 @@ fn an_sqlite_store_moves_to_postgres_with_its_ledger_head() {
     let refused = env.bridge(&args);
     assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
     daemon.sigkill();
+
+    // The head as the daemon left it.
+    let verify = env.bridge(&["ledger", "verify", "--db", env.db_arg()]);
+    assert_success(&verify);
+    let head = stdout(&verify)
+        .split("head ")
+        .nth(1)
+        .map(|h| h.trim().to_owned())
+        .expect("verify names the head");
 
     let moved = env.bridge(&args);
     assert_success(&moved);
