@@ -169,6 +169,19 @@ struct Replica {
     log: PathBuf,
 }
 
+impl Drop for Replica {
+    /// A test that fails leaves no daemon behind.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-CONT", &self.child.id().to_string()])
+                .status();
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Replica {
     fn start(env: &Env, name: &str) -> Replica {
         let log = env.dir.path().join(format!("{name}.log"));
