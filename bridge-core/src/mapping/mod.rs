@@ -5,6 +5,7 @@
 
 mod generic_api;
 mod load;
+mod spans;
 mod template;
 
 use std::path::PathBuf;
