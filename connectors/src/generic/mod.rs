@@ -17,5 +17,6 @@ pub mod sim;
 
 pub use client::{GenericTickets, bearer, error_message, generic_api};
 pub use sim::GenericSim;
+pub use sim::freshservice::FreshserviceSim;
 #[cfg(test)]
 mod fuzz;

@@ -41,6 +41,8 @@ use tokio::net::TcpListener;
 
 use crate::simkit::{self, Caller, json_response};
 
+pub mod freshservice;
+
 /// The statuses a ticket can have.
 pub const STATUSES: &[&str] = &["open", "in_progress", "resolved", "closed"];
 /// The priorities a ticket can have (or none).

@@ -21,12 +21,12 @@ pub(super) type RawMap = Spanned<BTreeMap<Spanned<String>, Spanned<String>>>;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawApi {
-    create: Option<Spanned<RawEndpoint>>,
-    get: Option<Spanned<RawEndpoint>>,
-    update: Option<Spanned<RawEndpoint>>,
-    search: Option<Spanned<RawEndpoint>>,
-    find: Option<Spanned<RawEndpoint>>,
-    comment: Option<Spanned<RawCommentEndpoint>>,
+    pub(super) create: Option<Spanned<RawEndpoint>>,
+    pub(super) get: Option<Spanned<RawEndpoint>>,
+    pub(super) update: Option<Spanned<RawEndpoint>>,
+    pub(super) search: Option<Spanned<RawEndpoint>>,
+    pub(super) find: Option<Spanned<RawEndpoint>>,
+    pub(super) comment: Option<Spanned<RawEndpoint>>,
     items: Option<Spanned<String>>,
     next: Option<Spanned<String>>,
     id: Option<Spanned<String>>,
@@ -39,25 +39,36 @@ pub(crate) struct RawApi {
     correlation: Option<Spanned<String>>,
     labels: Option<Spanned<String>>,
     comments: Option<Spanned<String>>,
-    statuses: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) statuses: Option<Spanned<Vec<Spanned<String>>>>,
     fields: Option<RawMap>,
+    pub(super) types: Option<RawMap>,
+    pub(super) since_format: Option<Spanned<String>>,
+    pub(super) since_zone: Option<Spanned<String>>,
+    pub(super) error_message: Option<Spanned<String>>,
+    pub(super) error_details: Option<Spanned<String>>,
 }
 
+/// One endpoint as written. Which of the optional keys an endpoint may have is
+/// checked per endpoint (`EndpointSpec::keys`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawEndpoint {
-    method: Option<Spanned<String>>,
-    path: Option<Spanned<String>>,
+pub(super) struct RawEndpoint {
+    pub(super) method: Option<Spanned<String>>,
+    pub(super) path: Option<Spanned<String>>,
+    pub(super) record: Option<Spanned<String>>,
+    pub(super) send: Option<Spanned<String>>,
+    pub(super) items: Option<Spanned<String>>,
+    pub(super) next: Option<Spanned<String>>,
+    pub(super) more: Option<Spanned<String>>,
+    pub(super) end: Option<Spanned<String>>,
+    pub(super) mode: Option<Spanned<String>>,
+    pub(super) text: Option<Spanned<String>>,
+    pub(super) author: Option<Spanned<String>>,
+    pub(super) fields: Option<RawValues>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCommentEndpoint {
-    method: Option<Spanned<String>>,
-    path: Option<Spanned<String>>,
-    text: Option<Spanned<String>>,
-    author: Option<Spanned<String>>,
-}
+/// `fields = { "/source" = 2, "/email" = "soc@example.com" }`.
+pub(super) type RawValues = Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>;
 
 /// How one `[[field]]` of the file uses a ticket attribute: what the checks of the
 /// fields against `[api]` look at.
@@ -75,8 +86,8 @@ pub(crate) struct FieldUse<'a> {
 // Checking `[api]`.
 
 /// What one endpoint is for, and what it may be.
-struct EndpointSpec {
-    name: &'static str,
+pub(super) struct EndpointSpec {
+    pub(super) name: &'static str,
     /// The first is the default.
     methods: &'static [HttpMethod],
     example: &'static str,
@@ -85,6 +96,8 @@ struct EndpointSpec {
     purpose: &'static str,
     /// The placeholder its path must hold, and what it stands for there.
     needs: Option<(Placeholder, &'static str)>,
+    /// The optional keys beside `method` and `path` it may have.
+    pub(super) keys: &'static [&'static str],
 }
 
 const CREATE: EndpointSpec = EndpointSpec {
@@ -94,6 +107,7 @@ const CREATE: EndpointSpec = EndpointSpec {
     extra: "",
     purpose: "how to open a ticket",
     needs: None,
+    keys: &["record", "send", "fields"],
 };
 const GET: EndpointSpec = EndpointSpec {
     name: "get",
@@ -102,6 +116,7 @@ const GET: EndpointSpec = EndpointSpec {
     extra: "",
     purpose: "how to read one ticket",
     needs: Some((Placeholder::Key, "the ticket to read")),
+    keys: &["record"],
 };
 const UPDATE: EndpointSpec = EndpointSpec {
     name: "update",
@@ -110,6 +125,7 @@ const UPDATE: EndpointSpec = EndpointSpec {
     extra: "",
     purpose: "how to change a ticket",
     needs: Some((Placeholder::Key, "the ticket to change")),
+    keys: &["record", "send", "fields", "mode"],
 };
 const SEARCH: EndpointSpec = EndpointSpec {
     name: "search",
@@ -118,6 +134,7 @@ const SEARCH: EndpointSpec = EndpointSpec {
     extra: "",
     purpose: "how to list the tickets changed since a time",
     needs: Some((Placeholder::Since, "the time the search starts from")),
+    keys: &["items", "next", "more", "end"],
 };
 const FIND: EndpointSpec = EndpointSpec {
     name: "find",
@@ -126,15 +143,42 @@ const FIND: EndpointSpec = EndpointSpec {
     extra: "",
     purpose: "how to find the ticket of an incident by its correlation id",
     needs: Some((Placeholder::Correlation, "the correlation id to look for")),
+    keys: &["items", "next", "more", "end"],
 };
 const COMMENT: EndpointSpec = EndpointSpec {
     name: "comment",
-    methods: &[HttpMethod::Post],
+    methods: &[HttpMethod::Post, HttpMethod::Put],
     example: "/tickets/{key}/comments",
     extra: ", text = \"/body\"",
     purpose: "how to add a comment to a ticket",
     needs: Some((Placeholder::Key, "the ticket to comment on")),
+    keys: &["record", "send", "fields", "text", "author"],
 };
+
+/// The six endpoints, checked.
+pub(super) struct Endpoints {
+    pub(super) create: Endpoint,
+    pub(super) get: Endpoint,
+    pub(super) update: Endpoint,
+    pub(super) search: Endpoint,
+    pub(super) find: Endpoint,
+    pub(super) comment: Endpoint,
+}
+
+/// Where a ticket object keeps what the bridge reads besides its attributes.
+pub(super) struct TicketPlaces {
+    pub(super) items: JsonPointer,
+    pub(super) next: NextPage,
+    pub(super) id: JsonPointer,
+    pub(super) key: Option<JsonPointer>,
+    pub(super) url: TicketUrl,
+    pub(super) created: JsonPointer,
+    pub(super) updated: JsonPointer,
+    pub(super) version: Option<JsonPointer>,
+    pub(super) correlation: JsonPointer,
+    pub(super) labels: Option<JsonPointer>,
+    pub(super) comments: Option<JsonPointer>,
+}
 
 /// Checks `[api]`, reporting every problem; `None` when there was one.
 pub(crate) fn check(r: &mut Reporter<'_>, text: &str, raw: &Spanned<RawApi>) -> Option<GenericApi> {
@@ -148,104 +192,9 @@ pub(crate) fn check(r: &mut Reporter<'_>, text: &str, raw: &Spanned<RawApi>) -> 
 
     // The key first: it decides whether `{id}` can address a ticket.
     let key = api.key.as_ref().and_then(|k| c.pointer(k, "key", false));
-    let key_given = api.key.is_some();
-
-    let create = c.endpoint(&CREATE, api.create.as_ref().map(endpoint_parts), key_given);
-    let get = c.endpoint(&GET, api.get.as_ref().map(endpoint_parts), key_given);
-    let update = c.endpoint(&UPDATE, api.update.as_ref().map(endpoint_parts), key_given);
-    let search = c.endpoint(&SEARCH, api.search.as_ref().map(endpoint_parts), key_given);
-    let find = c.endpoint(&FIND, api.find.as_ref().map(endpoint_parts), key_given);
-    let comment = c.endpoint(
-        &COMMENT,
-        api.comment.as_ref().map(|e| {
-            (
-                e.span().start,
-                e.get_ref().method.as_ref(),
-                e.get_ref().path.as_ref(),
-            )
-        }),
-        key_given,
-    );
-    let (comment_text, comment_author) = match &api.comment {
-        Some(e) => {
-            let e_ref = e.get_ref();
-            let text = match &e_ref.text {
-                Some(t) => c.pointer(t, "comment text", false),
-                None => {
-                    c.error(
-                        e.span().start,
-                        "add `text = \"/body\"` to `comment`: where a comment object holds its text",
-                    );
-                    None
-                }
-            };
-            let author = e_ref
-                .author
-                .as_ref()
-                .map(|a| c.pointer(a, "comment author", false));
-            (text, author)
-        }
-        None => (None, None),
-    };
-
-    let items = c.required(
-        api.items.as_ref(),
-        "items",
-        "/items",
-        "the list of tickets in a search or find response (\"\" for a bare list)",
-        true,
-    );
-    let next = match &api.next {
-        None => Some(NextPage::None),
-        Some(n) if n.get_ref().eq_ignore_ascii_case("link") => Some(NextPage::LinkHeader),
-        Some(n) => c.pointer(n, "next-page link", false).map(NextPage::Pointer),
-    };
-    let id = c.required(
-        api.id.as_ref(),
-        "id",
-        "/id",
-        "where a ticket object holds its id",
-        false,
-    );
-    let created = c.required(
-        api.created.as_ref(),
-        "created",
-        "/created_at",
-        "where a ticket object holds its creation time",
-        false,
-    );
-    let updated = c.required(
-        api.updated.as_ref(),
-        "updated",
-        "/updated_at",
-        "where a ticket object holds the time it last changed",
-        false,
-    );
-    let correlation = c.required(
-        api.correlation.as_ref(),
-        "correlation",
-        "/external_id",
-        "where the bridge keeps the incident's correlation id on a ticket",
-        false,
-    );
-    let version = api.version.as_ref().map(|v| c.pointer(v, "version", false));
-    let labels = api.labels.as_ref().map(|l| c.pointer(l, "labels", false));
-    let comments = api
-        .comments
-        .as_ref()
-        .map(|l| c.pointer(l, "comments", false));
-    let url = match (&api.url, &api.url_template) {
-        (Some(_), Some(t)) => {
-            c.error(
-                t.span().start,
-                "give either `url` (a JSON pointer) or `url_template`, not both",
-            );
-            None
-        }
-        (Some(u), None) => c.pointer(u, "url", false).map(TicketUrl::Pointer),
-        (None, Some(t)) => c.url_template(t).map(TicketUrl::Template),
-        (None, None) => Some(TicketUrl::ApiUrl),
-    };
+    let endpoints = c.endpoints(api, api.key.is_some());
+    let (comment_text, comment_author) = c.comment_pointers(api.comment.as_ref());
+    let places = c.places(api, key);
     let statuses = api.statuses.as_ref().map(|s| c.statuses(s));
     let fields = match &api.fields {
         Some(f) => c.fields(f),
@@ -257,81 +206,80 @@ pub(crate) fn check(r: &mut Reporter<'_>, text: &str, raw: &Spanned<RawApi>) -> 
             None
         }
     };
-
-    // `labels` is optional: only a given but broken one stops the check.
-    let labels_checked = match &labels {
-        None => Some(None),
-        Some(l) => l.as_ref().map(Some),
+    let listed = statuses.as_ref().and_then(Option::as_ref);
+    let shapes = fields.as_ref().and_then(|f| c.shapes(api, f, listed));
+    let endpoints = match (endpoints, &fields) {
+        (Some(e), Some(f)) => c.extra_fields(api, e, f),
+        _ => None,
     };
-    if let (Some(fields), Some(correlation), Some(labels)) = (&fields, &correlation, labels_checked)
-    {
-        c.separate_places(api, fields, correlation, labels);
+    if let (Some(fields), Some(places)) = (&fields, &places) {
+        c.separate_places(api, fields, &places.correlation, places.labels.as_ref());
     }
 
     if !c.ok {
         return None;
     }
+    let (e, p, shapes) = (endpoints?, places?, shapes?);
     Some(GenericApi {
-        create: create?,
-        get: get?,
-        update: update?,
-        search: search?,
-        find: find?,
-        comment: comment?,
+        create: e.create,
+        get: e.get,
+        update: e.update,
+        search: e.search,
+        find: e.find,
+        comment: e.comment,
         comment_text: comment_text?,
         comment_author: comment_author.flatten(),
-        items: items?,
-        next: next?,
-        id: id?,
-        key,
-        url: url?,
-        created: created?,
-        updated: updated?,
-        version: version.flatten(),
-        correlation: correlation?,
-        labels: labels.flatten(),
-        comments: comments.flatten(),
+        items: p.items,
+        next: p.next,
+        id: p.id,
+        key: p.key,
+        url: p.url,
+        created: p.created,
+        updated: p.updated,
+        version: p.version,
+        correlation: p.correlation,
+        labels: p.labels,
+        comments: p.comments,
         fields: fields?,
         statuses: statuses.flatten(),
+        types: shapes.types,
+        update_mode: shapes.update_mode,
+        since_format: shapes.since_format,
+        errors: shapes.errors,
     })
 }
 
-/// An endpoint's table position, method and path.
-type EndpointParts<'a> = (
-    usize,
-    Option<&'a Spanned<String>>,
-    Option<&'a Spanned<String>>,
-);
-
-fn endpoint_parts(e: &Spanned<RawEndpoint>) -> EndpointParts<'_> {
-    (
-        e.span().start,
-        e.get_ref().method.as_ref(),
-        e.get_ref().path.as_ref(),
-    )
-}
-
-struct ApiChecker<'r, 'a, 't> {
+pub(super) struct ApiChecker<'r, 'a, 't> {
     r: &'r mut Reporter<'a>,
-    text: &'t str,
+    pub(super) text: &'t str,
     /// The `[api]` header: where a missing key is reported.
-    header: usize,
+    pub(super) header: usize,
     ok: bool,
 }
 
 impl ApiChecker<'_, '_, '_> {
-    fn error(&mut self, at: usize, message: impl Into<String>) {
+    pub(super) fn error(&mut self, at: usize, message: impl Into<String>) {
         self.r.at(at, message);
         self.ok = false;
     }
 
     /// An error at byte `offset` of a string value.
-    fn error_in(&mut self, s: &Spanned<String>, offset: usize, message: impl Into<String>) {
+    pub(super) fn error_in(
+        &mut self,
+        s: &Spanned<String>,
+        offset: usize,
+        message: impl Into<String>,
+    ) {
         let at = string_position(self.text, s.span(), s.get_ref(), offset);
         self.error(at, message);
     }
 
-    fn pointer(&mut self, s: &Spanned<String>, what: &str, root_ok: bool) -> Option<JsonPointer> {
+    pub(super) fn pointer(
+        &mut self,
+        s: &Spanned<String>,
+        what: &str,
+        root_ok: bool,
+    ) -> Option<JsonPointer> {
         match JsonPointer::parse(s.get_ref()) {
             Ok(p) if p.is_root() && !root_ok => {
                 self.error(
@@ -350,7 +298,7 @@ impl ApiChecker<'_, '_, '_> {
         }
     }
 
-    fn required(
+    pub(super) fn required(
         &mut self,
         raw: Option<&Spanned<String>>,
         key: &str,
@@ -370,13 +318,146 @@ impl ApiChecker<'_, '_, '_> {
         }
     }
 
+    fn endpoints(&mut self, api: &RawApi, key_given: bool) -> Option<Endpoints> {
+        let create = self.endpoint(&CREATE, api.create.as_ref(), key_given);
+        let get = self.endpoint(&GET, api.get.as_ref(), key_given);
+        let update = self.endpoint(&UPDATE, api.update.as_ref(), key_given);
+        let search = self.endpoint(&SEARCH, api.search.as_ref(), key_given);
+        let find = self.endpoint(&FIND, api.find.as_ref(), key_given);
+        let comment = self.endpoint(&COMMENT, api.comment.as_ref(), key_given);
+        Some(Endpoints {
+            create: create?,
+            get: get?,
+            update: update?,
+            search: search?,
+            find: find?,
+            comment: comment?,
+        })
+    }
+
+    /// The comment endpoint's `text` (required) and `author`.
+    fn comment_pointers(
+        &mut self,
+        raw: Option<&Spanned<RawEndpoint>>,
+    ) -> (Option<JsonPointer>, Option<Option<JsonPointer>>) {
+        let Some(e) = raw else {
+            return (None, None);
+        };
+        let text = match &e.get_ref().text {
+            Some(t) => self.pointer(t, "comment text", false),
+            None => {
+                self.error(
+                    e.span().start,
+                    "add `text = \"/body\"` to `comment`: where a comment object holds its text",
+                );
+                None
+            }
+        };
+        let author = e
+            .get_ref()
+            .author
+            .as_ref()
+            .map(|a| self.pointer(a, "comment author", false));
+        (text, author)
+    }
+
+    /// The pointers into list responses and ticket objects.
+    fn places(&mut self, api: &RawApi, key: Option<JsonPointer>) -> Option<TicketPlaces> {
+        let items = self.required(
+            api.items.as_ref(),
+            "items",
+            "/items",
+            "the list of tickets in a search or find response (\"\" for a bare list)",
+            true,
+        );
+        let next = self.next_page(api.next.as_ref());
+        let required = |c: &mut Self, raw: &Option<Spanned<String>>, key, example, purpose| {
+            c.required(raw.as_ref(), key, example, purpose, false)
+        };
+        let id = required(
+            self,
+            &api.id,
+            "id",
+            "/id",
+            "where a ticket object holds its id",
+        );
+        let created = required(
+            self,
+            &api.created,
+            "created",
+            "/created_at",
+            "where a ticket object holds its creation time",
+        );
+        let updated = required(
+            self,
+            &api.updated,
+            "updated",
+            "/updated_at",
+            "where a ticket object holds the time it last changed",
+        );
+        let correlation = required(
+            self,
+            &api.correlation,
+            "correlation",
+            "/external_id",
+            "where the bridge keeps the incident's correlation id on a ticket",
+        );
+        let optional = |c: &mut Self, raw: &Option<Spanned<String>>, what| match raw {
+            None => Some(None),
+            Some(p) => c.pointer(p, what, false).map(Some),
+        };
+        let version = optional(self, &api.version, "version");
+        let labels = optional(self, &api.labels, "labels");
+        let comments = optional(self, &api.comments, "comments");
+        let url = self.ticket_url(api);
+        Some(TicketPlaces {
+            items: items?,
+            next: next?,
+            id: id?,
+            key,
+            url: url?,
+            created: created?,
+            updated: updated?,
+            version: version?,
+            correlation: correlation?,
+            labels: labels?,
+            comments: comments?,
+        })
+    }
+
+    /// `next`: a pointer to the next page's URL, or `"link"` for the Link header.
+    pub(super) fn next_page(&mut self, raw: Option<&Spanned<String>>) -> Option<NextPage> {
+        match raw {
+            None => Some(NextPage::None),
+            Some(n) if n.get_ref().eq_ignore_ascii_case("link") => Some(NextPage::LinkHeader),
+            Some(n) => self
+                .pointer(n, "next-page link", false)
+                .map(NextPage::Pointer),
+        }
+    }
+
+    fn ticket_url(&mut self, api: &RawApi) -> Option<TicketUrl> {
+        match (&api.url, &api.url_template) {
+            (Some(_), Some(t)) => {
+                self.error(
+                    t.span().start,
+                    "give either `url` (a JSON pointer) or `url_template`, not both",
+                );
+                None
+            }
+            (Some(u), None) => self.pointer(u, "url", false).map(TicketUrl::Pointer),
+            (None, Some(t)) => self.url_template(t).map(TicketUrl::Template),
+            (None, None) => Some(TicketUrl::ApiUrl),
+        }
+    }
+
     fn endpoint(
         &mut self,
         spec: &EndpointSpec,
-        raw: Option<EndpointParts<'_>>,
+        raw: Option<&Spanned<RawEndpoint>>,
         key_given: bool,
     ) -> Option<Endpoint> {
-        let Some((at, method, path)) = raw else {
+        let Some(raw) = raw else {
             self.error(
                 self.header,
                 format!(
@@ -386,6 +467,7 @@ impl ApiChecker<'_, '_, '_> {
             );
             return None;
         };
+        let (at, method, path) = (raw.span().start, &raw.get_ref().method, &raw.get_ref().path);
         let method = match method {
             None => Some(spec.methods[0]),
             Some(m) => {
@@ -458,10 +540,8 @@ impl ApiChecker<'_, '_, '_> {
                 return None;
             }
         }
-        Some(Endpoint {
-            method: method?,
-            path: template,
-        })
+        let endpoint = Endpoint::plain(method?, template);
+        self.endpoint_shape(spec, raw.get_ref(), endpoint)
     }
 
     /// Every value the bridge writes (the fields, the correlation id, the labels)
@@ -581,7 +661,7 @@ impl ApiChecker<'_, '_, '_> {
     }
 }
 
-fn or_list(items: &[String]) -> String {
+pub(super) fn or_list(items: &[String]) -> String {
     match items {
         [] => String::new(),
         [one] => one.clone(),

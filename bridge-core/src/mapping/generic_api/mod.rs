@@ -11,9 +11,12 @@
 use serde_json::{Map, Value};
 
 mod check;
+mod shape;
+mod shapes;
 mod uses;
 
 pub(crate) use check::{FieldUse, RawApi, check};
+pub use shape::{ErrorShape, ExtraField, ExtraValue, SinceFormat, TextPart, UpdateMode, ValueType};
 pub(crate) use uses::check_uses;
 
 /// How the bridge uses a generic REST ticket system: the checked `[api]` table.
@@ -66,6 +69,14 @@ pub struct GenericApi {
     /// The status values the system accepts, as it spells them; `None` when the
     /// file does not list them.
     pub statuses: Option<Vec<String>>,
+    /// Attributes whose JSON type is not a string (`[api.types]`), in file order.
+    pub types: Vec<(String, ValueType)>,
+    /// How an update is sent (`update = { mode = … }`).
+    pub update_mode: UpdateMode,
+    /// What `{since}` is rendered as.
+    pub since_format: SinceFormat,
+    /// Where an error body keeps its message and details.
+    pub errors: ErrorShape,
 }
 
 impl GenericApi {
@@ -75,6 +86,25 @@ impl GenericApi {
             .iter()
             .find(|(name, _)| name == attr)
             .map(|(_, pointer)| pointer)
+    }
+
+    /// The JSON type of the attribute on the wire (a string unless `[api.types]`
+    /// says otherwise).
+    pub fn value_type(&self, attr: &str) -> ValueType {
+        self.types
+            .iter()
+            .find(|(name, _)| name == attr)
+            .map_or(ValueType::String, |(_, t)| *t)
+    }
+
+    /// Where a list response of `endpoint` holds its tickets.
+    pub fn items_of<'a>(&'a self, endpoint: &'a Endpoint) -> &'a JsonPointer {
+        endpoint.items.as_ref().unwrap_or(&self.items)
+    }
+
+    /// How a list response of `endpoint` leads to its next page.
+    pub fn next_of<'a>(&'a self, endpoint: &'a Endpoint) -> &'a NextPage {
+        endpoint.next.as_ref().unwrap_or(&self.next)
     }
 
     /// The status value as the system spells it (matched case-insensitively), or
@@ -97,6 +127,48 @@ impl GenericApi {
 pub struct Endpoint {
     pub method: HttpMethod,
     pub path: UrlTemplate,
+    /// Where the answer holds the record (`record = "/ticket"`); the root when
+    /// the answer is the record.
+    pub record: JsonPointer,
+    /// Where the request body carries the record (`send = "/ticket"`); the root
+    /// when the body is the record.
+    pub send: JsonPointer,
+    /// A list endpoint's own envelope (`items`), instead of `[api] items`.
+    pub items: Option<JsonPointer>,
+    /// A list endpoint's own next-page link (`next`), instead of `[api] next`.
+    pub next: Option<NextPage>,
+    /// Whether a list response has a next page, beside its link (`more`, `end`).
+    pub more: Option<More>,
+    /// Values written into every request (`fields = { "/source" = 2 }`),
+    /// relative to the record.
+    pub fields: Vec<ExtraField>,
+}
+
+impl Endpoint {
+    /// An endpoint of this method and path whose answers and requests are the
+    /// record itself, with nothing more.
+    pub fn plain(method: HttpMethod, path: UrlTemplate) -> Endpoint {
+        Endpoint {
+            method,
+            path,
+            record: JsonPointer::root(),
+            send: JsonPointer::root(),
+            items: None,
+            next: None,
+            more: None,
+            fields: Vec::new(),
+        }
+    }
+}
+
+/// A flag in a list response beside the next-page link: some APIs keep sending a
+/// link on the last page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum More {
+    /// Follow the link only while this is `true` (`more = "/meta/has_more"`).
+    While(JsonPointer),
+    /// Stop once this is `true` (`end = "/end_of_stream"`).
+    Until(JsonPointer),
 }
 
 /// The HTTP methods an endpoint may use.
@@ -318,6 +390,14 @@ impl JsonPointer {
     /// The pointer as written.
     pub fn as_str(&self) -> &str {
         &self.text
+    }
+
+    /// The whole document (`""`).
+    pub fn root() -> JsonPointer {
+        JsonPointer {
+            text: String::new(),
+            tokens: Vec::new(),
+        }
     }
 
     /// Whether it points at the whole document.

@@ -227,7 +227,7 @@ fn missing_keys_are_named_at_the_api_header() {
     check(
         &base_with("items = \"/items\"", "items = \"/items\"\npage = 2"),
         &[
-            "17:1: unknown key `page`, expected one of `create`, `get`, `update`, `search`, `find`, `comment`, `items`, `next`, `id`, `key`, `url`, `url_template`, `created`, `updated`, `version`, `correlation`, `labels`, `comments`, `statuses`, `fields`",
+            "17:1: unknown key `page`, expected one of `create`, `get`, `update`, `search`, `find`, `comment`, `items`, `next`, `id`, `key`, `url`, `url_template`, `created`, `updated`, `version`, `correlation`, `labels`, `comments`, `statuses`, `fields`, `types`, `since_format`, `since_zone`, `error_message`, `error_details`",
         ],
     );
 }
@@ -538,4 +538,215 @@ fn json_pointers_read_and_write() {
     assert_eq!(root.get(&doc), Some(&doc));
     assert_eq!(JsonPointer::parse("/a~").unwrap_err().offset, 2);
     assert_eq!(JsonPointer::parse("a").unwrap_err().offset, 0);
+}
+
+const FRESHSERVICE: &str = include_str!("../../../../mappings/freshservice.toml");
+
+#[test]
+fn shipped_freshservice_mapping_describes_its_habits() {
+    let m = parse(Path::new("mappings/freshservice.toml"), FRESHSERVICE)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let api = m.api.as_ref().expect("a generic mapping has [api]");
+    assert_eq!(api.get.record.as_str(), "/ticket");
+    assert!(api.create.send.is_root(), "requests are flat");
+    assert_eq!(api.comment.record.as_str(), "/conversation");
+    assert_eq!(api.items_of(&api.search).as_str(), "/tickets");
+    assert_eq!(api.next_of(&api.find), &NextPage::LinkHeader);
+    assert_eq!(api.value_type("status"), ValueType::Integer);
+    assert_eq!(api.value_type("summary"), ValueType::String);
+    assert_eq!(api.update_mode, UpdateMode::Partial);
+    assert_eq!(api.since_format, SinceFormat::Rfc3339);
+    let fixed: Vec<(&str, &ExtraValue)> = api
+        .create
+        .fields
+        .iter()
+        .map(|f| (f.at.as_str(), &f.value))
+        .collect();
+    assert_eq!(
+        fixed,
+        [
+            (
+                "/email",
+                &ExtraValue::Constant(json!("soc-bridge@contoso.example"))
+            ),
+            ("/source", &ExtraValue::Constant(json!(2))),
+        ]
+    );
+    assert_eq!(
+        api.errors
+            .describe(&json!({"description": "Validation failed",
+            "errors": [{"field": "status", "message": "It should be a/an Integer"}]})),
+        Some("Validation failed: status: It should be a/an Integer".into())
+    );
+}
+
+#[test]
+fn the_new_keys_load_in_their_other_forms() {
+    let text = base_with(
+        "create = { path = \"/t\" }",
+        "create = { path = \"/t\", send = \"/ticket\", fields = { \"/comment/body\" = \"{summary} for {correlation}\", \"/comment/public\" = false } }",
+    )
+    .replace(
+        "search = { path = \"/t?since={since}\" }",
+        "search = { path = \"/t?since={since}\", items = \"/tickets\", next = \"/after_url\", end = \"/end_of_stream\" }\nsince_format = \"unix\"",
+    )
+    .replace(
+        "update = { path = \"/t/{key}\" }",
+        "update = { method = \"PUT\", path = \"/t/{key}\", mode = \"full\" }",
+    );
+    let m = parse(Path::new("m.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
+    let api = m.api.unwrap();
+    assert_eq!(api.create.send.as_str(), "/ticket");
+    assert!(matches!(
+        api.create.fields[0].value,
+        ExtraValue::Template(_)
+    ));
+    assert_eq!(
+        api.search.more,
+        Some(More::Until(JsonPointer::parse("/end_of_stream").unwrap()))
+    );
+    assert_eq!(api.since_format, SinceFormat::UnixSeconds);
+    assert_eq!(api.update_mode, UpdateMode::Full);
+}
+
+#[test]
+fn malformed_habits_are_reported_where_they_are_written() {
+    let with = |from: &str, to: &str| base_with(from, to);
+    let get = "get = { path = \"/t/{key}\" }";
+    let search = "search = { path = \"/t?since={since}\" }";
+    let create = "create = { path = \"/t\" }";
+    let update = "update = { path = \"/t/{key}\" }";
+    let fields = "[api.fields]\nsummary = \"/summary\"";
+    let rows: Vec<(String, &str)> = vec![
+        (
+            with(get, "get = { path = \"/t/{key}\", record = \"ticket\" }"),
+            "8:",
+        ),
+        (
+            with(get, "get = { path = \"/t/{key}\", items = \"/x\" }"),
+            "`items` does not belong in `get`",
+        ),
+        (
+            with(
+                search,
+                "search = { path = \"/t?since={since}\", more = \"/a\", end = \"/b\" }",
+            ),
+            "not both",
+        ),
+        (
+            with(update, "update = { path = \"/t/{key}\", mode = \"whole\" }"),
+            "not an update mode",
+        ),
+        (
+            with(
+                create,
+                "create = { path = \"/t\", fields = { \"/x\" = [1] } }",
+            ),
+            "a fixed field is a string",
+        ),
+        (
+            with(
+                create,
+                "create = { path = \"/t\", fields = { \"/x\" = \"{nope}\" } }",
+            ),
+            "unknown placeholder `{nope}`",
+        ),
+        (
+            with(
+                create,
+                "create = { path = \"/t\", fields = { \"/summary\" = \"x\" } }",
+            ),
+            "a place of its own",
+        ),
+        (
+            with(
+                fields,
+                "[api.types]\nsummary = \"int\"\n\n[api.fields]\nsummary = \"/summary\"",
+            ),
+            "not a value type",
+        ),
+        (
+            with(
+                fields,
+                "[api.types]\nstatus = \"integer\"\n\n[api.fields]\nsummary = \"/summary\"",
+            ),
+            "has no place in [api.fields]",
+        ),
+        (
+            with(
+                search,
+                "search = { path = \"/t?since={since}\" }\nsince_format = \"epoch\"",
+            ),
+            "not a time format",
+        ),
+        (
+            with(
+                search,
+                "search = { path = \"/t?since={since}\" }\nsince_format = \"%Y-%Q\"",
+            ),
+            "not a strftime pattern",
+        ),
+        (
+            with(
+                search,
+                "search = { path = \"/t?since={since}\" }\nsince_format = \"%Y-%m-%d\"\nsince_zone = \"CET\"",
+            ),
+            "not a UTC offset",
+        ),
+        (
+            with(
+                search,
+                "search = { path = \"/t?since={since}\" }\nsince_zone = \"+01:00\"",
+            ),
+            "goes with a strftime",
+        ),
+        (
+            with(
+                search,
+                "search = { path = \"/t?since={since}\" }\nerror_details = \"errors\"",
+            ),
+            "starts with `/`",
+        ),
+    ];
+    for (text, expected) in rows {
+        let errors = errors(&text);
+        assert_eq!(errors.len(), 1, "{errors:?}\n{text}");
+        assert!(
+            errors[0].contains(expected),
+            "{errors:?} should say {expected}"
+        );
+        let position = errors[0].split(": ").next().unwrap();
+        assert!(
+            position.split(':').all(|n| n.parse::<usize>().unwrap() > 0),
+            "{errors:?}"
+        );
+    }
+}
+
+#[test]
+fn typed_attributes_take_only_values_of_their_type() {
+    let typed = base_with(
+        "[api.fields]\nsummary = \"/summary\"",
+        "statuses = [\"2\", \"open\"]\n\n[api.types]\nstatus = \"integer\"\n\n[api.fields]\nsummary = \"/summary\"\nstatus = \"/status\"",
+    );
+    let errs = errors(&typed);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("\"open\" is not an integer value")),
+        "{errs:?}"
+    );
+    let copied = base_with(
+        "[api.fields]\nsummary = \"/summary\"",
+        "[api.types]\npriority = \"integer\"\n\n[api.fields]\nsummary = \"/summary\"\npriority = \"/priority\"",
+    )
+    .replace(
+        "[[field]]\ntemplate = \"{incident.title}\"\nticket = \"summary\"\n",
+        "[[field]]\ntemplate = \"{incident.title}\"\nticket = \"summary\"\n\n[[field]]\nincident = \"severity\"\nticket = \"priority\"\nflow = \"to_ticket\"\n[field.to_ticket]\nHigh = \"3\"\nMedium = \"medium\"\nLow = \"1\"\nInformational = \"1\"\n",
+    );
+    let errs = errors(&copied);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].contains("\"medium\" is not an integer value"),
+        "{errs:?}"
+    );
 }

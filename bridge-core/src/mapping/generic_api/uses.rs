@@ -41,6 +41,10 @@ pub(crate) fn check_uses(
         {
             check_status_use(r, statuses, source, u, ticket);
         }
+        let ty = api.value_type(attr);
+        if ty != ValueType::String {
+            check_typed_use(r, ty, u, ticket);
+        }
     }
     if api.labels.is_none()
         && let Some(first) = create_labels.first()
@@ -132,5 +136,53 @@ fn check_status_use(
             }
         }
         _ => {}
+    }
+}
+
+/// A typed attribute (`[api.types]`) takes only values of its type: every value a
+/// map writes to it, every value it maps back, and no free text.
+fn check_typed_use(
+    r: &mut Reporter<'_>,
+    ty: ValueType,
+    u: &FieldUse<'_>,
+    ticket: &Spanned<String>,
+) {
+    let attr = ticket.get_ref();
+    let mut values: Vec<&Spanned<String>> = Vec::new();
+    if let Some(map) = u.to_ticket {
+        values.extend(map.get_ref().values());
+    }
+    values.extend(u.to_ticket_default);
+    if let Some(map) = u.to_incident {
+        values.extend(map.get_ref().keys());
+    }
+    values.sort_by_key(|v| v.span().start);
+    for v in values {
+        // An empty value clears the attribute (null), whatever its type.
+        if v.get_ref().is_empty() {
+            continue;
+        }
+        if let Err(e) = ty.to_json(v.get_ref()) {
+            r.at(
+                v.span().start,
+                format!(
+                    "{e}: [api.types] says `{attr}` is {} on the wire",
+                    ty.name()
+                ),
+            );
+        }
+    }
+    let flows_to_ticket = u
+        .flow
+        .is_none_or(|f| matches!(f.get_ref().as_str(), "both" | "to_ticket"));
+    if flows_to_ticket && u.to_ticket.is_none() && u.to_ticket_default.is_none() {
+        r.at(
+            ticket.span().start,
+            format!(
+                "`{attr}` is {} on the wire ([api.types]); add a to_ticket map whose values are {} values",
+                ty.name(),
+                ty.name()
+            ),
+        );
     }
 }
