@@ -750,3 +750,29 @@ fn typed_attributes_take_only_values_of_their_type() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn the_readme_shows_what_the_checker_says_about_helpdesk_keys() {
+    let readme = include_str!("../../../../mappings/README.md");
+    let broken = FRESHSERVICE
+        .replacen(
+            "get = { path = \"/api/v2/tickets/{id}?include=conversations\", record = \"/ticket\" }",
+            "get = { path = \"/api/v2/tickets/{id}?include=conversations\", items = \"/ticket\" }",
+            1,
+        )
+        .replacen("statuses = [\"2\",", "statuses = [\"open\",", 1)
+        .replacen(
+            "update = { method = \"PUT\",",
+            "update = { mode = \"whole\", method = \"PUT\",",
+            1,
+        );
+    let err = parse(Path::new("freshservice.toml"), &broken).unwrap_err();
+    assert_eq!(err.diagnostics.len(), 3, "{err}");
+    let text = err.to_string();
+    let missing: Vec<&str> = text.lines().filter(|line| !readme.contains(line)).collect();
+    assert!(
+        missing.is_empty(),
+        "mappings/README.md should show:\n{}",
+        missing.join("\n")
+    );
+}
