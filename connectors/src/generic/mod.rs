@@ -13,10 +13,12 @@
 
 pub mod client;
 pub mod convert;
+pub mod doctor;
 pub mod sim;
 
 pub use client::{GenericTickets, bearer, error_message, generic_api};
 pub use sim::GenericSim;
 pub use sim::freshservice::FreshserviceSim;
+pub use sim::zendesk::ZendeskSim;
 #[cfg(test)]
 mod fuzz;

@@ -42,6 +42,7 @@ use tokio::net::TcpListener;
 use crate::simkit::{self, Caller, json_response};
 
 pub mod freshservice;
+pub mod zendesk;
 
 /// The statuses a ticket can have.
 pub const STATUSES: &[&str] = &["open", "in_progress", "resolved", "closed"];

@@ -776,3 +776,26 @@ fn the_readme_shows_what_the_checker_says_about_helpdesk_keys() {
         missing.join("\n")
     );
 }
+
+#[test]
+fn shipped_zendesk_mapping_wraps_both_ways_and_reads_unix_exports() {
+    let text = include_str!("../../../../mappings/zendesk.toml");
+    let m = parse(Path::new("mappings/zendesk.toml"), text).unwrap_or_else(|e| panic!("{e}"));
+    let api = m.api.as_ref().expect("a generic mapping has [api]");
+    assert_eq!(api.create.send.as_str(), "/ticket");
+    assert_eq!(api.comment.send.as_str(), "/ticket/comment");
+    assert_eq!(api.comment.method, HttpMethod::Put);
+    assert_eq!(api.since_format, SinceFormat::UnixSeconds);
+    assert_eq!(
+        api.search.more,
+        Some(More::Until(JsonPointer::parse("/end_of_stream").unwrap()))
+    );
+    assert!(matches!(
+        api.create.fields[0].value,
+        ExtraValue::Template(_)
+    ));
+    assert_eq!(
+        api.errors.details.as_ref().map(JsonPointer::as_str),
+        Some("/details")
+    );
+}
