@@ -413,7 +413,10 @@ pub type ErrorMessageFn = fn(&[u8]) -> Option<String>;
 /// Reads an error body the way one configured remote describes it (the generic
 /// system's `error_message` and `error_details`); tried before the `ErrorMessageFn`.
 #[derive(Clone)]
-pub struct ErrorText(pub Arc<dyn Fn(&[u8]) -> Option<String> + Send + Sync>);
+pub struct ErrorText(pub Arc<ErrorTextFn>);
+
+/// What [`ErrorText`] holds: an error body in, its message out.
+pub type ErrorTextFn = dyn Fn(&[u8]) -> Option<String> + Send + Sync;
 
 impl std::fmt::Debug for ErrorText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -1186,4 +1186,56 @@ mod tests {
                 .is_err()
         );
     }
+
+    #[tokio::test]
+    async fn a_helpdesks_field_level_error_details_reach_the_message() {
+        use crate::generic::FreshserviceSim;
+        let sim = FreshserviceSim::start(bind_loopback(0).await.unwrap()).await;
+        sim.set_api_key("fs-key");
+        let spec = spec_from(include_str!("../../../mappings/freshservice.toml"));
+        let http = build_client(&HttpSettings::default()).unwrap();
+        let auth = Auth::Basic {
+            username: "fs-key".into(),
+            password: SecretString::from("X"),
+        };
+        let api = generic_api("freshservice", &sim.base_url(), http, auth).unwrap();
+        let t = GenericTickets::new(api, spec);
+        let created = t
+            .create(&create_for(
+                "1",
+                "ws",
+                &[
+                    ("summary", "s"),
+                    ("description", "d"),
+                    ("status", "2"),
+                    ("priority", "3"),
+                ],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            created.attrs["status"], "2",
+            "integers read back as their text"
+        );
+        // A priority the mapping's maps would never send, to see the API's answer.
+        let err = t
+            .update(&created.key, &set(&[("priority", Some("9"))]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Permanent);
+        assert!(
+            err.message.contains(
+                "Validation failed: priority: It should be one of these values: '1,2,3,4'"
+            ),
+            "{err}"
+        );
+        // A value that is not of the attribute's type never leaves.
+        let writes = sim.writes().len();
+        let err = t
+            .update(&created.key, &set(&[("priority", Some("high"))]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Permanent, "{err}");
+        assert_eq!(sim.writes().len(), writes);
+    }
 }

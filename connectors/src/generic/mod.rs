@@ -3,8 +3,11 @@
 //! (checked by `bridge_core::mapping`, documented in `mappings/README.md`). The
 //! module has the usual shape, with the wire format read from that table instead of
 //! vendor types: `convert` (ticket objects ⇄ snapshots through JSON pointers, the
-//! correlation value), `client` (the `TicketSystem` port), and `sim` (a plain REST
-//! ticket API that the shipped `mappings/generic.toml` describes).
+//! correlation value), `client` (the `TicketSystem` port), `doctor` (its probe for
+//! `itsm-bridge doctor`), and `sim` (a plain REST ticket API that the shipped
+//! `mappings/generic.toml` describes; `sim/freshservice.rs` and `sim/zendesk.rs`, the
+//! two real helpdesks `mappings/freshservice.toml` and `mappings/zendesk.toml`
+//! describe).
 //!
 //! The bridge marks its tickets with the correlation value
 //! `<source>:<scope tag>:<incident id>` at the `correlation` pointer; the scope tag
