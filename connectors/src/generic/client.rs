@@ -1238,4 +1238,51 @@ mod tests {
         assert_eq!(err.kind, ErrorKind::Permanent, "{err}");
         assert_eq!(sim.writes().len(), writes);
     }
+
+    #[tokio::test]
+    async fn a_full_update_carries_if_match_and_a_concurrent_edit_fails_it() {
+        use crate::simkit::{Effect, FaultRule};
+        let sim = start().await;
+        let t = tickets(&sim);
+        t.create(&create_for(
+            "1",
+            "ws",
+            &[("summary", "s"), ("priority", "high")],
+        ))
+        .await
+        .unwrap();
+        let full = client(
+            &sim,
+            spec_with("method = \"PATCH\"", "method = \"PUT\", mode = \"full\""),
+            basic(PASSWORD),
+        );
+        full.update("HD-1", &set(&[("priority", Some("low"))]))
+            .await
+            .unwrap();
+        // An agent takes the ticket between the bridge's read and its write.
+        sim.kit.inject(
+            FaultRule::new(
+                Some(reqwest::Method::PUT),
+                "/api/tickets/HD-1",
+                Effect::Pass,
+            )
+            .hook(sim.agent_edit_hook("HD-1")),
+        );
+        let err = full
+            .update("HD-1", &set(&[("priority", Some("medium"))]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Conflict, "{err}");
+        let after = sim.ticket("HD-1").unwrap();
+        assert_eq!(
+            after.assignee.as_deref(),
+            Some("li.wei@contoso.example"),
+            "the agent's edit survives"
+        );
+        assert_eq!(
+            after.priority.as_deref(),
+            Some("low"),
+            "the stale write was refused"
+        );
+    }
 }
