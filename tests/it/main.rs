@@ -11,6 +11,7 @@ mod drift;
 mod examples;
 mod faults;
 mod graph_jira;
+mod helpdesks;
 mod ledger;
 mod one_writer;
 mod same_tick;
