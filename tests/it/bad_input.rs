@@ -5,7 +5,6 @@
 //! marks where the diagnostic must point. Hostile remote input (a next link to
 //! another host) and a permissive umask are tried end to end at the bottom.
 
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -23,7 +23,6 @@
 //! what a kill meets still depends on timing. `ITSM_BRIDGE_CRASH_KEEP=<dir>`
 //! keeps the database and the daemon's log there for a post-mortem.
 
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -753,7 +752,11 @@ fn settle_across_pairs(env: &Env) -> usize {
     for runs in 1..=3 {
         let out = run_once(env);
         let text = stdout(&out);
-        assert!(out.status.success(), "{text}{}", crate::common::stderr(&out));
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            crate::common::stderr(&out)
+        );
         if text
             .lines()
             .filter(|l| l.contains(": read "))

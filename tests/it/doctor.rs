@@ -6,11 +6,10 @@
 //! exactly as `check` does; and no configured secret ever reaches the output, even
 //! when a server echoes one back.
 
-
 use std::process::Output;
 
-use axum::http::Method;
 use crate::common::{Env, stderr, stdout};
+use axum::http::Method;
 use connectors::simkit::{Effect, FaultRule};
 use connectors::sims;
 

@@ -2,9 +2,8 @@
 //! watermark, the way a lagging replica or a clock running behind shows them) are
 //! found by the sweep, repaired, and reported in the ledger.
 
-
-use chrono::{Duration, Utc};
 use crate::common::{Env, assert_success, stdout};
+use chrono::{Duration, Utc};
 
 /// `run --sweep`: each pair's cycle, then its sweep.
 fn sweep(env: &Env) -> String {

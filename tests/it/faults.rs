@@ -11,15 +11,14 @@
 //! they make the retry due through the store (`schedule_retry`), and a create whose
 //! answer was lost is made old enough to be settled by backdating its outbox intent.
 
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::{Env, assert_success, stderr, stdout};
 use axum::http::Method;
 use bridge_core::store::{Side, SqliteStore, Store};
-use crate::common::{Env, assert_success, stderr, stdout};
 use connectors::simkit::{Effect, FaultRule, LoggedRequest, Trigger};
 
 const JIRA_PAIR: &str = "defender->jira";

@@ -1,7 +1,6 @@
 //! Defender (Graph) incidents ⇄ Jira issues, end to end: the real binary against
 //! the simulators. Each test reads as a situation an ops team would recognise.
 
-
 use crate::common::{Env, assert_success, stderr, stdout};
 use connectors::jira::adf::adf_to_text;
 use connectors::sims::{

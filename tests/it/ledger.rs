@@ -4,15 +4,14 @@
 //! sequence; signed checkpoints catch a ledger cut short, rewritten and
 //! re-hashed, or reordered, which the hash chain alone lets through.
 
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::{Env, assert_success, bridge_in, stderr, stdout};
 use bridge_core::ledger::{self, GENESIS_HASH, LedgerEntry, LedgerFilter, LedgerRecord, Outcome};
 use bridge_core::model::{Direction, FieldChange};
 use bridge_core::store::{SqliteStore, Store};
-use crate::common::{Env, assert_success, bridge_in, stderr, stdout};
 use connectors::graph::sim::SeedIncident;
 
 /// Every file in `dir`, with its bytes.

@@ -3,7 +3,6 @@
 //! holder; no incident gets two tickets. Read-only commands keep working beside
 //! the daemon, and a SIGKILLed holder leaves nothing to clean up.
 
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

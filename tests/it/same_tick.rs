@@ -7,7 +7,6 @@
 //! `sys_mod_count`, the Sentinel etag, the helpdesk's `version`) and compares a
 //! tie in time field by field where it has none (Jira, Graph).
 
-
 use crate::common::Env;
 
 const JIRA_PAIR: &str = "defender->jira";

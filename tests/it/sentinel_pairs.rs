@@ -1,7 +1,6 @@
 //! Sentinel incidents ⇄ ServiceNow incidents and ⇄ a generic REST helpdesk, end to
 //! end: the real binary against the simulators, all three pairs in one process.
 
-
 use crate::common::{Env, assert_success};
 use connectors::sentinel::sim::SeedIncident as SentinelSeed;
 use connectors::sims::ANALYSTS;

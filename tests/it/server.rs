@@ -3,7 +3,6 @@
 //! `/livez`, `/metrics` and the dashboard read over plain HTTP, and a clean stop
 //! on SIGTERM. Also: a port already taken is a startup error naming it.
 
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};

@@ -13,12 +13,11 @@
 //! Every test starts from empty simulators and seeds only the incidents its
 //! situation needs, so it stays small and fast.
 
-
 use std::process::Output;
 
+use crate::common::{Env, assert_success, stderr, stdout};
 use axum::http::Method;
 use chrono::{DateTime, SubsecRound, Utc};
-use crate::common::{Env, assert_success, stderr, stdout};
 use connectors::graph::sim::{SeedIncident, SimComment};
 use connectors::jira::adf::adf_to_text;
 use connectors::sentinel::sim::SeedIncident as SentinelSeed;
