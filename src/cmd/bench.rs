@@ -717,6 +717,42 @@ pub async fn calls(incidents: usize, detail: bool) -> CmdResult {
         }
     }
     print!("{table}");
+
+    let playbook = playbook_baseline(defender_n, sentinel_n).await?;
+    println!(
+        "\n== Playbook-style baseline: one Logic App run per incident (read the incident, create the ticket, then tag and comment the incident), same simulators, same incidents"
+    );
+    let mut table = Table::new(&[
+        "pair",
+        "runs",
+        "source calls",
+        "per incident",
+        "ticket calls",
+        "per incident",
+        "all per incident",
+        "bridge's first sync",
+    ]);
+    for ((pair, runs, source, tickets), (_, phases)) in playbook.iter().zip(&measured) {
+        let per = |n: usize| format!("{:.2}", n as f64 / (*runs).max(1) as f64);
+        let first = &phases[0];
+        table.row(vec![
+            pair.to_string(),
+            runs.to_string(),
+            source.len().to_string(),
+            per(source.len()),
+            tickets.len().to_string(),
+            per(tickets.len()),
+            per(source.len() + tickets.len()),
+            format!(
+                "{:.2}",
+                (first.source.len() + first.tickets.len()) as f64 / first.records.max(1) as f64
+            ),
+        ]);
+    }
+    print!("{table}");
+    println!(
+        "   the playbook copies no comments, keeps no link and never syncs a later change back; its figures are its first sync only."
+    );
     println!("\n== Where they go (requests per record, by method and path; ids shown as {{id}})");
     for (pair, phases) in &measured {
         for p in phases {
@@ -740,6 +776,100 @@ pub async fn calls(incidents: usize, detail: bool) -> CmdResult {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a playbook does per incident, as a Logic App run triggered by the new
+/// incident: it reads the incident (the trigger gives its id), creates the ticket,
+/// then adds the ticket's tag (a read-merge-write: the run knows nothing of the
+/// tags) and a comment with the ticket's key. Driven through the same clients
+/// the bridge uses, without its engine, on fresh simulators with the same seed.
+/// Per pair: (name, runs, source requests, ticket requests).
+async fn playbook_baseline(
+    defender_n: usize,
+    sentinel_n: usize,
+) -> anyhow::Result<Vec<(&'static str, usize, Vec<LoggedRequest>, Vec<LoggedRequest>)>> {
+    use bridge_core::model::IncidentUpdate;
+    let sims = Sims::start(SimPorts::default()).await?;
+    let scratch = Scratch::new("playbook")?;
+    let result = async {
+        let now = Utc::now();
+        let defender = sims.seed_incidents(defender_n, now);
+        let sentinel = sims.seed_sentinel_incidents(sentinel_n, now);
+        let config = scratch.config(&sims, "")?;
+        let limiters = LimiterRegistry::from_config(&config);
+        let pairs = pairs_named(
+            &config,
+            &limiters,
+            &["defender->jira", "sentinel->servicenow"],
+        )?;
+        let mut out = Vec::new();
+        for (name, pair, ids) in [
+            ("defender->jira", &pairs[0], &defender),
+            ("sentinel->servicenow", &pairs[1], &sentinel),
+        ] {
+            let (source_kit, ticket_kit) = if name.starts_with("defender") {
+                (sims.graph.kit.clone(), sims.jira.kit.clone())
+            } else {
+                (sims.sentinel.kit.clone(), sims.servicenow.kit.clone())
+            };
+            source_kit.clear_log();
+            ticket_kit.clear_log();
+            let spec = PairSpec {
+                pair: &pair.pair,
+                source: &pair.source_name,
+                scope: &pair.correlation_scope,
+                mapping: &pair.mapping,
+                policy: pair.policy,
+            };
+            let mut runs = 0;
+            for id in ids {
+                let incident = pair.source.get(id).await.map_err(|e| anyhow!("{e}"))?;
+                let plan = reconcile::reconcile(
+                    spec,
+                    Input {
+                        incidents: std::slice::from_ref(&incident),
+                        tickets: &[],
+                        links: &[],
+                    },
+                );
+                // A closed incident starts no run, as the bridge makes no ticket for it.
+                let Some(Action::CreateTicket { create, .. }) = plan.actions.into_iter().next()
+                else {
+                    continue;
+                };
+                runs += 1;
+                let ticket = pair
+                    .tickets
+                    .create(&create)
+                    .await
+                    .map_err(|e| anyhow!("{e}"))?;
+                let tag = IncidentUpdate {
+                    set: Default::default(),
+                    add_tags: vec![format!("ticket:{}", ticket.key)],
+                };
+                pair.source
+                    .update(id, &tag)
+                    .await
+                    .map_err(|e| anyhow!("{e}"))?;
+                pair.source
+                    .add_comment(id, &format!("Ticket {} opened: {}", ticket.key, ticket.url))
+                    .await
+                    .map_err(|e| anyhow!("{e}"))?;
+            }
+            // The run's own reads of the incident count; the simulator's list of
+            // the incidents to start runs for (the trigger) does not.
+            out.push((
+                name,
+                runs,
+                counted(source_kit.requests()),
+                counted(ticket_kit.requests()),
+            ));
+        }
+        Ok::<_, anyhow::Error>(out)
+    }
+    .await;
+    sims.shutdown();
+    result
 }
 
 /// Runs the phases of one pair, each one cycle, counting its two systems' requests.
