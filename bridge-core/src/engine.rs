@@ -389,6 +389,9 @@ struct Cycle<'a> {
     /// action on it is carried out: a write to it starts from this instead of
     /// reading it again (`IncidentSource::update_listed`).
     listed: HashMap<String, IncidentSnapshot>,
+    /// Incidents the bridge updated in the plan being applied, as the write
+    /// returned them: their comments, where the answer had them all.
+    wrote: HashMap<String, IncidentSnapshot>,
     /// Creates whose answer was lost this cycle: resolved at its end.
     lost_creates: Vec<IntentId>,
     /// The pair's newest linked ticket key, once read (see `newest_ticket`).
@@ -429,6 +432,7 @@ impl<'a> Cycle<'a> {
             written_incident: None,
             fetched: HashMap::new(),
             listed: HashMap::new(),
+            wrote: HashMap::new(),
             lost_creates: Vec::new(),
             newest_ticket: None,
         }

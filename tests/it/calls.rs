@@ -152,3 +152,36 @@ fn a_first_sentinel_sync_puts_each_incident_once_without_reading_it_and_never_se
         "ServiceNow: the create, and no correlation lookup before it: {snow:#?}"
     );
 }
+
+#[test]
+fn an_analyst_moving_issues_costs_defender_one_patch_each_and_no_read() {
+    let env = env(20, 0);
+    env.sync();
+    let moved: Vec<String> = env
+        .links()
+        .iter()
+        .filter(|l| l["pair"] == "defender->jira")
+        .map(|l| l["ticket_key"].as_str().unwrap().to_string())
+        .filter(|key| env.sims.jira.issue(key).unwrap().status == "To Do")
+        .take(3)
+        .collect();
+    assert_eq!(moved.len(), 3);
+    for key in &moved {
+        env.sims
+            .jira
+            .transition_as_analyst(key, "In Progress", None)
+            .unwrap();
+    }
+    env.sims.graph.kit.clear_log();
+    env.sync();
+    let graph = env.sims.graph.kit.requests();
+    let reads = count(&graph, |r| {
+        r.method == "GET" && under(r, "/security/incidents")
+    });
+    let patches = count(&graph, |r| r.method == "PATCH");
+    assert_eq!(
+        (reads, patches),
+        (0, 3),
+        "one PATCH per moved issue; its answer has the comments: {graph:#?}"
+    );
+}

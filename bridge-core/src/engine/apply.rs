@@ -86,14 +86,21 @@ impl Cycle<'_> {
                     // The incident's comments as this cycle listed them, where
                     // the listing had them all (a ticket made just now takes
                     // those with it), unless the plan wrote to the incident.
-                    let listed = read
-                        .get(id.as_str())
-                        .filter(|_| !updated.contains(&id))
-                        .and_then(|i| self.rt.source.listed_comments(i));
+                    // An incident the plan updated: the comments the write's
+                    // answer had (the version the link now holds), where that
+                    // answer had them all.
+                    let listed = match self.wrote.remove(&id) {
+                        Some(written) => self.rt.source.listed_comments(&written),
+                        None => read
+                            .get(id.as_str())
+                            .filter(|_| !updated.contains(&id))
+                            .and_then(|i| self.rt.source.listed_comments(i)),
+                    };
                     self.sync_comments(&link, is_new, listed).await?;
                 }
             }
         }
+        self.wrote.clear();
         Ok(())
     }
 
@@ -157,7 +164,11 @@ impl Cycle<'_> {
                         // the ticket shows (a template over a written attribute):
                         // that follows now, not when the incident next moves.
                         let link = match self.written_incident.take().filter(|_| to_incident) {
-                            Some(incident) => self.follow_incident_write(link, &incident).await?,
+                            Some(incident) => {
+                                let link = self.follow_incident_write(link, &incident).await?;
+                                self.wrote.insert(incident.id.clone(), incident);
+                                link
+                            }
                             None => link,
                         };
                         links.insert(link.incident_id.clone(), link);
