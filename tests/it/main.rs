@@ -5,6 +5,7 @@
 mod common;
 
 mod bad_input;
+mod calls;
 mod crash;
 mod doctor;
 mod drift;
