@@ -383,6 +383,11 @@ struct Cycle<'a> {
     /// Incidents the bridge updated in the plan being applied, as the write
     /// returned them: their comments, where the answer had them all.
     wrote: HashMap<String, IncidentSnapshot>,
+    /// The sides the bridge wrote this cycle, by incident: the version a write
+    /// returned is the newest the bridge knows of that side, so a version the
+    /// poll saw before it is never recorded over it (two opaque etags of one
+    /// second cannot be ordered by themselves).
+    written_sides: HashSet<(Direction, String)>,
     /// Creates whose answer was lost this cycle: resolved at its end.
     lost_creates: Vec<IntentId>,
     /// The pair's newest linked ticket key, once read (see `newest_ticket`).
@@ -424,6 +429,7 @@ impl<'a> Cycle<'a> {
             fetched: HashMap::new(),
             listed: HashMap::new(),
             wrote: HashMap::new(),
+            written_sides: HashSet::new(),
             lost_creates: Vec::new(),
             newest_ticket: None,
         }

@@ -190,6 +190,9 @@ impl Cycle<'_> {
                     return Ok(());
                 };
                 link.baseline.extend(baseline);
+                let incident_seen =
+                    self.unless_written(Direction::ToIncident, &link, &incident_seen);
+                let ticket_seen = self.unless_written(Direction::ToTicket, &link, &ticket_seen);
                 advance(&mut link, incident_seen, ticket_seen, self.clock.now());
                 let records = if changes.is_empty() && note.is_empty() {
                     Vec::new()
@@ -703,7 +706,11 @@ impl Cycle<'_> {
                     // The version the write produced is the bridge's own: what
                     // comes after it, even within the same second, is someone
                     // else's.
-                    advance(link, incident_seen.clone(), Some(t.version()), now);
+                    let incident_seen =
+                        self.unless_written(Direction::ToIncident, link, incident_seen);
+                    advance(link, incident_seen, Some(t.version()), now);
+                    self.written_sides
+                        .insert((Direction::ToTicket, link.incident_id.clone()));
                     detail
                 });
                 (Direction::ToTicket, changes.clone(), result)
@@ -736,7 +743,10 @@ impl Cycle<'_> {
                         |a| &mut a.incident,
                     );
                     link.baseline.extend(baseline);
-                    advance(link, Some(i.version()), ticket_seen.clone(), now);
+                    let ticket_seen = self.unless_written(Direction::ToTicket, link, ticket_seen);
+                    advance(link, Some(i.version()), ticket_seen, now);
+                    self.written_sides
+                        .insert((Direction::ToIncident, link.incident_id.clone()));
                     detail
                 });
                 (Direction::ToIncident, changes.clone(), result)
@@ -934,6 +944,26 @@ pub(super) fn read_back(
 
 /// Remembers the versions of both sides the bridge has now synced from (the
 /// later of what the link knew and what was read or written).
+impl Cycle<'_> {
+    /// A version the poll saw of one side of `link`, unless the bridge wrote that
+    /// side since in this cycle: then the write's answer is the later one.
+    fn unless_written(
+        &self,
+        side: Direction,
+        link: &Link,
+        seen: &Option<Version>,
+    ) -> Option<Version> {
+        if self
+            .written_sides
+            .contains(&(side, link.incident_id.clone()))
+        {
+            None
+        } else {
+            seen.clone()
+        }
+    }
+}
+
 pub(super) fn advance(
     link: &mut Link,
     incident: Option<Version>,
