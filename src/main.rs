@@ -135,6 +135,16 @@ enum BenchCommand {
         #[arg(long, value_enum)]
         only: Option<cmd::bench::Scenario>,
     },
+    /// API calls per incident, per pair and phase (first sync, echo, one-field
+    /// updates, quiet), counted from the simulators' request logs.
+    Calls {
+        /// Defender incidents seeded; Sentinel gets three fifths as many.
+        #[arg(long, default_value_t = 100)]
+        incidents: usize,
+        /// Also break down the quiet cycle's requests.
+        #[arg(long)]
+        detail: bool,
+    },
     /// Time the pure reconcile over a large synthetic link table.
     Reconcile {
         #[arg(long, default_value_t = 100_000)]
@@ -368,6 +378,7 @@ async fn dispatch(command: Command) -> CmdResult {
                 only,
             } => cmd::bench::throttle(incidents, jira_limit, only).await,
             BenchCommand::Reconcile { links } => cmd::bench::reconcile(links),
+            BenchCommand::Calls { incidents, detail } => cmd::bench::calls(incidents, detail).await,
         },
     }
 }

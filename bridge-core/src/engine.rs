@@ -376,6 +376,18 @@ struct Cycle<'a> {
     /// Both sides of a link as `get` read them this cycle (a sweep, a retry), by
     /// incident, until a write to the link or its comment sync.
     fetched: HashMap<String, (IncidentSnapshot, TicketSnapshot)>,
+    /// The incident as this cycle read it (its poll, or a re-read), while an
+    /// action on it is carried out: a write to it starts from this instead of
+    /// reading it again (`IncidentSource::update_listed`).
+    listed: HashMap<String, IncidentSnapshot>,
+    /// Incidents the bridge updated in the plan being applied, as the write
+    /// returned them: their comments, where the answer had them all.
+    wrote: HashMap<String, IncidentSnapshot>,
+    /// The sides the bridge wrote this cycle, by incident: the version a write
+    /// returned is the newest the bridge knows of that side, so a version the
+    /// poll saw before it is never recorded over it (two opaque etags of one
+    /// second cannot be ordered by themselves).
+    written_sides: HashSet<(Direction, String)>,
     /// Creates whose answer was lost this cycle: resolved at its end.
     lost_creates: Vec<IntentId>,
     /// The pair's newest linked ticket key, once read (see `newest_ticket`).
@@ -387,7 +399,8 @@ enum Prior {
     /// Nothing: look it up by correlation id first.
     Search,
     Found(Box<TicketSnapshot>),
-    /// The ticket system said for certain there is none.
+    /// There is none: the ticket system said so for certain, or no create was
+    /// ever begun for the incident (a fresh create).
     Absent,
 }
 
@@ -414,6 +427,9 @@ impl<'a> Cycle<'a> {
             sweeping: false,
             written_incident: None,
             fetched: HashMap::new(),
+            listed: HashMap::new(),
+            wrote: HashMap::new(),
+            written_sides: HashSet::new(),
             lost_creates: Vec::new(),
             newest_ticket: None,
         }

@@ -165,6 +165,26 @@ pub trait IncidentSource: Send + Sync {
     fn get_has_comments(&self) -> bool {
         true
     }
+    /// Applies the update to the incident as `listed` showed it, read by this
+    /// cycle's poll: a source whose write needs the record's current state (Graph
+    /// replaces `customTags` as a whole, Sentinel's PUT replaces the incident and
+    /// needs its etag) takes it from the listing instead of reading it again. A
+    /// change made in between is the source's to refuse (Sentinel: 409 on the
+    /// etag, returned as `Conflict`). By default, `update`.
+    async fn update_listed(
+        &self,
+        listed: &IncidentSnapshot,
+        update: &IncidentUpdate,
+    ) -> ConnectorResult<IncidentSnapshot> {
+        self.update(&listed.id, update).await
+    }
+    /// Every comment on `listed` when its listing already said (Graph embeds the
+    /// comments; Sentinel counts them, so an incident listed with none needs no
+    /// read). `None`: read them with `comments`.
+    fn listed_comments(&self, listed: &IncidentSnapshot) -> Option<Vec<Comment>> {
+        let _ = listed;
+        None
+    }
 }
 
 /// What a look for the ticket of a create whose answer was lost found.

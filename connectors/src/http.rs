@@ -410,6 +410,20 @@ impl RateLimiter {
 /// Pulls a human-readable message out of a vendor error body.
 pub type ErrorMessageFn = fn(&[u8]) -> Option<String>;
 
+/// Reads an error body the way one configured remote describes it (the generic
+/// system's `error_message` and `error_details`); tried before the `ErrorMessageFn`.
+#[derive(Clone)]
+pub struct ErrorText(pub Arc<ErrorTextFn>);
+
+/// What [`ErrorText`] holds: an error body in, its message out.
+pub type ErrorTextFn = dyn Fn(&[u8]) -> Option<String> + Send + Sync;
+
+impl std::fmt::Debug for ErrorText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ErrorText")
+    }
+}
+
 /// A response that came back with a success status.
 #[derive(Debug)]
 pub struct Response {
@@ -539,6 +553,7 @@ pub struct Api {
     auth: Auth,
     retry: RetryPolicy,
     error_message: ErrorMessageFn,
+    error_text: Option<ErrorText>,
     /// The rate limit of the remote instance, shared with every other `Api` that
     /// talks to it; `None`: requests go unpaced.
     limiter: Option<Arc<RateLimiter>>,
@@ -612,6 +627,7 @@ impl Api {
             auth,
             retry: RetryPolicy::default(),
             error_message,
+            error_text: None,
             limiter: None,
             max_body: DEFAULT_MAX_BODY,
         })
@@ -620,6 +636,12 @@ impl Api {
     /// Refuses response bodies larger than `max_body` bytes (`[http] max_body`).
     pub fn with_max_body(mut self, max_body: u64) -> Api {
         self.max_body = max_body;
+        self
+    }
+
+    /// Reads error bodies with `text` first (then the `ErrorMessageFn`).
+    pub fn with_error_text(mut self, text: ErrorText) -> Api {
+        self.error_text = Some(text);
         self
     }
 
@@ -898,11 +920,14 @@ impl Api {
             500..=599 => ErrorKind::Transient,
             _ => ErrorKind::Permanent,
         };
-        let detail = (self.error_message)(body).unwrap_or_else(|| {
-            String::from_utf8_lossy(&body[..body.len().min(200)])
-                .trim()
-                .to_string()
-        });
+        let configured = self.error_text.as_ref().and_then(|t| (t.0)(body));
+        let detail = configured
+            .or_else(|| (self.error_message)(body))
+            .unwrap_or_else(|| {
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+                    .trim()
+                    .to_string()
+            });
         let message = if detail.is_empty() {
             format!("HTTP {status}")
         } else {

@@ -162,6 +162,29 @@ struct Job {
     schedule: bridge_core::schedule::Schedule,
 }
 
+/// A sweep reads every open link of its pair from the store, and its store work
+/// grows with them: it runs on the blocking pool (its remote reads still driven by
+/// the runtime), so a large sweep never holds up an async worker, and with it the
+/// other sources' cycles and the server.
+async fn sweep_off_the_workers(
+    pairs: &Arc<Vec<PairRuntime>>,
+    index: usize,
+    store: &Arc<dyn Store>,
+    span: tracing::Span,
+) -> Result<engine::CycleReport, engine::EngineError> {
+    let (pairs, store) = (Arc::clone(pairs), Arc::clone(store));
+    let runtime = tokio::runtime::Handle::current();
+    let sweep = tokio::task::spawn_blocking(move || {
+        runtime.block_on(
+            engine::run_sweep(&pairs[index], store.as_ref(), &SystemClock, false).instrument(span),
+        )
+    });
+    match sweep.await {
+        Ok(result) => result,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// Jobs on their schedules, one at a time, until the stop signal; a job under
 /// way finishes first.
 async fn run_jobs(
@@ -195,11 +218,7 @@ async fn run_jobs(
                         .instrument(span.clone())
                         .await
                 }
-                RunKind::Sweep => {
-                    engine::run_sweep(pair, store.as_ref(), &SystemClock, false)
-                        .instrument(span.clone())
-                        .await
-                }
+                RunKind::Sweep => sweep_off_the_workers(&pairs, index, &store, span.clone()).await,
             };
             let _in_job = span.enter();
             status

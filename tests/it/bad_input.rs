@@ -682,6 +682,120 @@ fn cases() -> Vec<Case> {
             at: At::Mark,
             says: "unknown placeholder `{ticket}`",
         },
+        // ---- issue 17: the [api] keys that describe real helpdesks
+        Case {
+            name: "generic [api] record pointer without its slash",
+            edits: &[Replace(
+                "generic.toml",
+                "get = { method = \"GET\", path = \"/api/tickets/{key}\" }",
+                "get = { method = \"GET\", path = \"/api/tickets/{key}\", record = \"‸ticket\" }",
+            )],
+            at: At::Mark,
+            says: "a JSON pointer starts with `/` (RFC 6901)",
+        },
+        Case {
+            name: "generic [api] list envelope on a single-record endpoint",
+            edits: &[Replace(
+                "generic.toml",
+                "get = { method = \"GET\", path = \"/api/tickets/{key}\" }",
+                "get = { method = \"GET\", path = \"/api/tickets/{key}\", items = ‸\"/tickets\" }",
+            )],
+            at: At::Mark,
+            says: "`items` does not belong in `get`",
+        },
+        Case {
+            name: "generic [api] list with both a more and an end flag",
+            edits: &[Replace(
+                "generic.toml",
+                "search = { method = \"GET\", path = \"/api/tickets?updated_since={since}&limit=100\" }",
+                "search = { method = \"GET\", path = \"/api/tickets?updated_since={since}&limit=100\", more = \"/has_more\", end = ‸\"/end\" }",
+            )],
+            at: At::Mark,
+            says: "not both",
+        },
+        Case {
+            name: "generic [api] unknown update mode",
+            edits: &[Replace(
+                "generic.toml",
+                "update = { method = \"PATCH\", path = \"/api/tickets/{key}\" }",
+                "update = { method = \"PATCH\", path = \"/api/tickets/{key}\", mode = ‸\"whole\" }",
+            )],
+            at: At::Mark,
+            says: "is not an update mode",
+        },
+        Case {
+            name: "generic [api.types] unknown value type",
+            edits: &[Replace(
+                "generic.toml",
+                "[api.fields]\n",
+                "[api.types]\npriority = ‸\"int\"\n\n[api.fields]\n",
+            )],
+            at: At::Mark,
+            says: "is not a value type",
+        },
+        Case {
+            name: "generic [api.types] integer priority fed words by its value map",
+            edits: &[
+                Replace(
+                    "generic.toml",
+                    "[api.fields]\n",
+                    "[api.types]\npriority = \"integer\"\n\n[api.fields]\n",
+                ),
+                Replace("generic.toml", "High = \"high\"", "High = ‸\"high\""),
+            ],
+            at: At::Mark,
+            says: "\"high\" is not an integer value",
+        },
+        Case {
+            name: "generic [api] fixed create field holding a list",
+            edits: &[Replace(
+                "generic.toml",
+                "create = { method = \"POST\", path = \"/api/tickets\" }",
+                "create = { method = \"POST\", path = \"/api/tickets\", fields = { \"/source\" = ‸[2] } }",
+            )],
+            at: At::Mark,
+            says: "a fixed field is a string, a number or a boolean",
+        },
+        Case {
+            name: "generic [api] fixed create field with an unknown placeholder",
+            edits: &[Replace(
+                "generic.toml",
+                "create = { method = \"POST\", path = \"/api/tickets\" }",
+                "create = { method = \"POST\", path = \"/api/tickets\", fields = { \"/requester\" = \"soc ‸{team}\" } }",
+            )],
+            at: At::Mark,
+            says: "unknown placeholder `{team}`",
+        },
+        Case {
+            name: "generic [api] unknown since format",
+            edits: &[Replace(
+                "generic.toml",
+                "items = \"/items\"",
+                "items = \"/items\"\nsince_format = ‸\"epoch\"",
+            )],
+            at: At::Mark,
+            says: "is not a time format",
+        },
+        Case {
+            name: "generic [api] since zone without a pattern",
+            edits: &[Replace(
+                "generic.toml",
+                "items = \"/items\"",
+                "items = \"/items\"\nsince_zone = ‸\"+01:00\"",
+            )],
+            at: At::Mark,
+            says: "`since_zone` goes with a strftime `since_format`",
+        },
+        Case {
+            name: "generic [api] error details pointer without its slash",
+            edits: &[Replace(
+                "generic.toml",
+                "items = \"/items\"",
+                "items = \"/items\"\nerror_details = \"‸errors\"",
+            )],
+            at: At::Mark,
+            says: "a JSON pointer starts with `/` (RFC 6901)",
+        },
         // ---- issue 10: what `run` would refuse, and careless values
         Case {
             name: "plain http to Jira, which is sent credentials",

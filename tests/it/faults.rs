@@ -1037,7 +1037,8 @@ fn a_due_retry_of_a_failed_write_back_writes_it_back() {
 
 #[test]
 fn seeded_random_server_errors_on_every_system_still_converge() {
-    let env = Env::start_with(6, 3);
+    // Enough incidents that a one-in-ten fault fires a few times on every system.
+    let env = Env::start_with(30, 15);
     let flaky = |method: Method, path: &str, status: u16, seed: u64| {
         FaultRule::new(Some(method), path, Effect::status(status))
             .when(Trigger::Probability { p: 0.1, seed })

@@ -5,12 +5,14 @@
 mod common;
 
 mod bad_input;
+mod calls;
 mod crash;
 mod doctor;
 mod drift;
 mod examples;
 mod faults;
 mod graph_jira;
+mod helpdesks;
 mod ledger;
 mod one_writer;
 mod replicas;

@@ -50,10 +50,26 @@ impl Cycle<'_> {
             .into_iter()
             .map(|l| (l.incident_id.clone(), l))
             .collect();
+        let read: HashMap<&str, &IncidentSnapshot> =
+            incidents.iter().map(|i| (i.id.as_str(), i)).collect();
+        // Incidents the plan updates: their comments are read after the write,
+        // whose answer becomes the version the link has seen (a comment made
+        // since the listing would otherwise be passed over).
+        let updated: HashSet<String> = plan
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::UpdateIncident { .. } | Action::Merge { .. }))
+            .map(|a| a.incident_id().to_string())
+            .collect();
         for action in plan.actions {
             // Whatever the plan writes, comments are read afresh afterwards.
-            self.fetched.remove(action.incident_id());
+            let id = action.incident_id().to_string();
+            self.fetched.remove(&id);
+            if let Some(incident) = read.get(id.as_str()) {
+                self.listed.insert(id.clone(), (*incident).clone());
+            }
             self.apply(action, &mut links, true).await?;
+            self.listed.remove(&id);
         }
         if comments.to_ticket || comments.to_incident {
             // New tickets take the incident's existing comments with them.
@@ -66,10 +82,25 @@ impl Cycle<'_> {
             for id in moved {
                 if let Some(link) = links.get(&id).filter(|l| l.state == LinkState::Active) {
                     let link = link.clone();
-                    self.sync_comments(&link, new.contains(&id)).await?;
+                    let is_new = new.contains(&id);
+                    // The incident's comments as this cycle listed them, where
+                    // the listing had them all (a ticket made just now takes
+                    // those with it), unless the plan wrote to the incident.
+                    // An incident the plan updated: the comments the write's
+                    // answer had (the version the link now holds), where that
+                    // answer had them all.
+                    let listed = match self.wrote.remove(&id) {
+                        Some(written) => self.rt.source.listed_comments(&written),
+                        None => read
+                            .get(id.as_str())
+                            .filter(|_| !updated.contains(&id))
+                            .and_then(|i| self.rt.source.listed_comments(i)),
+                    };
+                    self.sync_comments(&link, is_new, listed).await?;
                 }
             }
         }
+        self.wrote.clear();
         Ok(())
     }
 
@@ -103,8 +134,12 @@ impl Cycle<'_> {
                         baseline: baseline.clone(),
                     })
                     .await?;
+                // A fresh create never searches first: no create was begun for
+                // this incident before (its outcome would be an intent, which
+                // `recover` looks up with `find_created` before anything else),
+                // so there is no ticket of the bridge's to find.
                 if let Some(link) = self
-                    .create_ticket(Some(intent), *incident, create, baseline, Prior::Search)
+                    .create_ticket(Some(intent), *incident, create, baseline, Prior::Absent)
                     .await?
                 {
                     links.insert(link.incident_id.clone(), link);
@@ -129,7 +164,11 @@ impl Cycle<'_> {
                         // the ticket shows (a template over a written attribute):
                         // that follows now, not when the incident next moves.
                         let link = match self.written_incident.take().filter(|_| to_incident) {
-                            Some(incident) => self.follow_incident_write(link, &incident).await?,
+                            Some(incident) => {
+                                let link = self.follow_incident_write(link, &incident).await?;
+                                self.wrote.insert(incident.id.clone(), incident);
+                                link
+                            }
                             None => link,
                         };
                         links.insert(link.incident_id.clone(), link);
@@ -151,6 +190,9 @@ impl Cycle<'_> {
                     return Ok(());
                 };
                 link.baseline.extend(baseline);
+                let incident_seen =
+                    self.unless_written(Direction::ToIncident, &link, &incident_seen);
+                let ticket_seen = self.unless_written(Direction::ToTicket, &link, &ticket_seen);
                 advance(&mut link, incident_seen, ticket_seen, self.clock.now());
                 let records = if changes.is_empty() && note.is_empty() {
                     Vec::new()
@@ -452,15 +494,68 @@ impl Cycle<'_> {
         };
         let intent = self.begin(&action).await?;
         let source = &self.rt.source;
-        let result: Result<Vec<FieldChange>, ConnectorError> = async {
+        let listed = incident.or_else(|| self.listed.get(incident_id.as_str()));
+        // Where the incident embeds its comments (Graph), the comment goes first
+        // and the tags last, so that what the tag write returns is the incident
+        // after both: the version the bridge's own writes produced, recorded
+        // below so that the next poll does not read it again as a change.
+        // Elsewhere (Sentinel) a comment moves the incident's etag, so the tag
+        // write goes first, with the etag the poll listed.
+        let comment_first = source.get_has_comments();
+        let result: Result<(Vec<FieldChange>, Option<IncidentSnapshot>), ConnectorError> = async {
             let mut changes = Vec::new();
-            let mut current = incident.cloned();
-            if !tags.is_empty() {
+            let mut commented = false;
+            let mut written = None;
+            for step in if comment_first { [0, 1] } else { [1, 0] } {
+                if step == 0 {
+                    let Some(text) = comment else { continue };
+                    let on_incident = match listed.and_then(|i| source.listed_comments(i)) {
+                        Some(comments) => comments,
+                        None => source.comments(incident_id).await?,
+                    };
+                    if !on_incident.iter().any(|c| &c.text == text) {
+                        source.add_comment(incident_id, text).await?;
+                        commented = true;
+                        changes.push(FieldChange {
+                            field: "comment".into(),
+                            old: None,
+                            new: Some(text.clone()),
+                            conflict: None,
+                        });
+                    }
+                    continue;
+                }
+                if tags.is_empty() {
+                    continue;
+                }
                 let update = IncidentUpdate {
                     set: BTreeMap::new(),
                     add_tags: tags.clone(),
                 };
-                current = Some(source.update(incident_id, &update).await?);
+                // Changed since the listing (Sentinel's 409 on the listed etag):
+                // read it again and write once more.
+                let mut stale = false;
+                let after = match listed {
+                    Some(i) => match source.update_listed(i, &update).await {
+                        Err(e) if e.kind == ErrorKind::Conflict => {
+                            stale = true;
+                            source.update(incident_id, &update).await?
+                        }
+                        after => after?,
+                    },
+                    None => source.update(incident_id, &update).await?,
+                };
+                // Only the bridge's own writes in between: nothing but the tags
+                // (and the comment) differs from what the poll listed.
+                written = listed
+                    .filter(|i| {
+                        comment_first
+                            && !stale
+                            && after.attrs == i.attrs
+                            && after.redirect_to == i.redirect_to
+                            && after.comments.len() == i.comments.len() + usize::from(commented)
+                    })
+                    .map(|_| after);
                 changes.push(FieldChange {
                     field: "tags".into(),
                     old: None,
@@ -468,27 +563,18 @@ impl Cycle<'_> {
                     conflict: None,
                 });
             }
-            if let Some(text) = comment {
-                let current = match current {
-                    Some(c) => c,
-                    None => source.get(incident_id).await?,
-                };
-                if !current.comments.iter().any(|c| &c.text == text) {
-                    source.add_comment(incident_id, text).await?;
-                    changes.push(FieldChange {
-                        field: "comment".into(),
-                        old: None,
-                        new: Some(text.clone()),
-                        conflict: None,
-                    });
-                }
-            }
-            Ok(changes)
+            Ok((changes, written))
         }
         .await;
         match result {
-            Ok(changes) => {
+            Ok((changes, written)) => {
+                // A later write to this incident in the same cycle starts from a
+                // fresh read: the listed version is the bridge's own past now.
+                self.listed.remove(incident_id.as_str());
                 link.written_back = true;
+                if let Some(after) = written {
+                    link.saw_incident(after.version());
+                }
                 link.updated = self.clock.now();
                 let record = LedgerRecord {
                     changes,
@@ -620,7 +706,11 @@ impl Cycle<'_> {
                     // The version the write produced is the bridge's own: what
                     // comes after it, even within the same second, is someone
                     // else's.
-                    advance(link, incident_seen.clone(), Some(t.version()), now);
+                    let incident_seen =
+                        self.unless_written(Direction::ToIncident, link, incident_seen);
+                    advance(link, incident_seen, Some(t.version()), now);
+                    self.written_sides
+                        .insert((Direction::ToTicket, link.incident_id.clone()));
                     detail
                 });
                 (Direction::ToTicket, changes.clone(), result)
@@ -633,7 +723,11 @@ impl Cycle<'_> {
                 ticket_seen,
                 ..
             } => {
-                let result = self.rt.source.update(incident_id, update).await.map(|i| {
+                let result = match self.listed.get(incident_id) {
+                    Some(listed) => self.rt.source.update_listed(listed, update).await,
+                    None => self.rt.source.update(incident_id, update).await,
+                };
+                let result = result.map(|i| {
                     self.written_incident = Some(i.clone());
                     let mut baseline = baseline.clone();
                     let source = self.rt.source_name.as_str();
@@ -649,7 +743,10 @@ impl Cycle<'_> {
                         |a| &mut a.incident,
                     );
                     link.baseline.extend(baseline);
-                    advance(link, Some(i.version()), ticket_seen.clone(), now);
+                    let ticket_seen = self.unless_written(Direction::ToTicket, link, ticket_seen);
+                    advance(link, Some(i.version()), ticket_seen, now);
+                    self.written_sides
+                        .insert((Direction::ToIncident, link.incident_id.clone()));
                     detail
                 });
                 (Direction::ToIncident, changes.clone(), result)
@@ -768,7 +865,11 @@ impl Cycle<'_> {
         let incident = self.rt.source.get(&link.incident_id).await;
         let ticket = self.rt.tickets.get(&link.ticket_key).await;
         let (incident, ticket) = match (incident, ticket) {
-            (Ok(i), Ok(t)) => (i, t),
+            (Ok(i), Ok(t)) => {
+                // What was listed is stale now: a write starts from this read.
+                self.listed.insert(i.id.clone(), i.clone());
+                (i, t)
+            }
             (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(incident = %link.incident_id, error = %e, "re-read failed");
                 self.report.failed += 1;
@@ -843,6 +944,26 @@ pub(super) fn read_back(
 
 /// Remembers the versions of both sides the bridge has now synced from (the
 /// later of what the link knew and what was read or written).
+impl Cycle<'_> {
+    /// A version the poll saw of one side of `link`, unless the bridge wrote that
+    /// side since in this cycle: then the write's answer is the later one.
+    fn unless_written(
+        &self,
+        side: Direction,
+        link: &Link,
+        seen: &Option<Version>,
+    ) -> Option<Version> {
+        if self
+            .written_sides
+            .contains(&(side, link.incident_id.clone()))
+        {
+            None
+        } else {
+            seen.clone()
+        }
+    }
+}
+
 pub(super) fn advance(
     link: &mut Link,
     incident: Option<Version>,

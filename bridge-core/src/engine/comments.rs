@@ -11,15 +11,20 @@ impl Cycle<'_> {
     /// recorded in one transaction; the first failed write ends the link's turn.
     /// A ticket made this cycle holds only what the bridge wrote: its comments are
     /// not read back (`new_ticket`).
+    /// `listed`: the incident's comments as this cycle's poll already had them
+    /// all (`IncidentSource::listed_comments`), so they are not read again.
     pub(super) async fn sync_comments(
         &mut self,
         link: &Link,
         new_ticket: bool,
+        listed: Option<Vec<Comment>>,
     ) -> Result<(), EngineError> {
         use crate::comments::{Claim, CopyRules, plan_copies, ticket_fingerprint};
         let (incident_id, key) = (link.incident_id.as_str(), link.ticket_key.as_str());
         let known = self.store.synced_comments(&self.rt.pair, incident_id)?;
-        let (on_incident, on_ticket) = match self.read_comments(incident_id, key, new_ticket).await
+        let (on_incident, on_ticket) = match self
+            .read_comments(incident_id, key, new_ticket, listed)
+            .await
         {
             Ok(sides) => sides,
             Err(e) => {
@@ -93,6 +98,7 @@ impl Cycle<'_> {
         incident_id: &str,
         key: &str,
         new_ticket: bool,
+        listed: Option<Vec<Comment>>,
     ) -> Result<(Vec<Comment>, Vec<Comment>), ConnectorError> {
         let fetched = self.fetched.remove(incident_id);
         let (got_incident, got_ticket) = match fetched {
@@ -100,7 +106,7 @@ impl Cycle<'_> {
                 self.rt.source.get_has_comments().then_some(i.comments),
                 self.rt.tickets.get_has_comments().then_some(t.comments),
             ),
-            None => (None, None),
+            None => (listed, None),
         };
         let on_incident = match got_incident {
             Some(c) => c,

@@ -1182,3 +1182,55 @@ async fn a_template_over_an_attribute_the_bridge_writes_follows_on_the_ticket() 
     .await
     .unwrap();
 }
+
+/// Within one second, on a system whose versions are opaque (an etag): an analyst
+/// moves the ticket to done while the incident goes Active, so the bridge puts
+/// the ticket back in progress (the incident's side wins) and carries the
+/// ticket's summary to the incident. The incident write used to record the
+/// ticket version its poll had read over the one the bridge's own ticket write
+/// returned, and when the analyst then closed both sides, the ticket's content
+/// (and so its etag) was again what that stale read had seen: the close looked
+/// like nothing new, and the bridge moved the ticket to done a second time.
+#[tokio::test]
+async fn a_version_read_before_the_bridges_own_write_never_replaces_it() {
+    let steps = [
+        new_incident(),
+        Step::EditIncident {
+            which: 0,
+            attr: "title",
+            value: Some("Impossible travel"),
+        },
+        Step::Run { clock_seconds: 0 },
+        Step::EditTicket {
+            which: 0,
+            attr: "summary",
+            value: Some("Phishing wave"),
+        },
+        Step::EditTicket {
+            which: 0,
+            attr: "status",
+            value: Some("done"),
+        },
+        new_incident(),
+        Step::EditIncident {
+            which: 0,
+            attr: "status",
+            value: Some("Active"),
+        },
+        Step::Run { clock_seconds: 0 },
+        Step::EditBoth {
+            which: 0,
+            incident: ("status", Some("Closed")),
+            ticket: ("status", Some("done")),
+            ticket_first: false,
+        },
+    ];
+    play_in(
+        mapping(),
+        ConflictPolicy::SourceWins,
+        Time::WholeSecondVersioned,
+        &steps,
+    )
+    .await
+    .unwrap();
+}

@@ -5,13 +5,15 @@
 
 mod generic_api;
 mod load;
+mod spans;
 mod template;
 
 use std::path::PathBuf;
 
 pub use generic_api::{
-    Endpoint, GenericApi, HttpMethod, JsonPointer, NextPage, Placeholder, PointerError, TicketUrl,
-    UrlTemplate, percent_encode,
+    Endpoint, ErrorShape, ExtraField, ExtraValue, GenericApi, HttpMethod, JsonPointer, More,
+    NextPage, Placeholder, PointerError, SinceFormat, TextPart, TicketUrl, UpdateMode, UrlTemplate,
+    ValueType, percent_encode,
 };
 pub use load::{load, parse};
 pub use template::{Template, TemplateContext};

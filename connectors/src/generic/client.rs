@@ -9,7 +9,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bridge_core::mapping::{GenericApi, HttpMethod, NextPage, Placeholder, UrlTemplate};
+use bridge_core::mapping::{
+    Endpoint, ErrorShape, GenericApi, HttpMethod, More, NextPage, Placeholder, UpdateMode,
+    UrlTemplate,
+};
 use bridge_core::model::{
     Comment, Correlation, Page, TicketCreate, TicketSnapshot, TicketUpdate, Timestamp,
 };
@@ -20,7 +23,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::convert::{self, empty_body, set_attr};
-use crate::http::{Api, Auth, Request, Response, TokenProvider};
+use crate::http::{Api, Auth, ErrorText, Request, Response, TokenProvider};
 
 /// The system name in errors and logs when none is configured.
 pub const SYSTEM: &str = "generic";
@@ -113,7 +116,17 @@ fn method(m: HttpMethod) -> Method {
 
 impl GenericTickets {
     /// `api` is built by [`generic_api`]; `spec` is the mapping's checked `[api]`.
+    /// Error bodies are read where `error_message` and `error_details` say.
     pub fn new(api: Api, spec: GenericApi) -> GenericTickets {
+        let api = if spec.errors == ErrorShape::default() {
+            api
+        } else {
+            let shape = spec.errors.clone();
+            api.with_error_text(ErrorText(Arc::new(move |body: &[u8]| {
+                let value: Value = serde_json::from_slice(body).ok()?;
+                shape.describe(&value)
+            })))
+        };
         GenericTickets { api, spec }
     }
 
@@ -153,11 +166,58 @@ impl GenericTickets {
         response.json(self.api.system())
     }
 
+    /// The record an answer of `endpoint` holds (`record`).
+    fn record_of(&self, endpoint: &Endpoint, answer: Value) -> ConnectorResult<Value> {
+        if endpoint.record.is_root() {
+            return Ok(answer);
+        }
+        match endpoint.record.get(&answer) {
+            Some(record) if record.is_object() => Ok(record.clone()),
+            _ => Err(self.invalid(format!(
+                "the answer holds no object at {:?} (the endpoint's `record`)",
+                endpoint.record.as_str()
+            ))),
+        }
+    }
+
+    /// The request body that carries `record` where `endpoint` sends it (`send`).
+    fn wrap(&self, endpoint: &Endpoint, record: Value) -> ConnectorResult<Value> {
+        if endpoint.send.is_root() {
+            return Ok(record);
+        }
+        let mut body = empty_body();
+        endpoint
+            .send
+            .set(&mut body, record)
+            .map_err(|e| self.permanent(e))?;
+        Ok(body)
+    }
+
+    /// Writes the endpoint's fixed fields (`fields`) into `record`.
+    fn extra_fields(
+        &self,
+        endpoint: &Endpoint,
+        record: &mut Value,
+        attr: impl Fn(&str) -> Option<String>,
+        correlation: &str,
+    ) -> ConnectorResult<()> {
+        for field in &endpoint.fields {
+            let value = field.value.render(&attr, correlation);
+            field.at.set(record, value).map_err(|e| self.permanent(e))?;
+        }
+        Ok(())
+    }
+
     /// One page of a search or find: the ticket objects and the next page's URL.
-    async fn list(&self, url: Url) -> ConnectorResult<(Vec<Value>, Option<String>)> {
+    async fn list(
+        &self,
+        endpoint: &Endpoint,
+        url: Url,
+    ) -> ConnectorResult<(Vec<Value>, Option<String>)> {
         let response = self.api.send(Request::get(url.clone())).await?;
         let body = self.json(&response)?;
-        let items = match self.spec.items.get(&body) {
+        let items_at = self.spec.items_of(endpoint);
+        let items = match items_at.get(&body) {
             Some(Value::Array(items)) => items.clone(),
             Some(Value::Null) => Vec::new(),
             // A missing list is a wrong `items` pointer, not an empty page: polling
@@ -165,11 +225,17 @@ impl GenericTickets {
             _ => {
                 return Err(self.invalid(format!(
                     "the list response holds no list of tickets at {:?}",
-                    self.spec.items.as_str()
+                    items_at.as_str()
                 )));
             }
         };
-        let link = match &self.spec.next {
+        let more = match &endpoint.more {
+            None => true,
+            Some(More::While(flag)) => flag.get(&body) == Some(&Value::Bool(true)),
+            Some(More::Until(flag)) => flag.get(&body) != Some(&Value::Bool(true)),
+        };
+        let link = match self.spec.next_of(endpoint) {
+            _ if !more => None,
             NextPage::None => None,
             NextPage::Pointer(pointer) => convert::text_at(pointer.get(&body), pointer.as_str())
                 .map_err(|e| self.invalid(e))?,
@@ -213,11 +279,21 @@ impl GenericTickets {
         })
     }
 
-    /// The ticket object as the API returns it.
-    async fn read_object(&self, key: &str) -> ConnectorResult<Value> {
+    /// The ticket object as the API returns it, with the answer's `ETag`.
+    async fn read_record(&self, key: &str) -> ConnectorResult<(Value, Option<String>)> {
         let url = self.ticket_url(&self.spec.get.path, key)?;
         let response = self.api.send(Request::get(url)).await?;
-        self.json(&response)
+        let etag = response
+            .headers
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let answer = self.json(&response)?;
+        Ok((self.record_of(&self.spec.get, answer)?, etag))
+    }
+
+    async fn read_object(&self, key: &str) -> ConnectorResult<Value> {
+        Ok(self.read_record(key).await?.0)
     }
 
     async fn read(&self, key: &str) -> ConnectorResult<TicketSnapshot> {
@@ -271,6 +347,28 @@ impl GenericTickets {
         Ok(())
     }
 
+    /// A body holding what `object` has at every place the bridge writes (the
+    /// `[api.fields]`, the correlation id, the labels): a full update sends these
+    /// back, never the read-only rest (ids, times, conversations).
+    fn known_places(&self, object: &Value) -> ConnectorResult<Value> {
+        let mut body = empty_body();
+        let places = self
+            .spec
+            .fields
+            .iter()
+            .map(|(_, p)| p)
+            .chain([&self.spec.correlation])
+            .chain(self.spec.labels.as_ref());
+        for pointer in places {
+            if let Some(value) = pointer.get(object) {
+                pointer
+                    .set(&mut body, value.clone())
+                    .map_err(|e| self.permanent(e))?;
+            }
+        }
+        Ok(body)
+    }
+
     fn set_labels(&self, body: &mut Value, labels: Vec<String>) -> ConnectorResult<()> {
         let Some(pointer) = &self.spec.labels else {
             return Err(self.permanent("labels cannot be written: [api] names no `labels` pointer"));
@@ -280,14 +378,15 @@ impl GenericTickets {
     }
 
     /// The whole ticket a write answered with, if it did.
-    fn answered_ticket(&self, response: &Response) -> Option<TicketSnapshot> {
-        let object: Value = serde_json::from_slice(&response.body).ok()?;
+    fn answered_ticket(&self, endpoint: &Endpoint, response: &Response) -> Option<TicketSnapshot> {
+        let answer: Value = serde_json::from_slice(&response.body).ok()?;
+        let object = self.record_of(endpoint, answer).ok()?;
         self.snapshot(&object).ok()
     }
 
     /// The ticket a write answered with, or (an empty or partial answer) as read now.
     async fn settle(&self, key: &str, response: &Response) -> ConnectorResult<TicketSnapshot> {
-        match self.answered_ticket(response) {
+        match self.answered_ticket(&self.spec.update, response) {
             Some(ticket) => Ok(ticket),
             None => self.read(key).await,
         }
@@ -296,10 +395,12 @@ impl GenericTickets {
     /// The ticket a create made: the answer, or read back by the key (or id) the
     /// answer names, or from the `Location` header of a `201 Created` without a body.
     async fn created_ticket(&self, response: &Response) -> ConnectorResult<TicketSnapshot> {
-        if let Some(ticket) = self.answered_ticket(response) {
+        let create = &self.spec.create;
+        if let Some(ticket) = self.answered_ticket(create, response) {
             return Ok(ticket);
         }
-        let object: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+        let answer: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+        let object = self.record_of(create, answer.clone()).unwrap_or(answer);
         let key_pointer = self.spec.key.as_ref().unwrap_or(&self.spec.id);
         if let Ok(Some(key)) = convert::text_at(key_pointer.get(&object), key_pointer.as_str()) {
             return self.read(&key).await;
@@ -318,23 +419,23 @@ impl GenericTickets {
             .map_err(|e| self.invalid(e))?
             .ok_or_else(|| self.invalid("the create response's Location is empty"))?;
         let url = self.api.next_link(url.as_str())?;
-        let object: Value = self.api.get_json(url).await?;
-        self.snapshot(&object)
+        let answer: Value = self.api.get_json(url).await?;
+        self.snapshot(&self.record_of(&self.spec.get, answer)?)
     }
 }
 
 #[async_trait]
 impl TicketSystem for GenericTickets {
     async fn changed_since(&self, since: Timestamp) -> ConnectorResult<Page<TicketSnapshot>> {
-        let since = convert::format_since(since);
+        let since = self.spec.since_format.render(since);
         let url = self.url(&self.spec.search.path, &[(Placeholder::Since, &since)])?;
-        let (items, next) = self.list(url).await?;
+        let (items, next) = self.list(&self.spec.search, url).await?;
         self.page(&items, next)
     }
 
     async fn next_page(&self, next: &str) -> ConnectorResult<Page<TicketSnapshot>> {
         let url = self.api.next_link(next)?;
-        let (items, next) = self.list(url).await?;
+        let (items, next) = self.list(&self.spec.search, url).await?;
         self.page(&items, next)
     }
 
@@ -346,7 +447,7 @@ impl TicketSystem for GenericTickets {
         let mut url = self.url(&self.spec.find.path, &[(Placeholder::Correlation, &value)])?;
         let mut found = Vec::new();
         loop {
-            let (items, next) = self.list(url).await?;
+            let (items, next) = self.list(&self.spec.find, url).await?;
             // Trust, but verify: only a ticket holding exactly this value counts,
             // whatever the API's search matched on.
             for item in &items {
@@ -393,6 +494,9 @@ impl TicketSystem for GenericTickets {
             .correlation
             .set(&mut body, Value::String(value.clone()))
             .map_err(|e| self.permanent(e))?;
+        let create = &self.spec.create;
+        self.extra_fields(create, &mut body, |a| ticket.attrs.get(a).cloned(), &value)?;
+        let body = self.wrap(create, body)?;
         let url = self.url(&self.spec.create.path, &[])?;
         // A POST: not retried once it may have reached the server.
         let request = Request::with_body(method(self.spec.create.method), url, body);
@@ -423,31 +527,27 @@ impl TicketSystem for GenericTickets {
     async fn update(&self, key: &str, update: &TicketUpdate) -> ConnectorResult<TicketSnapshot> {
         // Everything is checked before the first request.
         let mut changes = empty_body();
-        self.write_attrs(
-            &mut changes,
-            update.set.iter().map(|(k, v)| (k, v.as_deref())),
-        )?;
+        let set = || update.set.iter().map(|(k, v)| (k, v.as_deref()));
+        self.write_attrs(&mut changes, set())?;
         if !update.add_labels.is_empty() && self.spec.labels.is_none() {
             return Err(self.permanent("labels cannot be added: [api] names no `labels` pointer"));
         }
         if update.is_empty() {
             return self.read(key).await;
         }
-        let full = self.spec.update.method == HttpMethod::Put;
-        let current = if full || !update.add_labels.is_empty() {
-            Some(self.read_object(key).await?)
+        let full = self.spec.update_mode == UpdateMode::Full;
+        let (current, etag) = if full || !update.add_labels.is_empty() {
+            let (object, etag) = self.read_record(key).await?;
+            (Some(object), etag)
         } else {
-            None
+            (None, None)
         };
         let mut body = match (&current, full) {
-            // PUT replaces the ticket: send it whole, as read, with the changes.
+            // Read, modify, write: every place the bridge knows, as read, changed.
             (Some(object), true) => {
-                let mut object = object.clone();
-                self.write_attrs(
-                    &mut object,
-                    update.set.iter().map(|(k, v)| (k, v.as_deref())),
-                )?;
-                object
+                let mut whole = self.known_places(object)?;
+                self.write_attrs(&mut whole, set())?;
+                whole
             }
             _ => changes,
         };
@@ -462,8 +562,16 @@ impl TicketSystem for GenericTickets {
             }
             self.set_labels(&mut body, labels)?;
         }
-        let url = self.ticket_url(&self.spec.update.path, key)?;
-        let request = Request::with_body(method(self.spec.update.method), url, body);
+        let endpoint = &self.spec.update;
+        let attr = |a: &str| update.set.get(a).cloned().flatten();
+        self.extra_fields(endpoint, &mut body, attr, "")?;
+        let body = self.wrap(endpoint, body)?;
+        let url = self.ticket_url(&endpoint.path, key)?;
+        let mut request = Request::with_body(method(endpoint.method), url, body);
+        if full && let Some(etag) = etag {
+            // A concurrent edit fails the write (412): re-read and re-planned.
+            request = request.header("if-match", etag);
+        }
         let response = self.api.send(request).await?;
         self.settle(key, &response).await
     }
@@ -474,10 +582,14 @@ impl TicketSystem for GenericTickets {
             .comment_text
             .set(&mut body, Value::String(text.to_string()))
             .map_err(|e| self.permanent(e))?;
-        let url = self.ticket_url(&self.spec.comment.path, key)?;
-        let request = Request::with_body(method(self.spec.comment.method), url, body);
+        let comment = &self.spec.comment;
+        self.extra_fields(comment, &mut body, |_| None, "")?;
+        let body = self.wrap(comment, body)?;
+        let url = self.ticket_url(&comment.path, key)?;
+        let request = Request::with_body(method(comment.method), url, body);
         let response = self.api.send(request).await?;
-        let object: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+        let answer: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+        let object = self.record_of(comment, answer).unwrap_or(Value::Null);
         convert::to_comment(&self.spec, &object, Some(text), chrono::Utc::now())
             .map_err(|e| self.invalid(e))
     }
@@ -821,7 +933,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn update_patches_only_the_changes_and_put_sends_the_whole_ticket() {
+    async fn update_patches_only_the_changes_and_full_mode_sends_the_whole_ticket() {
         let sim = start().await;
         let t = tickets(&sim);
         let created = t
@@ -857,7 +969,7 @@ mod tests {
         .unwrap();
         let put = client(
             &sim,
-            spec_with("method = \"PATCH\"", "method = \"PUT\""),
+            spec_with("method = \"PATCH\"", "method = \"PUT\", mode = \"full\""),
             basic(PASSWORD),
         );
         let after = put
@@ -1072,6 +1184,105 @@ mod tests {
         assert!(
             sim.update_as_agent("HD-1", |t| t.status = "done".into())
                 .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_helpdesks_field_level_error_details_reach_the_message() {
+        use crate::generic::FreshserviceSim;
+        let sim = FreshserviceSim::start(bind_loopback(0).await.unwrap()).await;
+        sim.set_api_key("fs-key");
+        let spec = spec_from(include_str!("../../../mappings/freshservice.toml"));
+        let http = build_client(&HttpSettings::default()).unwrap();
+        let auth = Auth::Basic {
+            username: "fs-key".into(),
+            password: SecretString::from("X"),
+        };
+        let api = generic_api("freshservice", &sim.base_url(), http, auth).unwrap();
+        let t = GenericTickets::new(api, spec);
+        let created = t
+            .create(&create_for(
+                "1",
+                "ws",
+                &[
+                    ("summary", "s"),
+                    ("description", "d"),
+                    ("status", "2"),
+                    ("priority", "3"),
+                ],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            created.attrs["status"], "2",
+            "integers read back as their text"
+        );
+        // A priority the mapping's maps would never send, to see the API's answer.
+        let err = t
+            .update(&created.key, &set(&[("priority", Some("9"))]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Permanent);
+        assert!(
+            err.message.contains(
+                "Validation failed: priority: It should be one of these values: '1,2,3,4'"
+            ),
+            "{err}"
+        );
+        // A value that is not of the attribute's type never leaves.
+        let writes = sim.writes().len();
+        let err = t
+            .update(&created.key, &set(&[("priority", Some("high"))]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Permanent, "{err}");
+        assert_eq!(sim.writes().len(), writes);
+    }
+
+    #[tokio::test]
+    async fn a_full_update_carries_if_match_and_a_concurrent_edit_fails_it() {
+        use crate::simkit::{Effect, FaultRule};
+        let sim = start().await;
+        let t = tickets(&sim);
+        t.create(&create_for(
+            "1",
+            "ws",
+            &[("summary", "s"), ("priority", "high")],
+        ))
+        .await
+        .unwrap();
+        let full = client(
+            &sim,
+            spec_with("method = \"PATCH\"", "method = \"PUT\", mode = \"full\""),
+            basic(PASSWORD),
+        );
+        full.update("HD-1", &set(&[("priority", Some("low"))]))
+            .await
+            .unwrap();
+        // An agent takes the ticket between the bridge's read and its write.
+        sim.kit.inject(
+            FaultRule::new(
+                Some(reqwest::Method::PUT),
+                "/api/tickets/HD-1",
+                Effect::Pass,
+            )
+            .hook(sim.agent_edit_hook("HD-1")),
+        );
+        let err = full
+            .update("HD-1", &set(&[("priority", Some("medium"))]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Conflict, "{err}");
+        let after = sim.ticket("HD-1").unwrap();
+        assert_eq!(
+            after.assignee.as_deref(),
+            Some("li.wei@contoso.example"),
+            "the agent's edit survives"
+        );
+        assert_eq!(
+            after.priority.as_deref(),
+            Some("low"),
+            "the stale write was refused"
         );
     }
 }

@@ -3,7 +3,7 @@
 //! incident's correlation is kept in one string, `<source>:<scope tag>:<incident id>`.
 //! Everything here is pure; the client does the HTTP.
 
-use bridge_core::mapping::{GenericApi, Placeholder, TicketUrl};
+use bridge_core::mapping::{GenericApi, Placeholder, TicketUrl, ValueType};
 use bridge_core::model::{Comment, Correlation, TicketSnapshot, Timestamp};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -261,7 +261,15 @@ pub fn set_attr(
     let pointer = api.field(attr).ok_or_else(|| {
         format!("the ticket attribute {attr:?} has no place in [api.fields] of the mapping file")
     })?;
-    let json = value.map_or(Value::Null, |v| Value::String(v.to_string()));
+    let json = match value {
+        None => Value::Null,
+        // An empty value clears a typed attribute.
+        Some("") if api.value_type(attr) != ValueType::String => Value::Null,
+        Some(v) => api
+            .value_type(attr)
+            .to_json(v)
+            .map_err(|e| format!("the ticket attribute {attr:?}: {e}"))?,
+    };
     pointer.set(body, json)
 }
 

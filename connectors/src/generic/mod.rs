@@ -3,8 +3,11 @@
 //! (checked by `bridge_core::mapping`, documented in `mappings/README.md`). The
 //! module has the usual shape, with the wire format read from that table instead of
 //! vendor types: `convert` (ticket objects ⇄ snapshots through JSON pointers, the
-//! correlation value), `client` (the `TicketSystem` port), and `sim` (a plain REST
-//! ticket API that the shipped `mappings/generic.toml` describes).
+//! correlation value), `client` (the `TicketSystem` port), `doctor` (its probe for
+//! `itsm-bridge doctor`), and `sim` (a plain REST ticket API that the shipped
+//! `mappings/generic.toml` describes; `sim/freshservice.rs` and `sim/zendesk.rs`, the
+//! two real helpdesks `mappings/freshservice.toml` and `mappings/zendesk.toml`
+//! describe).
 //!
 //! The bridge marks its tickets with the correlation value
 //! `<source>:<scope tag>:<incident id>` at the `correlation` pointer; the scope tag
@@ -13,9 +16,12 @@
 
 pub mod client;
 pub mod convert;
+pub mod doctor;
 pub mod sim;
 
 pub use client::{GenericTickets, bearer, error_message, generic_api};
 pub use sim::GenericSim;
+pub use sim::freshservice::FreshserviceSim;
+pub use sim::zendesk::ZendeskSim;
 #[cfg(test)]
 mod fuzz;

@@ -3,8 +3,9 @@
 //! describes, so that the shipped example runs as it is.
 //!
 //! - `POST /api/tickets` opens a ticket (201, `Location`, the ticket);
-//!   `GET /api/tickets/{id or key}` reads one; `PATCH` changes the fields it names
-//!   (`null` clears); `PUT` replaces the writable fields (absent ones are cleared);
+//!   `GET /api/tickets/{id or key}` reads one (with its version as `ETag`); `PATCH`
+//!   changes the fields it names (`null` clears); `PUT` replaces the writable fields
+//!   (absent ones are cleared); either refuses a stale `If-Match` with 412;
 //!   `GET|POST /api/tickets/{id or key}/comments` lists or adds comments.
 //! - `GET /api/tickets?updated_since=&external_id=&q=&limit=&cursor=` lists tickets,
 //!   oldest change first (`updated_at`, then `id`), `limit` per page (50 by default,
@@ -40,6 +41,9 @@ use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
 use crate::simkit::{self, Caller, json_response};
+
+pub mod freshservice;
+pub mod zendesk;
 
 /// The statuses a ticket can have.
 pub const STATUSES: &[&str] = &["open", "in_progress", "resolved", "closed"];
@@ -520,6 +524,22 @@ impl GenericSim {
         Ok(ticket)
     }
 
+    /// Test hook: a closure that assigns the ticket to an agent, for a fault's hook
+    /// to run between the bridge's read and its write.
+    pub fn agent_edit_hook(&self, key: &str) -> impl Fn() + Send + Sync + 'static {
+        let shared = self.shared().clone();
+        let key = key.to_string();
+        move || {
+            let mut state = shared.lock();
+            if let Some(i) = state.find(&key) {
+                let t = &mut state.tickets[i];
+                t.assignee = Some("li.wei@contoso.example".into());
+                t.updated_at = stamp(Some(t.updated_at));
+                t.version += 1;
+            }
+        }
+    }
+
     /// Resolves a ticket with a resolution, as an agent would.
     pub fn resolve_as_agent(&self, key: &str, resolution: &str) -> Result<SimTicket, String> {
         self.update_as_agent(key, |t| {
@@ -666,15 +686,25 @@ async fn get_ticket(State(sim): State<Shared>, Path(id_or_key): Path<String>) ->
     let i = state
         .find(&id_or_key)
         .ok_or_else(|| ApiError::no_ticket(&id_or_key))?;
-    Ok(json_response(
+    let mut response = json_response(
         StatusCode::OK,
         ticket_json(&state.base_url, &state.tickets[i]),
-    ))
+    );
+    if let Ok(v) = HeaderValue::from_str(&etag(&state.tickets[i])) {
+        response.headers_mut().insert("etag", v);
+    }
+    Ok(response)
+}
+
+/// The ticket's entity tag: its version, quoted.
+fn etag(ticket: &SimTicket) -> String {
+    format!("\"{}\"", ticket.version)
 }
 
 fn write_ticket(
     sim: &Shared,
     id_or_key: &str,
+    headers: &HeaderMap,
     fields: &Map<String, Value>,
     replace: bool,
 ) -> Reply {
@@ -682,6 +712,14 @@ fn write_ticket(
     let i = state
         .find(id_or_key)
         .ok_or_else(|| ApiError::no_ticket(id_or_key))?;
+    if let Some(wanted) = headers.get("if-match").and_then(|v| v.to_str().ok())
+        && wanted != etag(&state.tickets[i])
+    {
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "the ticket changed since it was read (If-Match)",
+        ));
+    }
     let mut ticket = state.tickets[i].clone();
     apply_fields(&mut ticket, fields, replace)?;
     if ticket != state.tickets[i] {
@@ -702,7 +740,7 @@ async fn patch_ticket(
     body: Bytes,
 ) -> Reply {
     let fields = parse_object(&headers, &body)?;
-    write_ticket(&sim, &id_or_key, &fields, false)
+    write_ticket(&sim, &id_or_key, &headers, &fields, false)
 }
 
 async fn put_ticket(
@@ -712,7 +750,7 @@ async fn put_ticket(
     body: Bytes,
 ) -> Reply {
     let fields = parse_object(&headers, &body)?;
-    write_ticket(&sim, &id_or_key, &fields, true)
+    write_ticket(&sim, &id_or_key, &headers, &fields, true)
 }
 
 async fn list_comments(State(sim): State<Shared>, Path(id_or_key): Path<String>) -> Reply {

@@ -5,7 +5,7 @@
 //! and merges `customTags` itself because a PATCH replaces the whole set.
 
 use async_trait::async_trait;
-use bridge_core::model::{IncidentSnapshot, IncidentUpdate, Page, Timestamp};
+use bridge_core::model::{Comment, IncidentSnapshot, IncidentUpdate, Page, Timestamp};
 use bridge_core::ports::{ConnectorResult, ErrorKind, IncidentSource};
 use chrono::{SecondsFormat, SubsecRound};
 use reqwest::Method;
@@ -136,6 +136,47 @@ impl GraphSource {
     }
 }
 
+impl GraphSource {
+    /// The PATCH of `update`, its tags merged into those of `current` (read just
+    /// now), or without tags when `current` is `None`.
+    async fn patch(
+        &self,
+        id: &str,
+        update: &IncidentUpdate,
+        current: Option<&Incident>,
+    ) -> ConnectorResult<IncidentSnapshot> {
+        let mut body = self.patch_body(update)?;
+        if let Some(current) = current {
+            match merge_tags(&current.custom_tags, &update.add_tags) {
+                Some(tags) => {
+                    body.insert("customTags".into(), serde_json::json!(tags));
+                }
+                None if body.is_empty() => return self.snapshot(current),
+                None => {}
+            }
+        }
+        if body.is_empty() {
+            return self.get(id).await;
+        }
+        self.send_patch(id, body).await
+    }
+
+    async fn send_patch(
+        &self,
+        id: &str,
+        body: serde_json::Map<String, serde_json::Value>,
+    ) -> ConnectorResult<IncidentSnapshot> {
+        let request = Request::with_body(
+            Method::PATCH,
+            self.incident_url(id, &[]),
+            serde_json::Value::Object(body),
+        )
+        .header("Prefer", PREFER_UNKNOWN_ENUMS);
+        let incident: Incident = self.api.send(request).await?.json(self.api.system())?;
+        self.snapshot(&incident)
+    }
+}
+
 /// `existing` plus the `new` tags it lacks (compared case-insensitively), in order;
 /// `None` when nothing is missing.
 fn merge_tags(existing: &[String], new: &[String]) -> Option<Vec<String>> {
@@ -164,30 +205,42 @@ impl IncidentSource for GraphSource {
         self.snapshot(&incident)
     }
 
+    /// A PATCH replaces the whole `customTags` set: the tags are read, merged and
+    /// written. Kept for writes without a fresh listing (a retried or recovered
+    /// write-back), where the tags last seen may be old.
     async fn update(&self, id: &str, update: &IncidentUpdate) -> ConnectorResult<IncidentSnapshot> {
+        if update.add_tags.is_empty() {
+            return self.patch(id, update, None).await;
+        }
+        let current = self.get_wire(id).await?;
+        self.patch(id, update, Some(&current)).await
+    }
+
+    /// The tags are merged into those of this cycle's listing, without reading
+    /// the incident again. Graph has no etag to make the PATCH conditional: a tag
+    /// someone adds between the listing and this write (seconds, within one
+    /// cycle) is replaced. A read first narrows that window without closing it,
+    /// so it is kept only where the tags at hand are older (`update`).
+    async fn update_listed(
+        &self,
+        listed: &IncidentSnapshot,
+        update: &IncidentUpdate,
+    ) -> ConnectorResult<IncidentSnapshot> {
         let mut body = self.patch_body(update)?;
-        if !update.add_tags.is_empty() {
-            // A PATCH replaces the whole set: read, merge, write.
-            let current = self.get_wire(id).await?;
-            match merge_tags(&current.custom_tags, &update.add_tags) {
-                Some(tags) => {
-                    body.insert("customTags".into(), serde_json::json!(tags));
-                }
-                None if body.is_empty() => return self.snapshot(&current),
-                None => {}
-            }
+        if !update.add_tags.is_empty()
+            && let Some(tags) = merge_tags(&listed.tags, &update.add_tags)
+        {
+            body.insert("customTags".into(), serde_json::json!(tags));
         }
         if body.is_empty() {
-            return self.get(id).await;
+            return Ok(listed.clone());
         }
-        let request = Request::with_body(
-            Method::PATCH,
-            self.incident_url(id, &[]),
-            serde_json::Value::Object(body),
-        )
-        .header("Prefer", PREFER_UNKNOWN_ENUMS);
-        let incident: Incident = self.api.send(request).await?.json(self.api.system())?;
-        self.snapshot(&incident)
+        self.send_patch(&listed.id, body).await
+    }
+
+    /// A listing embeds every comment of each incident, as `get` does.
+    fn listed_comments(&self, listed: &IncidentSnapshot) -> Option<Vec<Comment>> {
+        Some(listed.comments.clone())
     }
 
     async fn add_comment(&self, id: &str, text: &str) -> ConnectorResult<()> {
@@ -385,6 +438,27 @@ mod tests {
         assert_eq!(same.tags.len(), 3);
         let methods: Vec<_> = sim.kit.requests().into_iter().map(|r| r.method).collect();
         assert_eq!(methods, vec!["GET"]);
+    }
+
+    #[tokio::test]
+    async fn graph_tags_are_merged_into_the_listed_ones_without_a_read() {
+        let Harness { sim, source, .. } = harness().await;
+        let id = sim.seed_incident(SeedIncident::new("x").tag("analyst-tag"));
+        let since = Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap();
+        let listed = source.changed_since(since).await.unwrap().items;
+        let listed = listed.into_iter().find(|i| i.id == id).unwrap();
+        assert_eq!(
+            source.listed_comments(&listed),
+            Some(listed.comments.clone())
+        );
+        sim.kit.clear_log();
+        let after = source
+            .update_listed(&listed, &update(&[], &["ticket:SEC-1"]))
+            .await
+            .unwrap();
+        assert_eq!(after.tags, vec!["analyst-tag", "ticket:SEC-1"]);
+        let methods: Vec<String> = sim.kit.requests().into_iter().map(|r| r.method).collect();
+        assert_eq!(methods, vec!["PATCH"]);
     }
 
     #[tokio::test]

@@ -3,9 +3,12 @@
 //! Changes are polled with `POST /search/jql` on the `updated` field and paged with
 //! `nextPageToken`; the correlation lives in a label (`itsm-bridge:<source>:<id>`,
 //! searchable) and an entity property (authoritative, not searchable); status moves
-//! only through the transitions the issue offers, looked up every time because
-//! transition ids differ per workflow (and again after each step when a status is
-//! more than one transition away, as Done → To Do → In Progress is). Every literal
+//! only through the transitions the workflow offers, whose ids differ per workflow:
+//! they are looked up once per status (a client writes one project and issue type,
+//! so one workflow) and kept; a transition the issue then refuses (the workflow was
+//! edited, a condition holds on this issue) is looked up again before the error
+//! counts. A status more than one transition away (Done → To Do → In Progress)
+//! takes one lookup per status passed. Every literal
 //! put into JQL is quoted and escaped, because project keys and incident ids are
 //! not ours to trust.
 
@@ -152,6 +155,8 @@ pub struct JiraTickets {
     accounts: Mutex<HashMap<String, String>>,
     /// The account's time zone has been looked at (see `check_time_zone`).
     time_zone_checked: AtomicBool,
+    /// Status name (lowercase) → the transitions the workflow offers out of it.
+    transitions: Mutex<HashMap<String, Vec<Transition>>>,
 }
 
 impl std::fmt::Debug for JiraTickets {
@@ -203,6 +208,7 @@ impl JiraTickets {
             issue_type,
             accounts: Mutex::new(HashMap::new()),
             time_zone_checked: AtomicBool::new(false),
+            transitions: Mutex::new(HashMap::new()),
         }
     }
 
@@ -448,14 +454,32 @@ impl JiraTickets {
                     taken.join(", then ")
                 )));
             }
-            let mut url = self.rest(&["issue", key, "transitions"]);
-            url.query_pairs_mut()
-                .append_pair("expand", "transitions.fields");
-            let offered: TransitionsResponse = self
-                .api
-                .get_json(url)
-                .await
-                .map_err(|e| cut_short(e, &taken, &at))?;
+            let status = at.name.to_lowercase();
+            let cached = self
+                .transitions
+                .lock()
+                .expect("transitions")
+                .get(&status)
+                .cloned();
+            let from_cache = cached.is_some();
+            let offered = match cached {
+                Some(transitions) => TransitionsResponse { transitions },
+                None => {
+                    let mut url = self.rest(&["issue", key, "transitions"]);
+                    url.query_pairs_mut()
+                        .append_pair("expand", "transitions.fields");
+                    let offered: TransitionsResponse = self
+                        .api
+                        .get_json(url)
+                        .await
+                        .map_err(|e| cut_short(e, &taken, &at))?;
+                    self.transitions
+                        .lock()
+                        .expect("transitions")
+                        .insert(status.clone(), offered.transitions.clone());
+                    offered
+                }
+            };
             let Some(step) = choose_step(&offered.transitions, &at.category, target, &visited)
             else {
                 let available: Vec<String> = offered
@@ -518,10 +542,18 @@ impl JiraTickets {
                 self.rest(&["issue", key, "transitions"]),
                 body,
             );
-            self.api
-                .send(request)
-                .await
-                .map_err(|e| cut_short(e, &taken, &at))?;
+            match self.api.send(request).await {
+                Ok(_) => {}
+                // Refused by this issue: look its transitions up afresh, once.
+                Err(e) if from_cache && e.kind == ErrorKind::Permanent => {
+                    self.transitions
+                        .lock()
+                        .expect("transitions")
+                        .remove(&status);
+                    continue;
+                }
+                Err(e) => return Err(cut_short(e, &taken, &at)),
+            }
             taken.push(describe_transition(step));
             at = StatusAt {
                 name: step.to.name.clone(),
@@ -1541,6 +1573,55 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn transitions_are_looked_up_once_per_status_and_again_when_refused() {
+        let sim = start().await;
+        let jira = tickets(&sim);
+        let in_progress = |n: &str| {
+            ticket(
+                "defender",
+                n,
+                &[("summary", "s"), ("status", "indeterminate")],
+            )
+        };
+        sim.kit.clear_log();
+        for n in ["1", "2", "3"] {
+            jira.create(&in_progress(n)).await.unwrap();
+        }
+        let lookups = |sim: &JiraSim| {
+            sim.kit
+                .requests()
+                .iter()
+                .filter(|r| r.method == "GET" && r.path.ends_with("/transitions"))
+                .count()
+        };
+        assert_eq!(
+            lookups(&sim),
+            1,
+            "three issues, one status left: one lookup"
+        );
+
+        // The issue refuses the kept transition (the workflow was edited, a
+        // condition holds on it): the transitions are looked up again and the
+        // move goes on.
+        sim.kit.inject(
+            FaultRule::new(Some(Method::POST), "/transitions", Effect::status(400))
+                .when(Trigger::Nth(1)),
+        );
+        sim.kit.clear_log();
+        let created = jira.create(&in_progress("4")).await.unwrap();
+        assert_eq!(created.attrs["status"], "indeterminate");
+        assert_eq!(lookups(&sim), 1);
+        let posts = sim
+            .kit
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/transitions"))
+            .map(|r| r.status)
+            .collect::<Vec<_>>();
+        assert_eq!(posts, vec![400, 204]);
+    }
+
+    #[tokio::test]
     async fn done_to_in_progress_takes_reopen_then_start_progress() {
         let sim = start().await;
         sim.add_project("REO", Workflow::with_reopen_screen());
@@ -1581,11 +1662,12 @@ mod tests {
             let transitions_path = format!("{issue_path}/transitions");
             assert_eq!(
                 calls(&sim),
+                // The transitions out of Done are looked up; those out of To Do
+                // were when the issue was closed, and are kept.
                 vec![
                     call("GET", &issue_path),
                     call("GET", &transitions_path),
                     call("POST", &transitions_path),
-                    call("GET", &transitions_path),
                     call("POST", &transitions_path),
                     call("GET", &issue_path),
                 ],
@@ -1787,7 +1869,8 @@ mod tests {
             vec![step("Reopen", "Done", "To Do", None)]
         );
 
-        // The retry starts from To Do: one step, no Reopen again.
+        // The retry starts from To Do: one step, no Reopen again (the
+        // transitions out of To Do are known from the first attempt).
         sim.kit.clear_log();
         let started = jira.update("SEC-1", &update).await.unwrap();
         assert_eq!(started.attrs["status_name"], "In Progress");
@@ -1796,7 +1879,6 @@ mod tests {
             calls(&sim),
             vec![
                 call("GET", "/rest/api/3/issue/SEC-1"),
-                call("GET", transitions_path),
                 call("POST", transitions_path),
                 call("GET", "/rest/api/3/issue/SEC-1"),
             ]

@@ -21,7 +21,8 @@
 //!   refused (correlation ids are encoded so they never contain one).
 //! - **Writes.** `PATCH` with the mapped fields as strings (`None` is `""`).
 //!   `assignee` is an email, a user name or a sys_id (looked up in `sys_user`);
-//!   `assignment_group` a group name or sys_id (`sys_user_group`); they are read
+//!   `assignment_group` a group name or sys_id (`sys_user_group`), each looked up
+//!   once (a name the instance does not know, once per [`MISS_TTL`]); they are read
 //!   back through dot-walked fields as the user's email (else user name, else
 //!   sys_id) and the group's name, so a mapped value round-trips. A close code is
 //!   checked against the instance's `sys_choice` list first. ServiceNow incidents
@@ -123,15 +124,24 @@ enum CloseCodes {
     Unreadable,
 }
 
+/// How long a user or group the instance did not know stays unknown before it
+/// is looked up again.
+pub const MISS_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// A ServiceNow instance's `incident` table as a ticket system.
 pub struct ServiceNowTickets {
     api: Api,
     /// number → sys_id.
     sys_ids: Mutex<HashMap<String, String>>,
-    /// email or user name (lowercase) → sys_user sys_id. Only hits are cached.
+    /// email or user name (lowercase) → sys_user sys_id.
     users: Mutex<HashMap<String, String>>,
-    /// group name (lowercase) → sys_user_group sys_id. Only hits are cached.
+    /// group name (lowercase) → sys_user_group sys_id.
     groups: Mutex<HashMap<String, String>>,
+    /// Names (lowercase, per table) the instance had no single record for, and
+    /// when they were looked up: asked again only after [`MISS_TTL`], so a backlog
+    /// assigned to someone ServiceNow does not know costs one lookup, not one per
+    /// incident, and a user added later is still found.
+    misses: Mutex<HashMap<(&'static str, String), std::time::Instant>>,
     close_codes: Mutex<Option<CloseCodes>>,
 }
 
@@ -173,6 +183,7 @@ impl ServiceNowTickets {
             sys_ids: Mutex::new(HashMap::new()),
             users: Mutex::new(HashMap::new()),
             groups: Mutex::new(HashMap::new()),
+            misses: Mutex::new(HashMap::new()),
             close_codes: Mutex::new(None),
         }
     }
@@ -353,7 +364,7 @@ impl ServiceNowTickets {
     /// instance has not exactly one.
     async fn lookup_sys_id<'a, Fut>(
         &self,
-        cache: &Mutex<HashMap<String, String>>,
+        (table, cache): (&'static str, &Mutex<HashMap<String, String>>),
         name: &'a str,
         find: impl FnOnce(&'a str) -> Fut,
     ) -> ConnectorResult<Option<String>>
@@ -367,22 +378,36 @@ impl ServiceNowTickets {
         if let Some(id) = cache.lock().expect("sys_id cache").get(&cache_key) {
             return Ok(Some(id.clone()));
         }
+        let miss_key = (table, cache_key.clone());
+        if let Some(at) = self.misses.lock().expect("misses").get(&miss_key)
+            && at.elapsed() < MISS_TTL
+        {
+            return Ok(None);
+        }
         let Ok(literal) = wire::query_literal(name) else {
             return Ok(None);
         };
         let found = find(literal).await?;
-        if let Some(id) = &found {
-            cache
-                .lock()
-                .expect("sys_id cache")
-                .insert(cache_key, id.clone());
+        match &found {
+            Some(id) => {
+                cache
+                    .lock()
+                    .expect("sys_id cache")
+                    .insert(cache_key, id.clone());
+            }
+            None => {
+                self.misses
+                    .lock()
+                    .expect("misses")
+                    .insert(miss_key, std::time::Instant::now());
+            }
         }
         Ok(found)
     }
 
     /// The sys_user for an email, user name or sys_id, if the instance has exactly one.
     async fn user_sys_id(&self, who: &str) -> ConnectorResult<Option<String>> {
-        self.lookup_sys_id(&self.users, who, |literal: &str| async move {
+        self.lookup_sys_id(("sys_user", &self.users), who, |literal: &str| async move {
             // `=` may compare case-sensitively; addresses are usually stored in lower
             // case, so ask for both spellings (indexed equality, no LIKE scan).
             let lower = literal.to_lowercase();
@@ -418,26 +443,30 @@ impl ServiceNowTickets {
 
     /// The sys_user_group for a name or sys_id, if the instance has exactly one.
     async fn group_sys_id(&self, name: &str) -> ConnectorResult<Option<String>> {
-        self.lookup_sys_id(&self.groups, name, |literal: &str| async move {
-            // Group names are mixed case and the table is small: match loosely, then
-            // keep only a name equal but for case.
-            let url = self.list_url(
-                "sys_user_group",
-                &format!("nameLIKE{literal}"),
-                &["sys_id", "name"],
-                50,
-            );
-            let (groups, _) = self.list_page(url).await?;
-            let found: Vec<String> = groups
-                .iter()
-                .filter(|g| text(g, "name").is_some_and(|v| v.eq_ignore_ascii_case(name)))
-                .filter_map(|g| text(g, "sys_id"))
-                .collect();
-            Ok(match found.as_slice() {
-                [one] => Some(one.clone()),
-                _ => None,
-            })
-        })
+        self.lookup_sys_id(
+            ("sys_user_group", &self.groups),
+            name,
+            |literal: &str| async move {
+                // Group names are mixed case and the table is small: match loosely, then
+                // keep only a name equal but for case.
+                let url = self.list_url(
+                    "sys_user_group",
+                    &format!("nameLIKE{literal}"),
+                    &["sys_id", "name"],
+                    50,
+                );
+                let (groups, _) = self.list_page(url).await?;
+                let found: Vec<String> = groups
+                    .iter()
+                    .filter(|g| text(g, "name").is_some_and(|v| v.eq_ignore_ascii_case(name)))
+                    .filter_map(|g| text(g, "sys_id"))
+                    .collect();
+                Ok(match found.as_slice() {
+                    [one] => Some(one.clone()),
+                    _ => None,
+                })
+            },
+        )
         .await
     }
 
@@ -1688,6 +1717,20 @@ mod tests {
             .await
             .unwrap();
         assert!(!c.attrs.contains_key("assignee"));
+        let asked = queries(&sim, "/api/now/table/sys_user").len();
+        let d = snow
+            .create(&ticket(
+                "5",
+                &[("summary", "e"), ("assignee", "Nobody@contoso.com")],
+            ))
+            .await
+            .unwrap();
+        assert!(!d.attrs.contains_key("assignee"));
+        assert_eq!(
+            queries(&sim, "/api/now/table/sys_user").len(),
+            asked,
+            "an unknown user is not asked for again within MISS_TTL"
+        );
         let cleared = snow
             .update(&a.key, &set(&[("assignee", None)]))
             .await

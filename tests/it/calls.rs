@@ -1,0 +1,187 @@
+//! The API calls a sync costs, counted from the simulators' request logs: each
+//! remote API's quota is shared with the analysts' own tools, so a change that
+//! adds a call per incident must show here. Counts, never times.
+
+use connectors::simkit::LoggedRequest;
+
+use crate::common::Env;
+
+/// The simulators with the two pairs measured here only (`sentinel->helpdesk`,
+/// the last `[[sync]]` of the simulators' config, would read Sentinel too).
+fn env(defender: usize, sentinel: usize) -> Env {
+    let env = Env::start_with(defender, sentinel);
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let last = text.rfind("[[sync]]").unwrap();
+    assert!(text[last..].contains("tickets = \"helpdesk\""), "{text}");
+    std::fs::write(&env.config, &text[..last]).unwrap();
+    env
+}
+
+/// A request for one record (its id in the path), not a listing page.
+fn per_record(r: &LoggedRequest, method: &str, suffix: &str) -> bool {
+    r.method == method
+        && r.path.ends_with(suffix)
+        && r.query.as_deref().is_none_or(|q| !q.contains("filter"))
+}
+
+fn count(log: &[LoggedRequest], f: impl Fn(&LoggedRequest) -> bool) -> usize {
+    log.iter().filter(|r| f(r)).count()
+}
+
+/// The path with its last segment dropped ends in `parent`: `…/incidents/{id}`.
+fn under(r: &LoggedRequest, parent: &str) -> bool {
+    r.path
+        .rsplit_once('/')
+        .is_some_and(|(head, _)| head.ends_with(parent))
+}
+
+fn linked(env: &Env, pair: &str) -> usize {
+    env.links().iter().filter(|l| l["pair"] == pair).count()
+}
+
+#[test]
+fn a_first_defender_sync_writes_each_incident_twice_and_reads_none_of_them_again() {
+    let env = env(40, 0);
+    env.sims.graph.kit.clear_log();
+    env.sims.jira.kit.clear_log();
+    env.sync();
+    let n = linked(&env, "defender->jira");
+    assert_eq!(n, 36, "every open incident of the seed has an issue");
+
+    let graph = env.sims.graph.kit.requests();
+    let gets = count(&graph, |r| {
+        r.method == "GET" && under(r, "/security/incidents")
+    });
+    let patches = count(&graph, |r| r.method == "PATCH");
+    let comments = count(&graph, |r| {
+        r.method == "POST" && r.path.ends_with("/comments")
+    });
+    let listings = count(&graph, |r| {
+        r.method == "GET" && r.path.ends_with("/security/incidents")
+    });
+    assert_eq!(
+        (gets, patches, comments),
+        (0, n, n),
+        "Graph: one PATCH (the ticket's tag, merged into the listed tags) and one link \
+         comment per incident, no GET of an incident the listing returned: {graph:#?}"
+    );
+    assert!(listings <= 2, "{listings} listing pages");
+
+    let jira = env.sims.jira.kit.requests();
+    let creates = count(&jira, |r| {
+        r.method == "POST" && r.path.ends_with("/rest/api/3/issue")
+    });
+    let searches = count(&jira, |r| r.path.ends_with("/search/jql"));
+    assert_eq!(creates, n, "one create per incident");
+    assert!(
+        searches <= 2,
+        "a fresh create never searches first; {searches} searches (the poll's pages only)"
+    );
+    // Today's remaining Jira cost: a GET after each create and each status move
+    // (36 issues, 8 of them in progress). The transitions out of To Do are looked
+    // up once, not per issue.
+    let issue_gets = count(&jira, |r| {
+        per_record(r, "GET", "") && under(r, "/rest/api/3/issue")
+    });
+    let transitions_read = count(&jira, |r| per_record(r, "GET", "/transitions"));
+    assert_eq!(
+        (issue_gets, transitions_read),
+        (n + 8, 1),
+        "Jira reads per issue: {jira:#?}"
+    );
+}
+
+#[test]
+fn the_cycle_after_a_defender_first_sync_does_not_read_back_the_bridges_own_writes() {
+    let env = env(40, 0);
+    env.sync();
+    env.sims.graph.kit.clear_log();
+    env.sims.jira.kit.clear_log();
+    env.sync();
+    let graph = env.sims.graph.kit.requests();
+    let jira = env.sims.jira.kit.requests();
+    let graph_reads = count(&graph, |r| {
+        r.method == "GET" && under(r, "/security/incidents")
+    });
+    assert_eq!(
+        graph_reads, 0,
+        "the write-back's answer is the incident's version after the bridge's own \
+         writes, and the listing has the comments: {graph:#?}"
+    );
+    let writes = count(&graph, |r| r.method != "GET")
+        + count(&jira, |r| {
+            r.method != "GET" && !r.path.ends_with("/search/jql")
+        });
+    assert_eq!(writes, 0, "nothing to write: {graph:#?} {jira:#?}");
+}
+
+#[test]
+fn a_first_sentinel_sync_puts_each_incident_once_without_reading_it_and_never_searches() {
+    let env = env(0, 30);
+    env.sims.sentinel.kit.clear_log();
+    env.sims.servicenow.kit.clear_log();
+    env.sync();
+    let n = linked(&env, "sentinel->servicenow");
+    assert!(n >= 25, "{n} linked");
+
+    let arm = env.sims.sentinel.kit.requests();
+    let incident_gets = count(&arm, |r| r.method == "GET" && under(r, "/incidents"));
+    let comment_lists = count(&arm, |r| r.method == "GET" && r.path.ends_with("/comments"));
+    let puts = count(&arm, |r| r.method == "PUT" && under(r, "/incidents"));
+    let comment_puts = count(&arm, |r| r.method == "PUT" && under(r, "/comments"));
+    assert_eq!(
+        (incident_gets, comment_lists, puts, comment_puts),
+        (0, 0, n, n),
+        "Sentinel: the PUT with the listed etag and the link comment, nothing read \
+         (the listing counted no comments): {arm:#?}"
+    );
+
+    let snow = env.sims.servicenow.kit.requests();
+    let creates = count(&snow, |r| {
+        r.method == "POST" && r.path.ends_with("/table/incident")
+    });
+    let correlation = count(&snow, |r| {
+        r.method == "GET"
+            && r.query
+                .as_deref()
+                .is_some_and(|q| q.contains("sysparm_query=correlation_id"))
+    });
+    assert_eq!(
+        (creates, correlation),
+        (n, 0),
+        "ServiceNow: the create, and no correlation lookup before it: {snow:#?}"
+    );
+}
+
+#[test]
+fn an_analyst_moving_issues_costs_defender_one_patch_each_and_no_read() {
+    let env = env(20, 0);
+    env.sync();
+    let moved: Vec<String> = env
+        .links()
+        .iter()
+        .filter(|l| l["pair"] == "defender->jira")
+        .map(|l| l["ticket_key"].as_str().unwrap().to_string())
+        .filter(|key| env.sims.jira.issue(key).unwrap().status == "To Do")
+        .take(3)
+        .collect();
+    assert_eq!(moved.len(), 3);
+    for key in &moved {
+        env.sims
+            .jira
+            .transition_as_analyst(key, "In Progress", None)
+            .unwrap();
+    }
+    env.sims.graph.kit.clear_log();
+    env.sync();
+    let graph = env.sims.graph.kit.requests();
+    let reads = count(&graph, |r| {
+        r.method == "GET" && under(r, "/security/incidents")
+    });
+    let patches = count(&graph, |r| r.method == "PATCH");
+    assert_eq!(
+        (reads, patches),
+        (0, 3),
+        "one PATCH per moved issue; its answer has the comments: {graph:#?}"
+    );
+}
