@@ -62,199 +62,12 @@ pub fn import_sqlite(from: &Path, to: &PgStore) -> StoreResult<ImportReport> {
             ledger: expected.clone(),
         };
 
-        {
-            let mut rows = read
-                .prepare(
-                    "SELECT pair, incident_id, incident_display_id, incident_url, ticket_key,
-                        ticket_id, ticket_url, state, baseline, written_back, incident_modified,
-                        ticket_modified, created, updated, merged_into, incident_version,
-                        ticket_version FROM links",
-                )
-                .map_err(copied)?;
-            let insert = tx.prepare(
-                "INSERT INTO links (pair, incident_id, incident_display_id, incident_url,
-                    ticket_key, ticket_id, ticket_url, state, baseline, written_back,
-                    incident_modified, ticket_modified, created, updated, merged_into,
-                    incident_version, ticket_version)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
-            )?;
-            let mut rows = rows.query([]).map_err(copied)?;
-            while let Some(row) = rows.next().map_err(copied)? {
-                let text = |i: usize| row.get::<_, String>(i).map_err(copied);
-                let opt = |i: usize| row.get::<_, Option<String>>(i).map_err(copied);
-                let written_back: bool = row.get(9).map_err(copied)?;
-                tx.execute(
-                    &insert,
-                    &[
-                        &text(0)?,
-                        &text(1)?,
-                        &text(2)?,
-                        &text(3)?,
-                        &text(4)?,
-                        &text(5)?,
-                        &text(6)?,
-                        &text(7)?,
-                        &text(8)?,
-                        &written_back,
-                        &text(10)?,
-                        &text(11)?,
-                        &text(12)?,
-                        &text(13)?,
-                        &opt(14)?,
-                        &opt(15)?,
-                        &opt(16)?,
-                    ],
-                )?;
-                report.links += 1;
-            }
-        }
-
-        {
-            let mut rows = read
-                .prepare("SELECT pair, side, at FROM watermarks")
-                .map_err(copied)?;
-            let mut rows = rows.query([]).map_err(copied)?;
-            while let Some(row) = rows.next().map_err(copied)? {
-                let values: [String; 3] = [
-                    row.get(0).map_err(copied)?,
-                    row.get(1).map_err(copied)?,
-                    row.get(2).map_err(copied)?,
-                ];
-                tx.execute(
-                    "INSERT INTO watermarks (pair, side, at) VALUES ($1, $2, $3)",
-                    &[&values[0], &values[1], &values[2]],
-                )?;
-                report.watermarks += 1;
-            }
-        }
-
-        {
-            let mut rows = read
-                .prepare(
-                    "SELECT id, pair, incident_id, kind, payload, created, known_ticket
-                     FROM outbox ORDER BY id",
-                )
-                .map_err(copied)?;
-            let mut rows = rows.query([]).map_err(copied)?;
-            while let Some(row) = rows.next().map_err(copied)? {
-                let id: i64 = row.get(0).map_err(copied)?;
-                let text = |i: usize| row.get::<_, String>(i).map_err(copied);
-                let known: Option<String> = row.get(6).map_err(copied)?;
-                tx.execute(
-                    "INSERT INTO outbox (id, pair, incident_id, kind, payload, created, known_ticket)
-                     OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    &[&id, &text(1)?, &text(2)?, &text(3)?, &text(4)?, &text(5)?, &known],
-                )?;
-                report.outbox += 1;
-            }
-            // Ids go on after the last one SQLite gave (its AUTOINCREMENT never reuses one).
-            let last: Option<i64> = read
-                .query_row(
-                    "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'",
-                    [],
-                    |row| row.get(0),
-                )
-                .or_else(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                    e => Err(e),
-                })
-                .map_err(copied)?;
-            if let Some(last) = last.filter(|last| *last > 0) {
-                tx.execute(
-                    "SELECT setval(pg_get_serial_sequence('outbox', 'id'), $1)",
-                    &[&last],
-                )?;
-            }
-        }
-
-        {
-            let mut rows = read
-                .prepare(
-                    "SELECT pair, incident_id, ticket_key, action, last_error, attempts,
-                        first_failed, last_failed, next_attempt FROM dead_letters",
-                )
-                .map_err(copied)?;
-            let mut rows = rows.query([]).map_err(copied)?;
-            while let Some(row) = rows.next().map_err(copied)? {
-                let text = |i: usize| row.get::<_, String>(i).map_err(copied);
-                let ticket_key: Option<String> = row.get(2).map_err(copied)?;
-                let attempts: i64 = row.get(5).map_err(copied)?;
-                let attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
-                tx.execute(
-                    "INSERT INTO dead_letters (pair, incident_id, ticket_key, action, last_error,
-                        attempts, first_failed, last_failed, next_attempt)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    &[
-                        &text(0)?,
-                        &text(1)?,
-                        &ticket_key,
-                        &text(3)?,
-                        &text(4)?,
-                        &attempts,
-                        &text(6)?,
-                        &text(7)?,
-                        &text(8)?,
-                    ],
-                )?;
-                report.dead_letters += 1;
-            }
-        }
-
-        {
-            let mut rows = read
-                .prepare("SELECT pair, incident_id, fingerprint FROM synced_comments")
-                .map_err(copied)?;
-            let mut rows = rows.query([]).map_err(copied)?;
-            while let Some(row) = rows.next().map_err(copied)? {
-                let values: [String; 3] = [
-                    row.get(0).map_err(copied)?,
-                    row.get(1).map_err(copied)?,
-                    row.get(2).map_err(copied)?,
-                ];
-                tx.execute(
-                    "INSERT INTO synced_comments (pair, incident_id, fingerprint) VALUES ($1, $2, $3)",
-                    &[&values[0], &values[1], &values[2]],
-                )?;
-                report.synced_comments += 1;
-            }
-        }
-
-        {
-            let mut rows = read
-                .prepare(
-                    "SELECT seq, time, pair, direction, action, incident_id, ticket_key,
-                        changes, outcome, detail, prev_hash, hash FROM ledger ORDER BY seq",
-                )
-                .map_err(copied)?;
-            let insert = tx.prepare(
-                "INSERT INTO ledger (seq, time, pair, direction, action, incident_id, ticket_key,
-                    changes, outcome, detail, prev_hash, hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )?;
-            let mut rows = rows.query([]).map_err(copied)?;
-            while let Some(row) = rows.next().map_err(copied)? {
-                let seq: i64 = row.get(0).map_err(copied)?;
-                let text = |i: usize| row.get::<_, String>(i).map_err(copied);
-                let opt = |i: usize| row.get::<_, Option<String>>(i).map_err(copied);
-                tx.execute(
-                    &insert,
-                    &[
-                        &seq,
-                        &text(1)?,
-                        &text(2)?,
-                        &opt(3)?,
-                        &text(4)?,
-                        &text(5)?,
-                        &opt(6)?,
-                        &text(7)?,
-                        &text(8)?,
-                        &opt(9)?,
-                        &text(10)?,
-                        &text(11)?,
-                    ],
-                )?;
-            }
-        }
+        report.links = copy_links(&read, &mut tx)?;
+        report.watermarks = copy_watermarks(&read, &mut tx)?;
+        report.outbox = copy_outbox(&read, &mut tx)?;
+        report.dead_letters = copy_dead_letters(&read, &mut tx)?;
+        report.synced_comments = copy_synced_comments(&read, &mut tx)?;
+        copy_ledger(&read, &mut tx)?;
 
         // The copy, read back inside the transaction, must verify to the same head.
         let mut verifier = ChainVerifier::new();
@@ -283,4 +96,241 @@ pub fn import_sqlite(from: &Path, to: &PgStore) -> StoreResult<ImportReport> {
         report.ledger = copy;
         Ok(report)
     })
+}
+
+/// Copies links with their baselines and versions; says how many rows.
+fn copy_links(
+    read: &rusqlite::Transaction<'_>,
+    tx: &mut postgres::Transaction<'_>,
+) -> StoreResult<u64> {
+    let mut copied_rows = 0;
+    let mut rows = read
+        .prepare(
+            "SELECT pair, incident_id, incident_display_id, incident_url, ticket_key,
+                    ticket_id, ticket_url, state, baseline, written_back, incident_modified,
+                    ticket_modified, created, updated, merged_into, incident_version,
+                    ticket_version FROM links",
+        )
+        .map_err(copied)?;
+    let insert = tx.prepare(
+        "INSERT INTO links (pair, incident_id, incident_display_id, incident_url,
+                ticket_key, ticket_id, ticket_url, state, baseline, written_back,
+                incident_modified, ticket_modified, created, updated, merged_into,
+                incident_version, ticket_version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+    )?;
+    let mut rows = rows.query([]).map_err(copied)?;
+    while let Some(row) = rows.next().map_err(copied)? {
+        let text = |i: usize| row.get::<_, String>(i).map_err(copied);
+        let opt = |i: usize| row.get::<_, Option<String>>(i).map_err(copied);
+        let written_back: bool = row.get(9).map_err(copied)?;
+        tx.execute(
+            &insert,
+            &[
+                &text(0)?,
+                &text(1)?,
+                &text(2)?,
+                &text(3)?,
+                &text(4)?,
+                &text(5)?,
+                &text(6)?,
+                &text(7)?,
+                &text(8)?,
+                &written_back,
+                &text(10)?,
+                &text(11)?,
+                &text(12)?,
+                &text(13)?,
+                &opt(14)?,
+                &opt(15)?,
+                &opt(16)?,
+            ],
+        )?;
+        copied_rows += 1;
+    }
+    Ok(copied_rows)
+}
+
+/// Copies watermarks; says how many rows.
+fn copy_watermarks(
+    read: &rusqlite::Transaction<'_>,
+    tx: &mut postgres::Transaction<'_>,
+) -> StoreResult<u64> {
+    let mut copied_rows = 0;
+    let mut rows = read
+        .prepare("SELECT pair, side, at FROM watermarks")
+        .map_err(copied)?;
+    let mut rows = rows.query([]).map_err(copied)?;
+    while let Some(row) = rows.next().map_err(copied)? {
+        let values: [String; 3] = [
+            row.get(0).map_err(copied)?,
+            row.get(1).map_err(copied)?,
+            row.get(2).map_err(copied)?,
+        ];
+        tx.execute(
+            "INSERT INTO watermarks (pair, side, at) VALUES ($1, $2, $3)",
+            &[&values[0], &values[1], &values[2]],
+        )?;
+        copied_rows += 1;
+    }
+    Ok(copied_rows)
+}
+
+/// Copies the outbox, its ids kept; says how many rows.
+fn copy_outbox(
+    read: &rusqlite::Transaction<'_>,
+    tx: &mut postgres::Transaction<'_>,
+) -> StoreResult<u64> {
+    let mut copied_rows = 0;
+    let mut rows = read
+        .prepare(
+            "SELECT id, pair, incident_id, kind, payload, created, known_ticket
+                 FROM outbox ORDER BY id",
+        )
+        .map_err(copied)?;
+    let mut rows = rows.query([]).map_err(copied)?;
+    while let Some(row) = rows.next().map_err(copied)? {
+        let id: i64 = row.get(0).map_err(copied)?;
+        let text = |i: usize| row.get::<_, String>(i).map_err(copied);
+        let known: Option<String> = row.get(6).map_err(copied)?;
+        tx.execute(
+            "INSERT INTO outbox (id, pair, incident_id, kind, payload, created, known_ticket)
+                 OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &id,
+                &text(1)?,
+                &text(2)?,
+                &text(3)?,
+                &text(4)?,
+                &text(5)?,
+                &known,
+            ],
+        )?;
+        copied_rows += 1;
+    }
+    // Ids go on after the last one SQLite gave (its AUTOINCREMENT never reuses one).
+    let last: Option<i64> = read
+        .query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'",
+            [],
+            |row| row.get(0),
+        )
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })
+        .map_err(copied)?;
+    if let Some(last) = last.filter(|last| *last > 0) {
+        tx.execute(
+            "SELECT setval(pg_get_serial_sequence('outbox', 'id'), $1)",
+            &[&last],
+        )?;
+    }
+    Ok(copied_rows)
+}
+
+/// Copies dead letters; says how many rows.
+fn copy_dead_letters(
+    read: &rusqlite::Transaction<'_>,
+    tx: &mut postgres::Transaction<'_>,
+) -> StoreResult<u64> {
+    let mut copied_rows = 0;
+    let mut rows = read
+        .prepare(
+            "SELECT pair, incident_id, ticket_key, action, last_error, attempts,
+                    first_failed, last_failed, next_attempt FROM dead_letters",
+        )
+        .map_err(copied)?;
+    let mut rows = rows.query([]).map_err(copied)?;
+    while let Some(row) = rows.next().map_err(copied)? {
+        let text = |i: usize| row.get::<_, String>(i).map_err(copied);
+        let ticket_key: Option<String> = row.get(2).map_err(copied)?;
+        let attempts: i64 = row.get(5).map_err(copied)?;
+        let attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
+        tx.execute(
+            "INSERT INTO dead_letters (pair, incident_id, ticket_key, action, last_error,
+                    attempts, first_failed, last_failed, next_attempt)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                &text(0)?,
+                &text(1)?,
+                &ticket_key,
+                &text(3)?,
+                &text(4)?,
+                &attempts,
+                &text(6)?,
+                &text(7)?,
+                &text(8)?,
+            ],
+        )?;
+        copied_rows += 1;
+    }
+    Ok(copied_rows)
+}
+
+/// Copies synced comments' fingerprints; says how many rows.
+fn copy_synced_comments(
+    read: &rusqlite::Transaction<'_>,
+    tx: &mut postgres::Transaction<'_>,
+) -> StoreResult<u64> {
+    let mut copied_rows = 0;
+    let mut rows = read
+        .prepare("SELECT pair, incident_id, fingerprint FROM synced_comments")
+        .map_err(copied)?;
+    let mut rows = rows.query([]).map_err(copied)?;
+    while let Some(row) = rows.next().map_err(copied)? {
+        let values: [String; 3] = [
+            row.get(0).map_err(copied)?,
+            row.get(1).map_err(copied)?,
+            row.get(2).map_err(copied)?,
+        ];
+        tx.execute(
+            "INSERT INTO synced_comments (pair, incident_id, fingerprint) VALUES ($1, $2, $3)",
+            &[&values[0], &values[1], &values[2]],
+        )?;
+        copied_rows += 1;
+    }
+    Ok(copied_rows)
+}
+
+/// Copies the ledger, rows as they are (seq, prev_hash, hash).
+fn copy_ledger(
+    read: &rusqlite::Transaction<'_>,
+    tx: &mut postgres::Transaction<'_>,
+) -> StoreResult<()> {
+    let mut rows = read
+        .prepare(
+            "SELECT seq, time, pair, direction, action, incident_id, ticket_key,
+                    changes, outcome, detail, prev_hash, hash FROM ledger ORDER BY seq",
+        )
+        .map_err(copied)?;
+    let insert = tx.prepare(
+        "INSERT INTO ledger (seq, time, pair, direction, action, incident_id, ticket_key,
+                changes, outcome, detail, prev_hash, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )?;
+    let mut rows = rows.query([]).map_err(copied)?;
+    while let Some(row) = rows.next().map_err(copied)? {
+        let seq: i64 = row.get(0).map_err(copied)?;
+        let text = |i: usize| row.get::<_, String>(i).map_err(copied);
+        let opt = |i: usize| row.get::<_, Option<String>>(i).map_err(copied);
+        tx.execute(
+            &insert,
+            &[
+                &seq,
+                &text(1)?,
+                &text(2)?,
+                &opt(3)?,
+                &text(4)?,
+                &text(5)?,
+                &opt(6)?,
+                &text(7)?,
+                &text(8)?,
+                &opt(9)?,
+                &text(10)?,
+                &text(11)?,
+            ],
+        )?;
+    }
+    Ok(())
 }
