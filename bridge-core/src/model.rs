@@ -141,8 +141,24 @@ impl Version {
     /// change unless this one is older in time. Without tags, time decides, and
     /// an equal time is [`Freshness::Tied`], never "not newer".
     pub fn freshness(&self, known: &Version) -> Freshness {
+        Version::compare(
+            self.modified,
+            self.tag.as_deref(),
+            known.modified,
+            known.tag.as_deref(),
+        )
+    }
+
+    /// [`Version::freshness`] over borrowed parts: a record's time and tag
+    /// against the known ones, without building either version.
+    pub fn compare(
+        modified: Timestamp,
+        tag: Option<&str>,
+        known_modified: Timestamp,
+        known_tag: Option<&str>,
+    ) -> Freshness {
         use std::cmp::Ordering;
-        if let (Some(tag), Some(known_tag)) = (&self.tag, &known.tag) {
+        if let (Some(tag), Some(known_tag)) = (tag, known_tag) {
             if tag == known_tag {
                 return Freshness::Same;
             }
@@ -153,13 +169,13 @@ impl Version {
                     Freshness::Older
                 };
             }
-            return if self.modified < known.modified {
+            return if modified < known_modified {
                 Freshness::Older
             } else {
                 Freshness::Newer
             };
         }
-        match self.modified.cmp(&known.modified) {
+        match modified.cmp(&known_modified) {
             Ordering::Greater => Freshness::Newer,
             Ordering::Less => Freshness::Older,
             Ordering::Equal => Freshness::Tied,

@@ -154,6 +154,20 @@ pub trait IncidentSource: Send + Sync {
     /// Applies the update and returns the incident as it is afterwards.
     async fn update(&self, id: &str, update: &IncidentUpdate) -> ConnectorResult<IncidentSnapshot>;
     async fn add_comment(&self, id: &str, text: &str) -> ConnectorResult<()>;
+    /// Adds a comment and, where a comment moves the incident itself (Sentinel:
+    /// its `lastModifiedTimeUtc` and etag move, and the comment's answer says
+    /// when but not the new etag), the time the incident stands at after it: the
+    /// engine keeps that as the bridge's own version, so that the next poll does
+    /// not take the bridge's comment for someone else's change and read the
+    /// incident's comments again. `None` where a comment's answer says nothing of
+    /// the incident (by default).
+    async fn add_comment_stamped(
+        &self,
+        id: &str,
+        text: &str,
+    ) -> ConnectorResult<Option<Timestamp>> {
+        self.add_comment(id, text).await.map(|()| None)
+    }
     /// Every comment on the incident, oldest first. By default read from the
     /// incident itself (Graph embeds them); sources that keep comments apart
     /// (Sentinel) list them.

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::mapping::{FieldRule, Mapping, TemplateContext};
+use crate::mapping::{FieldRule, IncidentSide, Mapping, TemplateContext, ValueMap};
 use crate::model::{
     Agreed, Baseline, ConflictNote, ConflictPolicy, Correlation, FieldChange, Freshness,
     IncidentSnapshot, IncidentUpdate, Link, LinkState, TicketCreate, TicketSnapshot, TicketUpdate,
@@ -164,28 +164,28 @@ pub fn reconcile_all(pair: PairSpec<'_>, input: Input<'_>) -> Plan {
 }
 
 fn plan(pair: PairSpec<'_>, input: Input<'_>, ignore_times: bool) -> Plan {
-    let links: HashMap<&str, &Link> = input
-        .links
-        .iter()
-        .map(|l| (l.incident_id.as_str(), l))
-        .collect();
-    let by_ticket: HashMap<&str, &Link> = input
-        .links
-        .iter()
-        .map(|l| (l.ticket_key.as_str(), l))
-        .collect();
+    let links = input.links;
+    // Each link by its position; where two links share an incident id or a
+    // ticket key, the later one is the one that counts.
+    let mut by_incident: HashMap<&str, usize> = HashMap::with_capacity(links.len());
+    let mut by_ticket: HashMap<&str, usize> = HashMap::with_capacity(links.len());
+    for (i, l) in links.iter().enumerate() {
+        by_incident.insert(l.incident_id.as_str(), i);
+        by_ticket.insert(l.ticket_key.as_str(), i);
+    }
+    let unique_incidents = by_incident.len() == links.len();
 
-    // Pair up each link's fresh snapshots.
-    let mut work: BTreeMap<&str, (Option<&IncidentSnapshot>, Option<&TicketSnapshot>)> =
-        BTreeMap::new();
+    // Pair up each link's fresh snapshots, in a slot per link position.
+    let mut work: Vec<(Option<&IncidentSnapshot>, Option<&TicketSnapshot>)> =
+        vec![(None, None); links.len()];
+    let mut touched: Vec<usize> = Vec::new();
     let mut actions = Vec::new();
     for incident in input.incidents {
+        let at = by_incident.get(incident.id.as_str()).copied();
         if is_redirected(incident) {
             // A merged incident gets no ticket of its own and is no longer diffed;
             // one already marked merged has nothing left to do.
-            let merged = links
-                .get(incident.id.as_str())
-                .is_some_and(|l| l.state == LinkState::Merged);
+            let merged = at.is_some_and(|i| links[i].state == LinkState::Merged);
             if !merged {
                 actions.push(Action::Merge {
                     incident: Box::new(incident.clone()),
@@ -194,32 +194,41 @@ fn plan(pair: PairSpec<'_>, input: Input<'_>, ignore_times: bool) -> Plan {
             }
             continue;
         }
-        match links.get(incident.id.as_str()) {
-            Some(link) => {
+        match at {
+            Some(i) => {
+                let link = &links[i];
                 // A link whose write-back was interrupted is taken up again even when
                 // the incident has not changed since.
-                let fresh = incident.version().freshness(&link.incident_seen());
-                if ignore_times || fresh.may_have_changed() || !link.written_back {
-                    work.entry(link.incident_id.as_str()).or_default().0 = Some(incident);
+                if ignore_times || !link.written_back || incident_may_have_changed(incident, link) {
+                    if work[i].0.is_none() && work[i].1.is_none() {
+                        touched.push(i);
+                    }
+                    work[i].0 = Some(incident);
                 }
             }
             None => actions.extend(plan_create(pair, incident)),
         }
     }
     for ticket in input.tickets {
-        if let Some(link) = by_ticket.get(ticket.key.as_str())
-            && (ignore_times
-                || ticket
-                    .version()
-                    .freshness(&link.ticket_seen())
-                    .may_have_changed())
+        if let Some(&t) = by_ticket.get(ticket.key.as_str())
+            && (ignore_times || ticket_may_have_changed(ticket, &links[t]))
         {
-            work.entry(link.incident_id.as_str()).or_default().1 = Some(ticket);
+            // The slot of the link that counts for this link's incident.
+            let i = if unique_incidents {
+                t
+            } else {
+                by_incident[links[t].incident_id.as_str()]
+            };
+            if work[i].0.is_none() && work[i].1.is_none() {
+                touched.push(i);
+            }
+            work[i].1 = Some(ticket);
         }
     }
 
-    for (incident_id, (incident, ticket)) in work {
-        let link = links[incident_id];
+    for i in touched {
+        let (incident, ticket) = work[i];
+        let link = &links[i];
         if link.state != LinkState::Active {
             continue;
         }
@@ -229,12 +238,52 @@ fn plan(pair: PairSpec<'_>, input: Input<'_>, ignore_times: bool) -> Plan {
         actions.extend(plan_link(pair, link, incident, ticket));
     }
 
-    actions.sort_by(|a, b| {
-        a.incident_id()
-            .cmp(b.incident_id())
-            .then(a.order().cmp(&b.order()))
-    });
-    Plan { actions }
+    Plan {
+        actions: sorted(actions),
+    }
+}
+
+/// The actions by incident id, then by kind, in a stable order. Sorts their
+/// positions rather than the actions themselves (which are large to move), and
+/// takes the common case of a batch already in order in one pass.
+fn sorted(actions: Vec<Action>) -> Vec<Action> {
+    fn key(a: &Action) -> (&str, u8) {
+        (a.incident_id(), a.order())
+    }
+    if actions.windows(2).all(|w| key(&w[0]) <= key(&w[1])) {
+        return actions;
+    }
+    let mut order: Vec<usize> = (0..actions.len()).collect();
+    order.sort_by(|&a, &b| key(&actions[a]).cmp(&key(&actions[b])));
+    let mut slots: Vec<Option<Action>> = actions.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .map(|i| slots[i].take().expect("each position is taken once"))
+        .collect()
+}
+
+/// Whether an incident read now may differ from the version its link last
+/// synced from (the borrowed form of `Version::freshness`, without copying the
+/// etags of a hundred thousand links).
+fn incident_may_have_changed(incident: &IncidentSnapshot, link: &Link) -> bool {
+    Version::compare(
+        incident.modified,
+        incident.etag.as_deref(),
+        link.incident_modified,
+        link.incident_version.as_deref(),
+    )
+    .may_have_changed()
+}
+
+/// The same for a ticket.
+fn ticket_may_have_changed(ticket: &TicketSnapshot, link: &Link) -> bool {
+    Version::compare(
+        ticket.modified,
+        ticket.version.as_deref(),
+        link.ticket_modified,
+        link.ticket_version.as_deref(),
+    )
+    .may_have_changed()
 }
 
 /// Whether the source merged this incident into another: Graph says `redirected`
@@ -514,33 +563,48 @@ fn decide_field(
     incident: Option<&IncidentSnapshot>,
     ticket: Option<&TicketSnapshot>,
 ) -> FieldDecision {
-    let base = known.cloned().unwrap_or_default();
-    let now = Agreed {
-        incident: match incident {
-            Some(i) => rule.incident_value(i, pair.source),
-            None => base.incident.clone(),
-        },
-        ticket: match ticket {
-            Some(t) => t.attrs.get(&rule.ticket).cloned(),
-            None => base.ticket.clone(),
-        },
-        held: false,
+    // What each side holds now, borrowed where it can be (most fields of most
+    // links are unchanged, and copying them is most of a batch's time); a side
+    // not read this time is taken as its baseline.
+    let rendered = match (incident, &rule.incident) {
+        (Some(i), IncidentSide::Template(_)) => rule.incident_value(i, pair.source),
+        _ => None,
+    };
+    let incident_now: Option<&str> = match (incident, &rule.incident) {
+        (Some(_), IncidentSide::Template(_)) => rendered.as_deref(),
+        (Some(i), IncidentSide::Attr(name)) => i.attrs.get(name).map(String::as_str),
+        (None, _) => known.and_then(|b| b.incident.as_deref()),
+    };
+    let ticket_now: Option<&str> = match ticket {
+        Some(t) => t.attrs.get(&rule.ticket).map(String::as_str),
+        None => known.and_then(|b| b.ticket.as_deref()),
     };
     let (inc_changed, tic_changed) = match known {
-        Some(b) => (now.incident != b.incident, now.ticket != b.ticket),
+        Some(b) => (
+            incident_now != b.incident.as_deref(),
+            ticket_now != b.ticket.as_deref(),
+        ),
         // A field added to the mapping after the link was made: bring it in step.
         None => (rule.flow.to_ticket(), !rule.flow.to_ticket()),
     };
+    if !inc_changed && !tic_changed {
+        let held = known.is_some_and(|b| b.held);
+        return FieldDecision::Unchanged {
+            pending: pending_for_ticket(rule, held, incident_now, ticket_now),
+        };
+    }
 
+    let base = known.cloned().unwrap_or_default();
+    let now = Agreed {
+        incident: incident_now.map(str::to_owned),
+        ticket: ticket_now.map(str::to_owned),
+        held: false,
+    };
     let (winner, conflict) = match (inc_changed, tic_changed) {
-        (false, false) => {
-            return FieldDecision::Unchanged {
-                pending: pending_for_ticket(rule, &base, now),
-            };
-        }
         (true, false) => (Winner::Incident, None),
         (false, true) => (Winner::Ticket, None),
-        (true, true) if corresponds(rule, now.incident.as_deref(), now.ticket.as_deref()) => {
+        // Changed on both sides (an unchanged field returned above).
+        _ if corresponds(rule, now.incident.as_deref(), now.ticket.as_deref()) => {
             let change = FieldChange {
                 field: rule.name.clone(),
                 old: base.ticket.clone(),
@@ -550,7 +614,7 @@ fn decide_field(
             let note = format!("{}: both sides changed to matching values", rule.name);
             return record(now, Some(change), Some(note));
         }
-        (true, true) => {
+        _ => {
             let policy = rule.conflict.unwrap_or(pair.policy);
             let (winner, tie) = settle(pair, rule, policy, incident, ticket);
             let conflict = ConflictNote {
@@ -607,29 +671,45 @@ fn record(now: Agreed, change: Option<FieldChange>, note: Option<String>) -> Fie
 /// Unchanged, but maybe never agreed (a value the other side could not take at
 /// the time, like a Jira resolution on an open issue): carried along with the
 /// next write to the ticket. A value held on the ticket on purpose is not.
-fn pending_for_ticket(rule: &FieldRule, base: &Agreed, now: Agreed) -> Option<FieldWrite> {
-    if !rule.flow.to_ticket() || base.held {
+fn pending_for_ticket(
+    rule: &FieldRule,
+    held: bool,
+    incident_now: Option<&str>,
+    ticket_now: Option<&str>,
+) -> Option<FieldWrite> {
+    if !rule.flow.to_ticket() || held {
         return None;
     }
-    let desired = rule.map_to_ticket(now.incident.as_deref());
-    if desired.is_none() || desired == now.ticket {
+    let desired = mapped(rule.to_ticket.as_ref(), incident_now);
+    if desired.is_none() || desired == ticket_now {
         return None;
     }
+    let desired = desired.map(str::to_owned);
     Some(FieldWrite {
         attr: rule.ticket.clone(),
         value: desired.clone(),
         change: FieldChange {
             field: rule.name.clone(),
-            old: now.ticket,
+            old: ticket_now.map(str::to_owned),
             new: desired.clone(),
             conflict: None,
         },
         agreed: Agreed {
-            incident: now.incident,
+            incident: incident_now.map(str::to_owned),
             ticket: desired,
             held: false,
         },
     })
+}
+
+/// [`FieldRule::map_to_ticket`] without the copy: the value a map gives (an
+/// entry of `""` gives none), or the value itself where there is no map.
+fn mapped<'a>(map: Option<&'a ValueMap>, value: Option<&'a str>) -> Option<&'a str> {
+    match (map, value) {
+        (_, None) => None,
+        (None, Some(v)) => Some(v),
+        (Some(m), Some(v)) => m.get(v).filter(|v| !v.is_empty()),
+    }
 }
 
 /// The incident's side won: its value, mapped, goes to the ticket, unless the
@@ -798,6 +878,30 @@ fn plan_link(
         })
         .finish();
 
+    let no_writes = writes.ticket.set.is_empty()
+        && writes.incident.set.is_empty()
+        && writes.recorded.baseline.is_empty();
+    if no_writes {
+        // The common case of a re-read: nothing to do unless a side moved on.
+        let moved = incident.is_some_and(|i| {
+            Version::compare(
+                i.modified,
+                i.etag.as_deref(),
+                link.incident_modified,
+                link.incident_version.as_deref(),
+            ) == Freshness::Newer
+        }) || ticket.is_some_and(|t| {
+            Version::compare(
+                t.modified,
+                t.version.as_deref(),
+                link.ticket_modified,
+                link.ticket_version.as_deref(),
+            ) == Freshness::Newer
+        });
+        if !moved {
+            return Vec::new();
+        }
+    }
     let incident_seen = incident.map(IncidentSnapshot::version);
     let ticket_seen = ticket.map(TicketSnapshot::version);
     let moved = incident_seen

@@ -185,3 +185,35 @@ fn an_analyst_moving_issues_costs_defender_one_patch_each_and_no_read() {
         "one PATCH per moved issue; its answer has the comments: {graph:#?}"
     );
 }
+
+#[test]
+fn the_cycle_after_a_sentinel_first_sync_reads_no_incident_no_comment_and_no_ticket_back() {
+    let env = env(0, 30);
+    env.sync();
+    assert!(linked(&env, "sentinel->servicenow") >= 25);
+    env.sims.sentinel.kit.clear_log();
+    env.sims.servicenow.kit.clear_log();
+    env.sync();
+    let arm = env.sims.sentinel.kit.requests();
+    let snow = env.sims.servicenow.kit.requests();
+    // The listing of each side is all: the link comment moved each incident's
+    // time and etag, and the comment's answer said when, so the bridge knows
+    // that version for its own.
+    let arm_reads = count(&arm, |r| {
+        r.method == "GET" && (under(r, "/incidents") || r.path.ends_with("/comments"))
+    });
+    let snow_reads = count(&snow, |r| {
+        r.method == "GET"
+            && !r
+                .query
+                .as_deref()
+                .is_some_and(|q| q.contains("sysparm_query=sys_updated_on"))
+    });
+    assert_eq!(
+        (arm_reads, snow_reads),
+        (0, 0),
+        "no per-record read after the bridge's own writes: {arm:#?} {snow:#?}"
+    );
+    let writes = count(&arm, |r| r.method != "GET") + count(&snow, |r| r.method != "GET");
+    assert_eq!(writes, 0, "nothing to write: {arm:#?} {snow:#?}");
+}

@@ -502,10 +502,12 @@ impl Cycle<'_> {
         // Elsewhere (Sentinel) a comment moves the incident's etag, so the tag
         // write goes first, with the etag the poll listed.
         let comment_first = source.get_has_comments();
-        let result: Result<(Vec<FieldChange>, Option<IncidentSnapshot>), ConnectorError> = async {
+        let result: Result<(Vec<FieldChange>, Option<Version>), ConnectorError> = async {
             let mut changes = Vec::new();
             let mut commented = false;
-            let mut written = None;
+            // The version the bridge's own writes left the incident at, where
+            // their answers say it and nothing else came in between.
+            let mut own: Option<Version> = None;
             for step in if comment_first { [0, 1] } else { [1, 0] } {
                 if step == 0 {
                     let Some(text) = comment else { continue };
@@ -514,8 +516,21 @@ impl Cycle<'_> {
                         None => source.comments(incident_id).await?,
                     };
                     if !on_incident.iter().any(|c| &c.text == text) {
-                        source.add_comment(incident_id, text).await?;
+                        let stamped = source.add_comment_stamped(incident_id, text).await?;
                         commented = true;
+                        // Sentinel: the comment moved the incident's time and
+                        // etag after the tag write; its answer gives the time,
+                        // not the etag, so the version kept is the time alone
+                        // (the next listing of that version compares as tied,
+                        // and its fields are still compared with the baseline).
+                        // Kept only after a tag write the listing's etag let
+                        // through, or with no tag write at all.
+                        if let Some(at) = stamped
+                            && listed.is_some()
+                            && (tags.is_empty() || own.is_some())
+                        {
+                            own = Some(Version::new(at, None));
+                        }
                         changes.push(FieldChange {
                             field: "comment".into(),
                             old: None,
@@ -547,15 +562,14 @@ impl Cycle<'_> {
                 };
                 // Only the bridge's own writes in between: nothing but the tags
                 // (and the comment) differs from what the poll listed.
-                written = listed
+                own = listed
                     .filter(|i| {
-                        comment_first
-                            && !stale
+                        !stale
                             && after.attrs == i.attrs
                             && after.redirect_to == i.redirect_to
                             && after.comments.len() == i.comments.len() + usize::from(commented)
                     })
-                    .map(|_| after);
+                    .map(|_| after.version());
                 changes.push(FieldChange {
                     field: "tags".into(),
                     old: None,
@@ -563,7 +577,7 @@ impl Cycle<'_> {
                     conflict: None,
                 });
             }
-            Ok((changes, written))
+            Ok((changes, own))
         }
         .await;
         match result {
@@ -572,8 +586,8 @@ impl Cycle<'_> {
                 // fresh read: the listed version is the bridge's own past now.
                 self.listed.remove(incident_id.as_str());
                 link.written_back = true;
-                if let Some(after) = written {
-                    link.saw_incident(after.version());
+                if let Some(own) = written {
+                    link.saw_incident(own);
                 }
                 link.updated = self.clock.now();
                 let record = LedgerRecord {

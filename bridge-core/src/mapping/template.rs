@@ -106,13 +106,15 @@ impl Template {
 
     /// Renders the template; a variable with no value renders as nothing.
     pub fn render(&self, ctx: &TemplateContext<'_>) -> String {
-        let mut out = String::new();
+        // Rendered once per mapped field per link in every reconcile: written
+        // straight into one buffer about the template's size.
+        let mut out = String::with_capacity(self.source.len() + 64);
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
                 Part::Incident(name) => {
                     if let Some(i) = ctx.incident {
-                        out.push_str(&incident_var(i, ctx.source, name));
+                        push_incident_var(&mut out, i, ctx.source, name);
                     }
                 }
                 Part::Ticket(name) => {
@@ -171,21 +173,42 @@ fn parse_placeholder(
     ))
 }
 
-fn incident_var(incident: &IncidentSnapshot, source: &str, name: &str) -> String {
+fn push_incident_var(out: &mut String, incident: &IncidentSnapshot, source: &str, name: &str) {
     match name {
-        "id" => incident.id.clone(),
-        "display_id" => incident.display_id.clone(),
-        "url" => incident.web_url.clone(),
-        "provider_url" => incident.provider_url.clone().unwrap_or_default(),
-        "link" => incident
-            .provider_url
-            .clone()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| incident.web_url.clone()),
-        "source" => source.to_string(),
-        "created" => incident.created.format("%Y-%m-%d %H:%M UTC").to_string(),
-        "modified" => incident.modified.format("%Y-%m-%d %H:%M UTC").to_string(),
-        attr => incident.attrs.get(attr).cloned().unwrap_or_default(),
+        "id" => out.push_str(&incident.id),
+        "display_id" => out.push_str(&incident.display_id),
+        "url" => out.push_str(&incident.web_url),
+        "provider_url" => out.push_str(incident.provider_url.as_deref().unwrap_or_default()),
+        "link" => out.push_str(
+            incident
+                .provider_url
+                .as_deref()
+                .filter(|u| !u.is_empty())
+                .unwrap_or(&incident.web_url),
+        ),
+        "source" => out.push_str(source),
+        "created" => push_minute(out, incident.created),
+        "modified" => push_minute(out, incident.modified),
+        attr => out.push_str(incident.attrs.get(attr).map_or("", String::as_str)),
+    }
+}
+
+/// `%Y-%m-%d %H:%M UTC`, without parsing the format each time.
+fn push_minute(out: &mut String, at: chrono::DateTime<chrono::Utc>) {
+    use chrono::{Datelike, Timelike};
+    use std::fmt::Write;
+    if (0..=9999).contains(&at.year()) {
+        let _ = write!(
+            out,
+            "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+            at.year(),
+            at.month(),
+            at.day(),
+            at.hour(),
+            at.minute()
+        );
+    } else {
+        let _ = write!(out, "{}", at.format("%Y-%m-%d %H:%M UTC"));
     }
 }
 
@@ -223,6 +246,30 @@ mod tests {
             ticket: None,
         };
         assert_eq!(t.render(&ctx), "[#41877] Phish {x}");
+    }
+
+    #[test]
+    fn dates_render_to_the_minute_in_utc() {
+        let t = Template::parse("{incident.created} / {incident.modified}", &[], false).unwrap();
+        let mut i = incident();
+        let render = |i: &IncidentSnapshot| {
+            t.render(&TemplateContext {
+                source: "s",
+                incident: Some(i),
+                ticket: None,
+            })
+        };
+        assert_eq!(render(&i), "1970-01-01 00:00 UTC / 1970-01-01 00:00 UTC");
+        i.created = "2026-11-22T08:05:59.9Z".parse().unwrap();
+        i.modified =
+            chrono::TimeZone::with_ymd_and_hms(&chrono::Utc, 10000, 1, 2, 3, 4, 5).unwrap();
+        assert_eq!(
+            render(&i),
+            format!(
+                "2026-11-22 08:05 UTC / {}",
+                i.modified.format("%Y-%m-%d %H:%M UTC")
+            )
+        );
     }
 
     #[test]

@@ -579,6 +579,14 @@ impl JiraTickets {
         ticket: &TicketCreate,
         target: Option<&str>,
     ) -> ConnectorResult<TicketSnapshot> {
+        // Kept reads. Jira's create answers `{id, key, self}` only, and a
+        // transition answers 204 with no body, so neither says the issue's
+        // `updated` time, which is the version the link must hold: without it
+        // the next poll cannot tell the bridge's own create or move from an
+        // analyst's edit made just after it (a workflow post-function, an
+        // automation rule, a person), and would either read the issue and its
+        // comments again or pass an edit over. One GET after the create, and
+        // one after the status move, settle that race.
         let snapshot = self.read(key).await?;
         let Some(target) = target else {
             return Ok(snapshot);

@@ -566,6 +566,16 @@ impl IncidentSource for SentinelSource {
     }
 
     async fn add_comment(&self, id: &str, text: &str) -> ConnectorResult<()> {
+        self.add_comment_stamped(id, text).await.map(|_| ())
+    }
+
+    /// The comment's `lastModifiedTimeUtc` is the incident's too: Sentinel
+    /// counts a comment as activity on the incident (API.md §3).
+    async fn add_comment_stamped(
+        &self,
+        id: &str,
+        text: &str,
+    ) -> ConnectorResult<Option<Timestamp>> {
         let comment_id = comment_id(id, text);
         let body = serde_json::to_value(NewComment::new(text)).expect("a comment body serialises");
         let request = Request::with_body(
@@ -575,8 +585,16 @@ impl IncidentSource for SentinelSource {
         )
         // Same id, same body: repeating it edits the comment into what it already is.
         .idempotent(true);
-        self.api.send(request).await?;
-        Ok(())
+        let answer = self.api.send(request).await?;
+        let stamped = answer
+            .json::<serde_json::Value>(self.api.system())
+            .ok()
+            .and_then(|c| {
+                c.pointer("/properties/lastModifiedTimeUtc")
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(super::wire::parse_timestamp)
+            });
+        Ok(stamped)
     }
 }
 
