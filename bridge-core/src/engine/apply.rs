@@ -493,95 +493,19 @@ impl Cycle<'_> {
             return Ok(None);
         };
         let intent = self.begin(&action).await?;
-        let source = &self.rt.source;
-        let listed = incident.or_else(|| self.listed.get(incident_id.as_str()));
-        // Where the incident embeds its comments (Graph), the comment goes first
-        // and the tags last, so that what the tag write returns is the incident
-        // after both: the version the bridge's own writes produced, recorded
-        // below so that the next poll does not read it again as a change.
-        // Elsewhere (Sentinel) a comment moves the incident's etag, so the tag
-        // write goes first, with the etag the poll listed.
-        let comment_first = source.get_has_comments();
-        let result: Result<(Vec<FieldChange>, Option<Version>), ConnectorError> = async {
-            let mut changes = Vec::new();
-            let mut commented = false;
-            // The version the bridge's own writes left the incident at, where
-            // their answers say it and nothing else came in between.
-            let mut own: Option<Version> = None;
-            for step in if comment_first { [0, 1] } else { [1, 0] } {
-                if step == 0 {
-                    let Some(text) = comment else { continue };
-                    let on_incident = match listed.and_then(|i| source.listed_comments(i)) {
-                        Some(comments) => comments,
-                        None => source.comments(incident_id).await?,
-                    };
-                    if !on_incident.iter().any(|c| &c.text == text) {
-                        let stamped = source.add_comment_stamped(incident_id, text).await?;
-                        commented = true;
-                        // Sentinel: the comment moved the incident's time and
-                        // etag after the tag write; its answer gives the time,
-                        // not the etag, so the version kept is the time alone
-                        // (the next listing of that version compares as tied,
-                        // and its fields are still compared with the baseline).
-                        // Kept only after a tag write the listing's etag let
-                        // through, or with no tag write at all.
-                        if let Some(at) = stamped
-                            && listed.is_some()
-                            && (tags.is_empty() || own.is_some())
-                        {
-                            own = Some(Version::new(at, None));
-                        }
-                        changes.push(FieldChange {
-                            field: "comment".into(),
-                            old: None,
-                            new: Some(text.clone()),
-                            conflict: None,
-                        });
-                    }
-                    continue;
-                }
-                if tags.is_empty() {
-                    continue;
-                }
-                let update = IncidentUpdate {
-                    set: BTreeMap::new(),
-                    add_tags: tags.clone(),
-                };
-                // Changed since the listing (Sentinel's 409 on the listed etag):
-                // read it again and write once more.
-                let mut stale = false;
-                let after = match listed {
-                    Some(i) => match source.update_listed(i, &update).await {
-                        Err(e) if e.kind == ErrorKind::Conflict => {
-                            stale = true;
-                            source.update(incident_id, &update).await?
-                        }
-                        after => after?,
-                    },
-                    None => source.update(incident_id, &update).await?,
-                };
-                // Only the bridge's own writes in between: nothing but the tags
-                // (and the comment) differs from what the poll listed.
-                own = listed
-                    .filter(|i| {
-                        !stale
-                            && after.attrs == i.attrs
-                            && after.redirect_to == i.redirect_to
-                            && after.comments.len() == i.comments.len() + usize::from(commented)
-                    })
-                    .map(|_| after.version());
-                changes.push(FieldChange {
-                    field: "tags".into(),
-                    old: None,
-                    new: Some(tags.join(", ")),
-                    conflict: None,
-                });
-            }
-            Ok((changes, own))
-        }
-        .await;
-        match result {
-            Ok((changes, written)) => {
+        let listed = incident
+            .or_else(|| self.listed.get(incident_id.as_str()))
+            .cloned();
+        let result = self
+            .write_back_writes(incident_id, tags, comment.as_deref(), listed.as_ref())
+            .await;
+        let (outcome, written) = match result {
+            Ok((changes, written)) => (Ok(changes), written),
+            Err(e) => (Err(e), None),
+        };
+        let ok = outcome.is_ok();
+        let record = match outcome {
+            Ok(changes) => {
                 // A later write to this incident in the same cycle starts from a
                 // fresh read: the listed version is the bridge's own past now.
                 self.listed.remove(incident_id.as_str());
@@ -590,7 +514,8 @@ impl Cycle<'_> {
                     link.saw_incident(own);
                 }
                 link.updated = self.clock.now();
-                let record = LedgerRecord {
+                self.report.write_backs += 1;
+                LedgerRecord {
                     changes,
                     outcome: Outcome::Ok,
                     detail: None,
@@ -600,16 +525,13 @@ impl Cycle<'_> {
                         incident_id,
                         Some(ticket_key),
                     )
-                };
-                self.store.finish_intent(intent, Some(&link), &[record])?;
-                self.report.write_backs += 1;
-                Ok(Some(link))
+                }
             }
             Err(e) => {
                 tracing::warn!(incident = %incident_id, error = %e, "write-back failed");
                 self.report.failed += 1;
                 self.note_failure(incident_id, Some(ticket_key), "write_back", &e)?;
-                let record = LedgerRecord {
+                LedgerRecord {
                     changes: Vec::new(),
                     outcome: Outcome::Failed,
                     detail: Some(e.to_string()),
@@ -619,11 +541,136 @@ impl Cycle<'_> {
                         incident_id,
                         Some(ticket_key),
                     )
-                };
-                self.store.finish_intent(intent, None, &[record])?;
-                Ok(None)
+                }
+            }
+        };
+        self.store
+            .finish_intent(intent, ok.then_some(&link), &[record])?;
+        Ok(ok.then_some(link))
+    }
+
+    /// The write-back's remote writes, in the order that lets the bridge know the
+    /// version they left the incident at. Where the incident embeds its comments
+    /// (Graph), the comment goes first and the tags last, so that what the tag
+    /// write returns is the incident after both: the version the bridge's own
+    /// writes produced, recorded so that the next poll does not read it again as
+    /// a change. Elsewhere (Sentinel) a comment moves the incident's etag, so the
+    /// tag write goes first, with the etag the poll listed. Says what changed and
+    /// that version, where the answers say it and nothing else came in between.
+    async fn write_back_writes(
+        &self,
+        incident_id: &str,
+        tags: &[String],
+        comment: Option<&str>,
+        listed: Option<&IncidentSnapshot>,
+    ) -> Result<(Vec<FieldChange>, Option<Version>), ConnectorError> {
+        let comment_first = self.rt.source.get_has_comments();
+        let mut changes = Vec::new();
+        let mut commented = false;
+        let mut own: Option<Version> = None;
+        for step in if comment_first { [0, 1] } else { [1, 0] } {
+            if step == 0 {
+                let Some(text) = comment else { continue };
+                if let Some(change) = self
+                    .write_back_comment(incident_id, text, listed, tags.is_empty(), &mut own)
+                    .await?
+                {
+                    commented = true;
+                    changes.push(change);
+                }
+            } else if !tags.is_empty() {
+                let (change, after) = self
+                    .write_back_tags(incident_id, tags, listed, commented)
+                    .await?;
+                own = after;
+                changes.push(change);
             }
         }
+        Ok((changes, own))
+    }
+
+    /// The write-back's comment, unless the incident already has it.
+    async fn write_back_comment(
+        &self,
+        incident_id: &str,
+        text: &str,
+        listed: Option<&IncidentSnapshot>,
+        no_tags: bool,
+        own: &mut Option<Version>,
+    ) -> Result<Option<FieldChange>, ConnectorError> {
+        let source = &self.rt.source;
+        let on_incident = match listed.and_then(|i| source.listed_comments(i)) {
+            Some(comments) => comments,
+            None => source.comments(incident_id).await?,
+        };
+        if on_incident.iter().any(|c| c.text == text) {
+            return Ok(None);
+        }
+        let stamped = source.add_comment_stamped(incident_id, text).await?;
+        // Sentinel: the comment moved the incident's time and etag after the tag
+        // write; its answer gives the time, not the etag, so the version kept is
+        // the time alone (the next listing of that version compares as tied, and
+        // its fields are still compared with the baseline). Kept only after a tag
+        // write the listing's etag let through, or with no tag write at all.
+        if let Some(at) = stamped
+            && listed.is_some()
+            && (no_tags || own.is_some())
+        {
+            *own = Some(Version::new(at, None));
+        }
+        Ok(Some(FieldChange {
+            field: "comment".into(),
+            old: None,
+            new: Some(text.to_string()),
+            conflict: None,
+        }))
+    }
+
+    /// The write-back's tags, from the listed incident where the poll had it.
+    /// Says the change and, where only the bridge's own writes came in between,
+    /// the version the write left the incident at.
+    async fn write_back_tags(
+        &self,
+        incident_id: &str,
+        tags: &[String],
+        listed: Option<&IncidentSnapshot>,
+        commented: bool,
+    ) -> Result<(FieldChange, Option<Version>), ConnectorError> {
+        let source = &self.rt.source;
+        let update = IncidentUpdate {
+            set: BTreeMap::new(),
+            add_tags: tags.to_vec(),
+        };
+        // Changed since the listing (Sentinel's 409 on the listed etag): read it
+        // again and write once more.
+        let mut stale = false;
+        let after = match listed {
+            Some(i) => match source.update_listed(i, &update).await {
+                Err(e) if e.kind == ErrorKind::Conflict => {
+                    stale = true;
+                    source.update(incident_id, &update).await?
+                }
+                after => after?,
+            },
+            None => source.update(incident_id, &update).await?,
+        };
+        // Only the bridge's own writes in between: nothing but the tags (and the
+        // comment) differs from what the poll listed.
+        let own = listed
+            .filter(|i| {
+                !stale
+                    && after.attrs == i.attrs
+                    && after.redirect_to == i.redirect_to
+                    && after.comments.len() == i.comments.len() + usize::from(commented)
+            })
+            .map(|_| after.version());
+        let change = FieldChange {
+            field: "tags".into(),
+            old: None,
+            new: Some(tags.join(", ")),
+            conflict: None,
+        };
+        Ok((change, own))
     }
 
     /// Updates one side and records the other side's new agreement.
