@@ -109,7 +109,8 @@ enum StoreCommand {
     /// Copy an SQLite store (links, baselines, watermarks, outbox, dead letters,
     /// synced comments, ledger) into an empty PostgreSQL store; the ledger
     /// verifies there with the same head. The password, if any, is read from
-    /// PGPASSWORD.
+    /// PGPASSWORD; the CA bundle `sslmode=verify-ca`/`verify-full` trusts, if
+    /// not the system's, from PGSSLROOTCERT.
     Migrate {
         /// The SQLite store (`[store] path`); refused while a daemon uses it.
         #[arg(long)]

@@ -41,7 +41,17 @@ impl StoreAt {
             })?),
             None => None,
         };
-        let connect = PgConnect::new(&pg.url, password.as_ref())?;
+        let mut connect = PgConnect::new(&pg.url, password.as_ref())?;
+        if let Some(path) = &pg.ca_bundle {
+            let pem = std::fs::read(path).map_err(|e| {
+                Failure::Input(format!(
+                    "{}: the PostgreSQL CA bundle {}: {e}",
+                    config.file.display(),
+                    path.display()
+                ))
+            })?;
+            connect = connect.with_ca_bundle(&pem)?;
+        }
         Ok(StoreAt::Postgres {
             connect: Box::new(connect),
             lease: pg.lease,

@@ -13,6 +13,8 @@ use crate::{CmdResult, Failure};
 
 /// The environment variable the PostgreSQL password is read from, as libpq does.
 const PASSWORD_VAR: &str = "PGPASSWORD";
+/// The CA bundle `sslmode=verify-ca`/`verify-full` trusts, libpq's variable.
+const CA_VAR: &str = "PGSSLROOTCERT";
 
 pub fn migrate(from: &Path, to: &str) -> CmdResult {
     if !from.is_file() {
@@ -25,7 +27,16 @@ pub fn migrate(from: &Path, to: &str) -> CmdResult {
         .ok()
         .filter(|p| !p.is_empty())
         .map(SecretString::from);
-    let connect = PgConnect::new(to, password.as_ref())?;
+    let mut connect = PgConnect::new(to, password.as_ref())?;
+    if let Some(path) = std::env::var_os(CA_VAR).filter(|p| !p.is_empty()) {
+        let pem = std::fs::read(&path).map_err(|e| {
+            Failure::Input(format!(
+                "{CA_VAR}={}: cannot read the CA bundle ({e})",
+                Path::new(&path).display()
+            ))
+        })?;
+        connect = connect.with_ca_bundle(&pem)?;
+    }
     // A store in use is refused: its daemon holds this lock.
     let _lock = super::lock_store(from)?;
     let target = PgStore::open(&connect)?;

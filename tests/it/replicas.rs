@@ -675,6 +675,83 @@ fn an_sqlite_store_moves_to_postgres_with_its_ledger_head() {
 }
 
 #[test]
+fn a_store_over_tls_trusts_only_the_ca_it_is_given() {
+    let Some(pg) = Pg::new("tls") else {
+        return;
+    };
+    // The local test server serves Debian's snakeoil certificate, for localhost.
+    let snakeoil = Path::new("/etc/ssl/certs/ssl-cert-snakeoil.pem");
+    if !pg.base.contains("@127.0.0.1:") || !snakeoil.is_file() {
+        eprintln!("tls: skipped: written for the snakeoil certificate on 127.0.0.1");
+        return;
+    }
+    let env = Env::start(1);
+    let config = env.dir.path().join("pg-tls.toml");
+    std::fs::copy(&env.config, &config).unwrap();
+    point_at(&config, &pg);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let plain_url = format!("url = \"{}\"", pg.url());
+    let with_ca = |url: &str, ca: &Path| {
+        let line = format!(
+            "url = \"{}&sslmode=verify-full\"\nca_bundle = \"{}\"",
+            url,
+            ca.display()
+        );
+        std::fs::write(&config, text.replace(&plain_url, &line)).unwrap();
+    };
+    let run_once = ["run", "--once", "--config", config.to_str().unwrap()];
+
+    // By the name on its certificate, with its CA, the store opens.
+    with_ca(&pg.url().replace("@127.0.0.1:", "@localhost:"), snakeoil);
+    assert_success(&env.bridge(&run_once));
+
+    // The system's CAs did not sign it: refused, and the error says what to give.
+    let system = Path::new("/etc/ssl/certs/ca-certificates.crt");
+    if system.is_file() {
+        with_ca(&pg.url().replace("@127.0.0.1:", "@localhost:"), system);
+        let refused = env.bridge(&run_once);
+        assert_ne!(refused.status.code(), Some(0));
+        assert!(
+            stderr(&refused).contains("UnknownIssuer"),
+            "{}",
+            stderr(&refused)
+        );
+        assert!(
+            stderr(&refused).contains("[store] ca_bundle"),
+            "{}",
+            stderr(&refused)
+        );
+    }
+
+    // By its address, which the certificate does not name: refused.
+    with_ca(&pg.url(), snakeoil);
+    let refused = env.bridge(&run_once);
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(
+        stderr(&refused).contains("not valid for name \"127.0.0.1\""),
+        "{}",
+        stderr(&refused)
+    );
+
+    // A mode libpq does not know is refused where it is written.
+    std::fs::write(
+        &config,
+        text.replace(
+            &plain_url,
+            &format!("url = \"{}&sslmode=verify\"", pg.url()),
+        ),
+    )
+    .unwrap();
+    let check = env.bridge(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(2), "{}", stderr(&check));
+    assert!(
+        stderr(&check).contains("pg-tls.toml:") && stderr(&check).contains("sslmode=verify;"),
+        "{}",
+        stderr(&check)
+    );
+}
+
+#[test]
 fn a_store_with_both_a_path_and_a_url_is_refused_where_it_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bridge.toml");

@@ -23,6 +23,7 @@ use crate::diag::{Diagnostic, InputError, Reporter, line_col};
 use crate::mapping;
 use crate::model::ConflictPolicy;
 use crate::schedule::Schedule;
+use crate::store::SslMode;
 use crate::vocab::{SourceKind, TicketKind};
 
 mod checks;
@@ -242,6 +243,7 @@ struct RawStore {
     url: Text,
     password: RawSecret,
     lease: Text,
+    ca_bundle: Text,
 }
 
 #[derive(Deserialize)]
@@ -343,9 +345,21 @@ struct Named {
 
 impl Checker<'_> {
     fn config(&mut self, raw: &RawConfig) -> Option<Parts> {
-        let store = self.store(raw.store.as_ref());
+        let mut store = self.store(raw.store.as_ref());
         let server = self.server(raw.server.as_ref());
         let http = self.http(raw.http.as_ref());
+        // TLS to PostgreSQL trusts [store] ca_bundle, else the one of [http].
+        if let (
+            Some(StoreConfig {
+                postgres: Some(pg), ..
+            }),
+            Some(http),
+        ) = (&mut store, &http)
+        {
+            if pg.ca_bundle.is_none() {
+                pg.ca_bundle.clone_from(&http.ca_bundle);
+            }
+        }
         let ledger = self.ledger(raw.ledger.as_ref());
 
         let mut sources = Vec::new();
@@ -657,6 +671,7 @@ impl Checker<'_> {
             for (key, at) in [
                 ("password", raw.password.as_ref().map(|p| p.span().start)),
                 ("lease", raw.lease.as_ref().map(|l| l.span().start)),
+                ("ca_bundle", raw.ca_bundle.as_ref().map(|c| c.span().start)),
             ] {
                 if let Some(at) = at {
                     self.r.at(
@@ -683,10 +698,38 @@ impl Checker<'_> {
             );
             return None;
         }
-        if let Err(e) = crate::store::PgConnect::new(text, None) {
-            self.r.at(url.span().start, format!("store url: {e}"));
-            return None;
-        }
+        let ssl_mode = match crate::store::PgConnect::new(text, None) {
+            Ok(connect) => connect.ssl_mode(),
+            Err(e) => {
+                self.r.at(url.span().start, format!("store url: {e}"));
+                return None;
+            }
+        };
+        let ca_bundle = match &raw.ca_bundle {
+            None => None,
+            Some(p) if p.get_ref().trim().is_empty() => {
+                self.r.at(
+                    p.span().start,
+                    "store ca_bundle is empty; give the path of a PEM file or remove it",
+                );
+                return None;
+            }
+            Some(_) if !matches!(ssl_mode, SslMode::VerifyCa | SslMode::VerifyFull) => {
+                self.r.at(
+                    url.span().start,
+                    "store ca_bundle is used only to check the server's certificate; add sslmode=verify-full (or verify-ca) to [store] url, or remove ca_bundle",
+                );
+                return None;
+            }
+            Some(p) => {
+                let path = self.resolve(p.get_ref());
+                if let Err(problem) = check_ca_bundle(&path) {
+                    self.r.at(p.span().start, format!("store {problem}"));
+                    return None;
+                }
+                Some(path)
+            }
+        };
         let password = match &raw.password {
             Some(value) => Some(self.secret("password", value)?),
             None => None,
@@ -709,6 +752,7 @@ impl Checker<'_> {
             url: text.to_owned(),
             password,
             lease,
+            ca_bundle,
         }))
     }
 

@@ -57,7 +57,8 @@ pub struct StoreConfig {
 /// `[store] url = "postgres://user@host:port/db"`, its password and its leases.
 #[derive(Debug, Clone)]
 pub struct PostgresStoreConfig {
-    /// The URL as written (checked: no password in it, no `sslmode=require`).
+    /// The URL as written (checked: no password in it, `sslmode` one of
+    /// libpq's five).
     pub url: String,
     /// `[store] password`, a secret reference like every other.
     pub password: Option<SecretRef>,
@@ -65,6 +66,10 @@ pub struct PostgresStoreConfig {
     /// renewed (15 s by default); a dead replica's pairs are taken over within
     /// about this long.
     pub lease: Duration,
+    /// The CAs `sslmode=verify-ca` and `verify-full` trust instead of the
+    /// system's: `[store] ca_bundle`, else `[http] ca_bundle` (resolved against
+    /// the config's directory).
+    pub ca_bundle: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]

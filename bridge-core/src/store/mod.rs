@@ -11,7 +11,7 @@ mod sqlite;
 mod suite;
 
 pub use lock::{LockError, StoreLock};
-pub use postgres::{Fence, LeaseKeeper, LeaseSettings, PgConnect, PgStore};
+pub use postgres::{Fence, LeaseKeeper, LeaseSettings, PgConnect, PgStore, SslMode};
 pub use sqlite::SqliteStore;
 pub(crate) use sqlite::create_private_dir;
 

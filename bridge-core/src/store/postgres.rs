@@ -25,6 +25,7 @@ mod import;
 mod lease;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::mpsc;
@@ -38,6 +39,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 pub use import::{ImportReport, import_sqlite};
 pub use lease::{LeaseKeeper, LeaseSettings};
+pub use tls::SslMode;
 
 use super::sqlite::{
     parse_direction, parse_link_state, parse_outcome, parse_time, remote_time_text, time_text,
@@ -109,6 +111,10 @@ const DEAD_LETTER_COLUMNS: &str = "pair, incident_id, ticket_key, action, last_e
 pub struct PgConnect {
     config: postgres::Config,
     shown: String,
+    ssl_mode: SslMode,
+    /// The CA bundle `verify-ca` and `verify-full` trust instead of the
+    /// system's: `[store] ca_bundle`, else `[http] ca_bundle`.
+    roots: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
 }
 
 impl std::fmt::Debug for PgConnect {
@@ -123,10 +129,20 @@ impl PgConnect {
     /// Parses a `postgres://user@host:port/db?…` URL (libpq's key=value form is
     /// accepted too). A password written into the URL is refused: it would be
     /// shown wherever the URL is; pass it as `password` (a secret reference in
-    /// `[store]`). `sslmode=disable` and `prefer` connect in plain text;
-    /// `require` is refused, since this build has no TLS for PostgreSQL.
+    /// `[store]`). `sslmode` is libpq's (see [`SslMode`]): `disable`, `prefer`
+    /// (the default), `require`, `verify-ca`, `verify-full`.
     pub fn new(url: &str, password: Option<&SecretString>) -> StoreResult<PgConnect> {
-        let mut config: postgres::Config = url
+        let (rest, mode) = tls::split_sslmode(url);
+        let ssl_mode = match mode {
+            None => SslMode::Prefer,
+            Some(text) => SslMode::parse(&text).ok_or_else(|| {
+                StoreError::Config(format!(
+                    "[store] url has sslmode={text}; use {}",
+                    SslMode::NAMES
+                ))
+            })?,
+        };
+        let mut config: postgres::Config = rest
             .parse()
             .map_err(|e| StoreError::Config(format!("[store] url is not a PostgreSQL URL: {e}")))?;
         if config.get_password().is_some() {
@@ -136,14 +152,7 @@ impl PgConnect {
                     .into(),
             ));
         }
-        if config.get_ssl_mode() == postgres::config::SslMode::Require {
-            return Err(StoreError::Config(
-                "[store] url asks for sslmode=require, and this itsm-bridge connects to \
-                 PostgreSQL without TLS; use sslmode=disable on a trusted network or a \
-                 local socket, or put a TLS tunnel (stunnel, a sidecar proxy) in front"
-                    .into(),
-            ));
-        }
+        config.ssl_mode(ssl_mode.client_mode());
         if let Some(password) = password {
             config.password(password.expose_secret());
         }
@@ -152,7 +161,26 @@ impl PgConnect {
         }
         config.application_name("itsm-bridge");
         let shown = shown_url(&config);
-        Ok(PgConnect { config, shown })
+        Ok(PgConnect {
+            config,
+            shown,
+            ssl_mode,
+            roots: None,
+        })
+    }
+
+    /// The CAs `sslmode=verify-ca` and `verify-full` trust, in place of the
+    /// system's: a PEM bundle (`[store] ca_bundle`, else `[http] ca_bundle`).
+    pub fn with_ca_bundle(mut self, pem: &[u8]) -> StoreResult<PgConnect> {
+        let certs = tls::read_pem_bundle(pem)
+            .map_err(|e| StoreError::Config(format!("the PostgreSQL CA bundle is {e}")))?;
+        self.roots = Some(certs);
+        Ok(self)
+    }
+
+    /// The `sslmode` this connection asks for.
+    pub fn ssl_mode(&self) -> SslMode {
+        self.ssl_mode
     }
 
     /// Sessions that give their locks up on their own when this process stops
@@ -181,14 +209,41 @@ impl PgConnect {
     }
 
     fn connect(&self) -> StoreResult<Client> {
-        self.config.connect(NoTls).map_err(|e| {
+        let connected = if self.ssl_mode == SslMode::Disable {
+            self.config.connect(NoTls)
+        } else {
+            let tls = tls::client_config(self.ssl_mode, self.roots.as_deref()).map_err(|e| {
+                StoreError::Config(format!(
+                    "cannot set up TLS to the PostgreSQL store {}: {e}",
+                    self.shown
+                ))
+            })?;
+            self.config.connect(tls::MakeRustls::new(tls))
+        };
+        connected.map_err(|e| {
+            let message = postgres_message(&e);
+            let advice = certificate_advice(&message).unwrap_or_default();
             StoreError::Unreachable(format!(
-                "cannot connect to the PostgreSQL store {}: {}",
+                "cannot connect to the PostgreSQL store {}: {message}{advice}",
                 self.shown,
-                postgres_message(&e)
             ))
         })
     }
+}
+
+/// What to do about a server certificate `verify-ca` or `verify-full` refused.
+fn certificate_advice(message: &str) -> Option<&'static str> {
+    if !message.contains("invalid peer certificate") {
+        return None;
+    }
+    Some(if message.contains("not valid for name") {
+        "; sslmode=verify-full needs the certificate to name the host of [store] url: \
+         connect by a name it bears, or use sslmode=verify-ca to check the CA only"
+    } else {
+        "; the server's certificate is not trusted: give the CA that signed it as \
+         [store] ca_bundle (else [http] ca_bundle, else the system's CAs are used), \
+         or use sslmode=require to encrypt without checking the certificate"
+    })
 }
 
 fn shown_url(config: &postgres::Config) -> String {

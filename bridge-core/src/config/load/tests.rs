@@ -687,6 +687,34 @@ fn a_postgres_store_is_a_url_with_a_password_reference_and_a_lease() {
     let text = format!("[store]\nurl = \"postgresql://bridge@db/itsm\"\n{base}");
     let pg = parse(&path, &text).unwrap().store.postgres.unwrap();
     assert_eq!((pg.password, pg.lease), (None, Duration::from_secs(15)));
+    assert_eq!(pg.ca_bundle, None, "the system's CAs");
+}
+
+#[test]
+fn a_postgres_store_checks_its_certificate_against_its_ca_bundle_else_the_http_one() {
+    let dir = workspace();
+    std::fs::write(dir.path().join("db-ca.pem"), FAKE_CA).unwrap();
+    std::fs::write(dir.path().join("ca.pem"), FAKE_CA).unwrap();
+    let path = dir.path().join("bridge.toml");
+    let base = format!("{SOURCE}\n{TICKETS}\n{SYNC}");
+    let url = "url = \"postgres://bridge@db.internal/itsm?sslmode=verify-full\"";
+    let http = "[http]\nca_bundle = \"ca.pem\"\n";
+
+    let text = format!("[store]\n{url}\nca_bundle = \"db-ca.pem\"\n{http}{base}");
+    let pg = parse(&path, &text)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .store
+        .postgres
+        .unwrap();
+    assert_eq!(pg.ca_bundle, Some(dir.path().join("db-ca.pem")));
+
+    let text = format!("[store]\n{url}\n{http}{base}");
+    let pg = parse(&path, &text)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .store
+        .postgres
+        .unwrap();
+    assert_eq!(pg.ca_bundle, Some(dir.path().join("ca.pem")));
 }
 
 #[test]
@@ -698,8 +726,20 @@ fn a_bad_postgres_store_is_named_where_it_is_written() {
             "DIR/bridge.toml:2:7: store url must be a PostgreSQL URL, e.g. \"postgres://bridge@db.internal:5432/itsm\"",
         ),
         (
-            "[store]\nurl = \"postgres://db/itsm?sslmode=require\"\n",
-            "DIR/bridge.toml:2:7: store url: [store] url asks for sslmode=require",
+            "[store]\nurl = \"postgres://db/itsm?sslmode=verify\"\n",
+            "DIR/bridge.toml:2:7: store url: [store] url has sslmode=verify; use disable, prefer, require, verify-ca or verify-full",
+        ),
+        (
+            "[store]\nurl = \"postgres://db/itsm?sslmode=require\"\nca_bundle = \"ca.pem\"\n",
+            "DIR/bridge.toml:2:7: store ca_bundle is used only to check the server's certificate; add sslmode=verify-full",
+        ),
+        (
+            "[store]\nurl = \"postgres://db/itsm?sslmode=verify-ca\"\nca_bundle = \"missing.pem\"\n",
+            "DIR/bridge.toml:3:13: store ca_bundle DIR/missing.pem: cannot read it",
+        ),
+        (
+            "[store]\nca_bundle = \"ca.pem\"\n",
+            "DIR/bridge.toml:2:13: store ca_bundle is for a PostgreSQL store",
         ),
         (
             "[store]\nurl = \"postgres://db/itsm\"\nlease = \"500ms\"\n",

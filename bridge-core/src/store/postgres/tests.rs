@@ -108,8 +108,182 @@ fn a_password_in_the_url_is_refused_and_never_shown() {
     let connect = PgConnect::new("postgres://bridge@db.internal:5433/itsm", Some(&secret)).unwrap();
     assert_eq!(connect.shown(), "postgres://bridge@db.internal:5433/itsm");
     assert!(!format!("{connect:?}").contains("hunter2"));
-    let e = PgConnect::new("postgres://bridge@db.internal/itsm?sslmode=require", None).unwrap_err();
-    assert!(e.to_string().contains("sslmode=require"), "{e}");
+}
+
+#[test]
+fn sslmode_is_read_as_libpq_reads_it() {
+    for (url, mode) in [
+        ("postgres://bridge@db.internal/itsm", SslMode::Prefer),
+        (
+            "postgres://bridge@db.internal/itsm?sslmode=disable",
+            SslMode::Disable,
+        ),
+        (
+            "postgres://bridge@db.internal/itsm?sslmode=require&connect_timeout=3",
+            SslMode::Require,
+        ),
+        (
+            "postgres://bridge@db.internal/itsm?connect_timeout=3&sslmode=verify-ca",
+            SslMode::VerifyCa,
+        ),
+        (
+            "host=db.internal user=bridge sslmode=verify-full dbname=itsm",
+            SslMode::VerifyFull,
+        ),
+    ] {
+        let connect = PgConnect::new(url, None).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(connect.ssl_mode(), mode, "{url}");
+        assert!(
+            connect.shown().starts_with("postgres://bridge@db.internal"),
+            "{url}"
+        );
+        assert!(!connect.shown().contains("sslmode"), "{url}");
+    }
+    let connect = PgConnect::new(
+        "postgres://bridge@db.internal/itsm?sslmode=require&connect_timeout=3",
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        connect.config.get_connect_timeout(),
+        Some(&Duration::from_secs(3))
+    );
+    let e = PgConnect::new("postgres://bridge@db.internal/itsm?sslmode=verify", None).unwrap_err();
+    assert!(matches!(e, StoreError::Config(_)), "{e:?}");
+    let text = e.to_string();
+    assert!(text.contains("sslmode=verify;"), "{text}");
+    assert!(
+        text.contains("disable, prefer, require, verify-ca or verify-full"),
+        "{text}"
+    );
+    let e = PgConnect::new("postgres://db.internal/itsm", None)
+        .unwrap()
+        .with_ca_bundle(b"not a certificate")
+        .unwrap_err();
+    assert!(e.to_string().contains("CA bundle"), "{e}");
+}
+
+/// The test server's URL with `sslmode` set, and the CA bundle that signed its
+/// certificate (`ITSM_BRIDGE_TEST_PG_CA`, by default Debian's snakeoil
+/// certificate, which PostgreSQL serves on a stock Debian install and which
+/// names `localhost` only).
+fn tls_server(mode: &str) -> Option<(String, Vec<u8>)> {
+    let base = match std::env::var("ITSM_BRIDGE_TEST_PG") {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            eprintln!("skipped: ITSM_BRIDGE_TEST_PG is not set");
+            return None;
+        }
+    };
+    let ca = std::env::var("ITSM_BRIDGE_TEST_PG_CA")
+        .unwrap_or_else(|_| "/etc/ssl/certs/ssl-cert-snakeoil.pem".to_owned());
+    let Ok(pem) = std::fs::read(&ca) else {
+        eprintln!("skipped: the test server's CA {ca} cannot be read");
+        return None;
+    };
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Some((format!("{base}{sep}sslmode={mode}"), pem))
+}
+
+fn session_is_encrypted(client: &mut Client) -> bool {
+    client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn sslmode_require_encrypts_the_session_and_disable_does_not() {
+    let Some((url, _)) = tls_server("require") else {
+        return;
+    };
+    let mut client = PgConnect::new(&url, None).unwrap().connect().unwrap();
+    assert!(session_is_encrypted(&mut client));
+    let plain = url.replace("sslmode=require", "sslmode=disable");
+    let mut client = PgConnect::new(&plain, None).unwrap().connect().unwrap();
+    assert!(!session_is_encrypted(&mut client));
+    // As libpq does, the default takes TLS when the server offers it.
+    let default = url
+        .replace("&sslmode=require", "")
+        .replace("?sslmode=require", "");
+    let mut client = PgConnect::new(&default, None).unwrap().connect().unwrap();
+    assert!(session_is_encrypted(&mut client));
+}
+
+#[test]
+fn verify_ca_trusts_a_server_signed_by_the_configured_ca() {
+    let Some((url, ca)) = tls_server("verify-ca") else {
+        return;
+    };
+    let connect = PgConnect::new(&url, None)
+        .unwrap()
+        .with_ca_bundle(&ca)
+        .unwrap();
+    let mut client = connect.connect().unwrap();
+    assert!(session_is_encrypted(&mut client));
+    // A store opens over it like over any other connection.
+    let schema = TestSchema::new().unwrap();
+    let url = format!("{}&sslmode=verify-ca", schema.url());
+    let connect = PgConnect::new(&url, None)
+        .unwrap()
+        .with_ca_bundle(&ca)
+        .unwrap();
+    let store = PgStore::open(&connect).unwrap();
+    assert!(store.counts().unwrap().links.is_empty());
+}
+
+#[test]
+fn verify_ca_refuses_a_server_signed_by_another_ca() {
+    let Some((url, _)) = tls_server("verify-ca") else {
+        return;
+    };
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Some other CA");
+    let other = params.self_signed(&key).unwrap();
+    let connect = PgConnect::new(&url, None)
+        .unwrap()
+        .with_ca_bundle(other.pem().as_bytes())
+        .unwrap();
+    let e = connect.connect().map(|_| ()).unwrap_err();
+    assert!(matches!(e, StoreError::Unreachable(_)), "{e:?}");
+    let text = e.to_string();
+    assert!(text.contains("UnknownIssuer"), "{text}");
+    assert!(text.contains("ca_bundle"), "{text}");
+}
+
+#[test]
+fn verify_full_checks_that_the_certificate_names_the_host() {
+    let Some((url, ca)) = tls_server("verify-full") else {
+        return;
+    };
+    if !url.contains("@127.0.0.1:") {
+        eprintln!("skipped: the host-name check is written for a server on 127.0.0.1");
+        return;
+    }
+    // The certificate names localhost, not the address.
+    let connect = PgConnect::new(&url, None)
+        .unwrap()
+        .with_ca_bundle(&ca)
+        .unwrap();
+    let e = connect.connect().map(|_| ()).unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("not valid for name \"127.0.0.1\""), "{text}");
+    assert!(text.contains("connect by a name it bears"), "{text}");
+    // By the name it bears, the same server is trusted.
+    let by_name = url.replace("@127.0.0.1:", "@localhost:");
+    let connect = PgConnect::new(&by_name, None)
+        .unwrap()
+        .with_ca_bundle(&ca)
+        .unwrap();
+    let mut client = connect.connect().unwrap();
+    assert!(session_is_encrypted(&mut client));
 }
 
 #[test]
