@@ -1587,39 +1587,6 @@ mod tests {
     }
 
     #[test]
-    fn link_round_trips_with_its_baseline() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        let original = link("defender->jira", "41877", "SEC-42");
-        store.save_link(&original, &[]).unwrap();
-        assert_eq!(
-            store.link("defender->jira", "41877").unwrap(),
-            Some(original)
-        );
-        assert_eq!(store.link("defender->jira", "41878").unwrap(), None);
-        assert_eq!(store.link("sentinel->jira", "41877").unwrap(), None);
-    }
-
-    #[test]
-    fn saving_a_link_again_replaces_it() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        let mut changed = link("defender->jira", "41877", "SEC-42");
-        store.save_link(&changed, &[]).unwrap();
-        changed.state = LinkState::Merged;
-        changed.written_back = false;
-        changed.baseline.insert(
-            "severity".to_owned(),
-            Agreed {
-                incident: Some("high".to_owned()),
-                ticket: Some("P2".to_owned()),
-                held: false,
-            },
-        );
-        changed.updated = at(99);
-        store.save_link(&changed, &[]).unwrap();
-        assert_eq!(store.links(None).unwrap(), vec![changed]);
-    }
-
-    #[test]
     fn link_by_ticket_finds_the_link() {
         let store = SqliteStore::open_in_memory().unwrap();
         let wanted = link("defender->jira", "1", "SEC-1");
@@ -1638,37 +1605,6 @@ mod tests {
             store.link_by_ticket("defender->jira", "SEC-3").unwrap(),
             None
         );
-    }
-
-    #[test]
-    fn link_by_ticket_prefers_the_active_link() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        let mut merged = link("defender->jira", "1", "SEC-1");
-        merged.state = LinkState::Merged;
-        merged.updated = at(500);
-        let active = link("defender->jira", "2", "SEC-1");
-        store.save_link(&merged, &[]).unwrap();
-        store.save_link(&active, &[]).unwrap();
-        assert_eq!(
-            store.link_by_ticket("defender->jira", "SEC-1").unwrap(),
-            Some(active)
-        );
-    }
-
-    #[test]
-    fn links_are_ordered_by_pair_then_incident() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        for (pair, id) in [("b", "2"), ("a", "2"), ("b", "1"), ("a", "1")] {
-            store.save_link(&link(pair, id, "SEC-1"), &[]).unwrap();
-        }
-        let keys = |links: Vec<Link>| -> Vec<(String, String)> {
-            links.into_iter().map(|l| (l.pair, l.incident_id)).collect()
-        };
-        let all = keys(store.links(None).unwrap());
-        let expected = [("a", "1"), ("a", "2"), ("b", "1"), ("b", "2")]
-            .map(|(p, i)| (p.to_owned(), i.to_owned()));
-        assert_eq!(all, expected);
-        assert_eq!(keys(store.links(Some("b")).unwrap()), expected[2..]);
     }
 
     #[test]
@@ -1769,104 +1705,6 @@ mod tests {
     }
 
     #[test]
-    fn dead_letters_count_attempts_and_come_due() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        let letter = DeadLetter {
-            pair: "p".into(),
-            incident_id: "7".into(),
-            ticket_key: None,
-            action: "create_ticket".into(),
-            last_error: "jira: HTTP 500".into(),
-            attempts: 1,
-            first_failed: at(0),
-            last_failed: at(0),
-            next_attempt: at(60),
-        };
-        assert_eq!(store.record_failure(&letter).unwrap().attempts, 1);
-        let again = DeadLetter {
-            ticket_key: Some("SEC-1".into()),
-            last_failed: at(70),
-            ..letter.clone()
-        };
-        let stored = store.record_failure(&again).unwrap();
-        assert_eq!(
-            (stored.attempts, stored.first_failed, stored.last_failed),
-            (2, at(0), at(70))
-        );
-        assert_eq!(stored.ticket_key.as_deref(), Some("SEC-1"));
-        assert_eq!(
-            stored.next_attempt,
-            at(60),
-            "a later failure keeps the schedule until told"
-        );
-        store.schedule_retry("p", "7", at(190)).unwrap();
-        assert!(
-            store
-                .dead_letters(Some("p"), Some(at(100)))
-                .unwrap()
-                .is_empty()
-        );
-        assert_eq!(
-            store.dead_letters(Some("p"), Some(at(190))).unwrap().len(),
-            1
-        );
-        assert_eq!(store.dead_letters(Some("other"), None).unwrap().len(), 0);
-        assert!(store.clear_failure("p", "7").unwrap());
-        assert!(!store.clear_failure("p", "7").unwrap());
-        assert!(store.dead_letters(None, None).unwrap().is_empty());
-    }
-
-    #[test]
-    fn watermarks_round_trip_per_pair_and_side() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        assert_eq!(store.watermark("p", Side::Incidents).unwrap(), None);
-        store.set_watermark("p", Side::Incidents, at(1)).unwrap();
-        store.set_watermark("p", Side::Tickets, at(2)).unwrap();
-        store.set_watermark("q", Side::Incidents, at(3)).unwrap();
-        store.set_watermark("p", Side::Incidents, at(4)).unwrap();
-        assert_eq!(store.watermark("p", Side::Incidents).unwrap(), Some(at(4)));
-        assert_eq!(store.watermark("p", Side::Tickets).unwrap(), Some(at(2)));
-        assert_eq!(store.watermark("q", Side::Incidents).unwrap(), Some(at(3)));
-        assert_eq!(store.watermark("q", Side::Tickets).unwrap(), None);
-    }
-
-    #[test]
-    fn intents_begin_pending_finish() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        let first = store.begin_intent(&intent("1")).unwrap();
-        let second = store.begin_intent(&intent("2")).unwrap();
-        assert_eq!(
-            store.pending_intents().unwrap(),
-            vec![(first, intent("1")), (second, intent("2"))]
-        );
-
-        let created = link("defender->jira", "1", "SEC-1");
-        let mut done = record("defender->jira", "1", 6);
-        done.action = "create_ticket".to_owned();
-        store
-            .finish_intent(first, Some(&created), std::slice::from_ref(&done))
-            .unwrap();
-
-        assert_eq!(
-            store.pending_intents().unwrap(),
-            vec![(second, intent("2"))]
-        );
-        assert_eq!(store.link("defender->jira", "1").unwrap(), Some(created));
-        let ledger = entries(&store, &LedgerFilter::default());
-        assert_eq!(ledger.len(), 1);
-        assert_eq!(ledger[0].record, done);
-
-        // A failed write finishes with a ledger entry and no link.
-        let mut failed = record("defender->jira", "2", 7);
-        failed.outcome = Outcome::Failed;
-        failed.detail = Some("jira answered 400".to_owned());
-        store.finish_intent(second, None, &[failed]).unwrap();
-        assert!(store.pending_intents().unwrap().is_empty());
-        assert_eq!(store.link("defender->jira", "2").unwrap(), None);
-        assert!(store.verify_ledger().unwrap().is_intact());
-    }
-
-    #[test]
     fn intent_ids_are_never_reused() {
         let store = SqliteStore::open_in_memory().unwrap();
         let first = store.begin_intent(&intent("1")).unwrap();
@@ -1924,47 +1762,6 @@ mod tests {
             .execute_batch("DROP TRIGGER fail_append")
             .unwrap();
         store.finish_intent(id, None, &[]).unwrap();
-    }
-
-    #[test]
-    fn ledger_appends_chain_and_verify() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        assert_eq!(
-            store.verify_ledger().unwrap(),
-            VerifyReport {
-                entries: 0,
-                head: GENESIS_HASH.to_owned(),
-                first_break: None
-            }
-        );
-        store
-            .append_ledger(&[record("p", "1", 0), record("p", "2", 1)])
-            .unwrap();
-        store
-            .save_link(&link("p", "1", "SEC-1"), &[record("p", "1", 2)])
-            .unwrap();
-        let id = store.begin_intent(&intent("3")).unwrap();
-        let mut bare = record("p", "3", 3);
-        bare.direction = None;
-        bare.ticket_key = None;
-        bare.changes.clear();
-        bare.outcome = Outcome::Skipped;
-        bare.detail = Some("nothing to do".to_owned());
-        store
-            .finish_intent(id, None, std::slice::from_ref(&bare))
-            .unwrap();
-
-        let all = entries(&store, &LedgerFilter::default());
-        assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
-        assert_eq!(all[0].prev_hash, GENESIS_HASH);
-        for pair in all.windows(2) {
-            assert_eq!(pair[1].prev_hash, pair[0].hash);
-        }
-        assert_eq!(all[3].record, bare);
-        let report = store.verify_ledger().unwrap();
-        assert!(report.is_intact(), "{report:?}");
-        assert_eq!(report.entries, 4);
-        assert_eq!(report.head, all[3].hash);
     }
 
     #[test]
@@ -2076,109 +1873,10 @@ mod tests {
         assert!(store.verify_ledger().unwrap().is_intact());
     }
 
-    #[test]
-    fn ledger_listing_honours_the_filter() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        let records = [
-            record("a", "1", 0),
-            record("b", "1", 10),
-            record("a", "2", 20),
-            record("a", "1", 30),
-            record("b", "2", 40),
-        ];
-        store.append_ledger(&records).unwrap();
-        let seqs = |filter: LedgerFilter| -> Vec<i64> {
-            entries(&store, &filter)
-                .into_iter()
-                .map(|e| e.seq)
-                .collect()
-        };
-        assert_eq!(seqs(LedgerFilter::default()), [1, 2, 3, 4, 5]);
-        assert_eq!(
-            seqs(LedgerFilter {
-                pair: Some("a".into()),
-                ..Default::default()
-            }),
-            [1, 3, 4]
-        );
-        assert_eq!(
-            seqs(LedgerFilter {
-                incident_id: Some("2".into()),
-                ..Default::default()
-            }),
-            [3, 5]
-        );
-        assert_eq!(
-            seqs(LedgerFilter {
-                since: Some(at(20)),
-                ..Default::default()
-            }),
-            [3, 4, 5]
-        );
-        assert_eq!(
-            seqs(LedgerFilter {
-                limit: Some(2),
-                ..Default::default()
-            }),
-            [4, 5]
-        );
-        assert_eq!(
-            seqs(LedgerFilter {
-                limit: Some(0),
-                ..Default::default()
-            }),
-            Vec::<i64>::new()
-        );
-        assert_eq!(
-            seqs(LedgerFilter {
-                limit: Some(99),
-                ..Default::default()
-            }),
-            [1, 2, 3, 4, 5]
-        );
-        assert_eq!(
-            seqs(LedgerFilter {
-                pair: Some("a".into()),
-                incident_id: Some("1".into()),
-                since: Some(at(1)),
-                limit: Some(1),
-            }),
-            [4]
-        );
-        assert_eq!(
-            seqs(LedgerFilter {
-                pair: Some("a".into()),
-                limit: Some(2),
-                ..Default::default()
-            }),
-            [3, 4]
-        );
-        assert_eq!(
-            seqs(LedgerFilter {
-                pair: Some("none".into()),
-                limit: Some(2),
-                ..Default::default()
-            }),
-            Vec::<i64>::new()
-        );
-    }
-
     /// The behaviour every store shares, on SQLite.
     mod shared_suite {
         crate::store::suite::store_suite!(Some(
             crate::store::SqliteStore::open_in_memory().unwrap()
         ));
-    }
-
-    #[test]
-    fn ledger_listing_stops_at_the_callbacks_error() {
-        let store = store_with_ledger(3);
-        let mut seen = 0;
-        let result = store.for_each_ledger_entry(&LedgerFilter::default(), &mut |_| {
-            seen += 1;
-            Err(StoreError::Corrupt("stop".to_owned()))
-        });
-        assert!(result.is_err());
-        assert_eq!(seen, 1);
     }
 }
