@@ -1202,16 +1202,12 @@ fn dead_letter_from_row(row: &rusqlite::Row<'_>) -> StoreResult<DeadLetter> {
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeZone;
 
     use sha2::Digest;
 
     use super::*;
-    use crate::model::{Agreed, ConflictNote, ConflictPolicy};
-
-    fn at(seconds: i64) -> Timestamp {
-        Utc.with_ymd_and_hms(2026, 11, 1, 8, 0, 0).unwrap() + chrono::Duration::seconds(seconds)
-    }
+    use crate::model::Agreed;
+    use crate::store::suite::{at, entries, record};
 
     fn link(pair: &str, incident_id: &str, ticket_key: &str) -> Link {
         let mut baseline = Baseline::new();
@@ -1253,30 +1249,6 @@ mod tests {
         }
     }
 
-    fn record(pair: &str, incident_id: &str, seconds: i64) -> LedgerRecord {
-        LedgerRecord {
-            time: at(seconds),
-            pair: pair.to_owned(),
-            direction: Some(Direction::ToTicket),
-            action: "update_ticket".to_owned(),
-            incident_id: incident_id.to_owned(),
-            ticket_key: Some("SEC-1".to_owned()),
-            changes: vec![FieldChange {
-                field: "status".to_owned(),
-                old: Some("new".to_owned()),
-                new: Some("active".to_owned()),
-                conflict: Some(ConflictNote {
-                    tie: false,
-                    policy: ConflictPolicy::SourceWins,
-                    incident_value: Some("active".to_owned()),
-                    ticket_value: None,
-                }),
-            }],
-            outcome: Outcome::Ok,
-            detail: None,
-        }
-    }
-
     fn intent(incident_id: &str) -> Intent {
         Intent {
             known_ticket: None,
@@ -1286,17 +1258,6 @@ mod tests {
             payload: r#"{"summary":"x"}"#.to_owned(),
             created: at(5),
         }
-    }
-
-    fn entries(store: &SqliteStore, filter: &LedgerFilter) -> Vec<LedgerEntry> {
-        let mut out = Vec::new();
-        store
-            .for_each_ledger_entry(filter, &mut |entry| {
-                out.push(entry);
-                Ok(())
-            })
-            .unwrap();
-        out
     }
 
     fn store_with_ledger(count: i64) -> SqliteStore {
