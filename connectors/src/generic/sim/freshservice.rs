@@ -395,7 +395,9 @@ impl FreshserviceSim {
         if !STATUSES.contains(&t.status) || !PRIORITIES.contains(&t.priority) {
             return Err("status or priority out of range".into());
         }
-        t.updated_at = now().max(t.updated_at + chrono::Duration::seconds(1));
+        // Whole seconds, as Freshservice answers: an edit in the second of the
+        // last write shares its time (there is no version to tell them apart).
+        t.updated_at = now().max(t.updated_at);
         Ok(())
     }
 
