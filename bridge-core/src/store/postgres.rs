@@ -46,7 +46,8 @@ use super::sqlite::{
     to_json,
 };
 use super::{
-    DeadLetter, Intent, IntentId, LeaseInfo, Side, Store, StoreCounts, StoreError, StoreResult,
+    DeadLetter, Intent, IntentId, LeaseInfo, LinkPage, LinkQuery, Side, Store, StoreCounts,
+    StoreError, StoreResult,
 };
 use crate::ledger::{
     self, ChainVerifier, GENESIS_HASH, LedgerEntry, LedgerFilter, LedgerRecord, VerifyReport,
@@ -1178,6 +1179,35 @@ impl Store for PgStore {
                 )?,
             };
             rows.iter().map(link_from_row).collect()
+        })
+    }
+
+    fn link_page(&self, query: &LinkQuery) -> StoreResult<LinkPage> {
+        let (filter, values) = super::browse::where_clause(query, super::browse::Dialect::Postgres);
+        let (limit, offset) = (
+            query.limit.min(i64::MAX as u64),
+            query.offset.min(i64::MAX as u64),
+        );
+        self.call(move |client, _| {
+            let params: Vec<&(dyn ToSql + Sync)> =
+                values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            let total: i64 = client
+                .query_one(
+                    &format!("SELECT count(*) FROM links WHERE {filter}"),
+                    &params,
+                )?
+                .get(0);
+            let rows = client.query(
+                &format!(
+                    "SELECT {LINK_COLUMNS} FROM links WHERE {filter} \
+                     ORDER BY pair, incident_id LIMIT {limit} OFFSET {offset}"
+                ),
+                &params,
+            )?;
+            Ok(LinkPage {
+                links: rows.iter().map(link_from_row).collect::<StoreResult<_>>()?,
+                total: total as u64,
+            })
         })
     }
 

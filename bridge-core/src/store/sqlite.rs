@@ -26,7 +26,11 @@ use rusqlite::{
 };
 use serde::Serialize;
 
-use super::{DeadLetter, Intent, IntentId, Side, Store, StoreCounts, StoreError, StoreResult};
+use super::browse;
+use super::{
+    DeadLetter, Intent, IntentId, LinkPage, LinkQuery, Side, Store, StoreCounts, StoreError,
+    StoreResult,
+};
 use crate::ledger::{
     self, ChainVerifier, GENESIS_HASH, LedgerEntry, LedgerFilter, LedgerRecord, Outcome,
     VerifyReport,
@@ -796,6 +800,28 @@ impl Store for SqliteStore {
             links.push(link_from_row(row)?);
         }
         Ok(links)
+    }
+
+    fn link_page(&self, query: &LinkQuery) -> StoreResult<LinkPage> {
+        let (filter, values) = browse::where_clause(query, browse::Dialect::Sqlite);
+        let conn = self.conn();
+        let total: i64 = conn
+            .prepare_cached(&format!("SELECT count(*) FROM links WHERE {filter}"))?
+            .query_row(params_from_iter(&values), |row| row.get(0))?;
+        let mut statement = conn.prepare_cached(&format!(
+            "SELECT {LINK_COLUMNS} FROM links WHERE {filter} ORDER BY pair, incident_id LIMIT {} OFFSET {}",
+            query.limit.min(i64::MAX as u64),
+            query.offset.min(i64::MAX as u64)
+        ))?;
+        let mut rows = statement.query(params_from_iter(&values))?;
+        let mut links = Vec::new();
+        while let Some(row) = rows.next()? {
+            links.push(link_from_row(row)?);
+        }
+        Ok(LinkPage {
+            links,
+            total: total as u64,
+        })
     }
 
     fn watermark(&self, pair: &str, side: Side) -> StoreResult<Option<Timestamp>> {
