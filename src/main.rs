@@ -5,7 +5,9 @@
 //! Exit codes: 0 success, 1 a runtime failure, 2 bad input (config, mapping, arguments).
 
 mod cmd;
+mod dashboard;
 mod output;
+mod reload;
 mod replicas;
 mod report;
 mod server;

@@ -219,19 +219,31 @@ fn the_daemon_serves_health_metrics_and_the_dashboard_while_it_syncs() {
     let (code, head, page) = get(address, "/");
     assert_eq!(code, 200);
     assert!(head.contains("text/html"), "{head}");
-    assert!(page.contains("<td>defender-&gt;jira</td>"), "{page}");
+    assert!(page.contains(">defender-&gt;jira</a></td>"), "{page}");
     assert!(
         page.contains("create_ticket"),
         "the newest ledger entries: {page}"
     );
     assert!(!page.contains("<script"));
+    // The other pages: each a page of its own, none with a secret either.
+    let mut pages = vec![page];
+    for path in [
+        "/links",
+        "/links?state=open&q=1",
+        "/ledger",
+        "/dead-letters",
+    ] {
+        let (code, _, page) = get(address, path);
+        assert_eq!(code, 200, "{path}: {page}");
+        pages.push(page);
+    }
 
     for secret in secrets(&env) {
-        for (what, text) in [
-            ("metrics", &metrics),
-            ("health", &body),
-            ("dashboard", &page),
-        ] {
+        let named = pages.iter().map(|p| ("dashboard", p));
+        for (what, text) in [("metrics", &metrics), ("health", &body)]
+            .into_iter()
+            .chain(named)
+        {
             assert!(!text.contains(&secret), "a secret in the {what}");
         }
     }
