@@ -94,7 +94,7 @@ fn pair_row(p: &PairStatus, counts: Option<&StoreCounts>) -> Markup {
         tr {
             td { a href=(filtered("")) { (p.pair) } } td class=(class) { (state) } td { (when) }
             td.n { (took) } td { (outcome) } td.n { (runs) } td.n { (failed) }
-            td.n { a href=(filtered("open")) { (links(LinkState::Active)) } }
+            td.n { a href=(filtered("")) { (links(LinkState::Active)) } }
             td.n { a href=(filtered("merged")) { (links(LinkState::Merged)) } }
             td.n { a href=(filtered("failing")) { (dead) } }
         }

@@ -3,10 +3,12 @@
 //! (`common` is the harness); `cargo test --test it <module>::` runs one file.
 
 mod common;
+mod daemon;
 
 mod bad_input;
 mod calls;
 mod crash;
+mod dashboard;
 mod doctor;
 mod drift;
 mod examples;
@@ -15,6 +17,7 @@ mod graph_jira;
 mod helpdesks;
 mod ledger;
 mod one_writer;
+mod reload;
 mod replicas;
 mod same_tick;
 mod sentinel_pairs;
