@@ -12,6 +12,21 @@ use super::{ReloadFailure, layout, link_path, time};
 
 /// How many entries the ledger page shows unless asked for another number.
 pub const LEDGER_ENTRIES: usize = 100;
+/// The actions the ledger records, offered (not imposed) by the action filter.
+const ACTIONS: &[&str] = &[
+    "create_ticket",
+    "adopt_ticket",
+    "update_ticket",
+    "update_incident",
+    "write_back",
+    "record_baseline",
+    "copy_comment",
+    "sync_comments",
+    "merge",
+    "repair",
+    "sweep",
+];
+
 /// The most it shows.
 pub const LEDGER_ENTRIES_MAX: usize = 5000;
 
@@ -20,8 +35,13 @@ pub const LEDGER_ENTRIES_MAX: usize = 5000;
 pub struct LedgerForm {
     pub pair: String,
     pub incident: String,
-    /// A date (`2026-11-01`) or an RFC 3339 time.
+    pub ticket: String,
+    /// One action as recorded (`create_ticket`, `update_ticket`, …).
+    pub action: String,
+    /// A date (`2026-11-01`) or an RFC 3339 time: entries at or after it.
     pub since: String,
+    /// Entries before it.
+    pub until: String,
     pub limit: String,
 }
 
@@ -31,7 +51,10 @@ impl LedgerForm {
         LedgerForm {
             pair: text("pair"),
             incident: text("incident"),
+            ticket: text("ticket"),
+            action: text("action"),
             since: text("since"),
+            until: text("until"),
             limit: text("limit"),
         }
     }
@@ -49,17 +72,21 @@ impl LedgerForm {
                 }
             },
         };
+        let given = |text: &String| Some(text.clone()).filter(|t| !t.is_empty());
         Ok(LedgerFilter {
-            pair: Some(self.pair.clone()).filter(|p| !p.is_empty()),
-            incident_id: Some(self.incident.clone()).filter(|p| !p.is_empty()),
-            since: parse_time(&self.since)?,
+            pair: given(&self.pair),
+            incident_id: given(&self.incident),
+            ticket_key: given(&self.ticket),
+            action: given(&self.action),
+            since: parse_time("since", &self.since)?,
+            until: parse_time("until", &self.until)?,
             limit: Some(limit),
         })
     }
 }
 
 /// A date or an RFC 3339 time; empty is none.
-fn parse_time(text: &str) -> Result<Option<Timestamp>, String> {
+fn parse_time(name: &str, text: &str) -> Result<Option<Timestamp>, String> {
     if text.is_empty() {
         return Ok(None);
     }
@@ -70,7 +97,7 @@ fn parse_time(text: &str) -> Result<Option<Timestamp>, String> {
         return Ok(Some(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc()));
     }
     Err(format!(
-        "since {text:?}: give a date (2026-11-01) or an RFC 3339 time (2026-11-01T08:00:00Z)"
+        "{name} {text:?}: give a date (2026-11-01) or an RFC 3339 time (2026-11-01T08:00:00Z)"
     ))
 }
 
@@ -88,7 +115,11 @@ pub fn render_ledger(
                 @for p in pairs { option value=(p) selected[*p == form.pair] { (p) } }
             } }
             label { "Incident " input type="text" name="incident" value=(form.incident); }
+            label { "Ticket " input type="text" name="ticket" value=(form.ticket); }
+            label { "Action " input type="text" name="action" list="actions" value=(form.action); }
+            datalist #actions { @for a in ACTIONS { option value=(a); } }
             label { "Since " input type="text" name="since" placeholder="2026-11-01" value=(form.since); }
+            label { "Until " input type="text" name="until" placeholder="2026-11-02" value=(form.until); }
             label { "Newest " input type="number" name="limit" min="1" max=(LEDGER_ENTRIES_MAX)
                     placeholder=(LEDGER_ENTRIES) value=(form.limit); }
             button type="submit" { "Filter" }

@@ -360,6 +360,29 @@ fn the_ledger_form_checks_what_it_is_given() {
             .contains("from 1 to 5000")
     );
     assert!(form("", "x").to_filter().is_err());
+    let narrow = LedgerForm {
+        ticket: "SEC-4".to_owned(),
+        action: "update_ticket".to_owned(),
+        until: "2026-11-02".to_owned(),
+        ..form("", "")
+    };
+    let filter = narrow.to_filter().unwrap();
+    assert_eq!(filter.ticket_key.as_deref(), Some("SEC-4"));
+    assert_eq!(filter.action.as_deref(), Some("update_ticket"));
+    assert_eq!(filter.until, Some(at(16 * 3600)));
+    let until = LedgerForm {
+        until: "soon".to_owned(),
+        ..form("", "")
+    };
+    assert!(until.to_filter().unwrap_err().starts_with("until \"soon\""));
+    let html = render_ledger(&narrow, &[], Ok(&[]), None, at(0));
+    assert!(
+        html.contains(r#"<input type="text" name="ticket" value="SEC-4">"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<input type="text" name="action" list="actions" value="update_ticket">"#)
+    );
 }
 
 #[test]

@@ -321,6 +321,17 @@ fn an_operator_browses_the_dashboard_in_a_real_browser() {
     assert!(cells.contains(&summary), "{summary:?} among {cells:?}");
     assert!(browser.find_all("img").is_empty(), "no injected image");
     assert!(browser.find_all("script").is_empty(), "no injected script");
+    // The ledger, narrowed to one action by its form.
+    browser.open(&format!("{site}/ledger"));
+    let all = browser.find_all("table.ledger tbody tr").len();
+    browser.type_into(&browser.find("input[name=action]"), "create_ticket");
+    browser.click(&browser.find("form.filters button[type=submit]"));
+    browser.wait_for_url("action=create_ticket");
+    let creates = browser.find_all("table.ledger td.action");
+    assert_eq!(creates.len(), 4, "one create per incident");
+    assert!(creates.iter().all(|a| browser.text(a) == "create_ticket"));
+    assert!(all > creates.len(), "the filter narrowed {all} entries");
+
     for page in ["/", "/ledger"] {
         browser.open(&format!("{site}{page}"));
         assert!(browser.find_all("img, script").is_empty(), "{page}");
