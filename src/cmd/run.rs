@@ -120,29 +120,7 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
         None => None,
     };
     tracing::info!(pairs = pairs.len(), db = %at.shown(), "itsm-bridge running");
-    // The pairs of one source run on a task of their own, taking turns: two pairs
-    // writing to one incident at once could lose each other's tags (Graph replaces
-    // the whole set). Sources run side by side, so one held up by its remote's pace
-    // (a sweep paced at Graph's 1,500 requests an hour) never holds up another.
-    let mut by_source: Vec<(String, Vec<Job>)> = Vec::new();
-    for (index, (pair, sync)) in pairs.iter().zip(&config.syncs).enumerate() {
-        let mut jobs = vec![Job {
-            pair: index,
-            kind: RunKind::Cycle,
-            schedule: sync.schedule.clone(),
-        }];
-        if let Some(sweep) = &sync.sweep {
-            jobs.push(Job {
-                pair: index,
-                kind: RunKind::Sweep,
-                schedule: sweep.clone(),
-            });
-        }
-        match by_source.iter_mut().find(|(s, _)| *s == pair.source_name) {
-            Some((_, all)) => all.extend(jobs),
-            None => by_source.push((pair.source_name.clone(), jobs)),
-        }
-    }
+    let by_source = jobs_by_source(&pairs, &config.syncs);
     let mut tasks = tokio::task::JoinSet::new();
     #[cfg(unix)]
     tasks.spawn(crate::reload::watch(reloader, hangup, stop.clone()));
@@ -171,6 +149,35 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
         opened.stop();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each source's jobs (its pairs' cycles and sweeps), in config order.
+///
+/// The pairs of one source run on a task of their own, taking turns: two pairs
+/// writing to one incident at once could lose each other's tags (Graph replaces
+/// the whole set). Sources run side by side, so one held up by its remote's pace
+/// (a sweep paced at Graph's 1,500 requests an hour) never holds up another.
+fn jobs_by_source(pairs: &[PairRuntime], syncs: &[config::SyncConfig]) -> Vec<(String, Vec<Job>)> {
+    let mut by_source: Vec<(String, Vec<Job>)> = Vec::new();
+    for (index, (pair, sync)) in pairs.iter().zip(syncs).enumerate() {
+        let mut jobs = vec![Job {
+            pair: index,
+            kind: RunKind::Cycle,
+            schedule: sync.schedule.clone(),
+        }];
+        if let Some(sweep) = &sync.sweep {
+            jobs.push(Job {
+                pair: index,
+                kind: RunKind::Sweep,
+                schedule: sweep.clone(),
+            });
+        }
+        match by_source.iter_mut().find(|(s, _)| *s == pair.source_name) {
+            Some((_, all)) => all.extend(jobs),
+            None => by_source.push((pair.source_name.clone(), jobs)),
+        }
+    }
+    by_source
 }
 
 /// A pair's cycle or sweep, on its schedule.
