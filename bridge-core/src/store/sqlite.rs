@@ -1035,10 +1035,22 @@ impl Store for SqliteStore {
             conditions.push("incident_id = ?");
             values.push(Value::Text(incident_id.clone()));
         }
+        if let Some(ticket_key) = &filter.ticket_key {
+            conditions.push("ticket_key = ?");
+            values.push(Value::Text(ticket_key.clone()));
+        }
+        if let Some(action) = &filter.action {
+            conditions.push("action = ?");
+            values.push(Value::Text(action.clone()));
+        }
+        // Fixed-width UTC text: string order is time order.
         if let Some(since) = &filter.since {
-            // Fixed-width UTC text: string order is time order.
             conditions.push("time >= ?");
             values.push(Value::Text(time_text(since)));
+        }
+        if let Some(until) = &filter.until {
+            conditions.push("time < ?");
+            values.push(Value::Text(time_text(until)));
         }
 
         let mut conn = self.conn();

@@ -36,6 +36,8 @@ macro_rules! store_suite {
             synced_comments_are_recorded_once,
             ledger_appends_chain_and_verify,
             ledger_listing_honours_the_filter,
+            ledger_listing_filters_by_ticket_action_and_time_range,
+            ledger_listing_spans_many_fetches,
             ledger_listing_stops_at_the_callbacks_error,
             counts_group_links_dead_letters_pending_and_ledger
         );
@@ -440,6 +442,7 @@ pub(crate) fn ledger_listing_honours_the_filter(store: &dyn Store) {
             incident_id: incident.map(str::to_owned),
             since: since.map(at),
             limit,
+            ..LedgerFilter::default()
         };
     assert_eq!(seqs(LedgerFilter::default()), [1, 2, 3, 4, 5]);
     assert_eq!(seqs(only(Some("a"), None, None, None)), [1, 3, 4]);
@@ -454,6 +457,80 @@ pub(crate) fn ledger_listing_honours_the_filter(store: &dyn Store) {
         seqs(only(Some("none"), None, None, Some(2))),
         Vec::<i64>::new()
     );
+}
+
+pub(crate) fn ledger_listing_filters_by_ticket_action_and_time_range(store: &dyn Store) {
+    let with = |seconds: i64, ticket: Option<&str>, action: &str| LedgerRecord {
+        ticket_key: ticket.map(str::to_owned),
+        action: action.to_owned(),
+        ..record("a", "1", seconds)
+    };
+    store
+        .append_ledger(&[
+            with(0, None, "record_baseline"),
+            with(10, Some("SEC-1"), "create_ticket"),
+            with(20, Some("SEC-1"), "update_ticket"),
+            with(30, Some("SEC-2"), "update_ticket"),
+            with(40, Some("SEC-2"), "update_incident"),
+        ])
+        .unwrap();
+    let seqs = |filter: LedgerFilter| -> Vec<i64> {
+        entries(store, &filter).into_iter().map(|e| e.seq).collect()
+    };
+    let ticket = |key: &str| LedgerFilter {
+        ticket_key: Some(key.to_owned()),
+        ..LedgerFilter::default()
+    };
+    let action = |name: &str| LedgerFilter {
+        action: Some(name.to_owned()),
+        ..LedgerFilter::default()
+    };
+    let between = |since: Option<i64>, until: Option<i64>| LedgerFilter {
+        since: since.map(at),
+        until: until.map(at),
+        ..LedgerFilter::default()
+    };
+    assert_eq!(seqs(ticket("SEC-1")), [2, 3]);
+    assert_eq!(seqs(ticket("SEC-9")), Vec::<i64>::new());
+    assert_eq!(seqs(action("update_ticket")), [3, 4]);
+    // `since` is inclusive, `until` exclusive: back-to-back ranges never overlap.
+    assert_eq!(seqs(between(Some(10), Some(30))), [2, 3]);
+    assert_eq!(seqs(between(Some(30), None)), [4, 5]);
+    assert_eq!(seqs(between(None, Some(10))), [1]);
+    assert_eq!(seqs(between(Some(30), Some(30))), Vec::<i64>::new());
+    // A time with microseconds compares as the stored time does.
+    let just_after = at(20) + chrono::Duration::microseconds(1);
+    let after_20 = LedgerFilter {
+        since: Some(just_after),
+        ..LedgerFilter::default()
+    };
+    assert_eq!(seqs(after_20), [4, 5]);
+    let all = LedgerFilter {
+        pair: Some("a".to_owned()),
+        incident_id: Some("1".to_owned()),
+        ticket_key: Some("SEC-2".to_owned()),
+        action: Some("update_ticket".to_owned()),
+        since: Some(at(0)),
+        until: Some(at(40)),
+        limit: Some(5),
+    };
+    assert_eq!(seqs(all), [4]);
+}
+
+/// Longer than a PostgreSQL listing's fetch batch, so the batches join up.
+pub(crate) fn ledger_listing_spans_many_fetches(store: &dyn Store) {
+    let records: Vec<_> = (0..2_503).map(|i| record("p", "1", i)).collect();
+    store.append_ledger(&records).unwrap();
+    let seqs: Vec<i64> = entries(store, &LedgerFilter::default())
+        .into_iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, (1..=2_503).collect::<Vec<_>>());
+    let since = LedgerFilter {
+        since: Some(at(1_000)),
+        ..LedgerFilter::default()
+    };
+    assert_eq!(entries(store, &since).len(), 1_503);
 }
 
 pub(crate) fn ledger_listing_stops_at_the_callbacks_error(store: &dyn Store) {
