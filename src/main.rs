@@ -5,6 +5,7 @@
 //! Exit codes: 0 success, 1 a runtime failure, 2 bad input (config, mapping, arguments).
 
 mod cmd;
+mod logging;
 mod output;
 mod replicas;
 mod report;
@@ -13,14 +14,25 @@ mod server;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use bridge_core::config::LogFormat;
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// Keeps Microsoft Defender XDR / Sentinel incidents and ITSM tickets in step.
 #[derive(Debug, Parser)]
 #[command(name = "itsm-bridge", version, about)]
 struct Cli {
+    /// Log lines as text, or one JSON object per line (default: the
+    /// ITSM_BRIDGE_LOG_FORMAT variable, then `run`'s [log] format, then text).
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormatArg>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -274,7 +286,13 @@ fn main() -> ExitCode {
     // The demo and the benches tell their own story on stdout; their logs stay quiet
     // unless asked for.
     let quiet = matches!(cli.command, Command::Demo { .. } | Command::Bench { .. });
-    init_logging(quiet);
+    match log_format(&cli) {
+        Ok(format) => logging::init(format, quiet),
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -407,23 +425,25 @@ impl DbArgs {
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` sets the level (default: info for the bridge,
-/// warnings only when `quiet`).
-fn init_logging(quiet: bool) {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let default = if quiet {
-        "warn"
-    } else {
-        "warn,itsm_bridge=info,bridge_core=info,connectors=info"
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
+/// `--log-format`, else `ITSM_BRIDGE_LOG_FORMAT`, else for `run` its config's
+/// `[log] format` (a config that does not load is left for `run` to report),
+/// else text.
+fn log_format(cli: &Cli) -> Result<LogFormat, String> {
+    if let Some(format) = cli.log_format {
+        return Ok(match format {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        });
+    }
+    if let Some(format) = logging::format_from_env()? {
+        return Ok(format);
+    }
+    Ok(match &cli.command {
+        Command::Run { config, .. } => bridge_core::config::load(config)
+            .map(|config| config.log.format)
+            .unwrap_or_default(),
+        _ => LogFormat::Text,
+    })
 }
 
 #[cfg(test)]

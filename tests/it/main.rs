@@ -14,6 +14,7 @@ mod faults;
 mod graph_jira;
 mod helpdesks;
 mod ledger;
+mod logs;
 mod one_writer;
 mod replicas;
 mod same_tick;
