@@ -104,6 +104,12 @@ enum Command {
         #[arg(long)]
         write_config: Option<PathBuf>,
     },
+    /// GET one of a running bridge's endpoints (its /livez, say); exit 0 on a 2xx
+    /// answer, 1 otherwise: a container healthcheck with no shell or curl.
+    Health {
+        #[arg(long, default_value = "http://127.0.0.1:9464/livez")]
+        url: String,
+    },
     /// Manage the store itself.
     Store {
         #[command(subcommand)]
@@ -348,6 +354,7 @@ async fn dispatch(command: Command) -> CmdResult {
             sweep,
         } => cmd::run::run(&config, once || dry_run || sweep, dry_run, sweep).await,
         Command::Check { config } => cmd::check::run(&config),
+        Command::Health { url } => cmd::health::run(&url),
         Command::Doctor { config } => cmd::doctor::run(&config).await,
         Command::Store {
             action: StoreCommand::Migrate { from, to },

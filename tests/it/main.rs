@@ -7,6 +7,7 @@ mod common;
 mod bad_input;
 mod calls;
 mod crash;
+mod deploy;
 mod doctor;
 mod drift;
 mod examples;
