@@ -22,6 +22,8 @@ use crate::common::{Env, assert_success, stderr, stdout};
 use connectors::sims;
 use yaml_rust2::{Yaml, YamlLoader};
 
+mod systemd;
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -174,10 +176,21 @@ struct Root {
 }
 
 impl Root {
-    fn of(compose: &Yaml, service: &Yaml, volumes: &Path) -> Root {
-        let root = Root {
+    fn empty() -> Root {
+        Root {
             dir: tempfile::tempdir().unwrap(),
-        };
+        }
+    }
+
+    /// Copies a file of the repository to a container path.
+    fn put(&self, from_repo: &str, inside: &str) {
+        let inside = self.path(inside);
+        std::fs::create_dir_all(inside.parent().unwrap()).unwrap();
+        std::fs::copy(repo().join(from_repo), inside).unwrap();
+    }
+
+    fn of(compose: &Yaml, service: &Yaml, volumes: &Path) -> Root {
+        let root = Root::empty();
         for (source, target) in mounts(service) {
             let inside = root.path(&target);
             if source.starts_with("./") {
@@ -313,18 +326,23 @@ fn check_passes_on_the_config_compose_mounts() {
     }
 }
 
-/// The replicas' config, pointed at the simulators and the test's schema.
-fn config_for_the_simulators(root: &Root, env: &Env, pg_url: &str) {
-    let path = root.path("/etc/itsm-bridge/bridge.toml");
+/// A deployed config (at `config`, a container path), pointed at the
+/// simulators: the endpoints, ids and email the shipped files name, the
+/// simulators' CA, their secrets in `secrets` (a container directory), plus
+/// `more` replacements; each replaced text must be there.
+fn config_for_the_simulators(
+    root: &Root,
+    env: &Env,
+    config: &str,
+    secrets: &str,
+    more: &[(String, String)],
+) {
+    let path = root.path(config);
     let mut text = root.config_text(&std::fs::read_to_string(&path).unwrap());
     let ca = env.dir.path().join("sim-ca.pem");
-    for (real, simulated) in [
+    let simulated = [
         (
-            "postgres://itsm_bridge@postgres:5432/itsm_bridge".to_owned(),
-            pg_url.to_owned(),
-        ),
-        (
-            "https://login.microsoftonline.com\"".into(),
+            "https://login.microsoftonline.com\"".to_owned(),
             format!("{}\"", env.sims.login.authority_host()),
         ),
         (
@@ -344,21 +362,23 @@ fn config_for_the_simulators(root: &Root, env: &Env, pg_url: &str) {
             sims::GRAPH_CLIENT_ID.into(),
         ),
         ("bridge@acme.example".into(), sims::JIRA_EMAIL.into()),
-        ("0.0.0.0:9464".into(), "127.0.0.1:0".into()),
         (
             "[http]\n".into(),
             format!("[http]\nca_bundle = \"{}\"\n", ca.display()),
         ),
-    ] {
-        assert!(text.contains(&real), "the config has {real}");
-        text = text.replace(&real, &simulated);
+    ];
+    for (real, simulated) in simulated.iter().chain(more) {
+        assert!(text.contains(real.as_str()), "{config} has {real}");
+        text = text.replace(real.as_str(), simulated);
     }
     std::fs::write(&path, text).unwrap();
     for (secret, value) in [
         ("graph-client-secret", sims::GRAPH_CLIENT_SECRET),
         ("jira-api-token", sims::JIRA_API_TOKEN),
     ] {
-        std::fs::write(root.path(&format!("/run/secrets/{secret}")), value).unwrap();
+        let file = root.path(&format!("{secrets}/{secret}"));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, value).unwrap();
     }
 }
 
@@ -425,7 +445,15 @@ fn the_replicas_run_as_composed_on_the_simulators_and_postgres() {
     for name in ["bridge-1", "bridge-2"] {
         let service = service(&compose, name);
         let root = Root::of(&compose, service, volumes.path());
-        config_for_the_simulators(&root, &env, &pg.url());
+        let more = [
+            (
+                "postgres://itsm_bridge@postgres:5432/itsm_bridge".to_owned(),
+                pg.url(),
+            ),
+            ("0.0.0.0:9464".into(), "127.0.0.1:0".into()),
+        ];
+        let config = "/etc/itsm-bridge/bridge.toml";
+        config_for_the_simulators(&root, &env, config, "/run/secrets", &more);
         let (child, log) = start(&root, service, root.dir.path());
         running.push((child, log.clone()));
         // The image's own healthcheck, at the address this one serves on.
