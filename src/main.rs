@@ -174,6 +174,10 @@ enum BenchCommand {
     Export {
         #[arg(long, default_value_t = 1_000_000)]
         rows: usize,
+        /// Bench on this PostgreSQL database (postgres://user@host:port/db), in
+        /// schemas of its own that are dropped afterwards, instead of SQLite.
+        #[arg(long, value_name = "URL")]
+        pg: Option<String>,
     },
 }
 
@@ -410,7 +414,7 @@ async fn dispatch(command: Command) -> CmdResult {
                 only,
             } => cmd::bench::throttle(incidents, jira_limit, only).await,
             BenchCommand::Reconcile { links } => cmd::bench::reconcile(links),
-            BenchCommand::Export { rows } => cmd::bench_export::run(rows),
+            BenchCommand::Export { rows, pg } => cmd::bench_export::run(rows, pg.as_deref()),
             BenchCommand::Calls { incidents, detail } => cmd::bench::calls(incidents, detail).await,
         },
     }
