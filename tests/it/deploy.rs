@@ -124,6 +124,9 @@ fn every_file_compose_mounts_or_builds_from_exists() {
         if service["image"].as_str() == Some("itsm-bridge:local") {
             bridges += 1;
             assert_eq!(service["read_only"].as_bool(), Some(true), "{name}");
+            // Built, never pulled: no registry has this image.
+            assert_eq!(service["build"].as_str(), Some("."), "{name}");
+            assert_eq!(strings(&service["tmpfs"]), ["/tmp"], "{name}");
             assert_eq!(strings(&service["cap_drop"]), ["ALL"], "{name}");
             assert!(!service["command"].is_badvalue(), "{name}: a command");
         }
