@@ -96,9 +96,14 @@ fn json_logs_name_the_pair_incident_and_ticket_as_fields() {
 #[test]
 fn the_variable_and_the_config_choose_json_and_the_flag_wins() {
     let env = Env::start_with(2, 0);
-    let out = run_once(&env, &[], &[("ITSM_BRIDGE_LOG_FORMAT", "json")]);
+    // At every level, the HTTP and token crates' lines included: still one
+    // object a line, and neither a configured secret nor a token.
+    let vars = [("ITSM_BRIDGE_LOG_FORMAT", "json"), ("RUST_LOG", "trace")];
+    let out = run_once(&env, &[], &vars);
     assert_success(&out);
     assert!(json_lines(&out).iter().any(|l| l.contains_key("incident")));
+    assert_no_secret(&out);
+    assert!(!stderr(&out).contains("Bearer "), "a token in the logs");
 
     let mut text = std::fs::read_to_string(&env.config).unwrap();
     text.push_str("\n[log]\nformat = \"json\"\n");
