@@ -6,6 +6,7 @@
 
 mod cmd;
 mod dashboard;
+mod logging;
 mod output;
 mod reload;
 mod replicas;
@@ -15,14 +16,25 @@ mod server;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use bridge_core::config::LogFormat;
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// Keeps Microsoft Defender XDR / Sentinel incidents and ITSM tickets in step.
 #[derive(Debug, Parser)]
 #[command(name = "itsm-bridge", version, about)]
 struct Cli {
+    /// Log lines as text, or one JSON object per line (default: the
+    /// ITSM_BRIDGE_LOG_FORMAT variable, then `run`'s [log] format, then text).
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormatArg>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,6 +106,12 @@ enum Command {
         #[arg(long)]
         write_config: Option<PathBuf>,
     },
+    /// GET one of a running bridge's endpoints (its /livez, say); exit 0 on a 2xx
+    /// answer, 1 otherwise: a container healthcheck with no shell or curl.
+    Health {
+        #[arg(long, default_value = "http://127.0.0.1:9464/livez")]
+        url: String,
+    },
     /// Manage the store itself.
     Store {
         #[command(subcommand)]
@@ -158,6 +176,10 @@ enum BenchCommand {
     Export {
         #[arg(long, default_value_t = 1_000_000)]
         rows: usize,
+        /// Bench on this PostgreSQL database (postgres://user@host:port/db), in
+        /// schemas of its own that are dropped afterwards, instead of SQLite.
+        #[arg(long, value_name = "URL")]
+        pg: Option<String>,
     },
 }
 
@@ -276,7 +298,13 @@ fn main() -> ExitCode {
     // The demo and the benches tell their own story on stdout; their logs stay quiet
     // unless asked for.
     let quiet = matches!(cli.command, Command::Demo { .. } | Command::Bench { .. });
-    init_logging(quiet);
+    match log_format(&cli) {
+        Ok(format) => logging::init(format, quiet),
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -332,6 +360,7 @@ async fn dispatch(command: Command) -> CmdResult {
             sweep,
         } => cmd::run::run(&config, once || dry_run || sweep, dry_run, sweep).await,
         Command::Check { config } => cmd::check::run(&config),
+        Command::Health { url } => cmd::health::run(&url),
         Command::Doctor { config } => cmd::doctor::run(&config).await,
         Command::Store {
             action: StoreCommand::Migrate { from, to },
@@ -387,7 +416,7 @@ async fn dispatch(command: Command) -> CmdResult {
                 only,
             } => cmd::bench::throttle(incidents, jira_limit, only).await,
             BenchCommand::Reconcile { links } => cmd::bench::reconcile(links),
-            BenchCommand::Export { rows } => cmd::bench_export::run(rows),
+            BenchCommand::Export { rows, pg } => cmd::bench_export::run(rows, pg.as_deref()),
             BenchCommand::Calls { incidents, detail } => cmd::bench::calls(incidents, detail).await,
         },
     }
@@ -409,23 +438,25 @@ impl DbArgs {
     }
 }
 
-/// Logs go to stderr; `RUST_LOG` sets the level (default: info for the bridge,
-/// warnings only when `quiet`).
-fn init_logging(quiet: bool) {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let default = if quiet {
-        "warn"
-    } else {
-        "warn,itsm_bridge=info,bridge_core=info,connectors=info"
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
+/// `--log-format`, else `ITSM_BRIDGE_LOG_FORMAT`, else for `run` its config's
+/// `[log] format` (a config that does not load is left for `run` to report),
+/// else text.
+fn log_format(cli: &Cli) -> Result<LogFormat, String> {
+    if let Some(format) = cli.log_format {
+        return Ok(match format {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        });
+    }
+    if let Some(format) = logging::format_from_env()? {
+        return Ok(format);
+    }
+    Ok(match &cli.command {
+        Command::Run { config, .. } => bridge_core::config::load(config)
+            .map(|config| config.log.format)
+            .unwrap_or_default(),
+        _ => LogFormat::Text,
+    })
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! `itsm-bridge bench export`: shows that `ledger export` streams. It fills
-//! SQLite stores of a tenth of `--rows` and of `--rows` entries, runs the real
-//! `ledger export` of this binary on each as a child process, reads its output
-//! to the end, and prints rows per second and the child's peak resident memory
-//! (`VmHWM`, sampled from `/proc` while it streams). Constant memory means both
-//! peaks are alike though one ledger is ten times the other. Nothing is asserted.
+//! stores of a tenth of `--rows` and of `--rows` entries (SQLite files, or with
+//! `--pg URL` schemas of their own in that PostgreSQL database, dropped
+//! afterwards), runs the real `ledger export` of this binary on each as a child
+//! process, reads its output to the end, and prints rows per second and the
+//! child's peak resident memory (`VmHWM`, sampled from `/proc` while it
+//! streams). Constant memory means both peaks are alike though one ledger is
+//! ten times the other. Nothing is asserted.
 
 use std::io::Read;
 use std::path::Path;
@@ -13,7 +15,7 @@ use std::time::Instant;
 use anyhow::{Context, anyhow};
 use bridge_core::ledger::{LedgerRecord, Outcome};
 use bridge_core::model::{Direction, FieldChange};
-use bridge_core::store::Store;
+use bridge_core::store::{PgConnect, PgStore, Store};
 use chrono::{TimeZone, Utc};
 
 use crate::CmdResult;
@@ -21,20 +23,41 @@ use crate::CmdResult;
 /// Entries appended per transaction while filling a store.
 const FILL_BATCH: usize = 10_000;
 
-pub fn run(rows: usize) -> CmdResult {
+pub fn run(rows: usize, pg: Option<&str>) -> CmdResult {
+    // On a thread of its own: the synchronous PostgreSQL client runs a runtime
+    // of its own, which cannot start on one of the async workers.
+    std::thread::scope(|scope| scope.spawn(|| bench(rows, pg)).join())
+        .unwrap_or_else(|_| Err(anyhow!("the bench panicked").into()))
+}
+
+fn bench(rows: usize, pg: Option<&str>) -> CmdResult {
     let dir = ScratchDir::new()?;
     let sizes = [(rows / 10).max(1), rows];
-    println!("== ledger export, JSON lines, streamed to a reader that counts them");
+    let backend = if pg.is_some() { "PostgreSQL" } else { "SQLite" };
+    println!("== ledger export on {backend}, JSON lines, streamed to a reader that counts them");
     println!(
         "{:>10}  {:>9}  {:>12}  {:>14}",
         "entries", "fill s", "export rows/s", "peak RSS MiB"
     );
     for (i, size) in sizes.into_iter().enumerate() {
-        let db = dir.path().join(format!("ledger-{i}.db"));
         let filled = Instant::now();
-        fill(&db, size)?;
+        let (store_args, _schema) = match pg {
+            None => {
+                let db = dir.path().join(format!("ledger-{i}.db"));
+                fill(&bridge_core::store::SqliteStore::open(&db)?, size)?;
+                (vec!["--db".to_owned(), db.display().to_string()], None)
+            }
+            Some(url) => {
+                let schema = Schema::new(url, i)?;
+                fill(&PgStore::open(&PgConnect::new(&schema.url, None)?)?, size)?;
+                let config = dir.path().join(format!("bench-{i}.toml"));
+                write_pg_config(&config, &schema.url)?;
+                let args = vec!["--config".to_owned(), config.display().to_string()];
+                (args, Some(schema))
+            }
+        };
         let fill_seconds = filled.elapsed().as_secs_f64();
-        let measured = export(&db)?;
+        let measured = export(&store_args)?;
         if measured.lines != size as u64 {
             return Err(anyhow!(
                 "ledger export wrote {} lines for {size} entries",
@@ -53,10 +76,81 @@ pub fn run(rows: usize) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A schema of the bench's own in the `--pg` database, dropped when done (the
+/// ledger is append-only: a schema is the only way to take it away again).
+struct Schema {
+    base: String,
+    name: String,
+    url: String,
+}
+
+impl Schema {
+    fn new(base: &str, i: usize) -> anyhow::Result<Schema> {
+        let name = format!("itsm_bench_export_{}_{i}", std::process::id());
+        let mut client = postgres::Client::connect(base, postgres::NoTls)
+            .with_context(|| format!("cannot connect to {base}"))?;
+        client.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"
+        ))?;
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-csearch_path%3D{name}");
+        Ok(Schema {
+            base: base.to_owned(),
+            name,
+            url,
+        })
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        if let Ok(mut client) = postgres::Client::connect(&self.base, postgres::NoTls) {
+            let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
+        }
+    }
+}
+
+/// The smallest config `ledger export --config` takes for a PostgreSQL store:
+/// one pair, whose remotes the export never calls.
+fn write_pg_config(path: &Path, url: &str) -> anyhow::Result<()> {
+    let dir = path.parent().expect("a file in the scratch directory");
+    std::fs::write(dir.join("jira.toml"), connectors::sims::JIRA_MAPPING)?;
+    let text = format!(
+        r#"[store]
+url = "{url}"
+
+[[source]]
+name = "defender"
+kind = "graph"
+tenant_id = "{tenant}"
+client_id = "{client}"
+client_secret = {{ env = "ITSM_BRIDGE_BENCH_UNUSED" }}
+
+[[ticket_system]]
+name = "jira"
+kind = "jira"
+base_url = "https://bench.atlassian.net"
+email = "bench@example.com"
+api_token = {{ env = "ITSM_BRIDGE_BENCH_UNUSED" }}
+project_key = "SEC"
+mapping = "jira.toml"
+
+[[sync]]
+source = "defender"
+tickets = "jira"
+schedule = "*/10 * * * * *"
+since = "2026-01-01T00:00:00Z"
+"#,
+        tenant = connectors::sims::TENANT_ID,
+        client = connectors::sims::GRAPH_CLIENT_ID,
+    );
+    std::fs::write(path, text)?;
+    Ok(())
+}
+
 /// Appends `size` entries of a realistic shape (two field changes, a ticket key)
 /// to a new store at `db`.
-fn fill(db: &Path, size: usize) -> anyhow::Result<()> {
-    let store = bridge_core::store::SqliteStore::open(db)?;
+fn fill(store: &dyn Store, size: usize) -> anyhow::Result<()> {
     let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     let mut batch = Vec::with_capacity(FILL_BATCH);
     for n in 0..size {
@@ -124,13 +218,13 @@ struct Measured {
     peak_kib: Option<u64>,
 }
 
-/// Runs this binary's `ledger export --db <db>` and reads its output to the end.
-fn export(db: &Path) -> anyhow::Result<Measured> {
+/// Runs this binary's `ledger export <store_args>` and reads its output to the end.
+fn export(store_args: &[String]) -> anyhow::Result<Measured> {
     let exe = std::env::current_exe().context("cannot find this binary")?;
     let started = Instant::now();
     let mut child = Command::new(exe)
-        .args(["ledger", "export", "--db"])
-        .arg(db)
+        .args(["ledger", "export"])
+        .args(store_args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

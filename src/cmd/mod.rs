@@ -5,6 +5,7 @@ pub mod bench_export;
 pub mod check;
 pub mod demo;
 pub mod doctor;
+pub mod health;
 pub mod ledger;
 pub mod links;
 pub mod run;

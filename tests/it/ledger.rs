@@ -684,3 +684,43 @@ fn a_bad_time_is_bad_input_naming_its_flag() {
         );
     }
 }
+
+/// `bench export` runs the real export on both sizes and prints its figures (a
+/// smoke test: the figures themselves are for people, nothing is timed here).
+#[test]
+fn bench_export_prints_rate_and_peak_memory_for_both_sizes() {
+    let mut runs = vec![vec!["bench", "export", "--rows", "3000"]];
+    let pg = std::env::var("ITSM_BRIDGE_TEST_PG").unwrap_or_default();
+    if !pg.is_empty() {
+        runs.push(vec!["bench", "export", "--rows", "3000", "--pg", &pg]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for args in runs {
+        // Its scratch stores go to TMPDIR: here, to see them removed.
+        let out = Command::new(env!("CARGO_BIN_EXE_itsm-bridge"))
+            .args(&args)
+            .env("TMPDIR", dir.path())
+            .output()
+            .unwrap();
+        assert_success(&out);
+        let text = stdout(&out);
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+            .filter(|words| words.len() == 4 && words[0].parse::<u64>().is_ok())
+            .collect();
+        assert_eq!(rows.len(), 2, "{text}");
+        assert_eq!((rows[0][0], rows[1][0]), ("300", "3000"), "{text}");
+        for row in rows {
+            assert!(row[2].parse::<f64>().unwrap() > 0.0, "{text}");
+            assert!(
+                row[3].parse::<f64>().unwrap() > 1.0,
+                "peak RSS in MiB: {text}"
+            );
+        }
+    }
+    assert!(
+        files(dir.path()).is_empty(),
+        "the scratch stores are removed"
+    );
+}

@@ -15,8 +15,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Config, HttpConfig, LedgerConfig, PostgresStoreConfig, RateLimitConfig, SecretRef,
-    SentinelWorkspace, ServerConfig, SourceConfig, StoreConfig, SyncConfig, TicketAuth,
+    Config, HttpConfig, LedgerConfig, LogConfig, LogFormat, PostgresStoreConfig, RateLimitConfig,
+    SecretRef, SentinelWorkspace, ServerConfig, SourceConfig, StoreConfig, SyncConfig, TicketAuth,
     TicketSystemConfig,
 };
 use crate::diag::{Diagnostic, InputError, Reporter, line_col};
@@ -124,6 +124,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, InputError> {
             ticket_systems: parts.ticket_systems,
             syncs: parts.syncs,
             ledger: parts.ledger,
+            log: parts.log,
         }),
         _ => {
             debug_assert!(!r.is_empty(), "a config check failed without a diagnostic");
@@ -226,6 +227,13 @@ struct RawConfig {
     #[serde(default)]
     sync: Vec<Spanned<RawSync>>,
     ledger: Option<Spanned<RawLedger>>,
+    log: Option<RawLog>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Text,
 }
 
 #[derive(Deserialize)]
@@ -319,6 +327,7 @@ struct RawSync {
 
 struct Parts {
     ledger: LedgerConfig,
+    log: LogConfig,
     store: StoreConfig,
     server: ServerConfig,
     http: HttpConfig,
@@ -361,6 +370,7 @@ impl Checker<'_> {
             }
         }
         let ledger = self.ledger(raw.ledger.as_ref());
+        let log = self.log(raw.log.as_ref());
 
         let mut sources = Vec::new();
         let mut source_names: BTreeMap<String, Named> = BTreeMap::new();
@@ -428,6 +438,7 @@ impl Checker<'_> {
 
         Some(Parts {
             ledger: ledger?,
+            log: log?,
             store: store?,
             server: server?,
             http: http?,
@@ -815,6 +826,25 @@ impl Checker<'_> {
             checkpoint,
             checkpoint_dir,
         })
+    }
+
+    fn log(&mut self, raw: Option<&RawLog>) -> Option<LogConfig> {
+        let Some(format) = raw.and_then(|l| l.format.as_ref()) else {
+            return Some(LogConfig::default());
+        };
+        match LogFormat::parse(format.get_ref()) {
+            Some(format) => Some(LogConfig { format }),
+            None => {
+                self.r.at(
+                    format.span().start,
+                    format!(
+                        "[log] format `{}` is not a log format; write \"text\" or \"json\"",
+                        format.get_ref()
+                    ),
+                );
+                None
+            }
+        }
     }
 
     fn server(&mut self, raw: Option<&RawServer>) -> Option<ServerConfig> {

@@ -30,6 +30,33 @@ pub struct Config {
     pub ticket_systems: Vec<TicketSystemConfig>,
     pub syncs: Vec<SyncConfig>,
     pub ledger: LedgerConfig,
+    pub log: LogConfig,
+}
+
+/// `[log]`: how `run` writes its log lines (`--log-format` and
+/// `ITSM_BRIDGE_LOG_FORMAT` take precedence).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+/// One line of text per event, or one JSON object per line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    /// `"text"` or `"json"`.
+    pub fn parse(text: &str) -> Option<LogFormat> {
+        match text {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
 }
 
 /// `[ledger]`: the signed checkpoints that anchor the ledger's head outside the
