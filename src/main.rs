@@ -97,6 +97,11 @@ enum Command {
         #[command(subcommand)]
         action: StoreCommand,
     },
+    /// Try a mapping file without a tenant: what it would make of a sample incident.
+    Mapping {
+        #[command(subcommand)]
+        action: MappingCommand,
+    },
     /// Print speed figures measured on the simulators (nothing is asserted).
     Bench {
         #[command(subcommand)]
@@ -118,6 +123,34 @@ enum StoreCommand {
         /// The PostgreSQL store: postgres://user@host:port/db (no password in it).
         #[arg(long)]
         to: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MappingCommand {
+    /// Print the ticket fields the bridge would create for a sample incident
+    /// and what it would write back to it. The sample is an incident as the
+    /// Graph or Sentinel API returns it (or a listing page of them), per the
+    /// mapping's `source`.
+    Render {
+        /// The mapping TOML.
+        #[arg(long)]
+        mapping: PathBuf,
+        /// The sample incident (JSON).
+        #[arg(long)]
+        incident: PathBuf,
+        /// The `[[source]]` name templates see as {source} (default: the mapping's source kind).
+        #[arg(long)]
+        source: Option<String>,
+        /// The ticket key the write-back is rendered for.
+        #[arg(long, default_value = "<ticket key>")]
+        ticket_key: String,
+        /// The ticket URL the write-back is rendered for.
+        #[arg(long, default_value = "<ticket url>")]
+        ticket_url: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -327,6 +360,26 @@ async fn dispatch(command: Command) -> CmdResult {
         Command::Store {
             action: StoreCommand::Migrate { from, to },
         } => cmd::store::migrate(&from, &to),
+        Command::Mapping {
+            action:
+                MappingCommand::Render {
+                    mapping,
+                    incident,
+                    source,
+                    ticket_key,
+                    ticket_url,
+                    json,
+                },
+        } => cmd::mapping::render(
+            &mapping,
+            &incident,
+            &cmd::mapping::RenderOptions {
+                source,
+                ticket_key,
+                ticket_url,
+                json,
+            },
+        ),
         Command::Links { db, json } => cmd::links::run(&db.resolve()?, json),
         Command::Ledger { action } => match action {
             LedgerCommand::List {

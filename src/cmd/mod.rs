@@ -6,6 +6,7 @@ pub mod demo;
 pub mod doctor;
 pub mod ledger;
 pub mod links;
+pub mod mapping;
 pub mod run;
 pub mod sim;
 pub mod store;

@@ -14,6 +14,7 @@ mod faults;
 mod graph_jira;
 mod helpdesks;
 mod ledger;
+mod mapping_tools;
 mod one_writer;
 mod replicas;
 mod same_tick;

@@ -1,0 +1,279 @@
+//! `itsm-bridge mapping render`: the admin's dry run of a mapping file. A
+//! sample incident, as the Graph or Sentinel API returns it, goes through the
+//! same pure code the engine uses (`plan_new_ticket`, `render_write_back`), so
+//! templates and value maps can be tried without a tenant or a ticket system.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use bridge_core::mapping::{self, FieldRule, Flow, Mapping};
+use bridge_core::model::{ConflictPolicy, IncidentSnapshot, TicketSnapshot};
+use bridge_core::reconcile::{self, NewTicket, PairSpec};
+use bridge_core::vocab::SourceKind;
+use serde_json::{Value, json};
+
+use crate::output::escape_controls;
+use crate::{CmdResult, Failure};
+
+/// What `mapping render` is told besides the two files.
+#[derive(Debug)]
+pub struct RenderOptions {
+    /// The `[[source]]` name templates see as `{source}`.
+    pub source: Option<String>,
+    /// The ticket the write-back is rendered for.
+    pub ticket_key: String,
+    pub ticket_url: String,
+    pub json: bool,
+}
+
+/// One sample incident rendered.
+struct Rendered {
+    incident: IncidentSnapshot,
+    /// `None`: the mapping makes no ticket for the incident's status.
+    ticket: Option<NewTicket>,
+    tags: Vec<String>,
+    comment: Option<String>,
+}
+
+pub fn render(mapping_path: &Path, sample_path: &Path, opts: &RenderOptions) -> CmdResult {
+    let mapping = mapping::load(mapping_path).map_err(|e| Failure::Input(e.to_string()))?;
+    let incidents = read_sample(sample_path, mapping.source_kind)?;
+    let source = opts
+        .source
+        .clone()
+        .unwrap_or_else(|| mapping.source_kind.as_str().to_string());
+    let pair = PairSpec {
+        pair: "render",
+        source: &source,
+        scope: "",
+        mapping: &mapping,
+        policy: ConflictPolicy::SourceWins,
+    };
+    let ticket = sample_ticket(opts);
+    let rendered: Vec<Rendered> = incidents
+        .into_iter()
+        .map(|incident| {
+            let (tags, comment) = reconcile::render_write_back(pair, &ticket, Some(&incident));
+            Rendered {
+                ticket: reconcile::plan_new_ticket(pair, &incident),
+                incident,
+                tags,
+                comment,
+            }
+        })
+        .collect();
+    if opts.json {
+        let items: Vec<Value> = rendered.iter().map(|r| as_json(&mapping, r)).collect();
+        let out = if items.len() == 1 {
+            items.into_iter().next().unwrap_or_default()
+        } else {
+            Value::Array(items)
+        };
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        for (i, r) in rendered.iter().enumerate() {
+            if i > 0 {
+                println!();
+            }
+            print!("{}", as_text(&mapping, &ticket, r));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The ticket the write-back templates are rendered against.
+fn sample_ticket(opts: &RenderOptions) -> TicketSnapshot {
+    let now = chrono::Utc::now();
+    TicketSnapshot {
+        key: opts.ticket_key.clone(),
+        id: opts.ticket_key.clone(),
+        url: opts.ticket_url.clone(),
+        created: now,
+        modified: now,
+        version: None,
+        attrs: Default::default(),
+        labels: Vec::new(),
+        correlation: None,
+        comments: Vec::new(),
+    }
+}
+
+/// The sample file: one incident as the API returns it, a listing page
+/// (`{"value": [...]}`) or a JSON array of incidents. Every problem is bad
+/// input naming the file (and the item, in a list).
+fn read_sample(path: &Path, kind: SourceKind) -> Result<Vec<IncidentSnapshot>, Failure> {
+    let at = path.display();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Input(format!("{at}: cannot read the sample incident ({e})")))?;
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|e| Failure::Input(format!("{at}:{}:{}: not JSON: {e}", e.line(), e.column())))?;
+    let (items, listed) = match value {
+        Value::Array(items) => (items, true),
+        Value::Object(mut page) if page.get("value").is_some_and(Value::is_array) => {
+            match page.remove("value") {
+                Some(Value::Array(items)) => (items, true),
+                _ => (Vec::new(), true),
+            }
+        }
+        one => (vec![one], false),
+    };
+    if items.is_empty() {
+        return Err(Failure::Input(format!("{at}: the list holds no incident")));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            convert(kind, item).map_err(|reason| {
+                let which = if listed {
+                    format!(" (item {})", i + 1)
+                } else {
+                    String::new()
+                };
+                Failure::Input(format!(
+                    "{at}{which}: not a {} incident as its API returns one: {reason}",
+                    source_name(kind)
+                ))
+            })
+        })
+        .collect()
+}
+
+fn convert(kind: SourceKind, item: Value) -> Result<IncidentSnapshot, String> {
+    match kind {
+        SourceKind::Graph => {
+            connectors::graph::convert::snapshot_from_value(item).map_err(|e| e.to_string())
+        }
+        SourceKind::Sentinel => {
+            connectors::sentinel::convert::snapshot_from_value(item).map_err(|e| e.to_string())
+        }
+    }
+}
+
+fn source_name(kind: SourceKind) -> &'static str {
+    match kind {
+        SourceKind::Graph => "Microsoft Graph security",
+        SourceKind::Sentinel => "Microsoft Sentinel",
+    }
+}
+
+fn flow_words(rule: &FieldRule) -> &'static str {
+    match rule.flow {
+        Flow::ToTicket => "to the ticket",
+        Flow::ToIncident => "to the incident",
+        Flow::Both => "both ways",
+    }
+}
+
+fn as_text(mapping: &Mapping, ticket: &TicketSnapshot, r: &Rendered) -> String {
+    let mut out = String::new();
+    let title = r
+        .incident
+        .attrs
+        .get("title")
+        .map(String::as_str)
+        .unwrap_or("");
+    out.push_str(&format!(
+        "incident {} ({}): {}\n",
+        line(&r.incident.id),
+        mapping.source_kind.as_str(),
+        line(title)
+    ));
+    match &r.ticket {
+        None => {
+            let status = r.incident.attrs.get("status").map(String::as_str);
+            out.push_str(&format!(
+                "no ticket: the mapping's skip_create lists its status \"{}\"\n",
+                line(status.unwrap_or(""))
+            ));
+        }
+        Some(new) => {
+            out.push_str(&format!(
+                "the {} ticket the bridge would create:\n",
+                mapping.ticket_kind.as_str()
+            ));
+            for rule in &mapping.fields {
+                out.push_str(&field_text(rule, new));
+            }
+            if !new.create.labels.is_empty() {
+                let labels: Vec<String> = new.create.labels.iter().map(|l| line(l)).collect();
+                out.push_str(&format!("  labels: {}\n", labels.join(", ")));
+            }
+        }
+    }
+    out.push_str(&format!(
+        "write-back to the incident, for ticket {} ({}):\n",
+        line(&ticket.key),
+        line(&ticket.url)
+    ));
+    if r.tags.is_empty() && r.comment.is_none() {
+        out.push_str("  nothing (the mapping has no [write_back], or the incident has it all)\n");
+    }
+    for tag in &r.tags {
+        out.push_str(&format!("  tag: {}\n", line(tag)));
+    }
+    if let Some(comment) = &r.comment {
+        out.push_str("  comment:\n");
+        out.push_str(&indented(comment));
+    }
+    out
+}
+
+/// One field rule's part of the new ticket: the attribute and its value, or
+/// why the ticket gets none.
+fn field_text(rule: &FieldRule, new: &NewTicket) -> String {
+    let head = format!(
+        "  {} (field \"{}\", {})",
+        rule.ticket,
+        rule.name,
+        flow_words(rule)
+    );
+    if !rule.flow.to_ticket() {
+        return format!("{head}: not set on create\n");
+    }
+    match new.create.attrs.get(&rule.ticket) {
+        None => format!("{head}: empty\n"),
+        Some(v) if v.contains('\n') => format!("{head}:\n{}", indented(v)),
+        Some(v) => format!("{head}: {}\n", line(v)),
+    }
+}
+
+/// A value on one line, control characters shown, never obeyed.
+fn line(value: &str) -> String {
+    escape_controls(value)
+}
+
+fn indented(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("    {}\n", escape_controls(l)))
+        .collect()
+}
+
+fn as_json(mapping: &Mapping, r: &Rendered) -> Value {
+    let create = r.ticket.as_ref().map(|new| {
+        json!({
+            "attrs": new.create.attrs,
+            "labels": new.create.labels,
+        })
+    });
+    let fields: Vec<Value> = mapping
+        .fields
+        .iter()
+        .map(|rule| {
+            json!({
+                "field": rule.name,
+                "ticket_attr": rule.ticket,
+                "flow": flow_words(rule),
+                "value": r.ticket.as_ref().and_then(|n| n.create.attrs.get(&rule.ticket)),
+            })
+        })
+        .collect();
+    json!({
+        "incident": r.incident.id,
+        "source": mapping.source_kind.as_str(),
+        "tickets": mapping.ticket_kind.as_str(),
+        "create": create,
+        "fields": fields,
+        "write_back": { "tags": r.tags, "comment": r.comment },
+    })
+}

@@ -1,0 +1,216 @@
+//! The admin's mapping tools: `mapping render` shows what the bridge would make
+//! of an incident, and what it shows is what the bridge then makes.
+
+use std::path::Path;
+
+use crate::common::{Env, assert_success, bridge_in, stderr, stdout};
+
+fn repo(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(path)
+        .display()
+        .to_string()
+}
+
+fn render_json(dir: &Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["mapping", "render", "--json"];
+    all.extend_from_slice(args);
+    let out = bridge_in(dir, &all);
+    assert_success(&out);
+    serde_json::from_str(&stdout(&out)).expect("render --json prints JSON")
+}
+
+#[test]
+fn render_shows_the_recorded_samples_tickets_and_write_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let graph = render_json(
+        dir.path(),
+        &[
+            "--mapping",
+            &repo("mappings/jira.toml"),
+            "--incident",
+            &repo("mappings/samples/graph-incident.json"),
+            "--ticket-key",
+            "SOC-42",
+            "--ticket-url",
+            "https://contoso.atlassian.net/browse/SOC-42",
+        ],
+    );
+    let attrs = &graph["create"]["attrs"];
+    assert_eq!(
+        attrs["summary"],
+        "[Defender #41001] Suspicious sign-in followed by mailbox rule creation (101)"
+    );
+    assert_eq!(attrs["priority"], "High", "severity medium maps to High");
+    assert_eq!(
+        graph["create"]["labels"],
+        serde_json::json!(["itsm-bridge", "soc"])
+    );
+    assert_eq!(
+        graph["write_back"]["tags"],
+        serde_json::json!(["ticket:SOC-42"])
+    );
+    let comment = graph["write_back"]["comment"].as_str().unwrap();
+    assert!(
+        comment.starts_with("[itsm-bridge] Jira issue SOC-42"),
+        "{comment}"
+    );
+    assert!(comment.contains("https://contoso.atlassian.net/browse/SOC-42"));
+
+    let sentinel = render_json(
+        dir.path(),
+        &[
+            "--mapping",
+            &repo("mappings/servicenow.toml"),
+            "--incident",
+            &repo("mappings/samples/sentinel-incident.json"),
+        ],
+    );
+    let attrs = &sentinel["create"]["attrs"];
+    assert_eq!(
+        attrs["summary"],
+        "[Sentinel #8801] Brute force attack against Azure Portal"
+    );
+    assert_eq!(attrs["impact"], "2");
+    assert_eq!(attrs["urgency"], "2");
+    assert_eq!(attrs["assignee"], "li.wei@contoso.example");
+    let text = stdout(&bridge_in(
+        dir.path(),
+        &[
+            "mapping",
+            "render",
+            "--mapping",
+            &repo("mappings/servicenow.toml"),
+            "--incident",
+            &repo("mappings/samples/sentinel-incident.json"),
+        ],
+    ));
+    assert!(
+        text.contains("summary (field \"summary\", to the ticket): [Sentinel #8801]"),
+        "{text}"
+    );
+    assert!(text.contains("tag: ticket:<ticket key>"), "{text}");
+}
+
+/// What `render` prints for an incident is what the bridge creates for it and
+/// writes back to it.
+#[test]
+fn what_render_shows_is_what_the_bridge_creates() {
+    let env = Env::start(3);
+    let id = env.sims.graph.incidents()[1].id.clone();
+    let sample = env.dir.path().join("sample.json");
+    let json = env.sims.graph.incident_json(&id).unwrap();
+    std::fs::write(&sample, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+    let mapping = env.dir.path().join("jira.toml");
+    let rendered = render_json(
+        env.dir.path(),
+        &[
+            "--mapping",
+            mapping.to_str().unwrap(),
+            "--incident",
+            sample.to_str().unwrap(),
+            "--source",
+            "defender",
+        ],
+    );
+
+    env.sync();
+    let key = env.ticket_of(&id).expect("the incident got a ticket");
+    let issue = env.sims.jira.issue(&key).unwrap();
+    let attrs = &rendered["create"]["attrs"];
+    assert_eq!(attrs["summary"], issue.summary.as_str());
+    assert_eq!(attrs["priority"], issue.priority.as_str());
+    assert_eq!(
+        rendered["create"]["labels"],
+        serde_json::json!(["itsm-bridge", "soc"])
+    );
+    for label in ["itsm-bridge", "soc"] {
+        assert!(
+            issue.labels.iter().any(|l| l == label),
+            "{:?}",
+            issue.labels
+        );
+    }
+
+    // The write-back, rendered for the ticket the bridge made, is what the
+    // incident now carries.
+    let rendered = render_json(
+        env.dir.path(),
+        &[
+            "--mapping",
+            mapping.to_str().unwrap(),
+            "--incident",
+            sample.to_str().unwrap(),
+            "--ticket-key",
+            &key,
+        ],
+    );
+    let tags = env.sims.graph.incident(&id).unwrap().custom_tags;
+    for tag in rendered["write_back"]["tags"].as_array().unwrap() {
+        assert!(
+            tags.iter().any(|t| t == tag.as_str().unwrap()),
+            "{tags:?} lacks {tag}"
+        );
+    }
+}
+
+#[test]
+fn render_refuses_a_sample_that_is_not_the_mappings_source_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    // A Graph incident for a Sentinel mapping.
+    let out = bridge_in(
+        dir.path(),
+        &[
+            "mapping",
+            "render",
+            "--mapping",
+            &repo("mappings/servicenow.toml"),
+            "--incident",
+            &repo("mappings/samples/graph-incident.json"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("graph-incident.json"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("not a Microsoft Sentinel incident"));
+
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, "{\n  \"id\": \"1\",\n  oops\n}").unwrap();
+    let out = bridge_in(
+        dir.path(),
+        &[
+            "mapping",
+            "render",
+            "--mapping",
+            &repo("mappings/jira.toml"),
+            "--incident",
+            broken.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("broken.json:3:3"), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty());
+
+    let bad_mapping = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad_mapping,
+        "version = 1\nsource = \"graph\"\ntickets = \"nope\"\n",
+    )
+    .unwrap();
+    let out = bridge_in(
+        dir.path(),
+        &[
+            "mapping",
+            "render",
+            "--mapping",
+            bad_mapping.to_str().unwrap(),
+            "--incident",
+            &repo("mappings/samples/graph-incident.json"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("bad.toml:3"), "{}", stderr(&out));
+}
