@@ -152,6 +152,23 @@ enum MappingCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Against every existing link, from the stored baselines and with no
+    /// remote call, what a new mapping would change: counts per field and per
+    /// value transition, a sample of links, and the remote writes it causes.
+    Impact {
+        #[arg(long, default_value = "bridge.toml")]
+        config: PathBuf,
+        /// The edited mapping TOML.
+        #[arg(long)]
+        mapping: PathBuf,
+        /// Only this pair (`<source>-><ticket_system>`); default: every pair
+        /// whose mapping is for the same source and ticket kinds.
+        #[arg(long)]
+        pair: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -379,6 +396,19 @@ async fn dispatch(command: Command) -> CmdResult {
                 ticket_url,
                 json,
             },
+        ),
+        Command::Mapping {
+            action:
+                MappingCommand::Impact {
+                    config,
+                    mapping,
+                    pair,
+                    json,
+                },
+        } => cmd::mapping::impact(
+            &config,
+            &mapping,
+            &cmd::mapping::ImpactOptions { pair, json },
         ),
         Command::Links { db, json } => cmd::links::run(&db.resolve()?, json),
         Command::Ledger { action } => match action {

@@ -1,18 +1,21 @@
-//! `itsm-bridge mapping render`: the admin's dry run of a mapping file. A
-//! sample incident, as the Graph or Sentinel API returns it, goes through the
+//! `itsm-bridge mapping render|impact`: the admin's dry runs of a mapping file.
+//! `render`: a sample incident, as the Graph or Sentinel API returns it, goes through the
 //! same pure code the engine uses (`plan_new_ticket`, `render_write_back`), so
 //! templates and value maps can be tried without a tenant or a ticket system.
 
 use std::path::Path;
 use std::process::ExitCode;
 
+use bridge_core::config::{Config, SyncConfig};
+use bridge_core::ledger;
 use bridge_core::mapping::{self, FieldRule, Flow, Mapping};
 use bridge_core::model::{ConflictPolicy, IncidentSnapshot, TicketSnapshot};
 use bridge_core::reconcile::{self, NewTicket, PairSpec};
+use bridge_core::remap::{self, Edit, Impact};
 use bridge_core::vocab::SourceKind;
 use serde_json::{Value, json};
 
-use crate::output::escape_controls;
+use crate::output::{Table, escape_controls};
 use crate::{CmdResult, Failure};
 
 /// What `mapping render` is told besides the two files.
@@ -275,5 +278,170 @@ fn as_json(mapping: &Mapping, r: &Rendered) -> Value {
         "create": create,
         "fields": fields,
         "write_back": { "tags": r.tags, "comment": r.comment },
+    })
+}
+
+/// What `mapping impact` is told besides the files.
+#[derive(Debug)]
+pub struct ImpactOptions {
+    pub pair: Option<String>,
+    pub json: bool,
+}
+
+/// `mapping impact`: against every link of the pairs the new mapping would
+/// serve, from the stored baselines and with no remote call, what the edit
+/// changes (`bridge_core::remap`), summed per field and value transition.
+pub fn impact(config_path: &Path, new_path: &Path, opts: &ImpactOptions) -> CmdResult {
+    let config = super::load_config(config_path)?;
+    let new = mapping::load(new_path).map_err(|e| Failure::Input(e.to_string()))?;
+    let pairs = pairs_for(&config, &new, opts.pair.as_deref(), new_path)?;
+    let store = crate::replicas::StoreAt::of(&config)?.open_reader()?;
+    let mut reports = Vec::new();
+    for (sync, old) in pairs {
+        let pair = sync.pair_name();
+        let edit = Edit {
+            source: &sync.source,
+            old,
+            new: &new,
+        };
+        let mut impact = Impact::default();
+        for link in store.links(Some(&pair))? {
+            impact.add(&link, &remap::plan_remap(edit, &link, None));
+        }
+        reports.push((pair, impact));
+    }
+    if opts.json {
+        let items: Vec<Value> = reports.iter().map(|(p, i)| impact_json(p, i)).collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&items).unwrap_or_default()
+        );
+    } else {
+        for (pair, impact) in &reports {
+            print!("{}", impact_text(pair, impact));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The pairs the new mapping would serve: `--pair`, or every pair whose
+/// ticket system's mapping is for the same source and ticket kinds.
+fn pairs_for<'c>(
+    config: &'c Config,
+    new: &Mapping,
+    only: Option<&str>,
+    new_path: &Path,
+) -> Result<Vec<(&'c SyncConfig, &'c Mapping)>, Failure> {
+    let mut pairs = Vec::new();
+    for sync in &config.syncs {
+        if only.is_some_and(|p| p != sync.pair_name()) {
+            continue;
+        }
+        let Some(tickets) = config.ticket_system(&sync.tickets) else {
+            continue;
+        };
+        let old = &tickets.mapping;
+        if old.source_kind == new.source_kind && old.ticket_kind == new.ticket_kind {
+            pairs.push((sync, old));
+        } else if only.is_some() {
+            return Err(Failure::Input(format!(
+                "{}: a mapping from {} to {}, but pair {} maps {} to {}",
+                new_path.display(),
+                new.source_kind.as_str(),
+                new.ticket_kind.as_str(),
+                sync.pair_name(),
+                old.source_kind.as_str(),
+                old.ticket_kind.as_str()
+            )));
+        }
+    }
+    if pairs.is_empty() {
+        let known: Vec<String> = config.syncs.iter().map(|s| s.pair_name()).collect();
+        return Err(Failure::Input(match only {
+            Some(p) => format!(
+                "--pair {p}: no such pair (the config has: {})",
+                known.join(", ")
+            ),
+            None => format!(
+                "{}: no pair of the config maps {} incidents to {} tickets",
+                new_path.display(),
+                new.source_kind.as_str(),
+                new.ticket_kind.as_str()
+            ),
+        }));
+    }
+    Ok(pairs)
+}
+
+fn impact_text(pair: &str, impact: &Impact) -> String {
+    let mut out = format!(
+        "pair {pair}: {} links; the edit rewrites {} tickets and {} incidents ({} remote writes)\n",
+        impact.links,
+        impact.ticket_writes,
+        impact.incident_writes,
+        impact.writes()
+    );
+    if !impact.per_field.is_empty() {
+        let mut table = Table::new(&["field", "links"]);
+        for (field, n) in &impact.per_field {
+            table.row(vec![field.clone(), n.to_string()]);
+        }
+        out.push_str(&format!("\nper field:\n{table}"));
+        let mut table = Table::new(&["field", "from", "to", "links"]);
+        for ((field, from, to), n) in &impact.transitions {
+            table.row(vec![field.clone(), from.clone(), to.clone(), n.to_string()]);
+        }
+        out.push_str(&format!("\nper value:\n{table}"));
+        let mut table = Table::new(&["incident", "ticket", "changes"]);
+        for (incident, ticket, changes) in &impact.sample {
+            let said: Vec<String> = changes
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{}: {} → {}",
+                        c.field,
+                        ledger::plain_value(c.old.as_deref()),
+                        ledger::plain_value(c.new.as_deref())
+                    )
+                })
+                .collect();
+            table.row(vec![incident.clone(), ticket.clone(), said.join("; ")]);
+        }
+        out.push_str(&format!("\nsample of the links rewritten:\n{table}"));
+    }
+    if impact.undecided > 0 {
+        out.push_str(&format!(
+            "\n{} links cannot be decided from the store: a template they render needs the \
+             incident's values\n",
+            impact.undecided
+        ));
+    }
+    out.push('\n');
+    out
+}
+
+fn impact_json(pair: &str, impact: &Impact) -> Value {
+    let transitions: Vec<Value> = impact
+        .transitions
+        .iter()
+        .map(|((field, from, to), n)| json!({"field": field, "from": from, "to": to, "links": n}))
+        .collect();
+    let sample: Vec<Value> = impact
+        .sample
+        .iter()
+        .map(|(incident, ticket, changes)| {
+            json!({"incident": incident, "ticket": ticket, "changes": changes})
+        })
+        .collect();
+    json!({
+        "pair": pair,
+        "links": impact.links,
+        "ticket_writes": impact.ticket_writes,
+        "incident_writes": impact.incident_writes,
+        "writes": impact.writes(),
+        "per_field": impact.per_field,
+        "transitions": transitions,
+        "undecided": impact.undecided,
+        "sample": sample,
     })
 }

@@ -214,3 +214,86 @@ fn render_refuses_a_sample_that_is_not_the_mappings_source_with_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("bad.toml:3"), "{}", stderr(&out));
 }
+
+/// `mapping impact` on a synced store: a value-map edit counts exactly the
+/// tickets whose value it changes, from the store alone.
+#[test]
+fn impact_counts_the_tickets_a_value_map_edit_changes() {
+    let env = Env::start(40);
+    env.sync();
+    let mapping = env.dir.path().join("jira.toml");
+    let text = std::fs::read_to_string(&mapping).unwrap();
+    let edited = env.dir.path().join("jira-edited.toml");
+    let changed = text.replacen("high = \"Highest\"", "high = \"Critical\"", 1);
+    assert_ne!(changed, text, "the shipped mapping maps high to Highest");
+    std::fs::write(&edited, changed).unwrap();
+    let highest = env
+        .sims
+        .jira
+        .issues()
+        .iter()
+        .filter(|i| i.priority == "Highest")
+        .count();
+    assert!(highest > 0);
+
+    let requests_before = env.sims.request_counts();
+    let out = env.bridge(&[
+        "mapping",
+        "impact",
+        "--config",
+        env.config.to_str().unwrap(),
+        "--mapping",
+        edited.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_success(&out);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let jira = &report.as_array().unwrap()[0];
+    assert_eq!(jira["pair"], "defender->jira");
+    assert_eq!(
+        jira["links"],
+        env.links()
+            .iter()
+            .filter(|l| l["pair"] == "defender->jira")
+            .count()
+    );
+    assert_eq!(jira["ticket_writes"], highest);
+    assert_eq!(jira["incident_writes"], 0);
+    assert_eq!(jira["per_field"]["priority"], highest);
+    assert_eq!(jira["transitions"][0]["from"], "\"Highest\"");
+    assert_eq!(jira["transitions"][0]["to"], "\"Critical\"");
+    assert_eq!(jira["undecided"], 0);
+    assert_eq!(env.sims.request_counts(), requests_before, "no remote call");
+
+    let text = stdout(&env.bridge(&[
+        "mapping",
+        "impact",
+        "--config",
+        env.config.to_str().unwrap(),
+        "--mapping",
+        edited.to_str().unwrap(),
+    ]));
+    assert!(
+        text.contains(&format!(
+            "the edit rewrites {highest} tickets and 0 incidents"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn impact_refuses_a_mapping_no_pair_uses_with_exit_2() {
+    let env = Env::start(0);
+    let out = env.bridge(&[
+        "mapping",
+        "impact",
+        "--config",
+        env.config.to_str().unwrap(),
+        "--mapping",
+        &repo("mappings/jira.toml"),
+        "--pair",
+        "sentinel->servicenow",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("pair sentinel->servicenow maps sentinel to servicenow"));
+}
