@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 
 use crate::mapping::{FieldRule, IncidentSide, Mapping};
+use crate::model::Timestamp;
 use crate::model::{
     Agreed, Baseline, FieldChange, IncidentSnapshot, IncidentUpdate, Link, LinkState, TicketUpdate,
 };
@@ -240,11 +241,36 @@ fn actions(link: &Link, ticket: Side, incident: Side, recorded: Baseline) -> Vec
     actions
 }
 
+/// How long a link whose incident closed is still followed: swept for drift,
+/// and rewritten by a mapping edit.
+pub const SETTLED_AFTER: chrono::Duration = chrono::Duration::days(7);
+
+/// Whether both sides last agreed that the link's incident is closed (by the
+/// baseline of the fields that map the incident's `status`).
+pub fn incident_closed(mapping: &Mapping, link: &Link) -> bool {
+    mapping
+        .fields
+        .iter()
+        .filter(|r| r.incident_attr() == Some("status"))
+        .filter_map(|r| link.baseline.get(&r.name)?.incident.as_deref())
+        .any(|status| crate::vocab::is_closed_status(mapping.source_kind, status))
+}
+
+/// Whether an edit reaches the link: active, and its incident open or closed
+/// for less than [`SETTLED_AFTER`] — the links the drift sweep follows.
+pub fn reaches(mapping: &Mapping, link: &Link, now: Timestamp) -> bool {
+    link.state == LinkState::Active
+        && (link.updated >= now - SETTLED_AFTER || !incident_closed(mapping, link))
+}
+
 /// The sum of an edit over a pair's links: what `mapping impact` prints and
 /// what a reload is held back by (`[mapping] max_rewrites`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Impact {
+    /// The links the edit reaches ([`reaches`]).
     pub links: usize,
+    /// Links left alone: merged, or closed for over [`SETTLED_AFTER`].
+    pub left_alone: usize,
     /// Remote writes: one per side of each link rewritten.
     pub ticket_writes: usize,
     pub incident_writes: usize,

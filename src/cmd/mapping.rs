@@ -305,8 +305,13 @@ pub fn impact(config_path: &Path, new_path: &Path, opts: &ImpactOptions) -> CmdR
             new: &new,
         };
         let mut impact = Impact::default();
+        let now = chrono::Utc::now();
         for link in store.links(Some(&pair))? {
-            impact.add(&link, &remap::plan_remap(edit, &link, None));
+            if remap::reaches(old, &link, now) {
+                impact.add(&link, &remap::plan_remap(edit, &link, None));
+            } else {
+                impact.left_alone += 1;
+            }
         }
         reports.push((pair, impact));
     }
@@ -375,8 +380,11 @@ fn pairs_for<'c>(
 
 fn impact_text(pair: &str, impact: &Impact) -> String {
     let mut out = format!(
-        "pair {pair}: {} links; the edit rewrites {} tickets and {} incidents ({} remote writes)\n",
+        "pair {pair}: {} links followed ({} merged or closed for over {} days left alone); \
+         the edit rewrites {} tickets and {} incidents ({} remote writes)\n",
         impact.links,
+        impact.left_alone,
+        remap::SETTLED_AFTER.num_days(),
         impact.ticket_writes,
         impact.incident_writes,
         impact.writes()
@@ -436,6 +444,7 @@ fn impact_json(pair: &str, impact: &Impact) -> Value {
     json!({
         "pair": pair,
         "links": impact.links,
+        "left_alone": impact.left_alone,
         "ticket_writes": impact.ticket_writes,
         "incident_writes": impact.incident_writes,
         "writes": impact.writes(),
