@@ -248,7 +248,10 @@ fn line(value: &str) -> String {
 
 fn indented(text: &str) -> String {
     text.lines()
-        .map(|l| format!("    {}\n", escape_controls(l)))
+        .map(|l| match escape_controls(l) {
+            l if l.trim().is_empty() => "\n".to_string(),
+            l => format!("    {l}\n"),
+        })
         .collect()
 }
 
