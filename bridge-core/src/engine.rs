@@ -534,10 +534,14 @@ mod apply;
 mod comments;
 mod merge;
 mod recover;
+mod remap;
 mod sweep;
+pub use remap::run_remap;
 pub use sweep::run_sweep;
 
 #[cfg(test)]
 mod interleavings;
+#[cfg(test)]
+mod remap_tests;
 #[cfg(test)]
 mod tests;
