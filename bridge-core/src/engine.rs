@@ -282,6 +282,9 @@ impl Cycle<'_> {
                 .collect();
             self.reconcile_and_apply(&incidents, &tickets, links)
                 .await?;
+            if !self.dry_run {
+                store.save_incidents_seen(&rt.pair, &incidents)?;
+            }
             match page.next {
                 Some(next) => page = rt.source.next_page(&next).await?,
                 None => break,
@@ -536,7 +539,7 @@ mod merge;
 mod recover;
 mod remap;
 mod sweep;
-pub use remap::run_remap;
+pub use remap::{SEEN_CHUNK, incidents_seen, run_remap};
 pub use sweep::run_sweep;
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use bridge_core::config::{Config, SyncConfig};
+use bridge_core::engine;
 use bridge_core::ledger;
 use bridge_core::mapping::{self, FieldRule, Flow, Mapping};
 use bridge_core::model::{ConflictPolicy, IncidentSnapshot, TicketSnapshot};
@@ -309,11 +310,16 @@ pub fn impact(config_path: &Path, new_path: &Path, opts: &ImpactOptions) -> CmdR
         };
         let mut impact = Impact::default();
         let now = chrono::Utc::now();
-        for link in store.links(Some(&pair))? {
-            if remap::reaches(old, &link, now) {
-                impact.add(&link, &remap::plan_remap(edit, &link, None));
-            } else {
-                impact.left_alone += 1;
+        let (links, left): (Vec<_>, Vec<_>) = store
+            .links(Some(&pair))?
+            .into_iter()
+            .partition(|link| remap::reaches(old, link, now));
+        impact.left_alone = left.len();
+        for chunk in links.chunks(engine::SEEN_CHUNK) {
+            let seen = engine::incidents_seen(store.as_ref(), &pair, chunk)?;
+            for link in chunk {
+                let plan = remap::plan_remap(edit, link, seen.get(&link.incident_id));
+                impact.add(link, &plan);
             }
         }
         reports.push((pair, impact));

@@ -225,7 +225,7 @@ fn impact_counts_the_tickets_a_value_map_edit_changes() {
     let text = std::fs::read_to_string(&mapping).unwrap();
     let edited = env.dir.path().join("jira-edited.toml");
     let changed = text.replacen("high = \"Highest\"", "high = \"Critical\"", 1);
-    assert_ne!(changed, text, "the shipped mapping maps high to Highest");
+    assert!(changed != text, "the shipped mapping maps high to Highest");
     std::fs::write(&edited, changed).unwrap();
     let highest = env
         .sims
@@ -296,4 +296,56 @@ fn impact_refuses_a_mapping_no_pair_uses_with_exit_2() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("pair sentinel->servicenow maps sentinel to servicenow"));
+}
+
+/// A template edit is decided from the incidents as the polls last read them:
+/// every followed link whose summary the new template renders differently.
+#[test]
+fn impact_renders_an_edited_template_from_the_incidents_last_read() {
+    let env = Env::start(30);
+    env.sync();
+    let mapping = env.dir.path().join("jira.toml");
+    let text = std::fs::read_to_string(&mapping).unwrap();
+    let edited = env.dir.path().join("jira-edited.toml");
+    let changed = text.replacen(
+        "\"[Defender #{incident.display_id}] {incident.title}\"",
+        "\"SOC {incident.display_id}: {incident.title}\"",
+        1,
+    );
+    assert!(changed != text, "the shipped summary template changed");
+    std::fs::write(&edited, changed).unwrap();
+
+    let out = env.bridge(&[
+        "mapping",
+        "impact",
+        "--config",
+        env.config.to_str().unwrap(),
+        "--mapping",
+        edited.to_str().unwrap(),
+        "--pair",
+        "defender->jira",
+        "--json",
+    ]);
+    assert_success(&out);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let jira = &report[0];
+    assert_eq!(jira["undecided"], 0, "{jira}");
+    let followed = jira["links"].as_u64().unwrap();
+    assert!(followed > 0);
+    assert_eq!(
+        jira["per_field"]["summary"].as_u64(),
+        Some(followed),
+        "{jira}"
+    );
+    let sample = &jira["sample"][0];
+    let change = &sample["changes"][0];
+    let key = sample["ticket"].as_str().unwrap();
+    assert_eq!(
+        change["old"].as_str(),
+        Some(env.sims.jira.issue(key).unwrap().summary.as_str())
+    );
+    assert!(
+        change["new"].as_str().unwrap().starts_with("SOC "),
+        "{change}"
+    );
 }

@@ -41,30 +41,33 @@ async fn remap(
         old,
         new: &rt.mapping,
     };
-    let waiting: HashSet<String> = store
-        .dead_letters(Some(&rt.pair), None)?
-        .into_iter()
-        .map(|l| l.incident_id)
-        .collect();
     let now = clock.now();
     let mut impact = Impact::default();
-    for link in store.links(Some(&rt.pair))? {
-        if !reaches(old, &link, now) || waiting.contains(&link.incident_id) {
-            impact.left_alone += 1;
-            continue;
-        }
-        let plan = plan_remap(edit, &link, None);
-        impact.add(&link, &plan);
-        if plan.actions.is_empty() {
-            continue;
-        }
-        if dry_run {
-            cycle.report.planned.extend(plan.actions);
-            continue;
-        }
-        let mut links = HashMap::from([(link.incident_id.clone(), link)]);
-        for action in plan.actions {
-            cycle.apply(action, &mut links, false).await?;
+    let links: Vec<Link> = store
+        .links(Some(&rt.pair))?
+        .into_iter()
+        .filter(|link| {
+            let reached = reaches(old, link, now);
+            impact.left_alone += usize::from(!reached);
+            reached
+        })
+        .collect();
+    for chunk in links.chunks(SEEN_CHUNK) {
+        let seen = incidents_seen(store, &rt.pair, chunk)?;
+        for link in chunk {
+            let plan = plan_remap(edit, link, seen.get(&link.incident_id));
+            impact.add(link, &plan);
+            if plan.actions.is_empty() {
+                continue;
+            }
+            if dry_run {
+                cycle.report.planned.extend(plan.actions);
+                continue;
+            }
+            let mut links = HashMap::from([(link.incident_id.clone(), link.clone())]);
+            for action in plan.actions {
+                cycle.apply(action, &mut links, false).await?;
+            }
         }
     }
     if !dry_run {
@@ -86,6 +89,23 @@ async fn remap(
         "the mapping edit is carried out"
     );
     Ok((cycle.report, impact))
+}
+
+/// How many links' incidents are read from the store at once.
+pub const SEEN_CHUNK: usize = 500;
+
+/// The incidents of these links as the store last kept them, by id.
+pub fn incidents_seen(
+    store: &dyn Store,
+    pair: &str,
+    links: &[Link],
+) -> Result<HashMap<String, IncidentSnapshot>, StoreError> {
+    let ids: Vec<String> = links.iter().map(|l| l.incident_id.clone()).collect();
+    Ok(store
+        .incidents_seen(pair, &ids)?
+        .into_iter()
+        .map(|i| (i.id.clone(), i))
+        .collect())
 }
 
 /// The `remap` ledger entry's words.
@@ -110,7 +130,7 @@ fn summary(impact: &Impact, report: &CycleReport) -> String {
     }
     if impact.undecided > 0 {
         detail.push_str(&format!(
-            "; {} left to the next sweep, which reads the incident and renders its template anew",
+            "; {} left to the next sweep (a template, and the incident never kept as seen)",
             impact.undecided
         ));
     }

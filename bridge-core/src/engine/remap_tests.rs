@@ -66,3 +66,32 @@ async fn a_value_map_edit_rewrites_what_its_impact_counted_and_nothing_echoes() 
         .unwrap();
     assert_eq!(again.1.writes(), 0, "an unchanged mapping rewrites nothing");
 }
+
+#[tokio::test]
+async fn a_template_edit_is_rendered_from_the_incidents_the_polls_kept() {
+    let mut w = world();
+    for id in ["1", "2"] {
+        w.source.add(id, "active");
+    }
+    w.cycle().await;
+    let old = mapping();
+    let mut new = mapping();
+    new.fields[0].incident = crate::mapping::IncidentSide::Template(
+        crate::mapping::Template::parse("SOC: {incident.title}", &["title"], false).unwrap(),
+    );
+    w.rt.mapping = std::sync::Arc::new(new);
+    let (report, impact) = run_remap(&w.rt, &old, &w.store, &w.clock, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (impact.undecided, report.tickets_updated),
+        (0, 2),
+        "{impact:?}"
+    );
+    let key = w.store.link(&w.rt.pair, "1").unwrap().unwrap().ticket_key;
+    assert_eq!(
+        w.tickets.tickets.lock().unwrap()[&key].attrs["summary"],
+        "SOC: Incident 1"
+    );
+    assert_eq!(w.cycle().await.writes(), 0, "nothing echoes");
+}

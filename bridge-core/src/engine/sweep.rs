@@ -141,6 +141,10 @@ impl Cycle<'_> {
                 return Ok(true);
             }
         };
+        if !self.dry_run {
+            self.store
+                .save_incidents_seen(&self.rt.pair, std::slice::from_ref(&incident))?;
+        }
         let before = (self.report.writes(), self.report.planned.len());
         let drift = describe_drift(&link, &incident, &ticket);
         self.fetched
