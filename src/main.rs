@@ -5,7 +5,9 @@
 //! Exit codes: 0 success, 1 a runtime failure, 2 bad input (config, mapping, arguments).
 
 mod cmd;
+mod dashboard;
 mod output;
+mod reload;
 mod replicas;
 mod report;
 mod server;
@@ -201,6 +203,12 @@ enum BenchCommand {
         #[arg(long, default_value_t = 100_000)]
         links: usize,
     },
+    /// `ledger export`'s speed and peak memory on ledgers of a tenth of
+    /// --rows and of --rows entries: streamed, the peak stays flat.
+    Export {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -220,18 +228,19 @@ enum LedgerCommand {
     List {
         #[command(flatten)]
         db: DbArgs,
-        #[arg(long)]
-        pair: Option<String>,
-        #[arg(long)]
-        incident: Option<String>,
+        #[command(flatten)]
+        filter: cmd::ledger::FilterArgs,
         /// Only the newest N entries.
         #[arg(long)]
         limit: Option<usize>,
     },
-    /// Write every entry with its hashes, for auditors.
+    /// Write the entries with their hashes, for auditors, streamed: any length
+    /// of ledger in constant memory.
     Export {
         #[command(flatten)]
         db: DbArgs,
+        #[command(flatten)]
+        filter: cmd::ledger::FilterArgs,
         #[arg(long, value_enum, default_value_t = Format::Jsonl)]
         format: Format,
     },
@@ -412,15 +421,14 @@ async fn dispatch(command: Command) -> CmdResult {
         ),
         Command::Links { db, json } => cmd::links::run(&db.resolve()?, json),
         Command::Ledger { action } => match action {
-            LedgerCommand::List {
-                db,
-                pair,
-                incident,
-                limit,
-            } => cmd::ledger::list(&db.resolve()?, pair, incident, limit),
-            LedgerCommand::Export { db, format } => {
-                cmd::ledger::export(&db.resolve()?, matches!(format, Format::Csv))
+            LedgerCommand::List { db, filter, limit } => {
+                cmd::ledger::list(&db.resolve()?, filter.with_limit(limit))
             }
+            LedgerCommand::Export { db, filter, format } => cmd::ledger::export(
+                &db.resolve()?,
+                &filter.with_limit(None),
+                matches!(format, Format::Csv),
+            ),
             LedgerCommand::Verify {
                 db,
                 checkpoint,
@@ -462,6 +470,7 @@ async fn dispatch(command: Command) -> CmdResult {
                 only,
             } => cmd::bench::throttle(incidents, jira_limit, only).await,
             BenchCommand::Reconcile { links } => cmd::bench::reconcile(links),
+            BenchCommand::Export { rows } => cmd::bench_export::run(rows),
             BenchCommand::Calls { incidents, detail } => cmd::bench::calls(incidents, detail).await,
         },
     }

@@ -1,16 +1,18 @@
 //! The `[server]` endpoints of `itsm-bridge run`: `/livez`, `/healthz` (JSON),
 //! `/metrics` (the Prometheus text exposition format 0.0.4, written by hand) and
-//! `/`, a read-only HTML dashboard with no script and no external asset.
+//! the routes of the read-only HTML dashboard (`crate::dashboard`), with no
+//! script and no external asset.
 //!
 //! The run loop records each job's outcome in a [`Status`] behind a mutex that is
 //! only held to copy or update it. A handler copies the status, then reads the
-//! store's counts (and, for the dashboard, the newest ledger entries) on the
+//! store's counts (the dashboard: what its page shows) on the
 //! blocking pool through a store connection of its own, so a scrape never waits
 //! on the sync loop nor holds it up. The renderers are pure functions of those
 //! copies.
 //!
-//! Nothing here shows a config value other than pair names: no URL, no account,
-//! no secret. Error messages and ledger details are shown; by the project's
+//! Nothing here shows a config value other than pair names: no API URL, no
+//! account, no secret (the dashboard links to the portal URLs stored with each
+//! link). Error messages and ledger details are shown; by the project's
 //! invariants they never carry a secret either.
 //!
 //! There is no authentication, so the browser is kept at arm's length: every
@@ -31,10 +33,8 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
-use axum::response::{Html, IntoResponse, Json, Response};
+use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
-use bridge_core::engine::CycleReport;
-use bridge_core::ledger::{LedgerEntry, LedgerFilter};
 use bridge_core::model::{LinkState, Timestamp};
 use bridge_core::store::{Store, StoreCounts, StoreResult};
 use serde_json::{Value, json};
@@ -42,17 +42,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::report::{Done, JobStatus, PairStatus, RunKind, SharedStatus, Status, what_it_did};
-
-/// How many ledger entries the dashboard shows, newest first.
-const DASHBOARD_LEDGER_ENTRIES: usize = 20;
+use crate::reload::{ReloadState, SharedReload};
+use crate::report::{JobStatus, PairStatus, RunKind, SharedStatus, Status};
 
 /// The content type of the Prometheus text exposition format.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The policy of every answer: nothing but the page's own inline style, no
-/// frame around it, no form, no base.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+/// script, no frame around it, no base, forms (the dashboard's GET filters)
+/// sent to this server only.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// How long a stopping daemon waits for requests in flight.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -353,193 +352,34 @@ fn escape_help(text: &str) -> String {
     text.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
-// ---- / ----
-
-/// The dashboard: per pair its last run, outcome, counts, links and dead
-/// letters, then the newest ledger entries. Every text from the status or the
-/// store is HTML-escaped.
-pub fn render_dashboard(
-    status: &Status,
-    store: Result<(&StoreCounts, &[LedgerEntry]), &str>,
-    now: Timestamp,
-) -> String {
-    let counts = store.ok().map(|(c, _)| c);
-    let mut h = String::new();
-    h.push_str(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta http-equiv=\"refresh\" content=\"30\">\n<title>itsm-bridge</title>\n<style>\n\
-         body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}\n\
-         table{border-collapse:collapse;margin-bottom:1.5em}\n\
-         th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}\n\
-         th{background:#f3f3f3}td.n{text-align:right}\n\
-         .ok{color:#17692b}.failing{color:#b00020;font-weight:bold}.idle{color:#777}\n\
-         </style>\n</head>\n<body>\n<h1>itsm-bridge</h1>\n",
-    );
-    let _ = writeln!(
-        h,
-        "<p>As of {} · running since {} · <a href=\"/healthz\">/healthz</a> · <a href=\"/metrics\">/metrics</a></p>",
-        html_time(&now),
-        html_time(&status.started)
-    );
-    if let Err(e) = store {
-        let _ = writeln!(
-            h,
-            "<p class=\"failing\">The store could not be read: {}</p>",
-            escape_html(e)
-        );
-    }
-
-    h.push_str("<h2>Pairs</h2>\n<table>\n<tr><th>pair</th><th>status</th><th>last run</th><th>took</th><th>outcome</th><th>runs</th><th>failed runs</th><th>active links</th><th>merged links</th><th>dead letters</th></tr>\n");
-    let unknown = || "?".to_owned();
-    for p in &status.pairs {
-        let (class, state) = if !p.ok() {
-            let n = p.consecutive_failures();
-            ("failing", format!("failing ({n} in a row)"))
-        } else if p.last_run().is_some() {
-            ("ok", "ok".to_owned())
-        } else {
-            ("idle", "not run yet".to_owned())
-        };
-        let (when, took, outcome) = match p.last_run() {
-            Some((kind, last)) => (
-                format!("{} {}", kind.as_str(), html_time(&last.finished)),
-                took(last.duration),
-                match &last.outcome {
-                    Ok(report) => summary(report),
-                    Err(e) => format!("failed: {e}"),
-                },
-            ),
-            None => ("—".to_owned(), "—".to_owned(), "—".to_owned()),
-        };
-        let runs: u64 = p.jobs().map(|(_, j)| j.runs).sum();
-        let failed: u64 = p.jobs().map(|(_, j)| j.failed).sum();
-        let links =
-            |state| counts.map_or_else(unknown, |c| links_of(c, &p.pair, state).to_string());
-        let dead = counts.map_or_else(unknown, |c| dead_letters_of(c, &p.pair).to_string());
-        let _ = writeln!(
-            h,
-            "<tr><td>{}</td><td class=\"{class}\">{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{runs}</td><td class=\"n\">{failed}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            escape_html(&p.pair),
-            escape_html(&state),
-            escape_html(&when),
-            escape_html(&took),
-            escape_html(&outcome),
-            links(LinkState::Active),
-            links(LinkState::Merged),
-            dead,
-        );
-    }
-    h.push_str("</table>\n");
-
-    h.push_str("<h2>Since start</h2>\n<table>\n<tr><th>pair</th>");
-    for (kind, _) in Done::default().writes() {
-        let _ = write!(h, "<th>{}</th>", kind.replace('_', " "));
-    }
-    h.push_str("<th>failed actions</th></tr>\n");
-    for p in &status.pairs {
-        let _ = write!(h, "<tr><td>{}</td>", escape_html(&p.pair));
-        for (_, n) in p.done.writes() {
-            let _ = write!(h, "<td class=\"n\">{n}</td>");
-        }
-        let _ = writeln!(h, "<td class=\"n\">{}</td></tr>", p.done.failed_actions);
-    }
-    h.push_str("</table>\n");
-
-    if let Ok((counts, entries)) = store {
-        let _ = writeln!(
-            h,
-            "<h2>Ledger</h2>\n<p>{} entries; the newest {}:</p>",
-            counts.ledger_entries,
-            entries.len()
-        );
-        h.push_str("<table>\n<tr><th>#</th><th>time</th><th>pair</th><th>action</th><th>incident</th><th>ticket</th><th>outcome</th><th>detail</th></tr>\n");
-        for entry in entries.iter().rev() {
-            let r = &entry.record;
-            let outcome = r.outcome.as_str();
-            let class = match outcome {
-                "failed" => "failing",
-                "skipped" => "idle",
-                _ => "ok",
-            };
-            let _ = writeln!(
-                h,
-                "<tr><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{outcome}</td><td>{}</td></tr>",
-                entry.seq,
-                html_time(&r.time),
-                escape_html(&r.pair),
-                escape_html(&r.action),
-                escape_html(&r.incident_id),
-                escape_html(r.ticket_key.as_deref().unwrap_or("")),
-                escape_html(r.detail.as_deref().unwrap_or("")),
-            );
-        }
-        h.push_str("</table>\n");
-    }
-    h.push_str("</body>\n</html>\n");
-    h
-}
-
-/// What a run did, in words: what it read, then every count that is not zero.
-fn summary(r: &CycleReport) -> String {
-    let done = what_it_did(r);
-    let read = if r.sweep {
-        format!("checked {} link(s)", r.links_checked)
-    } else {
-        format!(
-            "read {} incident(s), {} ticket(s)",
-            r.incidents_seen, r.tickets_seen
-        )
-    };
-    format!("{read}; {done}")
-}
-
-/// A run's duration for people: milliseconds under a second.
-fn took(duration: Duration) -> String {
-    if duration < Duration::from_secs(1) {
-        format!("{} ms", duration.as_millis())
-    } else {
-        format!("{:.1} s", duration.as_secs_f64())
-    }
-}
-
-fn html_time(time: &Timestamp) -> String {
-    time.format("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
-
-/// Text made safe for HTML element content and quoted attribute values.
-fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 // ---- serving ----
 
+/// What every handler reads: the run loop's status, the store (through a
+/// connection of the server's own) and the config reload's state.
 #[derive(Clone)]
-struct AppState {
+pub(crate) struct AppState {
     status: SharedStatus,
     store: Arc<dyn Store>,
+    reload: SharedReload,
 }
 
 impl AppState {
-    fn status(&self) -> Status {
+    pub(crate) fn status(&self) -> Status {
         self.status
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
+    pub(crate) fn reload(&self) -> ReloadState {
+        self.reload
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Runs a store read on the blocking pool.
-    async fn read<T: Send + 'static>(
+    pub(crate) async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&dyn Store) -> StoreResult<T> + Send + 'static,
     ) -> Result<T, String> {
@@ -556,14 +396,18 @@ impl AppState {
     }
 }
 
-/// The endpoints, on a status and a store to read.
-pub fn router(status: SharedStatus, store: Arc<dyn Store>) -> Router {
+/// The endpoints, on a status, a store to read and the reload's state.
+pub fn router(status: SharedStatus, store: Arc<dyn Store>, reload: SharedReload) -> Router {
     Router::new()
-        .route("/", get(dashboard))
+        .merge(crate::dashboard::routes())
         .route("/healthz", get(healthz))
         .route("/livez", get(livez))
         .route("/metrics", get(metrics))
-        .with_state(AppState { status, store })
+        .with_state(AppState {
+            status,
+            store,
+            reload,
+        })
 }
 
 async fn livez() -> &'static str {
@@ -577,6 +421,7 @@ async fn healthz(State(app): State<AppState>) -> Response {
     if let Ok(leases) = app.read(|store| store.leases()).await {
         crate::replicas::add_leases_to_health(&mut body, &leases);
     }
+    let code = crate::reload::add_to_health(&mut body, &app.reload(), code);
     (code, Json(body)).into_response()
 }
 
@@ -588,30 +433,6 @@ async fn metrics(State(app): State<AppState>) -> Response {
         text.push_str(&crate::replicas::lease_metrics(&leases));
     }
     ([(CONTENT_TYPE, METRICS_CONTENT_TYPE)], text).into_response()
-}
-
-async fn dashboard(State(app): State<AppState>) -> Html<String> {
-    let status = app.status();
-    let read = app
-        .read(|store| {
-            let counts = store.counts()?;
-            let mut entries = Vec::new();
-            let newest = LedgerFilter {
-                limit: Some(DASHBOARD_LEDGER_ENTRIES),
-                ..LedgerFilter::default()
-            };
-            store.for_each_ledger_entry(&newest, &mut |entry| {
-                entries.push(entry);
-                Ok(())
-            })?;
-            Ok((counts, entries))
-        })
-        .await;
-    let store = match &read {
-        Ok((counts, entries)) => Ok((counts, entries.as_slice())),
-        Err(e) => Err(e.as_str()),
-    };
-    Html(render_dashboard(&status, store, chrono::Utc::now()))
 }
 
 /// Whether a request's `Host` header names the server: `localhost`, the bound
@@ -686,12 +507,14 @@ pub async fn serve(
     listener: TcpListener,
     status: SharedStatus,
     store: Arc<dyn Store>,
+    reload: SharedReload,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let bound = listener.local_addr()?;
-    let app = router(status, store).layer(axum::middleware::from_fn(move |request, next| {
-        guard(bound, request, next)
-    }));
+    let app =
+        router(status, store, reload).layer(axum::middleware::from_fn(move |request, next| {
+            guard(bound, request, next)
+        }));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -709,6 +532,7 @@ pub async fn start(
     listen: SocketAddr,
     status: SharedStatus,
     store: Arc<dyn Store>,
+    reload: SharedReload,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Server> {
     let listener = TcpListener::bind(listen).await.with_context(|| {
@@ -727,7 +551,7 @@ pub async fn start(
         let _ = stop.wait_for(|stopped| *stopped).await;
     };
     let task = tokio::spawn(async move {
-        if let Err(e) = serve(listener, status, store, shutdown).await {
+        if let Err(e) = serve(listener, status, store, reload, shutdown).await {
             tracing::error!(error = %e, "the health and metrics server stopped");
         }
     });
@@ -748,7 +572,7 @@ impl Server {
 
 #[cfg(test)]
 mod tests {
-    use bridge_core::ledger::{LedgerRecord, Outcome};
+    use bridge_core::engine::CycleReport;
     use chrono::TimeZone;
 
     use super::*;
@@ -790,25 +614,6 @@ mod tests {
             dead_letters: vec![("sentinel->servicenow".to_owned(), 3)],
             pending: vec![("defender->jira".to_owned(), 1)],
             ledger_entries: 42,
-        }
-    }
-
-    fn entry(seq: i64, pair: &str, detail: Option<&str>) -> LedgerEntry {
-        LedgerEntry {
-            seq,
-            record: LedgerRecord {
-                time: at(seq),
-                pair: pair.to_owned(),
-                direction: None,
-                action: "create_ticket".to_owned(),
-                incident_id: format!("inc-{seq}"),
-                ticket_key: Some(format!("SEC-{seq}")),
-                changes: Vec::new(),
-                outcome: Outcome::Failed,
-                detail: detail.map(str::to_owned),
-            },
-            prev_hash: String::new(),
-            hash: String::new(),
         }
     }
 
@@ -1062,86 +867,6 @@ mod tests {
         assert!(text.lines().all(|l| !l.is_empty()), "no raw line feed");
     }
 
-    #[test]
-    fn the_dashboard_escapes_everything_it_shows() {
-        let mut s = Status::new([("<b>x</b>->jira".to_owned(), false)], at(0));
-        s.record(
-            0,
-            RunKind::Cycle,
-            at(5),
-            Duration::ZERO,
-            Err("polling failed: <script>alert('x')</script> & more".into()),
-        );
-        let entries = [entry(
-            7,
-            "<b>x</b>->jira",
-            Some("refused: <img src=x onerror=\"y\">"),
-        )];
-        let html = render_dashboard(&s, Ok((&counts(), &entries)), at(60));
-        assert!(!html.contains("<script"), "{html}");
-        assert!(!html.contains("<img"), "{html}");
-        assert!(!html.contains("<b>x"), "{html}");
-        assert!(html.contains("&lt;b&gt;x&lt;/b&gt;-&gt;jira"));
-        assert!(html.contains(
-            "failed: polling failed: &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more"
-        ));
-        assert!(html.contains("refused: &lt;img src=x onerror=&quot;y&quot;&gt;"));
-        assert!(html.contains("failing (1 in a row)"));
-        assert!(html.contains("<td class=\"n\">0 ms</td>"));
-        assert_eq!(
-            escape_html(r#"<a href="x">&'"#),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
-    }
-
-    #[test]
-    fn the_dashboard_shows_pairs_counts_and_the_newest_entries_first() {
-        let mut s = status();
-        s.record(
-            0,
-            RunKind::Cycle,
-            at(10),
-            Duration::from_millis(1200),
-            Ok(&report("defender->jira", 6, 0)),
-        );
-        let entries: Vec<_> = (1..=3)
-            .map(|seq| entry(seq, "defender->jira", None))
-            .collect();
-        let html = render_dashboard(&s, Ok((&counts(), &entries)), at(60));
-        assert!(html.starts_with("<!DOCTYPE html>"));
-        assert!(html.contains("<td>defender-&gt;jira</td><td class=\"ok\">ok</td><td>cycle 2026-11-01 08:00:10 UTC</td><td class=\"n\">1.2 s</td><td>read 6 incident(s), 0 ticket(s); 6 ticket(s) created, 6 written back</td>"), "{html}");
-        assert!(
-            html.contains("<td>sentinel-&gt;servicenow</td><td class=\"idle\">not run yet</td>")
-        );
-        // active links, merged links, dead letters
-        assert!(
-            html.contains(
-                "<td class=\"n\">5</td><td class=\"n\">1</td><td class=\"n\">0</td></tr>"
-            )
-        );
-        assert!(
-            html.contains(
-                "<td class=\"n\">0</td><td class=\"n\">0</td><td class=\"n\">3</td></tr>"
-            )
-        );
-        assert!(html.contains("42 entries; the newest 3"));
-        let newest = html.find("inc-3").unwrap();
-        let oldest = html.find("inc-1").unwrap();
-        assert!(newest < oldest, "newest first");
-        assert!(!html.contains("<script"), "no script");
-        assert!(
-            !html.contains("http://") && !html.contains("https://"),
-            "no external asset"
-        );
-    }
-
-    #[test]
-    fn the_dashboard_says_when_the_store_cannot_be_read() {
-        let html = render_dashboard(&status(), Err("database error: <locked>"), at(60));
-        assert!(html.contains("The store could not be read: database error: &lt;locked&gt;"));
-        assert!(html.contains("<td class=\"n\">?</td>"));
-    }
-
     /// A GET over a plain socket: the status code and the body.
     async fn get(address: SocketAddr, path: &str) -> (u16, String, String) {
         get_as(address, path, "localhost").await
@@ -1204,12 +929,19 @@ mod tests {
     async fn the_router_serves_every_endpoint_and_stops_on_shutdown() {
         let store = bridge_core::store::SqliteStore::open_in_memory().unwrap();
         let shared: SharedStatus = Arc::new(std::sync::Mutex::new(status()));
+        let reload = SharedReload::default();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, shared.clone(), Arc::new(store), async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(serve(
+            listener,
+            shared.clone(),
+            Arc::new(store),
+            reload.clone(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
 
         let (code, _, body) = get(address, "/livez").await;
         assert_eq!((code, body.as_str()), (200, "ok\n"));
@@ -1247,6 +979,40 @@ mod tests {
         assert!(body.contains("failed: polling failed"));
 
         assert_eq!(get(address, "/nothing-here").await.0, 404);
+        for path in [
+            "/links?pair=defender-%3Ejira&state=open&q=7",
+            "/links/defender-%3Ejira/7",
+            "/ledger?pair=defender-%3Ejira",
+            "/dead-letters",
+        ] {
+            let (code, head, body) = get(address, path).await;
+            assert_eq!(code, 200, "{path}: {body}");
+            assert!(head.contains("text/html"), "{head}");
+        }
+        let (_, _, body) = get(address, "/links/defender-%3Ejira/7").await;
+        assert!(
+            body.contains("No link of pair defender-&gt;jira for incident 7"),
+            "{body}"
+        );
+
+        // A failed reload is 503 on /healthz and a banner on every page, until
+        // a reload succeeds.
+        reload.lock().unwrap().failure = Some(crate::reload::ReloadFailure {
+            at: at(2),
+            problems: vec!["mappings/jira.toml:12:5: unknown field `sevrity`".to_owned()],
+        });
+        let (code, _, body) = get(address, "/healthz").await;
+        assert_eq!(code, 503, "{body}");
+        let health: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(health["status"], "reload failed");
+        assert_eq!(
+            health["reload"]["problems"][0],
+            "mappings/jira.toml:12:5: unknown field `sevrity`"
+        );
+        let (_, _, body) = get(address, "/ledger").await;
+        assert!(body.contains("reload failed"), "{body}");
+        assert!(body.contains("mappings/jira.toml:12:5"), "{body}");
+        reload.lock().unwrap().failure = None;
 
         // Every answer keeps the browser at arm's length.
         let head = head.to_ascii_lowercase();

@@ -74,12 +74,18 @@ pub struct LedgerEntry {
     pub hash: String,
 }
 
-/// Which entries to list or export.
+/// Which entries to list or export: every condition given must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LedgerFilter {
     pub pair: Option<String>,
     pub incident_id: Option<String>,
+    pub ticket_key: Option<String>,
+    /// One action, as recorded (`update_ticket`, `create_ticket`, …).
+    pub action: Option<String>,
+    /// Entries at or after this time.
     pub since: Option<Timestamp>,
+    /// Entries strictly before this time.
+    pub until: Option<Timestamp>,
     /// The newest `limit` entries (still listed oldest first).
     pub limit: Option<usize>,
 }

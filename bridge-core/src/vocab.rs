@@ -257,11 +257,17 @@ pub fn ticket_attrs(kind: TicketKind) -> &'static [AttrSpec] {
 /// Whether an incident status means the incident is done with: Graph `resolved`
 /// or `redirected`, Sentinel `Closed` (any case).
 pub fn is_closed_status(kind: SourceKind, status: &str) -> bool {
-    let closed: &[&str] = match kind {
+    closed_statuses(kind)
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(status.trim()))
+}
+
+/// The statuses of a closed incident, per source (compared without case).
+pub fn closed_statuses(kind: SourceKind) -> &'static [&'static str] {
+    match kind {
         SourceKind::Graph => &["resolved", "redirected"],
         SourceKind::Sentinel => &["Closed"],
-    };
-    closed.iter().any(|c| c.eq_ignore_ascii_case(status.trim()))
+    }
 }
 
 /// How severe an incident severity is, either source's spelling: informational 0

@@ -3,13 +3,12 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use bridge_core::config;
+use bridge_core::config::{self, Config};
 
 use crate::{CmdResult, Failure};
 
 pub fn run(path: &Path) -> CmdResult {
-    let config = super::load_config(path)?;
-    config::check_secrets(&config).map_err(|e| Failure::Input(e.to_string()))?;
+    let config = checked(path).map_err(Failure::Input)?;
     // Said here too, not only when `run` starts: `check` is where an admin looks.
     if let Some(warning) = config.server.listen.and_then(crate::server::listen_warning) {
         tracing::warn!("{warning}");
@@ -32,4 +31,13 @@ pub fn run(path: &Path) -> CmdResult {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `check` checks, for `check` itself and for `run`'s live reload: the
+/// config, the mapping files it names and its secrets. Every problem, one a
+/// line, each naming its file:line:column.
+pub fn checked(path: &Path) -> Result<Config, String> {
+    let config = config::load(path).map_err(|e| e.to_string())?;
+    config::check_secrets(&config).map_err(|e| e.to_string())?;
+    Ok(config)
 }

@@ -10,25 +10,83 @@ use std::process::ExitCode;
 use bridge_core::checkpoint::{self, Checkpoint, SigningKey, Verdict};
 use bridge_core::config::Config;
 use bridge_core::ledger::{GENESIS_HASH, LedgerEntry, LedgerFilter};
+use bridge_core::model::Timestamp;
+use bridge_core::store::{Store, StoreError};
 use secrecy::ExposeSecret;
 
 use crate::output::{Table, csv_field};
 use crate::replicas::StoreAt;
 use crate::{CmdResult, Failure};
 
-pub fn list(
-    db: &StoreAt,
+/// The filters `ledger list` and `ledger export` share.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct FilterArgs {
+    /// Only this [[sync]] pair (`<source>-><ticket_system>`).
+    #[arg(long)]
     pair: Option<String>,
+    /// Only entries about this incident id.
+    #[arg(long)]
     incident: Option<String>,
-    limit: Option<usize>,
-) -> CmdResult {
+    /// Only entries about this ticket key.
+    #[arg(long)]
+    ticket: Option<String>,
+    /// Only this action (create_ticket, update_ticket, update_incident, write_back, …).
+    #[arg(long)]
+    action: Option<String>,
+    /// Entries at or after this time: RFC 3339 (2026-11-01T08:00:00Z) or a UTC
+    /// date (2026-11-01, from its start).
+    #[arg(long, value_name = "TIME", value_parser = parse_since)]
+    since: Option<Timestamp>,
+    /// Entries before this time: RFC 3339, or a UTC date (2026-11-30, up to its
+    /// end: the day is included).
+    #[arg(long, value_name = "TIME", value_parser = parse_until)]
+    until: Option<Timestamp>,
+}
+
+impl FilterArgs {
+    pub fn with_limit(self, limit: Option<usize>) -> LedgerFilter {
+        LedgerFilter {
+            pair: self.pair,
+            incident_id: self.incident,
+            ticket_key: self.ticket,
+            action: self.action,
+            since: self.since,
+            until: self.until,
+            limit,
+        }
+    }
+}
+
+/// `--since`: an RFC 3339 time, or a date meaning its first instant (UTC).
+fn parse_since(text: &str) -> Result<Timestamp, String> {
+    parse_time(text, 0)
+}
+
+/// `--until`: an RFC 3339 time, or a date meaning up to its end (UTC), so
+/// `--since D --until D` is the whole day D.
+fn parse_until(text: &str) -> Result<Timestamp, String> {
+    parse_time(text, 1)
+}
+
+fn parse_time(text: &str, days_after: i64) -> Result<Timestamp, String> {
+    let text = text.trim();
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&chrono::Utc));
+    }
+    match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        Ok(date) => Ok((date + chrono::Duration::days(days_after))
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()),
+        Err(_) => Err(
+            "expected an RFC 3339 time (2026-11-01T08:00:00Z, with its offset) or a date \
+             (2026-11-01)"
+                .to_owned(),
+        ),
+    }
+}
+
+pub fn list(db: &StoreAt, filter: LedgerFilter) -> CmdResult {
     let store = db.open_reader()?;
-    let filter = LedgerFilter {
-        pair,
-        incident_id: incident,
-        since: None,
-        limit,
-    };
     let mut table = Table::new(&[
         "seq", "time", "pair", "action", "incident", "ticket", "outcome", "changes",
     ]);
@@ -83,15 +141,27 @@ fn shorten(s: &str) -> String {
     }
 }
 
-pub fn export(db: &StoreAt, csv: bool) -> CmdResult {
+pub fn export(db: &StoreAt, filter: &LedgerFilter, csv: bool) -> CmdResult {
     let store = db.open_reader()?;
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let io = |e: std::io::Error| bridge_core::store::StoreError::Io(e);
+    let out = std::io::BufWriter::new(stdout.lock());
+    export_to(store.as_ref(), filter, csv, out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the entries `filter` selects to `out` one at a time as the store
+/// streams them: nothing but the current entry is held.
+pub fn export_to(
+    store: &dyn Store,
+    filter: &LedgerFilter,
+    csv: bool,
+    mut out: impl Write,
+) -> Result<(), StoreError> {
+    let io = StoreError::Io;
     if csv {
         writeln!(out, "seq,time,pair,direction,action,incident_id,ticket_key,outcome,changes,detail,prev_hash,hash").map_err(io)?;
     }
-    store.for_each_ledger_entry(&LedgerFilter::default(), &mut |e| {
+    store.for_each_ledger_entry(filter, &mut |e| {
         if csv {
             let changes = serde_json::to_string(&e.record.changes).unwrap_or_default();
             let fields = [
@@ -119,8 +189,7 @@ pub fn export(db: &StoreAt, csv: bool) -> CmdResult {
         }
         Ok(())
     })?;
-    out.flush().map_err(io)?;
-    Ok(ExitCode::SUCCESS)
+    out.flush().map_err(io)
 }
 
 pub fn verify(

@@ -1,6 +1,7 @@
 //! One module per subcommand, plus what several share.
 
 pub mod bench;
+pub mod bench_export;
 pub mod check;
 pub mod demo;
 pub mod doctor;

@@ -7,6 +7,8 @@
 //! beside the loops when `listen` is set. A run holds the store's write lock
 //! (one writer per store) from before it opens the store until it exits; with
 //! `[ledger] checkpoint` the daemon also signs the ledger's head on schedule.
+//! The daemon reloads its config on SIGHUP or when a file of it changes
+//! (`crate::reload`); each job takes the pairs as last (re)loaded.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -21,6 +23,7 @@ use connectors::wiring;
 
 use tracing::Instrument;
 
+use crate::reload::{LivePairs, Reloader, SharedReload};
 use crate::replicas::{self, Drive, RunStore, StoreAt};
 use crate::report::{self, RunKind, what_it_did};
 use crate::server;
@@ -85,8 +88,12 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
         });
     }
 
-    // Signals are caught from here on: a stop during a job lets it finish.
+    // Signals are caught from here on: a stop during a job lets it finish, a
+    // SIGHUP reloads the config.
     let stop = stop_signal().map_err(anyhow::Error::from)?;
+    #[cfg(unix)]
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(anyhow::Error::from)?;
     let status: report::SharedStatus = Arc::new(Mutex::new(report::Status::new(
         pairs
             .iter()
@@ -94,12 +101,21 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
             .map(|(pair, sync)| (pair.pair.clone(), sync.sweep.is_some())),
         chrono::Utc::now(),
     )));
+    let live = Arc::new(LivePairs::new(pairs.clone()));
+    let reload_state: SharedReload = Arc::default();
+    let reloader = Reloader::new(
+        path.to_path_buf(),
+        config.clone(),
+        live.clone(),
+        reload_state.clone(),
+    );
     let server = match config.server.listen {
         Some(listen) => {
             // A connection of its own: a scrape reads beside the loop's writes
             // (WAL) and never waits for the loop's connection.
             let reader = at.open_reader()?;
-            Some(server::start(listen, status.clone(), reader, stop.clone()).await?)
+            let reload = reload_state.clone();
+            Some(server::start(listen, status.clone(), reader, reload, stop.clone()).await?)
         }
         None => None,
     };
@@ -127,8 +143,11 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
             None => by_source.push((pair.source_name.clone(), jobs)),
         }
     }
-    let pairs = Arc::new(pairs);
     let mut tasks = tokio::task::JoinSet::new();
+    #[cfg(unix)]
+    tasks.spawn(crate::reload::watch(reloader, hangup, stop.clone()));
+    #[cfg(not(unix))]
+    drop(reloader);
     if let (Some(schedule), Some(key)) = (config.ledger.checkpoint.clone(), signing_key) {
         // A connection of its own, read-only: verifying the chain before signing
         // reads the whole ledger, and must not hold up the pairs' writes.
@@ -137,9 +156,9 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
         tasks.spawn(run_checkpoints(schedule, key, dir, reader, stop.clone()));
     }
     for (_, jobs) in by_source {
-        let (pairs, store, status, stop) =
-            (pairs.clone(), store.clone(), status.clone(), stop.clone());
-        tasks.spawn(run_jobs(jobs, pairs, store, fence.clone(), status, stop));
+        let (live, store, status, stop) =
+            (live.clone(), store.clone(), status.clone(), stop.clone());
+        tasks.spawn(run_jobs(jobs, live, store, fence.clone(), status, stop));
     }
     while let Some(done) = tasks.join_next().await {
         done.map_err(anyhow::Error::from)?;
@@ -189,7 +208,7 @@ async fn sweep_off_the_workers(
 /// way finishes first.
 async fn run_jobs(
     jobs: Vec<Job>,
-    pairs: Arc<Vec<PairRuntime>>,
+    live: Arc<LivePairs>,
     store: Arc<dyn Store>,
     fence: Option<Arc<Fence>>,
     status: report::SharedStatus,
@@ -202,6 +221,8 @@ async fn run_jobs(
         for job in scheduler.poll_due(chrono::Utc::now()) {
             let started = std::time::Instant::now();
             let (index, kind) = (jobs[job].pair, jobs[job].kind);
+            // The pairs as the config last (re)loaded built them.
+            let pairs = live.current();
             let pair = &pairs[index];
             // On PostgreSQL, only a pair whose lease this replica holds.
             let Drive::Yes(_busy) = replicas::may_drive(fence.as_ref(), &pair.pair) else {

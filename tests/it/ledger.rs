@@ -510,3 +510,177 @@ fn the_daemon_writes_checkpoints_on_its_schedule() {
     let out = verify(&env, &env.db, &["--checkpoint", found[0].to_str().unwrap()]);
     assert_success(&out);
 }
+
+/// An auditor's ledger: two pairs, three incidents, creates then updates, over
+/// three days (1 to 3 November 2026, at 08:00 and 20:00 UTC).
+fn audit_trail() -> Vec<LedgerRecord> {
+    let day = |d: u32, h: u32| {
+        use chrono::TimeZone;
+        chrono::Utc.with_ymd_and_hms(2026, 11, d, h, 0, 0).unwrap()
+    };
+    let entry = |time, pair: &str, action: &str, incident: &str, ticket: &str| LedgerRecord {
+        time,
+        pair: pair.to_owned(),
+        direction: Some(Direction::ToTicket),
+        action: action.to_owned(),
+        incident_id: incident.to_owned(),
+        ticket_key: Some(ticket.to_owned()),
+        changes: Vec::new(),
+        outcome: Outcome::Ok,
+        detail: None,
+    };
+    vec![
+        entry(day(1, 8), "defender->jira", "create_ticket", "101", "SEC-1"),
+        entry(
+            day(1, 20),
+            "sentinel->servicenow",
+            "create_ticket",
+            "7",
+            "INC0010001",
+        ),
+        entry(day(2, 8), "defender->jira", "update_ticket", "101", "SEC-1"),
+        entry(
+            day(2, 20),
+            "defender->jira",
+            "create_ticket",
+            "102",
+            "SEC-2",
+        ),
+        entry(
+            day(3, 8),
+            "sentinel->servicenow",
+            "update_incident",
+            "7",
+            "INC0010001",
+        ),
+        entry(
+            day(3, 20),
+            "defender->jira",
+            "update_ticket",
+            "102",
+            "SEC-2",
+        ),
+    ]
+}
+
+/// The seqs `ledger list` and `ledger export` (both formats) print for `filter`;
+/// all three must agree.
+fn seqs_selected(dir: &Path, filter: &[&str]) -> Vec<i64> {
+    let run = |command: &[&str]| {
+        let mut args = vec!["ledger"];
+        args.extend_from_slice(command);
+        args.extend_from_slice(&["--db", "bridge.db"]);
+        args.extend_from_slice(filter);
+        let out = bridge_in(dir, &args);
+        assert_success(&out);
+        stdout(&out)
+    };
+    let jsonl: Vec<i64> = run(&["export"])
+        .lines()
+        .map(|line| serde_json::from_str::<LedgerEntry>(line).unwrap().seq)
+        .collect();
+    let csv: Vec<i64> = run(&["export", "--format", "csv"])
+        .lines()
+        .skip(1)
+        .map(|line| line.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    let listed: Vec<i64> = run(&["list"])
+        .lines()
+        .filter_map(|line| line.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert_eq!(jsonl, csv, "{filter:?}: export as CSV");
+    assert_eq!(jsonl, listed, "{filter:?}: list");
+    jsonl
+}
+
+#[test]
+fn list_and_export_take_the_same_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("bridge.db")).unwrap();
+    store.append_ledger(&audit_trail()).unwrap();
+    drop(store);
+    let seqs = |filter: &[&str]| seqs_selected(dir.path(), filter);
+
+    assert_eq!(seqs(&[]), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(seqs(&["--pair", "sentinel->servicenow"]), [2, 5]);
+    assert_eq!(seqs(&["--incident", "101"]), [1, 3]);
+    assert_eq!(seqs(&["--ticket", "SEC-2"]), [4, 6]);
+    assert_eq!(seqs(&["--action", "create_ticket"]), [1, 2, 4]);
+    // A date is a whole UTC day: from its start with --since, to its end with --until.
+    assert_eq!(
+        seqs(&["--since", "2026-11-02", "--until", "2026-11-02"]),
+        [3, 4]
+    );
+    assert_eq!(seqs(&["--since", "2026-11-03"]), [5, 6]);
+    assert_eq!(seqs(&["--until", "2026-11-01"]), [1, 2]);
+    // RFC 3339 with an offset: 09:00+01:00 is 08:00Z, included by --since and
+    // excluded by --until.
+    assert_eq!(
+        seqs(&["--since", "2026-11-02T09:00:00+01:00"]),
+        [3, 4, 5, 6]
+    );
+    assert_eq!(seqs(&["--until", "2026-11-02T09:00:00+01:00"]), [1, 2]);
+    assert_eq!(
+        seqs(&[
+            "--pair",
+            "defender->jira",
+            "--action",
+            "update_ticket",
+            "--since",
+            "2026-11-02T12:00:00Z",
+        ]),
+        [6]
+    );
+    assert_eq!(seqs(&["--ticket", "SEC-404"]), Vec::<i64>::new());
+
+    // --limit stays list's: the newest N of what the filters select.
+    let out = bridge_in(
+        dir.path(),
+        &[
+            "ledger",
+            "list",
+            "--db",
+            "bridge.db",
+            "--pair",
+            "defender->jira",
+            "--limit",
+            "2",
+        ],
+    );
+    assert_success(&out);
+    let text = stdout(&out);
+    let listed: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert_eq!(listed, ["4", "6"]);
+}
+
+#[test]
+fn a_bad_time_is_bad_input_naming_its_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("bridge.db")).unwrap();
+    store.append_ledger(&audit_trail()).unwrap();
+    drop(store);
+    for (command, flag, value) in [
+        ("list", "--since", "yesterday"),
+        ("export", "--since", "2026-13-01"),
+        ("list", "--until", "2026-11-02 08:00"),
+        ("export", "--until", "1730448000"),
+    ] {
+        let out = bridge_in(
+            dir.path(),
+            &["ledger", command, "--db", "bridge.db", flag, value],
+        );
+        assert_eq!(out.status.code(), Some(2), "{command} {flag} {value}");
+        let said = stderr(&out);
+        assert!(said.contains(flag) && said.contains(value), "{said}");
+        assert!(said.contains("RFC 3339"), "{said}");
+        assert!(
+            stdout(&out).is_empty(),
+            "nothing half-written: {}",
+            stdout(&out)
+        );
+    }
+}

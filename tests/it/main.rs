@@ -3,10 +3,12 @@
 //! (`common` is the harness); `cargo test --test it <module>::` runs one file.
 
 mod common;
+mod daemon;
 
 mod bad_input;
 mod calls;
 mod crash;
+mod dashboard;
 mod doctor;
 mod drift;
 mod examples;
@@ -16,6 +18,7 @@ mod helpdesks;
 mod ledger;
 mod mapping_tools;
 mod one_writer;
+mod reload;
 mod replicas;
 mod same_tick;
 mod sentinel_pairs;

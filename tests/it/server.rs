@@ -3,133 +3,11 @@
 //! `/livez`, `/metrics` and the dashboard read over plain HTTP, and a clean stop
 //! on SIGTERM. Also: a port already taken is a startup error naming it.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::common::{Env, stderr};
-
-/// How long anything here may take before the test gives up.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-/// The simulators' config with a `[server]` table added.
-fn with_listen(env: &Env, listen: &str) {
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    assert!(text.contains("\n[http]\n"), "{text}");
-    let text = text.replacen(
-        "\n[http]\n",
-        &format!("\n[server]\nlisten = \"{listen}\"\n\n[http]\n"),
-        1,
-    );
-    std::fs::write(&env.config, text).unwrap();
-}
-
-/// The daemon, with its log lines (stderr) sent to a channel as they come.
-struct Daemon {
-    child: Child,
-    log: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Daemon {
-    fn start(env: &Env) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_itsm-bridge"))
-            .args(["run", "--config", env.config.to_str().unwrap()])
-            .current_dir(env.dir.path())
-            // The bound address is logged at info.
-            .env("RUST_LOG", "warn,itsm_bridge=info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the itsm-bridge binary runs");
-        let (tx, log) = mpsc::channel();
-        let lines = BufReader::new(child.stderr.take().unwrap());
-        // Reads to the end, so the daemon never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in lines.lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Daemon {
-            child,
-            log,
-            seen: Vec::new(),
-        }
-    }
-
-    /// The address from `serving … listen=ADDRESS`.
-    fn address(&mut self) -> SocketAddr {
-        let deadline = Instant::now() + PATIENCE;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            let Ok(line) = self.log.recv_timeout(left) else {
-                break;
-            };
-            self.seen.push(line.clone());
-            if line.contains("serving") {
-                if let Some(at) = line
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix("listen="))
-                {
-                    return at.parse().expect("the logged address parses");
-                }
-            }
-        }
-        panic!(
-            "no address logged; the log so far:\n{}",
-            self.seen.join("\n")
-        );
-    }
-
-    /// SIGTERM, then the exit code (killed if it does not stop in time).
-    fn terminate(mut self) -> Option<i32> {
-        let killed = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("the daemon did not stop on SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // A failed assertion must not leave the daemon running.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A GET over a plain socket: the status code, the head and the body.
-fn get(address: SocketAddr, path: &str) -> (u16, String, String) {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("not an HTTP response: {response}"));
-    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (code, head.to_owned(), body.to_owned())
-}
+use crate::daemon::{Daemon, PATIENCE, get, with_listen};
 
 /// The value of one sample line (`name{labels} value`) of a text exposition.
 fn sample(metrics: &str, series: &str) -> Option<f64> {
@@ -219,19 +97,31 @@ fn the_daemon_serves_health_metrics_and_the_dashboard_while_it_syncs() {
     let (code, head, page) = get(address, "/");
     assert_eq!(code, 200);
     assert!(head.contains("text/html"), "{head}");
-    assert!(page.contains("<td>defender-&gt;jira</td>"), "{page}");
+    assert!(page.contains(">defender-&gt;jira</a></td>"), "{page}");
     assert!(
         page.contains("create_ticket"),
         "the newest ledger entries: {page}"
     );
     assert!(!page.contains("<script"));
+    // The other pages: each a page of its own, none with a secret either.
+    let mut pages = vec![page];
+    for path in [
+        "/links",
+        "/links?state=open&q=1",
+        "/ledger",
+        "/dead-letters",
+    ] {
+        let (code, _, page) = get(address, path);
+        assert_eq!(code, 200, "{path}: {page}");
+        pages.push(page);
+    }
 
     for secret in secrets(&env) {
-        for (what, text) in [
-            ("metrics", &metrics),
-            ("health", &body),
-            ("dashboard", &page),
-        ] {
+        let named = pages.iter().map(|p| ("dashboard", p));
+        for (what, text) in [("metrics", &metrics), ("health", &body)]
+            .into_iter()
+            .chain(named)
+        {
             assert!(!text.contains(&secret), "a secret in the {what}");
         }
     }

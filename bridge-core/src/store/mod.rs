@@ -4,12 +4,14 @@
 //! PostgreSQL database that several replicas share, each pair driven by the
 //! holder of its lease.
 
+mod browse;
 mod lock;
 pub mod postgres;
 mod sqlite;
 #[cfg(test)]
 mod suite;
 
+pub use browse::{ClosedWhen, LinkPage, LinkQuery, LinkStateFilter};
 pub use lock::{LockError, StoreLock};
 pub use postgres::{Fence, LeaseKeeper, LeaseSettings, PgConnect, PgStore, SslMode};
 pub use sqlite::SqliteStore;
@@ -172,6 +174,9 @@ pub trait Store: Send + Sync {
     fn links_for_incidents(&self, pair: &str, incident_ids: &[String]) -> StoreResult<Vec<Link>>;
     /// All links, of one pair or of all, ordered by pair then incident id.
     fn links(&self, pair: Option<&str>) -> StoreResult<Vec<Link>>;
+    /// One page of the links a filter selects (the dashboard's table), ordered
+    /// by pair then incident id, and how many it selects in all.
+    fn link_page(&self, query: &LinkQuery) -> StoreResult<LinkPage>;
     /// The ticket key of the pair's most recently made link.
     fn newest_ticket_key(&self, pair: &str) -> StoreResult<Option<String>>;
     /// Keeps the incidents as a poll or a sweep read them (comments and tags

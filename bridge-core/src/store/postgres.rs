@@ -46,8 +46,8 @@ use super::sqlite::{
     to_json,
 };
 use super::{
-    DeadLetter, Intent, IntentId, LeaseInfo, Side, Store, StoreCounts, StoreError, StoreResult,
-    seen_from_json, seen_json,
+    DeadLetter, Intent, IntentId, LeaseInfo, LinkPage, LinkQuery, Side, Store, StoreCounts,
+    StoreError, StoreResult, seen_from_json, seen_json,
 };
 use crate::ledger::{
     self, ChainVerifier, GENESIS_HASH, LedgerEntry, LedgerFilter, LedgerRecord, VerifyReport,
@@ -1035,9 +1035,21 @@ fn ledger_conditions(filter: &LedgerFilter) -> (Vec<String>, Vec<Param>) {
         values.push(Box::new(incident_id.clone()));
         conditions.push(format!("incident_id = ${}", values.len()));
     }
+    if let Some(ticket_key) = &filter.ticket_key {
+        values.push(Box::new(ticket_key.clone()));
+        conditions.push(format!("ticket_key = ${}", values.len()));
+    }
+    if let Some(action) = &filter.action {
+        values.push(Box::new(action.clone()));
+        conditions.push(format!("action = ${}", values.len()));
+    }
     if let Some(since) = &filter.since {
         values.push(Box::new(time_text(since)));
         conditions.push(format!("time >= ${}", values.len()));
+    }
+    if let Some(until) = &filter.until {
+        values.push(Box::new(time_text(until)));
+        conditions.push(format!("time < ${}", values.len()));
     }
     (conditions, values)
 }
@@ -1094,21 +1106,31 @@ fn stream_ledger(
         "SELECT {LEDGER_COLUMNS} FROM ledger{} ORDER BY seq",
         where_clause(&conditions)
     );
-    let mut rows = tx.query_raw(&sql, refs(&values))?;
-    use postgres::fallible_iterator::FallibleIterator;
-    while let Some(row) = rows.next()? {
-        let seq: i64 = row.try_get(0)?;
-        let entry = ledger_entry_from_row(&row).map_err(|reason| {
-            StoreError::Corrupt(format!(
-                "ledger entry {seq}: {reason}; run `itsm-bridge ledger verify`"
-            ))
-        })?;
-        if !send(entry) {
-            break;
+    // A portal fetched in batches: the server keeps the cursor, and no more than
+    // one batch of rows is ever held here, however long the ledger.
+    let portal = tx.bind(&sql, &refs(&values))?;
+    loop {
+        let rows = tx.query_portal(&portal, LEDGER_FETCH_ROWS)?;
+        let last_batch = rows.len() < LEDGER_FETCH_ROWS as usize;
+        for row in rows {
+            let seq: i64 = row.try_get(0)?;
+            let entry = ledger_entry_from_row(&row).map_err(|reason| {
+                StoreError::Corrupt(format!(
+                    "ledger entry {seq}: {reason}; run `itsm-bridge ledger verify`"
+                ))
+            })?;
+            if !send(entry) {
+                return Ok(());
+            }
+        }
+        if last_batch {
+            return Ok(());
         }
     }
-    Ok(())
 }
+
+/// How many ledger rows one fetch from a listing's portal brings.
+const LEDGER_FETCH_ROWS: i32 = 1000;
 
 impl Store for PgStore {
     fn link(&self, pair: &str, incident_id: &str) -> StoreResult<Option<Link>> {
@@ -1222,6 +1244,35 @@ impl Store for PgStore {
                 )?,
             };
             rows.iter().map(link_from_row).collect()
+        })
+    }
+
+    fn link_page(&self, query: &LinkQuery) -> StoreResult<LinkPage> {
+        let (filter, values) = super::browse::where_clause(query, super::browse::Dialect::Postgres);
+        let (limit, offset) = (
+            query.limit.min(i64::MAX as u64),
+            query.offset.min(i64::MAX as u64),
+        );
+        self.call(move |client, _| {
+            let params: Vec<&(dyn ToSql + Sync)> =
+                values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            let total: i64 = client
+                .query_one(
+                    &format!("SELECT count(*) FROM links WHERE {filter}"),
+                    &params,
+                )?
+                .get(0);
+            let rows = client.query(
+                &format!(
+                    "SELECT {LINK_COLUMNS} FROM links WHERE {filter} \
+                     ORDER BY pair, incident_id LIMIT {limit} OFFSET {offset}"
+                ),
+                &params,
+            )?;
+            Ok(LinkPage {
+                links: rows.iter().map(link_from_row).collect::<StoreResult<_>>()?,
+                total: total as u64,
+            })
         })
     }
 

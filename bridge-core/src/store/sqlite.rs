@@ -26,9 +26,10 @@ use rusqlite::{
 };
 use serde::Serialize;
 
+use super::browse;
 use super::{
-    DeadLetter, Intent, IntentId, Side, Store, StoreCounts, StoreError, StoreResult,
-    seen_from_json, seen_json,
+    DeadLetter, Intent, IntentId, LinkPage, LinkQuery, Side, Store, StoreCounts, StoreError,
+    StoreResult, seen_from_json, seen_json,
 };
 use crate::ledger::{
     self, ChainVerifier, GENESIS_HASH, LedgerEntry, LedgerFilter, LedgerRecord, Outcome,
@@ -846,6 +847,28 @@ impl Store for SqliteStore {
         Ok(links)
     }
 
+    fn link_page(&self, query: &LinkQuery) -> StoreResult<LinkPage> {
+        let (filter, values) = browse::where_clause(query, browse::Dialect::Sqlite);
+        let conn = self.conn();
+        let total: i64 = conn
+            .prepare_cached(&format!("SELECT count(*) FROM links WHERE {filter}"))?
+            .query_row(params_from_iter(&values), |row| row.get(0))?;
+        let mut statement = conn.prepare_cached(&format!(
+            "SELECT {LINK_COLUMNS} FROM links WHERE {filter} ORDER BY pair, incident_id LIMIT {} OFFSET {}",
+            query.limit.min(i64::MAX as u64),
+            query.offset.min(i64::MAX as u64)
+        ))?;
+        let mut rows = statement.query(params_from_iter(&values))?;
+        let mut links = Vec::new();
+        while let Some(row) = rows.next()? {
+            links.push(link_from_row(row)?);
+        }
+        Ok(LinkPage {
+            links,
+            total: total as u64,
+        })
+    }
+
     fn watermark(&self, pair: &str, side: Side) -> StoreResult<Option<Timestamp>> {
         let conn = self.conn();
         let text: Option<String> = conn
@@ -1083,10 +1106,22 @@ impl Store for SqliteStore {
             conditions.push("incident_id = ?");
             values.push(Value::Text(incident_id.clone()));
         }
+        if let Some(ticket_key) = &filter.ticket_key {
+            conditions.push("ticket_key = ?");
+            values.push(Value::Text(ticket_key.clone()));
+        }
+        if let Some(action) = &filter.action {
+            conditions.push("action = ?");
+            values.push(Value::Text(action.clone()));
+        }
+        // Fixed-width UTC text: string order is time order.
         if let Some(since) = &filter.since {
-            // Fixed-width UTC text: string order is time order.
             conditions.push("time >= ?");
             values.push(Value::Text(time_text(since)));
+        }
+        if let Some(until) = &filter.until {
+            conditions.push("time < ?");
+            values.push(Value::Text(time_text(until)));
         }
 
         let mut conn = self.conn();

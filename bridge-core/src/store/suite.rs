@@ -7,7 +7,10 @@ use std::collections::BTreeSet;
 
 use chrono::{TimeZone, Utc};
 
-use super::{DeadLetter, Intent, Side, Store, StoreCounts, StoreError};
+use super::{
+    ClosedWhen, DeadLetter, Intent, LinkQuery, LinkStateFilter, Side, Store, StoreCounts,
+    StoreError,
+};
 use crate::ledger::{GENESIS_HASH, LedgerEntry, LedgerFilter, LedgerRecord, Outcome};
 use crate::model::{
     Agreed, Baseline, Comment, ConflictNote, ConflictPolicy, Direction, FieldChange,
@@ -37,8 +40,11 @@ macro_rules! store_suite {
             incidents_seen_keep_the_last_read_without_comments_and_tags,
             ledger_appends_chain_and_verify,
             ledger_listing_honours_the_filter,
+            ledger_listing_filters_by_ticket_action_and_time_range,
+            ledger_listing_spans_many_fetches,
             ledger_listing_stops_at_the_callbacks_error,
-            counts_group_links_dead_letters_pending_and_ledger
+            counts_group_links_dead_letters_pending_and_ledger,
+            link_pages_filter_search_and_page
         );
     };
     (@cases $make:expr; $($case:ident),*) => {
@@ -480,6 +486,7 @@ pub(crate) fn ledger_listing_honours_the_filter(store: &dyn Store) {
             incident_id: incident.map(str::to_owned),
             since: since.map(at),
             limit,
+            ..LedgerFilter::default()
         };
     assert_eq!(seqs(LedgerFilter::default()), [1, 2, 3, 4, 5]);
     assert_eq!(seqs(only(Some("a"), None, None, None)), [1, 3, 4]);
@@ -494,6 +501,80 @@ pub(crate) fn ledger_listing_honours_the_filter(store: &dyn Store) {
         seqs(only(Some("none"), None, None, Some(2))),
         Vec::<i64>::new()
     );
+}
+
+pub(crate) fn ledger_listing_filters_by_ticket_action_and_time_range(store: &dyn Store) {
+    let with = |seconds: i64, ticket: Option<&str>, action: &str| LedgerRecord {
+        ticket_key: ticket.map(str::to_owned),
+        action: action.to_owned(),
+        ..record("a", "1", seconds)
+    };
+    store
+        .append_ledger(&[
+            with(0, None, "record_baseline"),
+            with(10, Some("SEC-1"), "create_ticket"),
+            with(20, Some("SEC-1"), "update_ticket"),
+            with(30, Some("SEC-2"), "update_ticket"),
+            with(40, Some("SEC-2"), "update_incident"),
+        ])
+        .unwrap();
+    let seqs = |filter: LedgerFilter| -> Vec<i64> {
+        entries(store, &filter).into_iter().map(|e| e.seq).collect()
+    };
+    let ticket = |key: &str| LedgerFilter {
+        ticket_key: Some(key.to_owned()),
+        ..LedgerFilter::default()
+    };
+    let action = |name: &str| LedgerFilter {
+        action: Some(name.to_owned()),
+        ..LedgerFilter::default()
+    };
+    let between = |since: Option<i64>, until: Option<i64>| LedgerFilter {
+        since: since.map(at),
+        until: until.map(at),
+        ..LedgerFilter::default()
+    };
+    assert_eq!(seqs(ticket("SEC-1")), [2, 3]);
+    assert_eq!(seqs(ticket("SEC-9")), Vec::<i64>::new());
+    assert_eq!(seqs(action("update_ticket")), [3, 4]);
+    // `since` is inclusive, `until` exclusive: back-to-back ranges never overlap.
+    assert_eq!(seqs(between(Some(10), Some(30))), [2, 3]);
+    assert_eq!(seqs(between(Some(30), None)), [4, 5]);
+    assert_eq!(seqs(between(None, Some(10))), [1]);
+    assert_eq!(seqs(between(Some(30), Some(30))), Vec::<i64>::new());
+    // A time with microseconds compares as the stored time does.
+    let just_after = at(20) + chrono::Duration::microseconds(1);
+    let after_20 = LedgerFilter {
+        since: Some(just_after),
+        ..LedgerFilter::default()
+    };
+    assert_eq!(seqs(after_20), [4, 5]);
+    let all = LedgerFilter {
+        pair: Some("a".to_owned()),
+        incident_id: Some("1".to_owned()),
+        ticket_key: Some("SEC-2".to_owned()),
+        action: Some("update_ticket".to_owned()),
+        since: Some(at(0)),
+        until: Some(at(40)),
+        limit: Some(5),
+    };
+    assert_eq!(seqs(all), [4]);
+}
+
+/// Longer than a PostgreSQL listing's fetch batch, so the batches join up.
+pub(crate) fn ledger_listing_spans_many_fetches(store: &dyn Store) {
+    let records: Vec<_> = (0..2_503).map(|i| record("p", "1", i)).collect();
+    store.append_ledger(&records).unwrap();
+    let seqs: Vec<i64> = entries(store, &LedgerFilter::default())
+        .into_iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, (1..=2_503).collect::<Vec<_>>());
+    let since = LedgerFilter {
+        since: Some(at(1_000)),
+        ..LedgerFilter::default()
+    };
+    assert_eq!(entries(store, &since).len(), 1_503);
 }
 
 pub(crate) fn ledger_listing_stops_at_the_callbacks_error(store: &dyn Store) {
@@ -553,4 +634,110 @@ pub(crate) fn counts_group_links_dead_letters_pending_and_ledger(store: &dyn Sto
         store.leases().unwrap().is_empty(),
         "no replica holds a lease"
     );
+}
+
+pub(crate) fn link_pages_filter_search_and_page(store: &dyn Store) {
+    // Five links of one pair: 1 and 2 open, 3 resolved, 4 merged; 5 failing and
+    // pending; and one of another pair whose "resolved" is not a closed status.
+    for (id, key) in [
+        ("1", "SEC-1"),
+        ("2", "SEC-2"),
+        ("3", "SEC-3"),
+        ("4", "SEC-4"),
+        ("5", "OPS_5"),
+    ] {
+        let mut l = link("defender->jira", id, key);
+        if id == "3" {
+            l.baseline.get_mut("status").unwrap().incident = Some("Resolved".to_owned());
+        }
+        if id == "4" {
+            l.state = LinkState::Merged;
+        }
+        store.save_link(&l, &[]).unwrap();
+    }
+    let mut other = link("sentinel->jira", "9", "SEC-9");
+    other.baseline.get_mut("status").unwrap().incident = Some("resolved".to_owned());
+    store.save_link(&other, &[]).unwrap();
+    store
+        .record_failure(&DeadLetter {
+            pair: "defender->jira".to_owned(),
+            incident_id: "5".to_owned(),
+            ticket_key: Some("OPS_5".to_owned()),
+            action: "update_ticket".to_owned(),
+            last_error: "refused".to_owned(),
+            attempts: 1,
+            first_failed: at(1),
+            last_failed: at(1),
+            next_attempt: at(60),
+        })
+        .unwrap();
+    store.begin_intent(&intent("defender->jira", "5")).unwrap();
+
+    let ids = |query: LinkQuery| -> (Vec<String>, u64) {
+        let page = store.link_page(&query).unwrap();
+        let ids = page
+            .links
+            .iter()
+            .map(|l| format!("{}/{}", l.pair, l.incident_id))
+            .collect();
+        (ids, page.total)
+    };
+    let all = LinkQuery {
+        limit: 100,
+        closed_when: vec![ClosedWhen {
+            pair: "defender->jira".to_owned(),
+            field: "status".to_owned(),
+            value: "resolved".to_owned(),
+        }],
+        ..LinkQuery::default()
+    };
+    let (everything, total) = ids(all.clone());
+    assert_eq!(total, 6);
+    assert_eq!(everything[0], "defender->jira/1");
+    assert_eq!(
+        everything[5], "sentinel->jira/9",
+        "ordered by pair, then incident"
+    );
+
+    let state = |s| LinkQuery {
+        pair: Some("defender->jira".to_owned()),
+        state: Some(s),
+        ..all.clone()
+    };
+    let d = |ids: &[&str]| -> Vec<String> {
+        ids.iter().map(|i| format!("defender->jira/{i}")).collect()
+    };
+    assert_eq!(ids(state(LinkStateFilter::Open)), (d(&["1", "2", "5"]), 3));
+    assert_eq!(ids(state(LinkStateFilter::Closed)), (d(&["3"]), 1));
+    assert_eq!(ids(state(LinkStateFilter::Merged)), (d(&["4"]), 1));
+    assert_eq!(ids(state(LinkStateFilter::Failing)), (d(&["5"]), 1));
+    assert_eq!(ids(state(LinkStateFilter::Pending)), (d(&["5"]), 1));
+    // Closed is per pair: the other pair's "resolved" is not one of its closed values.
+    let closed_anywhere = LinkQuery {
+        state: Some(LinkStateFilter::Closed),
+        ..all.clone()
+    };
+    assert_eq!(ids(closed_anywhere).1, 1);
+
+    // Search: any part of the incident id, display id or ticket key, without
+    // case; `_` and `%` are literal.
+    let search = |s: &str| LinkQuery {
+        search: Some(s.to_owned()),
+        ..all.clone()
+    };
+    assert_eq!(ids(search("sec-2")), (d(&["2"]), 1));
+    assert_eq!(ids(search("#3")).0, d(&["3"]));
+    assert_eq!(ids(search("S_5")).1, 1);
+    assert_eq!(ids(search("C_1")).1, 0, "an underscore is not a wildcard");
+    assert_eq!(ids(search("%")).1, 0);
+
+    // Pages: the total stays, the rows move on.
+    let page = |offset| LinkQuery {
+        offset,
+        limit: 2,
+        ..all.clone()
+    };
+    assert_eq!(ids(page(0)), (d(&["1", "2"]), 6));
+    assert_eq!(ids(page(4)).0, ["defender->jira/5", "sentinel->jira/9"]);
+    assert_eq!(ids(page(6)), (vec![], 6));
 }
