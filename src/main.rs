@@ -171,6 +171,12 @@ enum MappingCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Let the running daemon apply a mapping edit it holds because it would
+    /// rewrite more than [mapping] max_rewrites (the files as they are now).
+    Accept {
+        #[arg(long, default_value = "bridge.toml")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -419,6 +425,9 @@ async fn dispatch(command: Command) -> CmdResult {
             &mapping,
             &cmd::mapping::ImpactOptions { pair, json },
         ),
+        Command::Mapping {
+            action: MappingCommand::Accept { config },
+        } => cmd::mapping::accept(&config),
         Command::Links { db, json } => cmd::links::run(&db.resolve()?, json),
         Command::Ledger { action } => match action {
             LedgerCommand::List { db, filter, limit } => {

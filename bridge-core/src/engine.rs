@@ -539,7 +539,7 @@ mod merge;
 mod recover;
 mod remap;
 mod sweep;
-pub use remap::{SEEN_CHUNK, incidents_seen, run_remap};
+pub use remap::{plan_edit, run_remap};
 pub use sweep::run_sweep;
 
 #[cfg(test)]

@@ -308,20 +308,7 @@ pub fn impact(config_path: &Path, new_path: &Path, opts: &ImpactOptions) -> CmdR
             old,
             new: &new,
         };
-        let mut impact = Impact::default();
-        let now = chrono::Utc::now();
-        let (links, left): (Vec<_>, Vec<_>) = store
-            .links(Some(&pair))?
-            .into_iter()
-            .partition(|link| remap::reaches(old, link, now));
-        impact.left_alone = left.len();
-        for chunk in links.chunks(engine::SEEN_CHUNK) {
-            let seen = engine::incidents_seen(store.as_ref(), &pair, chunk)?;
-            for link in chunk {
-                let plan = remap::plan_remap(edit, link, seen.get(&link.incident_id));
-                impact.add(link, &plan);
-            }
-        }
+        let (impact, _) = engine::plan_edit(store.as_ref(), &pair, edit, chrono::Utc::now())?;
         reports.push((pair, impact));
     }
     if opts.json {
@@ -462,4 +449,44 @@ fn impact_json(pair: &str, impact: &Impact) -> Value {
         "undecided": impact.undecided,
         "sample": sample,
     })
+}
+
+/// `mapping accept`: lets the running daemon apply a mapping edit held by
+/// `[mapping] max_rewrites`. The files as they are now (config and mappings)
+/// are checked, and their fingerprint is written to `<config>.accepted`, which
+/// the daemon watches: an edit made after this one is not accepted by it.
+pub fn accept(config_path: &Path) -> CmdResult {
+    let config = super::load_config(config_path)?;
+    let fingerprint = config.fingerprint().map_err(|e| {
+        Failure::Input(format!(
+            "{}: cannot read it again: {e}",
+            config_path.display()
+        ))
+    })?;
+    let target = crate::reload::accepted_file(&config.file);
+    let text = format!(
+        "{fingerprint}\naccepted at {} by `itsm-bridge mapping accept`\n",
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    // Written beside and renamed over, so the daemon never reads half a file.
+    let partial = target.with_extension("accepted.partial");
+    std::fs::write(&partial, text)
+        .and_then(|()| std::fs::rename(&partial, &target))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&partial);
+            anyhow::anyhow!("cannot write {}: {e}", target.display())
+        })?;
+    println!(
+        "accepted the edit of {} (fingerprint {}): the running daemon applies it at its next \
+         reload, within seconds (it watches {})",
+        config
+            .files()
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        &fingerprint[..12],
+        target.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,7 @@ mod faults;
 mod graph_jira;
 mod helpdesks;
 mod ledger;
+mod mapping_edits;
 mod mapping_tools;
 mod one_writer;
 mod reload;

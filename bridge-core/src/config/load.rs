@@ -15,8 +15,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Config, HttpConfig, LedgerConfig, PostgresStoreConfig, RateLimitConfig, SecretRef,
-    SentinelWorkspace, ServerConfig, SourceConfig, StoreConfig, SyncConfig, TicketAuth,
+    Config, HttpConfig, LedgerConfig, MappingEdits, PostgresStoreConfig, RateLimitConfig,
+    SecretRef, SentinelWorkspace, ServerConfig, SourceConfig, StoreConfig, SyncConfig, TicketAuth,
     TicketSystemConfig,
 };
 use crate::diag::{Diagnostic, InputError, Reporter, line_col};
@@ -124,6 +124,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, InputError> {
             ticket_systems: parts.ticket_systems,
             syncs: parts.syncs,
             ledger: parts.ledger,
+            mapping: parts.mapping,
         }),
         _ => {
             debug_assert!(!r.is_empty(), "a config check failed without a diagnostic");
@@ -226,6 +227,13 @@ struct RawConfig {
     #[serde(default)]
     sync: Vec<Spanned<RawSync>>,
     ledger: Option<Spanned<RawLedger>>,
+    mapping: Option<RawMappingEdits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMappingEdits {
+    max_rewrites: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -319,6 +327,7 @@ struct RawSync {
 
 struct Parts {
     ledger: LedgerConfig,
+    mapping: MappingEdits,
     store: StoreConfig,
     server: ServerConfig,
     http: HttpConfig,
@@ -361,6 +370,7 @@ impl Checker<'_> {
             }
         }
         let ledger = self.ledger(raw.ledger.as_ref());
+        let mapping = self.mapping_edits(raw.mapping.as_ref());
 
         let mut sources = Vec::new();
         let mut source_names: BTreeMap<String, Named> = BTreeMap::new();
@@ -428,6 +438,7 @@ impl Checker<'_> {
 
         Some(Parts {
             ledger: ledger?,
+            mapping: mapping?,
             store: store?,
             server: server?,
             http: http?,
@@ -815,6 +826,27 @@ impl Checker<'_> {
             checkpoint,
             checkpoint_dir,
         })
+    }
+
+    fn mapping_edits(&mut self, raw: Option<&RawMappingEdits>) -> Option<MappingEdits> {
+        let Some(max) = raw.and_then(|m| m.max_rewrites.as_ref()) else {
+            return Some(MappingEdits::default());
+        };
+        match u64::try_from(*max.get_ref()) {
+            Ok(max_rewrites) => Some(MappingEdits { max_rewrites }),
+            Err(_) => {
+                self.r.at(
+                    max.span().start,
+                    format!(
+                        "max_rewrites {} is negative; give how many records a mapping edit may \
+                         rewrite before it waits to be accepted (0 holds every edit that \
+                         rewrites anything)",
+                        max.get_ref()
+                    ),
+                );
+                None
+            }
+        }
     }
 
     fn server(&mut self, raw: Option<&RawServer>) -> Option<ServerConfig> {

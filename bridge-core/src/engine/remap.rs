@@ -41,33 +41,15 @@ async fn remap(
         old,
         new: &rt.mapping,
     };
-    let now = clock.now();
-    let mut impact = Impact::default();
-    let links: Vec<Link> = store
-        .links(Some(&rt.pair))?
-        .into_iter()
-        .filter(|link| {
-            let reached = reaches(old, link, now);
-            impact.left_alone += usize::from(!reached);
-            reached
-        })
-        .collect();
-    for chunk in links.chunks(SEEN_CHUNK) {
-        let seen = incidents_seen(store, &rt.pair, chunk)?;
-        for link in chunk {
-            let plan = plan_remap(edit, link, seen.get(&link.incident_id));
-            impact.add(link, &plan);
-            if plan.actions.is_empty() {
-                continue;
-            }
-            if dry_run {
-                cycle.report.planned.extend(plan.actions);
-                continue;
-            }
-            let mut links = HashMap::from([(link.incident_id.clone(), link.clone())]);
-            for action in plan.actions {
-                cycle.apply(action, &mut links, false).await?;
-            }
+    let (impact, plans) = plan_edit(store, &rt.pair, edit, clock.now())?;
+    for (link, actions) in plans {
+        if dry_run {
+            cycle.report.planned.extend(actions);
+            continue;
+        }
+        let mut links = HashMap::from([(link.incident_id.clone(), link)]);
+        for action in actions {
+            cycle.apply(action, &mut links, false).await?;
         }
     }
     if !dry_run {
@@ -91,11 +73,47 @@ async fn remap(
     Ok((cycle.report, impact))
 }
 
+/// A link an edit rewrites, with the actions that do it.
+pub type LinkRewrite = (Link, Vec<Action>);
+
+/// An edit over the pair's stored links, with no remote call: its impact, and
+/// the links it rewrites with their actions. `mapping impact` prints the
+/// impact, a reload is held by it, and `run_remap` carries the actions out.
+pub fn plan_edit(
+    store: &dyn Store,
+    pair: &str,
+    edit: Edit<'_>,
+    now: Timestamp,
+) -> Result<(Impact, Vec<LinkRewrite>), StoreError> {
+    let mut impact = Impact::default();
+    let mut plans = Vec::new();
+    let links: Vec<Link> = store
+        .links(Some(pair))?
+        .into_iter()
+        .filter(|link| {
+            let reached = reaches(edit.old, link, now);
+            impact.left_alone += usize::from(!reached);
+            reached
+        })
+        .collect();
+    for chunk in links.chunks(SEEN_CHUNK) {
+        let seen = incidents_seen(store, pair, chunk)?;
+        for link in chunk {
+            let plan = plan_remap(edit, link, seen.get(&link.incident_id));
+            impact.add(link, &plan);
+            if !plan.actions.is_empty() {
+                plans.push((link.clone(), plan.actions));
+            }
+        }
+    }
+    Ok((impact, plans))
+}
+
 /// How many links' incidents are read from the store at once.
-pub const SEEN_CHUNK: usize = 500;
+const SEEN_CHUNK: usize = 500;
 
 /// The incidents of these links as the store last kept them, by id.
-pub fn incidents_seen(
+fn incidents_seen(
     store: &dyn Store,
     pair: &str,
     links: &[Link],
