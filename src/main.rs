@@ -117,6 +117,11 @@ enum Command {
         #[command(subcommand)]
         action: StoreCommand,
     },
+    /// Try a mapping file without a tenant: what it would make of a sample incident.
+    Mapping {
+        #[command(subcommand)]
+        action: MappingCommand,
+    },
     /// Print speed figures measured on the simulators (nothing is asserted).
     Bench {
         #[command(subcommand)]
@@ -138,6 +143,57 @@ enum StoreCommand {
         /// The PostgreSQL store: postgres://user@host:port/db (no password in it).
         #[arg(long)]
         to: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MappingCommand {
+    /// Print the ticket fields the bridge would create for a sample incident
+    /// and what it would write back to it. The sample is an incident as the
+    /// Graph or Sentinel API returns it (or a listing page of them), per the
+    /// mapping's `source`.
+    Render {
+        /// The mapping TOML.
+        #[arg(long)]
+        mapping: PathBuf,
+        /// The sample incident (JSON).
+        #[arg(long)]
+        incident: PathBuf,
+        /// The `[[source]]` name templates see as {source} (default: the mapping's source kind).
+        #[arg(long)]
+        source: Option<String>,
+        /// The ticket key the write-back is rendered for.
+        #[arg(long, default_value = "<ticket key>")]
+        ticket_key: String,
+        /// The ticket URL the write-back is rendered for.
+        #[arg(long, default_value = "<ticket url>")]
+        ticket_url: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Against every existing link, from the stored baselines and with no
+    /// remote call, what a new mapping would change: counts per field and per
+    /// value transition, a sample of links, and the remote writes it causes.
+    Impact {
+        #[arg(long, default_value = "bridge.toml")]
+        config: PathBuf,
+        /// The edited mapping TOML.
+        #[arg(long)]
+        mapping: PathBuf,
+        /// Only this pair (`<source>-><ticket_system>`); default: every pair
+        /// whose mapping is for the same source and ticket kinds.
+        #[arg(long)]
+        pair: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let the running daemon apply a mapping edit it holds because it would
+    /// rewrite more than [mapping] max_rewrites (the files as they are now).
+    Accept {
+        #[arg(long, default_value = "bridge.toml")]
+        config: PathBuf,
     },
 }
 
@@ -365,6 +421,42 @@ async fn dispatch(command: Command) -> CmdResult {
         Command::Store {
             action: StoreCommand::Migrate { from, to },
         } => cmd::store::migrate(&from, &to),
+        Command::Mapping {
+            action:
+                MappingCommand::Render {
+                    mapping,
+                    incident,
+                    source,
+                    ticket_key,
+                    ticket_url,
+                    json,
+                },
+        } => cmd::mapping::render(
+            &mapping,
+            &incident,
+            &cmd::mapping::RenderOptions {
+                source,
+                ticket_key,
+                ticket_url,
+                json,
+            },
+        ),
+        Command::Mapping {
+            action:
+                MappingCommand::Impact {
+                    config,
+                    mapping,
+                    pair,
+                    json,
+                },
+        } => cmd::mapping::impact(
+            &config,
+            &mapping,
+            &cmd::mapping::ImpactOptions { pair, json },
+        ),
+        Command::Mapping {
+            action: MappingCommand::Accept { config },
+        } => cmd::mapping::accept(&config),
         Command::Links { db, json } => cmd::links::run(&db.resolve()?, json),
         Command::Ledger { action } => match action {
             LedgerCommand::List { db, filter, limit } => {

@@ -11,15 +11,19 @@
 //! `sweep`. A change to one of them is refused with a log line naming it (the
 //! old value keeps running), and the rest of the edit still takes effect.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use axum::http::StatusCode;
 use bridge_core::config::Config;
-use bridge_core::engine::PairRuntime;
+use bridge_core::engine::{self, PairRuntime};
+use bridge_core::mapping::Mapping;
 use bridge_core::model::Timestamp;
+use bridge_core::remap::Edit;
 use bridge_core::store::ClosedWhen;
+use bridge_core::store::Store;
 use serde_json::{Value, json};
 
 pub use crate::dashboard::ReloadFailure;
@@ -44,24 +48,57 @@ pub struct ReloadState {
 pub type SharedReload = Arc<Mutex<ReloadState>>;
 
 /// The pairs as the running config built them; a reload swaps in new ones,
-/// which each pair's next job picks up.
+/// which each pair's next job picks up. A pair whose mapping the reload
+/// changed also waits for its remap: the mapping it ran before, taken by the
+/// pair's next cycle job, which then rewrites what the edit changes.
 #[derive(Debug)]
-pub struct LivePairs(RwLock<Arc<Vec<PairRuntime>>>);
+pub struct LivePairs {
+    pairs: RwLock<Arc<Vec<PairRuntime>>>,
+    remaps: Mutex<BTreeMap<String, Arc<Mapping>>>,
+}
 
 impl LivePairs {
     pub fn new(pairs: Vec<PairRuntime>) -> LivePairs {
-        LivePairs(RwLock::new(Arc::new(pairs)))
+        LivePairs {
+            pairs: RwLock::new(Arc::new(pairs)),
+            remaps: Mutex::default(),
+        }
     }
 
     pub fn current(&self) -> Arc<Vec<PairRuntime>> {
-        self.0
+        self.pairs
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
-    fn replace(&self, pairs: Vec<PairRuntime>) {
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(pairs);
+    /// Swaps in new pairs; `edited` are the pairs whose mapping changed, with
+    /// the mapping each ran before. Two edits before a pair's remap ran make one
+    /// remap from the first mapping to the last.
+    fn replace(&self, pairs: Vec<PairRuntime>, edited: Vec<(String, Arc<Mapping>)>) {
+        // The pairs first: whoever takes a remap then finds the new mapping.
+        *self.pairs.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(pairs);
+        let mut remaps = self.remaps.lock().unwrap_or_else(PoisonError::into_inner);
+        for (pair, old) in edited {
+            remaps.entry(pair).or_insert(old);
+        }
+    }
+
+    /// The mapping `pair` ran before an edit whose remap is still to run.
+    pub fn take_remap(&self, pair: &str) -> Option<Arc<Mapping>> {
+        self.remaps
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(pair)
+    }
+
+    /// Puts back a remap that could not run (it runs after the next cycle).
+    pub fn retry_remap(&self, pair: &str, old: Arc<Mapping>) {
+        self.remaps
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(pair.to_owned())
+            .or_insert(old);
     }
 }
 
@@ -95,8 +132,12 @@ pub fn add_to_health(body: &mut Value, state: &ReloadState, code: StatusCode) ->
         "last_reload": state.reloaded.as_ref().map(time),
         "restart_needed": state.restart_needed,
     });
-    if state.failure.is_some() {
-        body["status"] = json!("reload failed");
+    if let Some(failure) = &state.failure {
+        body["status"] = json!(if failure.held {
+            "mapping edit held"
+        } else {
+            "reload failed"
+        });
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         code
@@ -146,15 +187,20 @@ pub fn restart_needed(started: &Config, new: &Config) -> Vec<String> {
     out
 }
 
-/// The files a config is read from: itself and its mapping files.
+/// The files a config is read from (itself and its mapping files), and the
+/// file `mapping accept` writes beside it.
 fn watched_files(config: &Config) -> Vec<PathBuf> {
-    let mut files = vec![config.file.clone()];
-    for tickets in &config.ticket_systems {
-        if !files.contains(&tickets.mapping.file) {
-            files.push(tickets.mapping.file.clone());
-        }
-    }
+    let mut files = config.files();
+    files.push(accepted_file(&config.file));
     files
+}
+
+/// Where `itsm-bridge mapping accept` writes the fingerprint of the edit it
+/// accepts: beside the config, `<config>.accepted`.
+pub fn accepted_file(config: &std::path::Path) -> PathBuf {
+    let mut name = config.as_os_str().to_owned();
+    name.push(".accepted");
+    PathBuf::from(name)
 }
 
 /// What a file looks like from outside: modification time and size.
@@ -170,6 +216,8 @@ pub struct Reloader {
     stamps: Vec<(PathBuf, Option<(SystemTime, u64)>)>,
     pairs: Arc<LivePairs>,
     state: SharedReload,
+    /// Where a mapping edit's impact is read from (a connection of its own).
+    store: Arc<dyn Store>,
 }
 
 impl Reloader {
@@ -179,6 +227,7 @@ impl Reloader {
         config: Config,
         pairs: Arc<LivePairs>,
         state: SharedReload,
+        store: Arc<dyn Store>,
     ) -> Reloader {
         let stamps = watched_files(&config)
             .into_iter()
@@ -197,6 +246,7 @@ impl Reloader {
             stamps,
             pairs,
             state,
+            store,
         }
     }
 
@@ -224,7 +274,7 @@ impl Reloader {
         let (config, built) = match checked {
             Ok(done) => done,
             Err(failure) => {
-                self.failed(failure);
+                self.failed(failure, false);
                 return false;
             }
         };
@@ -253,8 +303,13 @@ impl Reloader {
                     .unwrap_or_else(|| old.clone())
             })
             .collect();
+        let edited = edited_mappings(&current, &next);
+        if let Err(problems) = self.gate(&config, &next, &edited) {
+            self.failed(problems, true);
+            return false;
+        }
         let closed = closed_when(&next);
-        self.pairs.replace(next);
+        self.pairs.replace(next, edited);
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.failure = None;
         state.reloaded = Some(chrono::Utc::now());
@@ -264,20 +319,126 @@ impl Reloader {
         true
     }
 
-    fn failed(&mut self, problems: String) {
-        let problems: Vec<String> = problems.lines().map(str::to_owned).collect();
-        for problem in &problems {
-            tracing::error!("reload failed: {problem}");
+    /// A mapping edit's impact over the stored links of the pairs it changes,
+    /// held when it rewrites more than `[mapping] max_rewrites` and the edit
+    /// was not accepted (`mapping accept` wrote its fingerprint). `Err`: why
+    /// the reload is held, in lines.
+    fn gate(
+        &self,
+        config: &Config,
+        next: &[PairRuntime],
+        edited: &[(String, Arc<Mapping>)],
+    ) -> Result<(), String> {
+        let now = chrono::Utc::now();
+        let mut writes = 0;
+        let mut lines = Vec::new();
+        for (name, old) in edited {
+            let Some(pair) = next.iter().find(|p| &p.pair == name) else {
+                continue;
+            };
+            let edit = Edit {
+                source: &pair.source_name,
+                old,
+                new: &pair.mapping,
+            };
+            let (impact, _) = engine::plan_edit(self.store.as_ref(), name, edit, now)
+                .map_err(|e| format!("the mapping edit's impact could not be read: {e}"))?;
+            writes += impact.writes();
+            lines.push(format!(
+                "{name}: {} ticket(s) and {} incident(s) rewritten",
+                impact.ticket_writes, impact.incident_writes
+            ));
         }
-        tracing::error!("reload failed: still running the configuration loaded before");
+        let max = config.mapping.max_rewrites;
+        if writes as u64 <= max {
+            if !edited.is_empty() {
+                tracing::info!(
+                    writes,
+                    max_rewrites = max,
+                    "the mapping edit rewrites {writes} record(s); the pairs' next cycles carry it out"
+                );
+            }
+            return Ok(());
+        }
+        let fingerprint = config
+            .fingerprint()
+            .map_err(|e| format!("the config's files could not be read again: {e}"))?;
+        if accepted(&config.file).as_deref() == Some(fingerprint.as_str()) {
+            tracing::info!(
+                writes,
+                max_rewrites = max,
+                "the mapping edit rewrites {writes} record(s), over max_rewrites, and was accepted"
+            );
+            return Ok(());
+        }
+        lines.insert(
+            0,
+            format!(
+                "the mapping edit would rewrite {writes} record(s), over [mapping] max_rewrites = \
+                 {max}: not applied"
+            ),
+        );
+        lines.push(format!(
+            "to apply it: itsm-bridge mapping accept --config {} (or raise max_rewrites and send \
+             SIGHUP); the edit's fingerprint begins {}",
+            config.file.display(),
+            &fingerprint[..12]
+        ));
+        Err(lines.join("\n"))
+    }
+
+    fn failed(&mut self, problems: String, held: bool) {
+        let problems: Vec<String> = problems.lines().map(str::to_owned).collect();
+        let what = if held {
+            "mapping edit held"
+        } else {
+            "reload failed"
+        };
+        for problem in &problems {
+            tracing::error!("{what}: {problem}");
+        }
+        tracing::error!("{what}: still running the configuration loaded before");
         self.state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .failure = Some(ReloadFailure {
             at: chrono::Utc::now(),
             problems,
+            held,
         });
     }
+}
+
+/// The pairs whose mapping the reload changes, with the mapping each ran.
+/// Mappings are compared as their `Debug` text (plain data: rules, maps,
+/// templates' text).
+fn edited_mappings(current: &[PairRuntime], next: &[PairRuntime]) -> Vec<(String, Arc<Mapping>)> {
+    current
+        .iter()
+        .filter(|old| {
+            next.iter().any(|new| {
+                new.pair == old.pair && format!("{:?}", new.mapping) != format!("{:?}", old.mapping)
+            })
+        })
+        .map(|old| (old.pair.clone(), old.mapping.clone()))
+        .collect()
+}
+
+/// The fingerprint `mapping accept` wrote beside the config, if any.
+fn accepted(config: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(accepted_file(config)).ok()?;
+    text.lines().next().map(|l| l.trim().to_owned())
+}
+
+/// A reload on the blocking pool: it reads files and, for a mapping edit,
+/// every stored link of the pairs it changes.
+async fn off_the_workers(mut reloader: Reloader, why: &'static str) -> Reloader {
+    tokio::task::spawn_blocking(move || {
+        reloader.reload(why);
+        reloader
+    })
+    .await
+    .expect("the reload does not panic")
 }
 
 /// Reloads on SIGHUP and on a change to a watched file, until the stop signal.
@@ -291,11 +452,11 @@ pub async fn watch(
         tokio::select! {
             _ = hangup.recv() => {
                 reloader.files_changed();
-                reloader.reload("SIGHUP");
+                reloader = off_the_workers(reloader, "SIGHUP").await;
             }
             _ = tokio::time::sleep(POLL_EVERY) => {
                 if reloader.files_changed() {
-                    reloader.reload("a watched file changed");
+                    reloader = off_the_workers(reloader, "a watched file changed").await;
                 }
             }
             _ = stop.changed() => {}
@@ -360,6 +521,7 @@ mod tests {
         state.failure = Some(ReloadFailure {
             at: chrono::Utc::now(),
             problems: vec!["m.toml:3:7: unknown value".to_owned()],
+            held: false,
         });
         assert_eq!(
             add_to_health(&mut body, &state, StatusCode::OK),

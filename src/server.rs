@@ -1000,6 +1000,7 @@ mod tests {
         reload.lock().unwrap().failure = Some(crate::reload::ReloadFailure {
             at: at(2),
             problems: vec!["mappings/jira.toml:12:5: unknown field `sevrity`".to_owned()],
+            held: false,
         });
         let (code, _, body) = get(address, "/healthz").await;
         assert_eq!(code, 503, "{body}");

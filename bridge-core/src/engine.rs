@@ -282,6 +282,9 @@ impl Cycle<'_> {
                 .collect();
             self.reconcile_and_apply(&incidents, &tickets, links)
                 .await?;
+            if !self.dry_run {
+                store.save_incidents_seen(&rt.pair, &incidents)?;
+            }
             match page.next {
                 Some(next) => page = rt.source.next_page(&next).await?,
                 None => break,
@@ -534,10 +537,14 @@ mod apply;
 mod comments;
 mod merge;
 mod recover;
+mod remap;
 mod sweep;
+pub use remap::{plan_edit, run_remap};
 pub use sweep::run_sweep;
 
 #[cfg(test)]
 mod interleavings;
+#[cfg(test)]
+mod remap_tests;
 #[cfg(test)]
 mod tests;

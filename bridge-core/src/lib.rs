@@ -15,6 +15,7 @@ pub mod merge_walk;
 pub mod model;
 pub mod ports;
 pub mod reconcile;
+pub mod remap;
 pub mod schedule;
 pub mod store;
 pub mod vocab;

@@ -467,11 +467,28 @@ pub fn plan_write_back(
     if wb.tags.is_empty() && wb.comment.is_none() {
         return None;
     }
-    let ticket = link_ticket(link);
+    let (tags, comment) = render_write_back(pair, &link_ticket(link), incident);
+    Some(Action::WriteBack {
+        incident_id: link.incident_id.clone(),
+        ticket_key: link.ticket_key.clone(),
+        tags,
+        comment,
+    })
+}
+
+/// The mapping's write-back rendered for a ticket: the tags the incident does
+/// not carry yet and the marked comment, unless the incident already has it
+/// (`None` for an incident not read: everything is rendered).
+pub fn render_write_back(
+    pair: PairSpec<'_>,
+    ticket: &TicketSnapshot,
+    incident: Option<&IncidentSnapshot>,
+) -> (Vec<String>, Option<String>) {
+    let wb = &pair.mapping.write_back;
     let ctx = TemplateContext {
         source: pair.source,
         incident,
-        ticket: Some(&ticket),
+        ticket: Some(ticket),
     };
     let tags: Vec<String> = wb
         .tags
@@ -487,12 +504,7 @@ pub fn plan_write_back(
         .filter(|c| !c.trim().is_empty())
         .map(|c| crate::comments::marked(&c))
         .filter(|c| incident.is_none_or(|i| !i.comments.iter().any(|x| x.text.trim() == c.trim())));
-    Some(Action::WriteBack {
-        incident_id: link.incident_id.clone(),
-        ticket_key: link.ticket_key.clone(),
-        tags,
-        comment,
-    })
+    (tags, comment)
 }
 
 /// The ticket as a link remembers it (enough for write-back templates).

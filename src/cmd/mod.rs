@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod health;
 pub mod ledger;
 pub mod links;
+pub mod mapping;
 pub mod run;
 pub mod sim;
 pub mod store;

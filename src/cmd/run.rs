@@ -108,6 +108,7 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
         config.clone(),
         live.clone(),
         reload_state.clone(),
+        at.open_reader()?,
     );
     let server = match config.server.listen {
         Some(listen) => {
@@ -242,9 +243,15 @@ async fn run_jobs(
             let span = tracing::info_span!("job", run = runs[job]);
             let result = match kind {
                 RunKind::Cycle => {
-                    engine::run_cycle(pair, store.as_ref(), &SystemClock, false)
+                    let cycle = engine::run_cycle(pair, store.as_ref(), &SystemClock, false)
                         .instrument(span.clone())
-                        .await
+                        .await;
+                    if cycle.is_ok() {
+                        remap_after_cycle(&live, &pair.pair, store.as_ref())
+                            .instrument(span.clone())
+                            .await;
+                    }
+                    cycle
                 }
                 RunKind::Sweep => sweep_off_the_workers(&pairs, index, &store, span.clone()).await,
             };
@@ -291,6 +298,29 @@ async fn run_jobs(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => {}
+        }
+    }
+}
+
+/// After a reload changed the pair's mapping: what the edit changes on the
+/// pair's links, rewritten on the pair's own task (no cycle of it writes at the
+/// same time), from the baselines the cycle just brought up to date. A remap
+/// that fails is tried again after the next cycle.
+async fn remap_after_cycle(live: &LivePairs, name: &str, store: &dyn Store) {
+    let Some(old) = live.take_remap(name) else {
+        return;
+    };
+    // The pairs as the reload that queued the remap left them (not as this
+    // job began: the reload may have come during the cycle).
+    let pairs = live.current();
+    let Some(pair) = pairs.iter().find(|p| p.pair == name) else {
+        return;
+    };
+    match engine::run_remap(pair, &old, store, &SystemClock, false).await {
+        Ok((report, _)) => log_report(&report),
+        Err(e) => {
+            tracing::error!(pair = %pair.pair, error = %e, "the mapping edit's rewrites failed; trying again after the next cycle");
+            live.retry_remap(&pair.pair, old);
         }
     }
 }

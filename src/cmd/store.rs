@@ -43,7 +43,7 @@ pub fn migrate(from: &Path, to: &str) -> CmdResult {
     let report = import_sqlite(from, &target)?;
     println!(
         "copied {} into {}:\n  {} link(s), {} watermark(s), {} pending intent(s), {} dead \
-         letter(s), {} synced comment(s)\n  ledger: {} entries, head {} (verified on both sides)",
+         letter(s), {} synced comment(s), {} incident(s) as last seen\n  ledger: {} entries, head {} (verified on both sides)",
         from.display(),
         connect.shown(),
         report.links,
@@ -51,6 +51,7 @@ pub fn migrate(from: &Path, to: &str) -> CmdResult {
         report.outbox,
         report.dead_letters,
         report.synced_comments,
+        report.incidents_seen,
         report.ledger.entries,
         report.ledger.head
     );

@@ -39,6 +39,9 @@ pub struct ReloadFailure {
     pub at: Timestamp,
     /// Every problem, each naming its file:line:column.
     pub problems: Vec<String>,
+    /// Not a problem in the files: a mapping edit that would rewrite more than
+    /// `[mapping] max_rewrites`, held until accepted.
+    pub held: bool,
 }
 
 const STYLE: &str = "\
@@ -79,7 +82,7 @@ pub(crate) fn layout(
                 }
                 @if let Some(failure) = reload {
                     div.banner #reload-failed {
-                        strong { "reload failed" }
+                        strong { @if failure.held { "mapping edit held" } @else { "reload failed" } }
                         " at " (time(&failure.at)) "; still running the configuration loaded before:"
                         ul { @for problem in &failure.problems { li { pre { (problem) } } } }
                     }

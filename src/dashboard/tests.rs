@@ -205,6 +205,7 @@ fn every_page_says_a_reload_failed_with_its_problems() {
             "mappings/jira.toml:12:5: unknown field `sevrity`".to_owned(),
             format!("bridge.toml:3:1: {HOSTILE}"),
         ],
+        held: false,
     };
     let pages = [
         render_dead_letters(Ok(&[]), Some(&failure), at(6)),

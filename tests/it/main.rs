@@ -18,6 +18,8 @@ mod graph_jira;
 mod helpdesks;
 mod ledger;
 mod logs;
+mod mapping_edits;
+mod mapping_tools;
 mod one_writer;
 mod reload;
 mod replicas;

@@ -15,9 +15,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Config, HttpConfig, LedgerConfig, LogConfig, LogFormat, PostgresStoreConfig, RateLimitConfig,
-    SecretRef, SentinelWorkspace, ServerConfig, SourceConfig, StoreConfig, SyncConfig, TicketAuth,
-    TicketSystemConfig,
+    Config, HttpConfig, LedgerConfig, LogConfig, LogFormat, MappingEdits, PostgresStoreConfig,
+    RateLimitConfig, SecretRef, SentinelWorkspace, ServerConfig, SourceConfig, StoreConfig,
+    SyncConfig, TicketAuth, TicketSystemConfig,
 };
 use crate::diag::{Diagnostic, InputError, Reporter, line_col};
 use crate::mapping;
@@ -125,6 +125,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, InputError> {
             syncs: parts.syncs,
             ledger: parts.ledger,
             log: parts.log,
+            mapping: parts.mapping,
         }),
         _ => {
             debug_assert!(!r.is_empty(), "a config check failed without a diagnostic");
@@ -228,12 +229,19 @@ struct RawConfig {
     sync: Vec<Spanned<RawSync>>,
     ledger: Option<Spanned<RawLedger>>,
     log: Option<RawLog>,
+    mapping: Option<RawMappingEdits>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLog {
     format: Text,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMappingEdits {
+    max_rewrites: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -328,6 +336,7 @@ struct RawSync {
 struct Parts {
     ledger: LedgerConfig,
     log: LogConfig,
+    mapping: MappingEdits,
     store: StoreConfig,
     server: ServerConfig,
     http: HttpConfig,
@@ -371,6 +380,7 @@ impl Checker<'_> {
         }
         let ledger = self.ledger(raw.ledger.as_ref());
         let log = self.log(raw.log.as_ref());
+        let mapping = self.mapping_edits(raw.mapping.as_ref());
 
         let mut sources = Vec::new();
         let mut source_names: BTreeMap<String, Named> = BTreeMap::new();
@@ -439,6 +449,7 @@ impl Checker<'_> {
         Some(Parts {
             ledger: ledger?,
             log: log?,
+            mapping: mapping?,
             store: store?,
             server: server?,
             http: http?,
@@ -840,6 +851,27 @@ impl Checker<'_> {
                     format!(
                         "[log] format `{}` is not a log format; write \"text\" or \"json\"",
                         format.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn mapping_edits(&mut self, raw: Option<&RawMappingEdits>) -> Option<MappingEdits> {
+        let Some(max) = raw.and_then(|m| m.max_rewrites.as_ref()) else {
+            return Some(MappingEdits::default());
+        };
+        match u64::try_from(*max.get_ref()) {
+            Ok(max_rewrites) => Some(MappingEdits { max_rewrites }),
+            Err(_) => {
+                self.r.at(
+                    max.span().start,
+                    format!(
+                        "max_rewrites {} is negative; give how many records a mapping edit may \
+                         rewrite before it waits to be accepted (0 holds every edit that \
+                         rewrites anything)",
+                        max.get_ref()
                     ),
                 );
                 None

@@ -31,6 +31,7 @@ pub struct Config {
     pub syncs: Vec<SyncConfig>,
     pub ledger: LedgerConfig,
     pub log: LogConfig,
+    pub mapping: MappingEdits,
 }
 
 /// `[log]`: how `run` writes its log lines (`--log-format` and
@@ -97,6 +98,26 @@ pub struct PostgresStoreConfig {
     /// system's: `[store] ca_bundle`, else `[http] ca_bundle` (resolved against
     /// the config's directory).
     pub ca_bundle: Option<PathBuf>,
+}
+
+/// `[mapping]`: how the running daemon takes a mapping edit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappingEdits {
+    /// A reload whose edit would rewrite more records than this (tickets and
+    /// incidents, over every pair) is held until accepted.
+    pub max_rewrites: u64,
+}
+
+impl MappingEdits {
+    pub const DEFAULT_MAX_REWRITES: u64 = 100;
+}
+
+impl Default for MappingEdits {
+    fn default() -> Self {
+        MappingEdits {
+            max_rewrites: MappingEdits::DEFAULT_MAX_REWRITES,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -300,6 +321,30 @@ impl SyncConfig {
 }
 
 impl Config {
+    /// The files the config is read from: itself, then each mapping file once.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.file.clone()];
+        for tickets in &self.ticket_systems {
+            if !files.contains(&tickets.mapping.file) {
+                files.push(tickets.mapping.file.clone());
+            }
+        }
+        files
+    }
+
+    /// SHA-256 over the text of [`Config::files`], in hex: what names one
+    /// edit of them (a held mapping edit is accepted by it).
+    pub fn fingerprint(&self) -> std::io::Result<String> {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        for file in self.files() {
+            let text = std::fs::read(&file)?;
+            hash.update((text.len() as u64).to_be_bytes());
+            hash.update(&text);
+        }
+        Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     pub fn source(&self, name: &str) -> Option<&SourceConfig> {
         self.sources.iter().find(|s| s.name == name)
     }

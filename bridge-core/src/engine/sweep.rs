@@ -13,8 +13,7 @@
 
 use super::*;
 
-/// How long a link whose incident closed is still swept.
-pub const SETTLED_AFTER: Duration = Duration::days(7);
+pub use crate::remap::SETTLED_AFTER;
 
 /// Re-reads both sides of every open link of the pair and repairs what drifted
 /// from the baseline. Incidents waiting in the dead letters are left to their own
@@ -142,6 +141,10 @@ impl Cycle<'_> {
                 return Ok(true);
             }
         };
+        if !self.dry_run {
+            self.store
+                .save_incidents_seen(&self.rt.pair, std::slice::from_ref(&incident))?;
+        }
         let before = (self.report.writes(), self.report.planned.len());
         let drift = describe_drift(&link, &incident, &ticket);
         self.fetched
@@ -171,12 +174,7 @@ impl Cycle<'_> {
 
 /// Whether both sides last agreed that the link's incident is closed.
 fn incident_closed(rt: &PairRuntime, link: &Link) -> bool {
-    rt.mapping
-        .fields
-        .iter()
-        .filter(|r| r.incident_attr() == Some("status"))
-        .filter_map(|r| link.baseline.get(&r.name)?.incident.as_deref())
-        .any(|status| crate::vocab::is_closed_status(rt.mapping.source_kind, status))
+    crate::remap::incident_closed(&rt.mapping, link)
 }
 
 /// Says what the poll had missed, for the ledger.

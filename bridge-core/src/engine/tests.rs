@@ -394,7 +394,7 @@ pub(super) struct World {
     pub(super) rt: PairRuntime,
 }
 
-fn world() -> World {
+pub(super) fn world() -> World {
     world_with(mapping())
 }
 

@@ -173,7 +173,7 @@ fn map_value(map: Option<&ValueMap>, value: Option<&str>) -> Option<String> {
 /// A value map. Keys match case-insensitively (the remote APIs' label and status
 /// names are compared that way); `default` catches values the entries do not name.
 /// A value of `""` leaves the target attribute empty.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ValueMap {
     pub entries: Vec<(String, String)>,
     pub default: Option<String>,

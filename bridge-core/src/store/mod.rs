@@ -18,7 +18,7 @@ pub use sqlite::SqliteStore;
 pub(crate) use sqlite::create_private_dir;
 
 use crate::ledger::{LedgerEntry, LedgerFilter, LedgerRecord, VerifyReport};
-use crate::model::{Link, LinkState, Timestamp};
+use crate::model::{IncidentSnapshot, Link, LinkState, Timestamp};
 
 /// A store failure: the database could not be read or written. The rusqlite and
 /// io errors stay reachable through `Error::source`.
@@ -73,6 +73,22 @@ impl From<::postgres::Error> for StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An incident as `incidents_seen` keeps it: without its comments and tags,
+/// which no template reads.
+pub(crate) fn seen_json(incident: &IncidentSnapshot) -> StoreResult<String> {
+    let kept = IncidentSnapshot {
+        comments: Vec::new(),
+        tags: Vec::new(),
+        ..incident.clone()
+    };
+    serde_json::to_string(&kept).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub(crate) fn seen_from_json(text: &str) -> StoreResult<IncidentSnapshot> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("an incident as last seen: {e}")))
+}
 
 /// Who drives a pair (PostgreSQL stores): the replica holding its lease, the
 /// lease's fencing token and how long it has left by the database's clock.
@@ -163,6 +179,16 @@ pub trait Store: Send + Sync {
     fn link_page(&self, query: &LinkQuery) -> StoreResult<LinkPage>;
     /// The ticket key of the pair's most recently made link.
     fn newest_ticket_key(&self, pair: &str) -> StoreResult<Option<String>>;
+    /// Keeps the incidents as a poll or a sweep read them (comments and tags
+    /// left out), over what was kept before: what an edited template is
+    /// rendered from by `mapping impact` and a reload's remap.
+    fn save_incidents_seen(&self, pair: &str, incidents: &[IncidentSnapshot]) -> StoreResult<()>;
+    /// The incidents of these ids as last kept (those never kept are absent).
+    fn incidents_seen(
+        &self,
+        pair: &str,
+        incident_ids: &[String],
+    ) -> StoreResult<Vec<IncidentSnapshot>>;
 
     fn watermark(&self, pair: &str, side: Side) -> StoreResult<Option<Timestamp>>;
     fn set_watermark(&self, pair: &str, side: Side, at: Timestamp) -> StoreResult<()>;

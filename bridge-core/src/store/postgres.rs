@@ -47,19 +47,25 @@ use super::sqlite::{
 };
 use super::{
     DeadLetter, Intent, IntentId, LeaseInfo, LinkPage, LinkQuery, Side, Store, StoreCounts,
-    StoreError, StoreResult,
+    StoreError, StoreResult, seen_from_json, seen_json,
 };
 use crate::ledger::{
     self, ChainVerifier, GENESIS_HASH, LedgerEntry, LedgerFilter, LedgerRecord, VerifyReport,
 };
-use crate::model::{Baseline, Direction, FieldChange, Link, Timestamp};
+use crate::model::{Baseline, Direction, FieldChange, IncidentSnapshot, Link, Timestamp};
 
 /// The schema migrations, in order: entry `i` takes the schema from version `i`
 /// to `i + 1`. Append only; never edit or reorder.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_init",
-    include_str!("../../../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init",
+        include_str!("../../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        "0002_incidents_seen",
+        include_str!("../../../migrations/postgres/0002_incidents_seen.sql"),
+    ),
+];
 
 /// The advisory lock the migration runner holds: two replicas starting at once
 /// migrate once.
@@ -1181,6 +1187,43 @@ impl Store for PgStore {
                 )?
                 .iter()
                 .map(link_from_row)
+                .collect()
+        })
+    }
+
+    fn save_incidents_seen(&self, pair: &str, incidents: &[IncidentSnapshot]) -> StoreResult<()> {
+        let pair = pair.to_owned();
+        let rows: Vec<(String, String)> = incidents
+            .iter()
+            .map(|i| Ok((i.id.clone(), seen_json(i)?)))
+            .collect::<StoreResult<_>>()?;
+        self.write(vec![pair.clone()], move |tx| {
+            let statement = tx.prepare(
+                "INSERT INTO incidents_seen (pair, incident_id, snapshot) VALUES ($1, $2, $3)
+                 ON CONFLICT (pair, incident_id) DO UPDATE SET snapshot = excluded.snapshot",
+            )?;
+            for (id, snapshot) in &rows {
+                tx.execute(&statement, &[&pair, id, snapshot])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn incidents_seen(
+        &self,
+        pair: &str,
+        incident_ids: &[String],
+    ) -> StoreResult<Vec<IncidentSnapshot>> {
+        let pair = pair.to_owned();
+        let ids = incident_ids.to_vec();
+        self.call(move |client, _| {
+            client
+                .query(
+                    "SELECT snapshot FROM incidents_seen WHERE pair = $1 AND incident_id = ANY($2)",
+                    &[&pair, &ids],
+                )?
+                .iter()
+                .map(|row| seen_from_json(row.get::<_, &str>(0)))
                 .collect()
         })
     }

@@ -29,13 +29,15 @@ use serde::Serialize;
 use super::browse;
 use super::{
     DeadLetter, Intent, IntentId, LinkPage, LinkQuery, Side, Store, StoreCounts, StoreError,
-    StoreResult,
+    StoreResult, seen_from_json, seen_json,
 };
 use crate::ledger::{
     self, ChainVerifier, GENESIS_HASH, LedgerEntry, LedgerFilter, LedgerRecord, Outcome,
     VerifyReport,
 };
-use crate::model::{Baseline, Direction, FieldChange, Link, LinkState, Timestamp};
+use crate::model::{
+    Baseline, Direction, FieldChange, IncidentSnapshot, Link, LinkState, Timestamp,
+};
 
 /// The schema migrations, in order: entry `i` takes the database from
 /// `user_version` `i` to `i + 1`. Append only; never edit or reorder.
@@ -59,6 +61,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0005_versions",
         include_str!("../../../migrations/0005_versions.sql"),
+    ),
+    (
+        "0006_incidents_seen",
+        include_str!("../../../migrations/0006_incidents_seen.sql"),
     ),
 ];
 
@@ -763,6 +769,45 @@ impl Store for SqliteStore {
             }
         }
         Ok(links)
+    }
+
+    fn save_incidents_seen(&self, pair: &str, incidents: &[IncidentSnapshot]) -> StoreResult<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut statement = tx.prepare_cached(
+                "INSERT INTO incidents_seen (pair, incident_id, snapshot) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (pair, incident_id) DO UPDATE SET snapshot = excluded.snapshot",
+            )?;
+            for incident in incidents {
+                statement.execute(params![pair, incident.id, seen_json(incident)?])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn incidents_seen(
+        &self,
+        pair: &str,
+        incident_ids: &[String],
+    ) -> StoreResult<Vec<IncidentSnapshot>> {
+        let conn = self.conn();
+        let mut out = Vec::with_capacity(incident_ids.len());
+        for chunk in incident_ids.chunks(MAX_PARAMS_PER_STATEMENT - 1) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT snapshot FROM incidents_seen WHERE pair = ? AND incident_id IN ({placeholders})"
+            ))?;
+            let mut rows = statement.query(params_from_iter(
+                std::iter::once(pair).chain(chunk.iter().map(String::as_str)),
+            ))?;
+            while let Some(row) = rows.next()? {
+                let text: String = row.get(0)?;
+                out.push(seen_from_json(&text)?);
+            }
+        }
+        Ok(out)
     }
 
     fn newest_ticket_key(&self, pair: &str) -> StoreResult<Option<String>> {

@@ -13,8 +13,8 @@ use super::{
 };
 use crate::ledger::{GENESIS_HASH, LedgerEntry, LedgerFilter, LedgerRecord, Outcome};
 use crate::model::{
-    Agreed, Baseline, ConflictNote, ConflictPolicy, Direction, FieldChange, Link, LinkState,
-    Timestamp,
+    Agreed, Baseline, Comment, ConflictNote, ConflictPolicy, Direction, FieldChange,
+    IncidentSnapshot, Link, LinkState, Timestamp,
 };
 
 /// A fresh store of some backend, as the suite's cases take it.
@@ -37,6 +37,7 @@ macro_rules! store_suite {
             finishing_an_intent_twice_changes_nothing,
             dead_letters_count_attempts_and_come_due,
             synced_comments_are_recorded_once,
+            incidents_seen_keep_the_last_read_without_comments_and_tags,
             ledger_appends_chain_and_verify,
             ledger_listing_honours_the_filter,
             ledger_listing_filters_by_ticket_action_and_time_range,
@@ -389,6 +390,45 @@ pub(crate) fn synced_comments_are_recorded_once(store: &dyn Store) {
     assert_eq!(got, ["i:a", "i:c", "t:b"]);
     assert!(store.synced_comments("p", "2").unwrap().is_empty());
     assert_eq!(store.verify_ledger().unwrap().entries, 1);
+}
+
+pub(crate) fn incidents_seen_keep_the_last_read_without_comments_and_tags(store: &dyn Store) {
+    let incident = |id: &str, title: &str| IncidentSnapshot {
+        id: id.into(),
+        display_id: id.into(),
+        web_url: format!("https://security.example/incidents/{id}"),
+        provider_url: None,
+        created: at(0),
+        modified: at(5),
+        attrs: [("title".to_string(), title.to_string())].into(),
+        tags: vec!["ticket:SEC-1".into()],
+        redirect_to: None,
+        comments: vec![Comment {
+            id: Some("c1".into()),
+            author: Some("Ana".into()),
+            created: at(1),
+            text: "long".into(),
+        }],
+        etag: Some("\"7\"".into()),
+    };
+    store
+        .save_incidents_seen("p", &[incident("1", "first"), incident("2", "two")])
+        .unwrap();
+    store
+        .save_incidents_seen("p", &[incident("1", "renamed")])
+        .unwrap();
+    store
+        .save_incidents_seen("q", &[incident("1", "other pair")])
+        .unwrap();
+    let ids = ["1".to_string(), "2".to_string(), "3".to_string()];
+    let mut seen = store.incidents_seen("p", &ids).unwrap();
+    seen.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(seen.len(), 2, "3 was never seen");
+    assert_eq!(seen[0].attrs["title"], "renamed");
+    assert_eq!(seen[0].modified, at(5));
+    assert_eq!(seen[0].etag.as_deref(), Some("\"7\""));
+    assert!(seen[0].comments.is_empty() && seen[0].tags.is_empty());
+    assert_eq!(seen[1].attrs["title"], "two");
 }
 
 pub(crate) fn ledger_appends_chain_and_verify(store: &dyn Store) {

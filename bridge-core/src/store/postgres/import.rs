@@ -21,6 +21,7 @@ pub struct ImportReport {
     pub outbox: u64,
     pub dead_letters: u64,
     pub synced_comments: u64,
+    pub incidents_seen: u64,
     /// The ledger as verified on both sides: same entries, same head.
     pub ledger: VerifyReport,
 }
@@ -59,6 +60,7 @@ pub fn import_sqlite(from: &Path, to: &PgStore) -> StoreResult<ImportReport> {
             outbox: 0,
             dead_letters: 0,
             synced_comments: 0,
+            incidents_seen: 0,
             ledger: expected.clone(),
         };
 
@@ -66,7 +68,18 @@ pub fn import_sqlite(from: &Path, to: &PgStore) -> StoreResult<ImportReport> {
         report.watermarks = copy_watermarks(&read, &mut tx)?;
         report.outbox = copy_outbox(&read, &mut tx)?;
         report.dead_letters = copy_dead_letters(&read, &mut tx)?;
-        report.synced_comments = copy_synced_comments(&read, &mut tx)?;
+        report.synced_comments = copy_text_rows(
+            &read,
+            &mut tx,
+            "synced_comments",
+            ["pair", "incident_id", "fingerprint"],
+        )?;
+        report.incidents_seen = copy_text_rows(
+            &read,
+            &mut tx,
+            "incidents_seen",
+            ["pair", "incident_id", "snapshot"],
+        )?;
         copy_ledger(&read, &mut tx)?;
 
         // The copy, read back inside the transaction, must verify to the same head.
@@ -268,26 +281,30 @@ fn copy_dead_letters(
     Ok(copied_rows)
 }
 
-/// Copies synced comments' fingerprints; says how many rows.
-fn copy_synced_comments(
+/// Copies a table of three text columns as it is (synced comments'
+/// fingerprints, the incidents as last seen); says how many rows.
+fn copy_text_rows(
     read: &rusqlite::Transaction<'_>,
     tx: &mut postgres::Transaction<'_>,
+    table: &str,
+    columns: [&str; 3],
 ) -> StoreResult<u64> {
     let mut copied_rows = 0;
+    let columns = columns.join(", ");
     let mut rows = read
-        .prepare("SELECT pair, incident_id, fingerprint FROM synced_comments")
+        .prepare(&format!("SELECT {columns} FROM {table}"))
         .map_err(copied)?;
     let mut rows = rows.query([]).map_err(copied)?;
+    let insert = tx.prepare(&format!(
+        "INSERT INTO {table} ({columns}) VALUES ($1, $2, $3)"
+    ))?;
     while let Some(row) = rows.next().map_err(copied)? {
         let values: [String; 3] = [
             row.get(0).map_err(copied)?,
             row.get(1).map_err(copied)?,
             row.get(2).map_err(copied)?,
         ];
-        tx.execute(
-            "INSERT INTO synced_comments (pair, incident_id, fingerprint) VALUES ($1, $2, $3)",
-            &[&values[0], &values[1], &values[2]],
-        )?;
+        tx.execute(&insert, &[&values[0], &values[1], &values[2]])?;
         copied_rows += 1;
     }
     Ok(copied_rows)
