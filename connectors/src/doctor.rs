@@ -200,19 +200,11 @@ pub async fn diagnose(config: &Config) -> Result<Report, BuildError> {
 
 /// Every secret the config names that can be read now.
 fn configured_secrets(config: &Config) -> Vec<SecretString> {
-    let mut refs = Vec::new();
-    for source in &config.sources {
-        refs.push(&source.client_secret);
-    }
-    for system in &config.ticket_systems {
-        refs.push(match &system.auth {
-            TicketAuth::JiraToken { api_token, .. } => api_token,
-            TicketAuth::Basic { password, .. } => password,
-            TicketAuth::Bearer { token } => token,
-            TicketAuth::OAuthClient { client_secret, .. } => client_secret,
-        });
-    }
-    refs.into_iter().filter_map(|r| r.resolve().ok()).collect()
+    config
+        .secret_refs()
+        .into_iter()
+        .filter_map(|(_, _, r)| r.resolve().ok())
+        .collect()
 }
 
 /// Few, short retries: doctor reports what it sees rather than waiting it out.

@@ -18,6 +18,7 @@ use crate::generic::GenericTickets;
 use crate::graph::GraphSource;
 use crate::http::{Api, Auth, HttpSettings, build_client};
 use crate::jira::JiraTickets;
+use crate::keyvault::SecretCell;
 use crate::limits::LimiterRegistry;
 use crate::sentinel::SentinelSource;
 use crate::servicenow::ServiceNowTickets;
@@ -143,11 +144,12 @@ fn build_source(
     limiters: &LimiterRegistry,
 ) -> Result<Arc<dyn IncidentSource>, BuildError> {
     let owner = format!("[[source]] {}", config.name);
-    let secret = secret(&owner, "client_secret", &config.client_secret)?;
-    let tokens = EntraTokenProvider::new(
-        &config.authority_host,
-        &config.tenant_id,
-        &config.client_id,
+    let secret = match config.auth.secret() {
+        Some((key, reference)) => Some(SecretCell::fixed(secret(&owner, key, reference)?)),
+        None => None,
+    };
+    let tokens = EntraTokenProvider::for_identity(
+        &config.identity(),
         secret,
         config.scope.clone(),
         client.clone(),

@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::auth::EntraTokenProvider;
 use crate::doctor::{Check, Problem, common_advice};
 use crate::http::TokenProvider;
+use crate::keyvault::SecretCell;
 
 /// The name of the token check.
 pub(crate) const TOKEN: &str = "Entra ID token";
@@ -26,21 +27,22 @@ pub(crate) async fn token_check(
     client: reqwest::Client,
     settings: &EntraSettings,
 ) -> Option<(Arc<EntraTokenProvider>, SecretString)> {
-    let secret = match config.client_secret.resolve() {
-        Ok(secret) => secret,
-        Err(e) => {
-            checks.push(Check::fail(
-                TOKEN,
-                format!("client_secret: {e}"),
-                "set the secret where client_secret points (`itsm-bridge check` names it)",
-            ));
-            return None;
-        }
+    let secret = match config.auth.secret() {
+        None => None,
+        Some((key, reference)) => match reference.resolve() {
+            Ok(secret) => Some(SecretCell::fixed(secret)),
+            Err(e) => {
+                checks.push(Check::fail(
+                    TOKEN,
+                    format!("{key}: {e}"),
+                    format!("set the secret where {key} points (`itsm-bridge check` names it)"),
+                ));
+                return None;
+            }
+        },
     };
-    let tokens = match EntraTokenProvider::new(
-        &config.authority_host,
-        &config.tenant_id,
-        &config.client_id,
+    let tokens = match EntraTokenProvider::for_identity(
+        &config.identity(),
         secret,
         config.scope.clone(),
         client,
