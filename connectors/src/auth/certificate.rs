@@ -44,14 +44,19 @@ impl ClientCertificate {
     /// Reads the certificate and its RSA key. The error names the file and what is
     /// wrong, never key material.
     pub fn read(path: &Path) -> Result<ClientCertificate, String> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("cannot read certificate {}: {e}", path.display()))?;
+        ClientCertificate::from_pem(&bytes, path)
+    }
+
+    /// Reads the certificate and its RSA key from PEM text (`path` names it in errors).
+    pub fn from_pem(bytes: &[u8], path: &Path) -> Result<ClientCertificate, String> {
         let at = path.display();
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("cannot read certificate {at}: {e}"))?;
-        let cert = CertificateDer::pem_slice_iter(&bytes)
+        let cert = CertificateDer::pem_slice_iter(bytes)
             .next()
             .ok_or_else(|| format!("certificate {at} holds no PEM certificate"))?
             .map_err(|e| format!("certificate {at}: its certificate is not valid PEM ({e})"))?;
-        let key = PrivateKeyDer::from_pem_slice(&bytes).map_err(|_| {
+        let key = PrivateKeyDer::from_pem_slice(bytes).map_err(|_| {
             format!("certificate {at} holds no unencrypted private key (PKCS#8 or RSA)")
         })?;
         let key = match &key {
@@ -94,6 +99,15 @@ impl ClientCertificate {
             "iat": now,
             "exp": now + LIFETIME_SECS,
         });
+        self.sign(&header, &claims)
+    }
+
+    /// A JWT of `header` and `claims`, signed RS256 with the key.
+    pub fn sign(
+        &self,
+        header: &serde_json::Value,
+        claims: &serde_json::Value,
+    ) -> Result<String, String> {
         let signing_input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),

@@ -9,8 +9,12 @@
 pub mod certificate;
 mod credentials;
 pub mod doctor;
+#[cfg(test)]
+mod identity_tests;
+pub mod mi_sim;
 pub mod registry;
 pub mod sim;
+pub mod sim_assertion;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
