@@ -13,6 +13,7 @@ mod examples;
 mod faults;
 mod graph_jira;
 mod helpdesks;
+mod identities;
 mod ledger;
 mod one_writer;
 mod replicas;

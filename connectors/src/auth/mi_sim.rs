@@ -171,7 +171,7 @@ async fn token(
             ),
         );
     }
-    let (access_token, expires_in) = state.registry.issue(&resource);
+    let (access_token, expires_in) = state.registry.issue_for(&resource, &client_id);
     let expires_on = chrono::Utc::now().timestamp() + expires_in as i64;
     simkit::json_response(
         StatusCode::OK,

@@ -466,7 +466,7 @@ fn issue(
             ))
         })?;
 
-    let (access_token, expires_in) = state.registry.issue(&audience);
+    let (access_token, expires_in) = state.registry.issue_for(&audience, &app.client_id);
     let body = serde_json::json!({
         "token_type": "Bearer",
         "expires_in": expires_in,

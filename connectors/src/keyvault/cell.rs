@@ -147,6 +147,22 @@ impl SecretCell {
     }
 }
 
+/// A bearer token that is itself the secret (a generic system's API token): read
+/// per request, fetched again on a 401.
+#[derive(Debug)]
+pub struct CellToken(pub Arc<SecretCell>);
+
+#[async_trait]
+impl crate::http::TokenProvider for CellToken {
+    async fn token(&self) -> bridge_core::ports::ConnectorResult<SecretString> {
+        Ok(self.0.get().await)
+    }
+
+    async fn invalidate(&self) {
+        self.0.refetch().await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
