@@ -304,3 +304,95 @@ fn a_key_vault_secret_that_cannot_be_read_stops_start_up_naming_the_role() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("SecretNotFound"), "{}", stderr(&out));
 }
+
+/// A GET over a plain socket: the status code and the body.
+fn http_get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (
+        head.split(' ').nth(1).unwrap().parse().unwrap(),
+        body.to_owned(),
+    )
+}
+
+#[test]
+fn an_expired_secret_makes_its_pairs_unhealthy_without_a_retry_storm() {
+    use std::io::BufRead;
+    let env = Env::start(2);
+    env.sims.login.expire_secret(TENANT_ID, GRAPH_CLIENT_ID);
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let text = text.replacen(
+        "\n[http]\n",
+        "\n[server]\nlisten = \"127.0.0.1:0\"\n\n[http]\n",
+        1,
+    );
+    std::fs::write(&env.config, text).unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_itsm-bridge"))
+        .args(["run", "--config", env.config.to_str().unwrap()])
+        .current_dir(env.dir.path())
+        .env("RUST_LOG", "warn,itsm_bridge=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(daemon.stderr.take().unwrap()).lines();
+    let address: std::net::SocketAddr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("listen=").map(str::to_string))
+        })
+        .expect("the daemon logs its address")
+        .parse()
+        .unwrap();
+    std::thread::spawn(move || for _ in lines {});
+    // Two cycles of the Defender pair (every 10 s).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let body = loop {
+        let (code, body) = http_get(address, "/healthz");
+        let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let runs = health["pairs"][0]["cycle"]["runs"].as_u64().unwrap_or(0);
+        if code == 503 && runs >= 2 {
+            break health;
+        }
+        assert!(Instant::now() < deadline, "{body}");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let defender = &body["pairs"][0];
+    assert_eq!(defender["pair"], "defender->jira");
+    assert_eq!(defender["ok"], false);
+    let error = defender["error"].as_str().unwrap();
+    assert!(error.contains("AADSTS7000222"), "{error}");
+    assert!(
+        error.contains(&format!(
+            "app {GRAPH_CLIENT_ID}'s client secret is expired or revoked: create a new one"
+        )),
+        "{error}"
+    );
+    // The Sentinel pairs sign in with another app and stay healthy.
+    assert_eq!(body["pairs"][1]["ok"], true, "{body}");
+    let refused = env
+        .sims
+        .login
+        .kit
+        .requests()
+        .iter()
+        .filter(|r| r.status == 401)
+        .count();
+    assert_eq!(
+        refused, 1,
+        "the expired secret was sent once, not at every cycle"
+    );
+}
