@@ -396,3 +396,28 @@ fn an_expired_secret_makes_its_pairs_unhealthy_without_a_retry_storm() {
         "the expired secret was sent once, not at every cycle"
     );
 }
+
+#[test]
+fn doctor_reads_each_key_vault_secret_and_names_the_missing_role() {
+    let env = Env::start(1);
+    jira_token_in_key_vault(&env);
+    let doctor = |env: &Env| {
+        Command::new(env!("CARGO_BIN_EXE_itsm-bridge"))
+            .args(["doctor", "--config", env.config.to_str().unwrap()])
+            .current_dir(env.dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = doctor(&env);
+    let text = stdout(&out);
+    assert!(text.contains("Key Vault secret jira-api-token"), "{text}");
+    assert!(text.contains("read from vault contoso-soc-kv"), "{text}");
+    assert!(!text.contains(JIRA_API_TOKEN), "{text}");
+
+    env.sims.keyvault.set_readers(&["someone-else"]);
+    let out = doctor(&env);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("403: the identity lacks the role"), "{text}");
+    assert!(text.contains("Key Vault Secrets User"), "{text}");
+}
