@@ -421,3 +421,34 @@ fn doctor_reads_each_key_vault_secret_and_names_the_missing_role() {
     assert!(text.contains("403: the identity lacks the role"), "{text}");
     assert!(text.contains("Key Vault Secrets User"), "{text}");
 }
+
+#[test]
+fn the_ledger_signing_key_can_live_in_key_vault() {
+    let env = Env::start(1);
+    let key_file = env.dir.path().join("ledger.key");
+    assert_success(&env.bridge(&["ledger", "keygen", "--out", key_file.to_str().unwrap()]));
+    let pem = std::fs::read_to_string(&key_file).unwrap();
+    std::fs::remove_file(&key_file).unwrap();
+    env.sims.keyvault.set_secret("ledger-signing-key", &pem);
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let text = format!(
+        "{text}\n[ledger]\nsigning_key = {{ key_vault = \"{VAULT_URL}/secrets/ledger-signing-key\" }}\n\n[azure]\nidentity = \"defender\"\nkey_vault_endpoint_override_for_tests = \"{}\"\n",
+        env.sims.keyvault.base_url()
+    );
+    std::fs::write(&env.config, text).unwrap();
+    env.sync();
+    let out = env.bridge(&[
+        "ledger",
+        "checkpoint",
+        "--config",
+        env.config.to_str().unwrap(),
+    ]);
+    assert_success(&out);
+    assert!(
+        stdout(&out).contains("checkpoint written"),
+        "{}",
+        stdout(&out)
+    );
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!all.contains("PRIVATE KEY"), "{all}");
+}

@@ -73,6 +73,38 @@ pub fn client_for(
     )))
 }
 
+/// Fetches one Key Vault secret for a command that reads it once, outside the
+/// daemon (the store's password, the ledger's key), on a thread and runtime of
+/// its own so that it can be called from anywhere; a value already fetched is
+/// kept. The value is then read through its `SecretRef`.
+pub fn fetch_one_blocking(config: &Config, reference: &KeyVaultRef) -> Result<(), String> {
+    if SecretRef::KeyVault(reference.clone()).resolve().is_ok() {
+        return Ok(());
+    }
+    let config = config.clone();
+    let reference = reference.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start a runtime to read Key Vault: {e}"))?;
+        runtime.block_on(async {
+            let settings = crate::wiring::http_settings(&config.http).map_err(|e| e.to_string())?;
+            let http = crate::http::build_client(&settings)?;
+            let client = client_for(&config, http)?
+                .ok_or("Key Vault secrets need an [azure] identity to be fetched with")?;
+            let value = client
+                .get(&reference)
+                .await
+                .map_err(|p| client.describe(&reference, &p))?;
+            bridge_core::config::publish_key_vault_value(&reference, &value);
+            Ok(())
+        })
+    })
+    .join()
+    .map_err(|_| "reading Key Vault failed".to_string())?
+}
+
 impl KeyVaultSecrets {
     /// Fetches every Key Vault secret `config` refers to. The error lists each
     /// one that could not be read, with its vault, name and what to do.
