@@ -117,7 +117,7 @@ async fn token(
         .and_then(|v| v.to_str().ok());
     if secret != Some(state.header_secret.as_str()) {
         return error(
-            StatusCode::UNAUTHORIZED,
+            StatusCode::FORBIDDEN,
             "The X-IDENTITY-HEADER header is missing or wrong.",
         );
     }
@@ -183,4 +183,85 @@ async fn token(
             "client_id": client_id,
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simkit::bind_loopback;
+
+    #[tokio::test]
+    async fn answers_as_the_app_service_identity_endpoint() {
+        let registry = TokenRegistry::new();
+        let sim =
+            ManagedIdentitySim::start(bind_loopback(0).await.unwrap(), registry.clone(), "h").await;
+        sim.attach_user_assigned("uami", "/subscriptions/s/rg/uami");
+        let client = crate::http::build_client(&crate::http::HttpSettings::default()).unwrap();
+        let get = |query: &str, header: Option<&str>| {
+            let mut request = client.get(format!("{}?{query}", sim.endpoint()));
+            if let Some(h) = header {
+                request = request.header("X-IDENTITY-HEADER", h);
+            }
+            async move {
+                let response = request.send().await.unwrap();
+                let status = response.status().as_u16();
+                (status, response.json::<serde_json::Value>().await.unwrap())
+            }
+        };
+        let graph = "resource=https://graph.microsoft.com";
+        let (status, body) = get(&format!("api-version=2019-08-01&{graph}"), Some("h")).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body["expires_on"].as_str().unwrap().parse::<i64>().is_ok());
+        assert_eq!(body["token_type"], "Bearer");
+        assert_eq!(body["resource"], "https://graph.microsoft.com");
+        let header = format!("Bearer {}", body["access_token"].as_str().unwrap());
+        assert_eq!(
+            registry.check(Some(&header), "https://graph.microsoft.com"),
+            Ok(())
+        );
+        let (status, body) = get(
+            &format!("api-version=2019-08-01&{graph}&client_id=uami"),
+            Some("h"),
+        )
+        .await;
+        assert_eq!((status, body["client_id"].as_str()), (200, Some("uami")));
+
+        assert_eq!(
+            get(&format!("api-version=2019-08-01&{graph}"), None)
+                .await
+                .0,
+            403
+        );
+        assert_eq!(
+            get(&format!("api-version=2019-08-01&{graph}"), Some("x"))
+                .await
+                .0,
+            403
+        );
+        assert_eq!(
+            get(&format!("api-version=2018-02-01&{graph}"), Some("h"))
+                .await
+                .0,
+            400
+        );
+        assert_eq!(get("api-version=2019-08-01", Some("h")).await.0, 400);
+        let (status, body) = get(
+            &format!("api-version=2019-08-01&{graph}&client_id=other"),
+            Some("h"),
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert_eq!(
+            body["message"],
+            "No MSI found for specified ClientId/ResourceId."
+        );
+        sim.set_system_assigned(false);
+        assert_eq!(
+            get(&format!("api-version=2019-08-01&{graph}"), Some("h"))
+                .await
+                .0,
+            400
+        );
+        sim.shutdown();
+    }
 }

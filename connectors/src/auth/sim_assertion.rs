@@ -197,6 +197,14 @@ fn check_federated(jwt: &Jwt, app: &Registered) -> Result<(), EntraError> {
             ),
         ));
     }
+    if !app.federated.iter().any(|f| f.issuer == iss) {
+        return Err(invalid_client(
+            700211,
+            format!(
+                "No matching federated identity record found for presented assertion issuer '{iss}'."
+            ),
+        ));
+    }
     let Some(federated) = app
         .federated
         .iter()

@@ -10,6 +10,8 @@ pub mod cell;
 pub mod client;
 pub mod doctor;
 pub mod sim;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

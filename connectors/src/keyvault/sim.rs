@@ -234,6 +234,7 @@ fn serve(
                 "recoveryLevel": "Recoverable+Purgeable",
                 "recoverableDays": 90,
             },
+            "contentType": "text/plain",
             "tags": {},
         }),
     )
