@@ -65,22 +65,7 @@ pub(super) fn build(
             .map_err(sdk_error)?
         }
         SourceAuth::ClientCertificate { certificate } => {
-            let certificate = ClientCertificate::read(certificate).map_err(config_error)?;
-            let assertion = CertificateAssertion {
-                certificate: Arc::new(certificate),
-                client_id: identity.client_id.clone(),
-                audience: format!(
-                    "{}/{tenant_id}/oauth2/v2.0/token",
-                    identity.authority_host.trim_end_matches('/')
-                ),
-            };
-            ClientAssertionCredential::new(
-                tenant_id.to_string(),
-                identity.client_id.clone(),
-                assertion,
-                Some(ClientAssertionCredentialOptions { client_options }),
-            )
-            .map_err(sdk_error)?
+            certificate_credential(identity, certificate, client_options)?
         }
         SourceAuth::ManagedIdentity { user_assigned } => {
             let user_assigned_id = user_assigned.as_ref().map(|u| match u {
@@ -109,6 +94,39 @@ pub(super) fn build(
         }))
         .map_err(sdk_error)?,
     })
+}
+
+/// `ClientAssertionCredential` with the bridge's own certificate assertion.
+fn certificate_credential(
+    identity: &AzureIdentity,
+    certificate: &std::path::Path,
+    client_options: ClientOptions,
+) -> ConnectorResult<Arc<dyn TokenCredential>> {
+    let tenant_id = identity.tenant_id.as_str();
+    let certificate = ClientCertificate::read(certificate)
+        .map_err(|e| ConnectorError::new(ErrorKind::Permanent, SYSTEM, e))?;
+    let assertion = CertificateAssertion {
+        certificate: Arc::new(certificate),
+        client_id: identity.client_id.clone(),
+        audience: format!(
+            "{}/{tenant_id}/oauth2/v2.0/token",
+            identity.authority_host.trim_end_matches('/')
+        ),
+    };
+    let credential: Arc<dyn TokenCredential> = ClientAssertionCredential::new(
+        tenant_id.to_string(),
+        identity.client_id.clone(),
+        assertion,
+        Some(ClientAssertionCredentialOptions { client_options }),
+    )
+    .map_err(|e| {
+        ConnectorError::new(
+            ErrorKind::Permanent,
+            SYSTEM,
+            format!("cannot set up the Entra ID credential (client_certificate): {e}"),
+        )
+    })?;
+    Ok(credential)
 }
 
 /// Runs `az` on tokio's process support, so waiting for it never blocks a worker

@@ -402,14 +402,56 @@ fn issue(
             .filter(|(id, _)| id.eq_ignore_ascii_case(&client_id))
             .map(|(_, secret)| secret.clone())
     });
-    match (secret, field("client_assertion")) {
+    authenticate(
+        state,
+        tenant,
+        &app,
+        secret,
+        field("client_assertion"),
+        field("client_assertion_type"),
+    )?;
+
+    let audience = state
+        .audiences
+        .lock()
+        .expect("token sim audiences")
+        .iter()
+        .find(|a| a.eq_ignore_ascii_case(&resource))
+        .cloned()
+        .ok_or_else(|| {
+            EntraError::invalid_scope(format!(
+                "The scope '{scope}' names a resource that does not exist in the tenant."
+            ))
+        })?;
+
+    let (access_token, expires_in) = state.registry.issue_for(&audience, &app.client_id);
+    let body = serde_json::json!({
+        "token_type": "Bearer",
+        "expires_in": expires_in,
+        "ext_expires_in": expires_in,
+        "access_token": access_token,
+    });
+    Ok(entra_json(StatusCode::OK, body))
+}
+
+/// The client is who it says: its secret (neither wrong nor expired) or its
+/// client assertion (a certificate's or a federated token, `sim_assertion`).
+fn authenticate(
+    state: &SimState,
+    tenant: &str,
+    app: &App,
+    secret: Option<String>,
+    assertion: Option<&str>,
+    assertion_type: Option<&str>,
+) -> Result<(), EntraError> {
+    match (secret, assertion) {
         (None, Some(assertion)) => {
             let token_endpoint = format!(
                 "{}/{tenant}/oauth2/v2.0/token",
                 state.base_url.lock().expect("token sim base url")
             );
             sim_assertion::check(
-                field("client_assertion_type"),
+                assertion_type,
                 assertion,
                 &Registered {
                     client_id: &app.client_id,
@@ -452,28 +494,7 @@ fn issue(
         }
         (Some(_), _) => {}
     }
-
-    let audience = state
-        .audiences
-        .lock()
-        .expect("token sim audiences")
-        .iter()
-        .find(|a| a.eq_ignore_ascii_case(&resource))
-        .cloned()
-        .ok_or_else(|| {
-            EntraError::invalid_scope(format!(
-                "The scope '{scope}' names a resource that does not exist in the tenant."
-            ))
-        })?;
-
-    let (access_token, expires_in) = state.registry.issue_for(&audience, &app.client_id);
-    let body = serde_json::json!({
-        "token_type": "Bearer",
-        "expires_in": expires_in,
-        "ext_expires_in": expires_in,
-        "access_token": access_token,
-    });
-    Ok(entra_json(StatusCode::OK, body))
+    Ok(())
 }
 
 /// The one resource a client-credentials `scope` asks for: every space-separated

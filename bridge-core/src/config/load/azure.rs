@@ -337,73 +337,23 @@ impl Checker<'_> {
         raw_sources: &[Spanned<RawSource>],
         sources: &[Option<SourceConfig>],
     ) -> Option<AzureConfig> {
+        let needs_identity = "a Key Vault secret needs an identity to fetch it with: add [azure] with identity = \"<a [[source]] name>\" or its own auth keys";
         let Some(spanned) = raw else {
             if let Some(at) = self.key_vault_at {
-                self.r.at(
-                    at,
-                    "a Key Vault secret needs an identity to fetch it with: add [azure] with identity = \"<a [[source]] name>\" or its own auth keys",
-                );
+                self.r.at(at, needs_identity);
                 return None;
             }
             return Some(AzureConfig::default());
         };
-        let header = spanned.span().start;
         let raw = spanned.get_ref();
-        let mut config = AzureConfig::default();
-        let keys = IdentityKeys::of_azure(raw);
-        let own_keys = keys.auth.is_some() || keys.given().iter().any(|(_, at)| at.is_some());
-        config.identity = match (&raw.identity, own_keys) {
-            (Some(name), true) => {
-                self.r.at(
-                    name.span().start,
-                    "give [azure] identity = \"<source>\" or its own auth keys, not both",
-                );
-                return None;
-            }
-            (Some(name), false) => {
-                let found = raw_sources.iter().zip(sources).find(|(raw, _)| {
-                    raw.get_ref().name.as_ref().map(|n| n.get_ref()) == Some(name.get_ref())
-                });
-                match found {
-                    Some((_, Some(source))) => Some(source.identity()),
-                    // That source has problems of its own, already reported.
-                    Some((_, None)) => return None,
-                    None => {
-                        let names: Vec<String> = raw_sources
-                            .iter()
-                            .filter_map(|s| s.get_ref().name.as_ref().map(|n| n.get_ref().clone()))
-                            .collect();
-                        self.r.at(
-                            name.span().start,
-                            format!(
-                                "there is no [[source]] named `{}`; the names are: {}",
-                                name.get_ref(),
-                                names.join(", ")
-                            ),
-                        );
-                        return None;
-                    }
-                }
-            }
-            (None, true) => {
-                let authority_host = self.authority_host(raw.authority_host.as_ref());
-                let (tenant_id, client_id, auth) = self.identity_keys(header, &keys)?;
-                Some(AzureIdentity {
-                    authority_host: authority_host?,
-                    tenant_id,
-                    client_id,
-                    auth,
-                })
-            }
-            (None, false) => None,
+        let mut config = AzureConfig {
+            identity: self.azure_identity(spanned, raw_sources, sources)?,
+            ..AzureConfig::default()
         };
         if config.identity.is_none()
             && let Some(at) = self.key_vault_at
         {
-            self.r.at(
-                at,
-                "a Key Vault secret needs an identity to fetch it with: give [azure] identity = \"<a [[source]] name>\" or its own auth keys",
-            );
+            self.r.at(at, needs_identity);
             return None;
         }
         if let Some(r) = &raw.key_vault_refresh {
@@ -425,5 +375,76 @@ impl Checker<'_> {
                 Some(self.url("key_vault_endpoint_override_for_tests", o, true)?);
         }
         Some(config)
+    }
+
+    /// `[azure]`'s identity: a named source's, or its own keys. The identity that
+    /// reads Key Vault cannot keep its own secret there.
+    fn azure_identity(
+        &mut self,
+        spanned: &Spanned<RawAzure>,
+        raw_sources: &[Spanned<RawSource>],
+        sources: &[Option<SourceConfig>],
+    ) -> Option<Option<AzureIdentity>> {
+        let raw = spanned.get_ref();
+        let keys = IdentityKeys::of_azure(raw);
+        let own_keys = keys.auth.is_some() || keys.given().iter().any(|(_, at)| at.is_some());
+        let (identity, at) = match (&raw.identity, own_keys) {
+            (Some(name), true) => {
+                self.r.at(
+                    name.span().start,
+                    "give [azure] identity = \"<source>\" or its own auth keys, not both",
+                );
+                return None;
+            }
+            (Some(name), false) => {
+                let found = raw_sources.iter().zip(sources).find(|(raw, _)| {
+                    raw.get_ref().name.as_ref().map(|n| n.get_ref()) == Some(name.get_ref())
+                });
+                match found {
+                    Some((_, Some(source))) => (source.identity(), name.span().start),
+                    // That source has problems of its own, already reported.
+                    Some((_, None)) => return None,
+                    None => {
+                        let names: Vec<String> = raw_sources
+                            .iter()
+                            .filter_map(|s| s.get_ref().name.as_ref().map(|n| n.get_ref().clone()))
+                            .collect();
+                        self.r.at(
+                            name.span().start,
+                            format!(
+                                "there is no [[source]] named `{}`; the names are: {}",
+                                name.get_ref(),
+                                names.join(", ")
+                            ),
+                        );
+                        return None;
+                    }
+                }
+            }
+            (None, true) => {
+                let header = spanned.span().start;
+                let authority_host = self.authority_host(raw.authority_host.as_ref());
+                let (tenant_id, client_id, auth) = self.identity_keys(header, &keys)?;
+                let at = keys.client_secret.map_or(header, |s| s.span().start);
+                let identity = AzureIdentity {
+                    authority_host: authority_host?,
+                    tenant_id,
+                    client_id,
+                    auth,
+                };
+                (identity, at)
+            }
+            (None, false) => return Some(None),
+        };
+        if let Some((key, secret)) = identity.auth.secret()
+            && secret.key_vault().is_some()
+        {
+            self.r.at(
+                at,
+                format!("the [azure] identity reads Key Vault, so its {key} cannot be kept there: use {{ env = \"...\" }} or {{ file = \"...\" }}, or another auth"),
+            );
+            return None;
+        }
+        Some(Some(identity))
     }
 }

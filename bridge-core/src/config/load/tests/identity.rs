@@ -186,6 +186,21 @@ fn key_vault_references_need_an_identity() {
             user_assigned: None
         }
     );
+    // The identity that reads Key Vault cannot keep its own secret there.
+    let circular = SOURCE.replace(
+        "{ env = \"S\" }",
+        "{ key_vault = \"https://contoso-kv.vault.azure.net/secrets/graph\" }",
+    );
+    let found = errors(
+        &format!("{circular}\n{tickets}\n{SYNC}\n[azure]\nidentity = \"defender\"\n"),
+        &[],
+    );
+    assert!(
+        found
+            .iter()
+            .any(|e| e.contains("so its client_secret cannot be kept there")),
+        "{found:#?}"
+    );
     let bad = TICKETS.replace(
         "{ env = \"T\" }",
         "{ key_vault = \"https://contoso-kv.example.com/secrets/x\" }",
