@@ -169,3 +169,53 @@ async fn an_expired_secret_names_the_app_and_what_to_renew() {
     assert_eq!(sim.kit.request_count(), 1, "a dead secret is sent once");
     sim.shutdown();
 }
+
+/// Key Vault, as far as a cell sees it: whatever `value` holds now.
+struct Vault(std::sync::Mutex<String>);
+
+#[async_trait::async_trait]
+impl crate::keyvault::SecretFetch for Vault {
+    async fn fetch(&self, _: &bridge_core::config::KeyVaultRef) -> Result<SecretString, String> {
+        Ok(SecretString::from(self.0.lock().unwrap().clone()))
+    }
+}
+
+#[tokio::test]
+async fn a_client_secret_rotated_in_key_vault_is_fetched_again_when_entra_refuses_the_old_one() {
+    let (sim, client, _dir) = start().await;
+    let vault = std::sync::Arc::new(Vault(std::sync::Mutex::new("old-secret".into())));
+    let cell = crate::keyvault::SecretCell::key_vault(
+        SecretString::from("old-secret".to_string()),
+        bridge_core::config::KeyVaultRef::parse("https://kvrot.vault.azure.net/secrets/graph")
+            .unwrap(),
+        vault.clone(),
+        std::time::Duration::from_secs(3600),
+    );
+    let identity = AzureIdentity {
+        authority_host: sim.authority_host(),
+        tenant_id: TENANT.into(),
+        client_id: CLIENT.into(),
+        auth: SourceAuth::ClientSecret {
+            client_secret: bridge_core::config::SecretRef::Env("UNUSED".into()),
+        },
+    };
+    let tokens = EntraTokenProvider::for_identity(
+        &identity,
+        Some(cell.clone()),
+        format!("{GRAPH}/.default"),
+        client,
+    )
+    .unwrap()
+    .with_retry(RetryOptions::none())
+    .unwrap();
+    // Rotated since it was fetched: the app takes only the new secret, which the
+    // vault holds. Entra's AADSTS7000215 makes the provider fetch it and try again.
+    sim.register_app(TENANT, CLIENT, "new-secret");
+    *vault.0.lock().unwrap() = "new-secret".into();
+    cell.age_by(std::time::Duration::from_secs(10));
+    let token = tokens.token().await.unwrap();
+    assert_eq!(sim.kit.request_count(), 2, "refused once, then signed in");
+    let header = format!("Bearer {}", token.expose_secret());
+    assert_eq!(sim.registry.check(Some(&header), GRAPH), Ok(()));
+    sim.shutdown();
+}

@@ -264,6 +264,58 @@ impl EntraTokenProvider {
     }
 }
 
+impl EntraTokenProvider {
+    /// A token signing in with `secret` (the client secret as it is now, if any).
+    async fn token_with(&self, secret: Option<SecretString>) -> ConnectorResult<SecretString> {
+        if let Some(error) = self.kept_refusal(secret.as_ref()) {
+            return Err(error);
+        }
+        let credential = self.credential_for(secret.as_ref());
+        // The capture policy leaves Entra's error response here (see `CaptureErrors`).
+        let slot = Arc::new(CapturedError::default());
+        let options = TokenRequestOptions {
+            method_options: ClientMethodOptions {
+                context: Context::new().with_value(slot.clone()),
+            },
+        };
+        let error = match credential
+            .get_token(&[self.scope.as_str()], Some(options))
+            .await
+        {
+            Ok(token) => return Ok(SecretString::from(token.token.secret().to_string())),
+            Err(error) => error,
+        };
+        let captured = slot.0.lock().expect("captured entra error").take();
+        let mut error = describe_error(
+            &error,
+            captured,
+            &self.identity.authority_host,
+            &self.identity.tenant_id,
+        );
+        if let Some(secret) = &secret {
+            error = redact(error, secret.expose_secret());
+        }
+        if DEAD_CREDENTIAL
+            .iter()
+            .any(|code| error.message.contains(code))
+        {
+            error.message = format!("{}; {}", error.message, renew_advice(&self.identity));
+            tracing::error!(
+                tenant = %self.identity.tenant_id,
+                app = %self.identity.client_id,
+                error = %error.message,
+                "Entra ID refused the credential"
+            );
+            *self.refused.lock().expect("entra refusal") = Some(Refusal {
+                error: error.clone(),
+                secret,
+                file_stamp: self.certificate_stamp(),
+            });
+        }
+        Err(error)
+    }
+}
+
 /// What the admin renews for a dead credential of `identity`.
 fn renew_advice(identity: &AzureIdentity) -> String {
     let app = &identity.client_id;
@@ -290,52 +342,21 @@ impl TokenProvider for EntraTokenProvider {
             Some(cell) => Some(cell.get().await),
             None => None,
         };
-        if let Some(error) = self.kept_refusal(secret.as_ref()) {
-            return Err(error);
-        }
-        let credential = self.credential_for(secret.as_ref());
-        // The capture policy leaves Entra's error response here (see `CaptureErrors`).
-        let slot = Arc::new(CapturedError::default());
-        let options = TokenRequestOptions {
-            method_options: ClientMethodOptions {
-                context: Context::new().with_value(slot.clone()),
-            },
-        };
-        match credential
-            .get_token(&[self.scope.as_str()], Some(options))
-            .await
-        {
-            Ok(token) => Ok(SecretString::from(token.token.secret().to_string())),
-            Err(error) => {
-                let captured = slot.0.lock().expect("captured entra error").take();
-                let mut error = describe_error(
-                    &error,
-                    captured,
-                    &self.identity.authority_host,
-                    &self.identity.tenant_id,
-                );
-                if let Some(secret) = &secret {
-                    error = redact(error, secret.expose_secret());
+        match self.token_with(secret).await {
+            // A secret kept in Key Vault may have been rotated there (and the old
+            // one revoked): one fetch of it, and one more try if it changed.
+            Err(error)
+                if DEAD_CREDENTIAL.iter().any(|c| error.message.contains(c))
+                    && self.secret.as_ref().is_some_and(|c| c.is_key_vault()) =>
+            {
+                let cell = self.secret.as_ref().expect("checked above");
+                if cell.refetch().await {
+                    self.token_with(Some(cell.current())).await
+                } else {
+                    Err(error)
                 }
-                if DEAD_CREDENTIAL
-                    .iter()
-                    .any(|code| error.message.contains(code))
-                {
-                    error.message = format!("{}; {}", error.message, renew_advice(&self.identity));
-                    tracing::error!(
-                        tenant = %self.identity.tenant_id,
-                        app = %self.identity.client_id,
-                        error = %error.message,
-                        "Entra ID refused the credential"
-                    );
-                    *self.refused.lock().expect("entra refusal") = Some(Refusal {
-                        error: error.clone(),
-                        secret,
-                        file_stamp: self.certificate_stamp(),
-                    });
-                }
-                Err(error)
             }
+            outcome => outcome,
         }
     }
 

@@ -111,6 +111,13 @@ impl SecretCell {
         self.refetch_after(MIN_REFETCH).await
     }
 
+    /// Makes the value look fetched `age` ago (tests).
+    #[cfg(test)]
+    pub(crate) fn age_by(&self, age: Duration) {
+        let mut state = self.state.lock().expect("secret cell");
+        state.fetched = Instant::now() - age;
+    }
+
     /// Whether this secret comes from Key Vault.
     pub fn is_key_vault(&self) -> bool {
         self.source.is_some()
