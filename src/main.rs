@@ -498,6 +498,7 @@ async fn dispatch(command: Command) -> CmdResult {
                 jira,
                 servicenow,
                 generic,
+                ..Default::default()
             };
             cmd::sim::run(ports, incidents, write_config).await
         }

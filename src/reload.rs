@@ -268,7 +268,7 @@ impl Reloader {
     pub fn reload(&mut self, why: &str) -> bool {
         tracing::info!(config = %self.path.display(), "reloading the config ({why})");
         let checked = crate::cmd::check::checked(&self.path).and_then(|config| {
-            let pairs = connectors::wiring::build_pairs(&config).map_err(|e| e.to_string())?;
+            let pairs = build_with_key_vault(&config)?;
             Ok((config, pairs))
         });
         let (config, built) = match checked {
@@ -407,6 +407,25 @@ impl Reloader {
             held,
         });
     }
+}
+
+/// The pairs a reloaded config makes, its Key Vault secrets fetched anew: a
+/// secret that cannot be read fails the reload as it would fail start-up.
+/// Runs on the blocking pool (the reload does), so it may wait for the fetch.
+fn build_with_key_vault(config: &Config) -> Result<Vec<PairRuntime>, String> {
+    use connectors::wiring;
+    let fetch = wiring::fetch_key_vault_secrets(config);
+    let secrets = match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => runtime.block_on(fetch),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?
+            .block_on(fetch),
+    }
+    .map_err(|e| e.to_string())?;
+    let limiters = connectors::limits::LimiterRegistry::from_config(config);
+    wiring::build_pairs_with_secrets(config, &limiters, &secrets).map_err(|e| e.to_string())
 }
 
 /// The pairs whose mapping the reload changes, with the mapping each ran.

@@ -35,6 +35,11 @@ impl StoreAt {
         let Some(pg) = &config.store.postgres else {
             return Ok(StoreAt::Sqlite(config.store.path.clone()));
         };
+        if let Some(kv) = pg.password.as_ref().and_then(|p| p.key_vault()) {
+            connectors::keyvault::fetch_one_blocking(config, kv).map_err(|e| {
+                Failure::Input(format!("{}: [store] password: {e}", config.file.display()))
+            })?;
+        }
         let password = match &pg.password {
             Some(secret) => Some(secret.resolve().map_err(|e| {
                 Failure::Input(format!("{}: [store] password: {e}", config.file.display()))

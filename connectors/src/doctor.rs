@@ -180,6 +180,8 @@ impl Report {
 /// built (`[http]`) is an error; everything else is a check in the report.
 pub async fn diagnose(config: &Config) -> Result<Report, BuildError> {
     let client = build_client(&http_settings(&config.http)?).map_err(BuildError::Input)?;
+    // First: the secrets the other probes sign in with may be in Key Vault.
+    let key_vault = crate::keyvault::doctor::key_vault_checks(config, client.clone()).await;
     let sources = config
         .sources
         .iter()
@@ -193,6 +195,23 @@ pub async fn diagnose(config: &Config) -> Result<Report, BuildError> {
         futures::future::join_all(tickets)
     );
     systems.extend(ticket_systems);
+    if !key_vault.is_empty() {
+        let vault = config
+            .azure
+            .key_vault_endpoint_override
+            .clone()
+            .unwrap_or_default();
+        systems.insert(
+            0,
+            SystemReport {
+                section: "secrets",
+                name: "key vault".into(),
+                kind: "key_vault",
+                base_url: vault,
+                checks: key_vault,
+            },
+        );
+    }
     let mut report = Report { systems };
     report.redact(&configured_secrets(config));
     Ok(report)
@@ -200,19 +219,11 @@ pub async fn diagnose(config: &Config) -> Result<Report, BuildError> {
 
 /// Every secret the config names that can be read now.
 fn configured_secrets(config: &Config) -> Vec<SecretString> {
-    let mut refs = Vec::new();
-    for source in &config.sources {
-        refs.push(&source.client_secret);
-    }
-    for system in &config.ticket_systems {
-        refs.push(match &system.auth {
-            TicketAuth::JiraToken { api_token, .. } => api_token,
-            TicketAuth::Basic { password, .. } => password,
-            TicketAuth::Bearer { token } => token,
-            TicketAuth::OAuthClient { client_secret, .. } => client_secret,
-        });
-    }
-    refs.into_iter().filter_map(|r| r.resolve().ok()).collect()
+    config
+        .secret_refs()
+        .into_iter()
+        .filter_map(|(_, _, r)| r.resolve().ok())
+        .collect()
 }
 
 /// Few, short retries: doctor reports what it sees rather than waiting it out.

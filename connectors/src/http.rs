@@ -153,6 +153,12 @@ pub enum Auth {
         password: SecretString,
     },
     Bearer(Arc<dyn TokenProvider>),
+    /// HTTP Basic with a password read per request from a shared cell (a Key
+    /// Vault secret): a 401 fetches it again once, so a rotation needs no restart.
+    BasicCell {
+        username: String,
+        password: Arc<crate::keyvault::SecretCell>,
+    },
 }
 
 impl std::fmt::Debug for Auth {
@@ -161,6 +167,9 @@ impl std::fmt::Debug for Auth {
             Auth::None => f.write_str("Auth::None"),
             Auth::Basic { username, .. } => write!(f, "Auth::Basic({username}, [redacted])"),
             Auth::Bearer(_) => f.write_str("Auth::Bearer([redacted])"),
+            Auth::BasicCell { username, .. } => {
+                write!(f, "Auth::BasicCell({username}, [redacted])")
+            }
         }
     }
 }
@@ -757,6 +766,16 @@ impl Api {
                         tracing::debug!(system = %self.system, "401: refreshing the token once");
                         continue;
                     }
+                    if status == StatusCode::UNAUTHORIZED
+                        && !refreshed_token
+                        && let Auth::BasicCell { password, .. } = &self.auth
+                    {
+                        refreshed_token = true;
+                        if password.refetch().await {
+                            tracing::info!(system = %self.system, "401: the password changed in Key Vault; trying again with it");
+                            continue;
+                        }
+                    }
                     match status.as_u16() {
                         // The server did not act on a throttled request: safe to repeat.
                         429 => (error, true, retry_after),
@@ -816,6 +835,10 @@ impl Api {
         match &self.auth {
             Auth::None => {}
             Auth::Basic { username, password } => {
+                builder = builder.basic_auth(username, Some(password.expose_secret()));
+            }
+            Auth::BasicCell { username, password } => {
+                let password = password.get().await;
                 builder = builder.basic_auth(username, Some(password.expose_secret()));
             }
             Auth::Bearer(provider) => {

@@ -9,6 +9,7 @@ pub mod generic;
 pub mod graph;
 pub mod http;
 pub mod jira;
+pub mod keyvault;
 pub mod limits;
 pub mod sentinel;
 pub mod servicenow;

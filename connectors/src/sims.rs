@@ -14,6 +14,8 @@ use chrono::{DateTime, Duration, Utc};
 
 use bridge_core::config::SentinelWorkspace;
 
+use crate::auth::certificate::testdata::{APP_PEM, certificate_der};
+use crate::auth::mi_sim::ManagedIdentitySim;
 use crate::auth::registry::TokenRegistry;
 use crate::auth::sim::TokenSim;
 use crate::generic::GenericSim;
@@ -21,6 +23,7 @@ use crate::graph::GraphSim;
 use crate::graph::sim::SeedIncident;
 use crate::jira::JiraSim;
 use crate::jira::sim::Workflow;
+use crate::keyvault::sim::KeyVaultSim;
 use crate::sentinel::SentinelSim;
 use crate::sentinel::sim::SeedIncident as SentinelSeed;
 use crate::servicenow::ServiceNowSim;
@@ -45,6 +48,17 @@ pub const WORKSPACE_NAME: &str = "soc-ws";
 pub const SERVICENOW_USER: &str = "itsm.bridge";
 pub const SERVICENOW_PASSWORD: &str = "sim-servicenow-password-value";
 pub const GENERIC_TOKEN: &str = "sim-helpdesk-api-token-value";
+/// The managed identity endpoint's `IDENTITY_HEADER` secret.
+pub const MI_IDENTITY_HEADER: &str = "sim-identity-header-value";
+/// A user-assigned managed identity attached to the simulated host.
+pub const UAMI_CLIENT_ID: &str = "5e8d1c7a-3b2f-4a6e-9c0d-7f1e2a3b4c5d";
+pub const UAMI_RESOURCE_ID: &str = "/subscriptions/3b5c7d9e-1f2a-4b6c-8d0e-2f4a6b8c0d1e/resourceGroups/soc-rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/itsm-bridge";
+/// The AKS cluster's OIDC issuer and the bridge's service account, federated
+/// with the Graph app.
+pub const AKS_ISSUER: &str = "https://oidc.prod-aks.azure.com/sim-cluster/";
+pub const AKS_SUBJECT: &str = "system:serviceaccount:soc:itsm-bridge";
+/// The vault the tests keep secrets in, as a config names it.
+pub const VAULT_URL: &str = "https://contoso-soc-kv.vault.azure.net";
 
 /// The shipped mappings.
 pub const JIRA_MAPPING: &str = include_str!("../../mappings/jira.toml");
@@ -60,6 +74,8 @@ pub struct SimPorts {
     pub jira: u16,
     pub servicenow: u16,
     pub generic: u16,
+    pub managed_identity: u16,
+    pub keyvault: u16,
 }
 
 /// The running simulators.
@@ -73,6 +89,11 @@ pub struct Sims {
     pub jira: JiraSim,
     pub servicenow: ServiceNowSim,
     pub generic: GenericSim,
+    /// App Service style managed identity endpoint (system-assigned identity on,
+    /// `UAMI_CLIENT_ID` attached).
+    pub managed_identity: ManagedIdentitySim,
+    /// Key Vault (TLS, same CA as the token endpoint); empty until a test sets secrets.
+    pub keyvault: KeyVaultSim,
 }
 
 /// The simulated Sentinel workspace.
@@ -103,6 +124,24 @@ impl Sims {
         .await;
         login.register_app(TENANT_ID, GRAPH_CLIENT_ID, GRAPH_CLIENT_SECRET);
         login.register_app(TENANT_ID, ARM_CLIENT_ID, ARM_CLIENT_SECRET);
+        // The Graph app also accepts its certificate and the AKS service account.
+        login.register_certificate(TENANT_ID, GRAPH_CLIENT_ID, &certificate_der(APP_PEM));
+        login.register_federated(TENANT_ID, GRAPH_CLIENT_ID, AKS_ISSUER, AKS_SUBJECT);
+        login.set_audiences(&[GRAPH_AUDIENCE, ARM_AUDIENCE, crate::keyvault::sim::AUDIENCE]);
+        let managed_identity = ManagedIdentitySim::start(
+            bind_loopback(ports.managed_identity).await?,
+            registry.clone(),
+            MI_IDENTITY_HEADER,
+        )
+        .await;
+        managed_identity.attach_user_assigned(UAMI_CLIENT_ID, UAMI_RESOURCE_ID);
+        let keyvault = KeyVaultSim::start(
+            bind_loopback(ports.keyvault).await?,
+            registry.clone(),
+            tls.clone(),
+            TENANT_ID,
+        )
+        .await;
         let graph = GraphSim::start(
             bind_loopback(ports.graph).await?,
             registry.clone(),
@@ -162,7 +201,18 @@ impl Sims {
             jira,
             servicenow,
             generic,
+            managed_identity,
+            keyvault,
         })
+    }
+
+    /// The environment a bridge on an App Service / Container App gets, pointing
+    /// azure_identity at the managed identity simulator.
+    pub fn managed_identity_env(&self) -> [(&'static str, String); 2] {
+        [
+            ("IDENTITY_ENDPOINT", self.managed_identity.endpoint()),
+            ("IDENTITY_HEADER", MI_IDENTITY_HEADER.to_string()),
+        ]
     }
 
     /// Seeds `count` incidents as Defender would have raised them over the hours
@@ -327,6 +377,8 @@ since = "{since}"
         self.jira.shutdown();
         self.servicenow.shutdown();
         self.generic.shutdown();
+        self.managed_identity.shutdown();
+        self.keyvault.shutdown();
     }
 }
 

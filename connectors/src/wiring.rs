@@ -11,13 +11,14 @@ use bridge_core::config::{Config, HttpConfig, SourceConfig, TicketAuth, TicketSy
 use bridge_core::engine::PairRuntime;
 use bridge_core::ports::{IncidentSource, TicketSystem};
 use bridge_core::vocab::{SourceKind, TicketKind};
-use secrecy::SecretString;
 
 use crate::auth::EntraTokenProvider;
 use crate::generic::GenericTickets;
 use crate::graph::GraphSource;
 use crate::http::{Api, Auth, HttpSettings, build_client};
 use crate::jira::JiraTickets;
+use crate::keyvault::cell::CellToken;
+use crate::keyvault::{KeyVaultSecrets, SecretCell};
 use crate::limits::LimiterRegistry;
 use crate::sentinel::SentinelSource;
 use crate::servicenow::ServiceNowTickets;
@@ -61,7 +62,7 @@ pub fn http_settings(http: &HttpConfig) -> Result<HttpSettings, BuildError> {
     })
 }
 
-/// Every `[[sync]]` pair, ready to run.
+/// Every `[[sync]]` pair, ready to run (a config without Key Vault secrets).
 pub fn build_pairs(config: &Config) -> Result<Vec<PairRuntime>, BuildError> {
     build_pairs_with(config, &LimiterRegistry::from_config(config))
 }
@@ -71,6 +72,23 @@ pub fn build_pairs(config: &Config) -> Result<Vec<PairRuntime>, BuildError> {
 pub fn build_pairs_with(
     config: &Config,
     limiters: &LimiterRegistry,
+) -> Result<Vec<PairRuntime>, BuildError> {
+    build_pairs_with_secrets(config, limiters, &KeyVaultSecrets::default())
+}
+
+/// Fetches the config's Key Vault secrets (none: at once). A secret that cannot
+/// be read stops start-up: the error names the vault, the secret and the role.
+pub async fn fetch_key_vault_secrets(config: &Config) -> Result<KeyVaultSecrets, BuildError> {
+    let client = build_client(&http_settings(&config.http)?).map_err(input)?;
+    KeyVaultSecrets::fetch(config, client).await.map_err(input)
+}
+
+/// Every `[[sync]]` pair, its secrets read from `secrets` (Key Vault's, fetched
+/// by [`fetch_key_vault_secrets`]) or their variable or file.
+pub fn build_pairs_with_secrets(
+    config: &Config,
+    limiters: &LimiterRegistry,
+    secrets: &KeyVaultSecrets,
 ) -> Result<Vec<PairRuntime>, BuildError> {
     let client = build_client(&http_settings(&config.http)?).map_err(input)?;
     let mut sources: HashMap<&str, Arc<dyn IncidentSource>> = HashMap::new();
@@ -86,7 +104,13 @@ pub fn build_pairs_with(
         let source = match sources.get(source_config.name.as_str()) {
             Some(s) => s.clone(),
             None => {
-                let s = build_source(source_config, &config.http, client.clone(), limiters)?;
+                let s = build_source(
+                    source_config,
+                    &config.http,
+                    client.clone(),
+                    limiters,
+                    secrets,
+                )?;
                 sources.insert(&source_config.name, s.clone());
                 s
             }
@@ -94,7 +118,13 @@ pub fn build_pairs_with(
         let ticket_system = match tickets.get(ticket_config.name.as_str()) {
             Some(t) => t.clone(),
             None => {
-                let t = build_tickets(ticket_config, &config.http, client.clone(), limiters)?;
+                let t = build_tickets(
+                    ticket_config,
+                    &config.http,
+                    client.clone(),
+                    limiters,
+                    secrets,
+                )?;
                 tickets.insert(&ticket_config.name, t.clone());
                 t
             }
@@ -128,11 +158,13 @@ fn correlation_scope(config: &SourceConfig) -> String {
 }
 
 fn secret(
+    secrets: &KeyVaultSecrets,
     owner: &str,
     key: &str,
     r: &bridge_core::config::SecretRef,
-) -> Result<SecretString, BuildError> {
-    r.resolve()
+) -> Result<Arc<SecretCell>, BuildError> {
+    secrets
+        .cell(r)
         .map_err(|e| input(format!("{owner}: {key}: {e}")))
 }
 
@@ -141,13 +173,15 @@ fn build_source(
     http: &HttpConfig,
     client: reqwest::Client,
     limiters: &LimiterRegistry,
+    secrets: &KeyVaultSecrets,
 ) -> Result<Arc<dyn IncidentSource>, BuildError> {
     let owner = format!("[[source]] {}", config.name);
-    let secret = secret(&owner, "client_secret", &config.client_secret)?;
-    let tokens = EntraTokenProvider::new(
-        &config.authority_host,
-        &config.tenant_id,
-        &config.client_id,
+    let secret = match config.auth.secret() {
+        Some((key, reference)) => Some(secret(secrets, &owner, key, reference)?),
+        None => None,
+    };
+    let tokens = EntraTokenProvider::for_identity(
+        &config.identity(),
         secret,
         config.scope.clone(),
         client.clone(),
@@ -200,30 +234,35 @@ fn build_tickets(
     http: &HttpConfig,
     client: reqwest::Client,
     limiters: &LimiterRegistry,
+    secrets: &KeyVaultSecrets,
 ) -> Result<Arc<dyn TicketSystem>, BuildError> {
     let owner = format!("[[ticket_system]] {}", config.name);
     let at = |e: String| input(format!("{owner}: {e}"));
     let auth = match &config.auth {
-        TicketAuth::JiraToken { email, api_token } => Auth::Basic {
+        TicketAuth::JiraToken { email, api_token } => Auth::BasicCell {
             username: email.clone(),
-            password: secret(&owner, "api_token", api_token)?,
+            password: secret(secrets, &owner, "api_token", api_token)?,
         },
-        TicketAuth::Basic { username, password } => Auth::Basic {
+        TicketAuth::Basic { username, password } => Auth::BasicCell {
             username: username.clone(),
-            password: secret(&owner, "password", password)?,
+            password: secret(secrets, &owner, "password", password)?,
         },
-        TicketAuth::Bearer { token } => crate::generic::bearer(secret(&owner, "token", token)?),
+        TicketAuth::Bearer { token } => Auth::Bearer(Arc::new(CellToken(secret(
+            secrets, &owner, "token", token,
+        )?))),
         TicketAuth::OAuthClient {
             client_id,
             client_secret,
         } => {
+            let cell = secret(secrets, &owner, "client_secret", client_secret)?;
             let provider = crate::servicenow::ClientCredentials::new(
                 &config.base_url,
                 client.clone(),
                 client_id.clone(),
-                secret(&owner, "client_secret", client_secret)?,
+                cell.current(),
             )
-            .map_err(at)?;
+            .map_err(at)?
+            .with_secret_cell(cell);
             Auth::Bearer(Arc::new(provider))
         }
     };

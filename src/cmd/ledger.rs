@@ -312,6 +312,10 @@ pub fn signing_key(config: &Config) -> Result<Option<SigningKey>, Failure> {
         return Ok(None);
     };
     let file = config.file.display();
+    if let Some(kv) = reference.key_vault() {
+        connectors::keyvault::fetch_one_blocking(config, kv)
+            .map_err(|e| Failure::Input(format!("{file}: [ledger] signing_key: {e}")))?;
+    }
     let text = reference
         .resolve()
         .map_err(|e| Failure::Input(format!("{file}: [ledger] signing_key: {e}")))?;

@@ -32,8 +32,14 @@ use crate::{CmdResult, Failure};
 pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResult {
     let config = super::load_config(path)?;
     config::check_secrets(&config).map_err(|e| Failure::Input(e.to_string()))?;
+    // Key Vault secrets are fetched before anything reads a secret.
+    let secrets = wiring::fetch_key_vault_secrets(&config)
+        .await
+        .map_err(|e| Failure::Input(e.to_string()))?;
     let signing_key = super::ledger::signing_key(&config)?;
-    let pairs = wiring::build_pairs(&config).map_err(|e| Failure::Input(e.to_string()))?;
+    let limiters = connectors::limits::LimiterRegistry::from_config(&config);
+    let pairs = wiring::build_pairs_with_secrets(&config, &limiters, &secrets)
+        .map_err(|e| Failure::Input(e.to_string()))?;
     // One writer per store (SQLite's lock) or per pair (PostgreSQL's leases):
     // held until this function returns (or the process dies, which releases
     // the lock at once and the leases when they expire).

@@ -278,6 +278,59 @@ fn cases() -> Vec<Case> {
             says: "put secrets in an environment variable or a file",
         },
         Case {
+            name: "an unknown auth choice",
+            edits: &[Replace(
+                "bridge.toml",
+                "client_secret = { file = \"secrets/graph\" }",
+                "auth = ‸\"certificate\"\nclient_secret = { file = \"secrets/graph\" }",
+            )],
+            at: At::Mark,
+            says: "unknown auth `certificate`; write \"client_secret\", \"client_certificate\"",
+        },
+        Case {
+            name: "a key of another auth choice",
+            edits: &[Replace(
+                "bridge.toml",
+                "client_secret = { file = \"secrets/graph\" }",
+                "auth = \"azure_cli\"\n‸client_secret = { file = \"secrets/graph\" }",
+            )],
+            at: At::Mark,
+            says: "`client_secret` is not used with auth = \"azure_cli\"; remove it",
+        },
+        Case {
+            name: "a password-protected certificate",
+            edits: &[
+                Replace(
+                    "bridge.toml",
+                    "client_secret = { file = \"secrets/graph\" }",
+                    "auth = \"client_certificate\"\ncertificate = \"app.pfx\"\n‸certificate_password = { file = \"secrets/graph\" }",
+                ),
+                Write("app.pfx", "not PEM"),
+            ],
+            at: At::Mark,
+            says: "password-protected certificates (PKCS#12, encrypted keys) are not supported",
+        },
+        Case {
+            name: "a Key Vault secret without an identity to fetch it",
+            edits: &[Replace(
+                "bridge.toml",
+                "api_token = { file = \"secrets/jira\" }",
+                "api_token = ‸{ key_vault = \"https://contoso-kv.vault.azure.net/secrets/jira-token\" }",
+            )],
+            at: At::Mark,
+            says: "a Key Vault secret needs an identity to fetch it with: add [azure]",
+        },
+        Case {
+            name: "a Key Vault reference that is not a vault's",
+            edits: &[Replace(
+                "bridge.toml",
+                "api_token = { file = \"secrets/jira\" }",
+                "api_token = ‸{ key_vault = \"https://contoso-kv.example.com/secrets/jira-token\" }",
+            )],
+            at: At::Mark,
+            says: "is not a Key Vault host",
+        },
+        Case {
             name: "a base URL carrying a password",
             edits: &[Replace(
                 "bridge.toml",

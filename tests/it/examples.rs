@@ -62,3 +62,44 @@ fn servicenow_can_sign_in_with_oauth_client_credentials() {
     let err = config::parse(&path, &both).unwrap_err().to_string();
     assert!(err.contains("`username`"), "{err}");
 }
+
+#[test]
+fn each_auth_choice_and_key_vault_in_the_example_load() {
+    let (path, text) = example();
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("graph-app.pem");
+    std::fs::write(&pem, connectors::auth::certificate::testdata::APP_PEM).unwrap();
+    let secret_line = "client_secret = { env = \"BRIDGE_GRAPH_SECRET\" }";
+    assert!(text.contains(secret_line));
+    for auth in [
+        format!("auth = \"client_certificate\"\ncertificate = \"{}\"", pem.display()),
+        "auth = \"managed_identity\"\nresource_id = \"/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/bridge\"".to_string(),
+        "auth = \"workload_identity\"\ntoken_file = \"/var/run/secrets/azure/tokens/azure-identity-token\"".to_string(),
+    ] {
+        let changed = text.replacen(secret_line, &auth, 1);
+        let changed = if auth.contains("managed_identity") {
+            changed.replacen("client_id = \"11111111-1111-1111-1111-111111111111\"\n", "", 1)
+        } else {
+            changed
+        };
+        config::parse(&path, &changed).unwrap_or_else(|e| panic!("{auth}: {e}"));
+    }
+    let cli = text
+        .replacen(secret_line, "auth = \"azure_cli\"", 1)
+        .replacen(
+            "client_id = \"11111111-1111-1111-1111-111111111111\"\n",
+            "",
+            1,
+        );
+    config::parse(&path, &cli).unwrap_or_else(|e| panic!("{e}"));
+    let key_vault = text
+        .replace(
+            "api_token = { env = \"BRIDGE_JIRA_TOKEN\" }",
+            "api_token = { key_vault = \"https://contoso-kv.vault.azure.net/secrets/jira-token\" }",
+        )
+        .replace("# [azure]", "[azure]")
+        .replace("# identity = \"defender\"", "identity = \"defender\"")
+        .replace("# key_vault_refresh = \"1h\"", "key_vault_refresh = \"1h\"");
+    let parsed = config::parse(&path, &key_vault).unwrap_or_else(|e| panic!("{e}"));
+    assert!(parsed.azure.identity.is_some());
+}

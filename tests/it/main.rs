@@ -16,6 +16,7 @@ mod examples;
 mod faults;
 mod graph_jira;
 mod helpdesks;
+mod identities;
 mod ledger;
 mod logs;
 mod mapping_edits;

@@ -26,6 +26,7 @@ use crate::schedule::Schedule;
 use crate::store::SslMode;
 use crate::vocab::{SourceKind, TicketKind};
 
+mod azure;
 mod checks;
 mod pairs;
 mod sources;
@@ -104,6 +105,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, InputError> {
         text,
         dir,
         mapping_diagnostics: Vec::new(),
+        key_vault_at: None,
     };
     let checked = checker.config(&raw);
     let Checker {
@@ -126,6 +128,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, InputError> {
             ledger: parts.ledger,
             log: parts.log,
             mapping: parts.mapping,
+            azure: parts.azure,
         }),
         _ => {
             debug_assert!(!r.is_empty(), "a config check failed without a diagnostic");
@@ -139,56 +142,29 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, InputError> {
 /// variable or file, never a value; the secrets read are dropped at once.
 pub fn check_secrets(config: &Config) -> Result<(), InputError> {
     let mut diagnostics = Vec::new();
-    let mut check = |owner: String, key: &str, secret: &SecretRef| {
-        if let Err(problem) = secret.resolve() {
-            let fix = match secret {
-                SecretRef::Env(_) => "set it in the bridge's environment",
-                SecretRef::File(_) => "create the file or change the path",
-            };
-            diagnostics.push(Diagnostic {
+    let mut key_problem = None;
+    for (owner, key, secret) in config.secret_refs() {
+        let fix = match secret {
+            SecretRef::Env(_) => "set it in the bridge's environment",
+            SecretRef::File(_) => "create the file or change the path",
+            // Fetched over the network at start, where a failure names the vault,
+            // the secret and the role to grant; `check` stays offline.
+            SecretRef::KeyVault(_) => continue,
+        };
+        match secret.resolve() {
+            Err(problem) => diagnostics.push(Diagnostic {
                 file: config.file.clone(),
                 line: 0,
                 column: 0,
                 message: format!("{owner} {key}: {problem}; {fix}"),
-            });
-        }
-    };
-    if let Some(password) = config
-        .store
-        .postgres
-        .as_ref()
-        .and_then(|p| p.password.as_ref())
-    {
-        check("[store]".to_owned(), "password", password);
-    }
-    for source in &config.sources {
-        check(
-            format!("[[source]] `{}`", source.name),
-            "client_secret",
-            &source.client_secret,
-        );
-    }
-    // The ledger key is read and parsed as a key: a file that is there but holds
-    // no key is as missing as one that is not.
-    let mut key_problem = None;
-    if let Some(key) = &config.ledger.signing_key {
-        match key.resolve() {
-            Err(_) => check("[ledger]".to_owned(), "signing_key", key),
-            Ok(text) => {
+            }),
+            // The ledger key is read and parsed as a key: a file that is there but
+            // holds no key is as missing as one that is not.
+            Ok(text) if key == "signing_key" => {
                 use secrecy::ExposeSecret;
                 key_problem = crate::checkpoint::SigningKey::from_pem(text.expose_secret()).err();
             }
-        }
-    }
-    for system in &config.ticket_systems {
-        let owner = format!("[[ticket_system]] `{}`", system.name);
-        match &system.auth {
-            TicketAuth::JiraToken { api_token, .. } => check(owner, "api_token", api_token),
-            TicketAuth::Basic { password, .. } => check(owner, "password", password),
-            TicketAuth::Bearer { token } => check(owner, "token", token),
-            TicketAuth::OAuthClient { client_secret, .. } => {
-                check(owner, "client_secret", client_secret)
-            }
+            Ok(_) => {}
         }
     }
     if let Some(problem) = key_problem {
@@ -230,6 +206,7 @@ struct RawConfig {
     ledger: Option<Spanned<RawLedger>>,
     log: Option<RawLog>,
     mapping: Option<RawMappingEdits>,
+    azure: Option<Spanned<RawAzure>>,
 }
 
 #[derive(Deserialize)]
@@ -242,6 +219,25 @@ struct RawLog {
 #[serde(deny_unknown_fields)]
 struct RawMappingEdits {
     max_rewrites: Option<Spanned<i64>>,
+}
+
+/// `[azure]`: the identity Key Vault secrets are fetched with.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAzure {
+    /// The name of a `[[source]]` whose identity to use.
+    identity: Text,
+    auth: Text,
+    tenant_id: Text,
+    client_id: Text,
+    client_secret: RawSecret,
+    certificate: Text,
+    certificate_password: RawSecret,
+    resource_id: Text,
+    token_file: Text,
+    authority_host: Text,
+    key_vault_refresh: Text,
+    key_vault_endpoint_override_for_tests: Text,
 }
 
 #[derive(Deserialize)]
@@ -282,9 +278,14 @@ struct RawHttp {
 struct RawSource {
     name: Text,
     kind: Text,
+    auth: Text,
     tenant_id: Text,
     client_id: Text,
     client_secret: RawSecret,
+    certificate: Text,
+    certificate_password: RawSecret,
+    resource_id: Text,
+    token_file: Text,
     authority_host: Text,
     base_url: Text,
     scope: Text,
@@ -337,6 +338,7 @@ struct Parts {
     ledger: LedgerConfig,
     log: LogConfig,
     mapping: MappingEdits,
+    azure: super::AzureConfig,
     store: StoreConfig,
     server: ServerConfig,
     http: HttpConfig,
@@ -352,6 +354,8 @@ struct Checker<'a> {
     dir: PathBuf,
     /// Problems in the mapping files, which name those files.
     mapping_diagnostics: Vec<Diagnostic>,
+    /// Where the first Key Vault reference is: it needs an identity to be fetched with.
+    key_vault_at: Option<usize>,
 }
 
 /// What a `[[sync]]` check needs to know of the tables it names.
@@ -446,7 +450,10 @@ impl Checker<'_> {
             );
         }
 
+        let azure = self.azure(raw.azure.as_ref(), &raw.source, &sources);
+
         Some(Parts {
+            azure: azure?,
             ledger: ledger?,
             log: log?,
             mapping: mapping?,
@@ -603,7 +610,7 @@ impl Checker<'_> {
     fn secret(&mut self, key: &str, value: &Spanned<toml::Value>) -> Option<SecretRef> {
         let at = value.span().start;
         let shape = format!(
-            "write {key} = {{ env = \"VARIABLE\" }} or {key} = {{ file = \"/path/to/secret\" }}"
+            "write {key} = {{ env = \"VARIABLE\" }}, {key} = {{ file = \"/path/to/secret\" }} or {key} = {{ key_vault = \"https://NAME.vault.azure.net/secrets/NAME\" }}"
         );
         let toml::Value::Table(table) = value.get_ref() else {
             let message = if value.get_ref().is_str() {
@@ -616,17 +623,38 @@ impl Checker<'_> {
             self.r.at(at, message);
             return None;
         };
-        if let Some(other) = table.keys().find(|k| *k != "env" && *k != "file") {
+        if let Some(other) = table
+            .keys()
+            .find(|k| !["env", "file", "key_vault"].contains(&k.as_str()))
+        {
             self.r
                 .at(at, format!("unknown key `{other}` in {key}; {shape}"));
             return None;
         }
+        if table.len() > 1 {
+            self.r.at(
+                at,
+                format!("give {key} one of `env`, `file` or `key_vault`, not several"),
+            );
+            return None;
+        }
+        if let Some(vault) = table.get("key_vault") {
+            let parsed = match vault {
+                toml::Value::String(url) => super::KeyVaultRef::parse(url),
+                _ => Err(shape.clone()),
+            };
+            return match parsed {
+                Ok(reference) => {
+                    self.key_vault_at.get_or_insert(at);
+                    Some(SecretRef::KeyVault(reference))
+                }
+                Err(problem) => {
+                    self.r.at(at, format!("{key}: {problem}"));
+                    None
+                }
+            };
+        }
         match (table.get("env"), table.get("file")) {
-            (Some(_), Some(_)) => {
-                self.r
-                    .at(at, format!("give {key} either `env` or `file`, not both"));
-                None
-            }
             (Some(toml::Value::String(var)), None) if var.is_empty() => {
                 self.r.at(at, format!("give {key} the name of an environment variable: {key} = {{ env = \"VARIABLE\" }}"));
                 None

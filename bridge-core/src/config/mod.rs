@@ -3,6 +3,8 @@
 //! value (reporting all problems at once with file:line:column) and loads the mapping
 //! files it names. Secrets are only references here; `SecretRef::resolve` reads them.
 
+mod identity;
+mod keyvault;
 mod load;
 
 use std::net::SocketAddr;
@@ -11,6 +13,8 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+pub use identity::{AzureConfig, AzureIdentity, SourceAuth, UserAssigned};
+pub use keyvault::{KeyVaultRef, forget_key_vault_values, publish_key_vault_value};
 pub use load::{check_secrets, load, parse};
 
 use crate::mapping::Mapping;
@@ -32,6 +36,8 @@ pub struct Config {
     pub ledger: LedgerConfig,
     pub log: LogConfig,
     pub mapping: MappingEdits,
+    /// `[azure]`: the identity Key Vault secrets are fetched with.
+    pub azure: AzureConfig,
 }
 
 /// `[log]`: how `run` writes its log lines (`--log-format` and
@@ -157,6 +163,10 @@ impl Default for HttpConfig {
 pub enum SecretRef {
     Env(String),
     File(PathBuf),
+    /// `{ key_vault = "https://NAME.vault.azure.net/secrets/NAME" }`: fetched over
+    /// HTTP by the connectors, which hand the value to [`publish_key_vault_value`];
+    /// this crate only reads what was handed over.
+    KeyVault(KeyVaultRef),
 }
 
 impl SecretRef {
@@ -181,6 +191,15 @@ impl SecretRef {
                 Ok(_) => Err(format!("secret file {} is empty", path.display())),
                 Err(e) => Err(format!("cannot read secret file {}: {e}", path.display())),
             },
+            SecretRef::KeyVault(reference) => keyvault::fetched_value(reference),
+        }
+    }
+
+    /// The Key Vault secret this refers to, if it is one.
+    pub fn key_vault(&self) -> Option<&KeyVaultRef> {
+        match self {
+            SecretRef::KeyVault(reference) => Some(reference),
+            _ => None,
         }
     }
 }
@@ -213,8 +232,11 @@ pub struct SourceConfig {
     pub name: String,
     pub kind: SourceKind,
     pub tenant_id: String,
+    /// The app registration's (or user-assigned identity's) client id; empty for
+    /// a system-assigned managed identity and the Azure CLI, which have none to give.
     pub client_id: String,
-    pub client_secret: SecretRef,
+    /// How the source signs in (`auth`, `client_secret` by default).
+    pub auth: SourceAuth,
     /// Entra ID authority, `https://login.microsoftonline.com` by default.
     pub authority_host: String,
     /// `https://graph.microsoft.com` / `https://management.azure.com` by default.
@@ -299,6 +321,18 @@ pub enum TicketAuth {
     },
 }
 
+impl TicketAuth {
+    /// The key and reference of the secret this way of signing in uses.
+    pub fn secret(&self) -> (&'static str, &SecretRef) {
+        match self {
+            TicketAuth::JiraToken { api_token, .. } => ("api_token", api_token),
+            TicketAuth::Basic { password, .. } => ("password", password),
+            TicketAuth::Bearer { token } => ("token", token),
+            TicketAuth::OAuthClient { client_secret, .. } => ("client_secret", client_secret),
+        }
+    }
+}
+
 /// A `[[sync]]` pair.
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
@@ -317,6 +351,18 @@ impl SyncConfig {
     /// The pair's name in the store, the ledger and the logs: `<source>-><tickets>`.
     pub fn pair_name(&self) -> String {
         format!("{}->{}", self.source, self.tickets)
+    }
+}
+
+impl SourceConfig {
+    /// The identity this source signs in with.
+    pub fn identity(&self) -> AzureIdentity {
+        AzureIdentity {
+            authority_host: self.authority_host.clone(),
+            tenant_id: self.tenant_id.clone(),
+            client_id: self.client_id.clone(),
+            auth: self.auth.clone(),
+        }
     }
 }
 
@@ -343,6 +389,42 @@ impl Config {
             hash.update(&text);
         }
         Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// Every secret reference in the config, with the table and key that hold it.
+    pub fn secret_refs(&self) -> Vec<(String, &'static str, &SecretRef)> {
+        let mut refs = Vec::new();
+        if let Some(password) = self
+            .store
+            .postgres
+            .as_ref()
+            .and_then(|p| p.password.as_ref())
+        {
+            refs.push(("[store]".to_owned(), "password", password));
+        }
+        if let Some(key) = &self.ledger.signing_key {
+            refs.push(("[ledger]".to_owned(), "signing_key", key));
+        }
+        let azure = self
+            .azure
+            .identity
+            .as_ref()
+            .map(|i| ("[azure]".to_owned(), i));
+        let sources = self
+            .sources
+            .iter()
+            .map(|s| (format!("[[source]] `{}`", s.name), &s.auth));
+        for (owner, auth) in sources.chain(azure.iter().map(|(o, i)| (o.clone(), &i.auth))) {
+            if let Some((key, secret)) = auth.secret() {
+                refs.push((owner, key, secret));
+            }
+        }
+        for system in &self.ticket_systems {
+            let owner = format!("[[ticket_system]] `{}`", system.name);
+            let (key, secret) = system.auth.secret();
+            refs.push((owner, key, secret));
+        }
+        refs
     }
 
     pub fn source(&self, name: &str) -> Option<&SourceConfig> {

@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::auth::EntraTokenProvider;
 use crate::doctor::{Check, Problem, common_advice};
 use crate::http::TokenProvider;
+use crate::keyvault::SecretCell;
 
 /// The name of the token check.
 pub(crate) const TOKEN: &str = "Entra ID token";
@@ -26,21 +27,22 @@ pub(crate) async fn token_check(
     client: reqwest::Client,
     settings: &EntraSettings,
 ) -> Option<(Arc<EntraTokenProvider>, SecretString)> {
-    let secret = match config.client_secret.resolve() {
-        Ok(secret) => secret,
-        Err(e) => {
-            checks.push(Check::fail(
-                TOKEN,
-                format!("client_secret: {e}"),
-                "set the secret where client_secret points (`itsm-bridge check` names it)",
-            ));
-            return None;
-        }
+    let secret = match config.auth.secret() {
+        None => None,
+        Some((key, reference)) => match reference.resolve() {
+            Ok(secret) => Some(SecretCell::fixed(secret)),
+            Err(e) => {
+                checks.push(Check::fail(
+                    TOKEN,
+                    format!("{key}: {e}"),
+                    format!("set the secret where {key} points (`itsm-bridge check` names it)"),
+                ));
+                return None;
+            }
+        },
     };
-    let tokens = match EntraTokenProvider::new(
-        &config.authority_host,
-        &config.tenant_id,
-        &config.client_id,
+    let tokens = match EntraTokenProvider::for_identity(
+        &config.identity(),
         secret,
         config.scope.clone(),
         client,
@@ -59,11 +61,21 @@ pub(crate) async fn token_check(
         Ok(token) => {
             checks.push(Check::pass(
                 TOKEN,
-                format!(
-                    "issued for {} by {}",
-                    config.scope,
-                    config.authority_host.trim_end_matches('/')
-                ),
+                match &config.auth {
+                    bridge_core::config::SourceAuth::ManagedIdentity { .. } => format!(
+                        "issued for {} by the managed identity endpoint",
+                        config.scope
+                    ),
+                    bridge_core::config::SourceAuth::AzureCli => {
+                        format!("issued for {} by the Azure CLI", config.scope)
+                    }
+                    auth => format!(
+                        "issued for {} by {} ({})",
+                        config.scope,
+                        config.authority_host.trim_end_matches('/'),
+                        auth.name()
+                    ),
+                },
             ));
             Some((tokens, token))
         }
@@ -98,6 +110,8 @@ pub struct EntraSettings {
     pub client_id: String,
     pub scope: String,
     pub base_url: String,
+    /// The `auth` choice (`client_secret`, `managed_identity`, …).
+    pub auth: &'static str,
 }
 
 impl EntraSettings {
@@ -109,6 +123,7 @@ impl EntraSettings {
             client_id: config.client_id.clone(),
             scope: config.scope.clone(),
             base_url: config.base_url.trim_end_matches('/').to_string(),
+            auth: config.auth.name(),
         }
     }
 
@@ -131,8 +146,36 @@ impl EntraSettings {
 const AUTHORITIES: &str = "https://login.microsoftonline.com; US Gov: \
                            https://login.microsoftonline.us; China: https://login.chinacloudapi.cn";
 
+/// What a failed token request means for an identity that is not a client
+/// secret: the certificate, the federated credential, the managed identity or
+/// the Azure CLI to fix.
+fn identity_advice(problem: &Problem, s: &EntraSettings) -> Option<String> {
+    let client = &s.client_id;
+    let code = problem.aadsts();
+    Some(match (s.auth, code) {
+        ("client_certificate", Some(700027)) => format!(
+            "app {client} does not accept this certificate: upload the certificate (the .cer/.pem, public part) to the app registration (Certificates & secrets), or renew an expired one and replace the file certificate points to"
+        ),
+        ("client_certificate", Some(700024)) => "the client assertion is outside its valid time: check this machine's clock (NTP)".to_string(),
+        ("workload_identity", Some(70021 | 700212 | 700027)) => format!(
+            "app {client} has no federated credential matching this service account token: add one (app registration > Certificates & secrets > Federated credentials) with the cluster's OIDC issuer, subject system:serviceaccount:<namespace>:<service account> and audience api://AzureADTokenExchange"
+        ),
+        ("workload_identity", _) if problem.mentions("federated token") => "the federated token file cannot be read: on AKS label the pod azure.workload.identity/use: \"true\" and give its service account the azure.workload.identity/client-id annotation, or set token_file".to_string(),
+        ("managed_identity", _) if problem.mentions("not been assigned") || problem.mentions("No MSI found") => format!(
+            "the managed identity {} is not assigned to this host: assign it (Identity > User assigned, or turn System assigned on) on the VM, App Service, Container App or Arc server",
+            if client.is_empty() { "(system-assigned)" } else { client }
+        ),
+        ("managed_identity", _) if problem.unreachable() || problem.mentions("Resource IDs aren't supported") => "the managed identity endpoint cannot be used here: run the bridge on an Azure VM, App Service, Container App or Arc server with an identity (App Service and Container Apps take a user-assigned identity by client_id, not resource_id), or choose another auth".to_string(),
+        ("azure_cli", _) => "the Azure CLI gave no token: install az, run `az login --tenant <tenant_id>` as the user the bridge runs as, and check `az account get-access-token --scope <scope>` works".to_string(),
+        _ => return None,
+    })
+}
+
 /// What a failed token request means.
 pub fn entra_advice(problem: &Problem, s: &EntraSettings) -> String {
+    if let Some(advice) = identity_advice(problem, s) {
+        return advice;
+    }
     let (tenant, client, scope, authority) =
         (&s.tenant_id, &s.client_id, &s.scope, &s.authority_host);
     if let Some(code) = problem.aadsts() {
@@ -252,6 +295,7 @@ pub(crate) mod tests {
             client_id: "client-1".into(),
             scope: "https://graph.microsoft.com/.default".into(),
             base_url: "https://graph.microsoft.com".into(),
+            auth: "client_secret",
         }
     }
 
@@ -276,6 +320,37 @@ pub(crate) mod tests {
         );
         // An unknown code falls back to the status.
         assert!(advice("HTTP 401 invalid_client: AADSTS1: x").contains("client_secret"));
+    }
+
+    #[test]
+    fn each_auth_choice_gets_its_own_fix() {
+        let with = |auth: &'static str, message: &str| {
+            let s = EntraSettings {
+                auth,
+                ..settings(SourceKind::Graph)
+            };
+            entra_advice(&problem(ErrorKind::Auth, message), &s)
+        };
+        let cert = with(
+            "client_certificate",
+            "HTTP 401 invalid_client: AADSTS700027: x",
+        );
+        assert!(cert.contains("upload the certificate"), "{cert}");
+        let wi = with(
+            "workload_identity",
+            "HTTP 401 invalid_client: AADSTS70021: x",
+        );
+        assert!(wi.contains("api://AzureADTokenExchange"), "{wi}");
+        let mi = with(
+            "managed_identity",
+            "HTTP 400: The requested identity has not been assigned to this resource",
+        );
+        assert!(mi.contains("is not assigned to this host"), "{mi}");
+        let cli = with("azure_cli", "AzureCliCredential: az: not found");
+        assert!(cli.contains("az login"), "{cli}");
+        // A client secret keeps the advice it had.
+        let secret = with("client_secret", "HTTP 401 invalid_client: AADSTS700027: x");
+        assert!(!secret.contains("upload"), "{secret}");
     }
 
     #[test]

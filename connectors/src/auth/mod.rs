@@ -6,9 +6,15 @@
 //! ([`sim`]) and the registry of issued tokens the other simulators check
 //! ([`registry`]).
 
+pub mod certificate;
+mod credentials;
 pub mod doctor;
+#[cfg(test)]
+mod identity_tests;
+pub mod mi_sim;
 pub mod registry;
 pub mod sim;
+pub mod sim_assertion;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,44 +22,65 @@ use std::time::Duration;
 use async_trait::async_trait;
 use azure_core::Bytes;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
-use azure_core::credentials::{Secret, TokenCredential, TokenRequestOptions};
+use azure_core::credentials::{TokenCredential, TokenRequestOptions};
 use azure_core::http::policies::{Policy, PolicyResult};
 use azure_core::http::{
     AsyncRawResponse, ClientMethodOptions, ClientOptions, Context, ExponentialRetryOptions,
     Request, RetryOptions, Transport, headers,
 };
-use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
+use bridge_core::config::{AzureIdentity, SourceAuth};
 use bridge_core::ports::{ConnectorError, ConnectorResult, ErrorKind};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::http::TokenProvider;
+use crate::keyvault::SecretCell;
 
 /// The `system` named in errors from the token endpoint.
 const SYSTEM: &str = "entra";
 
-/// Bearer tokens from Entra ID with a client secret (client-credentials grant).
+/// Bearer tokens from Entra ID for one identity (`auth`: client secret, client
+/// certificate, managed identity, workload identity or the Azure CLI), each through
+/// azure_identity's own credential.
 ///
 /// azure_identity caches the token and fetches a new one five minutes before it
 /// expires. Its cache cannot be cleared, so [`TokenProvider::invalidate`] replaces
-/// the whole credential; the new one shares the same reqwest client (and pool).
+/// the whole credential; the new one shares the same reqwest client (and pool). A
+/// client secret is read from its [`SecretCell`] (a Key Vault secret may rotate).
 pub struct EntraTokenProvider {
-    authority_host: String,
-    tenant_id: String,
-    client_id: String,
-    client_secret: SecretString,
+    identity: AzureIdentity,
     scope: String,
     client_options: ClientOptions,
-    credential: Mutex<Arc<ClientSecretCredential>>,
+    secret: Option<Arc<SecretCell>>,
+    current: Mutex<Current>,
+    /// A refusal that only the admin can fix (an expired secret, a revoked
+    /// certificate): kept, and given again without asking Entra until the
+    /// credential changes, so a broken credential makes no retry storm.
+    refused: Mutex<Option<Refusal>>,
+}
+
+struct Current {
+    credential: Arc<dyn TokenCredential>,
+    /// The client secret the credential was built with.
+    built_with: Option<SecretString>,
+}
+
+#[derive(Clone)]
+struct Refusal {
+    error: ConnectorError,
+    /// The client secret that was refused (a new one is worth a try).
+    secret: Option<SecretString>,
+    /// The certificate file's modification time (a renewed file is worth a try).
+    file_stamp: Option<std::time::SystemTime>,
 }
 
 impl std::fmt::Debug for EntraTokenProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EntraTokenProvider")
-            .field("authority_host", &self.authority_host)
-            .field("tenant_id", &self.tenant_id)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"[redacted]")
+            .field("authority_host", &self.identity.authority_host)
+            .field("tenant_id", &self.identity.tenant_id)
+            .field("client_id", &self.identity.client_id)
+            .field("auth", &self.identity.auth.name())
             .field("scope", &self.scope)
             .finish()
     }
@@ -70,9 +97,15 @@ fn default_retry() -> RetryOptions {
     })
 }
 
+/// The AADSTS codes that mean the credential itself is dead: an invalid or
+/// expired client secret, a certificate or assertion Entra refuses. Retrying
+/// cannot help; renewing the credential does.
+const DEAD_CREDENTIAL: [&str; 3] = ["AADSTS7000215", "AADSTS7000222", "AADSTS700027"];
+
 impl EntraTokenProvider {
-    /// A provider for `scope` (e.g. `https://graph.microsoft.com/.default`) whose
-    /// token requests go through `client`. Checks the settings but makes no request.
+    /// A provider for `scope` (e.g. `https://graph.microsoft.com/.default`) signing
+    /// in with a client secret, whose token requests go through `client`. Checks
+    /// the settings but makes no request.
     pub fn new(
         authority_host: &str,
         tenant_id: &str,
@@ -81,8 +114,35 @@ impl EntraTokenProvider {
         scope: String,
         client: reqwest::Client,
     ) -> ConnectorResult<EntraTokenProvider> {
+        let identity = AzureIdentity {
+            authority_host: authority_host.to_string(),
+            tenant_id: tenant_id.to_string(),
+            client_id: client_id.to_string(),
+            auth: SourceAuth::ClientSecret {
+                // Not read: the value is the cell's.
+                client_secret: bridge_core::config::SecretRef::Env(String::new()),
+            },
+        };
+        EntraTokenProvider::for_identity(
+            &identity,
+            Some(SecretCell::fixed(client_secret)),
+            scope,
+            client,
+        )
+    }
+
+    /// A provider for `scope` signing in as `identity`; `secret` holds the client
+    /// secret when `identity.auth` is `client_secret`. Checks the settings (and
+    /// reads a certificate file) but makes no request.
+    pub fn for_identity(
+        identity: &AzureIdentity,
+        secret: Option<Arc<SecretCell>>,
+        scope: String,
+        client: reqwest::Client,
+    ) -> ConnectorResult<EntraTokenProvider> {
         let config_error =
             |message: String| ConnectorError::new(ErrorKind::Permanent, SYSTEM, message);
+        let authority_host = identity.authority_host.as_str();
         let url = url::Url::parse(authority_host).map_err(|e| {
             config_error(format!(
                 "authority_host is not a URL ({e}): set it to e.g. https://login.microsoftonline.com"
@@ -100,6 +160,9 @@ impl EntraTokenProvider {
                 "scope is empty: set it to <base_url>/.default".into(),
             ));
         }
+        if matches!(identity.auth, SourceAuth::ClientSecret { .. }) && secret.is_none() {
+            return Err(config_error("client_secret is not set".into()));
+        }
         let mut cloud = CustomConfiguration::default();
         cloud.authority_host = authority_host.trim_end_matches('/').to_string();
         let client_options = ClientOptions {
@@ -109,24 +172,34 @@ impl EntraTokenProvider {
             per_try_policies: vec![Arc::new(CaptureErrors)],
             ..Default::default()
         };
-        let credential =
-            build_credential(tenant_id, client_id, &client_secret, client_options.clone())?;
+        let built_with = secret.as_ref().map(|s| s.current());
+        let credential = credentials::build(identity, built_with.as_ref(), client_options.clone())?;
         Ok(EntraTokenProvider {
-            authority_host: authority_host.to_string(),
-            tenant_id: tenant_id.to_string(),
-            client_id: client_id.to_string(),
-            client_secret,
+            identity: identity.clone(),
             scope,
             client_options,
-            credential: Mutex::new(credential),
+            secret,
+            current: Mutex::new(Current {
+                credential,
+                built_with,
+            }),
+            refused: Mutex::new(None),
         })
     }
 
     /// Replaces the credential's retry policy (tests use `RetryOptions::none()`).
     pub fn with_retry(mut self, retry: RetryOptions) -> ConnectorResult<EntraTokenProvider> {
         self.client_options.retry = retry;
-        let credential = self.fresh_credential()?;
-        *self.credential.get_mut().expect("entra credential") = credential;
+        let built_with = self.secret.as_ref().map(|s| s.current());
+        let credential = credentials::build(
+            &self.identity,
+            built_with.as_ref(),
+            self.client_options.clone(),
+        )?;
+        *self.current.get_mut().expect("entra credential") = Current {
+            credential,
+            built_with,
+        };
         Ok(self)
     }
 
@@ -134,55 +207,70 @@ impl EntraTokenProvider {
         &self.scope
     }
 
-    fn fresh_credential(&self) -> ConnectorResult<Arc<ClientSecretCredential>> {
-        build_credential(
-            &self.tenant_id,
-            &self.client_id,
-            &self.client_secret,
-            self.client_options.clone(),
-        )
+    /// The identity this provider signs in as.
+    pub fn identity(&self) -> &AzureIdentity {
+        &self.identity
     }
 
-    fn current(&self) -> Arc<ClientSecretCredential> {
-        self.credential.lock().expect("entra credential").clone()
+    /// The credential for `secret` (the client secret as it is now), rebuilt when
+    /// the secret changed since it was built.
+    fn credential_for(&self, secret: Option<&SecretString>) -> Arc<dyn TokenCredential> {
+        let mut current = self.current.lock().expect("entra credential");
+        let same = match (&current.built_with, secret) {
+            (Some(a), Some(b)) => a.expose_secret() == b.expose_secret(),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            match credentials::build(&self.identity, secret, self.client_options.clone()) {
+                Ok(credential) => {
+                    *current = Current {
+                        credential,
+                        built_with: secret
+                            .map(|s| SecretString::from(s.expose_secret().to_string())),
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error.message, "cannot rebuild the Entra ID credential")
+                }
+            }
+        }
+        current.credential.clone()
+    }
+
+    fn certificate_stamp(&self) -> Option<std::time::SystemTime> {
+        match &self.identity.auth {
+            SourceAuth::ClientCertificate { certificate } => std::fs::metadata(certificate)
+                .and_then(|m| m.modified())
+                .ok(),
+            SourceAuth::WorkloadIdentity { token_file } => std::fs::metadata(token_file)
+                .and_then(|m| m.modified())
+                .ok(),
+            _ => None,
+        }
+    }
+
+    /// The kept refusal, unless the credential changed since.
+    fn kept_refusal(&self, secret: Option<&SecretString>) -> Option<ConnectorError> {
+        let refused = self.refused.lock().expect("entra refusal");
+        let refusal = refused.as_ref()?;
+        let same_secret = match (&refusal.secret, secret) {
+            (Some(a), Some(b)) => a.expose_secret() == b.expose_secret(),
+            (None, None) => true,
+            _ => false,
+        };
+        (same_secret && refusal.file_stamp == self.certificate_stamp())
+            .then(|| refusal.error.clone())
     }
 }
 
-fn build_credential(
-    tenant_id: &str,
-    client_id: &str,
-    client_secret: &SecretString,
-    client_options: ClientOptions,
-) -> ConnectorResult<Arc<ClientSecretCredential>> {
-    let config_error = |message: String| ConnectorError::new(ErrorKind::Permanent, SYSTEM, message);
-    if tenant_id.is_empty()
-        || !tenant_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
-    {
-        return Err(config_error(format!(
-            "tenant_id {tenant_id:?} is not a tenant id or domain: copy the directory (tenant) id from the app registration"
-        )));
-    }
-    if client_id.is_empty() {
-        return Err(config_error("client_id is empty".into()));
-    }
-    if client_secret.expose_secret().is_empty() {
-        return Err(config_error("client_secret is empty".into()));
-    }
-    ClientSecretCredential::new(
-        tenant_id,
-        client_id.to_string(),
-        Secret::new(client_secret.expose_secret().to_string()),
-        Some(ClientSecretCredentialOptions { client_options }),
-    )
-    .map_err(|e| config_error(format!("cannot set up the Entra ID credential: {e}")))
-}
-
-#[async_trait]
-impl TokenProvider for EntraTokenProvider {
-    async fn token(&self) -> ConnectorResult<SecretString> {
-        let credential = self.current();
+impl EntraTokenProvider {
+    /// A token signing in with `secret` (the client secret as it is now, if any).
+    async fn token_with(&self, secret: Option<SecretString>) -> ConnectorResult<SecretString> {
+        if let Some(error) = self.kept_refusal(secret.as_ref()) {
+            return Err(error);
+        }
+        let credential = self.credential_for(secret.as_ref());
         // The capture policy leaves Entra's error response here (see `CaptureErrors`).
         let slot = Arc::new(CapturedError::default());
         let options = TokenRequestOptions {
@@ -190,23 +278,102 @@ impl TokenProvider for EntraTokenProvider {
                 context: Context::new().with_value(slot.clone()),
             },
         };
-        match credential
+        let error = match credential
             .get_token(&[self.scope.as_str()], Some(options))
             .await
         {
-            Ok(token) => Ok(SecretString::from(token.token.secret().to_string())),
-            Err(error) => {
-                let captured = slot.0.lock().expect("captured entra error").take();
-                let error = describe_error(&error, captured, &self.authority_host, &self.tenant_id);
-                Err(redact(error, self.client_secret.expose_secret()))
+            Ok(token) => return Ok(SecretString::from(token.token.secret().to_string())),
+            Err(error) => error,
+        };
+        let captured = slot.0.lock().expect("captured entra error").take();
+        let mut error = describe_error(
+            &error,
+            captured,
+            &self.identity.authority_host,
+            &self.identity.tenant_id,
+        );
+        if let Some(secret) = &secret {
+            error = redact(error, secret.expose_secret());
+        }
+        if DEAD_CREDENTIAL
+            .iter()
+            .any(|code| error.message.contains(code))
+        {
+            error.message = format!("{}; {}", error.message, renew_advice(&self.identity));
+            tracing::error!(
+                tenant = %self.identity.tenant_id,
+                app = %self.identity.client_id,
+                error = %error.message,
+                "Entra ID refused the credential"
+            );
+            *self.refused.lock().expect("entra refusal") = Some(Refusal {
+                error: error.clone(),
+                secret,
+                file_stamp: self.certificate_stamp(),
+            });
+        }
+        Err(error)
+    }
+}
+
+/// What the admin renews for a dead credential of `identity`.
+fn renew_advice(identity: &AzureIdentity) -> String {
+    let app = &identity.client_id;
+    match &identity.auth {
+        SourceAuth::ClientSecret { .. } => format!(
+            "app {app}'s client secret is expired or revoked: create a new one (app registration > Certificates & secrets) and put its value where client_secret points; the bridge will not ask Entra ID again with this one"
+        ),
+        SourceAuth::ClientCertificate { certificate } => format!(
+            "app {app} does not accept the certificate in {}: upload its current certificate to the app registration (Certificates & secrets), or renew it and replace the file; the bridge will not ask Entra ID again until the file changes",
+            certificate.display()
+        ),
+        SourceAuth::WorkloadIdentity { token_file } => format!(
+            "app {app} does not accept the federated token in {}: check the app's federated credential (issuer, subject system:serviceaccount:<namespace>:<service account>, audience api://AzureADTokenExchange)",
+            token_file.display()
+        ),
+        _ => format!("renew the credential of app {app}"),
+    }
+}
+
+#[async_trait]
+impl TokenProvider for EntraTokenProvider {
+    async fn token(&self) -> ConnectorResult<SecretString> {
+        let secret = match &self.secret {
+            Some(cell) => Some(cell.get().await),
+            None => None,
+        };
+        match self.token_with(secret).await {
+            // A secret kept in Key Vault may have been rotated there (and the old
+            // one revoked): one fetch of it, and one more try if it changed.
+            Err(error)
+                if DEAD_CREDENTIAL.iter().any(|c| error.message.contains(c))
+                    && self.secret.as_ref().is_some_and(|c| c.is_key_vault()) =>
+            {
+                let cell = self.secret.as_ref().expect("checked above");
+                if cell.refetch().await {
+                    self.token_with(Some(cell.current())).await
+                } else {
+                    Err(error)
+                }
             }
+            outcome => outcome,
         }
     }
 
     async fn invalidate(&self) {
-        match self.fresh_credential() {
-            Ok(credential) => *self.credential.lock().expect("entra credential") = credential,
-            // The settings were checked in `new`, so this does not happen.
+        // A Key Vault secret may have been rotated: fetch it again first.
+        if let Some(cell) = &self.secret {
+            cell.refetch().await;
+        }
+        let secret = self.secret.as_ref().map(|s| s.current());
+        match credentials::build(&self.identity, secret.as_ref(), self.client_options.clone()) {
+            Ok(credential) => {
+                *self.current.lock().expect("entra credential") = Current {
+                    credential,
+                    built_with: secret,
+                }
+            }
+            // The settings were checked in `for_identity`, so this does not happen.
             Err(error) => {
                 tracing::warn!(error = %error.message, "cannot rebuild the Entra ID credential")
             }

@@ -31,6 +31,9 @@ impl TokenProblem {
 #[derive(Debug)]
 struct Issued {
     audience: String,
+    /// Who the token was issued to (an app's client id, a managed identity's), for
+    /// the simulators that check a role (Key Vault's RBAC); empty when unknown.
+    principal: String,
     expires: Instant,
 }
 
@@ -52,12 +55,18 @@ impl TokenRegistry {
     /// Issues a token for `audience` (e.g. `https://graph.microsoft.com`); returns it
     /// and its lifetime in seconds.
     pub fn issue(&self, audience: &str) -> (String, u64) {
+        self.issue_for(audience, "")
+    }
+
+    /// Issues a token for `audience` to `principal` (a client id).
+    pub fn issue_for(&self, audience: &str, principal: &str) -> (String, u64) {
         let lifetime = *self.lifetime.lock().expect("token lifetime");
         let token = format!("sim.{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
         self.tokens.lock().expect("tokens").insert(
             token.clone(),
             Issued {
                 audience: audience.trim_end_matches('/').to_string(),
+                principal: principal.to_string(),
                 expires: Instant::now() + lifetime,
             },
         );
@@ -86,6 +95,13 @@ impl TokenRegistry {
             return Err(TokenProblem::WrongAudience);
         }
         Ok(())
+    }
+
+    /// Who a valid bearer token (an `Authorization` value) was issued to.
+    pub fn principal(&self, authorization: Option<&str>) -> Option<String> {
+        let token = authorization?.strip_prefix("Bearer ")?.trim();
+        let tokens = self.tokens.lock().expect("tokens");
+        tokens.get(token).map(|i| i.principal.clone())
     }
 
     /// How long new tokens live (tests shorten it to see a refresh).

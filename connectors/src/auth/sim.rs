@@ -18,6 +18,7 @@ use axum::routing::post;
 use tokio::net::TcpListener;
 
 use super::registry::TokenRegistry;
+use super::sim_assertion::{self, Federated, Registered};
 use crate::simkit::{self, SimKit, SimServer, SimTls};
 
 /// The resources a token can be requested for unless the test says otherwise.
@@ -30,11 +31,32 @@ pub const DEFAULT_AUDIENCES: [&str; 2] = [
 struct App {
     tenant_id: String,
     client_id: String,
-    client_secret: String,
+    /// `None`: the app has no client secret (certificates or federation only).
+    client_secret: Option<String>,
+    /// The secret's end date has passed (AADSTS7000222).
+    secret_expired: bool,
+    /// Registered certificates (DER).
+    certificates: Vec<Vec<u8>>,
+    federated: Vec<Federated>,
+}
+
+impl App {
+    fn new(tenant_id: &str, client_id: &str) -> App {
+        App {
+            tenant_id: tenant_id.to_string(),
+            client_id: client_id.to_string(),
+            client_secret: None,
+            secret_expired: false,
+            certificates: Vec::new(),
+            federated: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug)]
 struct SimState {
+    /// The simulator's own URL: the audience client assertions must name.
+    base_url: Mutex<String>,
     registry: Arc<TokenRegistry>,
     apps: Mutex<Vec<App>>,
     audiences: Mutex<Vec<String>>,
@@ -60,6 +82,7 @@ impl TokenSim {
     ) -> TokenSim {
         let kit = SimKit::new();
         let state = Arc::new(SimState {
+            base_url: Mutex::new(String::new()),
             registry: registry.clone(),
             apps: Mutex::new(Vec::new()),
             audiences: Mutex::new(DEFAULT_AUDIENCES.iter().map(|a| a.to_string()).collect()),
@@ -69,6 +92,7 @@ impl TokenSim {
             .with_state(state.clone());
         let router = simkit::with_kit(router, kit.clone());
         let server = simkit::serve(listener, router, Some(tls.clone())).await;
+        *state.base_url.lock().expect("token sim base url") = server.base_url.clone();
         TokenSim {
             server,
             kit,
@@ -81,16 +105,85 @@ impl TokenSim {
     /// Registers an application (and its tenant, if new). Registering the same client
     /// id in the same tenant again replaces its secret (a secret rotation).
     pub fn register_app(&self, tenant_id: &str, client_id: &str, client_secret: &str) {
+        self.with_app(tenant_id, client_id, |app| {
+            app.client_secret = Some(client_secret.to_string());
+            app.secret_expired = false;
+        });
+    }
+
+    /// Registers a certificate (DER) on an app (created without a secret if new).
+    pub fn register_certificate(&self, tenant_id: &str, client_id: &str, certificate_der: &[u8]) {
+        self.with_app(tenant_id, client_id, |app| {
+            app.certificates.push(certificate_der.to_vec())
+        });
+    }
+
+    /// Removes every certificate of an app (as an admin deleting a revoked one).
+    pub fn remove_certificates(&self, tenant_id: &str, client_id: &str) {
+        self.with_app(tenant_id, client_id, |app| app.certificates.clear());
+    }
+
+    /// Lets the app's secret expire: Entra then answers AADSTS7000222.
+    pub fn expire_secret(&self, tenant_id: &str, client_id: &str) {
+        self.with_app(tenant_id, client_id, |app| app.secret_expired = true);
+    }
+
+    /// Registers a federated identity credential on an app: tokens of `issuer`
+    /// for `subject` (e.g. `system:serviceaccount:soc:itsm-bridge`) with audience
+    /// `api://AzureADTokenExchange`, signed by the simulator's issuer key.
+    pub fn register_federated(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+        issuer: &str,
+        subject: &str,
+    ) {
+        let issuer_cert =
+            sim_assertion::pem_certificate_der(super::certificate::testdata::OTHER_PEM)
+                .expect("the issuer's certificate");
+        self.with_app(tenant_id, client_id, |app| {
+            app.federated.push(Federated {
+                issuer: issuer.to_string(),
+                subject: subject.to_string(),
+                issuer_cert,
+            })
+        });
+    }
+
+    /// A service account token as the cluster's OIDC issuer signs it (what AKS
+    /// writes to `AZURE_FEDERATED_TOKEN_FILE`), valid for `lifetime_secs`.
+    pub fn federated_token(&self, issuer: &str, subject: &str, lifetime_secs: i64) -> String {
+        let key = super::certificate::ClientCertificate::from_pem(
+            super::certificate::testdata::OTHER_PEM.as_bytes(),
+            std::path::Path::new("issuer.pem"),
+        )
+        .expect("the issuer's key");
+        let now = chrono::Utc::now().timestamp();
+        key.sign(
+            &serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": "sim-issuer"}),
+            &serde_json::json!({
+                "iss": issuer,
+                "sub": subject,
+                "aud": [sim_assertion::FEDERATED_AUDIENCE],
+                "iat": now,
+                "nbf": now,
+                "exp": now + lifetime_secs,
+            }),
+        )
+        .expect("a signed token")
+    }
+
+    fn with_app(&self, tenant_id: &str, client_id: &str, change: impl FnOnce(&mut App)) {
         let mut apps = self.state.apps.lock().expect("token sim apps");
-        apps.retain(|a| {
-            !(a.tenant_id.eq_ignore_ascii_case(tenant_id)
-                && a.client_id.eq_ignore_ascii_case(client_id))
+        let at = apps.iter().position(|a| {
+            a.tenant_id.eq_ignore_ascii_case(tenant_id)
+                && a.client_id.eq_ignore_ascii_case(client_id)
         });
-        apps.push(App {
-            tenant_id: tenant_id.to_string(),
-            client_id: client_id.to_string(),
-            client_secret: client_secret.to_string(),
+        let at = at.unwrap_or_else(|| {
+            apps.push(App::new(tenant_id, client_id));
+            apps.len() - 1
         });
+        change(&mut apps[at]);
     }
 
     /// Replaces the resources tokens can be requested for (`https://graph.microsoft.com`,
@@ -114,7 +207,7 @@ impl TokenSim {
 
 /// An Entra error: status, `error`, AADSTS number and the description's first line.
 #[derive(Debug)]
-struct EntraError {
+pub(super) struct EntraError {
     status: StatusCode,
     error: &'static str,
     code: u32,
@@ -122,7 +215,7 @@ struct EntraError {
 }
 
 impl EntraError {
-    fn new(
+    pub(super) fn new(
         status: StatusCode,
         error: &'static str,
         code: u32,
@@ -309,37 +402,14 @@ fn issue(
             .filter(|(id, _)| id.eq_ignore_ascii_case(&client_id))
             .map(|(_, secret)| secret.clone())
     });
-    match secret {
-        None if field("client_assertion").is_some() => {
-            // The simulator holds no certificates, so no assertion can be valid. [U]
-            return Err(EntraError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                700027,
-                "Client assertion failed signature validation.",
-            ));
-        }
-        None => {
-            return Err(EntraError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                7000216,
-                "'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type.",
-            ));
-        }
-        Some(secret) if secret != app.client_secret => {
-            return Err(EntraError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                7000215,
-                format!(
-                    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.",
-                    app.client_id
-                ),
-            ));
-        }
-        Some(_) => {}
-    }
+    authenticate(
+        state,
+        tenant,
+        &app,
+        secret,
+        field("client_assertion"),
+        field("client_assertion_type"),
+    )?;
 
     let audience = state
         .audiences
@@ -354,7 +424,7 @@ fn issue(
             ))
         })?;
 
-    let (access_token, expires_in) = state.registry.issue(&audience);
+    let (access_token, expires_in) = state.registry.issue_for(&audience, &app.client_id);
     let body = serde_json::json!({
         "token_type": "Bearer",
         "expires_in": expires_in,
@@ -362,6 +432,69 @@ fn issue(
         "access_token": access_token,
     });
     Ok(entra_json(StatusCode::OK, body))
+}
+
+/// The client is who it says: its secret (neither wrong nor expired) or its
+/// client assertion (a certificate's or a federated token, `sim_assertion`).
+fn authenticate(
+    state: &SimState,
+    tenant: &str,
+    app: &App,
+    secret: Option<String>,
+    assertion: Option<&str>,
+    assertion_type: Option<&str>,
+) -> Result<(), EntraError> {
+    match (secret, assertion) {
+        (None, Some(assertion)) => {
+            let token_endpoint = format!(
+                "{}/{tenant}/oauth2/v2.0/token",
+                state.base_url.lock().expect("token sim base url")
+            );
+            sim_assertion::check(
+                assertion_type,
+                assertion,
+                &Registered {
+                    client_id: &app.client_id,
+                    certificates: &app.certificates,
+                    federated: &app.federated,
+                    token_endpoint: &token_endpoint,
+                    now: chrono::Utc::now().timestamp(),
+                },
+            )?;
+        }
+        (None, None) => {
+            return Err(EntraError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                7000216,
+                "'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type.",
+            ));
+        }
+        (Some(secret), _) if Some(&secret) != app.client_secret.as_ref() => {
+            return Err(EntraError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                7000215,
+                format!(
+                    "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '{}'.",
+                    app.client_id
+                ),
+            ));
+        }
+        (Some(_), _) if app.secret_expired => {
+            return Err(EntraError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                7000222,
+                format!(
+                    "The provided client secret keys for app '{}' are expired. Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for added security: https://aka.ms/certCreds.",
+                    app.client_id
+                ),
+            ));
+        }
+        (Some(_), _) => {}
+    }
+    Ok(())
 }
 
 /// The one resource a client-credentials `scope` asks for: every space-separated
@@ -548,7 +681,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn client_assertions_are_refused_as_signed_by_an_unknown_key() {
+    async fn an_assertion_without_a_thumbprint_must_be_a_federated_token() {
         let (sim, client) = start().await;
         let assertion = [
             ("grant_type", "client_credentials"),
@@ -562,7 +695,7 @@ mod tests {
         ];
         let (status, body) = post(&sim, &client, TENANT, &assertion).await;
         assert_eq!(status, 401);
-        assert_error(&body, "invalid_client", 700027);
+        assert_error(&body, "invalid_client", 700212);
         // A body that is not form-encoded carries no parameters at all.
         let url = format!("{}/{TENANT}/oauth2/v2.0/token", sim.authority_host());
         let response = client

@@ -280,7 +280,9 @@ mod tests {
             kind: SourceKind::Sentinel,
             tenant_id: "t".into(),
             client_id: "c".into(),
-            client_secret: bridge_core::config::SecretRef::Env("X".into()),
+            auth: bridge_core::config::SourceAuth::ClientSecret {
+                client_secret: bridge_core::config::SecretRef::Env("X".into()),
+            },
             authority_host: "https://login.microsoftonline.com".into(),
             base_url: "https://management.azure.com".into(),
             scope: "https://management.azure.com/.default".into(),

@@ -25,7 +25,8 @@ pub struct ClientCredentials {
     token_url: Url,
     client: reqwest::Client,
     client_id: String,
-    client_secret: SecretString,
+    /// Read per token request: a Key Vault secret may be rotated.
+    client_secret: std::sync::Arc<crate::keyvault::SecretCell>,
     cached: Mutex<Option<(SecretString, Instant)>>,
 }
 
@@ -69,9 +70,15 @@ impl ClientCredentials {
             token_url,
             client,
             client_id: client_id.into(),
-            client_secret,
+            client_secret: crate::keyvault::SecretCell::fixed(client_secret),
             cached: Mutex::new(None),
         })
+    }
+
+    /// Reads the client secret from `cell` (a Key Vault secret) per token request.
+    pub fn with_secret_cell(mut self, cell: std::sync::Arc<crate::keyvault::SecretCell>) -> Self {
+        self.client_secret = cell;
+        self
     }
 
     fn error(kind: ErrorKind, message: impl Into<String>) -> ConnectorError {
@@ -79,10 +86,11 @@ impl ClientCredentials {
     }
 
     async fn fetch(&self) -> ConnectorResult<(SecretString, Instant)> {
+        let client_secret = self.client_secret.get().await;
         let body = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", "client_credentials")
             .append_pair("client_id", &self.client_id)
-            .append_pair("client_secret", self.client_secret.expose_secret())
+            .append_pair("client_secret", client_secret.expose_secret())
             .finish();
         let response = self
             .client
@@ -165,6 +173,7 @@ impl TokenProvider for ClientCredentials {
 
     async fn invalidate(&self) {
         *self.cached.lock().await = None;
+        self.client_secret.refetch().await;
     }
 }
 

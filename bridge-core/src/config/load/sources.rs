@@ -9,15 +9,8 @@ impl Checker<'_> {
         let mut ok = true;
         let name = self.name("source", header, raw.name.as_ref());
         let kind = self.source_kind(header, raw);
-        let tenant_id = self.tenant_id(header, raw);
-        let client_id = self.required(
-            header,
-            "client_id",
-            "\"<application (client) id>\"",
-            raw.client_id.as_ref(),
-        );
-        let client_secret = self.client_secret(header, raw);
-        let authority_host = self.authority_host(raw);
+        let identity = self.identity_keys(header, &super::azure::IdentityKeys::of_source(raw));
+        let authority_host = self.authority_host(raw.authority_host.as_ref());
         let (workspace, api_version, sentinel_ok) = self.sentinel_target(header, raw, kind);
         ok &= sentinel_ok;
 
@@ -38,12 +31,13 @@ impl Checker<'_> {
         if !ok {
             return None;
         }
+        let (tenant_id, client_id, auth) = identity?;
         Some(SourceConfig {
             name: name?,
             kind: kind?,
-            tenant_id: tenant_id?,
-            client_id: client_id?,
-            client_secret: client_secret?,
+            tenant_id,
+            client_id,
+            auth,
             authority_host: authority_host?,
             base_url: base_url?,
             scope: scope?,
@@ -79,46 +73,9 @@ impl Checker<'_> {
         }
     }
 
-    /// `tenant_id`: a GUID or the tenant's domain.
-    fn tenant_id(&mut self, header: usize, raw: &RawSource) -> Option<String> {
-        let tenant_id = self.required(
-            header,
-            "tenant_id",
-            "\"<Entra ID tenant id>\"",
-            raw.tenant_id.as_ref(),
-        );
-        if let (Some(id), Some(v)) = (&tenant_id, &raw.tenant_id)
-            && !is_guid(id)
-            && !is_domain(id)
-        {
-            self.r.at(
-                v.span().start,
-                format!(
-                    "tenant_id `{id}` is not a tenant id; copy the Directory (tenant) ID, a GUID like \"00000000-0000-0000-0000-000000000000\", from the app registration (or give the tenant's domain, e.g. \"contoso.onmicrosoft.com\")"
-                ),
-            );
-            return None;
-        }
-        tenant_id
-    }
-
-    /// `client_secret`: a reference to the app registration's secret.
-    fn client_secret(&mut self, header: usize, raw: &RawSource) -> Option<SecretRef> {
-        match &raw.client_secret {
-            None => {
-                self.r.at(
-                    header,
-                    "add client_secret = { env = \"...\" } (the app registration's secret)",
-                );
-                None
-            }
-            Some(s) => self.secret("client_secret", s),
-        }
-    }
-
     /// `authority_host`: https only, Entra ID's by default.
-    fn authority_host(&mut self, raw: &RawSource) -> Option<String> {
-        match &raw.authority_host {
+    pub(super) fn authority_host(&mut self, value: Option<&Spanned<String>>) -> Option<String> {
+        match value {
             None => Some(DEFAULT_AUTHORITY_HOST.to_string()),
             Some(a) => match check_url(a.get_ref(), true) {
                 Ok(url) => Some(url),

@@ -3,6 +3,7 @@
 
 use super::*;
 
+use crate::config::SourceAuth;
 use crate::vocab::TicketKind;
 
 const JIRA_MAPPING: &str = include_str!("../../../../mappings/jira.toml");
@@ -110,8 +111,10 @@ fn valid_config_loads_with_defaults_and_resolved_paths() {
     let graph = config.source("defender").unwrap();
     assert_eq!(graph.kind, SourceKind::Graph);
     assert_eq!(
-        graph.client_secret,
-        SecretRef::Env("BRIDGE_GRAPH_SECRET".into())
+        graph.auth,
+        SourceAuth::ClientSecret {
+            client_secret: SecretRef::Env("BRIDGE_GRAPH_SECRET".into())
+        }
     );
     assert_eq!(graph.authority_host, "https://login.microsoftonline.com");
     assert_eq!(graph.base_url, "https://graph.microsoft.com");
@@ -120,8 +123,10 @@ fn valid_config_loads_with_defaults_and_resolved_paths() {
 
     let sentinel = config.source("sentinel-prod").unwrap();
     assert_eq!(
-        sentinel.client_secret,
-        SecretRef::File(d.join("secrets/arm"))
+        sentinel.auth,
+        SourceAuth::ClientSecret {
+            client_secret: SecretRef::File(d.join("secrets/arm"))
+        }
     );
     assert_eq!(sentinel.base_url, "https://management.usgovcloudapi.net");
     assert_eq!(
@@ -315,7 +320,7 @@ fn bad_inputs_name_file_line_and_column() {
         (
             format!("{SOURCE}timeout = 3\n\n{TICKETS}\n{SYNC}"),
             vec![],
-            vec!["DIR/bridge.toml:7:1: unknown key `timeout`, expected one of `name`, `kind`, `tenant_id`, `client_id`, `client_secret`, `authority_host`, `base_url`, `scope`, `subscription_id`, `resource_group`, `workspace_name`, `api_version`, `rate_limit`, `burst`"],
+            vec!["DIR/bridge.toml:7:1: unknown key `timeout`, expected one of `name`, `kind`, `auth`, `tenant_id`, `client_id`, `client_secret`, `certificate`, `certificate_password`, `resource_id`, `token_file`, `authority_host`, `base_url`, `scope`, `subscription_id`, `resource_group`, `workspace_name`, `api_version`, `rate_limit`, `burst`"],
         ),
         // 2. a bad kind
         (
@@ -404,8 +409,8 @@ fn bad_inputs_name_file_line_and_column() {
             vec![],
             vec![
                 "DIR/bridge.toml:2:8: invalid name `Defender`; use lowercase letters, digits, `-` and `_`, starting with a letter or digit (names end up in Jira labels and correlation ids)",
-                "DIR/bridge.toml:6:17: give client_secret either `env` or `file`, not both",
-                "DIR/bridge.toml:13:13: unknown key `vault` in api_token; write api_token = { env = \"VARIABLE\" } or api_token = { file = \"/path/to/secret\" }",
+                "DIR/bridge.toml:6:17: give client_secret one of `env`, `file` or `key_vault`, not several",
+                "DIR/bridge.toml:13:13: unknown key `vault` in api_token; write api_token = { env = \"VARIABLE\" }, api_token = { file = \"/path/to/secret\" } or api_token = { key_vault = \"https://NAME.vault.azure.net/secrets/NAME\" }",
                 "DIR/bridge.toml:18:10: there is no [[source]] named `defender`",
                 "DIR/bridge.toml:21:9: since must be an RFC 3339 timestamp with a time zone, e.g. \"2026-11-01T00:00:00Z\"",
                 "DIR/bridge.toml:22:12: unknown conflict policy `incident_wins`; write \"source_wins\", \"ticket_wins\" or \"newest_wins\"",
@@ -603,7 +608,7 @@ fn bad_ledger_input_names_file_line_and_column() {
         ),
         (
             format!("{base}signing_key = {{ path = \"k\" }}\n"),
-            "DIR/bridge.toml:24:15: unknown key `path` in signing_key; write signing_key = { env = \"VARIABLE\" } or signing_key = { file = \"/path/to/secret\" }",
+            "DIR/bridge.toml:24:15: unknown key `path` in signing_key; write signing_key = { env = \"VARIABLE\" }, signing_key = { file = \"/path/to/secret\" } or signing_key = { key_vault = \"https://NAME.vault.azure.net/secrets/NAME\" }",
         ),
         (
             format!("{base}checkpoint = \"0 * * * *\"\n"),
@@ -758,3 +763,5 @@ fn a_bad_postgres_store_is_named_where_it_is_written() {
         );
     }
 }
+
+mod identity;
