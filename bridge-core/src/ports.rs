@@ -256,6 +256,13 @@ pub trait TicketSystem: Send + Sync {
     fn get_has_comments(&self) -> bool {
         true
     }
+    /// Every comment on `listed` when this cycle's listing already had them all
+    /// (Jira's search embeds them, and says when it left some out). `None`:
+    /// read them with `comments`.
+    fn listed_comments(&self, listed: &TicketSnapshot) -> Option<Vec<Comment>> {
+        let _ = listed;
+        None
+    }
 }
 
 #[cfg(test)]

@@ -52,6 +52,8 @@ impl Cycle<'_> {
             .collect();
         let read: HashMap<&str, &IncidentSnapshot> =
             incidents.iter().map(|i| (i.id.as_str(), i)).collect();
+        let listed_tickets: HashMap<&str, &TicketSnapshot> =
+            tickets.iter().map(|t| (t.key.as_str(), t)).collect();
         // Incidents the plan updates: their comments are read after the write,
         // whose answer becomes the version the link has seen (a comment made
         // since the listing would otherwise be passed over).
@@ -59,6 +61,14 @@ impl Cycle<'_> {
             .actions
             .iter()
             .filter(|a| matches!(a, Action::UpdateIncident { .. } | Action::Merge { .. }))
+            .map(|a| a.incident_id().to_string())
+            .collect();
+        // Likewise the tickets it updates: a comment made since the listing
+        // would be passed over once the update's answer is the version held.
+        let ticket_updated: HashSet<String> = plan
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::UpdateTicket { .. } | Action::Merge { .. }))
             .map(|a| a.incident_id().to_string())
             .collect();
         for action in plan.actions {
@@ -96,7 +106,12 @@ impl Cycle<'_> {
                             .filter(|_| !updated.contains(&id))
                             .and_then(|i| self.rt.source.listed_comments(i)),
                     };
-                    self.sync_comments(&link, is_new, listed).await?;
+                    let listed_ticket = listed_tickets
+                        .get(link.ticket_key.as_str())
+                        .filter(|_| !ticket_updated.contains(&id))
+                        .and_then(|t| self.rt.tickets.listed_comments(t));
+                    self.sync_comments(&link, is_new, listed, listed_ticket)
+                        .await?;
                 }
             }
         }
