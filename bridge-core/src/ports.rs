@@ -263,6 +263,13 @@ pub trait TicketSystem: Send + Sync {
         let _ = listed;
         None
     }
+    /// Every comment on `written`, the answer of this system's `update`, when
+    /// that answer has them all (it read the ticket after the write). `None`:
+    /// read them with `comments`.
+    fn written_comments(&self, written: &TicketSnapshot) -> Option<Vec<Comment>> {
+        let _ = written;
+        None
+    }
 }
 
 #[cfg(test)]

@@ -275,3 +275,84 @@ fn the_cycle_after_a_sentinel_first_sync_reads_no_incident_no_comment_and_no_tic
     let writes = count(&arm, |r| r.method != "GET") + count(&snow, |r| r.method != "GET");
     assert_eq!(writes, 0, "nothing to write: {arm:#?} {snow:#?}");
 }
+
+#[test]
+fn a_defender_field_change_costs_jira_one_edit_and_one_read_back_per_issue() {
+    let env = env(20, 0);
+    env.sync();
+    env.sync();
+    let changed: Vec<String> = env
+        .sims
+        .graph
+        .incidents()
+        .into_iter()
+        .filter(|i| i.status == "active" && i.severity != "high")
+        .map(|i| i.id)
+        .filter(|id| env.ticket_in(Some("defender->jira"), id).is_some())
+        .take(3)
+        .collect();
+    assert_eq!(changed.len(), 3);
+    for id in &changed {
+        assert!(env.sims.graph.set_severity(id, "high"));
+    }
+    env.sims.jira.kit.clear_log();
+    env.sync();
+    let jira = env.sims.jira.kit.requests();
+    let edits = count(&jira, |r| {
+        per_record(r, "PUT", "") && under(r, "/rest/api/3/issue")
+    });
+    let reads = count(&jira, |r| {
+        per_record(r, "GET", "") && under(r, "/rest/api/3/issue")
+    });
+    let comment_reads = count(&jira, |r| per_record(r, "GET", "/comment"));
+    // The read after the edit is kept: it is the version the link holds, which
+    // a lagging index's listing of the issue before the edit is older than.
+    // Its comments serve the comment sync: no second read.
+    assert_eq!(
+        (edits, reads, comment_reads),
+        (3, 3, 0),
+        "Jira per changed incident: {jira:#?}"
+    );
+}
+
+#[test]
+fn a_servicenow_field_change_reads_only_the_journal_of_each_ticket() {
+    let env = env(0, 30);
+    env.sync();
+    env.sync();
+    let numbers: Vec<String> = env
+        .links()
+        .iter()
+        .filter(|l| l["pair"] == "sentinel->servicenow")
+        .map(|l| l["ticket_key"].as_str().unwrap().to_string())
+        .filter(|n| env.sims.servicenow.incident(n).unwrap()["state"] == "1")
+        .take(3)
+        .collect();
+    assert_eq!(numbers.len(), 3);
+    for number in &numbers {
+        env.sims
+            .servicenow
+            .update_as_analyst(number, |r| {
+                r.insert("state".into(), "2".into());
+            })
+            .unwrap();
+    }
+    env.sims.servicenow.kit.clear_log();
+    env.sync();
+    let snow = env.sims.servicenow.kit.requests();
+    let journal = count(&snow, |r| {
+        r.method == "GET" && r.path.ends_with("/table/sys_journal_field")
+    });
+    let by_number = count(&snow, |r| {
+        r.method == "GET"
+            && r.query
+                .as_deref()
+                .is_some_and(|q| q.contains("sysparm_query=number"))
+    });
+    assert_eq!(
+        (journal, by_number),
+        (3, 0),
+        "the listing named each ticket's sys_id: its journal is all the comment \
+         sync reads: {snow:#?}"
+    );
+}

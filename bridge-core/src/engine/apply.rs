@@ -106,16 +106,20 @@ impl Cycle<'_> {
                             .filter(|_| !updated.contains(&id))
                             .and_then(|i| self.rt.source.listed_comments(i)),
                     };
-                    let listed_ticket = listed_tickets
-                        .get(link.ticket_key.as_str())
-                        .filter(|_| !ticket_updated.contains(&id))
-                        .and_then(|t| self.rt.tickets.listed_comments(t));
+                    let listed_ticket = match self.wrote_ticket.remove(&id) {
+                        Some(written) => Some(written),
+                        None => listed_tickets
+                            .get(link.ticket_key.as_str())
+                            .filter(|_| !ticket_updated.contains(&id))
+                            .and_then(|t| self.rt.tickets.listed_comments(t)),
+                    };
                     self.sync_comments(&link, is_new, listed, listed_ticket)
                         .await?;
                 }
             }
         }
         self.wrote.clear();
+        self.wrote_ticket.clear();
         Ok(())
     }
 
@@ -787,6 +791,9 @@ impl Cycle<'_> {
                     advance(link, incident_seen, Some(t.version()), now);
                     self.written_sides
                         .insert((Direction::ToTicket, link.incident_id.clone()));
+                    if let Some(comments) = self.rt.tickets.written_comments(&t) {
+                        self.wrote_ticket.insert(link.incident_id.clone(), comments);
+                    }
                     detail
                 });
                 (Direction::ToTicket, changes.clone(), result)

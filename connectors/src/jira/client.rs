@@ -1029,6 +1029,11 @@ impl TicketSystem for JiraTickets {
         (!cut.contains(&listed.key)).then(|| listed.comments.clone())
     }
 
+    /// `update` ends with a read of the issue with all its comments.
+    fn written_comments(&self, written: &TicketSnapshot) -> Option<Vec<Comment>> {
+        Some(written.comments.clone())
+    }
+
     async fn update(&self, key: &str, update: &TicketUpdate) -> ConnectorResult<TicketSnapshot> {
         // Validate everything before the first write.
         for name in update.set.keys() {
