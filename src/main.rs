@@ -146,6 +146,24 @@ enum BenchCommand {
         #[arg(long)]
         detail: bool,
     },
+    /// A backlog's first sync against a Graph simulator paced at a limit, timed
+    /// against the bound its calls per incident set; then with a share of 429s.
+    Backfill {
+        #[arg(long, default_value_t = 100)]
+        incidents: usize,
+        /// The Graph limit, calls a minute (the simulator's and the bridge's pace).
+        #[arg(long, default_value_t = 600)]
+        per_minute: u32,
+        /// The share of Graph calls refused with 429 in the second run (0: none).
+        #[arg(long, default_value_t = 0.1)]
+        refused: f64,
+    },
+    /// The daemon's resident memory with a store of N links (and at a quarter
+    /// and half of N), with the growth per 10,000 links.
+    Memory {
+        #[arg(long, default_value_t = 100_000)]
+        links: usize,
+    },
     /// Time the pure reconcile over a large synthetic link table.
     Reconcile {
         #[arg(long, default_value_t = 100_000)]
@@ -379,6 +397,12 @@ async fn dispatch(command: Command) -> CmdResult {
                 only,
             } => cmd::bench::throttle(incidents, jira_limit, only).await,
             BenchCommand::Reconcile { links } => cmd::bench::reconcile(links),
+            BenchCommand::Memory { links } => cmd::bench::memory(links).await,
+            BenchCommand::Backfill {
+                incidents,
+                per_minute,
+                refused,
+            } => cmd::bench::backfill(incidents, per_minute, refused).await,
             BenchCommand::Calls { incidents, detail } => cmd::bench::calls(incidents, detail).await,
         },
     }

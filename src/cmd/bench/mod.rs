@@ -2,7 +2,9 @@
 //! One file per bench: `throttle.rs` (the bridge against throttling
 //! simulators), `reconcile.rs` (the pure reconcile over a large link table),
 //! `calls.rs` (API calls per incident per phase, from the simulators' request
-//! logs). This file holds what they share: the scratch directory of a run and
+//! logs), `backfill.rs` (a backlog's first sync against a paced Graph, against
+//! the bound its calls set), `memory.rs` (the daemon's resident memory with N
+//! links). This file holds what they share: the scratch directory of a run and
 //! the pairs of the simulators' config.
 
 use std::path::PathBuf;
@@ -15,11 +17,15 @@ use connectors::limits::LimiterRegistry;
 use connectors::sims::Sims;
 use connectors::wiring;
 
+mod backfill;
 mod calls;
+mod memory;
 mod reconcile;
 mod throttle;
 
+pub use backfill::backfill;
 pub use calls::calls;
+pub use memory::memory;
 pub use reconcile::reconcile;
 pub use throttle::{Scenario, throttle};
 

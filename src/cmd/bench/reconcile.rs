@@ -170,7 +170,7 @@ fn best_of_3<T>(mut f: impl FnMut() -> T) -> (T, f64) {
     (out.expect("ran three times"), best)
 }
 
-fn incident(i: usize, t0: Timestamp) -> IncidentSnapshot {
+pub(super) fn incident(i: usize, t0: Timestamp) -> IncidentSnapshot {
     const SEVERITIES: [&str; 4] = ["high", "medium", "low", "informational"];
     let id = (100_000 + i).to_string();
     let mut attrs = Attrs::new();
