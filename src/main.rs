@@ -164,6 +164,21 @@ enum BenchCommand {
         #[arg(long, default_value_t = 100_000)]
         links: usize,
     },
+    /// From an edit on Graph to its arrival on the Jira issue, with N open links
+    /// and a steady rate of edits while the pair cycles every interval.
+    Latency {
+        #[arg(long, default_value_t = 1_000)]
+        links: usize,
+        /// Edits a second.
+        #[arg(long, default_value_t = 10)]
+        per_second: u32,
+        /// How long edits are made, seconds.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// The pair's schedule interval, seconds.
+        #[arg(long, default_value_t = 10)]
+        interval: u64,
+    },
     /// Time the pure reconcile over a large synthetic link table.
     Reconcile {
         #[arg(long, default_value_t = 100_000)]
@@ -398,6 +413,12 @@ async fn dispatch(command: Command) -> CmdResult {
             } => cmd::bench::throttle(incidents, jira_limit, only).await,
             BenchCommand::Reconcile { links } => cmd::bench::reconcile(links),
             BenchCommand::Memory { links } => cmd::bench::memory(links).await,
+            BenchCommand::Latency {
+                links,
+                per_second,
+                seconds,
+                interval,
+            } => cmd::bench::latency(links, per_second, seconds, interval).await,
             BenchCommand::Backfill {
                 incidents,
                 per_minute,

@@ -4,7 +4,8 @@
 //! `calls.rs` (API calls per incident per phase, from the simulators' request
 //! logs), `backfill.rs` (a backlog's first sync against a paced Graph, against
 //! the bound its calls set), `memory.rs` (the daemon's resident memory with N
-//! links). This file holds what they share: the scratch directory of a run and
+//! links), `latency.rs` (from an edit to its arrival on the other side, with
+//! many open links and a steady rate of edits). This file holds what they share: the scratch directory of a run and
 //! the pairs of the simulators' config.
 
 use std::path::PathBuf;
@@ -19,12 +20,14 @@ use connectors::wiring;
 
 mod backfill;
 mod calls;
+mod latency;
 mod memory;
 mod reconcile;
 mod throttle;
 
 pub use backfill::backfill;
 pub use calls::calls;
+pub use latency::latency;
 pub use memory::memory;
 pub use reconcile::reconcile;
 pub use throttle::{Scenario, throttle};
