@@ -147,7 +147,9 @@ pub async fn run_cycle(
     dry_run: bool,
 ) -> Result<CycleReport, EngineError> {
     let span = tracing::info_span!("cycle", pair = %rt.pair);
-    cycle(rt, store, clock, dry_run).instrument(span).await
+    let result = cycle(rt, store, clock, dry_run).instrument(span).await;
+    progress::cycle_ended(&rt.pair);
+    result
 }
 
 async fn cycle(
@@ -538,6 +540,7 @@ pub fn ticket_system_name(kind: crate::vocab::TicketKind) -> &'static str {
 mod apply;
 mod comments;
 mod merge;
+pub mod progress;
 mod recover;
 mod sweep;
 pub use sweep::run_sweep;

@@ -15,6 +15,7 @@ mod graph_jira;
 mod helpdesks;
 mod ledger;
 mod one_writer;
+mod progress;
 mod replicas;
 mod same_tick;
 mod sentinel_pairs;

@@ -71,7 +71,14 @@ impl Cycle<'_> {
             .filter(|a| matches!(a, Action::UpdateTicket { .. } | Action::Merge { .. }))
             .map(|a| a.incident_id().to_string())
             .collect();
+        let creates = plan
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::CreateTicket { .. }))
+            .count();
+        progress::planned(&self.rt.pair, creates);
         for action in plan.actions {
+            let create = matches!(action, Action::CreateTicket { .. });
             // Whatever the plan writes, comments are read afresh afterwards.
             let id = action.incident_id().to_string();
             self.fetched.remove(&id);
@@ -80,6 +87,9 @@ impl Cycle<'_> {
             }
             self.apply(action, &mut links, true).await?;
             self.listed.remove(&id);
+            if create {
+                progress::done(&self.rt.pair);
+            }
         }
         if comments.to_ticket || comments.to_incident {
             // New tickets take the incident's existing comments with them.
