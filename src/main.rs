@@ -222,6 +222,39 @@ enum BenchCommand {
         #[arg(long)]
         detail: bool,
     },
+    /// A backlog's first sync against a Graph simulator paced at a limit, timed
+    /// against the bound its calls per incident set; then with a share of 429s.
+    Backfill {
+        #[arg(long, default_value_t = 100)]
+        incidents: usize,
+        /// The Graph limit, calls a minute (the simulator's and the bridge's pace).
+        #[arg(long, default_value_t = 600)]
+        per_minute: u32,
+        /// The share of Graph calls refused with 429 in the second run (0: none).
+        #[arg(long, default_value_t = 0.1)]
+        refused: f64,
+    },
+    /// The daemon's resident memory with a store of N links (and at a quarter
+    /// and half of N), with the growth per 10,000 links.
+    Memory {
+        #[arg(long, default_value_t = 100_000)]
+        links: usize,
+    },
+    /// From an edit on Graph to its arrival on the Jira issue, with N open links
+    /// and a steady rate of edits while the pair cycles every interval.
+    Latency {
+        #[arg(long, default_value_t = 1_000)]
+        links: usize,
+        /// Edits a second.
+        #[arg(long, default_value_t = 10)]
+        per_second: u32,
+        /// How long edits are made, seconds.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// The pair's schedule interval, seconds.
+        #[arg(long, default_value_t = 10)]
+        interval: u64,
+    },
     /// Time the pure reconcile over a large synthetic link table.
     Reconcile {
         #[arg(long, default_value_t = 100_000)]
@@ -510,6 +543,18 @@ async fn dispatch(command: Command) -> CmdResult {
             } => cmd::bench::throttle(incidents, jira_limit, only).await,
             BenchCommand::Reconcile { links } => cmd::bench::reconcile(links),
             BenchCommand::Export { rows, pg } => cmd::bench_export::run(rows, pg.as_deref()),
+            BenchCommand::Memory { links } => cmd::bench::memory(links).await,
+            BenchCommand::Latency {
+                links,
+                per_second,
+                seconds,
+                interval,
+            } => cmd::bench::latency(links, per_second, seconds, interval).await,
+            BenchCommand::Backfill {
+                incidents,
+                per_minute,
+                refused,
+            } => cmd::bench::backfill(incidents, per_minute, refused).await,
             BenchCommand::Calls { incidents, detail } => cmd::bench::calls(incidents, detail).await,
         },
     }

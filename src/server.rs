@@ -199,6 +199,15 @@ pub fn render_metrics(status: &Status, counts: Option<&StoreCounts>) -> String {
         }
     }
     m.family(
+        "itsm_bridge_backlog",
+        "gauge",
+        "Tickets a pair's running cycle has planned to create and not made yet (a first sync's backlog, as far as its pages were read).",
+    );
+    for p in &status.pairs {
+        let left = bridge_core::engine::progress::backlog(&p.pair).map_or(0, |b| b.left());
+        m.sample(&[("pair", &p.pair)], left);
+    }
+    m.family(
         "itsm_bridge_actions_failed_total",
         "counter",
         "Actions that failed and set their incident aside as a dead letter, per pair.",

@@ -147,7 +147,9 @@ pub async fn run_cycle(
     dry_run: bool,
 ) -> Result<CycleReport, EngineError> {
     let span = tracing::info_span!("cycle", pair = %rt.pair);
-    cycle(rt, store, clock, dry_run).instrument(span).await
+    let result = cycle(rt, store, clock, dry_run).instrument(span).await;
+    progress::cycle_ended(&rt.pair);
+    result
 }
 
 async fn cycle(
@@ -386,6 +388,10 @@ struct Cycle<'a> {
     /// Incidents the bridge updated in the plan being applied, as the write
     /// returned them: their comments, where the answer had them all.
     wrote: HashMap<String, IncidentSnapshot>,
+    /// The comments of tickets the bridge updated in the plan being applied, as
+    /// the update's answer had them all (`TicketSystem::written_comments`): the
+    /// version the link now holds was read with them.
+    wrote_ticket: HashMap<String, Vec<Comment>>,
     /// The sides the bridge wrote this cycle, by incident: the version a write
     /// returned is the newest the bridge knows of that side, so a version the
     /// poll saw before it is never recorded over it (two opaque etags of one
@@ -432,6 +438,7 @@ impl<'a> Cycle<'a> {
             fetched: HashMap::new(),
             listed: HashMap::new(),
             wrote: HashMap::new(),
+            wrote_ticket: HashMap::new(),
             written_sides: HashSet::new(),
             lost_creates: Vec::new(),
             newest_ticket: None,
@@ -536,6 +543,7 @@ pub fn ticket_system_name(kind: crate::vocab::TicketKind) -> &'static str {
 mod apply;
 mod comments;
 mod merge;
+pub mod progress;
 mod recover;
 mod remap;
 mod sweep;

@@ -256,6 +256,20 @@ pub trait TicketSystem: Send + Sync {
     fn get_has_comments(&self) -> bool {
         true
     }
+    /// Every comment on `listed` when this cycle's listing already had them all
+    /// (Jira's search embeds them, and says when it left some out). `None`:
+    /// read them with `comments`.
+    fn listed_comments(&self, listed: &TicketSnapshot) -> Option<Vec<Comment>> {
+        let _ = listed;
+        None
+    }
+    /// Every comment on `written`, the answer of this system's `update`, when
+    /// that answer has them all (it read the ticket after the write). `None`:
+    /// read them with `comments`.
+    fn written_comments(&self, written: &TicketSnapshot) -> Option<Vec<Comment>> {
+        let _ = written;
+        None
+    }
 }
 
 #[cfg(test)]

@@ -145,9 +145,11 @@ pub async fn run(path: &Path, once: bool, dry_run: bool, sweep: bool) -> CmdResu
             (live.clone(), store.clone(), status.clone(), stop.clone());
         tasks.spawn(run_jobs(jobs, live, store, fence.clone(), status, stop));
     }
+    let progress = tokio::spawn(show_progress());
     while let Some(done) = tasks.join_next().await {
         done.map_err(anyhow::Error::from)?;
     }
+    progress.abort();
     tracing::info!("stopping");
     if let Some(server) = server {
         server.stopped().await;
@@ -186,6 +188,51 @@ fn jobs_by_source(pairs: &[PairRuntime], syncs: &[config::SyncConfig]) -> Vec<(S
     }
     by_source
 }
+
+/// While a cycle works through a backlog of creates (a first sync), its
+/// progress: on a terminal, one line updated every second (done / planned,
+/// rate, time left at the pace so far); otherwise a log line every
+/// [`PROGRESS_LOG_EVERY`] with the same figures as fields.
+async fn show_progress() {
+    use std::io::{IsTerminal, Write};
+    let terminal = std::io::stderr().is_terminal();
+    let every = if terminal {
+        std::time::Duration::from_secs(1)
+    } else {
+        PROGRESS_LOG_EVERY
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        for (pair, b) in bridge_core::engine::progress::backlogs() {
+            let elapsed = b.since.elapsed().as_secs_f64().max(1e-3);
+            let rate = b.done as f64 / elapsed;
+            let eta = (rate > 0.0).then(|| (b.left() as f64 / rate).round() as u64);
+            if terminal {
+                let eta = eta.map_or("-".into(), |s| format!("{}m{:02}s", s / 60, s % 60));
+                let mut err = std::io::stderr().lock();
+                let _ = write!(
+                    err,
+                    "\r{pair}: {}/{} tickets, {rate:.1}/s, ETA {eta}   ",
+                    b.done, b.planned
+                );
+                let _ = err.flush();
+            } else {
+                tracing::info!(
+                    pair = %pair,
+                    done = b.done,
+                    planned = b.planned,
+                    left = b.left(),
+                    per_second = format!("{rate:.2}"),
+                    eta_seconds = eta,
+                    "first sync progress"
+                );
+            }
+        }
+    }
+}
+
+/// How often the progress of a backlog is logged when stderr is not a terminal.
+const PROGRESS_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A pair's cycle or sweep, on its schedule.
 struct Job {

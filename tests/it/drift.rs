@@ -98,6 +98,9 @@ fn an_incident_change_that_slipped_past_the_watermark_is_repaired_by_the_sweep()
 fn a_ticket_change_stamped_before_the_watermark_reaches_the_incident_through_the_sweep() {
     let env = Env::start(3);
     env.sync();
+    // The echo cycle: the link now holds the issue's listed version (an issue
+    // left in To Do is not read back after its create).
+    env.sync();
     let (id, key) = an_open_incident(&env);
 
     // An analyst starts work on the issue; the change is stamped two hours back.

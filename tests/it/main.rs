@@ -22,6 +22,7 @@ mod logs;
 mod mapping_edits;
 mod mapping_tools;
 mod one_writer;
+mod progress;
 mod reload;
 mod replicas;
 mod same_tick;

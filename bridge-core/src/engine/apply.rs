@@ -52,6 +52,8 @@ impl Cycle<'_> {
             .collect();
         let read: HashMap<&str, &IncidentSnapshot> =
             incidents.iter().map(|i| (i.id.as_str(), i)).collect();
+        let listed_tickets: HashMap<&str, &TicketSnapshot> =
+            tickets.iter().map(|t| (t.key.as_str(), t)).collect();
         // Incidents the plan updates: their comments are read after the write,
         // whose answer becomes the version the link has seen (a comment made
         // since the listing would otherwise be passed over).
@@ -61,7 +63,22 @@ impl Cycle<'_> {
             .filter(|a| matches!(a, Action::UpdateIncident { .. } | Action::Merge { .. }))
             .map(|a| a.incident_id().to_string())
             .collect();
+        // Likewise the tickets it updates: a comment made since the listing
+        // would be passed over once the update's answer is the version held.
+        let ticket_updated: HashSet<String> = plan
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::UpdateTicket { .. } | Action::Merge { .. }))
+            .map(|a| a.incident_id().to_string())
+            .collect();
+        let creates = plan
+            .actions
+            .iter()
+            .filter(|a| matches!(a, Action::CreateTicket { .. }))
+            .count();
+        progress::planned(&self.rt.pair, creates);
         for action in plan.actions {
+            let create = matches!(action, Action::CreateTicket { .. });
             // Whatever the plan writes, comments are read afresh afterwards.
             let id = action.incident_id().to_string();
             self.fetched.remove(&id);
@@ -70,6 +87,9 @@ impl Cycle<'_> {
             }
             self.apply(action, &mut links, true).await?;
             self.listed.remove(&id);
+            if create {
+                progress::done(&self.rt.pair);
+            }
         }
         if comments.to_ticket || comments.to_incident {
             // New tickets take the incident's existing comments with them.
@@ -96,11 +116,20 @@ impl Cycle<'_> {
                             .filter(|_| !updated.contains(&id))
                             .and_then(|i| self.rt.source.listed_comments(i)),
                     };
-                    self.sync_comments(&link, is_new, listed).await?;
+                    let listed_ticket = match self.wrote_ticket.remove(&id) {
+                        Some(written) => Some(written),
+                        None => listed_tickets
+                            .get(link.ticket_key.as_str())
+                            .filter(|_| !ticket_updated.contains(&id))
+                            .and_then(|t| self.rt.tickets.listed_comments(t)),
+                    };
+                    self.sync_comments(&link, is_new, listed, listed_ticket)
+                        .await?;
                 }
             }
         }
         self.wrote.clear();
+        self.wrote_ticket.clear();
         Ok(())
     }
 
@@ -772,6 +801,9 @@ impl Cycle<'_> {
                     advance(link, incident_seen, Some(t.version()), now);
                     self.written_sides
                         .insert((Direction::ToTicket, link.incident_id.clone()));
+                    if let Some(comments) = self.rt.tickets.written_comments(&t) {
+                        self.wrote_ticket.insert(link.incident_id.clone(), comments);
+                    }
                     detail
                 });
                 (Direction::ToTicket, changes.clone(), result)

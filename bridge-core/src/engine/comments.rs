@@ -12,18 +12,20 @@ impl Cycle<'_> {
     /// A ticket made this cycle holds only what the bridge wrote: its comments are
     /// not read back (`new_ticket`).
     /// `listed`: the incident's comments as this cycle's poll already had them
-    /// all (`IncidentSource::listed_comments`), so they are not read again.
+    /// all (`IncidentSource::listed_comments`), so they are not read again;
+    /// `listed_ticket` the same of the ticket (`TicketSystem::listed_comments`).
     pub(super) async fn sync_comments(
         &mut self,
         link: &Link,
         new_ticket: bool,
         listed: Option<Vec<Comment>>,
+        listed_ticket: Option<Vec<Comment>>,
     ) -> Result<(), EngineError> {
         use crate::comments::{Claim, CopyRules, plan_copies, ticket_fingerprint};
         let (incident_id, key) = (link.incident_id.as_str(), link.ticket_key.as_str());
         let known = self.store.synced_comments(&self.rt.pair, incident_id)?;
         let (on_incident, on_ticket) = match self
-            .read_comments(incident_id, key, new_ticket, listed)
+            .read_comments(incident_id, key, new_ticket, listed, listed_ticket)
             .await
         {
             Ok(sides) => sides,
@@ -92,13 +94,15 @@ impl Cycle<'_> {
 
     /// The comments on both sides of a link: as `get` just read them (a sweep, a
     /// retry) when their comments came with them, otherwise read now. A ticket
-    /// made this cycle (`new_ticket`) holds none but the bridge's.
+    /// made this cycle (`new_ticket`) holds none but the bridge's. `listed` and
+    /// `listed_ticket`: what this cycle's listings had in full, if they did.
     pub(super) async fn read_comments(
         &mut self,
         incident_id: &str,
         key: &str,
         new_ticket: bool,
         listed: Option<Vec<Comment>>,
+        listed_ticket: Option<Vec<Comment>>,
     ) -> Result<(Vec<Comment>, Vec<Comment>), ConnectorError> {
         let fetched = self.fetched.remove(incident_id);
         let (got_incident, got_ticket) = match fetched {
@@ -106,7 +110,7 @@ impl Cycle<'_> {
                 self.rt.source.get_has_comments().then_some(i.comments),
                 self.rt.tickets.get_has_comments().then_some(t.comments),
             ),
-            None => (listed, None),
+            None => (listed, listed_ticket),
         };
         let on_incident = match got_incident {
             Some(c) => c,

@@ -112,7 +112,7 @@ impl Cycle<'_> {
             if let Some(link) = link
                 && (comments.to_ticket || comments.to_incident)
             {
-                self.sync_comments(&link, false, None).await?;
+                self.sync_comments(&link, false, None, None).await?;
             }
         }
         Ok(())

@@ -12,7 +12,7 @@
 //! put into JQL is quoted and escaped, because project keys and incident ids are
 //! not ours to trust.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -32,8 +32,9 @@ use url::Url;
 
 use super::adf::text_to_adf;
 use super::wire::{
-    self, CommentPage, CreatedIssue, IssueBean, MARKER_LABEL, MAX_LABEL_LEN, PROPERTY_KEY,
-    SearchResponse, Transition, TransitionsResponse, User, WireComment,
+    self, CommentPage, CreatedIssue, IssueBean, IssueFields, MARKER_LABEL, MAX_LABEL_LEN, NamedRef,
+    PROPERTY_KEY, SearchResponse, Status, StatusCategory, Transition, TransitionsResponse, User,
+    WireComment,
 };
 use crate::http::{Api, Auth, Request};
 
@@ -46,7 +47,10 @@ pub use super::wire::error_message;
 /// The system name in errors and logs.
 pub const SYSTEM: &str = "jira";
 
-/// The fields every search asks for (search returns only ids otherwise).
+/// The fields every search asks for (search returns only ids otherwise). The
+/// `comment` field embeds an issue's comments up to a limit Jira states in the
+/// page's `total`: a listed issue whose comments all came with it needs no read
+/// of them (`listed_comments`).
 pub const SEARCH_FIELDS: &[&str] = &[
     "summary",
     "description",
@@ -57,7 +61,13 @@ pub const SEARCH_FIELDS: &[&str] = &[
     "labels",
     "created",
     "updated",
+    "comment",
 ];
+
+/// The version a fresh issue holds until a poll lists it: older than any
+/// `updated` Jira gives, so that listing is always compared with the baseline
+/// (see `JiraTickets::unread_issue`).
+const NOT_READ_BACK: &str = "1970-01-01T00:00:00.000+0000";
 
 /// Search page size: Jira's default, and well under its cap for many fields.
 const PAGE_SIZE: u32 = 50;
@@ -150,13 +160,19 @@ pub struct JiraTickets {
     api: Api,
     project_key: String,
     issue_type: String,
-    /// email (lowercase) → accountId, for `assignee`. Only hits are cached, so a
-    /// user added later is found on the next write.
-    accounts: Mutex<HashMap<String, String>>,
+    /// email (lowercase) → the user as Jira shows it (accountId, and the email
+    /// unless hidden), for `assignee`. Only hits are cached, so a user added
+    /// later is found on the next write.
+    accounts: Mutex<HashMap<String, User>>,
     /// The account's time zone has been looked at (see `check_time_zone`).
     time_zone_checked: AtomicBool,
     /// Status name (lowercase) → the transitions the workflow offers out of it.
     transitions: Mutex<HashMap<String, Vec<Transition>>>,
+    /// The status a created issue starts in (the workflow's initial status),
+    /// read from the first issue this client creates.
+    initial: Mutex<Option<StatusAt>>,
+    /// Keys whose last listing did not embed all their comments.
+    comments_cut: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for JiraTickets {
@@ -209,6 +225,8 @@ impl JiraTickets {
             accounts: Mutex::new(HashMap::new()),
             time_zone_checked: AtomicBool::new(false),
             transitions: Mutex::new(HashMap::new()),
+            initial: Mutex::new(None),
+            comments_cut: Mutex::new(HashSet::new()),
         }
     }
 
@@ -255,6 +273,21 @@ impl JiraTickets {
     }
 
     fn page(&self, jql: &str, response: SearchResponse) -> ConnectorResult<Page<TicketSnapshot>> {
+        {
+            let mut cut = self.comments_cut.lock().expect("comments cut");
+            for issue in &response.issues {
+                let Some(key) = &issue.key else { continue };
+                let whole =
+                    issue.fields.comment.as_ref().is_some_and(|page| {
+                        page.total.unwrap_or(0) as usize <= page.comments.len()
+                    });
+                if whole {
+                    cut.remove(key);
+                } else {
+                    cut.insert(key.clone());
+                }
+            }
+        }
         let items = response
             .issues
             .iter()
@@ -278,7 +311,7 @@ impl JiraTickets {
     /// The issue as it is now, with all its comments.
     async fn read(&self, key: &str) -> ConnectorResult<TicketSnapshot> {
         let mut url = self.rest(&["issue", key]);
-        let fields = format!("{},comment", SEARCH_FIELDS.join(","));
+        let fields = SEARCH_FIELDS.join(",");
         url.query_pairs_mut().append_pair("fields", &fields);
         let mut issue: IssueBean = self.api.get_json(url).await?;
         if let Some(page) = issue.fields.comment.as_mut() {
@@ -309,11 +342,11 @@ impl JiraTickets {
         }
     }
 
-    /// The accountId of the user with this email, if Jira knows one.
-    async fn account_id(&self, email: &str) -> ConnectorResult<Option<String>> {
+    /// The user with this email as Jira shows it, if Jira knows one.
+    async fn account(&self, email: &str) -> ConnectorResult<Option<User>> {
         let cache_key = email.to_lowercase();
-        if let Some(id) = self.accounts.lock().expect("account cache").get(&cache_key) {
-            return Ok(Some(id.clone()));
+        if let Some(user) = self.accounts.lock().expect("account cache").get(&cache_key) {
+            return Ok(Some(user.clone()));
         }
         let mut url = self.rest(&["user", "search"]);
         url.query_pairs_mut().append_pair("query", email);
@@ -329,30 +362,33 @@ impl JiraTickets {
             [only] if only.email_address.is_none() => Some(only),
             _ => None,
         });
-        let id = found.map(|u| u.account_id.clone());
-        if let Some(id) = &id {
+        if let Some(user) = found {
             self.accounts
                 .lock()
                 .expect("account cache")
-                .insert(cache_key, id.clone());
+                .insert(cache_key, user.clone());
         }
-        Ok(id)
+        Ok(found.cloned())
+    }
+
+    /// The user to assign for the email, or `None` (logged) when no user has it.
+    async fn assignee_user(&self, key: &str, email: &str) -> ConnectorResult<Option<User>> {
+        let found = self.account(email).await?;
+        if found.is_none() {
+            tracing::warn!(
+                system = self.api.system(),
+                issue = key,
+                assignee = email,
+                "no Jira user has this email address; leaving the assignee unchanged"
+            );
+        }
+        Ok(found)
     }
 
     /// `{"accountId": …}` for the email, or `None` (logged) when no user has it.
     async fn assignee_field(&self, key: &str, email: &str) -> ConnectorResult<Option<Value>> {
-        match self.account_id(email).await? {
-            Some(id) => Ok(Some(json!({ "accountId": id }))),
-            None => {
-                tracing::warn!(
-                    system = self.api.system(),
-                    issue = key,
-                    assignee = email,
-                    "no Jira user has this email address; leaving the assignee unchanged"
-                );
-                Ok(None)
-            }
-        }
+        let user = self.assignee_user(key, email).await?;
+        Ok(user.map(|u| json!({ "accountId": u.account_id })))
     }
 
     /// JQL reads date literals in the calling user's time zone, and the bridge
@@ -572,36 +608,88 @@ impl JiraTickets {
         Ok(())
     }
 
-    /// Moves a fresh issue to the status category the create asked for.
+    /// Moves a fresh issue to the status category the create asked for, and
+    /// says what the issue then is. An issue left in the workflow's initial
+    /// status is not read back (but the first one a client creates, read once to
+    /// learn that status); an issue moved out of it is.
+    ///
+    /// Jira's create answers `{id, key, self}` only, so it does not say the
+    /// issue's `updated` time. The link does not need it for an issue left as
+    /// created: the snapshot returned holds what the bridge wrote at a version
+    /// older than any Jira lists ([`NOT_READ_BACK`]), so the next poll's listing
+    /// of the issue (full fields and comments) is compared with the baseline
+    /// field by field. The bridge's own create compares equal and costs nothing;
+    /// an edit made right after it (a workflow post-function, an automation
+    /// rule, a person, in the same millisecond or later) differs and is carried.
+    /// A search index lagging behind shows at worst the issue as created: the
+    /// same fields again.
+    ///
+    /// Kept read: after a status move. A transition answers 204 with no body,
+    /// and a lagging search index can still list the issue as it was created,
+    /// in the initial status: compared by content, that older state would read
+    /// as someone moving the issue back, and flow to the incident. The read
+    /// gives the version after the move, which such a listing is older than.
     async fn settle_new_issue(
         &self,
-        key: &str,
+        created: &CreatedIssue,
+        sent: &IssueFields,
         ticket: &TicketCreate,
         target: Option<&str>,
     ) -> ConnectorResult<TicketSnapshot> {
-        // Kept reads. Jira's create answers `{id, key, self}` only, and a
-        // transition answers 204 with no body, so neither says the issue's
-        // `updated` time, which is the version the link must hold: without it
-        // the next poll cannot tell the bridge's own create or move from an
-        // analyst's edit made just after it (a workflow post-function, an
-        // automation rule, a person), and would either read the issue and its
-        // comments again or pass an edit over. One GET after the create, and
-        // one after the status move, settle that race.
-        let snapshot = self.read(key).await?;
-        let Some(target) = target else {
-            return Ok(snapshot);
+        let key = created.key.as_str();
+        let known = self.initial.lock().expect("initial status").clone();
+        let (read, at) = match known {
+            Some(at) => (None, at),
+            None => {
+                let snapshot = self.read(key).await?;
+                let at = StatusAt::of(&snapshot);
+                *self.initial.lock().expect("initial status") = Some(at.clone());
+                (Some(snapshot), at)
+            }
         };
-        let current = snapshot.attrs.get("status").map(String::as_str);
-        if current.is_some_and(|c| c.eq_ignore_ascii_case(target)) {
-            return Ok(snapshot);
+        match target {
+            Some(target) if !at.category.eq_ignore_ascii_case(target) => {
+                let resolution = match (target, ticket.attrs.get("resolution")) {
+                    ("done", Some(r)) => ResolutionOnScreen::Set(r.clone()),
+                    _ => ResolutionOnScreen::Leave,
+                };
+                self.transition_to(key, &at, target, resolution).await?;
+                self.read(key).await
+            }
+            _ => match read {
+                Some(snapshot) => Ok(snapshot),
+                None => {
+                    let mut fields = sent.clone();
+                    fields.status = Some(Status {
+                        id: None,
+                        name: at.name,
+                        status_category: StatusCategory {
+                            key: at.category,
+                            ..StatusCategory::default()
+                        },
+                    });
+                    self.unread_issue(created, fields)
+                }
+            },
         }
-        let resolution = match (target, ticket.attrs.get("resolution")) {
-            ("done", Some(r)) => ResolutionOnScreen::Set(r.clone()),
-            _ => ResolutionOnScreen::Leave,
+    }
+
+    /// A snapshot of an issue from the fields the bridge wrote, converted as a
+    /// listing of them would be, at the version [`NOT_READ_BACK`].
+    fn unread_issue(
+        &self,
+        created: &CreatedIssue,
+        mut fields: IssueFields,
+    ) -> ConnectorResult<TicketSnapshot> {
+        fields.created = Some(NOT_READ_BACK.to_string());
+        fields.updated = Some(NOT_READ_BACK.to_string());
+        let issue = IssueBean {
+            id: created.id.clone(),
+            key: Some(created.key.clone()),
+            fields,
+            ..IssueBean::default()
         };
-        self.transition_to(key, &StatusAt::of(&snapshot), target, resolution)
-            .await?;
-        self.read(key).await
+        self.snapshot(&issue)
     }
 }
 
@@ -876,19 +964,32 @@ impl TicketSystem for JiraTickets {
         let mut fields = Map::new();
         fields.insert("project".into(), json!({ "key": self.project_key }));
         fields.insert("issuetype".into(), json!({ "name": self.issue_type }));
+        // What the issue holds once made, as a listing would show it.
+        let mut sent = IssueFields {
+            labels: Some(labels.clone()),
+            ..IssueFields::default()
+        };
         if let Some(summary) = ticket.attrs.get("summary") {
             fields.insert("summary".into(), json!(summary));
+            sent.summary = Some(summary.clone());
         }
         if let Some(description) = ticket.attrs.get("description") {
-            fields.insert("description".into(), text_to_adf(description));
+            let adf = text_to_adf(description);
+            fields.insert("description".into(), adf.clone());
+            sent.description = Some(adf);
         }
         if let Some(priority) = ticket.attrs.get("priority") {
             fields.insert("priority".into(), json!({ "name": priority }));
+            sent.priority = Some(NamedRef {
+                id: None,
+                name: priority.clone(),
+            });
         }
         if let Some(email) = ticket.attrs.get("assignee")
-            && let Some(assignee) = self.assignee_field(&label, email).await?
+            && let Some(user) = self.assignee_user(&label, email).await?
         {
-            fields.insert("assignee".into(), assignee);
+            fields.insert("assignee".into(), json!({ "accountId": user.account_id }));
+            sent.assignee = Some(user);
         }
         fields.insert("labels".into(), json!(labels));
         let body = json!({
@@ -906,7 +1007,7 @@ impl TicketSystem for JiraTickets {
         let request = Request::with_body(Method::POST, self.rest(&["issue"]), body);
         let created: CreatedIssue = self.api.send(request).await?.json(self.api.system())?;
         tracing::debug!(system = self.api.system(), issue = %created.key, label = %label, "created issue");
-        self.settle_new_issue(&created.key, ticket, target.as_deref())
+        self.settle_new_issue(&created, &sent, ticket, target.as_deref())
             .await
             .map_err(|e| ConnectorError {
                 message: format!(
@@ -919,6 +1020,18 @@ impl TicketSystem for JiraTickets {
 
     async fn get(&self, key: &str) -> ConnectorResult<TicketSnapshot> {
         self.read(key).await
+    }
+
+    /// The search embeds the `comment` field: every comment, unless the page's
+    /// `total` said some were left out.
+    fn listed_comments(&self, listed: &TicketSnapshot) -> Option<Vec<Comment>> {
+        let cut = self.comments_cut.lock().expect("comments cut");
+        (!cut.contains(&listed.key)).then(|| listed.comments.clone())
+    }
+
+    /// `update` ends with a read of the issue with all its comments.
+    fn written_comments(&self, written: &TicketSnapshot) -> Option<Vec<Comment>> {
+        Some(written.comments.clone())
     }
 
     async fn update(&self, key: &str, update: &TicketUpdate) -> ConnectorResult<TicketSnapshot> {

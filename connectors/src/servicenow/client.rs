@@ -818,6 +818,28 @@ impl TicketSystem for ServiceNowTickets {
         self.with_comments(snapshot).await
     }
 
+    /// The journal alone: the record is not needed for its comments, and its
+    /// `sys_id` is known from the listing that named it.
+    async fn comments(&self, key: &str) -> ConnectorResult<Vec<Comment>> {
+        let sys_id = self.sys_id_of(key).await?;
+        self.journal(&sys_id)
+            .await?
+            .iter()
+            .map(wire::to_comment)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(ErrorKind::InvalidPayload, e))
+    }
+
+    /// `get` reads the journal too (`with_comments`).
+    fn get_has_comments(&self) -> bool {
+        true
+    }
+
+    /// `update` answers with the record and its whole journal (`with_comments`).
+    fn written_comments(&self, written: &TicketSnapshot) -> Option<Vec<Comment>> {
+        Some(written.comments.clone())
+    }
+
     async fn add_comment(&self, key: &str, note: &str) -> ConnectorResult<Comment> {
         if note.trim().is_empty() {
             return Err(self.permanent("ServiceNow does not save an empty work note"));
