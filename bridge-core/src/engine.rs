@@ -481,14 +481,19 @@ impl<'a> Cycle<'a> {
             Action::CreateTicket { .. } => self.newest_ticket()?,
             _ => None,
         };
-        self.store.begin_intent(&Intent {
+        let intent = self.store.begin_intent(&Intent {
             pair: self.rt.pair.clone(),
             incident_id: action.incident_id().to_string(),
             kind: action.kind().to_string(),
             payload: serde_json::to_string(action).expect("actions serialize"),
             created: self.clock.now(),
             known_ticket,
-        })
+        })?;
+        // The remote write follows at once: a replica paused since the commit
+        // (past its lease) stops here; the intent waits for the replica that
+        // took over, which finds out whether it was carried out.
+        self.store.check_lease(&self.rt.pair)?;
+        Ok(intent)
     }
 
     /// The ticket key of the pair's newest link, read once a cycle and kept up

@@ -262,6 +262,15 @@ pub trait Store: Send + Sync {
     /// made them: [`StoreError::Tampered`] if one was dropped, disabled or changed.
     fn check_append_only(&self) -> StoreResult<()>;
 
+    /// Whether this process may still write to the remote systems for `pair`,
+    /// checked right before a remote write, after its intent was committed: a
+    /// replica paused past its lease (a stopped process, a frozen VM) learns it
+    /// here, by its own clock, before a write another replica may already have
+    /// made ([`StoreError::LostLease`]). A store of one process always may.
+    fn check_lease(&self, _pair: &str) -> StoreResult<()> {
+        Ok(())
+    }
+
     /// The pairs' leases, ordered by pair: which replica drives which pair. A
     /// store of one process (SQLite) has none.
     fn leases(&self) -> StoreResult<Vec<LeaseInfo>> {

@@ -310,6 +310,9 @@ pub(crate) fn postgres_message(e: &postgres::Error) -> String {
 pub struct Fence {
     holder: String,
     held: Mutex<BTreeMap<String, i64>>,
+    /// Per pair held, until when its lease surely lasts by this process's
+    /// clock: the start of the round that took or renewed it, plus the lease.
+    lasts: Mutex<BTreeMap<String, std::time::Instant>>,
     /// Pairs whose cycle or sweep is under way: not given up by a rebalance
     /// until it ends.
     busy: Mutex<BTreeSet<String>>,
@@ -322,6 +325,7 @@ impl Fence {
         Arc::new(Fence {
             holder,
             held: Mutex::new(BTreeMap::new()),
+            lasts: Mutex::new(BTreeMap::new()),
             busy: Mutex::new(BTreeSet::new()),
         })
     }
@@ -379,8 +383,32 @@ impl Fence {
         self.held().insert(pair.to_owned(), token);
     }
 
+    /// The lease of `pair` was taken or renewed by a statement sent at `sent`.
+    fn lasts_until(&self, pair: &str, until: std::time::Instant) {
+        self.lasts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(pair.to_owned(), until);
+    }
+
+    /// Whether `pair` is held and its lease has surely not run out by this
+    /// process's clock.
+    pub fn may_write(&self, pair: &str) -> bool {
+        self.holds(pair)
+            && self
+                .lasts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(pair)
+                .is_some_and(|until| std::time::Instant::now() < *until)
+    }
+
     /// Forgets `pair`; true if it was held.
     fn lose(&self, pair: &str) -> bool {
+        self.lasts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(pair);
         self.held().remove(pair).is_some()
     }
 
@@ -1656,6 +1684,15 @@ impl Store for PgStore {
 
     fn check_append_only(&self) -> StoreResult<()> {
         self.call(|client, _| check_append_only(client))
+    }
+
+    fn check_lease(&self, pair: &str) -> StoreResult<()> {
+        match &self.fence {
+            Some(fence) if !fence.may_write(pair) => Err(StoreError::LostLease {
+                pair: pair.to_owned(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The lease table as the database has it now, with each lease's time left

@@ -173,6 +173,8 @@ impl Keeper {
     /// One round: heartbeat, renew, give up above the fair share, take up to it.
     fn round(&mut self) -> StoreResult<()> {
         let started = Instant::now();
+        // Until when what this round takes or renews surely lasts.
+        let lasts = started + self.settings.period;
         let holder = self.fence.holder.clone();
         let period = self.settings.period.as_secs_f64();
         let pairs = self.settings.pairs.clone();
@@ -201,7 +203,9 @@ impl Keeper {
                  WHERE pair = $1 AND holder = $2 AND token = $3",
                 &[&pair, &holder, &token, &period],
             )?;
-            if renewed == 0 && fence.lose(&pair) {
+            if renewed == 1 {
+                fence.lasts_until(&pair, lasts);
+            } else if fence.lose(&pair) {
                 tracing::warn!(
                     pair,
                     token,
@@ -266,6 +270,7 @@ impl Keeper {
             if let Some(row) = taken {
                 let token: i64 = row.get(0);
                 fence.set(pair, token);
+                fence.lasts_until(pair, lasts);
                 count += 1;
                 tracing::info!(pair, token, "took the lease for pair {pair}");
             }

@@ -756,3 +756,25 @@ fn a_replica_paused_inside_a_transaction_does_not_hold_the_others_up() {
         "the idle session was ended"
     );
 }
+
+/// A replica that was paused past its lease learns it from its own clock
+/// before a remote write, even while its lease keeper has not yet run again.
+#[test]
+fn a_lease_past_its_time_by_this_processs_clock_refuses_remote_writes() {
+    let fence = Fence::new("replica-a".into());
+    assert!(!fence.may_write("p"), "not held");
+    fence.set("p", 7);
+    assert!(
+        !fence.may_write("p"),
+        "held, but never confirmed by a round"
+    );
+    let now = std::time::Instant::now();
+    fence.lasts_until("p", now + std::time::Duration::from_secs(60));
+    assert!(fence.may_write("p"));
+    // The round that renewed it was long ago (the process was stopped).
+    fence.lasts_until("p", now - std::time::Duration::from_millis(1));
+    assert!(fence.holds("p"), "the keeper has not looked yet");
+    assert!(!fence.may_write("p"), "but the lease has surely run out");
+    assert!(fence.lose("p"));
+    assert!(!fence.may_write("p"));
+}
