@@ -13,6 +13,7 @@
 use super::*;
 use crate::mapping::Mapping;
 use crate::remap::{Edit, Impact, plan_remap, reaches};
+use crate::store::LinkQuery;
 
 /// Rewrites what the edit from `old` to the pair's running mapping changes on
 /// its links; in a dry run, only plans. Logs in a `remap` span naming the pair.
@@ -87,22 +88,30 @@ pub fn plan_edit(
 ) -> Result<(Impact, Vec<LinkRewrite>), StoreError> {
     let mut impact = Impact::default();
     let mut plans = Vec::new();
-    let links: Vec<Link> = store
-        .links(Some(pair))?
-        .into_iter()
-        .filter(|link| {
-            let reached = reaches(edit.old, link, now);
-            impact.left_alone += usize::from(!reached);
-            reached
-        })
-        .collect();
-    for chunk in links.chunks(SEEN_CHUNK) {
-        let seen = incidents_seen(store, pair, chunk)?;
-        for link in chunk {
-            let plan = plan_remap(edit, link, seen.get(&link.incident_id));
-            impact.add(link, &plan);
+    // A page of links at a time; only those the edit rewrites are kept.
+    let mut offset = 0;
+    loop {
+        let page = store.link_page(&LinkQuery {
+            pair: Some(pair.to_owned()),
+            offset,
+            limit: SEEN_CHUNK as u64,
+            ..LinkQuery::default()
+        })?;
+        if page.links.is_empty() {
+            break;
+        }
+        offset += page.links.len() as u64;
+        let (links, left): (Vec<Link>, Vec<Link>) = page
+            .links
+            .into_iter()
+            .partition(|link| reaches(edit.old, link, now));
+        impact.left_alone += left.len();
+        let seen = incidents_seen(store, pair, &links)?;
+        for link in links {
+            let plan = plan_remap(edit, &link, seen.get(&link.incident_id));
+            impact.add(&link, &plan);
             if !plan.actions.is_empty() {
-                plans.push((link.clone(), plan.actions));
+                plans.push((link, plan.actions));
             }
         }
     }

@@ -14,6 +14,10 @@
 use super::*;
 
 pub use crate::remap::SETTLED_AFTER;
+use crate::store::LinkQuery;
+
+/// How many links a sweep reads from the store at once.
+const SWEEP_PAGE: u64 = 500;
 
 /// Re-reads both sides of every open link of the pair and repairs what drifted
 /// from the baseline. Incidents waiting in the dead letters are left to their own
@@ -39,11 +43,31 @@ async fn sweep(
     cycle.sweeping = true;
     cycle.report.sweep = true;
     cycle.recover().await?;
-    let (links, settled) = links_to_sweep(&cycle)?;
-    let mut gone = 0;
-    for link in links {
-        if !cycle.sweep_link(link).await? {
-            gone += 1;
+    let waiting: HashSet<String> = store
+        .dead_letters(Some(&rt.pair), None)?
+        .into_iter()
+        .map(|l| l.incident_id)
+        .collect();
+    // A page of links at a time: a sweep of 100,000 links holds one page, not
+    // every link with its baseline.
+    let (mut settled, mut gone, mut offset) = (0, 0, 0);
+    loop {
+        let page = store.link_page(&LinkQuery {
+            pair: Some(rt.pair.clone()),
+            offset,
+            limit: SWEEP_PAGE,
+            ..LinkQuery::default()
+        })?;
+        if page.links.is_empty() {
+            break;
+        }
+        offset += page.links.len() as u64;
+        let (links, left) = links_to_sweep(&cycle, page.links, &waiting);
+        settled += left;
+        for link in links {
+            if !cycle.sweep_link(link).await? {
+                gone += 1;
+            }
         }
     }
 
@@ -83,19 +107,17 @@ async fn sweep(
 }
 
 /// The open links of the pair to sweep (active, not waiting in the dead letters
-/// or held back), and how many were left out as closed for over
+/// or held back) of one page, and how many were left out as closed for over
 /// [`SETTLED_AFTER`].
-fn links_to_sweep(cycle: &Cycle<'_>) -> Result<(Vec<Link>, usize), EngineError> {
-    let waiting: HashSet<String> = cycle
-        .store
-        .dead_letters(Some(&cycle.rt.pair), None)?
-        .into_iter()
-        .map(|l| l.incident_id)
-        .collect();
+fn links_to_sweep(
+    cycle: &Cycle<'_>,
+    page: Vec<Link>,
+    waiting: &HashSet<String>,
+) -> (Vec<Link>, usize) {
     let settled_before = cycle.clock.now() - SETTLED_AFTER;
     let mut settled = 0;
     let mut links = Vec::new();
-    for link in cycle.store.links(Some(&cycle.rt.pair))? {
+    for link in page {
         if link.state != LinkState::Active
             || waiting.contains(&link.incident_id)
             || cycle.held_back.contains(&link.incident_id)
@@ -108,7 +130,7 @@ fn links_to_sweep(cycle: &Cycle<'_>) -> Result<(Vec<Link>, usize), EngineError> 
         }
         links.push(link);
     }
-    Ok((links, settled))
+    (links, settled)
 }
 
 impl Cycle<'_> {
@@ -168,6 +190,8 @@ impl Cycle<'_> {
             };
             self.store.append_ledger(&[record])?;
         }
+        // What was read for this link is not kept past it.
+        self.fetched.remove(&link.incident_id);
         Ok(true)
     }
 }
