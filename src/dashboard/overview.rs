@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use bridge_core::engine::CycleReport;
+use bridge_core::engine::progress::Backlog;
 use bridge_core::ledger::LedgerEntry;
 use bridge_core::model::{LinkState, Timestamp};
 use bridge_core::store::{DeadLetter, StoreCounts};
@@ -22,6 +23,9 @@ pub struct Overview<'a> {
     pub store: Result<(&'a StoreCounts, &'a [DeadLetter], &'a [LedgerEntry]), &'a str>,
     pub reload: Option<&'a ReloadFailure>,
     pub now: Timestamp,
+    /// Per pair whose running cycle plans creates (a first sync's backlog):
+    /// the creates done and planned so far.
+    pub backlogs: &'a [(String, Backlog)],
 }
 
 pub fn render_overview(view: &Overview<'_>) -> String {
@@ -32,7 +36,7 @@ pub fn render_overview(view: &Overview<'_>) -> String {
             p.failing { "The store could not be read: " (e) }
         }
         h2 { "Pairs" }
-        (pairs_table(view.status, counts))
+        (pairs_table(view.status, counts, view.backlogs))
         h2 { "Since start" }
         (done_table(view.status))
         @if let Ok((counts, letters, entries)) = view.store {
@@ -46,18 +50,24 @@ pub fn render_overview(view: &Overview<'_>) -> String {
     layout("itsm-bridge", view.now, view.reload, body)
 }
 
-fn pairs_table(status: &Status, counts: Option<&StoreCounts>) -> Markup {
+fn pairs_table(
+    status: &Status,
+    counts: Option<&StoreCounts>,
+    backlogs: &[(String, Backlog)],
+) -> Markup {
     html! {
         table #pairs {
             tr { th { "pair" } th { "status" } th { "last run" } th { "took" } th { "outcome" }
                  th { "runs" } th { "failed runs" } th { "active links" } th { "merged links" }
-                 th { "dead letters" } }
-            @for p in &status.pairs { (pair_row(p, counts)) }
+                 th { "dead letters" } th { "backlog (created / planned)" } }
+            @for p in &status.pairs {
+                (pair_row(p, counts, backlogs.iter().find(|(pair, _)| *pair == p.pair).map(|(_, b)| b)))
+            }
         }
     }
 }
 
-fn pair_row(p: &PairStatus, counts: Option<&StoreCounts>) -> Markup {
+fn pair_row(p: &PairStatus, counts: Option<&StoreCounts>, backlog: Option<&Backlog>) -> Markup {
     let (class, state) = if !p.ok() {
         (
             "failing",
@@ -97,6 +107,10 @@ fn pair_row(p: &PairStatus, counts: Option<&StoreCounts>) -> Markup {
             td.n { a href=(filtered("")) { (links(LinkState::Active)) } }
             td.n { a href=(filtered("merged")) { (links(LinkState::Merged)) } }
             td.n { a href=(filtered("failing")) { (dead) } }
+            td.n { @match backlog {
+                Some(b) => { (b.done) " / " (b.planned) },
+                None => { "—" },
+            } }
         }
     }
 }

@@ -76,6 +76,7 @@ async fn overview(State(app): State<AppState>) -> Html<String> {
         store,
         reload: reload.failure.as_ref(),
         now: chrono::Utc::now(),
+        backlogs: &bridge_core::engine::progress::backlogs(),
     }))
 }
 

@@ -160,8 +160,20 @@ fn the_overview_shows_pairs_counts_problems_and_the_newest_entries_first() {
         store: Ok((&counts, &letters, &entries)),
         reload: None,
         now: at(60),
+        backlogs: &[(
+            "defender->jira".to_owned(),
+            bridge_core::engine::progress::Backlog {
+                planned: 250,
+                done: 40,
+                since: std::time::Instant::now(),
+            },
+        )],
     });
     assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(
+        html.contains("<td class=\"n\">40 / 250</td>"),
+        "the backlog: {html}"
+    );
     assert!(html.contains(r#"<meta http-equiv="refresh" content="30">"#));
     assert!(html.contains("<td class=\"ok\">ok</td><td>cycle 2026-11-01 08:00:10 UTC</td><td class=\"n\">1.2 s</td><td>read 6 incident(s), 0 ticket(s); 6 ticket(s) created, 6 written back</td>"), "{html}");
     assert!(html.contains("failing (1 in a row)"));
@@ -189,6 +201,7 @@ fn the_overview_says_when_the_store_cannot_be_read() {
         store: Err("database error: <locked>"),
         reload: None,
         now: at(60),
+        backlogs: &[],
     });
     assert!(html.contains("The store could not be read: database error: &lt;locked&gt;"));
     assert!(
