@@ -22,6 +22,8 @@ COPY src src
 RUN cargo build --release --locked --bin itsm-bridge \
  && mkdir -p /out/var/lib/itsm-bridge /out/etc/itsm-bridge
 
+# distroless/cc carries glibc and libssl3, which `client_certificate` uses to
+# open a PKCS#12 file or an encrypted key.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/itsm-bridge /usr/local/bin/itsm-bridge
 COPY --from=build /src/mappings /usr/share/itsm-bridge/mappings

@@ -298,17 +298,17 @@ fn cases() -> Vec<Case> {
             says: "`client_secret` is not used with auth = \"azure_cli\"; remove it",
         },
         Case {
-            name: "a password-protected certificate",
+            name: "a certificate file that is neither PEM nor PKCS#12",
             edits: &[
                 Replace(
                     "bridge.toml",
                     "client_secret = { file = \"secrets/graph\" }",
-                    "auth = \"client_certificate\"\ncertificate = \"app.pfx\"\n‸certificate_password = { file = \"secrets/graph\" }",
+                    "auth = \"client_certificate\"\ncertificate = ‸\"app.pfx\"\ncertificate_password = { file = \"secrets/graph\" }",
                 ),
                 Write("app.pfx", "not PEM"),
             ],
             at: At::Mark,
-            says: "password-protected certificates (PKCS#12, encrypted keys) are not supported",
+            says: "app.pfx is neither PEM nor PKCS#12",
         },
         Case {
             name: "a Key Vault secret without an identity to fetch it",

@@ -8,7 +8,9 @@
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use connectors::auth::certificate::testdata::{APP_PEM, OTHER_PEM};
+use connectors::auth::certificate::testdata::{
+    APP_ENCRYPTED_PEM, APP_P12, APP_PEM, OTHER_PEM, PASSWORD,
+};
 use connectors::sims::{
     AKS_ISSUER, AKS_SUBJECT, GRAPH_AUDIENCE, GRAPH_CLIENT_ID, JIRA_API_TOKEN, JIRA_EMAIL,
     TENANT_ID, UAMI_CLIENT_ID, VAULT_URL,
@@ -68,6 +70,40 @@ fn a_certificate_signs_in_through_the_client_assertion_flow() {
     defender_signs_in_with(&env, &certificate_lines());
     assert_success(&run_once(&env, &[], None));
     assert_all_synced(&env);
+}
+
+/// The certificate as Windows admins export it: a PKCS#12 file with a password,
+/// the password from the environment; and a PEM whose key is encrypted.
+#[test]
+fn a_pkcs12_certificate_and_an_encrypted_key_sign_in_with_their_password() {
+    for (file, bytes) in [
+        ("app.pfx", APP_P12.to_vec()),
+        ("app.pem", APP_ENCRYPTED_PEM.as_bytes().to_vec()),
+    ] {
+        let env = Env::start(2);
+        std::fs::write(env.dir.path().join(file), bytes).unwrap();
+        defender_signs_in_with(
+            &env,
+            &format!(
+                "auth = \"client_certificate\"\nclient_id = \"{GRAPH_CLIENT_ID}\"\ncertificate = \"{file}\"\ncertificate_password = {{ env = \"CERT_PASSWORD\" }}"
+            ),
+        );
+        let out = run_once(&env, &[("CERT_PASSWORD", PASSWORD.to_owned())], None);
+        assert_success(&out);
+        assert_all_synced(&env);
+        assert!(!stderr(&out).contains(PASSWORD) && !stdout(&out).contains(PASSWORD));
+
+        // The wrong password is bad input: one clear error naming the file,
+        // exit 2, before anything is synced.
+        let out = run_once(&env, &[("CERT_PASSWORD", "wrong".to_owned())], None);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains(file), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("does not open with certificate_password"),
+            "{}",
+            stderr(&out)
+        );
+    }
 }
 
 #[test]

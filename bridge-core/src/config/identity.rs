@@ -13,10 +13,14 @@ use super::SecretRef;
 pub enum SourceAuth {
     /// The app registration's client secret (client-credentials grant).
     ClientSecret { client_secret: SecretRef },
-    /// A certificate registered on the app: a PEM file holding the certificate and
-    /// its unencrypted private key (PKCS#8 or PKCS#1 RSA); the bridge signs a
-    /// client assertion with it.
-    ClientCertificate { certificate: PathBuf },
+    /// A certificate registered on the app, with its RSA private key: a PEM file
+    /// (the key PKCS#8, PKCS#1 or encrypted PKCS#8) or a PKCS#12 file (`.pfx`,
+    /// `.p12`); `password` opens an encrypted key or a PKCS#12 file. The bridge
+    /// signs a client assertion with it.
+    ClientCertificate {
+        certificate: PathBuf,
+        password: Option<SecretRef>,
+    },
     /// The managed identity of the VM, App Service, Container App or Arc server
     /// the bridge runs on: system-assigned, or the user-assigned one named here.
     ManagedIdentity { user_assigned: Option<UserAssigned> },
@@ -51,6 +55,10 @@ impl SourceAuth {
     pub fn secret(&self) -> Option<(&'static str, &SecretRef)> {
         match self {
             SourceAuth::ClientSecret { client_secret } => Some(("client_secret", client_secret)),
+            SourceAuth::ClientCertificate {
+                password: Some(password),
+                ..
+            } => Some(("certificate_password", password)),
             _ => None,
         }
     }

@@ -4,9 +4,11 @@
 //! feature, which pulls in OpenSSL. The JWT is RS256 with the certificate's
 //! SHA-256 thumbprint in `x5t#S256`, `aud` the tenant's token endpoint, `iss` and
 //! `sub` the client id, and a ten-minute life; azure_identity's
-//! `ClientAssertionCredential` sends it. The file is PEM: the certificate and an
-//! unencrypted PKCS#8 or PKCS#1 RSA key (PKCS#12 is not read: no small pure-Rust
-//! crate does it over `ring`).
+//! `ClientAssertionCredential` sends it. The file is PEM (the certificate and a
+//! PKCS#8 or PKCS#1 RSA key, or an encrypted PKCS#8 key with
+//! `certificate_password`) or PKCS#12 (`.pfx`, `.p12`, opened with
+//! `certificate_password`, or none). OpenSSL only opens an encrypted key or a
+//! PKCS#12 file; the key is then used by `ring` like any other.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,10 +45,96 @@ impl std::fmt::Debug for ClientCertificate {
 impl ClientCertificate {
     /// Reads the certificate and its RSA key. The error names the file and what is
     /// wrong, never key material.
-    pub fn read(path: &Path) -> Result<ClientCertificate, String> {
+    pub fn read(path: &Path, password: Option<&str>) -> Result<ClientCertificate, String> {
         let bytes = std::fs::read(path)
             .map_err(|e| format!("cannot read certificate {}: {e}", path.display()))?;
+        let text = String::from_utf8_lossy(&bytes);
+        if !text.contains("-----BEGIN") {
+            return ClientCertificate::from_pkcs12(&bytes, path, password);
+        }
+        if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+            return ClientCertificate::from_encrypted_pem(&bytes, path, password);
+        }
         ClientCertificate::from_pem(&bytes, path)
+    }
+
+    /// A PKCS#12 file: its certificate and key, opened with `password` (or the
+    /// empty one).
+    fn from_pkcs12(
+        bytes: &[u8],
+        path: &Path,
+        password: Option<&str>,
+    ) -> Result<ClientCertificate, String> {
+        let at = path.display();
+        let file = openssl::pkcs12::Pkcs12::from_der(bytes)
+            .map_err(|_| format!("certificate {at} is neither PEM nor PKCS#12"))?;
+        let opened = file
+            .parse2(password.unwrap_or(""))
+            .map_err(|_| match password {
+                Some(_) => format!(
+                    "certificate {at}: the PKCS#12 file does not open with certificate_password"
+                ),
+                None => format!(
+                    "certificate {at}: the PKCS#12 file needs a password; give certificate_password"
+                ),
+            })?;
+        let (Some(key), Some(cert)) = (opened.pkey, opened.cert) else {
+            return Err(format!(
+                "certificate {at}: the PKCS#12 file must hold the certificate and its private key"
+            ));
+        };
+        let cert = cert
+            .to_der()
+            .map_err(|e| format!("certificate {at}: its certificate cannot be read ({e})"))?;
+        let pkcs8 = key
+            .private_key_to_pkcs8()
+            .map_err(|e| format!("certificate {at}: its private key cannot be read ({e})"))?;
+        ClientCertificate::from_der(&cert, &pkcs8, path)
+    }
+
+    /// PEM with an encrypted PKCS#8 key, opened with `password`.
+    fn from_encrypted_pem(
+        bytes: &[u8],
+        path: &Path,
+        password: Option<&str>,
+    ) -> Result<ClientCertificate, String> {
+        let at = path.display();
+        let password = password.ok_or_else(|| {
+            format!("certificate {at} holds an encrypted private key; give certificate_password")
+        })?;
+        let key = openssl::pkey::PKey::private_key_from_pem_passphrase(bytes, password.as_bytes())
+            .map_err(|_| {
+                format!("certificate {at}: its encrypted private key does not open with certificate_password")
+            })?;
+        let cert = CertificateDer::pem_slice_iter(bytes)
+            .next()
+            .ok_or_else(|| format!("certificate {at} holds no PEM certificate"))?
+            .map_err(|e| format!("certificate {at}: its certificate is not valid PEM ({e})"))?;
+        let pkcs8 = key
+            .private_key_to_pkcs8()
+            .map_err(|e| format!("certificate {at}: its private key cannot be read ({e})"))?;
+        ClientCertificate::from_der(cert.as_ref(), &pkcs8, path)
+    }
+
+    /// The certificate (DER) and its RSA key (PKCS#8 DER).
+    fn from_der(cert: &[u8], pkcs8: &[u8], path: &Path) -> Result<ClientCertificate, String> {
+        let key = RsaKeyPair::from_pkcs8(pkcs8).map_err(|e| {
+            format!(
+                "certificate {}: the private key is not a usable RSA key ({e}); Entra ID signs in \
+                 with RSA certificates",
+                path.display()
+            )
+        })?;
+        Ok(ClientCertificate::new(cert, key, path))
+    }
+
+    fn new(cert: &[u8], key: RsaKeyPair, path: &Path) -> ClientCertificate {
+        let digest = ring::digest::digest(&ring::digest::SHA256, cert);
+        ClientCertificate {
+            path: path.to_path_buf(),
+            key: Arc::new(key),
+            thumbprint_s256: URL_SAFE_NO_PAD.encode(digest.as_ref()),
+        }
     }
 
     /// Reads the certificate and its RSA key from PEM text (`path` names it in errors).
@@ -69,12 +157,7 @@ impl ClientCertificate {
             }
         }
         .map_err(|e| format!("certificate {at}: the private key is not a usable RSA key ({e})"))?;
-        let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
-        Ok(ClientCertificate {
-            path: path.to_path_buf(),
-            key: Arc::new(key),
-            thumbprint_s256: URL_SAFE_NO_PAD.encode(digest.as_ref()),
-        })
+        Ok(ClientCertificate::new(cert.as_ref(), key, path))
     }
 
     /// The `x5t#S256` thumbprint (what the app registration lists, base64url).
@@ -159,6 +242,13 @@ pub mod testdata {
     pub const APP_PEM: &str = include_str!("testdata/app.pem");
     /// A certificate registered on no app.
     pub const OTHER_PEM: &str = include_str!("testdata/other.pem");
+    /// `APP_PEM` exported as PKCS#12 (`openssl pkcs12 -export`), with [`PASSWORD`].
+    pub const APP_P12: &[u8] = include_bytes!("testdata/app.p12");
+    /// `APP_PEM` with its key encrypted (`openssl pkcs8 -topk8 -v2 aes-256-cbc`),
+    /// with [`PASSWORD`].
+    pub const APP_ENCRYPTED_PEM: &str = include_str!("testdata/app-encrypted.pem");
+    /// The password of the two above.
+    pub const PASSWORD: &str = "bridge-test-pass";
 
     /// The DER of the first certificate in a PEM text.
     pub fn certificate_der(pem: &str) -> Vec<u8> {
@@ -183,7 +273,7 @@ mod tests {
     #[test]
     fn an_assertion_is_an_rs256_jwt_with_the_thumbprint() {
         let (_dir, path) = write(testdata::APP_PEM);
-        let cert = ClientCertificate::read(&path).unwrap();
+        let cert = ClientCertificate::read(&path, None).unwrap();
         let jwt = cert
             .assertion("client-1", "https://login/t/oauth2/v2.0/token", 1_000)
             .unwrap();
@@ -215,6 +305,50 @@ mod tests {
         assert!(!format!("{cert:?}").contains("PRIVATE"));
     }
 
+    fn thumbprint_of(file: &str, bytes: &[u8], password: Option<&str>) -> Result<String, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(file);
+        std::fs::write(&path, bytes).unwrap();
+        ClientCertificate::read(&path, password).map(|c| c.thumbprint_s256().to_owned())
+    }
+
+    #[test]
+    fn a_pkcs12_file_and_an_encrypted_key_open_with_their_password() {
+        let pem = thumbprint_of("app.pem", testdata::APP_PEM.as_bytes(), None).unwrap();
+        let pass = Some(testdata::PASSWORD);
+        assert_eq!(
+            thumbprint_of("app.p12", testdata::APP_P12, pass).unwrap(),
+            pem
+        );
+        let encrypted = testdata::APP_ENCRYPTED_PEM.as_bytes();
+        assert_eq!(thumbprint_of("app.pem", encrypted, pass).unwrap(), pem);
+
+        // Without it, or with another one: named, with what to do, no key material.
+        let error = thumbprint_of("app.p12", testdata::APP_P12, None).unwrap_err();
+        assert!(
+            error.contains("app.p12: the PKCS#12 file needs a password; give certificate_password"),
+            "{error}"
+        );
+        let error = thumbprint_of("app.p12", testdata::APP_P12, Some("wrong")).unwrap_err();
+        assert!(
+            error.contains("does not open with certificate_password"),
+            "{error}"
+        );
+        let error = thumbprint_of("app.pem", encrypted, None).unwrap_err();
+        assert!(
+            error.contains("holds an encrypted private key; give certificate_password"),
+            "{error}"
+        );
+        let error = thumbprint_of("app.pem", encrypted, Some("wrong")).unwrap_err();
+        assert!(
+            error.contains("its encrypted private key does not open"),
+            "{error}"
+        );
+        let error = thumbprint_of("app.pfx", b"\x30\x03\x02\x01\x03", pass).unwrap_err();
+        assert!(error.contains("is neither PEM nor PKCS#12"), "{error}");
+        assert!(!error.contains(testdata::PASSWORD));
+    }
+
     #[test]
     fn a_file_without_a_key_or_certificate_is_named() {
         let cert_only = testdata::APP_PEM
@@ -222,10 +356,17 @@ mod tests {
             .next()
             .unwrap();
         let (_dir, path) = write(cert_only);
-        let error = ClientCertificate::read(&path).unwrap_err();
+        let error = ClientCertificate::read(&path, None).unwrap_err();
         assert!(error.contains("no unencrypted private key"), "{error}");
-        let (_dir, path) = write("nothing here");
-        let error = ClientCertificate::read(&path).unwrap_err();
+        let key_only = testdata::APP_PEM
+            .split("-----BEGIN PRIVATE KEY-----")
+            .nth(1)
+            .unwrap();
+        let (_dir, path) = write(&format!("-----BEGIN PRIVATE KEY-----{key_only}"));
+        let error = ClientCertificate::read(&path, None).unwrap_err();
         assert!(error.contains("no PEM certificate"), "{error}");
+        let (_dir, path) = write("nothing here");
+        let error = ClientCertificate::read(&path, None).unwrap_err();
+        assert!(error.contains("is neither PEM nor PKCS#12"), "{error}");
     }
 }

@@ -19,7 +19,8 @@ use secrecy::{ExposeSecret, SecretString};
 use super::SYSTEM;
 use super::certificate::{CertificateAssertion, ClientCertificate};
 
-/// The credential for `identity`; `secret` is the client secret for `client_secret`.
+/// The credential for `identity`; `secret` is the client secret for
+/// `client_secret`, the certificate's password for `client_certificate`.
 pub(super) fn build(
     identity: &AzureIdentity,
     secret: Option<&SecretString>,
@@ -64,8 +65,9 @@ pub(super) fn build(
             )
             .map_err(sdk_error)?
         }
-        SourceAuth::ClientCertificate { certificate } => {
-            certificate_credential(identity, certificate, client_options)?
+        SourceAuth::ClientCertificate { certificate, .. } => {
+            let password = secret.map(|s| s.expose_secret().to_owned());
+            certificate_credential(identity, certificate, password.as_deref(), client_options)?
         }
         SourceAuth::ManagedIdentity { user_assigned } => {
             let user_assigned_id = user_assigned.as_ref().map(|u| match u {
@@ -100,10 +102,11 @@ pub(super) fn build(
 fn certificate_credential(
     identity: &AzureIdentity,
     certificate: &std::path::Path,
+    password: Option<&str>,
     client_options: ClientOptions,
 ) -> ConnectorResult<Arc<dyn TokenCredential>> {
     let tenant_id = identity.tenant_id.as_str();
-    let certificate = ClientCertificate::read(certificate)
+    let certificate = ClientCertificate::read(certificate, password)
         .map_err(|e| ConnectorError::new(ErrorKind::Permanent, SYSTEM, e))?;
     let assertion = CertificateAssertion {
         certificate: Arc::new(certificate),

@@ -61,7 +61,14 @@ async fn a_registered_certificate_gets_a_token() {
     let (sim, client, dir) = start().await;
     sim.register_certificate(TENANT, CLIENT, &certificate_der(APP_PEM));
     let certificate = write(&dir, "app.pem", APP_PEM);
-    let tokens = provider(&sim, client, SourceAuth::ClientCertificate { certificate });
+    let tokens = provider(
+        &sim,
+        client,
+        SourceAuth::ClientCertificate {
+            certificate,
+            password: None,
+        },
+    );
     let token = tokens.token().await.unwrap();
     let header = format!("Bearer {}", token.expose_secret());
     assert_eq!(sim.registry.check(Some(&header), GRAPH), Ok(()));
@@ -79,6 +86,7 @@ async fn an_unregistered_certificate_is_refused_once_and_not_asked_again() {
         client,
         SourceAuth::ClientCertificate {
             certificate: certificate.clone(),
+            password: None,
         },
     );
     let error = tokens.token().await.unwrap_err();

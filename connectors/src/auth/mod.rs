@@ -240,7 +240,7 @@ impl EntraTokenProvider {
 
     fn certificate_stamp(&self) -> Option<std::time::SystemTime> {
         match &self.identity.auth {
-            SourceAuth::ClientCertificate { certificate } => std::fs::metadata(certificate)
+            SourceAuth::ClientCertificate { certificate, .. } => std::fs::metadata(certificate)
                 .and_then(|m| m.modified())
                 .ok(),
             SourceAuth::WorkloadIdentity { token_file } => std::fs::metadata(token_file)
@@ -323,7 +323,7 @@ fn renew_advice(identity: &AzureIdentity) -> String {
         SourceAuth::ClientSecret { .. } => format!(
             "app {app}'s client secret is expired or revoked: create a new one (app registration > Certificates & secrets) and put its value where client_secret points; the bridge will not ask Entra ID again with this one"
         ),
-        SourceAuth::ClientCertificate { certificate } => format!(
+        SourceAuth::ClientCertificate { certificate, .. } => format!(
             "app {app} does not accept the certificate in {}: upload its current certificate to the app registration (Certificates & secrets), or renew it and replace the file; the bridge will not ask Entra ID again until the file changes",
             certificate.display()
         ),

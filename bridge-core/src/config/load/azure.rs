@@ -213,18 +213,14 @@ impl Checker<'_> {
         }
     }
 
-    /// `certificate`: a PEM file with the certificate and its unencrypted key.
-    /// PKCS#12 and encrypted keys are refused with the command that converts them.
+    /// `certificate`: a PEM file with the certificate and its key (an encrypted
+    /// key needs `certificate_password`), or a PKCS#12 file. Whether the key
+    /// opens is the connectors' to say (`check` reads no key material).
     fn certificate(&mut self, header: usize, keys: &IdentityKeys) -> Option<SourceAuth> {
-        let convert = "convert it with `openssl pkcs12 -in app.pfx -nodes -out app.pem` (the bridge reads PEM: the certificate and an unencrypted private key) and make the file owner-only";
-        if let Some(p) = keys.certificate_password {
-            let at = self.key_at("certificate_password", p.span().start);
-            self.r.at(
-                at,
-                format!("certificate_password: password-protected certificates (PKCS#12, encrypted keys) are not supported; {convert}"),
-            );
-            return None;
-        }
+        let password = match keys.certificate_password {
+            Some(p) => Some(self.secret("certificate_password", p)?),
+            None => None,
+        };
         let Some(c) = keys.certificate else {
             self.r.at(
                 header,
@@ -235,35 +231,17 @@ impl Checker<'_> {
         let path = self.resolve(c.get_ref());
         let problem = match std::fs::read(&path) {
             Err(e) => Some(format!("cannot read {}: {e}", path.display())),
-            Ok(bytes) => {
-                let text = String::from_utf8_lossy(&bytes);
-                if text.contains("ENCRYPTED PRIVATE KEY") {
-                    Some(format!(
-                        "{} holds an encrypted private key; {convert}",
-                        path.display()
-                    ))
-                } else if !text.contains("-----BEGIN CERTIFICATE-----") {
-                    Some(format!(
-                        "{} holds no PEM certificate; {convert}",
-                        path.display()
-                    ))
-                } else if !text.contains("-----BEGIN PRIVATE KEY-----")
-                    && !text.contains("-----BEGIN RSA PRIVATE KEY-----")
-                {
-                    Some(format!(
-                        "{} holds no private key; {convert}",
-                        path.display()
-                    ))
-                } else {
-                    None
-                }
-            }
+            Ok(bytes) => certificate_file_problem(&bytes, password.is_some())
+                .map(|p| format!("{} {p}", path.display())),
         };
         if let Some(problem) = problem {
             self.r.at(c.span().start, format!("certificate: {problem}"));
             return None;
         }
-        Some(SourceAuth::ClientCertificate { certificate: path })
+        Some(SourceAuth::ClientCertificate {
+            certificate: path,
+            password,
+        })
     }
 
     fn managed_identity(
@@ -447,4 +425,33 @@ impl Checker<'_> {
         }
         Some(Some(identity))
     }
+}
+
+/// What is wrong with a certificate file, by its shape: PEM needs a certificate
+/// and a private key (an encrypted one, a password); anything else must look
+/// like PKCS#12 (DER: a SEQUENCE). `None`: it may be used.
+fn certificate_file_problem(bytes: &[u8], has_password: bool) -> Option<String> {
+    let text = String::from_utf8_lossy(bytes);
+    if !text.contains("-----BEGIN") {
+        return (bytes.first() != Some(&0x30)).then(|| {
+            "is neither PEM nor PKCS#12 (.pfx, .p12); export the certificate with its private \
+             key"
+            .to_owned()
+        });
+    }
+    if !text.contains("-----BEGIN CERTIFICATE-----") {
+        return Some("holds no PEM certificate; add the certificate registered on the app".into());
+    }
+    let encrypted = text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----");
+    if !encrypted
+        && !text.contains("-----BEGIN PRIVATE KEY-----")
+        && !text.contains("-----BEGIN RSA PRIVATE KEY-----")
+    {
+        return Some("holds no private key; add the certificate's RSA private key".into());
+    }
+    (encrypted && !has_password).then(|| {
+        "holds an encrypted private key; add certificate_password = { env = \"...\" } (or a \
+         file or Key Vault secret) to open it"
+            .to_owned()
+    })
 }

@@ -28,7 +28,8 @@ fn each_auth_choice_is_read_with_its_keys() {
     assert_eq!(
         config.sources[0].auth,
         SourceAuth::ClientCertificate {
-            certificate: dir.path().join("app.pem")
+            certificate: dir.path().join("app.pem"),
+            password: None,
         }
     );
 
@@ -99,7 +100,17 @@ fn auth_problems_name_the_key_and_the_fix() {
                 "auth = \"client_certificate\"\ntenant_id = \"{TENANT}\"\nclient_id = \"c\"\ncertificate = \"app.pfx\"\ncertificate_password = {{ env = \"P\" }}"
             )),
             vec![("app.pfx", "binary")],
-            "bridge.toml:8:1: certificate_password: password-protected certificates (PKCS#12, encrypted keys) are not supported; convert it with `openssl pkcs12",
+            "app.pfx is neither PEM nor PKCS#12",
+        ),
+        (
+            source(&format!(
+                "auth = \"client_certificate\"\ntenant_id = \"{TENANT}\"\nclient_id = \"c\"\ncertificate = \"app.pem\""
+            )),
+            vec![(
+                "app.pem",
+                "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n-----BEGIN ENCRYPTED PRIVATE KEY-----\nMA==\n-----END ENCRYPTED PRIVATE KEY-----\n",
+            )],
+            "holds an encrypted private key; add certificate_password",
         ),
         (
             source(&format!(
