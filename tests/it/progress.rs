@@ -3,25 +3,14 @@
 //! `/metrics` gives the backlog per pair. The Defender source is paced at one
 //! call a second, so the backlog lasts long enough to be seen.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
-
 use crate::common::Env;
-
-const PATIENCE: Duration = Duration::from_secs(60);
+use crate::daemon::{Daemon, get, with_listen};
 
 /// The simulators' config with a `[server]` on port 0 and Defender paced at
 /// one call a second.
 fn paced_with_server(env: &Env) {
+    with_listen(env, "127.0.0.1:0");
     let text = std::fs::read_to_string(&env.config).unwrap();
-    let text = text.replacen(
-        "\n[http]\n",
-        "\n[server]\nlisten = \"127.0.0.1:0\"\n\n[http]\n",
-        1,
-    );
     let source = text
         .find("name = \"defender\"")
         .expect("the defender source");
@@ -32,74 +21,6 @@ fn paced_with_server(env: &Env) {
         &text[line_end..]
     );
     std::fs::write(&env.config, text).unwrap();
-}
-
-struct Daemon {
-    child: Child,
-    log: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Daemon {
-    fn start(env: &Env) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_itsm-bridge"))
-            .args(["run", "--config", env.config.to_str().unwrap()])
-            .current_dir(env.dir.path())
-            .env("RUST_LOG", "warn,itsm_bridge=info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the itsm-bridge binary runs");
-        let (tx, log) = mpsc::channel();
-        let lines = BufReader::new(child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            for line in lines.lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Daemon {
-            child,
-            log,
-            seen: Vec::new(),
-        }
-    }
-
-    /// The first log line that `matches`, waiting for it.
-    fn line(&mut self, matches: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            let Ok(line) = self.log.recv_timeout(left) else {
-                break;
-            };
-            self.seen.push(line.clone());
-            if matches(&line) {
-                return line;
-            }
-        }
-        panic!("no such line; the log so far:\n{}", self.seen.join("\n"));
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn get(address: SocketAddr, path: &str) -> String {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
 }
 
 /// `name{pair="…"} value` in a metrics text.
@@ -116,15 +37,9 @@ fn a_first_sync_backlog_is_logged_as_it_goes_and_shown_in_metrics() {
     let env = Env::start(40);
     paced_with_server(&env);
     let mut daemon = Daemon::start(&env);
-    let serving = daemon.line(|l| l.contains("serving") && l.contains("listen="));
-    let address: SocketAddr = serving
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("listen="))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let address = daemon.address();
 
-    let progress = daemon.line(|l| l.contains("first sync progress"));
+    let progress = daemon.wait_for_log("first sync progress");
     for field in [
         "pair=defender->jira",
         "done=",
@@ -142,7 +57,7 @@ fn a_first_sync_backlog_is_logged_as_it_goes_and_shown_in_metrics() {
         .unwrap();
     assert!(planned >= 30, "the seed's open incidents: {progress}");
 
-    let metrics = get(address, "/metrics");
+    let (_, _, metrics) = get(address, "/metrics");
     assert!(
         metrics.contains("# TYPE itsm_bridge_backlog gauge"),
         "{metrics}"
