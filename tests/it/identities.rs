@@ -341,25 +341,6 @@ fn a_key_vault_secret_that_cannot_be_read_stops_start_up_naming_the_role() {
     assert!(stderr(&out).contains("SecretNotFound"), "{}", stderr(&out));
 }
 
-/// A GET over a plain socket: the status code and the body.
-fn http_get(address: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream =
-        std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    (
-        head.split(' ').nth(1).unwrap().parse().unwrap(),
-        body.to_owned(),
-    )
-}
-
 #[test]
 fn an_expired_secret_makes_its_pairs_unhealthy_without_a_retry_storm() {
     use std::io::BufRead;
@@ -395,7 +376,7 @@ fn an_expired_secret_makes_its_pairs_unhealthy_without_a_retry_storm() {
     // Two cycles of the Defender pair (every 10 s).
     let deadline = Instant::now() + Duration::from_secs(60);
     let body = loop {
-        let (code, body) = http_get(address, "/healthz");
+        let (code, _, body) = crate::daemon::get(address, "/healthz");
         let health: serde_json::Value = serde_json::from_str(&body).unwrap();
         let runs = health["pairs"][0]["cycle"]["runs"].as_u64().unwrap_or(0);
         if code == 503 && runs >= 2 {
