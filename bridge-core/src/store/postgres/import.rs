@@ -65,7 +65,7 @@ pub fn import_sqlite(from: &Path, to: &PgStore) -> StoreResult<ImportReport> {
         };
 
         report.links = copy_links(&read, &mut tx)?;
-        report.watermarks = copy_watermarks(&read, &mut tx)?;
+        report.watermarks = copy_text_rows(&read, &mut tx, "watermarks", ["pair", "side", "at"])?;
         report.outbox = copy_outbox(&read, &mut tx)?;
         report.dead_letters = copy_dead_letters(&read, &mut tx)?;
         report.synced_comments = copy_text_rows(
@@ -164,31 +164,6 @@ fn copy_links(
     Ok(copied_rows)
 }
 
-/// Copies watermarks; says how many rows.
-fn copy_watermarks(
-    read: &rusqlite::Transaction<'_>,
-    tx: &mut postgres::Transaction<'_>,
-) -> StoreResult<u64> {
-    let mut copied_rows = 0;
-    let mut rows = read
-        .prepare("SELECT pair, side, at FROM watermarks")
-        .map_err(copied)?;
-    let mut rows = rows.query([]).map_err(copied)?;
-    while let Some(row) = rows.next().map_err(copied)? {
-        let values: [String; 3] = [
-            row.get(0).map_err(copied)?,
-            row.get(1).map_err(copied)?,
-            row.get(2).map_err(copied)?,
-        ];
-        tx.execute(
-            "INSERT INTO watermarks (pair, side, at) VALUES ($1, $2, $3)",
-            &[&values[0], &values[1], &values[2]],
-        )?;
-        copied_rows += 1;
-    }
-    Ok(copied_rows)
-}
-
 /// Copies the outbox, its ids kept; says how many rows.
 fn copy_outbox(
     read: &rusqlite::Transaction<'_>,
@@ -281,8 +256,8 @@ fn copy_dead_letters(
     Ok(copied_rows)
 }
 
-/// Copies a table of three text columns as it is (synced comments'
-/// fingerprints, the incidents as last seen); says how many rows.
+/// Copies a table of three text columns as it is (watermarks, synced
+/// comments' fingerprints, the incidents as last seen); says how many rows.
 fn copy_text_rows(
     read: &rusqlite::Transaction<'_>,
     tx: &mut postgres::Transaction<'_>,
