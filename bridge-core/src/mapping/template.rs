@@ -8,8 +8,55 @@ use crate::vocab::{INCIDENT_TEMPLATE_VARS, TICKET_TEMPLATE_VARS};
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Text(String),
-    Incident(String),
-    Ticket(String),
+    Incident(IncidentVar),
+    Ticket(TicketVar),
+}
+
+/// An `{incident.*}` variable, resolved when the template is parsed: rendering
+/// runs for every templated field of every link a reconcile reads, and matching
+/// the name there each time was a string comparison per placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum IncidentVar {
+    Id,
+    DisplayId,
+    Url,
+    ProviderUrl,
+    Link,
+    Source,
+    Created,
+    Modified,
+    /// Any other name is one of the incident's attributes.
+    Attr(String),
+}
+
+impl IncidentVar {
+    fn parse(name: &str) -> IncidentVar {
+        match name {
+            "id" => IncidentVar::Id,
+            "display_id" => IncidentVar::DisplayId,
+            "url" => IncidentVar::Url,
+            "provider_url" => IncidentVar::ProviderUrl,
+            "link" => IncidentVar::Link,
+            "source" => IncidentVar::Source,
+            "created" => IncidentVar::Created,
+            "modified" => IncidentVar::Modified,
+            attr => IncidentVar::Attr(attr.to_string()),
+        }
+    }
+}
+
+/// A `{ticket.*}` variable (only in write-back templates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TicketVar {
+    Key,
+    Id,
+    Url,
+}
+
+/// What one placeholder stands for: text to copy, or a time to write to the minute.
+enum Value<'a> {
+    Text(&'a str),
+    Minute(chrono::DateTime<chrono::Utc>),
 }
 
 /// A parsed template.
@@ -106,35 +153,72 @@ impl Template {
 
     /// Renders the template; a variable with no value renders as nothing.
     pub fn render(&self, ctx: &TemplateContext<'_>) -> String {
-        // Rendered once per mapped field per link in every reconcile: written
-        // straight into one buffer about the template's size.
+        // Written straight into one buffer about the template's size.
         let mut out = String::with_capacity(self.source.len() + 64);
         for part in &self.parts {
-            match part {
-                Part::Text(t) => out.push_str(t),
-                Part::Incident(name) => {
-                    if let Some(i) = ctx.incident {
-                        push_incident_var(&mut out, i, ctx.source, name);
-                    }
-                }
-                Part::Ticket(name) => {
-                    if let Some(t) = ctx.ticket {
-                        out.push_str(match name.as_str() {
-                            "key" => &t.key,
-                            "id" => &t.id,
-                            "url" => &t.url,
-                            _ => "",
-                        });
-                    }
-                }
+            match value(part, ctx) {
+                Value::Text(t) => out.push_str(t),
+                Value::Minute(at) => push_minute(&mut out, at),
             }
         }
         out
     }
 
+    /// Whether the template renders to exactly `text` (`self.render(ctx) == text`),
+    /// found without rendering it: each part is compared with the text in place,
+    /// and the first difference ends it. A reconcile re-reads mostly unchanged
+    /// incidents, and comparing a templated field with its baseline this way
+    /// costs no allocation and no copy.
+    pub fn renders_to(&self, ctx: &TemplateContext<'_>, text: &str) -> bool {
+        let mut rest = text.as_bytes();
+        for part in &self.parts {
+            let matched = match value(part, ctx) {
+                Value::Text(t) => strip(&mut rest, t.as_bytes()),
+                Value::Minute(at) => match minute(at) {
+                    Some(written) => strip(&mut rest, &written),
+                    None => strip(&mut rest, far_minute(at).as_bytes()),
+                },
+            };
+            if !matched {
+                return false;
+            }
+        }
+        rest.is_empty()
+    }
+
     /// Whether the template refers to the ticket.
     pub fn uses_ticket(&self) -> bool {
         self.parts.iter().any(|p| matches!(p, Part::Ticket(_)))
+    }
+}
+
+/// What `part` renders to in `ctx` (nothing for a variable of a side not given).
+fn value<'a>(part: &'a Part, ctx: &TemplateContext<'a>) -> Value<'a> {
+    match part {
+        Part::Text(t) => Value::Text(t),
+        Part::Incident(var) => match ctx.incident {
+            Some(i) => incident_value(i, ctx.source, var),
+            None => Value::Text(""),
+        },
+        Part::Ticket(var) => Value::Text(match ctx.ticket {
+            Some(t) => match var {
+                TicketVar::Key => &t.key,
+                TicketVar::Id => &t.id,
+                TicketVar::Url => &t.url,
+            },
+            None => "",
+        }),
+    }
+}
+
+/// Takes `prefix` off the front of `rest`, if it is there.
+fn strip(rest: &mut &[u8], prefix: &[u8]) -> bool {
+    match rest.strip_prefix(prefix) {
+        Some(after) => {
+            *rest = after;
+            true
+        }
+        None => false,
     }
 }
 
@@ -145,7 +229,7 @@ fn parse_placeholder(
 ) -> Result<Part, String> {
     if let Some(var) = name.strip_prefix("incident.") {
         if INCIDENT_TEMPLATE_VARS.contains(&var) || incident_attrs.contains(&var) {
-            return Ok(Part::Incident(var.to_string()));
+            return Ok(Part::Incident(IncidentVar::parse(var)));
         }
         let mut known: Vec<&str> = INCIDENT_TEMPLATE_VARS.to_vec();
         known.extend_from_slice(incident_attrs);
@@ -161,7 +245,12 @@ fn parse_placeholder(
             ));
         }
         if TICKET_TEMPLATE_VARS.contains(&var) {
-            return Ok(Part::Ticket(var.to_string()));
+            let var = match var {
+                "key" => TicketVar::Key,
+                "id" => TicketVar::Id,
+                _ => TicketVar::Url,
+            };
+            return Ok(Part::Ticket(var));
         }
         return Err(format!(
             "unknown variable `{{{name}}}`; the ticket offers: {}",
@@ -173,43 +262,61 @@ fn parse_placeholder(
     ))
 }
 
-fn push_incident_var(out: &mut String, incident: &IncidentSnapshot, source: &str, name: &str) {
-    match name {
-        "id" => out.push_str(&incident.id),
-        "display_id" => out.push_str(&incident.display_id),
-        "url" => out.push_str(&incident.web_url),
-        "provider_url" => out.push_str(incident.provider_url.as_deref().unwrap_or_default()),
-        "link" => out.push_str(
-            incident
-                .provider_url
-                .as_deref()
-                .filter(|u| !u.is_empty())
-                .unwrap_or(&incident.web_url),
-        ),
-        "source" => out.push_str(source),
-        "created" => push_minute(out, incident.created),
-        "modified" => push_minute(out, incident.modified),
-        attr => out.push_str(incident.attrs.get(attr).map_or("", String::as_str)),
+fn incident_value<'a>(
+    incident: &'a IncidentSnapshot,
+    source: &'a str,
+    var: &'a IncidentVar,
+) -> Value<'a> {
+    Value::Text(match var {
+        IncidentVar::Id => &incident.id,
+        IncidentVar::DisplayId => &incident.display_id,
+        IncidentVar::Url => &incident.web_url,
+        IncidentVar::ProviderUrl => incident.provider_url.as_deref().unwrap_or_default(),
+        IncidentVar::Link => incident
+            .provider_url
+            .as_deref()
+            .filter(|u| !u.is_empty())
+            .unwrap_or(&incident.web_url),
+        IncidentVar::Source => source,
+        IncidentVar::Created => return Value::Minute(incident.created),
+        IncidentVar::Modified => return Value::Minute(incident.modified),
+        IncidentVar::Attr(attr) => incident.attrs.get(attr).map_or("", String::as_str),
+    })
+}
+
+/// `%Y-%m-%d %H:%M UTC`.
+fn push_minute(out: &mut String, at: chrono::DateTime<chrono::Utc>) {
+    match minute(at) {
+        // Only ASCII digits and separators were written.
+        Some(written) => out.push_str(std::str::from_utf8(&written).unwrap_or_default()),
+        None => out.push_str(&far_minute(at)),
     }
 }
 
-/// `%Y-%m-%d %H:%M UTC`, without parsing the format each time.
-fn push_minute(out: &mut String, at: chrono::DateTime<chrono::Utc>) {
+/// `%Y-%m-%d %H:%M UTC` for a year of four digits, written by hand: no format
+/// string parsed, no formatter, no allocation (dates are in the description
+/// template of every link a reconcile reads). `None` for other years.
+fn minute(at: chrono::DateTime<chrono::Utc>) -> Option<[u8; 20]> {
     use chrono::{Datelike, Timelike};
-    use std::fmt::Write;
-    if (0..=9999).contains(&at.year()) {
-        let _ = write!(
-            out,
-            "{:04}-{:02}-{:02} {:02}:{:02} UTC",
-            at.year(),
-            at.month(),
-            at.day(),
-            at.hour(),
-            at.minute()
-        );
-    } else {
-        let _ = write!(out, "{}", at.format("%Y-%m-%d %H:%M UTC"));
-    }
+    let year = u32::try_from(at.year()).ok().filter(|y| *y <= 9999)?;
+    let mut out = *b"0000-00-00 00:00 UTC";
+    let mut put = |at: usize, digits: usize, mut n: u32| {
+        for i in (at..at + digits).rev() {
+            out[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, at.month());
+    put(8, 2, at.day());
+    put(11, 2, at.hour());
+    put(14, 2, at.minute());
+    Some(out)
+}
+
+/// The same for any other year, through chrono's formatter.
+fn far_minute(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
 #[cfg(test)]
@@ -270,6 +377,67 @@ mod tests {
                 i.modified.format("%Y-%m-%d %H:%M UTC")
             )
         );
+    }
+
+    proptest::proptest! {
+        /// Comparing in place gives the answer rendering and comparing gives, for
+        /// the rendered text itself, a part of it, more than it, and any text.
+        #[test]
+        fn renders_to_answers_as_render_then_compare(
+            which in 0usize..4,
+            title in proptest::option::of("\\PC{0,12}"),
+            year in -20i32..12_000,
+            minute in 0u32..60,
+            cut in 0usize..80,
+            extra in "\\PC{0,3}",
+            other in "\\PC{0,40}",
+        ) {
+            let text = [
+                "[Defender #{incident.display_id}] {incident.title}",
+                "{incident.created} {incident.title}{{x}} {incident.link}/{incident.nope}",
+                "ticket {ticket.key}: {ticket.url} ({incident.modified})",
+                "",
+            ][which];
+            let t = Template::parse(text, &["title", "nope"], true).unwrap();
+            let mut i = incident();
+            match title {
+                Some(title) => i.attrs.insert("title".into(), title),
+                None => i.attrs.remove("title"),
+            };
+            let at = chrono::NaiveDate::from_ymd_opt(year, 3, 4)
+                .unwrap()
+                .and_hms_opt(5, minute, 7)
+                .unwrap()
+                .and_utc();
+            (i.created, i.modified) = (at, at);
+            let ticket = crate::model::TicketSnapshot {
+                key: "SEC-1".into(),
+                id: "10000".into(),
+                url: "https://jira.example/browse/SEC-1".into(),
+                created: at,
+                modified: at,
+                version: None,
+                attrs: Default::default(),
+                labels: vec![],
+                correlation: None,
+                comments: vec![],
+            };
+            let ctx = TemplateContext { source: "s", incident: Some(&i), ticket: Some(&ticket) };
+            let rendered = t.render(&ctx);
+            let mut part = rendered.clone();
+            let mut end = cut.min(part.len());
+            while !part.is_char_boundary(end) {
+                end -= 1;
+            }
+            part.truncate(end);
+            for candidate in [rendered.clone(), part, format!("{rendered}{extra}"), other] {
+                proptest::prop_assert_eq!(
+                    t.renders_to(&ctx, &candidate),
+                    rendered == candidate,
+                    "{:?} against {:?}", rendered, candidate
+                );
+            }
+        }
     }
 
     #[test]
