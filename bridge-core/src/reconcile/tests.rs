@@ -897,3 +897,72 @@ fn a_value_with_no_mapping_is_noted_in_plain_words() {
 }
 
 mod decide_field;
+
+proptest! {
+    /// The one-pass lookups of [`Reads`] decide every field as a search per field
+    /// does, whichever fields the baseline has, whichever attributes each side
+    /// holds (extra ones included) and whichever sides were read.
+    #[test]
+    fn one_pass_lookups_decide_as_a_search_per_field(
+        baseline in prop::collection::btree_map(
+            prop::sample::select(vec!["summary", "priority", "status", "classification", "assignee", "gone", "a", "zz"]),
+            (prop::option::of(prop::sample::select(vec!["active", "high", "x", "Done", "[Defender #7] t"])),
+             prop::option::of(prop::sample::select(vec!["new", "Highest", "x", "Done", "[Defender #7] t"])),
+             any::<bool>()),
+            0..8,
+        ),
+        incident_attrs in prop::collection::btree_map(
+            prop::sample::select(vec!["title", "status", "severity", "classification", "assigned_to", "a", "determination", "zz"]),
+            prop::sample::select(vec!["t", "active", "inProgress", "high", "unknown", "falsePositive", "x"]),
+            0..8,
+        ),
+        ticket_attrs in prop::collection::btree_map(
+            prop::sample::select(vec!["summary", "status", "priority", "resolution", "assignee", "a", "labels", "zz"]),
+            prop::sample::select(vec!["[Defender #7] t", "new", "done", "Highest", "Won't Do", "x"]),
+            0..8,
+        ),
+        read in prop::sample::select(vec![(true, true), (true, false), (false, true)]),
+    ) {
+        let m = mapping();
+        let spec = pair(&m, ConflictPolicy::NewestWins);
+        let mut inc = incident("7", "active", "high", t0());
+        inc.attrs = incident_attrs.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut tic = TicketSnapshot {
+            key: "SEC-7".into(),
+            id: "10007".into(),
+            url: "https://jira.example/browse/SEC-7".into(),
+            created: t0(),
+            modified: t0(),
+            version: None,
+            attrs: Attrs::new(),
+            labels: vec![],
+            correlation: None,
+            comments: vec![],
+        };
+        tic.attrs = ticket_attrs.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let baseline: Baseline = baseline
+            .into_iter()
+            .map(|(k, (i, t, held))| {
+                let agreed = Agreed { incident: i.map(str::to_string), ticket: t.map(str::to_string), held };
+                (k.to_string(), agreed)
+            })
+            .collect();
+        let link = link(&inc, &tic, baseline);
+        let (incident, ticket) = (read.0.then_some(&inc), read.1.then_some(&tic));
+        let mut reads = Reads::new(&m);
+        let found = reads.find(&link, incident, ticket);
+        for (n, rule) in m.fields.iter().enumerate() {
+            let one_pass = decide(
+                spec,
+                rule,
+                found.known[n],
+                incident,
+                ticket,
+                found.incident[n].map(String::as_str),
+                found.ticket[n].map(String::as_str),
+            );
+            let searched = decide_field(spec, rule, link.baseline.get(&rule.name), incident, ticket);
+            prop_assert_eq!(one_pass, searched, "field {}", rule.name);
+        }
+    }
+}
