@@ -303,11 +303,7 @@ fn ticket_may_have_changed(ticket: &TicketSnapshot, link: &Link) -> bool {
 /// Whether the source merged this incident into another: Graph says `redirected`
 /// (with `redirectIncidentId`); Sentinel closes it with a `Redirected` label.
 pub fn is_redirected(incident: &IncidentSnapshot) -> bool {
-    let status = incident
-        .attrs
-        .get("status")
-        .map(String::as_str)
-        .unwrap_or_default();
+    let status = crate::mapping::attr(&incident.attrs, "status").unwrap_or_default();
     incident.redirect_to.is_some()
         || status.eq_ignore_ascii_case("redirected")
         || (status.eq_ignore_ascii_case("closed")
@@ -1005,7 +1001,7 @@ fn find_sorted<'a, V>(
     for &(key, at) in keys {
         out[at] = loop {
             match entries.peek() {
-                Some((k, v)) => match k.as_str().cmp(key) {
+                Some((k, v)) => match crate::mapping::cmp_names(k, key) {
                     std::cmp::Ordering::Less => {
                         entries.next();
                     }

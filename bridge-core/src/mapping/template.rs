@@ -280,7 +280,7 @@ fn incident_value<'a>(
         IncidentVar::Source => source,
         IncidentVar::Created => return Value::Minute(incident.created),
         IncidentVar::Modified => return Value::Minute(incident.modified),
-        IncidentVar::Attr(attr) => incident.attrs.get(attr).map_or("", String::as_str),
+        IncidentVar::Attr(attr) => crate::mapping::attr(&incident.attrs, attr).unwrap_or_default(),
     })
 }
 
@@ -298,7 +298,9 @@ fn push_minute(out: &mut String, at: chrono::DateTime<chrono::Utc>) {
 /// template of every link a reconcile reads). `None` for other years.
 fn minute(at: chrono::DateTime<chrono::Utc>) -> Option<[u8; 20]> {
     use chrono::{Datelike, Timelike};
-    let year = u32::try_from(at.year()).ok().filter(|y| *y <= 9999)?;
+    // The UTC date and time once (each accessor of a `DateTime` converts again).
+    let (date, time) = (at.date_naive(), at.time());
+    let year = u32::try_from(date.year()).ok().filter(|y| *y <= 9999)?;
     let mut out = *b"0000-00-00 00:00 UTC";
     let mut put = |at: usize, digits: usize, mut n: u32| {
         for i in (at..at + digits).rev() {
@@ -307,10 +309,10 @@ fn minute(at: chrono::DateTime<chrono::Utc>) -> Option<[u8; 20]> {
         }
     };
     put(0, 4, year);
-    put(5, 2, at.month());
-    put(8, 2, at.day());
-    put(11, 2, at.hour());
-    put(14, 2, at.minute());
+    put(5, 2, date.month());
+    put(8, 2, date.day());
+    put(11, 2, time.hour());
+    put(14, 2, time.minute());
     Some(out)
 }
 
