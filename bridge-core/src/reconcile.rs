@@ -542,7 +542,7 @@ enum Winner {
 }
 
 /// What the three-way diff of one field decided: the whole per-field decision,
-/// taken by [`decide_field`] and gathered by [`plan_link`].
+/// taken by [`decide`] and gathered by [`plan_link`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum FieldDecision {
     /// Unchanged on both sides. `pending` is a value the ticket never took (a
@@ -574,11 +574,9 @@ struct FieldWrite {
     agreed: Agreed,
 }
 
-/// The per-field three-way decision: the field's `known` baseline (`None` for a
-/// field added to the mapping after the link was made), what each side holds now
-/// (a side not read this time is taken as its baseline), and the rule's flow and
-/// conflict policy. Pure; it reads the snapshots' times only to settle a
-/// `newest_wins` conflict.
+/// [`decide`] with the rule's attributes found by a search per field: how the
+/// tests state one field's situation, and the reference the one-pass lookups of
+/// [`Reads`] are checked against.
 #[cfg(test)]
 fn decide_field(
     pair: PairSpec<'_>,
@@ -602,9 +600,13 @@ fn decide_field(
     )
 }
 
-/// [`decide_field`] with the rule's attributes already looked up on the sides
-/// read (`incident_attr` for an attribute field, `ticket_attr`), as
-/// [`plan_link`] finds them for all the fields at once.
+/// The per-field three-way decision: the field's `known` baseline (`None` for a
+/// field added to the mapping after the link was made), what each side holds now
+/// (a side not read this time is taken as its baseline; `incident_attr` and
+/// `ticket_attr` are the rule's attributes on the sides read, as [`plan_link`]
+/// finds them for all the fields at once), and the rule's flow and conflict
+/// policy. Pure; it reads the snapshots' times only to settle a `newest_wins`
+/// conflict.
 fn decide(
     pair: PairSpec<'_>,
     rule: &FieldRule,
@@ -1014,7 +1016,7 @@ fn find_sorted<'a, V>(
     }
 }
 
-/// The three-way diff of one link: [`decide_field`] over each mapped field,
+/// The three-way diff of one link: [`decide`] over each mapped field,
 /// then at most one write to each side and one baseline record, added to
 /// `actions` (the batch's plan: no list of its own per link).
 fn plan_link<'a>(

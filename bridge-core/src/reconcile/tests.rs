@@ -966,3 +966,31 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// A templated field is compared with its baseline in place and rendered only
+    /// when its text changed: the summary is written exactly when the rendered
+    /// text differs from the one last agreed, and then with that text.
+    #[test]
+    fn a_templated_field_is_written_exactly_when_its_text_changed(
+        old_title in "[a-c ]{0,4}",
+        new_title in "[a-c ]{0,4}",
+    ) {
+        let m = mapping();
+        let spec = pair(&m, ConflictPolicy::NewestWins);
+        let mut inc = incident("7", "active", "high", t0());
+        inc.attrs.insert("title".into(), old_title.clone());
+        let plan = reconcile(spec, Input { incidents: std::slice::from_ref(&inc), tickets: &[], links: &[] });
+        let (_, baseline) = ticket_for(&plan, "SEC-7", t0());
+        let link = link(&inc, &ticket_for(&plan, "SEC-7", t0()).0, baseline);
+        inc.attrs.insert("title".into(), new_title.clone());
+        inc.modified = t0() + Duration::seconds(1);
+        let again = reconcile(spec, Input { incidents: &[inc], tickets: &[], links: &[link] });
+        let summary = again.actions.iter().find_map(|a| match a {
+            Action::UpdateTicket { update, .. } => update.set.get("summary").cloned(),
+            _ => None,
+        });
+        let want = (old_title != new_title).then(|| Some(format!("[Defender #7] {new_title}")));
+        prop_assert_eq!(summary, want, "{:?}", again);
+    }
+}
