@@ -519,6 +519,31 @@ impl JiraSim {
         });
     }
 
+    /// An admin's edit of a project's workflow: its transitions are replaced by
+    /// `workflow`'s (ids as given, not offset), so a client's kept transition ids
+    /// may no longer be offered. Statuses are kept; issues stay where they are.
+    ///
+    /// Panics if the project does not exist or a transition names a status the
+    /// project's workflow does not define.
+    pub fn edit_workflow(&self, project: &str, workflow: Workflow) {
+        let mut state = self.lock();
+        let p = state
+            .projects
+            .iter_mut()
+            .find(|p| p.key.eq_ignore_ascii_case(project))
+            .expect("the project exists");
+        for t in &workflow.transitions {
+            for name in t.from.iter().chain([&t.to]) {
+                assert!(
+                    p.workflow.status(name).is_some(),
+                    "transition {} names the unknown status {name:?}",
+                    t.id
+                );
+            }
+        }
+        p.workflow.transitions = workflow.transitions;
+    }
+
     /// Adds a component to a project (components on create/edit must exist).
     pub fn add_component(&self, project: &str, name: &str) {
         let mut state = self.lock();

@@ -167,6 +167,29 @@ pub struct CreatedIssue {
     pub key: String,
     #[serde(rename = "self", default)]
     pub self_link: Option<String>,
+    /// How the transition the create asked for went (`NestedResponse`), when
+    /// it asked for one: the issue is made either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transition: Option<NestedResponse>,
+}
+
+/// The outcome of a part of a request (a create's transition): an HTTP status
+/// and, when it failed, Jira's error collection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NestedResponse {
+    #[serde(default)]
+    pub status: Option<u16>,
+    #[serde(default)]
+    pub error_collection: Option<Value>,
+}
+
+impl NestedResponse {
+    /// Jira says 204 for a transition taken; anything else (or no status) is
+    /// not known to have happened.
+    pub fn succeeded(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -7,8 +7,15 @@ pub(super) async fn create_issue(State(sim): State<Shared>, caller: Caller, body
     let body = parse_body(&body)?;
     reject_unknown(
         &body,
-        &["fields", "update", "properties", "historyMetadata"],
+        &[
+            "fields",
+            "update",
+            "properties",
+            "historyMetadata",
+            "transition",
+        ],
     )?;
+    let transition = create_transition(&body)?;
     let empty = Map::new();
     let fields = match body.get("fields") {
         None => &empty,
@@ -67,7 +74,7 @@ pub(super) async fn create_issue(State(sim): State<Shared>, caller: Caller, body
     let now = state.tick();
     let id = FIRST_ISSUE_ID + state.records.len() as u64;
     let key = format!("{project_key}-{number}");
-    let issue = SimIssue {
+    let mut issue = SimIssue {
         id,
         key: key.clone(),
         project: project_key,
@@ -88,6 +95,9 @@ pub(super) async fn create_issue(State(sim): State<Shared>, caller: Caller, body
         comments: Vec::new(),
         properties,
     };
+    // The transition runs on the issue as made, in the same request: the
+    // index only ever sees its outcome. A refused one leaves the issue made.
+    let moved = transition.map(|id| transition_on_create(&mut state, &mut issue, id));
     let at = state.index_now();
     let index = state.records.len();
     state.by_key.insert(key.clone(), index);
@@ -96,10 +106,69 @@ pub(super) async fn create_issue(State(sim): State<Shared>, caller: Caller, body
         history: VecDeque::from([(at, issue)]),
     });
     let base = state.base_url.clone();
-    Ok(json_response(
-        StatusCode::CREATED,
-        json!({"id": id.to_string(), "key": key, "self": format!("{base}/rest/api/3/issue/{id}")}),
-    ))
+    let mut answer =
+        json!({"id": id.to_string(), "key": key, "self": format!("{base}/rest/api/3/issue/{id}")});
+    if let Some(moved) = moved {
+        answer["transition"] = match moved {
+            Ok(()) => {
+                json!({"status": 204, "errorCollection": {"errorMessages": [], "errors": {}}})
+            }
+            Err(message) => {
+                json!({"status": 400, "errorCollection": {"errorMessages": [message], "errors": {}}})
+            }
+        };
+    }
+    Ok(json_response(StatusCode::CREATED, answer))
+}
+
+/// The id of the transition a create asks for (`{"transition": {"id": "21"}}`,
+/// `looped` allowed), or 400 when the object is not one.
+fn create_transition(body: &Map<String, Value>) -> Result<Option<String>, JiraError> {
+    let Some(transition) = body.get("transition") else {
+        return Ok(None);
+    };
+    let Some(object) = transition.as_object() else {
+        return Err(JiraError::bad("'transition' must be an object"));
+    };
+    reject_unknown(object, &["id", "looped"])?;
+    match object.get("id") {
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        _ => Err(JiraError::bad("Missing 'transition' identifier")),
+    }
+}
+
+/// Takes transition `id` out of a just-made issue's initial status, as the
+/// create's nested transition: the workflow's post-functions apply (done sets
+/// the default resolution) and no screen fields are given. `Err` is the message
+/// Jira puts in the answer's `transition.errorCollection`.
+fn transition_on_create(
+    state: &mut SimState,
+    issue: &mut SimIssue,
+    id: String,
+) -> Result<(), String> {
+    let workflow = state.workflow(issue);
+    let Some(transition) = workflow
+        .available(&issue.status)
+        .find(|t| t.id.to_string() == id)
+        .cloned()
+    else {
+        return Err(format!("Transition id '{id}' is not valid for this issue."));
+    };
+    let to = workflow
+        .status(&transition.to)
+        .cloned()
+        .expect("transition targets exist");
+    state.posted_transitions.push(PostedTransition {
+        key: issue.key.clone(),
+        id,
+        name: transition.name.clone(),
+        from: issue.status.clone(),
+        to: to.name.clone(),
+        fields: None,
+    });
+    apply_status(issue, &to, None);
+    Ok(())
 }
 
 /// A create's project, issue type and summary, each a field error when missing

@@ -544,6 +544,102 @@ async fn search_pages_hold_50_by_default_and_100_with_fields() {
 }
 
 #[tokio::test]
+async fn an_edit_answers_with_the_issue_only_when_asked() {
+    let sim = start().await;
+    create(&sim, "s", &[]).await;
+    let edit = |query: &'static str, summary: &'static str| {
+        let sim = &sim;
+        let body = json!({"fields": {"summary": summary}});
+        let path = format!("/rest/api/3/issue/SEC-1{query}");
+        async move { call(sim, Method::PUT, &path, Some(body)).await }
+    };
+    let a = edit("", "one").await;
+    assert_eq!((a.status, a.body.clone()), (204, Value::Null));
+    let a = edit("?returnIssue=true", "two").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["key"], "SEC-1");
+    assert_eq!(a.body["fields"]["summary"], "two");
+    assert_eq!(a.body["fields"]["status"]["name"], "To Do");
+    assert!(
+        a.body["fields"]["comment"]["comments"].is_array(),
+        "{}",
+        a.body
+    );
+    let updated = a.body["fields"]["updated"].as_str().unwrap().to_string();
+    let got = call(&sim, Method::GET, "/rest/api/3/issue/SEC-1", None).await;
+    assert_eq!(got.body["fields"]["updated"], updated.as_str());
+}
+
+#[tokio::test]
+async fn a_create_takes_its_transition_in_the_same_request() {
+    let sim = start().await;
+    let fields = json!({"project": {"key": "SEC"}, "issuetype": {"name": "Task"}, "summary": "s"});
+    let create = |transition: Value| {
+        let sim = &sim;
+        let body = json!({"fields": fields, "transition": transition});
+        async move { call(sim, Method::POST, "/rest/api/3/issue", Some(body)).await }
+    };
+    // Start Progress (11) out of To Do: made and moved, the post-functions run.
+    let a = create(json!({"id": "11"})).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert_eq!(a.body["transition"]["status"], 204, "{}", a.body);
+    assert_eq!(sim.issue("SEC-1").unwrap().status, "In Progress");
+    let posted = sim.posted_transitions();
+    assert_eq!(
+        (posted[0].key.as_str(), posted[0].id.as_str()),
+        ("SEC-1", "11")
+    );
+    // Done (21) from To Do: the workflow's default resolution.
+    let a = create(json!({"id": 21})).await;
+    assert_eq!(a.body["transition"]["status"], 204, "{}", a.body);
+    let done = sim.issue("SEC-2").unwrap();
+    assert_eq!(
+        (done.status.as_str(), done.resolution.as_deref()),
+        ("Done", Some("Done"))
+    );
+
+    // Reopen (51) is not offered from To Do: the issue is made all the same,
+    // in To Do, and the answer's nested part says why the move was not.
+    let a = create(json!({"id": "51"})).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert_eq!(a.body["transition"]["status"], 400, "{}", a.body);
+    let message = a.body["transition"]["errorCollection"]["errorMessages"][0]
+        .as_str()
+        .unwrap();
+    assert!(message.contains("'51'"), "{message}");
+    assert_eq!(sim.issue("SEC-3").unwrap().status, "To Do");
+
+    // A transition that is not an object with an id refuses the whole create.
+    for bad in [json!("11"), json!({}), json!({"id": "11", "fields": {}})] {
+        let a = create(bad.clone()).await;
+        assert_eq!(a.status, 400, "{bad}: {}", a.body);
+    }
+    assert_eq!(sim.issues().len(), 3, "nothing made by a refused create");
+
+    // The lagging index never shows the moved issue in To Do: first nothing,
+    // then the issue as moved.
+    sim.set_index_lag(Duration::from_secs(60));
+    let a = create(json!({"id": "11"})).await;
+    let key = a.body["key"].as_str().unwrap().to_string();
+    let jql = format!("key = {key}");
+    assert!(listed_statuses(&sim, &jql).await.is_empty());
+    sim.pass_index_time(Duration::from_secs(61));
+    assert_eq!(listed_statuses(&sim, &jql).await, ["In Progress"]);
+}
+
+/// The status names a search by `jql` lists.
+async fn listed_statuses(sim: &JiraSim, jql: &str) -> Vec<String> {
+    let body = json!({"jql": jql, "fields": ["status"]});
+    let a = call(sim, Method::POST, "/rest/api/3/search/jql", Some(body)).await;
+    a.body["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["fields"]["status"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
 async fn search_and_property_limits_are_enforced() {
     let sim = start().await;
     create(&sim, "s", &[]).await;
