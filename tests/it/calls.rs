@@ -380,3 +380,78 @@ fn a_servicenow_field_change_reads_only_the_journal_of_each_ticket() {
          sync reads: {snow:#?}"
     );
 }
+
+#[test]
+fn a_quiet_cycle_costs_each_side_its_listing_and_nothing_else() {
+    let env = env(20, 20);
+    env.sync();
+    env.sync();
+    let kits = [
+        ("graph", &env.sims.graph.kit),
+        ("jira", &env.sims.jira.kit),
+        ("sentinel", &env.sims.sentinel.kit),
+        ("servicenow", &env.sims.servicenow.kit),
+    ];
+    for (_, kit) in &kits {
+        kit.clear_log();
+    }
+    env.sync();
+    for (name, kit) in &kits {
+        // Jira's account time zone is looked at once per process, and each
+        // `sync` here is a process of its own (a daemon asks once).
+        let log: Vec<LoggedRequest> = kit
+            .requests()
+            .into_iter()
+            .filter(|r| !r.path.ends_with("/rest/api/3/myself"))
+            .collect();
+        let listings = count(&log, |r| {
+            (r.method == "GET"
+                && (r.path.ends_with("/security/incidents")
+                    || r.path.ends_with("/incidents")
+                    || r.path.ends_with("/table/incident")))
+                || r.path.ends_with("/search/jql")
+        });
+        assert_eq!(
+            (log.len(), listings),
+            (1, 1),
+            "{name}: one listing page, no read, no write: {log:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_sentinel_field_change_costs_servicenow_one_patch_and_one_journal_read_per_ticket() {
+    let env = env(0, 30);
+    env.sync();
+    env.sync();
+    let changed: Vec<String> = env
+        .sims
+        .sentinel
+        .incidents()
+        .into_iter()
+        .filter(|i| i.status == "New" && i.severity != "High")
+        .map(|i| i.name)
+        .filter(|name| env.ticket_in(Some("sentinel->servicenow"), name).is_some())
+        .take(3)
+        .collect();
+    assert_eq!(changed.len(), 3);
+    for name in &changed {
+        assert!(env.sims.sentinel.set_severity(name, "High"));
+    }
+    env.sims.servicenow.kit.clear_log();
+    env.sync();
+    let snow = env.sims.servicenow.kit.requests();
+    let patches = count(&snow, |r| r.method == "PATCH");
+    let journal = count(&snow, |r| {
+        r.method == "GET" && r.path.ends_with("/table/sys_journal_field")
+    });
+    let record_reads = count(&snow, |r| r.method == "GET" && under(r, "/table/incident"));
+    // The journal read serves the comment sync: a PATCH answers the record,
+    // not its journal, and a comment made between the listing and the write
+    // would otherwise be passed over once the write's sys_mod_count is held.
+    assert_eq!(
+        (patches, journal, record_reads),
+        (3, 3, 0),
+        "ServiceNow per changed incident: {snow:#?}"
+    );
+}
