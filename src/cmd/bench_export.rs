@@ -197,6 +197,7 @@ fn entry(n: usize, start: chrono::DateTime<Utc>) -> LedgerRecord {
         conflict: None,
     };
     LedgerRecord {
+        actors: Default::default(),
         time: start + chrono::Duration::milliseconds(n as i64 * 250),
         pair: ["defender->jira", "sentinel->servicenow"][n % 2].to_owned(),
         direction: Some(Direction::ToTicket),

@@ -46,6 +46,7 @@ pub struct FilterArgs {
 impl FilterArgs {
     pub fn with_limit(self, limit: Option<usize>) -> LedgerFilter {
         LedgerFilter {
+            actor: Default::default(),
             pair: self.pair,
             incident_id: self.incident,
             ticket_key: self.ticket,

@@ -74,6 +74,7 @@ impl LedgerForm {
         };
         let given = |text: &String| Some(text.clone()).filter(|t| !t.is_empty());
         Ok(LedgerFilter {
+            actor: Default::default(),
             pair: given(&self.pair),
             incident_id: given(&self.incident),
             ticket_key: given(&self.ticket),

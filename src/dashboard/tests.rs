@@ -44,6 +44,7 @@ fn entry(seq: i64, pair: &str, detail: Option<&str>, outcome: Outcome) -> Ledger
     LedgerEntry {
         seq,
         record: LedgerRecord {
+            actors: Default::default(),
             time: at(seq),
             pair: pair.to_owned(),
             direction: None,

@@ -78,6 +78,7 @@ fn read_only_commands_refuse_a_foreign_file_and_leave_it_byte_for_byte() {
 
 fn hostile_record(i: i64) -> LedgerRecord {
     LedgerRecord {
+        actors: Default::default(),
         time: chrono::Utc::now(),
         pair: "defender->jira".to_owned(),
         direction: Some(Direction::ToTicket),
@@ -519,6 +520,7 @@ fn audit_trail() -> Vec<LedgerRecord> {
         chrono::Utc.with_ymd_and_hms(2026, 11, d, h, 0, 0).unwrap()
     };
     let entry = |time, pair: &str, action: &str, incident: &str, ticket: &str| LedgerRecord {
+        actors: Default::default(),
         time,
         pair: pair.to_owned(),
         direction: Some(Direction::ToTicket),

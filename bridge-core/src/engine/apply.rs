@@ -85,8 +85,13 @@ impl Cycle<'_> {
             if let Some(incident) = read.get(id.as_str()) {
                 self.listed.insert(id.clone(), (*incident).clone());
             }
+            let ticket = links
+                .get(&id)
+                .and_then(|l| listed_tickets.get(l.ticket_key.as_str()).copied());
+            self.note_authors(&id, read.get(id.as_str()).copied(), ticket);
             self.apply(action, &mut links, true).await?;
             self.listed.remove(&id);
+            self.authors.remove(&id);
             if create {
                 progress::done(&self.rt.pair);
             }
@@ -230,6 +235,8 @@ impl Cycle<'_> {
                         changes,
                         outcome: Outcome::Ok,
                         detail: (!note.is_empty()).then_some(note),
+                        // Nothing was carried: no one's change to attribute.
+                        actors: Vec::new(),
                         ..self.record("record_baseline", None, &incident_id, Some(&ticket_key))
                     }]
                 };
@@ -264,6 +271,11 @@ impl Cycle<'_> {
         if rebased {
             self.store.save_link(&link, &[])?;
         }
+        // What follows on the ticket is the bridge's own write's doing.
+        self.authors
+            .entry(link.incident_id.clone())
+            .or_default()
+            .incident = Some(attribution::Authored::Bridge);
         for follow in reconcile::plan_to_ticket(self.spec(), &link, incident) {
             if let Applied::Done(l) = self.update(link.clone(), follow, false).await? {
                 link = l;
@@ -376,10 +388,21 @@ impl Cycle<'_> {
         } else {
             ("create_ticket", None)
         };
+        let actors = vec![crate::ledger::Actor {
+            name: incident
+                .modified_by
+                .last
+                .clone()
+                .unwrap_or_else(|| crate::ledger::UNKNOWN_ACTOR.to_string()),
+            side: crate::ledger::ActorSide::Incident,
+            at: Some(incident.modified),
+            fields: Vec::new(),
+        }];
         let record = LedgerRecord {
             changes,
             outcome: Outcome::Ok,
             detail,
+            actors,
             ..self.record(
                 action,
                 Some(Direction::ToTicket),
@@ -718,6 +741,7 @@ impl Cycle<'_> {
         match result {
             Ok(detail) => {
                 let record = LedgerRecord {
+                    actors: self.actors(direction, &link.incident_id, &changes),
                     changes,
                     outcome: Outcome::Ok,
                     detail,
@@ -739,6 +763,7 @@ impl Cycle<'_> {
             Err(e) if e.kind == ErrorKind::Conflict && replan => {
                 tracing::info!(incident = %link.incident_id, ticket = %link.ticket_key, error = %e, "concurrent change; re-reading both sides");
                 let record = LedgerRecord {
+                    actors: self.actors(direction, &link.incident_id, &changes),
                     changes,
                     outcome: Outcome::Skipped,
                     detail: Some(format!("{e}; re-read both sides and re-planned")),
@@ -872,6 +897,7 @@ impl Cycle<'_> {
             ));
         }
         let record = LedgerRecord {
+            actors: self.actors(direction, &link.incident_id, &changes),
             changes,
             outcome: Outcome::Failed,
             detail: Some(detail),
@@ -978,6 +1004,7 @@ impl Cycle<'_> {
                 links: std::slice::from_ref(&link),
             },
         );
+        self.note_authors(&link.incident_id, Some(&incident), Some(&ticket));
         for action in plan.actions {
             self.apply(action, links, false).await?;
         }

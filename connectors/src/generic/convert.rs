@@ -187,6 +187,7 @@ pub fn to_snapshot(api: &GenericApi, base: &Url, ticket: &Value) -> Result<Ticke
         None => None,
     };
     Ok(TicketSnapshot {
+        modified_by: Default::default(),
         key,
         id,
         url,

@@ -136,6 +136,7 @@ pub fn to_snapshot(incident: &Incident) -> Result<IncidentSnapshot, ConversionEr
         .unwrap_or_else(|| format!("https://security.microsoft.com/incidents/{id}"));
 
     Ok(IncidentSnapshot {
+        modified_by: Default::default(),
         display_id: id.clone(),
         web_url,
         provider_url: None,

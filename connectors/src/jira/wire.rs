@@ -379,6 +379,7 @@ pub fn to_snapshot(issue: &IssueBean, base_url: &url::Url) -> Result<TicketSnaps
         None => Vec::new(),
     };
     Ok(TicketSnapshot {
+        modified_by: Default::default(),
         url: browse_url(base_url, &key),
         key,
         id: issue.id.clone(),

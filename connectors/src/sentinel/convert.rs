@@ -132,6 +132,7 @@ pub fn to_snapshot(incident: &Incident) -> Result<IncidentSnapshot, ConversionEr
     let additional = p.additional_data.as_ref();
 
     Ok(IncidentSnapshot {
+        modified_by: Default::default(),
         display_id: p
             .incident_number
             .map_or_else(|| id.clone(), |n| n.to_string()),

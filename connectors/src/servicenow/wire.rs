@@ -482,6 +482,7 @@ pub fn to_snapshot(record: &Record, base_url: &url::Url) -> Result<TicketSnapsho
         .as_deref()
         .and_then(parse_correlation_id);
     Ok(TicketSnapshot {
+        modified_by: Default::default(),
         url: incident_url(base_url, &sys_id),
         key: number,
         id: sys_id,
