@@ -262,6 +262,8 @@ impl JiraTickets {
             "jql": jql,
             "maxResults": PAGE_SIZE,
             "fields": SEARCH_FIELDS,
+            // Who changed each field, for the ledger, with the read already made.
+            "expand": "changelog",
         });
         if let Some(token) = token {
             body["nextPageToken"] = json!(token);
@@ -312,7 +314,10 @@ impl JiraTickets {
     async fn read(&self, key: &str) -> ConnectorResult<TicketSnapshot> {
         let mut url = self.rest(&["issue", key]);
         let fields = SEARCH_FIELDS.join(",");
-        url.query_pairs_mut().append_pair("fields", &fields);
+        url.query_pairs_mut()
+            .append_pair("fields", &fields)
+            // Who changed each field, for the ledger, with the read already made.
+            .append_pair("expand", "changelog");
         let mut issue: IssueBean = self.api.get_json(url).await?;
         if let Some(page) = issue.fields.comment.as_mut() {
             let total = page.total.unwrap_or(0) as usize;

@@ -87,6 +87,7 @@ pub(super) async fn create_issue(State(sim): State<Shared>, caller: Caller, body
         updated: now,
         comments: Vec::new(),
         properties,
+        changelog: Vec::new(),
     };
     let at = state.index_now();
     let index = state.records.len();
@@ -249,16 +250,19 @@ pub(super) async fn get_issue(
         };
     }
     let properties = query_list(&pairs, "properties");
-    Ok(json_response(
-        StatusCode::OK,
-        issue_json(&state, &state.records[i].current, &selection, &properties),
-    ))
+    let issue = &state.records[i].current;
+    let mut out = issue_json(&state, issue, &selection, &properties);
+    if expands_changelog(&query_list(&pairs, "expand")) {
+        out["changelog"] = changelog_json(&state, issue);
+    }
+    Ok(json_response(StatusCode::OK, out))
 }
 
 pub(super) async fn edit_issue(
     State(sim): State<Shared>,
     Path(key): Path<String>,
     RawQuery(query): RawQuery,
+    caller: Caller,
     body: Bytes,
 ) -> Reply {
     let pairs = query_pairs(&query);
@@ -289,6 +293,7 @@ pub(super) async fn edit_issue(
         .unwrap_or(&empty);
     let mut state = sim.lock();
     let i = state.issue(&key)?;
+    state.acting = state.caller_account(&caller);
     apply_edit(&mut state, i, fields, update)?;
     if query_value(&pairs, "returnIssue") == Some("true") {
         let out = issue_json(
@@ -430,6 +435,7 @@ pub(super) async fn do_transition(
         state.add_comment(&mut issue, author, b);
     }
     issue.updated = state.tick();
+    state.acting = state.caller_account(&caller);
     state.commit(i, issue);
     state.posted_transitions.push(posted);
     Ok(StatusCode::NO_CONTENT.into_response())
