@@ -234,8 +234,8 @@ fn rewrite_and_rehash(db: &Path, records: &[LedgerRecord]) {
         let entry = ledger::seal_entry(&prev, i as i64 + 1, record.clone());
         conn.execute(
             "INSERT INTO ledger (seq, time, pair, direction, action, incident_id, ticket_key,
-                                 changes, outcome, detail, prev_hash, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                 changes, outcome, detail, prev_hash, hash, actors)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             rusqlite::params![
                 entry.seq,
                 ledger::canonical_time(&record.time),
@@ -249,6 +249,7 @@ fn rewrite_and_rehash(db: &Path, records: &[LedgerRecord]) {
                 record.detail,
                 entry.prev_hash,
                 entry.hash,
+                (!record.actors.is_empty()).then(|| serde_json::to_string(&record.actors).unwrap()),
             ],
         )
         .unwrap();
