@@ -563,6 +563,8 @@ pub use remap::{plan_edit, run_remap};
 pub use sweep::run_sweep;
 
 #[cfg(test)]
+mod attribution_tests;
+#[cfg(test)]
 mod interleavings;
 #[cfg(test)]
 mod remap_tests;

@@ -77,6 +77,18 @@ impl Cycle<'_> {
             .filter(|a| matches!(a, Action::CreateTicket { .. }))
             .count();
         progress::planned(&self.rt.pair, creates);
+        // Who made what the plan carries, judged against the links as the plan
+        // was made from them (applying a link's first action moves it on).
+        let planned: BTreeSet<String> = plan
+            .actions
+            .iter()
+            .map(|a| a.incident_id().to_string())
+            .collect();
+        for id in &planned {
+            let link = links.get(id);
+            let ticket = link.and_then(|l| listed_tickets.get(l.ticket_key.as_str()).copied());
+            self.note_authors(id, read.get(id.as_str()).copied(), ticket, link);
+        }
         for action in plan.actions {
             let create = matches!(action, Action::CreateTicket { .. });
             // Whatever the plan writes, comments are read afresh afterwards.
@@ -85,16 +97,14 @@ impl Cycle<'_> {
             if let Some(incident) = read.get(id.as_str()) {
                 self.listed.insert(id.clone(), (*incident).clone());
             }
-            let ticket = links
-                .get(&id)
-                .and_then(|l| listed_tickets.get(l.ticket_key.as_str()).copied());
-            self.note_authors(&id, read.get(id.as_str()).copied(), ticket);
             self.apply(action, &mut links, true).await?;
             self.listed.remove(&id);
-            self.authors.remove(&id);
             if create {
                 progress::done(&self.rt.pair);
             }
+        }
+        for id in &planned {
+            self.authors.remove(id);
         }
         if comments.to_ticket || comments.to_incident {
             // New tickets take the incident's existing comments with them.
@@ -272,15 +282,13 @@ impl Cycle<'_> {
             self.store.save_link(&link, &[])?;
         }
         // What follows on the ticket is the bridge's own write's doing.
-        self.authors
-            .entry(link.incident_id.clone())
-            .or_default()
-            .incident = Some(attribution::Authored::Bridge);
+        let authors = self.bridge_acts(&link.incident_id);
         for follow in reconcile::plan_to_ticket(self.spec(), &link, incident) {
             if let Applied::Done(l) = self.update(link.clone(), follow, false).await? {
                 link = l;
             }
         }
+        self.restore_authors(&link.incident_id, authors);
         Ok(link)
     }
 
@@ -734,6 +742,7 @@ impl Cycle<'_> {
     ) -> Result<Applied, EngineError> {
         self.written_incident = None;
         let intent = self.begin(&action).await?;
+        let actors = self.actors(&link, &action).unwrap_or_default();
         let Some((direction, changes, result)) = self.write_update(&mut link, &action).await else {
             return Ok(Applied::Failed);
         };
@@ -741,7 +750,7 @@ impl Cycle<'_> {
         match result {
             Ok(detail) => {
                 let record = LedgerRecord {
-                    actors: self.actors(direction, &link.incident_id, &changes),
+                    actors,
                     changes,
                     outcome: Outcome::Ok,
                     detail,
@@ -763,7 +772,7 @@ impl Cycle<'_> {
             Err(e) if e.kind == ErrorKind::Conflict && replan => {
                 tracing::info!(incident = %link.incident_id, ticket = %link.ticket_key, error = %e, "concurrent change; re-reading both sides");
                 let record = LedgerRecord {
-                    actors: self.actors(direction, &link.incident_id, &changes),
+                    actors,
                     changes,
                     outcome: Outcome::Skipped,
                     detail: Some(format!("{e}; re-read both sides and re-planned")),
@@ -778,7 +787,7 @@ impl Cycle<'_> {
                 Ok(Applied::Conflict(link))
             }
             Err(e) => {
-                self.update_failed(intent, link, &action, direction, changes, e)
+                self.update_failed(intent, link, &action, direction, (changes, actors), e)
                     .await
             }
         }
@@ -881,7 +890,7 @@ impl Cycle<'_> {
         mut link: Link,
         action: &Action,
         direction: Direction,
-        changes: Vec<FieldChange>,
+        (changes, actors): (Vec<FieldChange>, Vec<crate::ledger::Actor>),
         e: ConnectorError,
     ) -> Result<Applied, EngineError> {
         tracing::warn!(incident = %link.incident_id, ticket = %link.ticket_key, error = %e, "{} failed", action.kind());
@@ -897,7 +906,7 @@ impl Cycle<'_> {
             ));
         }
         let record = LedgerRecord {
-            actors: self.actors(direction, &link.incident_id, &changes),
+            actors,
             changes,
             outcome: Outcome::Failed,
             detail: Some(detail),
@@ -1004,7 +1013,12 @@ impl Cycle<'_> {
                 links: std::slice::from_ref(&link),
             },
         );
-        self.note_authors(&link.incident_id, Some(&incident), Some(&ticket));
+        self.note_authors(
+            &link.incident_id,
+            Some(&incident),
+            Some(&ticket),
+            Some(&link),
+        );
         for action in plan.actions {
             self.apply(action, links, false).await?;
         }

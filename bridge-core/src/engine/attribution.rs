@@ -13,7 +13,13 @@ use crate::model::ModifiedBy;
 #[derive(Debug, Clone)]
 pub(super) enum Authored {
     /// Read from the remote: its authors and that side's modification time.
-    Read { by: ModifiedBy, at: Timestamp },
+    Read {
+        by: ModifiedBy,
+        at: Timestamp,
+        /// How the version read compares with the one the link had synced
+        /// from when the plan was made (`None`: no link yet).
+        freshness: Option<Freshness>,
+    },
     /// The bridge's own write moved it (a template re-rendered after the
     /// bridge wrote the attribute it shows).
     Bridge,
@@ -24,38 +30,82 @@ pub(super) enum Authored {
 pub(super) struct Authors {
     pub incident: Option<Authored>,
     pub ticket: Option<Authored>,
+    /// The link's baseline when the plan was made: what both sides had agreed.
+    pub agreed: Option<crate::model::Baseline>,
 }
 
 impl Cycle<'_> {
     /// Remembers who made the versions read of an incident and its ticket, for
     /// the ledger entries of the actions planned from them.
+    /// `link` is the incident's link as the plan was made from (none before
+    /// its ticket exists): the engine moves it on as it applies the plan.
     pub(super) fn note_authors(
         &mut self,
         incident_id: &str,
         incident: Option<&IncidentSnapshot>,
         ticket: Option<&TicketSnapshot>,
+        link: Option<&Link>,
     ) {
-        let read = |by: &ModifiedBy, at: Timestamp| Authored::Read { by: by.clone(), at };
         self.authors.insert(
             incident_id.to_string(),
             Authors {
-                incident: incident.map(|i| read(&i.modified_by, i.modified)),
-                ticket: ticket.map(|t| read(&t.modified_by, t.modified)),
+                incident: incident.map(|i| Authored::Read {
+                    by: i.modified_by.clone(),
+                    at: i.modified,
+                    freshness: link.map(|l| i.version().freshness(&l.incident_seen())),
+                }),
+                ticket: ticket.map(|t| Authored::Read {
+                    by: t.modified_by.clone(),
+                    at: t.modified,
+                    freshness: link.map(|l| t.version().freshness(&l.ticket_seen())),
+                }),
+                agreed: link.map(|l| l.baseline.clone()),
             },
         );
     }
 
-    /// The actors of `changes` going `direction` on `incident_id`'s link: per
-    /// change, the author of that field on the side it came from (the
-    /// record's last author where the API keeps no per-field history, else
-    /// `unknown`), grouped by author in the order of the changes.
-    pub(super) fn actors(
-        &self,
-        direction: Direction,
-        incident_id: &str,
-        changes: &[FieldChange],
-    ) -> Vec<Actor> {
-        let authors = self.authors.get(incident_id);
+    /// Makes the bridge the author of what is written next on `incident_id`'s
+    /// link, both ways (a remap, a merge's priority raise, a template that
+    /// follows the bridge's own write). Returns the authors it replaced, for
+    /// [`Cycle::restore_authors`] once those writes are done.
+    pub(super) fn bridge_acts(&mut self, incident_id: &str) -> Option<Authors> {
+        self.authors.insert(
+            incident_id.to_string(),
+            Authors {
+                incident: Some(Authored::Bridge),
+                ticket: Some(Authored::Bridge),
+                agreed: None,
+            },
+        )
+    }
+
+    /// Puts back the authors [`Cycle::bridge_acts`] replaced.
+    pub(super) fn restore_authors(&mut self, incident_id: &str, authors: Option<Authors>) {
+        match authors {
+            Some(authors) => self.authors.insert(incident_id.to_string(), authors),
+            None => self.authors.remove(incident_id),
+        };
+    }
+
+    /// The actors of an update's changes on `link`: per change, who made it on
+    /// the side it came from — the author of
+    /// that field where the snapshot has one (Jira's changelog), else the
+    /// record's last author, else `unknown` — when that side did change it.
+    /// A change that side did not make is the bridge's: read at the very
+    /// version the link had synced from when the plan was made, or at a tied
+    /// time with that field's value as then agreed (a mapping edit, a template
+    /// re-rendered, a drift repaired). `None`: not an update.
+    pub(super) fn actors(&self, link: &Link, action: &Action) -> Option<Vec<Actor>> {
+        let (direction, changes, baseline) = match action {
+            Action::UpdateTicket {
+                changes, baseline, ..
+            } => (Direction::ToTicket, changes, baseline),
+            Action::UpdateIncident {
+                changes, baseline, ..
+            } => (Direction::ToIncident, changes, baseline),
+            _ => return None,
+        };
+        let authors = self.authors.get(&link.incident_id);
         let (side, authored) = match direction {
             Direction::ToTicket => (
                 ActorSide::Incident,
@@ -63,12 +113,14 @@ impl Cycle<'_> {
             ),
             Direction::ToIncident => (ActorSide::Ticket, authors.and_then(|a| a.ticket.as_ref())),
         };
-        let (by, at) = match authored {
-            Some(Authored::Bridge) => return vec![Actor::bridge()],
-            Some(Authored::Read { by, at }) => (Some(by), Some(*at)),
-            None => (None, None),
+        let (by, at, freshness) = match authored {
+            Some(Authored::Bridge) => return Some(vec![Actor::bridge()]),
+            Some(Authored::Read { by, at, freshness }) => (Some(by), Some(*at), *freshness),
+            None => (None, None, None),
         };
+        let agreed = authors.and_then(|a| a.agreed.as_ref());
         let mut actors: Vec<Actor> = Vec::new();
+        let mut bridge = false;
         for change in changes {
             let rule = self
                 .rt
@@ -81,6 +133,25 @@ impl Cycle<'_> {
                 (_, Some(rule)) => rule.incident_attr(),
                 (_, None) => Some(change.field.as_str()),
             };
+            let side_value = |agreed: Option<&crate::model::Agreed>| {
+                agreed.map(|a| match side {
+                    ActorSide::Ticket => a.ticket.clone(),
+                    _ => a.incident.clone(),
+                })
+            };
+            let unchanged = match freshness {
+                Some(Freshness::Same) => true,
+                Some(Freshness::Tied) => {
+                    attr.is_none()
+                        || side_value(agreed.and_then(|b| b.get(&change.field)))
+                            == side_value(baseline.get(&change.field))
+                }
+                _ => false,
+            };
+            if unchanged {
+                bridge = true;
+                continue;
+            }
             let name = by
                 .and_then(|by| match attr {
                     Some(attr) => by.of(attr),
@@ -97,7 +168,10 @@ impl Cycle<'_> {
                 }),
             }
         }
-        actors
+        if bridge {
+            actors.push(Actor::bridge());
+        }
+        Some(actors)
     }
 
     /// The actor of a copied comment: its original's author on the side it
