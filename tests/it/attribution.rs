@@ -11,6 +11,8 @@ use crate::common::{Env, assert_success, stdout};
 
 const JIRA_PAIR: &str = "defender->jira";
 const SNOW_PAIR: &str = "sentinel->servicenow";
+/// The actors cell of a CSV row, its JSON quoted as RFC 4180 quotes.
+const QUOTED_ANN: &str = r#""[{""name"":""Ann Jira"",""side"":""ticket""#;
 
 /// The ledger as `ledger export` prints it (JSON lines), filtered by `args`.
 fn export(env: &Env, args: &[&str]) -> Vec<Value> {
@@ -132,6 +134,24 @@ fn a_jira_analysts_resolve_is_in_the_ledger_under_their_name() {
         2,
         "a header and one entry: {listed}"
     );
+    let csv = stdout(&env.bridge(&[
+        "ledger",
+        "export",
+        "--db",
+        env.db_arg(),
+        "--actor",
+        "Ann Jira",
+        "--format",
+        "csv",
+    ]));
+    let mut lines = csv.lines();
+    assert!(
+        lines.next().unwrap().ends_with(",prev_hash,hash,actors"),
+        "{csv}"
+    );
+    let row = lines.next().unwrap();
+    assert!(row.contains(QUOTED_ANN), "{csv}");
+    assert_eq!(lines.next(), None, "{csv}");
     assert_write_backs_are_the_bridges(&env, JIRA_PAIR, &id);
     assert_success(&env.bridge(&["ledger", "verify", "--db", env.db_arg()]));
 }
