@@ -325,7 +325,7 @@ fn a_defender_field_change_costs_jira_one_edit_per_issue_and_no_read() {
     assert!(
         jira.iter()
             .filter(|r| r.method == "PUT")
-            .all(|r| r.query.as_deref() == Some("returnIssue=true")),
+            .all(|r| r.query.as_deref() == Some("returnIssue=true&expand=changelog")),
         "{jira:#?}"
     );
 

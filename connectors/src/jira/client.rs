@@ -262,6 +262,8 @@ impl JiraTickets {
             "jql": jql,
             "maxResults": PAGE_SIZE,
             "fields": SEARCH_FIELDS,
+            // Who changed each field, for the ledger, with the read already made.
+            "expand": "changelog",
         });
         if let Some(token) = token {
             body["nextPageToken"] = json!(token);
@@ -312,7 +314,10 @@ impl JiraTickets {
     async fn read(&self, key: &str) -> ConnectorResult<TicketSnapshot> {
         let mut url = self.rest(&["issue", key]);
         let fields = SEARCH_FIELDS.join(",");
-        url.query_pairs_mut().append_pair("fields", &fields);
+        url.query_pairs_mut()
+            .append_pair("fields", &fields)
+            // Who changed each field, for the ledger, with the read already made.
+            .append_pair("expand", "changelog");
         let issue: IssueBean = self.api.get_json(url).await?;
         self.complete(key, issue).await
     }
@@ -614,7 +619,9 @@ impl JiraTickets {
     /// lagging search's listing of the issue from before it is older than.
     async fn edit(&self, key: &str, body: Value) -> ConnectorResult<TicketSnapshot> {
         let mut url = self.rest(&["issue", key]);
-        url.query_pairs_mut().append_pair("returnIssue", "true");
+        url.query_pairs_mut()
+            .append_pair("returnIssue", "true")
+            .append_pair("expand", "changelog");
         let request = Request::with_body(Method::PUT, url, body);
         let issue: IssueBean = self.api.send(request).await?.json(self.api.system())?;
         self.complete(key, issue).await

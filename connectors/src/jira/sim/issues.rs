@@ -94,10 +94,14 @@ pub(super) async fn create_issue(State(sim): State<Shared>, caller: Caller, body
         updated: now,
         comments: Vec::new(),
         properties,
+        changelog: Vec::new(),
     };
     // The transition runs on the issue as made, in the same request: the
     // index only ever sees its outcome. A refused one leaves the issue made.
-    let moved = transition.map(|id| transition_on_create(&mut state, &mut issue, id));
+    let moved = transition.map(|id| {
+        let mover = state.caller_account(&caller);
+        transition_on_create(&mut state, &mut issue, id, mover)
+    });
     let at = state.index_now();
     let index = state.records.len();
     state.by_key.insert(key.clone(), index);
@@ -141,11 +145,13 @@ fn create_transition(body: &Map<String, Value>) -> Result<Option<String>, JiraEr
 /// Takes transition `id` out of a just-made issue's initial status, as the
 /// create's nested transition: the workflow's post-functions apply (done sets
 /// the default resolution) and no screen fields are given. `Err` is the message
-/// Jira puts in the answer's `transition.errorCollection`.
+/// Jira puts in the answer's `transition.errorCollection`. The move is a
+/// history of the changelog by `mover`, the caller.
 fn transition_on_create(
     state: &mut SimState,
     issue: &mut SimIssue,
     id: String,
+    mover: Option<String>,
 ) -> Result<(), String> {
     let workflow = state.workflow(issue);
     let Some(transition) = workflow
@@ -167,7 +173,10 @@ fn transition_on_create(
         to: to.name.clone(),
         fields: None,
     });
+    let created = issue.clone();
     apply_status(issue, &to, None);
+    state.acting = mover;
+    state.record_history(&created, issue);
     Ok(())
 }
 
@@ -318,16 +327,19 @@ pub(super) async fn get_issue(
         };
     }
     let properties = query_list(&pairs, "properties");
-    Ok(json_response(
-        StatusCode::OK,
-        issue_json(&state, &state.records[i].current, &selection, &properties),
-    ))
+    let issue = &state.records[i].current;
+    let mut out = issue_json(&state, issue, &selection, &properties);
+    if expands_changelog(&query_list(&pairs, "expand")) {
+        out["changelog"] = changelog_json(&state, issue);
+    }
+    Ok(json_response(StatusCode::OK, out))
 }
 
 pub(super) async fn edit_issue(
     State(sim): State<Shared>,
     Path(key): Path<String>,
     RawQuery(query): RawQuery,
+    caller: Caller,
     body: Bytes,
 ) -> Reply {
     let pairs = query_pairs(&query);
@@ -358,14 +370,15 @@ pub(super) async fn edit_issue(
         .unwrap_or(&empty);
     let mut state = sim.lock();
     let i = state.issue(&key)?;
+    state.acting = state.caller_account(&caller);
     apply_edit(&mut state, i, fields, update)?;
     if query_value(&pairs, "returnIssue") == Some("true") {
-        let out = issue_json(
-            &state,
-            &state.records[i].current,
-            &FieldSelection::all(),
-            &[],
-        );
+        // The issue as a GET of all fields renders it, `expand` included.
+        let issue = &state.records[i].current;
+        let mut out = issue_json(&state, issue, &FieldSelection::all(), &[]);
+        if expands_changelog(&query_list(&pairs, "expand")) {
+            out["changelog"] = changelog_json(&state, issue);
+        }
         return Ok(json_response(StatusCode::OK, out));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -499,6 +512,7 @@ pub(super) async fn do_transition(
         state.add_comment(&mut issue, author, b);
     }
     issue.updated = state.tick();
+    state.acting = state.caller_account(&caller);
     state.commit(i, issue);
     state.posted_transitions.push(posted);
     Ok(StatusCode::NO_CONTENT.into_response())
