@@ -340,6 +340,7 @@ mod tests {
 
     fn record(i: i64) -> LedgerRecord {
         LedgerRecord {
+            actors: Default::default(),
             time: at(i),
             pair: "defender->jira".to_owned(),
             direction: None,

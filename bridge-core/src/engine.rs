@@ -401,6 +401,9 @@ struct Cycle<'a> {
     lost_creates: Vec<IntentId>,
     /// The pair's newest linked ticket key, once read (see `newest_ticket`).
     newest_ticket: Option<Option<String>>,
+    /// Who made the versions read of both sides, by incident, while an action
+    /// on them is carried out: the ledger entries' actors.
+    authors: HashMap<String, attribution::Authors>,
 }
 
 /// What is known, before a create, of a ticket already made for the incident.
@@ -442,6 +445,7 @@ impl<'a> Cycle<'a> {
             written_sides: HashSet::new(),
             lost_creates: Vec::new(),
             newest_ticket: None,
+            authors: HashMap::new(),
         }
     }
 
@@ -473,6 +477,8 @@ impl<'a> Cycle<'a> {
             changes: Vec::new(),
             outcome: Outcome::Ok,
             detail: None,
+            // The bridge's own unless the caller says whose changes it carried.
+            actors: vec![crate::ledger::Actor::bridge()],
         }
     }
 
@@ -546,6 +552,7 @@ pub fn ticket_system_name(kind: crate::vocab::TicketKind) -> &'static str {
 }
 
 mod apply;
+mod attribution;
 mod comments;
 mod merge;
 pub mod progress;
@@ -555,6 +562,8 @@ mod sweep;
 pub use remap::{plan_edit, run_remap};
 pub use sweep::run_sweep;
 
+#[cfg(test)]
+mod attribution_tests;
 #[cfg(test)]
 mod interleavings;
 #[cfg(test)]

@@ -59,6 +59,84 @@ pub struct LedgerRecord {
     pub outcome: Outcome,
     /// A human-readable note (the error of a failed write, why something was skipped).
     pub detail: Option<String>,
+    /// Who made the changes this entry carried, on the side they came from, or
+    /// the bridge itself for its own writes. Empty on entries written before
+    /// attribution existed (their hash covers no attribution, so they still
+    /// verify) and on entries that record no change of anyone's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actors: Vec<Actor>,
+}
+
+/// The name the ledger gives the bridge as the actor of its own writes.
+pub const BRIDGE_ACTOR: &str = "itsm-bridge";
+
+/// The name of an actor the side's API does not tell.
+pub const UNKNOWN_ACTOR: &str = "unknown";
+
+/// Where an actor made their change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorSide {
+    /// On the incident source (Graph, Sentinel).
+    Incident,
+    /// On the ticket system (Jira, ServiceNow, a generic helpdesk).
+    Ticket,
+    /// The bridge itself: its own writes (write-backs, remaps, merge notes).
+    Bridge,
+}
+
+impl ActorSide {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorSide::Incident => "incident",
+            ActorSide::Ticket => "ticket",
+            ActorSide::Bridge => "bridge",
+        }
+    }
+}
+
+/// Who made some of an entry's changes, as far as that side's API tells:
+/// ServiceNow's `sys_updated_by`, the author of the Jira changelog history that
+/// changed the field, Graph's `lastModifiedBy`, Sentinel's
+/// `systemData.lastModifiedBy`, else [`UNKNOWN_ACTOR`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// The name as the API gives it (a user name, a display name, an app name).
+    pub name: String,
+    pub side: ActorSide,
+    /// That side's modification time of the version the change was read from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Timestamp>,
+    /// The entry's fields (as in `changes`) this actor changed; empty when the
+    /// actor stands for the whole entry (the bridge's own writes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+}
+
+impl Actor {
+    /// The bridge, as the actor of its own writes.
+    pub fn bridge() -> Actor {
+        Actor {
+            name: BRIDGE_ACTOR.to_owned(),
+            side: ActorSide::Bridge,
+            at: None,
+            fields: Vec::new(),
+        }
+    }
+
+    /// How a listing shows it: `name (side)`.
+    pub fn label(&self) -> String {
+        format!("{} ({})", self.name, self.side.as_str())
+    }
+}
+
+/// The actors of an entry as one listing cell: `Ann (ticket), Bob (incident)`.
+pub fn actors_label(actors: &[Actor]) -> String {
+    actors
+        .iter()
+        .map(Actor::label)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A stored ledger entry.
@@ -88,6 +166,9 @@ pub struct LedgerFilter {
     pub until: Option<Timestamp>,
     /// The newest `limit` entries (still listed oldest first).
     pub limit: Option<usize>,
+    /// Entries with this actor (by exact name; [`BRIDGE_ACTOR`] for the
+    /// bridge's own writes).
+    pub actor: Option<String>,
 }
 
 /// The result of re-computing the chain.
@@ -112,6 +193,11 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// The tag that starts every canonical encoding; a new encoding gets a new tag.
 const ENCODING_TAG: &str = "itsm-bridge ledger entry v1";
 
+/// The tag that starts the attribution section, which follows the v1 fields
+/// only on entries that carry actors: an entry without any encodes exactly as
+/// before attribution existed, so every older ledger still verifies.
+const ACTORS_TAG: &str = "actors v1";
+
 /// The deterministic byte encoding of entry `seq` holding `record`, which
 /// [`entry_hash`] hashes.
 ///
@@ -122,7 +208,11 @@ const ENCODING_TAG: &str = "itsm-bridge ledger entry v1";
 /// with exactly six fractional digits (stores keep microseconds, so a finer
 /// instant hashes as its truncation). The fields follow in declaration order
 /// after a version tag, so the encoding is unambiguous: no two distinct
-/// `(seq, record)` values share an encoding.
+/// `(seq, record)` values share an encoding. `actors`, when not empty, follow
+/// `detail` as the string `actors v1` and the list of actors (name, side, the
+/// optional time, the list of fields); when empty nothing follows `detail`, so
+/// an entry without actors hashes as it did before they existed (a v1 encoding
+/// parses to its end at `detail`, so one with the section is still distinct).
 pub fn canonical_encoding(seq: i64, record: &LedgerRecord) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     put_str(&mut out, ENCODING_TAG);
@@ -150,6 +240,19 @@ pub fn canonical_encoding(seq: i64, record: &LedgerRecord) -> Vec<u8> {
     }
     put_str(&mut out, record.outcome.as_str());
     put_opt(&mut out, record.detail.as_deref());
+    if !record.actors.is_empty() {
+        put_str(&mut out, ACTORS_TAG);
+        put_len(&mut out, record.actors.len());
+        for actor in &record.actors {
+            put_str(&mut out, &actor.name);
+            put_str(&mut out, actor.side.as_str());
+            put_opt(&mut out, actor.at.as_ref().map(canonical_time).as_deref());
+            put_len(&mut out, actor.fields.len());
+            for field in &actor.fields {
+                put_str(&mut out, field);
+            }
+        }
+    }
     out
 }
 
@@ -371,6 +474,22 @@ mod tests {
             }],
             outcome: Outcome::Ok,
             detail: None,
+            actors: Vec::new(),
+        }
+    }
+
+    fn attributed() -> LedgerRecord {
+        LedgerRecord {
+            actors: vec![
+                Actor {
+                    name: "Ann Analyst".to_owned(),
+                    side: ActorSide::Incident,
+                    at: Some(chrono::Utc.with_ymd_and_hms(2026, 11, 1, 8, 29, 0).unwrap()),
+                    fields: vec!["status".to_owned()],
+                },
+                Actor::bridge(),
+            ],
+            ..record()
         }
     }
 
@@ -409,6 +528,34 @@ mod tests {
     }
 
     #[test]
+    fn golden_hash_with_actors() {
+        // Pins the attribution section, computed independently (Python, hashlib)
+        // from the encoding documented on `canonical_encoding`.
+        assert_eq!(
+            entry_hash(GENESIS_HASH, 1, &attributed()),
+            "f2b65c158d6c3ab42031b8d69c3ec9e49230f71acb53bb7fdfc1b4cdfcecbad1"
+        );
+    }
+
+    #[test]
+    fn an_entry_stored_before_attribution_still_verifies() {
+        // An entry as a store held it before `actors` existed: no such key in its
+        // JSON, and its hash made by the v1 encoding (pinned by `golden_hash`).
+        let stored = r#"{"seq":1,"time":"2026-11-01T08:30:00Z","pair":"defender->jira",
+            "direction":"to_ticket","action":"update_ticket","incident_id":"41877",
+            "ticket_key":"SEC-42","changes":[{"field":"status","old":"new","new":"active",
+            "conflict":{"policy":"newest_wins","incident_value":"active","ticket_value":"done"}}],
+            "outcome":"ok","detail":null,
+            "prev_hash":"0000000000000000000000000000000000000000000000000000000000000000",
+            "hash":"e4a164f3b84b94e9cbd6a6a6bc2aa4c6b975b120461501ff3e3062570b6b2dbf"}"#;
+        let entry: LedgerEntry = serde_json::from_str(stored).unwrap();
+        assert!(entry.record.actors.is_empty());
+        assert!(verify_entries([&entry]).is_intact());
+        // And it serializes without an `actors` key, as it was.
+        assert!(!serde_json::to_string(&entry).unwrap().contains("actors"));
+    }
+
+    #[test]
     fn any_changed_field_changes_the_hash() {
         type Mutation = fn(&mut LedgerRecord);
         let mutations: &[(&str, Mutation)] = &[
@@ -442,6 +589,27 @@ mod tests {
             ("outcome", |r| r.outcome = Outcome::Failed),
             ("detail", |r| r.detail = Some("timeout".to_owned())),
             ("detail empty", |r| r.detail = Some(String::new())),
+            ("actors", |r| r.actors = attributed().actors),
+            ("actor name", |r| {
+                r.actors = attributed().actors;
+                r.actors[0].name.push('x');
+            }),
+            ("actor side", |r| {
+                r.actors = attributed().actors;
+                r.actors[0].side = ActorSide::Ticket;
+            }),
+            ("actor at", |r| {
+                r.actors = attributed().actors;
+                r.actors[0].at = None;
+            }),
+            ("actor fields", |r| {
+                r.actors = attributed().actors;
+                r.actors[0].fields.clear();
+            }),
+            ("actors one", |r| {
+                r.actors = attributed().actors;
+                r.actors.pop();
+            }),
         ];
         let base = entry_hash(GENESIS_HASH, 1, &record());
         let mut seen = std::collections::BTreeMap::new();

@@ -55,6 +55,40 @@ pub struct IncidentSnapshot {
     /// Concurrency token where the API has one (Sentinel `etag`). It is also the
     /// incident's version: a different etag is a change whatever the time says.
     pub etag: Option<String>,
+    /// Who made this version (Graph `lastModifiedBy`, Sentinel
+    /// `systemData.lastModifiedBy`), for the ledger's attribution.
+    #[serde(default, skip_serializing_if = "ModifiedBy::is_empty")]
+    pub modified_by: ModifiedBy,
+}
+
+/// Who last changed a record, as far as the read that already happens tells:
+/// no connector makes a call of its own for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModifiedBy {
+    /// The author of the newest change (ServiceNow `sys_updated_by`, Graph
+    /// `lastModifiedBy`, Sentinel `systemData.lastModifiedBy`, the author of
+    /// the newest Jira changelog history); `None` where the API does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<String>,
+    /// Per attribute (by its domain name, `status`, `resolution`), the author
+    /// of the newest change to it, where the API keeps a per-field history (the
+    /// Jira changelog returned with the read).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub fields: BTreeMap<String, String>,
+}
+
+impl ModifiedBy {
+    /// Who changed `attr` last: its own author where known, else the record's.
+    pub fn of(&self, attr: &str) -> Option<&str> {
+        self.fields
+            .get(attr)
+            .map(String::as_str)
+            .or(self.last.as_deref())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.last.is_none() && self.fields.is_empty()
+    }
 }
 
 impl IncidentSnapshot {
@@ -87,6 +121,10 @@ pub struct TicketSnapshot {
     /// The incident this ticket says it belongs to, if the bridge created it.
     pub correlation: Option<Correlation>,
     pub comments: Vec<Comment>,
+    /// Who made this version (ServiceNow `sys_updated_by`; Jira per field from
+    /// the changelog the read expanded), for the ledger's attribution.
+    #[serde(default, skip_serializing_if = "ModifiedBy::is_empty")]
+    pub modified_by: ModifiedBy,
 }
 
 impl TicketSnapshot {

@@ -531,6 +531,7 @@ fn link_ticket(link: &Link) -> TicketSnapshot {
         labels: Vec::new(),
         correlation: None,
         comments: Vec::new(),
+        modified_by: Default::default(),
     }
 }
 

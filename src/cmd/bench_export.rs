@@ -196,8 +196,16 @@ fn entry(n: usize, start: chrono::DateTime<Utc>) -> LedgerRecord {
         new: Some(new.to_owned()),
         conflict: None,
     };
+    let time = start + chrono::Duration::milliseconds(n as i64 * 250);
     LedgerRecord {
-        time: start + chrono::Duration::milliseconds(n as i64 * 250),
+        // Who made the change, as every carried change now records.
+        actors: vec![bridge_core::ledger::Actor {
+            name: format!("analyst{}@contoso.example", n % 40),
+            side: bridge_core::ledger::ActorSide::Incident,
+            at: Some(time - chrono::Duration::seconds(20)),
+            fields: vec!["status".to_owned(), "priority".to_owned()],
+        }],
+        time,
         pair: ["defender->jira", "sentinel->servicenow"][n % 2].to_owned(),
         direction: Some(Direction::ToTicket),
         action: "update_ticket".to_owned(),

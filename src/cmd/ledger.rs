@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use bridge_core::checkpoint::{self, Checkpoint, SigningKey, Verdict};
 use bridge_core::config::Config;
-use bridge_core::ledger::{GENESIS_HASH, LedgerEntry, LedgerFilter};
+use bridge_core::ledger::{GENESIS_HASH, LedgerEntry, LedgerFilter, actors_label};
 use bridge_core::model::Timestamp;
 use bridge_core::store::{Store, StoreError};
 use secrecy::ExposeSecret;
@@ -41,11 +41,17 @@ pub struct FilterArgs {
     /// end: the day is included).
     #[arg(long, value_name = "TIME", value_parser = parse_until)]
     until: Option<Timestamp>,
+    /// Only entries with this actor: the person who made a change the entry
+    /// carried, by the exact name their system gives (`Ann Analyst`,
+    /// `ann@contoso.com`), or `itsm-bridge` for the bridge's own writes.
+    #[arg(long, value_name = "NAME")]
+    actor: Option<String>,
 }
 
 impl FilterArgs {
     pub fn with_limit(self, limit: Option<usize>) -> LedgerFilter {
         LedgerFilter {
+            actor: self.actor,
             pair: self.pair,
             incident_id: self.incident,
             ticket_key: self.ticket,
@@ -88,7 +94,7 @@ fn parse_time(text: &str, days_after: i64) -> Result<Timestamp, String> {
 pub fn list(db: &StoreAt, filter: LedgerFilter) -> CmdResult {
     let store = db.open_reader()?;
     let mut table = Table::new(&[
-        "seq", "time", "pair", "action", "incident", "ticket", "outcome", "changes",
+        "seq", "time", "pair", "action", "incident", "ticket", "outcome", "actor", "changes",
     ]);
     store.for_each_ledger_entry(&filter, &mut |e| {
         table.row(vec![
@@ -99,6 +105,7 @@ pub fn list(db: &StoreAt, filter: LedgerFilter) -> CmdResult {
             e.record.incident_id.clone(),
             e.record.ticket_key.clone().unwrap_or_default(),
             e.record.outcome.as_str().to_string(),
+            actors_label(&e.record.actors),
             describe_changes(&e),
         ]);
         Ok(())
@@ -159,11 +166,16 @@ pub fn export_to(
 ) -> Result<(), StoreError> {
     let io = StoreError::Io;
     if csv {
-        writeln!(out, "seq,time,pair,direction,action,incident_id,ticket_key,outcome,changes,detail,prev_hash,hash").map_err(io)?;
+        writeln!(out, "seq,time,pair,direction,action,incident_id,ticket_key,outcome,changes,detail,prev_hash,hash,actors").map_err(io)?;
     }
     store.for_each_ledger_entry(filter, &mut |e| {
         if csv {
             let changes = serde_json::to_string(&e.record.changes).unwrap_or_default();
+            // A JSON array of actors, as in the JSON lines; empty when none.
+            let actors = match e.record.actors.is_empty() {
+                true => String::new(),
+                false => serde_json::to_string(&e.record.actors).unwrap_or_default(),
+            };
             let fields = [
                 e.seq.to_string(),
                 e.record.time.to_rfc3339(),
@@ -180,6 +192,7 @@ pub fn export_to(
                 e.record.detail.clone().unwrap_or_default(),
                 e.prev_hash.clone(),
                 e.hash.clone(),
+                actors,
             ];
             let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
             writeln!(out, "{}", line.join(",")).map_err(io)?;

@@ -89,6 +89,7 @@ pub fn render(mapping_path: &Path, sample_path: &Path, opts: &RenderOptions) -> 
 fn sample_ticket(opts: &RenderOptions) -> TicketSnapshot {
     let now = chrono::Utc::now();
     TicketSnapshot {
+        modified_by: Default::default(),
         key: opts.ticket_key.clone(),
         id: opts.ticket_key.clone(),
         url: opts.ticket_url.clone(),

@@ -43,6 +43,8 @@ pub struct LedgerForm {
     /// Entries before it.
     pub until: String,
     pub limit: String,
+    /// Entries with this actor (exact name; `itsm-bridge` for the bridge's own).
+    pub actor: String,
 }
 
 impl LedgerForm {
@@ -56,6 +58,7 @@ impl LedgerForm {
             since: text("since"),
             until: text("until"),
             limit: text("limit"),
+            actor: text("actor"),
         }
     }
 
@@ -74,6 +77,7 @@ impl LedgerForm {
         };
         let given = |text: &String| Some(text.clone()).filter(|t| !t.is_empty());
         Ok(LedgerFilter {
+            actor: given(&self.actor),
             pair: given(&self.pair),
             incident_id: given(&self.incident),
             ticket_key: given(&self.ticket),
@@ -117,6 +121,7 @@ pub fn render_ledger(
             label { "Incident " input type="text" name="incident" value=(form.incident); }
             label { "Ticket " input type="text" name="ticket" value=(form.ticket); }
             label { "Action " input type="text" name="action" list="actions" value=(form.action); }
+            label { "Actor " input type="text" name="actor" placeholder="itsm-bridge" value=(form.actor); }
             datalist #actions { @for a in ACTIONS { option value=(a); } }
             label { "Since " input type="text" name="since" placeholder="2026-11-01" value=(form.since); }
             label { "Until " input type="text" name="until" placeholder="2026-11-02" value=(form.until); }
@@ -140,7 +145,7 @@ pub(crate) fn entries_table<'a>(entries: impl Iterator<Item = &'a LedgerEntry>) 
     html! {
         table.ledger {
             thead { tr { th { "#" } th { "time" } th { "pair" } th { "action" } th { "incident" }
-                         th { "ticket" } th { "changes" } th { "outcome" } th { "detail" } } }
+                         th { "ticket" } th { "actor" } th { "changes" } th { "outcome" } th { "detail" } } }
             tbody {
                 @for entry in entries {
                     @let r = &entry.record;
@@ -149,6 +154,10 @@ pub(crate) fn entries_table<'a>(entries: impl Iterator<Item = &'a LedgerEntry>) 
                         td.n { (entry.seq) } td { (time(&r.time)) } td { (r.pair) } td.action { (r.action) }
                         td { a href=(link_path(&r.pair, &r.incident_id)) { (r.incident_id) } }
                         td { (r.ticket_key.as_deref().unwrap_or("")) }
+                        td.actor { @for a in &r.actors {
+                            div.actor { (a.name) " (" (a.side.as_str()) ")"
+                                @if !a.fields.is_empty() { ": " (a.fields.join(", ")) } }
+                        } }
                         td { @for c in &r.changes {
                             div.change { (c.field) ": " (c.old.as_deref().unwrap_or("∅")) " → "
                                 (c.new.as_deref().unwrap_or("∅"))

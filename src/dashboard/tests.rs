@@ -44,6 +44,7 @@ fn entry(seq: i64, pair: &str, detail: Option<&str>, outcome: Outcome) -> Ledger
     LedgerEntry {
         seq,
         record: LedgerRecord {
+            actors: Default::default(),
             time: at(seq),
             pair: pair.to_owned(),
             direction: None,
@@ -302,10 +303,14 @@ fn the_links_table_keeps_its_filters_links_to_portals_and_pages() {
 #[test]
 fn a_links_page_shows_both_sides_as_agreed_and_its_history_as_text() {
     let l = link("41877", "SEC-42");
-    let history = [
-        entry(7, "defender->jira", None, Outcome::Ok),
-        entry(9, "defender->jira", None, Outcome::Ok),
-    ];
+    let mut analysts = entry(9, "defender->jira", None, Outcome::Ok);
+    analysts.record.actors = vec![bridge_core::ledger::Actor {
+        name: "<b>Ann</b>".to_owned(),
+        side: bridge_core::ledger::ActorSide::Ticket,
+        at: Some(at(8)),
+        fields: vec!["summary".to_owned()],
+    }];
+    let history = [entry(7, "defender->jira", None, Outcome::Ok), analysts];
     let dead = DeadLetter {
         pair: "defender->jira".to_owned(),
         incident_id: "41877".to_owned(),
@@ -324,6 +329,12 @@ fn a_links_page_shows_both_sides_as_agreed_and_its_history_as_text() {
     assert!(html.contains("<td>status</td><td class=\"incident-value\">active</td><td class=\"ticket-value\">In Progress</td><td>held</td>"));
     assert!(html.contains("<td>3</td>"), "the ticket's version");
     assert!(html.contains("2 ledger entries, newest first."));
+    // Who made it, as text, with the side and fields.
+    assert!(html.contains("<th>actor</th>"), "{html}");
+    assert!(
+        html.contains(r#"<div class="actor">&lt;b&gt;Ann&lt;/b&gt; (ticket): summary</div>"#),
+        "{html}"
+    );
     assert!(html.rfind("inc-9").unwrap() < html.rfind("inc-7").unwrap());
     assert!(html.contains("create_ticket failed 2 time(s)"));
     assert_inert(&html);
@@ -381,6 +392,18 @@ fn the_ledger_form_checks_what_it_is_given() {
         ..form("", "")
     };
     let filter = narrow.to_filter().unwrap();
+    assert_eq!(filter.actor, None);
+    let by_ann = LedgerForm {
+        actor: "Ann Analyst".to_owned(),
+        ..form("", "")
+    };
+    assert_eq!(
+        by_ann.to_filter().unwrap().actor.as_deref(),
+        Some("Ann Analyst")
+    );
+    assert!(render_ledger(&by_ann, &[], Ok(&[]), None, at(0)).contains(
+        r#"<input type="text" name="actor" placeholder="itsm-bridge" value="Ann Analyst">"#
+    ));
     assert_eq!(filter.ticket_key.as_deref(), Some("SEC-4"));
     assert_eq!(filter.action.as_deref(), Some("update_ticket"));
     assert_eq!(filter.until, Some(at(16 * 3600)));

@@ -78,6 +78,7 @@ fn read_only_commands_refuse_a_foreign_file_and_leave_it_byte_for_byte() {
 
 fn hostile_record(i: i64) -> LedgerRecord {
     LedgerRecord {
+        actors: Default::default(),
         time: chrono::Utc::now(),
         pair: "defender->jira".to_owned(),
         direction: Some(Direction::ToTicket),
@@ -233,8 +234,8 @@ fn rewrite_and_rehash(db: &Path, records: &[LedgerRecord]) {
         let entry = ledger::seal_entry(&prev, i as i64 + 1, record.clone());
         conn.execute(
             "INSERT INTO ledger (seq, time, pair, direction, action, incident_id, ticket_key,
-                                 changes, outcome, detail, prev_hash, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                 changes, outcome, detail, prev_hash, hash, actors)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             rusqlite::params![
                 entry.seq,
                 ledger::canonical_time(&record.time),
@@ -248,6 +249,7 @@ fn rewrite_and_rehash(db: &Path, records: &[LedgerRecord]) {
                 record.detail,
                 entry.prev_hash,
                 entry.hash,
+                (!record.actors.is_empty()).then(|| serde_json::to_string(&record.actors).unwrap()),
             ],
         )
         .unwrap();
@@ -519,6 +521,7 @@ fn audit_trail() -> Vec<LedgerRecord> {
         chrono::Utc.with_ymd_and_hms(2026, 11, d, h, 0, 0).unwrap()
     };
     let entry = |time, pair: &str, action: &str, incident: &str, ticket: &str| LedgerRecord {
+        actors: Default::default(),
         time,
         pair: pair.to_owned(),
         direction: Some(Direction::ToTicket),

@@ -5,6 +5,7 @@
 mod common;
 mod daemon;
 
+mod attribution;
 mod bad_input;
 mod calls;
 mod crash;

@@ -152,4 +152,30 @@ fn an_edit_over_max_rewrites_waits_for_accept_then_rewrites_what_impact_counted(
     let out = env.bridge(&["ledger", "list", "--db", env.db_arg()]);
     assert!(stdout(&out).contains("remap"), "a remap ledger entry");
     assert_eq!(daemon.terminate(), Some(0));
+    // The edit's rewrites are the bridge's own doing, and the ledger says so.
+    let out = env.bridge(&[
+        "ledger",
+        "export",
+        "--db",
+        env.db_arg(),
+        "--action",
+        "update_ticket",
+    ]);
+    let rewrites: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| {
+            e["changes"].as_array().unwrap().iter().any(|c| {
+                c["field"] == "summary" && c["new"].as_str().is_some_and(|s| s.starts_with("SOC "))
+            })
+        })
+        .collect();
+    assert_eq!(rewrites.len(), summaries);
+    for entry in rewrites {
+        assert_eq!(
+            entry["actors"],
+            serde_json::json!([{"name": "itsm-bridge", "side": "bridge"}]),
+            "{entry}"
+        );
+    }
 }

@@ -77,6 +77,18 @@ impl Cycle<'_> {
             .filter(|a| matches!(a, Action::CreateTicket { .. }))
             .count();
         progress::planned(&self.rt.pair, creates);
+        // Who made what the plan carries, judged against the links as the plan
+        // was made from them (applying a link's first action moves it on).
+        let planned: BTreeSet<String> = plan
+            .actions
+            .iter()
+            .map(|a| a.incident_id().to_string())
+            .collect();
+        for id in &planned {
+            let link = links.get(id);
+            let ticket = link.and_then(|l| listed_tickets.get(l.ticket_key.as_str()).copied());
+            self.note_authors(id, read.get(id.as_str()).copied(), ticket, link);
+        }
         for action in plan.actions {
             let create = matches!(action, Action::CreateTicket { .. });
             // Whatever the plan writes, comments are read afresh afterwards.
@@ -90,6 +102,9 @@ impl Cycle<'_> {
             if create {
                 progress::done(&self.rt.pair);
             }
+        }
+        for id in &planned {
+            self.authors.remove(id);
         }
         if comments.to_ticket || comments.to_incident {
             // New tickets take the incident's existing comments with them.
@@ -230,6 +245,8 @@ impl Cycle<'_> {
                         changes,
                         outcome: Outcome::Ok,
                         detail: (!note.is_empty()).then_some(note),
+                        // Nothing was carried: no one's change to attribute.
+                        actors: Vec::new(),
                         ..self.record("record_baseline", None, &incident_id, Some(&ticket_key))
                     }]
                 };
@@ -264,11 +281,14 @@ impl Cycle<'_> {
         if rebased {
             self.store.save_link(&link, &[])?;
         }
+        // What follows on the ticket is the bridge's own write's doing.
+        let authors = self.bridge_acts(&link.incident_id);
         for follow in reconcile::plan_to_ticket(self.spec(), &link, incident) {
             if let Applied::Done(l) = self.update(link.clone(), follow, false).await? {
                 link = l;
             }
         }
+        self.restore_authors(&link.incident_id, authors);
         Ok(link)
     }
 
@@ -376,10 +396,21 @@ impl Cycle<'_> {
         } else {
             ("create_ticket", None)
         };
+        let actors = vec![crate::ledger::Actor {
+            name: incident
+                .modified_by
+                .last
+                .clone()
+                .unwrap_or_else(|| crate::ledger::UNKNOWN_ACTOR.to_string()),
+            side: crate::ledger::ActorSide::Incident,
+            at: Some(incident.modified),
+            fields: Vec::new(),
+        }];
         let record = LedgerRecord {
             changes,
             outcome: Outcome::Ok,
             detail,
+            actors,
             ..self.record(
                 action,
                 Some(Direction::ToTicket),
@@ -711,6 +742,7 @@ impl Cycle<'_> {
     ) -> Result<Applied, EngineError> {
         self.written_incident = None;
         let intent = self.begin(&action).await?;
+        let actors = self.actors(&link, &action).unwrap_or_default();
         let Some((direction, changes, result)) = self.write_update(&mut link, &action).await else {
             return Ok(Applied::Failed);
         };
@@ -718,6 +750,7 @@ impl Cycle<'_> {
         match result {
             Ok(detail) => {
                 let record = LedgerRecord {
+                    actors,
                     changes,
                     outcome: Outcome::Ok,
                     detail,
@@ -739,6 +772,7 @@ impl Cycle<'_> {
             Err(e) if e.kind == ErrorKind::Conflict && replan => {
                 tracing::info!(incident = %link.incident_id, ticket = %link.ticket_key, error = %e, "concurrent change; re-reading both sides");
                 let record = LedgerRecord {
+                    actors,
                     changes,
                     outcome: Outcome::Skipped,
                     detail: Some(format!("{e}; re-read both sides and re-planned")),
@@ -753,7 +787,7 @@ impl Cycle<'_> {
                 Ok(Applied::Conflict(link))
             }
             Err(e) => {
-                self.update_failed(intent, link, &action, direction, changes, e)
+                self.update_failed(intent, link, &action, direction, (changes, actors), e)
                     .await
             }
         }
@@ -856,7 +890,7 @@ impl Cycle<'_> {
         mut link: Link,
         action: &Action,
         direction: Direction,
-        changes: Vec<FieldChange>,
+        (changes, actors): (Vec<FieldChange>, Vec<crate::ledger::Actor>),
         e: ConnectorError,
     ) -> Result<Applied, EngineError> {
         tracing::warn!(incident = %link.incident_id, ticket = %link.ticket_key, error = %e, "{} failed", action.kind());
@@ -872,6 +906,7 @@ impl Cycle<'_> {
             ));
         }
         let record = LedgerRecord {
+            actors,
             changes,
             outcome: Outcome::Failed,
             detail: Some(detail),
@@ -977,6 +1012,12 @@ impl Cycle<'_> {
                 tickets: std::slice::from_ref(&ticket),
                 links: std::slice::from_ref(&link),
             },
+        );
+        self.note_authors(
+            &link.incident_id,
+            Some(&incident),
+            Some(&ticket),
+            Some(&link),
         );
         for action in plan.actions {
             self.apply(action, links, false).await?;

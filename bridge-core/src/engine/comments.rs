@@ -64,9 +64,18 @@ impl Cycle<'_> {
                     None
                 }
             };
-            fingerprints.push(copy.fingerprint);
+            fingerprints.push(copy.fingerprint.clone());
             fingerprints.extend(copy_fingerprint);
+            let original = match copy.direction {
+                Direction::ToTicket => on_incident
+                    .iter()
+                    .find(|c| crate::comments::incident_fingerprint(c) == copy.fingerprint),
+                Direction::ToIncident => on_ticket
+                    .iter()
+                    .find(|c| ticket_fingerprint(c) == copy.fingerprint),
+            };
             records.push(LedgerRecord {
+                actors: vec![Self::comment_actor(copy.direction, original)],
                 changes: vec![FieldChange {
                     field: "comment".into(),
                     old: None,

@@ -227,19 +227,20 @@ impl Cycle<'_> {
         let (Some(raise), Some(survivor_link)) = (&plan.raise, survivor_link) else {
             return Ok(None);
         };
-        Ok(
-            match self
-                .update(survivor_link.clone(), raise.action.clone(), false)
-                .await?
-            {
-                Applied::Done(link) => {
-                    changes.extend(raise.changes.iter().cloned());
-                    links.insert(link.incident_id.clone(), link);
-                    None
-                }
-                Applied::Failed | Applied::Conflict(_) => Some(raise.failure.clone()),
-            },
-        )
+        // The raise is the merge policy's, the bridge's own doing.
+        let authors = self.bridge_acts(&survivor_link.incident_id);
+        let raised = self
+            .update(survivor_link.clone(), raise.action.clone(), false)
+            .await?;
+        self.restore_authors(&survivor_link.incident_id, authors);
+        Ok(match raised {
+            Applied::Done(link) => {
+                changes.extend(raise.changes.iter().cloned());
+                links.insert(link.incident_id.clone(), link);
+                None
+            }
+            Applied::Failed | Applied::Conflict(_) => Some(raise.failure.clone()),
+        })
     }
 
     /// The detail of the newest ledger entry of this pair with this action for the

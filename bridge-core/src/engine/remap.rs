@@ -48,6 +48,8 @@ async fn remap(
             cycle.report.planned.extend(actions);
             continue;
         }
+        // The edit is the bridge's own doing, whichever side's value it renders.
+        let _ = cycle.bridge_acts(&link.incident_id);
         let mut links = HashMap::from([(link.incident_id.clone(), link)]);
         for action in actions {
             cycle.apply(action, &mut links, false).await?;

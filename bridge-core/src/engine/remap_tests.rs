@@ -5,7 +5,7 @@ use super::tests::{mapping, world};
 use super::*;
 use crate::mapping::ValueMap;
 
-fn edited() -> Mapping {
+pub(super) fn edited() -> Mapping {
     let mut m = mapping();
     let status = m.fields.iter_mut().find(|r| r.name == "status").unwrap();
     // "active" was "new"; now "triage".

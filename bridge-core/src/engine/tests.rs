@@ -112,6 +112,7 @@ impl FakeSource {
         self.incidents.lock().unwrap().insert(
             id.into(),
             IncidentSnapshot {
+                modified_by: Default::default(),
                 id: id.into(),
                 display_id: id.into(),
                 web_url: format!("https://security.example/incidents/{id}"),
@@ -265,6 +266,7 @@ impl TicketSystem for FakeTickets {
         let at = self.remote.tick();
         let n = self.tickets.lock().unwrap().len() + 1;
         let ticket = TicketSnapshot {
+            modified_by: Default::default(),
             version: None,
             key: format!("SEC-{n}"),
             id: n.to_string(),
@@ -1027,6 +1029,7 @@ impl FakeSource {
         self.incidents.lock().unwrap().insert(
             id.into(),
             IncidentSnapshot {
+                modified_by: Default::default(),
                 id: id.into(),
                 display_id: id.into(),
                 web_url: format!("https://security.example/incidents/{id}"),

@@ -330,6 +330,7 @@ mod tests {
         let mut attrs = Attrs::new();
         attrs.insert("title".into(), "Phish".into());
         IncidentSnapshot {
+            modified_by: Default::default(),
             id: "41877".into(),
             display_id: "41877".into(),
             web_url: "https://security.microsoft.com/incidents/41877".into(),

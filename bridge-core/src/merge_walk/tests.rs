@@ -19,6 +19,7 @@ fn incident(id: &str, into: Option<&str>) -> IncidentSnapshot {
     };
     attrs.insert("status".into(), status.into());
     IncidentSnapshot {
+        modified_by: Default::default(),
         id: id.into(),
         display_id: id.into(),
         web_url: format!("https://security.microsoft.com/incidents/{id}"),

@@ -143,6 +143,7 @@ pub(crate) fn incident(
     attrs.insert("severity".into(), severity.into());
     attrs.insert("classification".into(), "unknown".into());
     IncidentSnapshot {
+        modified_by: Default::default(),
         id: id.into(),
         display_id: id.into(),
         web_url: format!("https://security.microsoft.com/incidents/{id}"),
@@ -170,6 +171,7 @@ pub(crate) fn ticket_for(
         panic!("expected a create, got {plan:?}");
     };
     let ticket = TicketSnapshot {
+        modified_by: Default::default(),
         version: None,
         key: key.into(),
         id: "10000".into(),

@@ -65,6 +65,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_incidents_seen",
         include_str!("../../../migrations/postgres/0002_incidents_seen.sql"),
     ),
+    (
+        "0003_ledger_actors",
+        include_str!("../../../migrations/postgres/0003_ledger_actors.sql"),
+    ),
 ];
 
 /// The advisory lock the migration runner holds: two replicas starting at once
@@ -106,7 +110,7 @@ const LINK_COLUMNS: &str = "pair, incident_id, incident_display_id, incident_url
      created, updated, merged_into, incident_version, ticket_version";
 
 const LEDGER_COLUMNS: &str = "seq, time, pair, direction, action, incident_id, ticket_key, \
-     changes, outcome, detail, prev_hash, hash";
+     changes, outcome, detail, prev_hash, hash, actors";
 
 const DEAD_LETTER_COLUMNS: &str = "pair, incident_id, ticket_key, action, last_error, attempts, \
      first_failed, last_failed, next_attempt";
@@ -927,6 +931,11 @@ fn ledger_entry_from_row(row: &Row) -> Result<LedgerEntry, String> {
             changes,
             outcome,
             detail: optional_text(9)?,
+            actors: match optional_text(12)? {
+                None => Vec::new(),
+                Some(json) => serde_json::from_str(&json)
+                    .map_err(|e| format!("actors are not a list of actors: {e}"))?,
+            },
         },
         prev_hash: text(10)?,
         hash: text(11)?,
@@ -1015,12 +1024,16 @@ fn append_ledger_in(tx: &mut Transaction<'_>, records: &[LedgerRecord]) -> Store
     };
     let insert = tx.prepare(&format!(
         "INSERT INTO ledger ({LEDGER_COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
     ))?;
     for record in records {
         seq += 1;
         let hash = ledger::entry_hash(&prev_hash, seq, record);
         let changes = to_json(&record.changes, "the ledger changes")?;
+        let actors = match record.actors.is_empty() {
+            true => None,
+            false => Some(to_json(&record.actors, "the ledger actors")?),
+        };
         tx.execute(
             &insert,
             &[
@@ -1036,6 +1049,7 @@ fn append_ledger_in(tx: &mut Transaction<'_>, records: &[LedgerRecord]) -> Store
                 &record.detail,
                 &prev_hash,
                 &hash,
+                &actors,
             ],
         )?;
         prev_hash = hash;
@@ -1070,6 +1084,13 @@ fn ledger_conditions(filter: &LedgerFilter) -> (Vec<String>, Vec<Param>) {
     if let Some(action) = &filter.action {
         values.push(Box::new(action.clone()));
         conditions.push(format!("action = ${}", values.len()));
+    }
+    if let Some(actor) = &filter.actor {
+        values.push(Box::new(actor.clone()));
+        conditions.push(format!(
+            "actors::jsonb @> jsonb_build_array(jsonb_build_object('name', ${}::text))",
+            values.len()
+        ));
     }
     if let Some(since) = &filter.since {
         values.push(Box::new(time_text(since)));

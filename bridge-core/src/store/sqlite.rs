@@ -66,6 +66,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_incidents_seen",
         include_str!("../../../migrations/0006_incidents_seen.sql"),
     ),
+    (
+        "0007_ledger_actors",
+        include_str!("../../../migrations/0007_ledger_actors.sql"),
+    ),
 ];
 
 /// The ledger's append-only triggers as `migrations/0001_init.sql` creates them;
@@ -97,7 +101,7 @@ const LINK_COLUMNS: &str = "pair, incident_id, incident_display_id, incident_url
      created, updated, merged_into, incident_version, ticket_version";
 
 const LEDGER_COLUMNS: &str = "seq, time, pair, direction, action, incident_id, ticket_key, \
-     changes, outcome, detail, prev_hash, hash";
+     changes, outcome, detail, prev_hash, hash, actors";
 
 /// The [`Store`] on one SQLite database (a file, or memory for tests).
 ///
@@ -622,6 +626,11 @@ fn ledger_entry_from_row(row: &Row<'_>) -> Result<LedgerEntry, String> {
             changes,
             outcome,
             detail: optional_text(9)?,
+            actors: match optional_text(12)? {
+                None => Vec::new(),
+                Some(json) => serde_json::from_str(&json)
+                    .map_err(|e| format!("actors are not a list of actors: {e}"))?,
+            },
         },
         prev_hash: text(10)?,
         hash: text(11)?,
@@ -690,12 +699,16 @@ fn append_ledger_in(conn: &Connection, records: &[LedgerRecord]) -> StoreResult<
     let (mut seq, mut prev_hash) = head.unwrap_or_else(|| (0, GENESIS_HASH.to_owned()));
     let mut insert = conn.prepare_cached(&format!(
         "INSERT INTO ledger ({LEDGER_COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
     ))?;
     for record in records {
         seq += 1;
         let hash = ledger::entry_hash(&prev_hash, seq, record);
         let changes = to_json(&record.changes, "the ledger changes")?;
+        let actors = match record.actors.is_empty() {
+            true => None,
+            false => Some(to_json(&record.actors, "the ledger actors")?),
+        };
         insert.execute(params![
             seq,
             ledger::canonical_time(&record.time),
@@ -709,6 +722,7 @@ fn append_ledger_in(conn: &Connection, records: &[LedgerRecord]) -> StoreResult<
             record.detail,
             prev_hash,
             hash,
+            actors,
         ])?;
         prev_hash = hash;
     }
@@ -1113,6 +1127,13 @@ impl Store for SqliteStore {
         if let Some(action) = &filter.action {
             conditions.push("action = ?");
             values.push(Value::Text(action.clone()));
+        }
+        if let Some(actor) = &filter.actor {
+            conditions.push(
+                "EXISTS (SELECT 1 FROM json_each(ledger.actors) \
+                 WHERE json_extract(json_each.value, '$.name') = ?)",
+            );
+            values.push(Value::Text(actor.clone()));
         }
         // Fixed-width UTC text: string order is time order.
         if let Some(since) = &filter.since {

@@ -41,6 +41,7 @@ macro_rules! store_suite {
             ledger_appends_chain_and_verify,
             ledger_listing_honours_the_filter,
             ledger_listing_filters_by_ticket_action_and_time_range,
+            ledger_listing_filters_by_actor_and_keeps_actors,
             ledger_listing_spans_many_fetches,
             ledger_listing_stops_at_the_callbacks_error,
             counts_group_links_dead_letters_pending_and_ledger,
@@ -131,6 +132,7 @@ pub(crate) fn record(pair: &str, incident_id: &str, seconds: i64) -> LedgerRecor
         }],
         outcome: Outcome::Ok,
         detail: None,
+        actors: Vec::new(),
     }
 }
 
@@ -394,6 +396,7 @@ pub(crate) fn synced_comments_are_recorded_once(store: &dyn Store) {
 
 pub(crate) fn incidents_seen_keep_the_last_read_without_comments_and_tags(store: &dyn Store) {
     let incident = |id: &str, title: &str| IncidentSnapshot {
+        modified_by: Default::default(),
         id: id.into(),
         display_id: id.into(),
         web_url: format!("https://security.example/incidents/{id}"),
@@ -557,8 +560,57 @@ pub(crate) fn ledger_listing_filters_by_ticket_action_and_time_range(store: &dyn
         since: Some(at(0)),
         until: Some(at(40)),
         limit: Some(5),
+        actor: None,
     };
     assert_eq!(seqs(all), [4]);
+}
+
+pub(crate) fn ledger_listing_filters_by_actor_and_keeps_actors(store: &dyn Store) {
+    use crate::ledger::{Actor, ActorSide};
+    let by = |name: &str, side: ActorSide, fields: &[&str]| Actor {
+        name: name.to_owned(),
+        side,
+        at: Some(at(5)),
+        fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+    };
+    let with = |seconds: i64, actors: Vec<Actor>| LedgerRecord {
+        actors,
+        ..record("a", "1", seconds)
+    };
+    let records = [
+        // Written before attribution existed: no actors.
+        with(0, Vec::new()),
+        with(10, vec![by("Ann Analyst", ActorSide::Ticket, &["status"])]),
+        with(20, vec![Actor::bridge()]),
+        with(
+            30,
+            vec![
+                by("bob", ActorSide::Incident, &["status"]),
+                by("Ann Analyst", ActorSide::Incident, &["severity"]),
+            ],
+        ),
+        // A name that only contains another's is not that actor.
+        with(40, vec![by("Ann Analyst Jr", ActorSide::Ticket, &[])]),
+    ];
+    store.append_ledger(&records).unwrap();
+    let listed = entries(store, &LedgerFilter::default());
+    let kept: Vec<_> = listed.iter().map(|e| e.record.clone()).collect();
+    assert_eq!(kept, records, "actors round-trip, none stays none");
+    assert!(store.verify_ledger().unwrap().is_intact());
+    let seqs = |name: &str, limit: Option<usize>| -> Vec<i64> {
+        let filter = LedgerFilter {
+            actor: Some(name.to_owned()),
+            limit,
+            ..LedgerFilter::default()
+        };
+        entries(store, &filter).into_iter().map(|e| e.seq).collect()
+    };
+    assert_eq!(seqs("Ann Analyst", None), [2, 4]);
+    assert_eq!(seqs("Ann Analyst", Some(1)), [4]);
+    assert_eq!(seqs("bob", None), [4]);
+    assert_eq!(seqs("itsm-bridge", None), [3]);
+    assert_eq!(seqs("ann analyst", None), Vec::<i64>::new());
+    assert_eq!(seqs("Ann", None), Vec::<i64>::new());
 }
 
 /// Longer than a PostgreSQL listing's fetch batch, so the batches join up.

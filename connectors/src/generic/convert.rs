@@ -187,6 +187,8 @@ pub fn to_snapshot(api: &GenericApi, base: &Url, ticket: &Value) -> Result<Ticke
         None => None,
     };
     Ok(TicketSnapshot {
+        // A generic helpdesk's `[api]` names no author field: its changes are `unknown`.
+        modified_by: Default::default(),
         key,
         id,
         url,

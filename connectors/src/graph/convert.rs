@@ -2,7 +2,7 @@
 //! attribute names, enum spellings (camelCase, the update doc's determination
 //! synonyms folded onto the resource doc's names), timestamps, comments. No IO.
 
-use bridge_core::model::{Attrs, Comment, IncidentSnapshot};
+use bridge_core::model::{Attrs, Comment, IncidentSnapshot, ModifiedBy};
 use bridge_core::vocab::{GRAPH_CLASSIFICATION, GRAPH_DETERMINATION, GRAPH_SEVERITY, GRAPH_STATUS};
 
 use super::wire::{self, Incident};
@@ -136,6 +136,13 @@ pub fn to_snapshot(incident: &Incident) -> Result<IncidentSnapshot, ConversionEr
         .unwrap_or_else(|| format!("https://security.microsoft.com/incidents/{id}"));
 
     Ok(IncidentSnapshot {
+        modified_by: ModifiedBy {
+            last: incident
+                .last_modified_by
+                .clone()
+                .filter(|by| !by.trim().is_empty()),
+            fields: Default::default(),
+        },
         display_id: id.clone(),
         web_url,
         provider_url: None,

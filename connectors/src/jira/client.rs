@@ -262,6 +262,8 @@ impl JiraTickets {
             "jql": jql,
             "maxResults": PAGE_SIZE,
             "fields": SEARCH_FIELDS,
+            // Who changed each field, for the ledger, with the read already made.
+            "expand": "changelog",
         });
         if let Some(token) = token {
             body["nextPageToken"] = json!(token);
@@ -312,8 +314,17 @@ impl JiraTickets {
     async fn read(&self, key: &str) -> ConnectorResult<TicketSnapshot> {
         let mut url = self.rest(&["issue", key]);
         let fields = SEARCH_FIELDS.join(",");
-        url.query_pairs_mut().append_pair("fields", &fields);
-        let mut issue: IssueBean = self.api.get_json(url).await?;
+        url.query_pairs_mut()
+            .append_pair("fields", &fields)
+            // Who changed each field, for the ledger, with the read already made.
+            .append_pair("expand", "changelog");
+        let issue: IssueBean = self.api.get_json(url).await?;
+        self.complete(key, issue).await
+    }
+
+    /// The snapshot of an issue as read, its comments read in full where the
+    /// embedded page left some out.
+    async fn complete(&self, key: &str, mut issue: IssueBean) -> ConnectorResult<TicketSnapshot> {
         if let Some(page) = issue.fields.comment.as_mut() {
             let total = page.total.unwrap_or(0) as usize;
             if total > page.comments.len() {
@@ -602,10 +613,18 @@ impl JiraTickets {
         }
     }
 
-    async fn edit(&self, key: &str, body: Value) -> ConnectorResult<()> {
-        let request = Request::with_body(Method::PUT, self.rest(&["issue", key]), body);
-        self.api.send(request).await?;
-        Ok(())
+    /// Edits an issue and says what it then is, from the edit's own answer
+    /// (`returnIssue=true`: 200 with the issue as a GET shows it), so no read
+    /// follows the write. That answer is the version after the edit, which a
+    /// lagging search's listing of the issue from before it is older than.
+    async fn edit(&self, key: &str, body: Value) -> ConnectorResult<TicketSnapshot> {
+        let mut url = self.rest(&["issue", key]);
+        url.query_pairs_mut()
+            .append_pair("returnIssue", "true")
+            .append_pair("expand", "changelog");
+        let request = Request::with_body(Method::PUT, url, body);
+        let issue: IssueBean = self.api.send(request).await?.json(self.api.system())?;
+        self.complete(key, issue).await
     }
 
     /// Moves a fresh issue to the status category the create asked for, and
@@ -672,6 +691,73 @@ impl JiraTickets {
                 }
             },
         }
+    }
+
+    /// The transition a create can take in the same request (`transition` in
+    /// `POST /issue`): one step from the workflow's initial status straight
+    /// into a status of category `target`, among transitions this client has
+    /// already looked up. Not into done: the resolution the workflow sets there
+    /// is only known by reading the issue, so that move keeps its own
+    /// transition (which can carry the resolution) and its read.
+    fn step_on_create(&self, target: &str) -> Option<Transition> {
+        let initial = self.initial.lock().expect("initial status").clone()?;
+        if is_category(&initial.category, target) || is_category(target, "done") {
+            return None;
+        }
+        let transitions = self.transitions.lock().expect("transitions");
+        let offered = transitions.get(&initial.name.to_lowercase())?;
+        direct_transition(offered, target, std::slice::from_ref(&initial.name)).cloned()
+    }
+
+    /// Settles a create that asked to be moved by `step` on its way. Taken
+    /// (Jira answers the transition's part of the create with 204), the issue
+    /// is what the bridge sent in `step`'s status, and is not read back: Jira
+    /// made and moved it in one request, so no version of it in the initial
+    /// status is ever listed, and the lagging-index race that keeps a read
+    /// after a separate transition (see [`Self::settle_new_issue`]) cannot
+    /// happen. Refused, or not answered for, the issue was still made: its
+    /// transitions are looked up afresh and it is moved from wherever it is,
+    /// then read.
+    async fn settle_moved_on_create(
+        &self,
+        created: &CreatedIssue,
+        mut sent: IssueFields,
+        step: &Transition,
+        target: &str,
+    ) -> ConnectorResult<TicketSnapshot> {
+        if created.transition.as_ref().is_some_and(|t| t.succeeded()) {
+            sent.status = Some(Status {
+                id: None,
+                name: step.to.name.clone(),
+                status_category: StatusCategory {
+                    key: step.to.status_category.key.clone(),
+                    ..StatusCategory::default()
+                },
+            });
+            return self.unread_issue(created, sent);
+        }
+        let key = created.key.as_str();
+        tracing::debug!(
+            system = self.api.system(),
+            issue = key,
+            transition = %step.id,
+            answer = ?created.transition,
+            "the create's transition was not taken; moving the issue on its own"
+        );
+        if let Some(initial) = self.initial.lock().expect("initial status").as_ref() {
+            self.transitions
+                .lock()
+                .expect("transitions")
+                .remove(&initial.name.to_lowercase());
+        }
+        let current = self.read(key).await?;
+        let at = StatusAt::of(&current);
+        if is_category(&at.category, target) {
+            return Ok(current);
+        }
+        self.transition_to(key, &at, target, ResolutionOnScreen::Leave)
+            .await?;
+        self.read(key).await
     }
 
     /// A snapshot of an issue from the fields the bridge wrote, converted as a
@@ -992,7 +1078,8 @@ impl TicketSystem for JiraTickets {
             sent.assignee = Some(user);
         }
         fields.insert("labels".into(), json!(labels));
-        let body = json!({
+        let step = target.as_deref().and_then(|t| self.step_on_create(t));
+        let mut body = json!({
             "fields": fields,
             "properties": [{
                 "key": PROPERTY_KEY,
@@ -1002,20 +1089,31 @@ impl TicketSystem for JiraTickets {
                 },
             }],
         });
+        if let Some(step) = &step {
+            body["transition"] = json!({ "id": step.id });
+        }
         // Not idempotent: a lost response must be settled by searching for the
         // correlation label, never by posting again.
         let request = Request::with_body(Method::POST, self.rest(&["issue"]), body);
         let created: CreatedIssue = self.api.send(request).await?.json(self.api.system())?;
         tracing::debug!(system = self.api.system(), issue = %created.key, label = %label, "created issue");
-        self.settle_new_issue(&created, &sent, ticket, target.as_deref())
-            .await
-            .map_err(|e| ConnectorError {
-                message: format!(
-                    "created {} but could not finish setting it up: {}",
-                    created.key, e.message
-                ),
-                ..e
-            })
+        let settled = match (step, target.as_deref()) {
+            (Some(step), Some(target)) => {
+                self.settle_moved_on_create(&created, sent, &step, target)
+                    .await
+            }
+            _ => {
+                self.settle_new_issue(&created, &sent, ticket, target.as_deref())
+                    .await
+            }
+        };
+        settled.map_err(|e| ConnectorError {
+            message: format!(
+                "created {} but could not finish setting it up: {}",
+                created.key, e.message
+            ),
+            ..e
+        })
     }
 
     async fn get(&self, key: &str) -> ConnectorResult<TicketSnapshot> {
@@ -1076,14 +1174,17 @@ impl TicketSystem for JiraTickets {
                 .collect();
             body.insert("update".into(), json!({ "labels": adds }));
         }
-        if !body.is_empty() {
-            self.edit(key, Value::Object(body)).await?;
-        }
-
+        let edited = match body.is_empty() {
+            true => None,
+            false => Some(self.edit(key, Value::Object(body)).await?),
+        };
+        let mut current = match edited {
+            Some(edited) => edited,
+            None => self.read(key).await?,
+        };
         if target.is_none() && resolution.is_none() {
-            return self.read(key).await;
+            return Ok(current);
         }
-        let mut current = self.read(key).await?;
         let mut carried = false;
         if let Some(target) = target.as_deref() {
             let from = current.attrs.get("status").cloned();
@@ -1119,9 +1220,9 @@ impl TicketSystem for JiraTickets {
                 Some(name) => json!({ "name": name }),
                 None => Value::Null,
             };
-            self.edit(key, json!({ "fields": { "resolution": value } }))
+            current = self
+                .edit(key, json!({ "fields": { "resolution": value } }))
                 .await?;
-            current = self.read(key).await?;
         }
         Ok(current)
     }
@@ -1724,13 +1825,20 @@ mod tests {
         // The issue refuses the kept transition (the workflow was edited, a
         // condition holds on it): the transitions are looked up again and the
         // move goes on.
+        let created = jira
+            .create(&ticket("defender", "4", &[("summary", "s")]))
+            .await
+            .unwrap();
         sim.kit.inject(
             FaultRule::new(Some(Method::POST), "/transitions", Effect::status(400))
                 .when(Trigger::Nth(1)),
         );
         sim.kit.clear_log();
-        let created = jira.create(&in_progress("4")).await.unwrap();
-        assert_eq!(created.attrs["status"], "indeterminate");
+        let moved = jira
+            .update(&created.key, &set(&[("status", Some("indeterminate"))]))
+            .await
+            .unwrap();
+        assert_eq!(moved.attrs["status"], "indeterminate");
         assert_eq!(lookups(&sim), 1);
         let posts = sim
             .kit
@@ -1740,6 +1848,105 @@ mod tests {
             .map(|r| r.status)
             .collect::<Vec<_>>();
         assert_eq!(posts, vec![400, 204]);
+    }
+
+    #[tokio::test]
+    async fn a_create_takes_a_known_transition_in_the_same_request_and_is_not_read_back() {
+        let sim = start().await;
+        let jira = tickets(&sim);
+        let in_progress = |n: &str| {
+            ticket(
+                "defender",
+                n,
+                &[("summary", "s"), ("status", "indeterminate")],
+            )
+        };
+        // The first move out of To Do is learned: create, read, look up, move, read.
+        jira.create(&in_progress("1")).await.unwrap();
+        sim.kit.clear_log();
+
+        let created = jira.create(&in_progress("2")).await.unwrap();
+        assert_eq!(created.attrs["status"], "indeterminate");
+        assert_eq!(created.attrs["status_name"], "In Progress");
+        let log = sim.kit.requests();
+        let calls: Vec<String> = log
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        assert_eq!(calls, ["POST /rest/api/3/issue"], "one request: {calls:?}");
+        let posted = sim.posted_transitions();
+        let last = posted.last().unwrap();
+        assert_eq!(
+            (last.key.as_str(), last.id.as_str()),
+            (created.key.as_str(), "11")
+        );
+        let issue = sim.issue(&created.key).unwrap();
+        assert_eq!(issue.status, "In Progress");
+        assert_eq!(issue.resolution, None);
+
+        // Nothing is moved into done on the way: the workflow's resolution
+        // there is only known by reading.
+        sim.kit.clear_log();
+        let done = jira
+            .create(&ticket(
+                "defender",
+                "3",
+                &[("summary", "s"), ("status", "done")],
+            ))
+            .await
+            .unwrap();
+        assert_eq!(done.attrs["status"], "done");
+        let moves = sim
+            .kit
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/transitions"))
+            .count();
+        assert_eq!(moves, 1, "moved into done by a transition of its own");
+    }
+
+    #[tokio::test]
+    async fn a_create_whose_transition_is_refused_is_moved_on_its_own() {
+        let sim = start().await;
+        let jira = tickets(&sim);
+        let in_progress = |n: &str| {
+            ticket(
+                "defender",
+                n,
+                &[("summary", "s"), ("status", "indeterminate")],
+            )
+        };
+        jira.create(&in_progress("1")).await.unwrap();
+        // An admin renumbers Start Progress: the kept id 11 is no longer offered.
+        let mut edited = Workflow::standard();
+        for t in &mut edited.transitions {
+            if t.name == "Start Progress" {
+                t.id = 12;
+            }
+        }
+        sim.edit_workflow("SEC", edited);
+        sim.kit.clear_log();
+
+        let created = jira.create(&in_progress("2")).await.unwrap();
+        assert_eq!(created.attrs["status"], "indeterminate");
+        assert_eq!(sim.issue(&created.key).unwrap().status, "In Progress");
+        let calls: Vec<String> = sim
+            .kit
+            .requests()
+            .iter()
+            .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+            .collect();
+        let key = &created.key;
+        assert_eq!(
+            calls,
+            [
+                "POST /rest/api/3/issue 201".to_string(),
+                format!("GET /rest/api/3/issue/{key} 200"),
+                format!("GET /rest/api/3/issue/{key}/transitions 200"),
+                format!("POST /rest/api/3/issue/{key}/transitions 204"),
+                format!("GET /rest/api/3/issue/{key} 200"),
+            ]
+        );
     }
 
     #[tokio::test]

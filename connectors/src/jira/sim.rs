@@ -118,6 +118,8 @@ pub struct SimIssue {
     pub updated: DateTime<Utc>,
     pub comments: Vec<SimComment>,
     pub properties: BTreeMap<String, Value>,
+    /// Oldest first (`sim/changelog.rs`).
+    pub changelog: Vec<SimHistory>,
 }
 
 impl SimIssue {
@@ -176,6 +178,10 @@ pub struct SimState {
     per_issue_limit: Option<u32>,
     writes: HashMap<u64, VecDeque<Instant>>,
     posted_transitions: Vec<PostedTransition>,
+    /// The accountId the change being committed is made by, set under the lock
+    /// by the handler or analyst call that makes it (taken by `commit`).
+    acting: Option<String>,
+    next_history_id: u64,
 }
 
 impl simkit::VendorState for SimState {
@@ -207,6 +213,8 @@ impl SimState {
             per_issue_limit: None,
             writes: HashMap::new(),
             posted_transitions: Vec::new(),
+            acting: None,
+            next_history_id: 10000,
         }
     }
 
@@ -278,7 +286,9 @@ impl SimState {
     }
 
     /// Records a new version of issue `i` (the index sees it after the lag).
-    fn commit(&mut self, i: usize, issue: SimIssue) {
+    fn commit(&mut self, i: usize, mut issue: SimIssue) {
+        let old = self.records[i].current.clone();
+        self.record_history(&old, &mut issue);
         let at = self.index_now();
         let lag = self.index_lag;
         let record = &mut self.records[i];
@@ -438,6 +448,12 @@ mod render;
 use render::*;
 
 // ---------------------------------------------------------------------------------
+// The changelog: `sim/changelog.rs`.
+mod changelog;
+pub use changelog::{DEFAULT_ANALYST, EMBEDDED_HISTORIES, SimHistory, SimHistoryItem};
+use changelog::{changelog_json, expands_changelog};
+
+// ---------------------------------------------------------------------------------
 // The server
 
 impl JiraSim {
@@ -517,6 +533,31 @@ impl JiraSim {
             next_number: 1,
             components: Vec::new(),
         });
+    }
+
+    /// An admin's edit of a project's workflow: its transitions are replaced by
+    /// `workflow`'s (ids as given, not offset), so a client's kept transition ids
+    /// may no longer be offered. Statuses are kept; issues stay where they are.
+    ///
+    /// Panics if the project does not exist or a transition names a status the
+    /// project's workflow does not define.
+    pub fn edit_workflow(&self, project: &str, workflow: Workflow) {
+        let mut state = self.lock();
+        let p = state
+            .projects
+            .iter_mut()
+            .find(|p| p.key.eq_ignore_ascii_case(project))
+            .expect("the project exists");
+        for t in &workflow.transitions {
+            for name in t.from.iter().chain([&t.to]) {
+                assert!(
+                    p.workflow.status(name).is_some(),
+                    "transition {} names the unknown status {name:?}",
+                    t.id
+                );
+            }
+        }
+        p.workflow.transitions = workflow.transitions;
     }
 
     /// Adds a component to a project (components on create/edit must exist).
@@ -600,13 +641,42 @@ impl JiraSim {
         to_status_name: &str,
         resolution: Option<&str>,
     ) -> Result<(), String> {
-        analyst_transition(self.shared(), key, to_status_name, resolution)
+        analyst_transition(self.shared(), key, None, to_status_name, resolution)
+    }
+
+    /// [`JiraSim::transition_as_analyst`] by the user `who` (a display name or
+    /// email; a new user of that name if unknown), the changelog's author.
+    pub fn transition_as(
+        &self,
+        key: &str,
+        who: &str,
+        to_status_name: &str,
+        resolution: Option<&str>,
+    ) -> Result<(), String> {
+        analyst_transition(self.shared(), key, Some(who), to_status_name, resolution)
+    }
+
+    /// [`JiraSim::edit_as_analyst`] by the user `who` (a display name or email;
+    /// a new user of that name if unknown), the changelog's author.
+    pub fn edit_as(&self, key: &str, who: &str, field: &str, value: Value) -> Result<(), String> {
+        let account = self.lock().account_named(who);
+        self.edit_by(key, Some(account), field, value)
     }
 
     /// Edits one field as an analyst would in the UI. Besides Jira's own shapes,
     /// `description` takes plain text, `priority`/`resolution` a name, `assignee`
     /// an email or accountId.
     pub fn edit_as_analyst(&self, key: &str, field: &str, value: Value) -> Result<(), String> {
+        self.edit_by(key, None, field, value)
+    }
+
+    fn edit_by(
+        &self,
+        key: &str,
+        account: Option<String>,
+        field: &str,
+        value: Value,
+    ) -> Result<(), String> {
         let mut state = self.lock();
         let i = state.find(key).ok_or(NOT_FOUND)?;
         let value = match (field, value) {
@@ -622,6 +692,7 @@ impl JiraSim {
             (_, v) => v,
         };
         let fields = Map::from_iter([(field.to_string(), value)]);
+        state.acting = account;
         apply_edit(&mut state, i, &fields, &Map::new())
             .map(|_| ())
             .map_err(|e| e.summary())

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use bridge_core::model::{Attrs, Comment, Correlation, TicketSnapshot, Timestamp};
+use bridge_core::model::{Attrs, Comment, Correlation, ModifiedBy, TicketSnapshot, Timestamp};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -34,6 +34,95 @@ pub struct IssueBean {
     pub fields: IssueFields,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub properties: Option<BTreeMap<String, Value>>,
+    /// With `expand=changelog`: the issue's histories (perhaps only the newest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changelog: Option<Changelog>,
+}
+
+/// An expanded `changelog`: `{startAt, maxResults, total, histories}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Changelog {
+    #[serde(default)]
+    pub histories: Vec<History>,
+}
+
+/// One changelog history: who changed which fields, when.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct History {
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Absent for changes made by Jira itself (automation without a user).
+    #[serde(default)]
+    pub author: Option<User>,
+    #[serde(default)]
+    pub created: Option<String>,
+    #[serde(default)]
+    pub items: Vec<HistoryItem>,
+}
+
+/// One field of a history.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryItem {
+    #[serde(default)]
+    pub field: String,
+    #[serde(default)]
+    pub field_id: Option<String>,
+}
+
+/// The domain attributes a changelog field stands for.
+fn changelog_attrs(field: &str) -> &'static [&'static str] {
+    match field {
+        "summary" => &["summary"],
+        "description" => &["description"],
+        "status" => &["status", "status_name"],
+        "priority" => &["priority"],
+        "resolution" => &["resolution"],
+        "assignee" => &["assignee"],
+        _ => &[],
+    }
+}
+
+/// Who changed what, from an expanded changelog: per attribute the author of
+/// the newest history that changed it, and the author of the newest history.
+/// Histories are ordered by their time, then their id, whatever order the
+/// response lists them in. An author is named as Jira gives them: the display
+/// name, else the accountId.
+pub fn modified_by(changelog: Option<&Changelog>) -> ModifiedBy {
+    let mut by = ModifiedBy::default();
+    let Some(changelog) = changelog else {
+        return by;
+    };
+    let mut histories: Vec<(Timestamp, u64, &History)> = changelog
+        .histories
+        .iter()
+        .filter_map(|h| {
+            let at = h.created.as_deref().and_then(parse_time)?;
+            let id = h.id.as_deref().and_then(|id| id.parse().ok()).unwrap_or(0);
+            Some((at, id, h))
+        })
+        .collect();
+    histories.sort_by_key(|(at, id, _)| (*at, *id));
+    for (_, _, history) in histories {
+        let Some(author) = history.author.as_ref().map(|a| {
+            a.display_name
+                .clone()
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(|| a.account_id.clone())
+        }) else {
+            continue;
+        };
+        for item in &history.items {
+            let field = item.field_id.as_deref().unwrap_or(&item.field);
+            for attr in changelog_attrs(field) {
+                by.fields.insert((*attr).to_string(), author.clone());
+            }
+        }
+        by.last = Some(author);
+    }
+    by
 }
 
 /// The fields the bridge reads. Every one is optional: search returns only the
@@ -167,6 +256,29 @@ pub struct CreatedIssue {
     pub key: String,
     #[serde(rename = "self", default)]
     pub self_link: Option<String>,
+    /// How the transition the create asked for went (`NestedResponse`), when
+    /// it asked for one: the issue is made either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transition: Option<NestedResponse>,
+}
+
+/// The outcome of a part of a request (a create's transition): an HTTP status
+/// and, when it failed, Jira's error collection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NestedResponse {
+    #[serde(default)]
+    pub status: Option<u16>,
+    #[serde(default)]
+    pub error_collection: Option<Value>,
+}
+
+impl NestedResponse {
+    /// Jira says 204 for a transition taken; anything else (or no status) is
+    /// not known to have happened.
+    pub fn succeeded(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -379,6 +491,7 @@ pub fn to_snapshot(issue: &IssueBean, base_url: &url::Url) -> Result<TicketSnaps
         None => Vec::new(),
     };
     Ok(TicketSnapshot {
+        modified_by: modified_by(issue.changelog.as_ref()),
         url: browse_url(base_url, &key),
         key,
         id: issue.id.clone(),
@@ -397,6 +510,36 @@ pub fn to_snapshot(issue: &IssueBean, base_url: &url::Url) -> Result<TicketSnaps
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_changelog_names_each_fields_newest_author_whatever_its_order() {
+        let history = |id: &str, at: &str, name: Option<&str>, fields: &[&str]| {
+            json!({
+                "id": id,
+                "created": at,
+                "author": {"accountId": format!("acc-{id}"), "displayName": name},
+                "items": fields.iter().map(|f| json!({"field": f, "fieldId": f})).collect::<Vec<_>>(),
+            })
+        };
+        // Newest first, as some responses list them; the last two share a time.
+        let changelog: Changelog = serde_json::from_value(json!({"histories": [
+            history("10003", "2026-12-01T10:00:00.000+0000", Some("Bob"), &["priority"]),
+            history("10002", "2026-12-01T10:00:00.000+0000", Some("Ann"), &["status", "resolution"]),
+            history("10001", "2026-12-01T09:00:00.000+0000", None, &["status", "summary"]),
+        ]}))
+        .unwrap();
+        let by = modified_by(Some(&changelog));
+        assert_eq!(by.last.as_deref(), Some("Bob"));
+        assert_eq!(by.of("status"), Some("Ann"));
+        assert_eq!(by.of("status_name"), Some("Ann"));
+        assert_eq!(by.of("resolution"), Some("Ann"));
+        assert_eq!(by.of("priority"), Some("Bob"));
+        // No display name: the accountId, as Jira gives it.
+        assert_eq!(by.of("summary"), Some("acc-10001"));
+        // A field no history touched: the newest history's author.
+        assert_eq!(by.of("assignee"), Some("Bob"));
+        assert!(modified_by(None).is_empty());
+    }
 
     #[test]
     fn issue_bean_converts_to_a_snapshot() {

@@ -4,7 +4,7 @@
 //! an incident Defender XDR merged away (what it says about its target; the client
 //! turns that into the target's resource name). No IO.
 
-use bridge_core::model::{Attrs, Comment, IncidentSnapshot};
+use bridge_core::model::{Attrs, Comment, IncidentSnapshot, ModifiedBy};
 use bridge_core::vocab::{
     SENTINEL_CLASSIFICATION, SENTINEL_CLASSIFICATION_REASON, SENTINEL_SEVERITY, SENTINEL_STATUS,
 };
@@ -131,7 +131,20 @@ pub fn to_snapshot(incident: &Incident) -> Result<IncidentSnapshot, ConversionEr
         .ok_or_else(|| fail("the incident has neither `incidentUrl` nor an `id`".into()))?;
     let additional = p.additional_data.as_ref();
 
+    // ARM's `systemData.lastModifiedBy` (a UPN, or an application's id), where
+    // the response has it.
+    let last_modified_by = incident
+        .system_data
+        .as_ref()
+        .and_then(|d| d.get("lastModifiedBy"))
+        .and_then(|v| v.as_str())
+        .filter(|v| !v.trim().is_empty())
+        .map(str::to_string);
     Ok(IncidentSnapshot {
+        modified_by: ModifiedBy {
+            last: last_modified_by,
+            fields: Default::default(),
+        },
         display_id: p
             .incident_number
             .map_or_else(|| id.clone(), |n| n.to_string()),

@@ -116,7 +116,49 @@ pub struct SimIncident {
     pub merged_incident_url: Option<String>,
     /// Oldest first.
     pub comments: Vec<SimComment>,
+    /// ARM `systemData`: who made the incident (`createdAt` is `created`).
+    pub created_by: SimIdentity,
+    /// ARM `systemData`: who made the latest change (`lastModifiedAt` is
+    /// `modified`): the analyst for a portal change, the app for an API write.
+    pub last_modified_by: SimIdentity,
 }
+
+/// An identity as ARM's `systemData` names it: a user's UPN, or an
+/// application's id, with its type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimIdentity {
+    pub name: String,
+    /// `User`, `Application`, `ManagedIdentity` or `Key`.
+    pub kind: String,
+}
+
+impl SimIdentity {
+    pub fn user(name: &str) -> SimIdentity {
+        SimIdentity {
+            name: name.to_string(),
+            kind: "User".to_string(),
+        }
+    }
+
+    /// The app the API's callers hold tokens of (its application id).
+    pub fn app() -> SimIdentity {
+        SimIdentity {
+            name: APP_OBJECT_ID.to_string(),
+            kind: "Application".to_string(),
+        }
+    }
+
+    /// Who makes incidents from analytics rules and Defender XDR's sync.
+    pub fn sentinel() -> SimIdentity {
+        SimIdentity {
+            name: "Microsoft Sentinel".to_string(),
+            kind: "Application".to_string(),
+        }
+    }
+}
+
+/// Who a portal change is made by when the analyst API names nobody.
+pub const DEFAULT_ANALYST_UPN: &str = "analyst@contoso.com";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimOwner {
@@ -525,6 +567,8 @@ impl SimState {
             merged_incident_number: None,
             merged_incident_url: None,
             comments: Vec::new(),
+            created_by: SimIdentity::sentinel(),
+            last_modified_by: SimIdentity::sentinel(),
         };
         self.incidents.insert(name.to_ascii_lowercase(), incident);
         Ok(name)
@@ -536,6 +580,8 @@ impl SimState {
         let at = self.stamp();
         let etag = self.etag();
         let incident = self.get_mut(id).expect("checked above");
+        // A portal change unless the caller says who (an API write says the app).
+        incident.last_modified_by = SimIdentity::user(DEFAULT_ANALYST_UPN);
         f(incident);
         incident.modified = at;
         incident.etag = etag;
@@ -591,10 +637,14 @@ impl SimState {
                     .collect::<Result<Vec<_>, String>>()
             })
             .transpose()?;
+        let by = change.by.clone().map(|by| SimIdentity::user(&by));
         let comment = change
             .comment
             .map(|c| self.new_comment(c.text, author_info(&c.author)));
         let changed = self.change(id, move |incident| {
+            if let Some(by) = by {
+                incident.last_modified_by = by;
+            }
             if let Some(title) = change.title {
                 incident.title = title;
             }
@@ -965,6 +1015,21 @@ impl SentinelSim {
         f: impl FnOnce(&mut SimIncident),
     ) -> Option<SimIncident> {
         self.lock().change(id, f)
+    }
+
+    /// Changes an incident as the analyst `upn` in the portal would (no
+    /// validation): `systemData.lastModifiedBy` names them.
+    pub fn update_as(
+        &self,
+        id: &str,
+        upn: &str,
+        f: impl FnOnce(&mut SimIncident),
+    ) -> Option<SimIncident> {
+        let by = SimIdentity::user(upn);
+        self.lock().change(id, move |incident| {
+            incident.last_modified_by = by;
+            f(incident);
+        })
     }
 
     /// A change stamped `lastModifiedTimeUtc = at` with a fresh etag: how an edit

@@ -695,6 +695,17 @@ impl ServiceNowSim {
         self.lock().analyst_edit(number, ANALYST, edit, true)
     }
 
+    /// Edits an incident as the named user (`sys_updated_by`) would in the
+    /// form, with the business rules and data policies.
+    pub fn update_as(
+        &self,
+        number: &str,
+        user_name: &str,
+        edit: impl FnOnce(&mut SimRecord),
+    ) -> Result<(), String> {
+        self.lock().analyst_edit(number, user_name, edit, true)
+    }
+
     /// Resolves an incident (state 6) with a close code and notes.
     pub fn resolve_as_analyst(
         &self,

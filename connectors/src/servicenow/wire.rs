@@ -23,7 +23,7 @@
 
 use std::collections::BTreeMap;
 
-use bridge_core::model::{Attrs, Comment, Correlation, TicketSnapshot, Timestamp};
+use bridge_core::model::{Attrs, Comment, Correlation, ModifiedBy, TicketSnapshot, Timestamp};
 use chrono::{NaiveDateTime, Timelike};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -63,6 +63,8 @@ pub const INCIDENT_FIELDS: &[&str] = &[
     "sys_created_on",
     "sys_updated_on",
     "sys_mod_count",
+    // Who made the version read: the ledger's attribution, at no extra call.
+    "sys_updated_by",
 ];
 
 /// The `sys_journal_field` columns the bridge reads.
@@ -482,6 +484,10 @@ pub fn to_snapshot(record: &Record, base_url: &url::Url) -> Result<TicketSnapsho
         .as_deref()
         .and_then(parse_correlation_id);
     Ok(TicketSnapshot {
+        modified_by: ModifiedBy {
+            last: text(record, "sys_updated_by"),
+            fields: Default::default(),
+        },
         url: incident_url(base_url, &sys_id),
         key: number,
         id: sys_id,

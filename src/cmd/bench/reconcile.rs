@@ -56,6 +56,7 @@ pub fn reconcile(links: usize) -> CmdResult {
             continue;
         };
         let ticket = TicketSnapshot {
+            modified_by: Default::default(),
             version: None,
             key: format!("SEC-{}", i + 1),
             id: (10_000 + i).to_string(),
@@ -189,6 +190,7 @@ pub(super) fn incident(i: usize, t0: Timestamp) -> IncidentSnapshot {
         attrs.insert("assigned_to".into(), "ana.ruiz@contoso.example".into());
     }
     IncidentSnapshot {
+        modified_by: Default::default(),
         web_url: format!("https://security.microsoft.com/incidents/{id}"),
         display_id: id.clone(),
         id,

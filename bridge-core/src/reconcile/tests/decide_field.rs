@@ -32,6 +32,7 @@ fn decide(
         ticket_attrs.insert(rule.ticket.clone(), v.into());
     }
     let tic = TicketSnapshot {
+        modified_by: Default::default(),
         key: "SEC-1".into(),
         id: "10000".into(),
         url: "https://jira.example/browse/SEC-1".into(),

@@ -285,7 +285,7 @@ fn copy_text_rows(
     Ok(copied_rows)
 }
 
-/// Copies the ledger, rows as they are (seq, prev_hash, hash).
+/// Copies the ledger, rows as they are (seq, prev_hash, hash, actors).
 fn copy_ledger(
     read: &rusqlite::Transaction<'_>,
     tx: &mut postgres::Transaction<'_>,
@@ -293,13 +293,13 @@ fn copy_ledger(
     let mut rows = read
         .prepare(
             "SELECT seq, time, pair, direction, action, incident_id, ticket_key,
-                    changes, outcome, detail, prev_hash, hash FROM ledger ORDER BY seq",
+                    changes, outcome, detail, prev_hash, hash, actors FROM ledger ORDER BY seq",
         )
         .map_err(copied)?;
     let insert = tx.prepare(
         "INSERT INTO ledger (seq, time, pair, direction, action, incident_id, ticket_key,
-                changes, outcome, detail, prev_hash, hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                changes, outcome, detail, prev_hash, hash, actors)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )?;
     let mut rows = rows.query([]).map_err(copied)?;
     while let Some(row) = rows.next().map_err(copied)? {
@@ -321,6 +321,7 @@ fn copy_ledger(
                 &opt(9)?,
                 &text(10)?,
                 &text(11)?,
+                &opt(12)?,
             ],
         )?;
     }

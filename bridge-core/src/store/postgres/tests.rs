@@ -660,7 +660,16 @@ fn an_sqlite_store_moves_to_postgres_with_its_ledger_intact() {
             &[record("p", "1", 2)],
         )
         .unwrap();
-    let records: Vec<_> = (3..50).map(|i| record("p", "1", i)).collect();
+    // Some entries name their actors (the hash covers them), some predate them.
+    let records: Vec<_> = (3..50)
+        .map(|i| crate::ledger::LedgerRecord {
+            actors: match i % 2 {
+                0 => vec![crate::ledger::Actor::bridge()],
+                _ => Vec::new(),
+            },
+            ..record("p", "1", i)
+        })
+        .collect();
     sqlite.append_ledger(&records).unwrap();
     let original = sqlite.verify_ledger().unwrap();
     drop(sqlite);
@@ -695,6 +704,16 @@ fn an_sqlite_store_moves_to_postgres_with_its_ledger_intact() {
         sqlite.synced_comments("p", "1").unwrap()
     );
     assert_eq!(target.watermark("p", Side::Tickets).unwrap(), Some(at(6)));
+    let by_bridge = crate::ledger::LedgerFilter {
+        actor: Some(crate::ledger::BRIDGE_ACTOR.into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        suite::entries(&target, &by_bridge),
+        suite::entries(&sqlite, &by_bridge),
+        "the actors came along"
+    );
+    assert_eq!(suite::entries(&target, &by_bridge).len(), 23);
     assert_eq!(
         target.verify_ledger().unwrap(),
         original,

@@ -31,7 +31,8 @@ pub(super) async fn admin_transition(
             .into_response();
     };
     let resolution = body.get("resolution").and_then(Value::as_str);
-    match analyst_transition(&sim, &key, to, resolution) {
+    let by = body.get("by").and_then(Value::as_str);
+    match analyst_transition(&sim, &key, by, to, resolution) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => JiraError::bad(e).into_response(),
     }
@@ -40,6 +41,7 @@ pub(super) async fn admin_transition(
 pub(super) fn analyst_transition(
     sim: &Shared,
     key: &str,
+    by: Option<&str>,
     to_status_name: &str,
     resolution: Option<&str>,
 ) -> Result<(), String> {
@@ -63,6 +65,7 @@ pub(super) fn analyst_transition(
     };
     apply_status(&mut issue, &to, resolution);
     issue.updated = state.tick();
+    state.acting = by.map(|who| state.account_named(who));
     state.commit(i, issue);
     Ok(())
 }

@@ -229,9 +229,11 @@ pub(super) fn apply_edit(
         }
     }
     if !errors.is_empty() {
+        state.acting = None;
         return Err(JiraError::fields(errors));
     }
     if issue == before {
+        state.acting = None;
         return Ok(false);
     }
     issue.updated = state.tick();

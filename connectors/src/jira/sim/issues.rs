@@ -7,8 +7,15 @@ pub(super) async fn create_issue(State(sim): State<Shared>, caller: Caller, body
     let body = parse_body(&body)?;
     reject_unknown(
         &body,
-        &["fields", "update", "properties", "historyMetadata"],
+        &[
+            "fields",
+            "update",
+            "properties",
+            "historyMetadata",
+            "transition",
+        ],
     )?;
+    let transition = create_transition(&body)?;
     let empty = Map::new();
     let fields = match body.get("fields") {
         None => &empty,
@@ -67,7 +74,7 @@ pub(super) async fn create_issue(State(sim): State<Shared>, caller: Caller, body
     let now = state.tick();
     let id = FIRST_ISSUE_ID + state.records.len() as u64;
     let key = format!("{project_key}-{number}");
-    let issue = SimIssue {
+    let mut issue = SimIssue {
         id,
         key: key.clone(),
         project: project_key,
@@ -87,7 +94,14 @@ pub(super) async fn create_issue(State(sim): State<Shared>, caller: Caller, body
         updated: now,
         comments: Vec::new(),
         properties,
+        changelog: Vec::new(),
     };
+    // The transition runs on the issue as made, in the same request: the
+    // index only ever sees its outcome. A refused one leaves the issue made.
+    let moved = transition.map(|id| {
+        let mover = state.caller_account(&caller);
+        transition_on_create(&mut state, &mut issue, id, mover)
+    });
     let at = state.index_now();
     let index = state.records.len();
     state.by_key.insert(key.clone(), index);
@@ -96,10 +110,74 @@ pub(super) async fn create_issue(State(sim): State<Shared>, caller: Caller, body
         history: VecDeque::from([(at, issue)]),
     });
     let base = state.base_url.clone();
-    Ok(json_response(
-        StatusCode::CREATED,
-        json!({"id": id.to_string(), "key": key, "self": format!("{base}/rest/api/3/issue/{id}")}),
-    ))
+    let mut answer =
+        json!({"id": id.to_string(), "key": key, "self": format!("{base}/rest/api/3/issue/{id}")});
+    if let Some(moved) = moved {
+        answer["transition"] = match moved {
+            Ok(()) => {
+                json!({"status": 204, "errorCollection": {"errorMessages": [], "errors": {}}})
+            }
+            Err(message) => {
+                json!({"status": 400, "errorCollection": {"errorMessages": [message], "errors": {}}})
+            }
+        };
+    }
+    Ok(json_response(StatusCode::CREATED, answer))
+}
+
+/// The id of the transition a create asks for (`{"transition": {"id": "21"}}`,
+/// `looped` allowed), or 400 when the object is not one.
+fn create_transition(body: &Map<String, Value>) -> Result<Option<String>, JiraError> {
+    let Some(transition) = body.get("transition") else {
+        return Ok(None);
+    };
+    let Some(object) = transition.as_object() else {
+        return Err(JiraError::bad("'transition' must be an object"));
+    };
+    reject_unknown(object, &["id", "looped"])?;
+    match object.get("id") {
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        _ => Err(JiraError::bad("Missing 'transition' identifier")),
+    }
+}
+
+/// Takes transition `id` out of a just-made issue's initial status, as the
+/// create's nested transition: the workflow's post-functions apply (done sets
+/// the default resolution) and no screen fields are given. `Err` is the message
+/// Jira puts in the answer's `transition.errorCollection`. The move is a
+/// history of the changelog by `mover`, the caller.
+fn transition_on_create(
+    state: &mut SimState,
+    issue: &mut SimIssue,
+    id: String,
+    mover: Option<String>,
+) -> Result<(), String> {
+    let workflow = state.workflow(issue);
+    let Some(transition) = workflow
+        .available(&issue.status)
+        .find(|t| t.id.to_string() == id)
+        .cloned()
+    else {
+        return Err(format!("Transition id '{id}' is not valid for this issue."));
+    };
+    let to = workflow
+        .status(&transition.to)
+        .cloned()
+        .expect("transition targets exist");
+    state.posted_transitions.push(PostedTransition {
+        key: issue.key.clone(),
+        id,
+        name: transition.name.clone(),
+        from: issue.status.clone(),
+        to: to.name.clone(),
+        fields: None,
+    });
+    let created = issue.clone();
+    apply_status(issue, &to, None);
+    state.acting = mover;
+    state.record_history(&created, issue);
+    Ok(())
 }
 
 /// A create's project, issue type and summary, each a field error when missing
@@ -249,16 +327,19 @@ pub(super) async fn get_issue(
         };
     }
     let properties = query_list(&pairs, "properties");
-    Ok(json_response(
-        StatusCode::OK,
-        issue_json(&state, &state.records[i].current, &selection, &properties),
-    ))
+    let issue = &state.records[i].current;
+    let mut out = issue_json(&state, issue, &selection, &properties);
+    if expands_changelog(&query_list(&pairs, "expand")) {
+        out["changelog"] = changelog_json(&state, issue);
+    }
+    Ok(json_response(StatusCode::OK, out))
 }
 
 pub(super) async fn edit_issue(
     State(sim): State<Shared>,
     Path(key): Path<String>,
     RawQuery(query): RawQuery,
+    caller: Caller,
     body: Bytes,
 ) -> Reply {
     let pairs = query_pairs(&query);
@@ -289,14 +370,15 @@ pub(super) async fn edit_issue(
         .unwrap_or(&empty);
     let mut state = sim.lock();
     let i = state.issue(&key)?;
+    state.acting = state.caller_account(&caller);
     apply_edit(&mut state, i, fields, update)?;
     if query_value(&pairs, "returnIssue") == Some("true") {
-        let out = issue_json(
-            &state,
-            &state.records[i].current,
-            &FieldSelection::all(),
-            &[],
-        );
+        // The issue as a GET of all fields renders it, `expand` included.
+        let issue = &state.records[i].current;
+        let mut out = issue_json(&state, issue, &FieldSelection::all(), &[]);
+        if expands_changelog(&query_list(&pairs, "expand")) {
+            out["changelog"] = changelog_json(&state, issue);
+        }
         return Ok(json_response(StatusCode::OK, out));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -430,6 +512,7 @@ pub(super) async fn do_transition(
         state.add_comment(&mut issue, author, b);
     }
     issue.updated = state.tick();
+    state.acting = state.caller_account(&caller);
     state.commit(i, issue);
     state.posted_transitions.push(posted);
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -10,6 +10,7 @@ pub(super) struct SearchParams {
     pub(super) fields: Vec<String>,
     pub(super) properties: Vec<String>,
     pub(super) reconcile: Vec<String>,
+    pub(super) expand: Vec<String>,
 }
 
 pub(super) async fn search_get(State(sim): State<Shared>, RawQuery(query): RawQuery) -> Reply {
@@ -28,6 +29,7 @@ pub(super) async fn search_get(State(sim): State<Shared>, RawQuery(query): RawQu
         fields: query_list(&pairs, "fields"),
         properties: query_list(&pairs, "properties"),
         reconcile: query_list(&pairs, "reconcileIssues"),
+        expand: query_list(&pairs, "expand"),
     };
     search(&sim, params)
 }
@@ -85,6 +87,16 @@ pub(super) async fn search_post(State(sim): State<Shared>, body: Bytes) -> Reply
         fields: strings("fields")?,
         properties: strings("properties")?,
         reconcile: strings("reconcileIssues")?,
+        // A comma-separated string, as in the GET query.
+        expand: match body.get("expand") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(s)) => s
+                .split(',')
+                .map(|e| e.trim().to_string())
+                .filter(|e| !e.is_empty())
+                .collect(),
+            Some(_) => return Err(JiraError::bad("'expand' must be a string")),
+        },
     };
     search(&sim, params)
 }
@@ -152,7 +164,13 @@ pub(super) fn search(sim: &Shared, params: SearchParams) -> Reply {
         .iter()
         .skip(offset)
         .take(max_results)
-        .map(|issue| issue_json(&state, issue, &selection, &params.properties))
+        .map(|issue| {
+            let mut out = issue_json(&state, issue, &selection, &params.properties);
+            if expands_changelog(&params.expand) {
+                out["changelog"] = changelog_json(&state, issue);
+            }
+            out
+        })
         .collect();
     let end = offset + page.len();
     let mut out = json!({"issues": page, "isLast": end >= matches.len()});

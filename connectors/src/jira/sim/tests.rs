@@ -544,6 +544,117 @@ async fn search_pages_hold_50_by_default_and_100_with_fields() {
 }
 
 #[tokio::test]
+async fn an_edit_answers_with_the_issue_only_when_asked() {
+    let sim = start().await;
+    create(&sim, "s", &[]).await;
+    let edit = |query: &'static str, summary: &'static str| {
+        let sim = &sim;
+        let body = json!({"fields": {"summary": summary}});
+        let path = format!("/rest/api/3/issue/SEC-1{query}");
+        async move { call(sim, Method::PUT, &path, Some(body)).await }
+    };
+    let a = edit("", "one").await;
+    assert_eq!((a.status, a.body.clone()), (204, Value::Null));
+    let a = edit("?returnIssue=true", "two").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["key"], "SEC-1");
+    assert_eq!(a.body["fields"]["summary"], "two");
+    assert_eq!(a.body["fields"]["status"]["name"], "To Do");
+    assert!(
+        a.body["fields"]["comment"]["comments"].is_array(),
+        "{}",
+        a.body
+    );
+    assert!(
+        a.body.get("changelog").is_none(),
+        "not expanded: {}",
+        a.body
+    );
+    let updated = a.body["fields"]["updated"].as_str().unwrap().to_string();
+    let got = call(&sim, Method::GET, "/rest/api/3/issue/SEC-1", None).await;
+    assert_eq!(got.body["fields"]["updated"], updated.as_str());
+    // `expand` renders as on a GET: the changelog names the editor.
+    let a = edit("?returnIssue=true&expand=changelog", "three").await;
+    let histories = a.body["changelog"]["histories"].as_array().unwrap();
+    let newest = histories.last().unwrap();
+    assert_eq!(newest["author"]["displayName"], "ITSM Bridge", "{}", a.body);
+    assert_eq!(newest["items"][0]["field"], "summary");
+}
+
+#[tokio::test]
+async fn a_create_takes_its_transition_in_the_same_request() {
+    let sim = start().await;
+    let fields = json!({"project": {"key": "SEC"}, "issuetype": {"name": "Task"}, "summary": "s"});
+    let create = |transition: Value| {
+        let sim = &sim;
+        let body = json!({"fields": fields, "transition": transition});
+        async move { call(sim, Method::POST, "/rest/api/3/issue", Some(body)).await }
+    };
+    // Start Progress (11) out of To Do: made and moved, the post-functions run.
+    let a = create(json!({"id": "11"})).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert_eq!(a.body["transition"]["status"], 204, "{}", a.body);
+    assert_eq!(sim.issue("SEC-1").unwrap().status, "In Progress");
+    let posted = sim.posted_transitions();
+    assert_eq!(
+        (posted[0].key.as_str(), posted[0].id.as_str()),
+        ("SEC-1", "11")
+    );
+    let moved = sim.issue("SEC-1").unwrap();
+    let history = moved.changelog.last().expect("the move is a history");
+    let items: Vec<&str> = history.items.iter().map(|i| i.field.as_str()).collect();
+    assert!(items.contains(&"status"), "{history:?}");
+    // Done (21) from To Do: the workflow's default resolution.
+    let a = create(json!({"id": 21})).await;
+    assert_eq!(a.body["transition"]["status"], 204, "{}", a.body);
+    let done = sim.issue("SEC-2").unwrap();
+    assert_eq!(
+        (done.status.as_str(), done.resolution.as_deref()),
+        ("Done", Some("Done"))
+    );
+
+    // Reopen (51) is not offered from To Do: the issue is made all the same,
+    // in To Do, and the answer's nested part says why the move was not.
+    let a = create(json!({"id": "51"})).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert_eq!(a.body["transition"]["status"], 400, "{}", a.body);
+    let message = a.body["transition"]["errorCollection"]["errorMessages"][0]
+        .as_str()
+        .unwrap();
+    assert!(message.contains("'51'"), "{message}");
+    assert_eq!(sim.issue("SEC-3").unwrap().status, "To Do");
+
+    // A transition that is not an object with an id refuses the whole create.
+    for bad in [json!("11"), json!({}), json!({"id": "11", "fields": {}})] {
+        let a = create(bad.clone()).await;
+        assert_eq!(a.status, 400, "{bad}: {}", a.body);
+    }
+    assert_eq!(sim.issues().len(), 3, "nothing made by a refused create");
+
+    // The lagging index never shows the moved issue in To Do: first nothing,
+    // then the issue as moved.
+    sim.set_index_lag(Duration::from_secs(60));
+    let a = create(json!({"id": "11"})).await;
+    let key = a.body["key"].as_str().unwrap().to_string();
+    let jql = format!("key = {key}");
+    assert!(listed_statuses(&sim, &jql).await.is_empty());
+    sim.pass_index_time(Duration::from_secs(61));
+    assert_eq!(listed_statuses(&sim, &jql).await, ["In Progress"]);
+}
+
+/// The status names a search by `jql` lists.
+async fn listed_statuses(sim: &JiraSim, jql: &str) -> Vec<String> {
+    let body = json!({"jql": jql, "fields": ["status"]});
+    let a = call(sim, Method::POST, "/rest/api/3/search/jql", Some(body)).await;
+    a.body["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["fields"]["status"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
 async fn search_and_property_limits_are_enforced() {
     let sim = start().await;
     create(&sim, "s", &[]).await;
@@ -798,4 +909,152 @@ fn jql_parses_precedence_escapes_and_order() {
     );
     assert!(jql::parse("labels = and").is_err());
     assert!(jql::parse("labels = \"x\" \"y\"").is_err());
+}
+
+#[tokio::test]
+async fn changelog_records_every_change_by_its_author_and_renders_only_when_expanded() {
+    let sim = start().await;
+    let key = create(&sim, "s", &[]).await.body["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A new issue has no history.
+    let got = call(
+        &sim,
+        Method::GET,
+        &format!("/rest/api/3/issue/{key}?expand=changelog"),
+        None,
+    )
+    .await;
+    assert_eq!(got.body["changelog"]["total"], 0);
+    // A REST edit by the caller, a REST transition by the caller, then an
+    // analyst's transition and edit through the analyst API.
+    let edited = call(
+        &sim,
+        Method::PUT,
+        &format!("/rest/api/3/issue/{key}"),
+        Some(json!({"fields": {"priority": {"name": "High"}}})),
+    )
+    .await;
+    assert_eq!(edited.status, 204);
+    let moved = call(
+        &sim,
+        Method::POST,
+        &format!("/rest/api/3/issue/{key}/transitions"),
+        Some(json!({"transition": {"id": "11"}})),
+    )
+    .await;
+    assert_eq!(moved.status, 204);
+    sim.transition_as(&key, "Ann Analyst", "Done", Some("Won't Do"))
+        .unwrap();
+    sim.edit_as(&key, "Bob Builder", "summary", json!("renamed"))
+        .unwrap();
+    // A comment is no change of a field: no history.
+    sim.comment_as_analyst(&key, "Ann Analyst", "note").unwrap();
+    // Not rendered unless asked for, on GET and on search alike.
+    let plain = call(&sim, Method::GET, &format!("/rest/api/3/issue/{key}"), None).await;
+    assert!(plain.body.get("changelog").is_none());
+    sim.pass_index_time(Duration::from_secs(60));
+    let jql = "project = SEC";
+    let searched = call(
+        &sim,
+        Method::POST,
+        "/rest/api/3/search/jql",
+        search_body(jql),
+    )
+    .await;
+    assert_eq!(searched.body["issues"][0]["key"], key.as_str());
+    assert!(searched.body["issues"][0].get("changelog").is_none());
+
+    let got = call(
+        &sim,
+        Method::GET,
+        &format!("/rest/api/3/issue/{key}?expand=changelog"),
+        None,
+    )
+    .await;
+    let changelog = &got.body["changelog"];
+    assert_eq!(changelog["total"], 4);
+    assert_eq!(changelog["startAt"], 0);
+    let histories = changelog["histories"].as_array().unwrap();
+    let who: Vec<&str> = histories
+        .iter()
+        .map(|h| h["author"]["displayName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        who,
+        ["ITSM Bridge", "ITSM Bridge", "Ann Analyst", "Bob Builder"]
+    );
+    let fields = |h: &Value| -> Vec<String> {
+        h["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["fieldId"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(fields(&histories[0]), ["priority"]);
+    assert_eq!(fields(&histories[1]), ["status"]);
+    assert_eq!(fields(&histories[2]), ["status", "resolution"]);
+    assert_eq!(fields(&histories[3]), ["summary"]);
+    let done = &histories[2]["items"][0];
+    assert_eq!(done["field"], "status");
+    assert_eq!(done["fieldtype"], "jira");
+    assert_eq!(done["fromString"], "In Progress");
+    assert_eq!(done["toString"], "Done");
+    assert!(done["to"].is_string());
+    assert_eq!(histories[2]["items"][1]["toString"], "Won't Do");
+    assert!(histories[2]["author"]["accountId"].is_string());
+    assert!(histories[2]["created"].is_string());
+
+    // Search gives it with `expand`, in the GET query and the POST body.
+    let body = json!({"jql": jql, "fields": ["summary"], "expand": "changelog"});
+    let searched = call(&sim, Method::POST, "/rest/api/3/search/jql", Some(body)).await;
+    assert_eq!(searched.body["issues"][0]["changelog"]["total"], 4);
+    let searched = call(
+        &sim,
+        Method::GET,
+        "/rest/api/3/search/jql?jql=project%20%3D%20SEC&fields=summary&expand=changelog",
+        None,
+    )
+    .await;
+    assert_eq!(
+        searched.body["issues"][0]["changelog"]["histories"][3]["author"]["displayName"],
+        "Bob Builder"
+    );
+    // `expand` in a POST body is a string, as documented.
+    let body = json!({"jql": jql, "expand": ["changelog"]});
+    let refused = call(&sim, Method::POST, "/rest/api/3/search/jql", Some(body)).await;
+    assert_eq!(refused.status, 400);
+}
+
+#[tokio::test]
+async fn an_expanded_changelog_embeds_the_newest_histories() {
+    let sim = start().await;
+    let key = create(&sim, "s", &[]).await.body["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for n in 0..EMBEDDED_HISTORIES + 3 {
+        sim.edit_as_analyst(&key, "summary", json!(format!("s{n}")))
+            .unwrap();
+    }
+    let got = call(
+        &sim,
+        Method::GET,
+        &format!("/rest/api/3/issue/{key}?expand=changelog"),
+        None,
+    )
+    .await;
+    let changelog = &got.body["changelog"];
+    assert_eq!(changelog["total"], EMBEDDED_HISTORIES + 3);
+    assert_eq!(changelog["startAt"], 3);
+    let histories = changelog["histories"].as_array().unwrap();
+    assert_eq!(histories.len(), EMBEDDED_HISTORIES);
+    let last = &histories[EMBEDDED_HISTORIES - 1];
+    assert_eq!(
+        last["items"][0]["toString"],
+        format!("s{}", EMBEDDED_HISTORIES + 2)
+    );
+    assert_eq!(last["author"]["displayName"], DEFAULT_ANALYST);
 }

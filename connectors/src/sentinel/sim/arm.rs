@@ -86,7 +86,15 @@ impl Resources {
                 }),
                 team_information: None,
             },
-            system_data: None,
+            // ARM common types' `systemData`, which API.md says may appear.
+            system_data: Some(serde_json::json!({
+                "createdBy": incident.created_by.name,
+                "createdByType": incident.created_by.kind,
+                "createdAt": wire::format_timestamp(&incident.created),
+                "lastModifiedBy": incident.last_modified_by.name,
+                "lastModifiedByType": incident.last_modified_by.kind,
+                "lastModifiedAt": wire::format_timestamp(&incident.modified),
+            })),
         }
     }
 

@@ -132,6 +132,9 @@ impl SeedIncident {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct AnalystChange {
+    /// Who makes the change (a UPN), as `systemData.lastModifiedBy` then says;
+    /// [`super::DEFAULT_ANALYST_UPN`] when absent.
+    pub by: Option<String>,
     pub title: Option<String>,
     #[serde(deserialize_with = "some_even_if_null")]
     pub description: Option<Option<String>>,

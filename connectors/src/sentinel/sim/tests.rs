@@ -948,3 +948,65 @@ fn sentinel_sim_helpers() {
     assert_eq!(SkipToken::decode(&token.encode()), Some(token));
     assert_eq!(segments("/a/b%20c/d+e"), vec!["a", "b c", "d+e"]);
 }
+
+#[tokio::test]
+async fn sentinel_sim_gives_system_data_naming_the_analyst_or_the_app() {
+    let h = harness().await;
+    let id = h.sim.seed_incident(SeedIncident::new("attributed"));
+    let url = h.incident_url(&id);
+    let (_, got) = h.get(&url).await;
+    let data = &got["systemData"];
+    assert_eq!(data["createdBy"], "Microsoft Sentinel");
+    assert_eq!(data["createdByType"], "Application");
+    assert_eq!(data["lastModifiedBy"], "Microsoft Sentinel");
+    assert_eq!(data["createdAt"], got["properties"]["createdTimeUtc"]);
+    assert_eq!(
+        data["lastModifiedAt"],
+        got["properties"]["lastModifiedTimeUtc"]
+    );
+
+    // An analyst's change in the portal names the analyst.
+    h.sim
+        .update_as(&id, "ann@contoso.com", |i| i.status = "Active".into())
+        .unwrap();
+    let (_, got) = h.get(&url).await;
+    assert_eq!(got["systemData"]["lastModifiedBy"], "ann@contoso.com");
+    assert_eq!(got["systemData"]["lastModifiedByType"], "User");
+    assert_eq!(
+        got["systemData"]["lastModifiedAt"],
+        got["properties"]["lastModifiedTimeUtc"]
+    );
+    let change = AnalystChange {
+        by: Some("bob@contoso.com".into()),
+        severity: Some("High".into()),
+        ..AnalystChange::default()
+    };
+    h.sim.apply_analyst_change(&id, change).unwrap();
+    let (_, got) = h.get(&url).await;
+    assert_eq!(got["systemData"]["lastModifiedBy"], "bob@contoso.com");
+    // Unnamed, a portal change is the default analyst's.
+    h.sim.update_as_analyst(&id, |i| i.severity = "Low".into());
+    let (_, got) = h.get(&url).await;
+    assert_eq!(got["systemData"]["lastModifiedBy"], DEFAULT_ANALYST_UPN);
+
+    // The app's write (a PUT, a comment) names the app, as an Application; the
+    // listing says the same.
+    let mut put = body("Active");
+    put["etag"] = got["etag"].clone();
+    let (status, written) = h.put(&url, put).await;
+    assert_eq!(status, 200, "{written}");
+    assert_eq!(written["systemData"]["lastModifiedBy"], APP_OBJECT_ID);
+    assert_eq!(written["systemData"]["lastModifiedByType"], "Application");
+    assert_eq!(written["systemData"]["createdBy"], "Microsoft Sentinel");
+    h.sim.update_as(&id, "ann@contoso.com", |_| {});
+    let comment = h.comment_url(&id, "0f8fad5b-d9cb-469f-a165-70867728950e");
+    let (status, _) = h
+        .put(&comment, json!({"properties": {"message": "hi"}}))
+        .await;
+    assert_eq!(status, 201);
+    let (_, listed) = h.get(&h.list_url("")).await;
+    assert_eq!(
+        listed["value"][0]["systemData"]["lastModifiedBy"],
+        APP_OBJECT_ID
+    );
+}

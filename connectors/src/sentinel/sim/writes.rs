@@ -274,12 +274,15 @@ pub(super) fn put_incident(call: &Call, id: &str) -> Result<Response, ArmError> 
                 merged_incident_number: None,
                 merged_incident_url: None,
                 comments: Vec::new(),
+                created_by: SimIdentity::app(),
+                last_modified_by: SimIdentity::app(),
             },
         );
     }
     let incident = state.incidents.get_mut(&key).expect("present");
     incident.etag = etag;
     incident.modified = at;
+    incident.last_modified_by = SimIdentity::app();
     incident.title = write.title;
     incident.description = write.description;
     incident.severity = write.severity.to_string();
@@ -361,6 +364,7 @@ pub(super) fn put_comment(call: &Call, id: &str, comment_id: &str) -> Result<Res
     // since `commentsCount` changed) move, so a poller sees portal comments. [U]
     incident.modified = at;
     incident.etag = incident_etag;
+    incident.last_modified_by = SimIdentity::app();
     let (comment, status) = match existing {
         Some(i) => {
             let comment = &mut incident.comments[i];
@@ -425,6 +429,7 @@ pub(super) fn delete_comment(
     };
     state.change(id, |incident| {
         incident.comments.remove(index);
+        incident.last_modified_by = SimIdentity::app();
     });
     Ok(StatusCode::OK.into_response())
 }

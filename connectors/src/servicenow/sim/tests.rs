@@ -835,3 +835,47 @@ async fn an_async_rule_writes_within_the_second_of_the_api_write_unseen_by_its_a
     assert_eq!(now["sys_updated_on"], answer["result"]["sys_updated_on"]);
     assert_eq!(now["sys_updated_by"], "system");
 }
+
+#[tokio::test]
+async fn sys_updated_by_names_who_made_each_write() {
+    let sim = start().await;
+    let created = call(
+        &sim,
+        Method::POST,
+        "/api/now/table/incident",
+        Some(json!({"short_description": "x"})),
+    )
+    .await;
+    let number = created.body["result"]["number"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sys_id = created.body["result"]["sys_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The API caller's user name, in the answer and in what a later read gives.
+    assert_eq!(created.body["result"]["sys_updated_by"], USER);
+    let read = call(
+        &sim,
+        Method::GET,
+        &format!("/api/now/table/incident/{sys_id}?sysparm_fields=sys_updated_by,number"),
+        None,
+    )
+    .await;
+    assert_eq!(read.body["result"]["sys_updated_by"], USER);
+    // An analyst's form edit names them; an unnamed one names the default.
+    sim.update_as(&number, "sam.servicedesk", |r| {
+        r.insert("description".into(), "looked at it".into());
+    })
+    .unwrap();
+    assert_eq!(
+        sim.incident(&number).unwrap()["sys_updated_by"],
+        "sam.servicedesk"
+    );
+    sim.update_as_analyst(&number, |r| {
+        r.insert("description".into(), "again".into());
+    })
+    .unwrap();
+    assert_eq!(sim.incident(&number).unwrap()["sys_updated_by"], ANALYST);
+}
