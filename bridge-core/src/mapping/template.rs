@@ -424,6 +424,7 @@ mod tests {
                 labels: vec![],
                 correlation: None,
                 comments: vec![],
+                modified_by: Default::default(),
             };
             let ctx = TemplateContext { source: "s", incident: Some(&i), ticket: Some(&ticket) };
             let rendered = t.render(&ctx);

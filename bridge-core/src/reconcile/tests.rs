@@ -940,6 +940,7 @@ proptest! {
             labels: vec![],
             correlation: None,
             comments: vec![],
+            modified_by: Default::default(),
         };
         tic.attrs = ticket_attrs.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let baseline: Baseline = baseline
