@@ -331,6 +331,27 @@ fn an_operator_browses_the_dashboard_in_a_real_browser() {
     assert_eq!(creates.len(), 4, "one create per incident");
     assert!(creates.iter().all(|a| browser.text(a) == "create_ticket"));
     assert!(all > creates.len(), "the filter narrowed {all} entries");
+    // Who made each entry: the bridge's own write-backs, by the actor filter.
+    browser.open(&format!("{site}/ledger"));
+    browser.type_into(&browser.find("input[name=actor]"), "itsm-bridge");
+    browser.click(&browser.find("form.filters button[type=submit]"));
+    browser.wait_for_url("actor=itsm-bridge");
+    let actors: Vec<String> = browser
+        .find_all("table.ledger td.actor")
+        .iter()
+        .map(|a| browser.text(a))
+        .collect();
+    assert!(!actors.is_empty() && actors.len() < all, "{actors:?}");
+    // (The bridge's Jira account is called itsm-bridge too here: a resolution
+    // the workflow set on its transition is that account's, on the ticket side.)
+    assert!(
+        actors.iter().all(|a| a.starts_with("itsm-bridge (")),
+        "{actors:?}"
+    );
+    assert!(
+        actors.iter().any(|a| a == "itsm-bridge (bridge)"),
+        "{actors:?}"
+    );
 
     for page in ["/", "/ledger"] {
         browser.open(&format!("{site}{page}"));
