@@ -11,6 +11,7 @@ pub mod http;
 pub mod jira;
 pub mod keyvault;
 pub mod limits;
+pub mod misses;
 pub mod sentinel;
 pub mod servicenow;
 pub mod simkit;

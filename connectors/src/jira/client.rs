@@ -37,6 +37,7 @@ use super::wire::{
     WireComment,
 };
 use crate::http::{Api, Auth, Request};
+use crate::misses::Misses;
 
 /// How many issues after the last known key a lost create's lookup reads before
 /// it leaves the answer to the search (see `find_created`).
@@ -161,9 +162,12 @@ pub struct JiraTickets {
     project_key: String,
     issue_type: String,
     /// email (lowercase) → the user as Jira shows it (accountId, and the email
-    /// unless hidden), for `assignee`. Only hits are cached, so a user added
-    /// later is found on the next write.
+    /// unless hidden), for `assignee`.
     accounts: Mutex<HashMap<String, User>>,
+    /// Emails (lowercase) no Jira user had, asked again only after
+    /// [`crate::misses::MISS_TTL`]: a backlog assigned to someone Jira lacks
+    /// costs one search, and a user added later is still found.
+    unknown_accounts: Misses<String>,
     /// The account's time zone has been looked at (see `check_time_zone`).
     time_zone_checked: AtomicBool,
     /// Status name (lowercase) → the transitions the workflow offers out of it.
@@ -223,6 +227,7 @@ impl JiraTickets {
             project_key,
             issue_type,
             accounts: Mutex::new(HashMap::new()),
+            unknown_accounts: Misses::default(),
             time_zone_checked: AtomicBool::new(false),
             transitions: Mutex::new(HashMap::new()),
             initial: Mutex::new(None),
@@ -359,6 +364,9 @@ impl JiraTickets {
         if let Some(user) = self.accounts.lock().expect("account cache").get(&cache_key) {
             return Ok(Some(user.clone()));
         }
+        if self.unknown_accounts.known_missing(&cache_key) {
+            return Ok(None);
+        }
         let mut url = self.rest(&["user", "search"]);
         url.query_pairs_mut().append_pair("query", email);
         let users: Vec<User> = self.api.get_json(url).await?;
@@ -373,11 +381,14 @@ impl JiraTickets {
             [only] if only.email_address.is_none() => Some(only),
             _ => None,
         });
-        if let Some(user) = found {
-            self.accounts
-                .lock()
-                .expect("account cache")
-                .insert(cache_key, user.clone());
+        match found {
+            Some(user) => {
+                self.accounts
+                    .lock()
+                    .expect("account cache")
+                    .insert(cache_key, user.clone());
+            }
+            None => self.unknown_accounts.note(cache_key),
         }
         Ok(found.cloned())
     }
@@ -1433,7 +1444,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn assignee_is_looked_up_by_email_once_and_unknown_users_stay_unassigned() {
+    async fn assignee_is_looked_up_by_email_once_and_unknown_users_stay_unassigned_and_are_not_asked_for_again()
+     {
         let sim = start().await;
         sim.add_user("ann@acme.example", "Ann Analyst");
         let jira = tickets(&sim);
@@ -1473,6 +1485,21 @@ mod tests {
             .await
             .unwrap();
         assert!(!c.attrs.contains_key("assignee"));
+        // A second issue for the unknown user: the miss is remembered.
+        let d = jira
+            .create(&ticket(
+                "defender",
+                "4",
+                &[("summary", "d"), ("assignee", "Nobody@acme.example")],
+            ))
+            .await
+            .unwrap();
+        assert!(!d.attrs.contains_key("assignee"));
+        assert_eq!(
+            lookups(&sim),
+            2,
+            "one search for the known, one for the unknown"
+        );
 
         let unassigned = jira
             .update("SEC-1", &set(&[("assignee", None)]))

@@ -54,6 +54,7 @@ use super::wire::{
     ListResponse, Record, RecordResponse, is_sys_id, text,
 };
 use crate::http::{Api, Auth, Request, Response};
+use crate::misses::Misses;
 
 pub use super::wire::error_message;
 
@@ -124,9 +125,7 @@ enum CloseCodes {
     Unreadable,
 }
 
-/// How long a user or group the instance did not know stays unknown before it
-/// is looked up again.
-pub const MISS_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+pub use crate::misses::MISS_TTL;
 
 /// A ServiceNow instance's `incident` table as a ticket system.
 pub struct ServiceNowTickets {
@@ -141,7 +140,7 @@ pub struct ServiceNowTickets {
     /// when they were looked up: asked again only after [`MISS_TTL`], so a backlog
     /// assigned to someone ServiceNow does not know costs one lookup, not one per
     /// incident, and a user added later is still found.
-    misses: Mutex<HashMap<(&'static str, String), std::time::Instant>>,
+    misses: Misses<(&'static str, String)>,
     close_codes: Mutex<Option<CloseCodes>>,
 }
 
@@ -183,7 +182,7 @@ impl ServiceNowTickets {
             sys_ids: Mutex::new(HashMap::new()),
             users: Mutex::new(HashMap::new()),
             groups: Mutex::new(HashMap::new()),
-            misses: Mutex::new(HashMap::new()),
+            misses: Misses::default(),
             close_codes: Mutex::new(None),
         }
     }
@@ -379,9 +378,7 @@ impl ServiceNowTickets {
             return Ok(Some(id.clone()));
         }
         let miss_key = (table, cache_key.clone());
-        if let Some(at) = self.misses.lock().expect("misses").get(&miss_key)
-            && at.elapsed() < MISS_TTL
-        {
+        if self.misses.known_missing(&miss_key) {
             return Ok(None);
         }
         let Ok(literal) = wire::query_literal(name) else {
@@ -395,12 +392,7 @@ impl ServiceNowTickets {
                     .expect("sys_id cache")
                     .insert(cache_key, id.clone());
             }
-            None => {
-                self.misses
-                    .lock()
-                    .expect("misses")
-                    .insert(miss_key, std::time::Instant::now());
-            }
+            None => self.misses.note(miss_key),
         }
         Ok(found)
     }
