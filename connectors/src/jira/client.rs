@@ -1308,6 +1308,15 @@ mod tests {
         }
     }
 
+    /// A Defender incident's ticket that must start in progress.
+    fn in_progress(id: &str) -> TicketCreate {
+        ticket(
+            "defender",
+            id,
+            &[("summary", "s"), ("status", "indeterminate")],
+        )
+    }
+
     fn set(pairs: &[(&str, Option<&str>)]) -> TicketUpdate {
         TicketUpdate {
             set: pairs
@@ -1825,13 +1834,6 @@ mod tests {
     async fn transitions_are_looked_up_once_per_status_and_again_when_refused() {
         let sim = start().await;
         let jira = tickets(&sim);
-        let in_progress = |n: &str| {
-            ticket(
-                "defender",
-                n,
-                &[("summary", "s"), ("status", "indeterminate")],
-            )
-        };
         sim.kit.clear_log();
         for n in ["1", "2", "3"] {
             jira.create(&in_progress(n)).await.unwrap();
@@ -1881,13 +1883,6 @@ mod tests {
     async fn a_create_takes_a_known_transition_in_the_same_request_and_is_not_read_back() {
         let sim = start().await;
         let jira = tickets(&sim);
-        let in_progress = |n: &str| {
-            ticket(
-                "defender",
-                n,
-                &[("summary", "s"), ("status", "indeterminate")],
-            )
-        };
         // The first move out of To Do is learned: create, read, look up, move, read.
         jira.create(&in_progress("1")).await.unwrap();
         sim.kit.clear_log();
@@ -1936,13 +1931,6 @@ mod tests {
     async fn a_create_whose_transition_is_refused_is_moved_on_its_own() {
         let sim = start().await;
         let jira = tickets(&sim);
-        let in_progress = |n: &str| {
-            ticket(
-                "defender",
-                n,
-                &[("summary", "s"), ("status", "indeterminate")],
-            )
-        };
         jira.create(&in_progress("1")).await.unwrap();
         // An admin renumbers Start Progress: the kept id 11 is no longer offered.
         let mut edited = Workflow::standard();
